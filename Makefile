@@ -1,0 +1,53 @@
+# The README's commands. Each target sets up what it needs: a ./.venv with the
+# project installed, and Graphviz's `dot` program for the drawings.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+
+.PHONY: demo test bench graph dot clean
+
+demo: $(STAMP) dot
+	$(BIN)/python -m models.train
+
+test: $(STAMP) dot
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.bench
+
+graph: $(STAMP) dot
+	$(BIN)/python -m viz
+
+# A fresh Debian/Ubuntu python3 may lack the venv module (package python3-venv).
+$(BIN)/python:
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  rm -rf $(VENV); \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing python3-venv with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
+	    $(PYTHON) -m venv $(VENV); \
+	  else \
+	    echo "error: '$(PYTHON) -m venv' failed; install the venv module first:"; \
+	    echo "  sudo apt-get install python3-venv   (Debian/Ubuntu)"; exit 1; \
+	  fi; }
+
+# Reinstalled whenever pyproject.toml changes.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+# Graphviz's `dot` renders the graphs; the Python package alone cannot.
+dot:
+	@command -v dot >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Graphviz (the dot program) with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; \
+	  else \
+	    echo "warning: Graphviz's 'dot' program is missing, so graphs are written as .dot only."; \
+	    echo "  Debian/Ubuntu: sudo apt-get install graphviz"; \
+	    echo "  macOS: brew install graphviz    conda: conda install -c conda-forge graphviz"; \
+	  fi; }
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .hypothesis build *.egg-info

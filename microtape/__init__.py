@@ -1,0 +1,31 @@
+"""microtape: reverse-mode autodiff on numpy, one tape at a time.
+
+    import microtape as mt
+    W = mt.Tensor(np.random.randn(3, 2), name="W")
+    with mt.Tape() as tape:
+        loss = mt.softmax_cross_entropy(x @ W, labels)
+    dW = tape.gradient(loss, W)
+"""
+
+from .tensor import Tensor
+from .errors import GradcheckError, InputError, ShapeError
+from .tape import Node, Tape
+from .primitive import Primitive, primitive
+from .ops import (
+    add, broadcast_axes, div, einsum, exp, getitem, log, log_softmax, matmul, mean, mul, neg,
+    pow, relu, reshape, sigmoid, softmax, softmax_cross_entropy, stop_gradient, sub, sum, tanh,
+    transpose, unbroadcast,
+)
+from .functional import grad, value_and_grad
+from .check import GradcheckReport, gradcheck
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "Tape", "Node", "Primitive", "primitive",
+    "ShapeError", "InputError", "GradcheckError", "GradcheckReport",
+    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "tanh", "sigmoid", "relu",
+    "matmul", "sum", "mean", "transpose", "reshape", "getitem", "softmax", "log_softmax",
+    "softmax_cross_entropy", "einsum", "stop_gradient", "broadcast_axes", "unbroadcast",
+    "grad", "value_and_grad", "gradcheck",
+]

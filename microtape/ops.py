@@ -1,0 +1,406 @@
+"""Every op microtape can differentiate, each one block: forward, VJPs, formula.
+
+Notation is DERIVATION.md's: ``G`` is the gradient of the output (same shape
+as the output), ``dA`` the gradient passed to input ``A``, ``∘`` the
+elementwise product. Each forward returns ``(output, vjps)`` with one VJP per
+positional argument (None where that argument gets no gradient). VJPs reuse
+what the forward computed and never write into an array they did not create,
+so a tape can be asked twice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError, ShapeError
+from .primitive import primitive
+from .tensor import Tensor
+
+
+# -- the one helper every binary VJP shares ----------------------------------
+
+def broadcast_axes(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The axes of ``out_shape`` along which an input of ``shape`` was broadcast.
+
+    Leading axes the input lacks, plus axes where it had length 1 and the
+    output does not.
+    """
+    lead = len(out_shape) - len(shape)
+    return tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and out_shape[lead + i] != 1
+    )
+
+
+def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``g`` back to ``shape``: the adjoint of a broadcast is a sum.
+
+    Broadcasting copies an input along some axes; each copy received its own
+    gradient, so the input's gradient is their sum over those axes. This is
+    where the derivation's bias gradients (column sums of delta) come from.
+    """
+    if g.shape == shape:
+        return g
+    return g.sum(axis=broadcast_axes(shape, g.shape)).reshape(shape)
+
+
+# -- the four ops of the derivation ------------------------------------------
+
+def _matmul_hint(a_shape, b_shape) -> str:
+    if len(a_shape) >= 1 and len(b_shape) >= 2 and a_shape[-1] == b_shape[-1]:
+        return ("; the inner dimensions differ "
+                f"({a_shape[-1]} vs {b_shape[-2]}): did you mean the transpose of the second operand?")
+    if len(a_shape) >= 2 and len(b_shape) >= 1 and a_shape[-2] == b_shape[0]:
+        return ("; the inner dimensions differ "
+                f"({a_shape[-1]} vs {b_shape[0]}): did you mean the transpose of the first operand?")
+    if len(a_shape) >= 1 and len(b_shape) >= 1:
+        inner_b = b_shape[-2] if len(b_shape) >= 2 else b_shape[0]
+        return f"; the inner dimensions differ ({a_shape[-1]} vs {inner_b})"
+    return "; matmul needs arrays of at least one dimension"
+
+
+@primitive("dA = G Bᵀ,  dB = Aᵀ G", explain=_matmul_hint)
+def matmul(a, b):
+    """Matrix product C = A B (numpy's ``@``)."""
+    if np.ndim(a) == 2 and np.ndim(b) == 2:
+        return a @ b, (lambda g: g @ b.T, lambda g: a.T @ g)
+    return a @ b, _matmul_nd_vjps(np.asarray(a), np.asarray(b))
+
+
+def _matmul_nd_vjps(a, b):
+    """dA = G Bᵀ, dB = Aᵀ G for vectors and stacks of matrices.
+
+    A vector is a one-row (or one-column) matrix for the product, and stacked
+    operands broadcast over their leading axes, so those are summed back.
+    """
+    a2 = a[None, :] if a.ndim == 1 else a
+    b2 = b[:, None] if b.ndim == 1 else b
+
+    def as_matrix(g):
+        return np.expand_dims(g, tuple(ax for ax, n in ((-2, a.ndim), (-1, b.ndim)) if n == 1))
+
+    def da(g):
+        return unbroadcast(as_matrix(g) @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+
+    def db(g):
+        return unbroadcast(np.swapaxes(a2, -1, -2) @ as_matrix(g), b2.shape).reshape(b.shape)
+
+    return da, db
+
+
+@primitive("dA = G,  dB = G  (each summed over the axes it was broadcast along)", broadcasts=True)
+def add(a, b):
+    """Elementwise sum C = A + B with numpy broadcasting (the bias add)."""
+    return a + b, (lambda g: unbroadcast(g, a.shape), lambda g: unbroadcast(g, b.shape))
+
+
+@primitive("dA = G ∘ S ∘ (1 − S)  (from the saved output S)")
+def sigmoid(a):
+    """Logistic function S = 1 / (1 + exp(−A)), computed without overflow."""
+    # sigmoid(a) = (1 + tanh(a/2)) / 2: the same function, but tanh cannot
+    # overflow for any finite input. Done in place in one fresh buffer.
+    s = np.multiply(a, 0.5)
+    np.tanh(s, out=s)
+    s += 1.0
+    s *= 0.5
+
+    def vjp(g):
+        d = 1.0 - s      # d = G ∘ S ∘ (1 − S), built in one buffer;
+        d *= s           # s itself is never written, so the tape can be
+        d *= g           # asked again.
+        return d
+
+    return s, (vjp,)
+
+
+def _check_reduction(reduction):
+    if reduction not in ("mean", "sum"):
+        raise InputError(f"softmax_cross_entropy: reduction must be 'mean' or 'sum', not {reduction!r}")
+
+
+def _check_labels(labels, shape):
+    """Class indices of shape shape[:-1], or label rows of ``shape`` summing to 1."""
+    labels = np.asarray(labels)
+    n_classes = shape[-1]
+    if labels.dtype.kind in "iu":
+        if labels.shape != shape[:-1]:
+            raise ShapeError(
+                f"softmax_cross_entropy: class-index labels must have shape {shape[:-1]} for "
+                f"logits of shape {shape}, got {labels.shape}"
+            )
+        if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+            bad = labels[(labels < 0) | (labels >= n_classes)].ravel()[0]
+            raise InputError(
+                f"softmax_cross_entropy: class index {bad} is out of range for {n_classes} "
+                f"classes (valid: 0 to {n_classes - 1})"
+            )
+        return labels
+    if labels.dtype.kind not in "fb":
+        raise InputError(f"softmax_cross_entropy: labels must be class indices or rows of "
+                         f"probabilities, got dtype {labels.dtype}")
+    if labels.shape != shape:
+        raise ShapeError(
+            f"softmax_cross_entropy: label rows must have the logits' shape {shape}, got "
+            f"{labels.shape} (or pass integer class indices of shape {shape[:-1]})"
+        )
+    if (labels < 0).any():
+        raise InputError("softmax_cross_entropy: label rows must be non-negative")
+    row_sums = labels.sum(axis=-1)
+    if not np.allclose(row_sums, 1.0, rtol=0, atol=1e-6 if labels.dtype == np.float64 else 1e-4):
+        worst = np.unravel_index(np.argmax(np.abs(row_sums - 1)), np.shape(row_sums))
+        raise InputError(
+            f"softmax_cross_entropy: each label row must sum to 1 (one-hot or a distribution); "
+            f"row {worst if worst else ''} sums to {np.asarray(row_sums)[worst]:.6g}"
+        )
+    return labels
+
+
+@primitive("dv = G (ŷ − y)  (÷ N for the mean; ŷ = softmax(v) saved by the forward pass)")
+def softmax_cross_entropy(logits, labels, reduction="mean"):
+    """J = −Σ y log softmax(v): the fused, numerically stable loss.
+
+    ``labels`` are class indices (shape N, or an int for one example) or rows
+    of non-negative numbers summing to 1 (one-hot or soft). Labels get no
+    gradient.
+    """
+    _check_reduction(reduction)
+    v = np.asarray(logits)
+    if v.ndim not in (1, 2):
+        raise ShapeError(f"softmax_cross_entropy: logits must be (N, C) or (C,), got shape {v.shape}")
+    y = _check_labels(labels, v.shape)
+    n = v.shape[0] if v.ndim == 2 else 1
+
+    # log softmax(v) = z − log Σ exp z with z = v − max v: exp never overflows.
+    z = v - v.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    total = e.sum(axis=-1, keepdims=True)
+    log_total = np.log(total)
+    if y.dtype.kind in "iu":
+        rows = np.arange(n) if v.ndim == 2 else ()
+        loss = (log_total[..., 0] - z[rows, y] if v.ndim == 2 else log_total[0] - z[y]).sum()
+    else:
+        loss = (y * (log_total - z)).sum()
+    scale = 1.0 / n if reduction == "mean" else 1.0
+    yhat = e
+    yhat /= total  # e is not needed again: ŷ = softmax(v) in its buffer
+
+    def vjp(g):
+        d = yhat * (g * scale)  # dv = G (ŷ − y) · scale, with y subtracted below
+        if y.dtype.kind in "iu":
+            if v.ndim == 2:
+                d[np.arange(n), y] -= g * scale
+            else:
+                d[y] -= g * scale
+        else:
+            d -= y * (g * scale)
+        return d
+
+    return np.asarray(loss * scale, dtype=v.dtype), (vjp, None)
+
+
+# -- the everyday elementwise ops ---------------------------------------------
+
+@primitive("dA = G,  dB = −G  (each summed over the axes it was broadcast along)", broadcasts=True)
+def sub(a, b):
+    """Elementwise difference C = A − B with broadcasting."""
+    return a - b, (lambda g: unbroadcast(g, a.shape), lambda g: unbroadcast(-g, b.shape))
+
+
+@primitive("dA = G ∘ B,  dB = G ∘ A  (each summed over the axes it was broadcast along)", broadcasts=True)
+def mul(a, b):
+    """Elementwise product C = A ∘ B with broadcasting."""
+    return a * b, (lambda g: unbroadcast(g * b, a.shape), lambda g: unbroadcast(g * a, b.shape))
+
+
+@primitive("dA = G / B,  dB = −G ∘ C / B  (each summed over the axes it was broadcast along)",
+           broadcasts=True)
+def div(a, b):
+    """Elementwise quotient C = A / B with broadcasting."""
+    c = a / b
+    return c, (lambda g: unbroadcast(g / b, a.shape), lambda g: unbroadcast(-g * c / b, b.shape))
+
+
+@primitive("dA = −G")
+def neg(a):
+    """C = −A."""
+    return -a, (np.negative,)
+
+
+@primitive("dA = G ∘ p A^(p−1),  dp = G ∘ C ∘ log A", broadcasts=True)
+def pow(a, p):
+    """Elementwise power C = A^p (p usually a constant number)."""
+    c = np.power(a, p)
+    return c, (lambda g: unbroadcast(g * p * np.power(a, p - 1), np.shape(a)),
+               lambda g: unbroadcast(g * c * np.log(a), np.shape(p)))
+
+
+@primitive("dA = G ∘ C  (exp is its own derivative; C saved)")
+def exp(a):
+    """C = exp(A)."""
+    c = np.exp(a)
+    return c, (lambda g: g * c,)
+
+
+@primitive("dA = G / A")
+def log(a):
+    """C = log(A)."""
+    return np.log(a), (lambda g: g / a,)
+
+
+@primitive("dA = G ∘ (1 − T²)  (from the saved output T)")
+def tanh(a):
+    """T = tanh(A)."""
+    t = np.tanh(a)
+
+    def vjp(g):
+        d = np.square(t)  # d = G ∘ (1 − T²) in one buffer
+        np.subtract(1.0, d, out=d)
+        d *= g
+        return d
+
+    return t, (vjp,)
+
+
+@primitive("dA = G ∘ [A > 0]")
+def relu(a):
+    """C = max(A, 0)."""
+    c = np.maximum(a, 0)
+    return c, (lambda g: g * (c > 0),)
+
+
+# -- reductions and shape ops -------------------------------------------------
+
+def _expand(g, shape, axis, keepdims):
+    """G put back on the reduced axes, as a broadcast view of ``shape``."""
+    if axis is not None and not keepdims:
+        g = np.expand_dims(g, axis)
+    return np.broadcast_to(g, shape)
+
+
+@primitive("dA = G copied along the summed axes")
+def sum(a, axis=None, keepdims=False):
+    """C = Σ A over ``axis`` (all axes by default)."""
+    return np.sum(a, axis=axis, keepdims=keepdims), (
+        lambda g: _expand(g, np.shape(a), axis, keepdims),)
+
+
+@primitive("dA = G / n copied along the averaged axes (n elements per mean)")
+def mean(a, axis=None, keepdims=False):
+    """C = mean of A over ``axis`` (all axes by default)."""
+    c = np.mean(a, axis=axis, keepdims=keepdims)
+    n = np.size(a) // max(np.size(c), 1) if np.size(a) else 1
+    return c, (lambda g: _expand(g / n, np.shape(a), axis, keepdims),)
+
+
+@primitive("dA = Gᵀ  (axes put back in their order)")
+def transpose(a, *axes):
+    """C = Aᵀ (reverses the axes, or permutes them as ``axes`` says)."""
+    perm = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+    perm = perm or None
+    inverse = None if perm is None else tuple(np.argsort(perm))
+    return np.transpose(a, perm), (lambda g: np.transpose(g, inverse),)
+
+
+def _reshape_hint(a_shape, *shape) -> str:
+    return f"; {int(np.prod(a_shape))} elements cannot be laid out as {shape}"
+
+
+@primitive("dA = G reshaped to A's shape", explain=_reshape_hint)
+def reshape(a, *shape):
+    """C = A with the same elements in ``shape`` (numpy's rules, -1 allowed)."""
+    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    a_shape = np.shape(a)
+    return np.reshape(a, shape), (lambda g: np.reshape(g, a_shape),)
+
+
+def _is_basic_index(index) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(p, (int, np.integer, slice)) or p is None or p is Ellipsis for p in parts)
+
+
+@primitive("dA = zeros of A's shape with G added at the indexed places")
+def getitem(a, index):
+    """C = A[index] (numpy indexing)."""
+    def vjp(g):
+        d = np.zeros(np.shape(a), dtype=np.result_type(a, g))
+        if _is_basic_index(index):
+            d[index] = g             # basic indexing picks each element once
+        else:
+            np.add.at(d, index, g)   # fancy indices may repeat: every pick adds
+        return d
+
+    return np.asarray(a)[index], (vjp,)
+
+
+# -- softmax and its log -------------------------------------------------------
+
+def _softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+@primitive("dA = S ∘ (G − Σ G ∘ S)  (softmax Jacobian ŷ_a δ_ab − ŷ_a ŷ_b; S saved)")
+def softmax(x, axis=-1):
+    """S = exp(x) / Σ exp(x) along ``axis``, shifted by the max so exp never overflows."""
+    s = _softmax(x, axis)
+    return s, (lambda g: s * (g - (g * s).sum(axis=axis, keepdims=True)),)
+
+
+@primitive("dA = G − softmax(A) Σ G")
+def log_softmax(x, axis=-1):
+    """log softmax(x) = x − max − log Σ exp(x − max), stable for any finite x."""
+    z = x - np.max(x, axis=axis, keepdims=True)
+    out = z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+    return out, (lambda g: g - np.exp(out) * g.sum(axis=axis, keepdims=True),)
+
+
+# -- einsum: the derivation's index bookkeeping, done by numpy ----------------
+
+def _parse_einsum(subscripts: str, n_operands: int) -> tuple[list[str], str]:
+    subscripts = subscripts.replace(" ", "")
+    if "->" not in subscripts:
+        raise InputError(f"einsum: use the explicit form with '->', e.g. 'ij,jk->ik'; got {subscripts!r}")
+    if "." in subscripts:
+        raise InputError("einsum: ellipsis ('...') is not supported; name every axis with a letter")
+    inputs, output = subscripts.split("->")
+    terms = inputs.split(",")
+    if len(terms) != n_operands:
+        raise InputError(f"einsum: {subscripts!r} names {len(terms)} operands but {n_operands} were given")
+    return terms, output
+
+
+@primitive("dA_i = einsum(G and the other operands -> A_i's indices): the VJP is again an einsum")
+def einsum(subscripts, *operands):
+    """Einstein summation over explicit subscripts, e.g. ``'bi,ij->bj'``."""
+    terms, output = _parse_einsum(subscripts, len(operands))
+    operands = [np.asarray(x) for x in operands]
+    out = np.einsum(subscripts, *operands)
+    sizes = {c: n for term, x in zip(terms, operands) for c, n in zip(term, x.shape)}
+
+    def vjp_for(i):
+        def vjp(g):
+            # dA_i[term_i] = Σ over the other indices of G[out] ∏_{j≠i} A_j[term_j]
+            others = [(t, x) for j, (t, x) in enumerate(zip(terms, operands)) if j != i]
+            wanted = "".join(dict.fromkeys(terms[i]))  # each index once
+            seen = set(output).union(*[set(t) for t, _ in others])
+            # Indices of A_i that appear nowhere else were summed in the
+            # forward pass; their gradient is G copied along them (ones).
+            ones = [(c, np.ones(sizes[c], dtype=g.dtype)) for c in wanted if c not in seen]
+            spec = ",".join([output] + [t for t, _ in others] + [c for c, _ in ones]) + "->" + wanted
+            d = np.einsum(spec, g, *[x for _, x in others], *[o for _, o in ones])
+            if wanted == terms[i]:
+                return d
+            # A repeated index (a diagonal, 'ii') gets its gradient on that diagonal.
+            full = np.zeros(operands[i].shape, dtype=d.dtype)
+            np.einsum(f"{terms[i]}->{wanted}", full)[...] = d  # a writable diagonal view
+            return full
+        return vjp
+
+    return out, (None, *[vjp_for(i) for i in range(len(operands))])
+
+
+# -- leaving the tape -----------------------------------------------------------
+
+def stop_gradient(t) -> Tensor:
+    """The same value as a new Tensor that tapes treat as a constant."""
+    return t.detach() if isinstance(t, Tensor) else Tensor(t)

@@ -1,0 +1,81 @@
+"""How an op is declared: a forward, its VJPs and the formula they apply.
+
+A primitive's forward receives plain numpy values and returns the output
+together with one VJP per positional argument::
+
+    @primitive("dA = G Bᵀ,  dB = Aᵀ G")
+    def matmul(a, b):
+        return a @ b, (lambda g: g @ b.T, lambda g: a.T @ g)
+
+The VJPs close over exactly what the forward computed, so the backward pass
+recomputes nothing. ``Primitive.__call__`` unwraps Tensors, runs the forward,
+wraps the result and appends one node to every active tape. That is all the
+machinery there is; adding an op is one block in ``ops.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .errors import InputError, ShapeError
+from .tape import Node, _active
+from .tensor import Tensor, wrap
+
+
+class Primitive:
+    """An op the tape knows how to differentiate.
+
+    ``formula`` is the VJP in the notation of DERIVATION.md; drawings and
+    docs show it. ``broadcasts`` marks elementwise binary ops whose VJPs sum
+    a broadcast input's gradient back to its shape. ``explain`` turns the
+    input shapes into a hint when numpy rejects them.
+    """
+
+    def __init__(self, forward: Callable, formula: str, broadcasts: bool = False,
+                 explain: Callable[..., str] | None = None) -> None:
+        self.name = forward.__name__
+        self.forward = forward
+        self.formula = formula
+        self.broadcasts = broadcasts
+        self.explain = explain
+        self.__doc__ = f"{(forward.__doc__ or '').strip()}\n\nVJP: {formula}"
+        self.__wrapped__ = forward
+
+    def __call__(self, *args, **params) -> Tensor:
+        values = [a.value if isinstance(a, Tensor) else a for a in args]
+        try:
+            out, vjps = self.forward(*values, **params)
+        except (ShapeError, InputError):
+            raise
+        except ValueError as e:
+            raise self._shape_error(values, e) from None
+        if type(out) is not np.ndarray:
+            out = np.asarray(out)  # numpy reductions return scalars; keep .value an array
+        result = wrap(out)
+        tapes = _active.get()
+        if tapes:
+            for a in args:
+                if isinstance(a, Tensor):
+                    node = Node(self, args, result, vjps, params)
+                    for tape in tapes:
+                        tape.nodes.append(node)
+                    break
+        return result
+
+    def _shape_error(self, values: list, cause: ValueError) -> ShapeError:
+        shapes = [np.shape(v) for v in values if not isinstance(v, str)]
+        text = " and ".join(str(s) for s in shapes)
+        # A hint says more than numpy's message; without one, numpy's is kept.
+        detail = self.explain(*shapes) if self.explain else f" (numpy: {cause})"
+        return ShapeError(f"{self.name}: cannot combine shapes {text}{detail}")
+
+    def __repr__(self) -> str:
+        return f"<primitive {self.name}: {self.formula}>"
+
+
+def primitive(formula: str, *, broadcasts: bool = False,
+              explain: Callable[..., str] | None = None) -> Callable[[Callable], Primitive]:
+    """Declare ``forward`` as an op whose VJP applies ``formula``."""
+    return lambda forward: Primitive(forward, formula, broadcasts, explain)

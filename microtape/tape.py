@@ -1,0 +1,242 @@
+"""The tape: a Wengert list of the ops that ran, and the backward pass over it.
+
+Recording appends one ``Node`` per op to every active tape. The backward pass
+is a plain loop over that list in reverse: each node hands its output's
+gradient (the cotangent ``G``) to the VJPs of its inputs, and the results are
+summed per input. Nothing recurses, so chains of any length work.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any, Mapping, Sequence, Union
+
+import numpy as np
+
+from .errors import ShapeError
+from .tensor import Tensor
+
+# The tapes recording in this thread (contextvars are per thread), innermost
+# last. An empty tuple means ops only compute values: the cheap mode.
+_active: ContextVar[tuple["Tape", ...]] = ContextVar("microtape_active_tapes", default=())
+
+
+def active_tapes() -> tuple["Tape", ...]:
+    return _active.get()
+
+
+class Node:
+    """One recorded op: ``output = op(*inputs)`` and one VJP per input.
+
+    ``inputs`` holds the arguments as the user passed them (Tensors, arrays
+    or numbers); ``vjps[i]`` maps the output's gradient to input i's, or is
+    None where input i gets no gradient (labels, say).
+    """
+
+    __slots__ = ("op", "inputs", "output", "vjps", "params")
+
+    def __init__(self, op, inputs: tuple, output: Tensor, vjps: tuple, params: dict) -> None:
+        self.op = op
+        self.inputs = inputs
+        self.output = output
+        self.vjps = vjps
+        self.params = params
+
+    def __repr__(self) -> str:
+        return f"Node({self.op.name}, {len(self.inputs)} inputs -> {self.output.shape})"
+
+
+Sources = Union[Tensor, Sequence[Tensor], Mapping[Any, Tensor]]
+
+
+class Tape:
+    """Records every op whose inputs include a Tensor while the block runs.
+
+    >>> with Tape() as tape:
+    ...     loss = (w * x).sum()
+    >>> dw = tape.gradient(loss, w)
+
+    Tapes nest: every active tape records. A tape can be asked for gradients
+    any number of times; dropping it frees everything it recorded.
+    """
+
+    __slots__ = ("nodes", "_token")
+
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+        self._token = None
+
+    def __enter__(self) -> Tape:
+        self._token = _active.set(_active.get() + (self,))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _active.reset(self._token)
+        self._token = None
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __repr__(self) -> str:
+        return f"<Tape of {len(self.nodes)} ops>"
+
+    # -- asking for gradients -------------------------------------------------
+    def gradient(self, target: Tensor, sources: Sources, seed: Any = None):
+        """The gradient of ``target`` with respect to each source.
+
+        ``sources`` is a Tensor (returns one ndarray), a list or tuple of them
+        (returns a list) or a dict (returns a dict with the same keys). A
+        source the target does not depend on gets zeros. Only the VJPs on a
+        path from a source to the target run.
+        """
+        if isinstance(sources, Tensor):
+            wanted = [sources]
+        elif isinstance(sources, Mapping):
+            wanted = list(sources.values())
+        elif isinstance(sources, (list, tuple)):
+            wanted = list(sources)
+        else:
+            raise TypeError(
+                f"gradient: sources must be a Tensor, a list/tuple of Tensors or a dict of "
+                f"Tensors, not {type(sources).__name__}"
+            )
+        for i, s in enumerate(wanted):
+            if not isinstance(s, Tensor):
+                where = list(sources)[i] if isinstance(sources, Mapping) else i
+                raise TypeError(
+                    f"gradient: source {where!r} is a {type(s).__name__}, not a Tensor; "
+                    f"wrap it as mt.Tensor(...) before the ops that use it"
+                )
+        grads = self._backprop(target, seed, wanted, keep_all=False)
+        out = _distinct([grads.get(id(s)) for s in wanted], wanted, seed)
+        if isinstance(sources, Tensor):
+            return out[0]
+        if isinstance(sources, Mapping):
+            return dict(zip(sources.keys(), out))
+        return out
+
+    def backward(self, target: Tensor, seed: Any = None) -> None:
+        """Set ``.grad`` on every tensor of this tape that ``target`` depends on.
+
+        Intermediates included, so that a drawing can show them. Each call
+        overwrites: tensors the target does not depend on get ``grad = None``.
+        """
+        tensors = self._tensors()
+        grads = self._backprop(target, seed, tensors, keep_all=True)
+        for t in tensors:
+            t.grad = None
+        reached = [t for t in tensors if id(t) in grads]
+        for t, g in zip(reached, _distinct([grads[id(t)] for t in reached], reached, seed)):
+            t.grad = g
+
+    # -- the backward pass ------------------------------------------------------
+    def _backprop(self, target: Tensor, seed: Any, sources: list[Tensor], keep_all: bool) -> dict:
+        """Walk the tape in reverse; return {id(tensor): gradient}.
+
+        Keeps the gradients of ``sources`` (and, with ``keep_all``, of every
+        tensor reached); every other cotangent is dropped once its node has
+        passed it on.
+        """
+        nodes = self.nodes
+        end = self._index_of(target, sources)
+        seed = _seed_for(target, seed)
+
+        # Forward sweep: which tensors depend on a source. A VJP whose input
+        # is not among them would compute a gradient nobody asked for.
+        live = {id(s) for s in sources}
+        for node in nodes[:end]:
+            for x in node.inputs:
+                if id(x) in live:
+                    live.add(id(node.output))
+                    break
+
+        keep = live if keep_all else {id(s) for s in sources}
+        kept: dict[int, np.ndarray] = {}
+        cotangents = {id(target): seed}
+        for k in range(end - 1, -1, -1):
+            node = nodes[k]
+            g = cotangents.pop(id(node.output), None)
+            if g is None:
+                continue
+            if id(node.output) in keep:
+                kept[id(node.output)] = g
+            for x, vjp in zip(node.inputs, node.vjps):
+                if vjp is None or id(x) not in live:
+                    continue
+                dx = vjp(g)
+                prev = cotangents.get(id(x))
+                # Fan-out: a value used by several ops receives the sum.
+                cotangents[id(x)] = dx if prev is None else prev + dx
+        # What is left are the leaves' gradients (and the target's, if a leaf).
+        for key, g in cotangents.items():
+            if key in keep:
+                kept[key] = g
+        return kept
+
+    def _index_of(self, target: Tensor, sources: list[Tensor]) -> int:
+        """One past the node that produced ``target`` (0 if it is a source)."""
+        if not isinstance(target, Tensor):
+            raise TypeError(f"gradient: the target must be a Tensor, not {type(target).__name__}")
+        nodes = self.nodes
+        for k in range(len(nodes) - 1, -1, -1):
+            if nodes[k].output is target:
+                return k + 1
+        if any(s is target for s in sources):
+            return 0
+        raise ValueError(
+            f"gradient: the target {_label(target)} was not recorded on this tape; compute it "
+            f"inside 'with tape:' (and from Tensors, not plain arrays)"
+        )
+
+    def _tensors(self) -> list[Tensor]:
+        """Every Tensor on the tape, each once, in the order it first appears."""
+        seen: dict[int, Tensor] = {}
+        for node in self.nodes:
+            for x in node.inputs:
+                if isinstance(x, Tensor):
+                    seen.setdefault(id(x), x)
+            seen.setdefault(id(node.output), node.output)
+        return list(seen.values())
+
+
+def _seed_for(target: Tensor, seed: Any) -> np.ndarray:
+    """The output gradient that starts the backward pass."""
+    if seed is None:
+        if target.size != 1:
+            raise ValueError(
+                f"gradient: the target {_label(target)} has shape {target.shape}, not a scalar; "
+                f"reduce it first (e.g. .sum()) or pass seed=, an array of shape {target.shape}"
+            )
+        return np.ones(target.shape, dtype=target.dtype)
+    seed = np.asarray(seed.value if isinstance(seed, Tensor) else seed)
+    if seed.shape != target.shape:
+        raise ShapeError(
+            f"gradient: seed has shape {seed.shape} but the target {_label(target)} has shape "
+            f"{target.shape}; the seed is the target's gradient, so the shapes must match"
+        )
+    if seed.dtype.kind != "f":
+        seed = seed.astype(target.dtype)
+    return seed
+
+
+def _distinct(grads: list, tensors: list[Tensor], seed: Any) -> list[np.ndarray]:
+    """Make every returned gradient a writable array of its own.
+
+    VJPs may pass one array on unchanged (the two sides of an add share ``G``)
+    or return a broadcast view; handing such aliases to a user who then edits
+    one in place would silently change another, so those few get copied.
+    """
+    seen = {id(seed)}
+    out = []
+    for g, t in zip(grads, tensors):
+        if g is None:
+            g = np.zeros(t.shape, dtype=t.dtype)
+        elif id(g) in seen or not g.flags.writeable or g.dtype != t.dtype:
+            g = np.array(g, dtype=t.dtype)
+        seen.add(id(g))
+        out.append(g)
+    return out
+
+
+def _label(t: Tensor) -> str:
+    return repr(t.name) if t.name is not None else f"of shape {t.shape}"

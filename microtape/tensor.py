@@ -1,0 +1,161 @@
+"""Tensor: a numpy array that ops can record on a tape.
+
+A Tensor is deliberately thin: a value, a gradient slot and a name. It knows
+nothing about tapes; the ops in ``ops.py`` do the recording. The operator
+methods below are one-line forwards to those ops.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class Tensor:
+    """A numpy array whose operations are recorded by any active ``Tape``.
+
+    Float arrays keep their dtype (float32 or float64); ints, bools, lists and
+    Python scalars become float64. The array is wrapped, not copied.
+    """
+
+    __slots__ = ("value", "grad", "name")
+
+    def __init__(self, data: Any, name: str | None = None) -> None:
+        if isinstance(data, Tensor):
+            data = data.value
+        value = np.asarray(data)
+        if value.dtype.kind == "c":
+            raise TypeError("Tensor: microtape differentiates real functions; got a complex array")
+        if value.dtype.kind != "f":
+            value = value.astype(np.float64)
+        self.value: np.ndarray = value
+        self.grad: np.ndarray | None = None
+        self.name: str | None = name
+
+    # -- array facts ---------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.value.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.value.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.value.dtype
+
+    @property
+    def size(self) -> int:
+        return self.value.size
+
+    def item(self) -> float:
+        return self.value.item()
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        # Explicit conversion (np.asarray(t), plotting) reads the value; it is
+        # not an op, so nothing is recorded.
+        if dtype is not None and dtype != self.value.dtype:
+            return self.value.astype(dtype)
+        return self.value.copy() if copy else self.value
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.value, precision=4, threshold=20, edgeitems=2, separator=", ")
+        body = body.replace("\n", "\n" + " " * 7)
+        name = f"name={self.name!r}, " if self.name is not None else ""
+        grad = ", grad=set" if self.grad is not None else ""
+        return f"Tensor({name}shape={self.shape}, dtype={self.dtype}{grad},\n       {body})"
+
+    # -- operators: each forwards to its op in ops.py ------------------------
+    def __add__(self, other): return _ops.add(self, other)
+    def __radd__(self, other): return _ops.add(other, self)
+    def __sub__(self, other): return _ops.sub(self, other)
+    def __rsub__(self, other): return _ops.sub(other, self)
+    def __mul__(self, other): return _ops.mul(self, other)
+    def __rmul__(self, other): return _ops.mul(other, self)
+    def __truediv__(self, other): return _ops.div(self, other)
+    def __rtruediv__(self, other): return _ops.div(other, self)
+    def __matmul__(self, other): return _ops.matmul(self, other)
+    def __rmatmul__(self, other): return _ops.matmul(other, self)
+    def __pow__(self, exponent): return _ops.pow(self, exponent)
+    def __rpow__(self, base): return _ops.pow(base, self)
+    def __neg__(self): return _ops.neg(self)
+    def __pos__(self): return self
+    def __getitem__(self, index): return _ops.getitem(self, index)
+
+    @property
+    def T(self) -> Tensor:
+        return _ops.transpose(self)
+
+    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+        return _ops.sum(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+        return _ops.mean(self, axis=axis, keepdims=keepdims)
+
+    def reshape(self, *shape: int | tuple[int, ...]) -> Tensor:
+        return _ops.reshape(self, *shape)
+
+    def transpose(self, *axes: int) -> Tensor:
+        return _ops.transpose(self, *axes)
+
+    def detach(self) -> Tensor:
+        """The same value as a new Tensor that tapes treat as a constant."""
+        return Tensor(self.value, name=self.name)
+
+    # -- numpy interop --------------------------------------------------------
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """Route numpy's operators to the tape; refuse every other ufunc.
+
+        ``ndarray + Tensor`` reaches here as ``np.add(ndarray, Tensor)``; the
+        ops below are exactly Python's arithmetic operators. Anything else
+        (``np.exp(t)``) would compute on the value and silently leave the tape,
+        so it is an error that names the op to use instead.
+        """
+        op = _OPERATOR_UFUNCS.get(ufunc.__name__)
+        if op is not None and method == "__call__" and not kwargs:
+            return getattr(_ops, op)(*inputs)
+        name = ufunc.__name__
+        hint = f"use mt.{name}(...)" if hasattr(_ops, name) else "use the ops in microtape"
+        raise TypeError(
+            f"np.{name} was called on a Tensor; numpy cannot record it on the tape, "
+            f"so the gradient would be lost: {hint}, or np.{name}(t.value) for a constant"
+        )
+
+    def __array_function__(self, func, types, args, kwargs):
+        name = func.__name__
+        hint = f"use mt.{name}(...)" if hasattr(_ops, name) else "use the ops in microtape"
+        raise TypeError(
+            f"np.{name} was called on a Tensor; numpy cannot record it on the tape: "
+            f"{hint}, or np.{name}(t.value) for a constant"
+        )
+
+
+_OPERATOR_UFUNCS = {
+    "add": "add", "subtract": "sub", "multiply": "mul", "divide": "div",
+    "true_divide": "div", "matmul": "matmul", "power": "pow", "negative": "neg",
+}
+
+_new = object.__new__
+
+
+def wrap(value: np.ndarray) -> Tensor:
+    """A Tensor around an op's output: no conversion, it is already an ndarray."""
+    t = _new(Tensor)
+    t.value = value
+    t.grad = None
+    t.name = None
+    return t
+
+
+from . import ops as _ops  # noqa: E402  (ops import Tensor; this import closes the loop)

@@ -1,0 +1,1 @@
+"""Networks built on the microtape tape (see models/two_layer.py)."""

@@ -1,0 +1,1 @@
+"""Drawings of a tape: the computation graph with its values and gradients."""

@@ -118,7 +118,8 @@ def gradcheck(f: Callable[..., Tensor], inputs: Sequence[Any] | Mapping[str, Any
 def _compare(name: str, analytic: np.ndarray, numeric: np.ndarray, rtol: float, atol: float) -> InputCheck:
     err = np.abs(analytic - numeric)
     excess = err - (atol + rtol * np.abs(numeric))  # > 0 where an element fails
-    rel = err / np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), np.finfo(np.float64).tiny)
+    # np.asarray: for 0-d inputs numpy's division returns a scalar, which cannot be assigned into.
+    rel = np.asarray(err / np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), np.finfo(np.float64).tiny))
     rel[err == 0] = 0.0
     worst = np.unravel_index(np.argmax(excess), excess.shape) if excess.size else ()
     return InputCheck(

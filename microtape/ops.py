@@ -40,6 +40,8 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """
     if g.shape == shape:
         return g
+    if g.shape[1:] == shape:  # the bias add: a row added to every example
+        return g.sum(axis=0)
     return g.sum(axis=broadcast_axes(shape, g.shape)).reshape(shape)
 
 
@@ -98,7 +100,7 @@ def sigmoid(a):
     """Logistic function S = 1 / (1 + exp(−A)), computed without overflow."""
     # sigmoid(a) = (1 + tanh(a/2)) / 2: the same function, but tanh cannot
     # overflow for any finite input. Done in place in one fresh buffer.
-    s = np.multiply(a, 0.5)
+    s = np.asarray(np.multiply(a, 0.5))  # asarray: for a 0-d input numpy returns a scalar
     np.tanh(s, out=s)
     s += 1.0
     s *= 0.5
@@ -112,13 +114,8 @@ def sigmoid(a):
     return s, (vjp,)
 
 
-def _check_reduction(reduction):
-    if reduction not in ("mean", "sum"):
-        raise InputError(f"softmax_cross_entropy: reduction must be 'mean' or 'sum', not {reduction!r}")
-
-
-def _check_labels(labels, shape):
-    """Class indices of shape shape[:-1], or label rows of ``shape`` summing to 1."""
+def _check_labels(labels, shape: tuple[int, ...]) -> np.ndarray:
+    """Class indices of shape ``shape[:-1]``, or label rows of ``shape`` summing to 1."""
     labels = np.asarray(labels)
     n_classes = shape[-1]
     if labels.dtype.kind in "iu":
@@ -127,7 +124,8 @@ def _check_labels(labels, shape):
                 f"softmax_cross_entropy: class-index labels must have shape {shape[:-1]} for "
                 f"logits of shape {shape}, got {labels.shape}"
             )
-        if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        # One reduction checks both ends: read as unsigned, a negative index is huge.
+        if labels.size and labels.view(f"u{labels.itemsize}").max() >= n_classes:
             bad = labels[(labels < 0) | (labels >= n_classes)].ravel()[0]
             raise InputError(
                 f"softmax_cross_entropy: class index {bad} is out of range for {n_classes} "
@@ -142,14 +140,16 @@ def _check_labels(labels, shape):
             f"softmax_cross_entropy: label rows must have the logits' shape {shape}, got "
             f"{labels.shape} (or pass integer class indices of shape {shape[:-1]})"
         )
-    if (labels < 0).any():
+    if labels.size and labels.min() < 0:
         raise InputError("softmax_cross_entropy: label rows must be non-negative")
-    row_sums = labels.sum(axis=-1)
-    if not np.allclose(row_sums, 1.0, rtol=0, atol=1e-6 if labels.dtype == np.float64 else 1e-4):
-        worst = np.unravel_index(np.argmax(np.abs(row_sums - 1)), np.shape(row_sums))
+    # The derivation's dCE/dθ = ŷ − y uses Σ_i y_i = 1; rows that break it
+    # would silently get a wrong gradient.
+    off = np.abs(labels.sum(axis=-1, dtype=np.float64) - 1.0)
+    if off.size and off.max() > (1e-6 if labels.dtype == np.float64 else 1e-4):
+        row = np.unravel_index(np.argmax(off), off.shape)
         raise InputError(
             f"softmax_cross_entropy: each label row must sum to 1 (one-hot or a distribution); "
-            f"row {worst if worst else ''} sums to {np.asarray(row_sums)[worst]:.6g}"
+            f"row {row[0] if row else 0} sums to {labels.sum(axis=-1, dtype=np.float64)[row]:.6g}"
         )
     return labels
 
@@ -162,39 +162,43 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
     of non-negative numbers summing to 1 (one-hot or soft). Labels get no
     gradient.
     """
-    _check_reduction(reduction)
+    if reduction not in ("mean", "sum"):
+        raise InputError(f"softmax_cross_entropy: reduction must be 'mean' or 'sum', not {reduction!r}")
     v = np.asarray(logits)
     if v.ndim not in (1, 2):
         raise ShapeError(f"softmax_cross_entropy: logits must be (N, C) or (C,), got shape {v.shape}")
     y = _check_labels(labels, v.shape)
-    n = v.shape[0] if v.ndim == 2 else 1
+    if v.ndim == 1:  # one example is a batch of one
+        return _softmax_cross_entropy_rows(v[None], y[None], reduction, v.shape)
+    return _softmax_cross_entropy_rows(v, y, reduction, v.shape)
 
-    # log softmax(v) = z − log Σ exp z with z = v − max v: exp never overflows.
-    z = v - v.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    total = e.sum(axis=-1, keepdims=True)
+
+def _softmax_cross_entropy_rows(v, y, reduction, shape):
+    n, c = v.shape
+    scale = 1.0 / n if reduction == "mean" else 1.0
+    # log ŷ = z − log Σ exp z with z = v − max v: exp never overflows.
+    z = v - v.max(axis=1, keepdims=True)
+    yhat = np.exp(z)
+    total = yhat.sum(axis=1, keepdims=True)
+    yhat /= total
     log_total = np.log(total)
     if y.dtype.kind in "iu":
-        rows = np.arange(n) if v.ndim == 2 else ()
-        loss = (log_total[..., 0] - z[rows, y] if v.ndim == 2 else log_total[0] - z[y]).sum()
+        picked = np.arange(0, n * c, c) + y  # flat index of each row's label in z and dv
+        loss = (log_total.ravel() - z.take(picked)).sum()  # Σ_rows (log Σ exp z − z_label)
     else:
-        loss = (y * (log_total - z)).sum()
-    scale = 1.0 / n if reduction == "mean" else 1.0
-    yhat = e
-    yhat /= total  # e is not needed again: ŷ = softmax(v) in its buffer
+        # −Σ y log ŷ, in the logits' dtype even when the label rows are float64
+        loss = (y * (log_total - z)).sum().astype(v.dtype)
 
     def vjp(g):
-        d = yhat * (g * scale)  # dv = G (ŷ − y) · scale, with y subtracted below
+        gs = g * scale
+        d = yhat * gs                # dv = G (ŷ − y) · scale, y subtracted next
         if y.dtype.kind in "iu":
-            if v.ndim == 2:
-                d[np.arange(n), y] -= g * scale
-            else:
-                d[y] -= g * scale
+            d.ravel()[picked] -= gs  # y is one-hot: subtract at each row's label
         else:
-            d -= y * (g * scale)
-        return d
+            d -= y * gs
+        return d.reshape(shape)
 
-    return np.asarray(loss * scale, dtype=v.dtype), (vjp, None)
+    return loss * scale, (vjp, None)
 
 
 # -- the everyday elementwise ops ---------------------------------------------
@@ -252,7 +256,7 @@ def tanh(a):
     t = np.tanh(a)
 
     def vjp(g):
-        d = np.square(t)  # d = G ∘ (1 − T²) in one buffer
+        d = np.asarray(np.square(t))  # d = G ∘ (1 − T²) in one buffer (asarray: 0-d gives a scalar)
         np.subtract(1.0, d, out=d)
         d *= g
         return d
@@ -296,7 +300,8 @@ def transpose(a, *axes):
     """C = Aᵀ (reverses the axes, or permutes them as ``axes`` says)."""
     perm = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
     perm = perm or None
-    inverse = None if perm is None else tuple(np.argsort(perm))
+    # Negative axes are taken modulo ndim first, or argsort would misorder them.
+    inverse = None if perm is None else tuple(np.argsort([ax % np.ndim(a) for ax in perm]))
     return np.transpose(a, perm), (lambda g: np.transpose(g, inverse),)
 
 

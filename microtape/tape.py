@@ -90,30 +90,26 @@ class Tape:
         path from a source to the target run.
         """
         if isinstance(sources, Tensor):
-            wanted = [sources]
-        elif isinstance(sources, Mapping):
-            wanted = list(sources.values())
-        elif isinstance(sources, (list, tuple)):
-            wanted = list(sources)
-        else:
-            raise TypeError(
-                f"gradient: sources must be a Tensor, a list/tuple of Tensors or a dict of "
-                f"Tensors, not {type(sources).__name__}"
-            )
-        for i, s in enumerate(wanted):
-            if not isinstance(s, Tensor):
-                where = list(sources)[i] if isinstance(sources, Mapping) else i
-                raise TypeError(
-                    f"gradient: source {where!r} is a {type(s).__name__}, not a Tensor; "
-                    f"wrap it as mt.Tensor(...) before the ops that use it"
-                )
-        grads = self._backprop(target, seed, wanted, keep_all=False)
-        out = _distinct([grads.get(id(s)) for s in wanted], wanted, seed)
-        if isinstance(sources, Tensor):
-            return out[0]
+            return self._gradients(target, [sources], seed)[0]
         if isinstance(sources, Mapping):
-            return dict(zip(sources.keys(), out))
-        return out
+            return dict(zip(sources.keys(), self._gradients(target, list(sources.values()), seed,
+                                                            keys=list(sources))))
+        if isinstance(sources, (list, tuple)):
+            return self._gradients(target, list(sources), seed)
+        raise TypeError(
+            f"gradient: sources must be a Tensor, a list/tuple of Tensors or a dict of "
+            f"Tensors, not {type(sources).__name__}"
+        )
+
+    def _gradients(self, target: Tensor, sources: list, seed: Any, keys: list | None = None) -> list:
+        for i, s in enumerate(sources):
+            if not isinstance(s, Tensor):
+                raise TypeError(
+                    f"gradient: source {keys[i] if keys else i!r} is a {type(s).__name__}, not a "
+                    f"Tensor; wrap it as mt.Tensor(...) before the ops that use it"
+                )
+        grads = self._backprop(target, seed, sources, keep_all=False)
+        return _distinct([grads.get(id(s)) for s in sources], sources, seed)
 
     def backward(self, target: Tensor, seed: Any = None) -> None:
         """Set ``.grad`` on every tensor of this tape that ``target`` depends on.
@@ -142,7 +138,8 @@ class Tape:
         seed = _seed_for(target, seed)
 
         # Forward sweep: which tensors depend on a source. A VJP whose input
-        # is not among them would compute a gradient nobody asked for.
+        # is not among them would compute a gradient nobody asked for (the
+        # gradient of the input data, above all).
         live = {id(s) for s in sources}
         for node in nodes[:end]:
             for x in node.inputs:
@@ -153,20 +150,23 @@ class Tape:
         keep = live if keep_all else {id(s) for s in sources}
         kept: dict[int, np.ndarray] = {}
         cotangents = {id(target): seed}
-        for k in range(end - 1, -1, -1):
-            node = nodes[k]
-            g = cotangents.pop(id(node.output), None)
+        pop, get = cotangents.pop, cotangents.get
+        for node in reversed(nodes[:end]):
+            out = id(node.output)
+            g = pop(out, None)
             if g is None:
-                continue
-            if id(node.output) in keep:
-                kept[id(node.output)] = g
+                continue  # the target does not depend on this node
+            if out in keep:
+                kept[out] = g
             for x, vjp in zip(node.inputs, node.vjps):
-                if vjp is None or id(x) not in live:
+                if vjp is None:
                     continue
-                dx = vjp(g)
-                prev = cotangents.get(id(x))
-                # Fan-out: a value used by several ops receives the sum.
-                cotangents[id(x)] = dx if prev is None else prev + dx
+                key = id(x)
+                if key in live:
+                    dx = vjp(g)
+                    prev = get(key)
+                    # Fan-out: a value used by several ops receives the sum.
+                    cotangents[key] = dx if prev is None else prev + dx
         # What is left are the leaves' gradients (and the target's, if a leaf).
         for key, g in cotangents.items():
             if key in keep:
@@ -178,6 +178,8 @@ class Tape:
         if not isinstance(target, Tensor):
             raise TypeError(f"gradient: the target must be a Tensor, not {type(target).__name__}")
         nodes = self.nodes
+        if nodes and nodes[-1].output is target:  # the usual case: the loss came last
+            return len(nodes)
         for k in range(len(nodes) - 1, -1, -1):
             if nodes[k].output is target:
                 return k + 1
@@ -199,6 +201,16 @@ class Tape:
         return list(seen.values())
 
 
+def _read_only_one(dtype) -> np.ndarray:
+    one = np.ones((), dtype=dtype)
+    one.flags.writeable = False  # shared by every backward pass: nobody may edit it
+    return one
+
+
+# The seed of a scalar loss, made once: np.ones costs as much as a small op.
+_ONE = {np.dtype(d): _read_only_one(d) for d in (np.float64, np.float32)}
+
+
 def _seed_for(target: Tensor, seed: Any) -> np.ndarray:
     """The output gradient that starts the backward pass."""
     if seed is None:
@@ -207,6 +219,8 @@ def _seed_for(target: Tensor, seed: Any) -> np.ndarray:
                 f"gradient: the target {_label(target)} has shape {target.shape}, not a scalar; "
                 f"reduce it first (e.g. .sum()) or pass seed=, an array of shape {target.shape}"
             )
+        if target.shape == () and target.dtype in _ONE:
+            return _ONE[target.dtype]
         return np.ones(target.shape, dtype=target.dtype)
     seed = np.asarray(seed.value if isinstance(seed, Tensor) else seed)
     if seed.shape != target.shape:
@@ -225,17 +239,26 @@ def _distinct(grads: list, tensors: list[Tensor], seed: Any) -> list[np.ndarray]
     VJPs may pass one array on unchanged (the two sides of an add share ``G``)
     or return a broadcast view; handing such aliases to a user who then edits
     one in place would silently change another, so those few get copied.
+    Reshape and transpose pass ``G`` back as a view of itself, so arrays are
+    compared by the memory they own, not by identity alone.
     """
-    seen = {id(seed)}
+    seen = {_owner(seed.value if isinstance(seed, Tensor) else seed)}
     out = []
     for g, t in zip(grads, tensors):
+        value = t.value
         if g is None:
-            g = np.zeros(t.shape, dtype=t.dtype)
-        elif id(g) in seen or not g.flags.writeable or g.dtype != t.dtype:
-            g = np.array(g, dtype=t.dtype)
-        seen.add(id(g))
+            g = np.zeros(value.shape, dtype=value.dtype)
+        elif _owner(g) in seen or not g.flags.writeable or g.dtype != value.dtype:
+            g = np.array(g, dtype=value.dtype)
+        seen.add(_owner(g))
         out.append(g)
     return out
+
+
+def _owner(a: Any) -> int:
+    """The id of the array whose memory ``a`` uses (a view's base, else ``a``)."""
+    base = getattr(a, "base", None)
+    return id(a if base is None else base)
 
 
 def _label(t: Tensor) -> str:

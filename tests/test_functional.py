@@ -1,0 +1,188 @@
+"""mt.grad, mt.value_and_grad and mt.gradcheck."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import microtape as mt
+
+
+def _loss(W, b, x):
+    return mt.softmax_cross_entropy(mt.tanh(x @ W + b), np.array([0, 2]))
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(3, 3)), rng.normal(size=3), rng.normal(size=(2, 3))
+
+
+def _tape_grads(W, b, x):
+    ts = [mt.Tensor(a) for a in (W, b, x)]
+    with mt.Tape() as tape:
+        loss = _loss(*ts)
+    return loss.value, tape.gradient(loss, ts)
+
+
+# -- grad and value_and_grad ----------------------------------------------------------
+
+def test_grad_with_default_argnums():
+    W, b, x = _data()
+    _, (dW, _, _) = _tape_grads(W, b, x)
+    g = mt.grad(_loss)(W, b, x)
+    assert isinstance(g, np.ndarray) and g.shape == W.shape
+    np.testing.assert_array_equal(g, dW)
+
+
+@pytest.mark.parametrize("argnums, picks", [(1, 1), (2, 2), (-1, 2), ((0, 2), (0, 2)), ((1,), (1,)),
+                                            ([2, 0], (2, 0))])
+def test_grad_with_argnums(argnums, picks):
+    W, b, x = _data(1)
+    _, expected = _tape_grads(W, b, x)
+    g = mt.grad(_loss, argnums=argnums)(W, b, x)
+    if isinstance(picks, int):
+        assert isinstance(g, np.ndarray)
+        np.testing.assert_array_equal(g, expected[picks])
+    else:
+        assert isinstance(g, tuple) and len(g) == len(picks)
+        for got, i in zip(g, picks):
+            np.testing.assert_array_equal(got, expected[i])
+
+
+def test_value_and_grad():
+    W, b, x = _data(2)
+    value, expected = _tape_grads(W, b, x)
+    v, g = mt.value_and_grad(_loss)(W, b, x)
+    assert isinstance(v, np.ndarray) and v.shape == ()
+    np.testing.assert_array_equal(v, value)
+    np.testing.assert_array_equal(g, expected[0])
+    v2, (gW, gx) = mt.value_and_grad(_loss, argnums=(0, 2))(W, b, x)
+    np.testing.assert_array_equal(v2, value)
+    np.testing.assert_array_equal(gW, expected[0])
+    np.testing.assert_array_equal(gx, expected[2])
+
+
+def test_grad_accepts_tensors_lists_and_scalars():
+    f = lambda a, b: (a * a * b).sum()  # noqa: E731
+    np.testing.assert_allclose(mt.grad(f)([1.0, 2.0], 3.0), [6.0, 12.0])
+    np.testing.assert_allclose(mt.grad(f, argnums=1)(mt.Tensor([1.0, 2.0]), 3.0), 5.0)
+    np.testing.assert_allclose(mt.grad(f)(mt.Tensor(np.array([1.0, 2.0])), 3), [6.0, 12.0])
+
+
+def test_grad_of_an_argument_the_function_ignores_is_zero():
+    g = mt.grad(lambda a, b: (a * 2.0).sum(), argnums=(0, 1))(np.ones(2), np.ones((3, 1)))
+    np.testing.assert_array_equal(g[0], [2.0, 2.0])
+    np.testing.assert_array_equal(g[1], np.zeros((3, 1)))
+
+
+def test_grad_leaves_no_tape_behind():
+    mt.grad(lambda a: (a * a).sum())(np.ones(3))
+    assert mt.tape.active_tapes() == ()
+
+
+def test_grad_inside_an_outer_tape():
+    x = mt.Tensor(np.array([1.0, 2.0]))
+    with mt.Tape() as outer:
+        g = mt.grad(lambda a: (a * a).sum())(x)
+        y = (x * 3.0).sum()
+    np.testing.assert_array_equal(g, [2.0, 4.0])
+    np.testing.assert_array_equal(outer.gradient(y, x), [3.0, 3.0])
+
+
+def test_grad_names_the_function():
+    def my_loss(a):
+        return (a * a).sum()
+    assert "my_loss" in mt.grad(my_loss).__name__
+    assert "my_loss" in mt.value_and_grad(my_loss).__name__
+
+
+def test_grad_errors():
+    with pytest.raises(IndexError, match="argnums 3"):
+        mt.grad(lambda a, b: (a * b).sum(), argnums=3)(np.ones(2), np.ones(2))
+    with pytest.raises(TypeError, match="must return a Tensor"):
+        mt.grad(lambda a: 1.0)(np.ones(2))
+    with pytest.raises(ValueError, match="not a scalar"):
+        mt.grad(lambda a: a * 2.0)(np.ones(2))
+
+
+# -- gradcheck ---------------------------------------------------------------------------
+
+def test_gradcheck_passes_and_reports():
+    W, b, x = _data(3)
+    report = mt.gradcheck(_loss, [mt.Tensor(W, name="W"), b, x])
+    assert isinstance(report, mt.GradcheckReport)
+    assert report.passed and bool(report)
+    assert [c.name for c in report.inputs] == ["W", "input 1", "input 2"]
+    assert [c.shape for c in report.inputs] == [(3, 3), (3,), (2, 3)]
+    assert all(c.passed for c in report.inputs)
+    assert 0 <= report.max_rel_error < 1e-5
+    assert (report.eps, report.rtol, report.atol) == (1e-6, 1e-5, 1e-8)
+    text = str(report)
+    assert "W" in text and "input 2" in text and "(3, 3)" in text
+
+
+def test_gradcheck_with_a_dict_of_inputs():
+    W, b, x = _data(4)
+    report = mt.gradcheck(lambda W, b: _loss(W, b, x), {"W": W, "b": b}, eps=1e-5, rtol=1e-4)
+    assert report.passed and [c.name for c in report.inputs] == ["W", "b"]
+    assert report.eps == 1e-5 and report.rtol == 1e-4
+
+
+def test_gradcheck_with_a_single_array_input():
+    report = mt.gradcheck(lambda a: (mt.exp(a) * a).sum(), np.array([0.3, -0.2]))
+    assert report.passed and len(report.inputs) == 1
+
+
+def test_gradcheck_runs_in_float64_for_float32_inputs():
+    x = mt.Tensor(np.array([0.5, 1.5, -0.25], dtype=np.float32), name="x")
+    report = mt.gradcheck(lambda a: (mt.sigmoid(a) * mt.tanh(a)).sum(), [x])
+    assert report.passed
+
+
+def _wrong_square():
+    @mt.primitive("dA = 3 G ∘ A  (deliberately wrong: should be 2)")
+    def wrong_square(a):
+        """C = A ∘ A with a VJP that is off by half."""
+        return a * a, (lambda g: 3 * g * a,)
+    return wrong_square
+
+
+def test_gradcheck_raises_naming_the_input_index_and_values():
+    square = _wrong_square()
+    good = np.array([0.1, 0.2])
+    bad = np.array([[1.0, 0.1], [-0.5, 2.0]])  # the worst element is 2.0, at (1, 1)
+    with pytest.raises(mt.GradcheckError) as info:
+        mt.gradcheck(lambda a, b: (a * a).sum() + square(b).sum(),
+                     [mt.Tensor(good, name="good"), mt.Tensor(bad, name="weights")])
+    message = str(info.value)
+    assert "weights" in message and "good" not in message
+    assert "(1, 1)" in message
+    assert "tape 6" in message             # 3 · 2.0
+    assert "numeric 4" in message          # 2 · 2.0
+    assert "relative error" in message and "0.333" in message
+    assert isinstance(info.value, AssertionError)
+
+
+def test_gradcheck_catches_a_wrong_vjp_in_a_dict_input():
+    square = _wrong_square()
+    with pytest.raises(mt.GradcheckError, match=r"the gradient of b .*index \(0,\)"):
+        mt.gradcheck(lambda a, b: (a * 2.0).sum() + square(b).sum(),
+                     {"a": np.ones(2), "b": np.array([1.5])})
+
+
+def test_gradcheck_tolerances_decide():
+    # A VJP off by a relative 1e-4 passes a loose check and fails a strict one.
+    @mt.primitive("dA = 1.0001 G  (slightly wrong)")
+    def almost_identity(a):
+        """C = A."""
+        return a * 1.0, (lambda g: g * 1.0001,)
+
+    f = lambda a: almost_identity(a).sum()  # noqa: E731
+    assert mt.gradcheck(f, [np.ones(3)], rtol=1e-3).passed
+    with pytest.raises(mt.GradcheckError):
+        mt.gradcheck(f, [np.ones(3)], rtol=1e-6)
+
+
+def test_gradcheck_requires_a_scalar_output():
+    with pytest.raises(TypeError, match="single element"):
+        mt.gradcheck(lambda a: a * 2.0, [np.ones(3)])

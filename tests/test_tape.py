@@ -1,0 +1,456 @@
+"""What a tape records, what it gives back, and for how long."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import microtape as mt
+
+
+def _params(rng, n_in=3, n_hidden=4, n_out=2):
+    return {
+        "W1": mt.Tensor(rng.normal(size=(n_in, n_hidden)), name="W1"),
+        "b1": mt.Tensor(rng.normal(size=n_hidden), name="b1"),
+        "W2": mt.Tensor(rng.normal(size=(n_hidden, n_out)), name="W2"),
+        "b2": mt.Tensor(rng.normal(size=n_out), name="b2"),
+    }
+
+
+# -- recording ------------------------------------------------------------------
+
+def test_a_tape_records_each_op_once_in_order():
+    x = mt.Tensor(np.ones(3), name="x")
+    with mt.Tape() as tape:
+        y = mt.exp(x)
+        z = y * 2.0
+        loss = z.sum()
+    assert [n.op.name for n in tape.nodes] == ["exp", "mul", "sum"]
+    assert len(tape) == 3
+    assert tape.nodes[0].inputs[0] is x and tape.nodes[0].output is y
+    assert tape.nodes[1].inputs == (y, 2.0) and tape.nodes[1].output is z
+    assert tape.nodes[2].output is loss
+    assert all(isinstance(n, mt.Node) for n in tape.nodes)
+
+
+def test_node_exposes_op_formula_and_params():
+    x = mt.Tensor(np.ones((2, 3)))
+    with mt.Tape() as tape:
+        x.sum(axis=1, keepdims=True)
+        x + np.ones(3)
+    node = tape.nodes[0]
+    assert isinstance(node.op, mt.Primitive) and node.op.name == "sum"
+    assert node.params == {"axis": 1, "keepdims": True}
+    assert isinstance(node.op.formula, str) and node.op.formula
+    assert tape.nodes[1].op.broadcasts and not node.op.broadcasts
+
+
+def test_ops_on_constants_only_are_not_recorded():
+    with mt.Tape() as tape:
+        y = mt.exp(np.ones(3))
+        z = mt.add(1.0, 2.0)
+    assert isinstance(y, mt.Tensor) and isinstance(z, mt.Tensor)
+    np.testing.assert_allclose(y.value, np.e)
+    assert tape.nodes == []
+
+
+def test_outside_a_tape_nothing_is_recorded():
+    x = mt.Tensor(np.ones(3))
+    with mt.Tape() as tape:
+        pass
+    y = x * 2.0 + 1.0
+    np.testing.assert_array_equal(y.value, [3.0, 3.0, 3.0])
+    assert tape.nodes == []
+    assert mt.tape.active_tapes() == ()
+
+
+def test_nested_tapes_both_record():
+    x = mt.Tensor(np.array([1.0, 2.0]), name="x")
+    with mt.Tape() as outer:
+        a = x * 2.0
+        with mt.Tape() as inner:
+            b = a * 3.0
+        c = b + x
+        loss = c.sum()
+    assert [n.op.name for n in outer.nodes] == ["mul", "mul", "add", "sum"]
+    assert [n.op.name for n in inner.nodes] == ["mul"]
+    np.testing.assert_allclose(outer.gradient(loss, x), [7.0, 7.0])
+    np.testing.assert_allclose(inner.gradient(b, a, seed=np.ones(2)), [3.0, 3.0])
+    # On the inner tape b does not depend on x: x was consumed before it began.
+    np.testing.assert_array_equal(inner.gradient(b, x, seed=np.ones(2)), [0.0, 0.0])
+
+
+def test_tape_exit_restores_the_previous_tapes_after_an_exception():
+    x = mt.Tensor(np.ones(2))
+    with mt.Tape() as outer:
+        with pytest.raises(RuntimeError):
+            with mt.Tape():
+                raise RuntimeError("boom")
+        x * 2.0
+    assert len(outer.nodes) == 1
+    assert mt.tape.active_tapes() == ()
+
+
+def test_an_op_in_another_thread_is_not_recorded_on_this_threads_tape():
+    x = mt.Tensor(np.ones(3))
+    results = []
+    with mt.Tape() as tape:
+        worker = threading.Thread(target=lambda: results.append(x * 2.0))
+        worker.start()
+        worker.join()
+        x + 1.0
+    assert len(results) == 1 and isinstance(results[0], mt.Tensor)
+    assert [n.op.name for n in tape.nodes] == ["add"]
+
+
+def test_a_tape_in_another_thread_does_not_record_this_threads_ops():
+    x = mt.Tensor(np.ones(3))
+    opened, done = threading.Event(), threading.Event()
+    box = {}
+
+    def worker():
+        with mt.Tape() as tape:
+            box["tape"] = tape
+            opened.set()
+            done.wait(timeout=10)
+            x * 5.0
+
+    t = threading.Thread(target=worker)
+    t.start()
+    assert opened.wait(timeout=10)
+    y = mt.exp(x)  # the worker's tape is active, but in its own thread
+    with mt.Tape() as mine:
+        mt.log(y)
+    done.set()
+    t.join()
+    assert [n.op.name for n in box["tape"].nodes] == ["mul"]
+    assert [n.op.name for n in mine.nodes] == ["log"]
+
+
+# -- the kinds gradient() returns ------------------------------------------------------
+
+def _net_loss(p, x, labels):
+    h = mt.sigmoid(x @ p["W1"] + p["b1"])
+    return mt.softmax_cross_entropy(h @ p["W2"] + p["b2"], labels)
+
+
+def test_gradient_returns_the_kind_of_its_sources():
+    rng = np.random.default_rng(0)
+    p = _params(rng)
+    x, labels = rng.normal(size=(5, 3)), rng.integers(0, 2, size=5)
+    with mt.Tape() as tape:
+        loss = _net_loss(p, x, labels)
+    as_dict = tape.gradient(loss, p)
+    assert isinstance(as_dict, dict) and list(as_dict) == ["W1", "b1", "W2", "b2"]
+    single = tape.gradient(loss, p["W1"])
+    assert isinstance(single, np.ndarray)
+    as_list = tape.gradient(loss, [p["W1"], p["b2"]])
+    as_tuple = tape.gradient(loss, (p["W1"], p["b2"]))
+    for got in (as_list, as_tuple):
+        assert isinstance(got, list) and len(got) == 2
+        np.testing.assert_array_equal(got[0], as_dict["W1"])
+        np.testing.assert_array_equal(got[1], as_dict["b2"])
+    np.testing.assert_array_equal(single, as_dict["W1"])
+    for name, t in p.items():
+        assert as_dict[name].shape == t.shape and as_dict[name].dtype == t.dtype
+    assert tape.gradient(loss, []) == [] and tape.gradient(loss, {}) == {}
+
+
+def test_gradient_dict_keys_need_not_be_names():
+    x = mt.Tensor(np.ones(2))
+    with mt.Tape() as tape:
+        loss = (x * 3.0).sum()
+    got = tape.gradient(loss, {0: x, ("a", 1): x})
+    np.testing.assert_array_equal(got[0], [3.0, 3.0])
+    np.testing.assert_array_equal(got[("a", 1)], [3.0, 3.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_source_the_target_does_not_depend_on_gets_zeros(dtype):
+    x = mt.Tensor(np.ones(3, dtype=dtype))
+    unused = mt.Tensor(np.ones((2, 5), dtype=dtype))
+    never_on_tape = mt.Tensor(np.ones(4, dtype=dtype))
+    with mt.Tape() as tape:
+        loss = (x * 2.0).sum()
+        unused * 2.0  # recorded, but not on the way to the loss
+    gx, gu, gn = tape.gradient(loss, [x, unused, never_on_tape])
+    np.testing.assert_array_equal(gx, np.full(3, 2.0))
+    for g, t in ((gu, unused), (gn, never_on_tape)):
+        assert g.shape == t.shape and g.dtype == t.dtype
+        np.testing.assert_array_equal(g, 0.0)
+
+
+def test_gradient_of_a_source_with_respect_to_itself_is_the_seed():
+    x = mt.Tensor(np.float64(2.0))
+    with mt.Tape() as tape:
+        y = x * 3.0
+    gx, gy = tape.gradient(y, [x, y])
+    assert float(gx) == 3.0 and float(gy) == 1.0
+    assert tape.gradient(x, x) == 1.0  # x is a source and the target
+
+
+def test_gradient_with_respect_to_an_intermediate():
+    x = mt.Tensor(np.array([0.5, -1.0]))
+    with mt.Tape() as tape:
+        h = mt.exp(x)
+        loss = (h * h).sum()
+    np.testing.assert_allclose(tape.gradient(loss, h), 2 * np.exp(x.value))
+    gh, gx = tape.gradient(loss, [h, x])
+    np.testing.assert_allclose(gx, 2 * np.exp(2 * x.value))
+
+
+def test_seed_gives_the_gradient_of_a_non_scalar_target():
+    rng = np.random.default_rng(1)
+    A, B, G = rng.normal(size=(3, 4)), rng.normal(size=(4, 2)), rng.normal(size=(3, 2))
+    a = mt.Tensor(A)
+    with mt.Tape() as tape:
+        c = a @ B
+    np.testing.assert_allclose(tape.gradient(c, a, seed=G), G @ B.T)
+    np.testing.assert_allclose(tape.gradient(c, a, seed=mt.Tensor(G)), G @ B.T)
+    np.testing.assert_allclose(tape.gradient(c, a, seed=G.tolist()), G @ B.T)
+    # a seed for a scalar target scales the gradient
+    with mt.Tape() as tape:
+        loss = (a * a).sum()
+    np.testing.assert_allclose(tape.gradient(loss, a, seed=np.array(0.5)), A)
+
+
+def test_a_one_element_target_needs_no_seed():
+    x = mt.Tensor(np.array([2.0]))
+    with mt.Tape() as tape:
+        y = x * x
+    np.testing.assert_allclose(tape.gradient(y, x), [4.0])
+
+
+# -- asking again ------------------------------------------------------------------
+
+def test_the_same_tape_asked_twice_gives_identical_answers():
+    rng = np.random.default_rng(2)
+    p = _params(rng)
+    x, labels = rng.normal(size=(5, 3)), rng.integers(0, 2, size=5)
+    with mt.Tape() as tape:
+        h = mt.sigmoid(x @ p["W1"] + p["b1"])
+        v = h @ p["W2"] + p["b2"]
+        loss = mt.softmax_cross_entropy(v, labels)
+        other = (mt.tanh(v) ** 2).mean()
+    first = tape.gradient(loss, p)
+    for g in first.values():
+        g += 100.0  # the user edits the answer: the tape must not care
+    first = tape.gradient(loss, p)
+    other_grads = tape.gradient(other, p)
+    tape.backward(other)
+    again = tape.gradient(loss, p)
+    for name in p:
+        np.testing.assert_array_equal(again[name], first[name])
+        assert not np.allclose(other_grads[name], first[name])
+    np.testing.assert_array_equal(tape.gradient(other, p)["W1"], other_grads["W1"])
+    np.testing.assert_allclose(loss.value, mt.softmax_cross_entropy(v.value, labels).value)
+
+
+def test_backward_sets_grad_on_intermediates():
+    x = mt.Tensor(np.array([0.3, -0.7]), name="x")
+    w = mt.Tensor(np.array([1.5, 2.0]), name="w")
+    with mt.Tape() as tape:
+        t = x * w
+        s = mt.sigmoid(t)
+        loss = s.sum()
+    tape.backward(loss)
+    sv = s.value
+    assert float(loss.grad) == 1.0
+    np.testing.assert_array_equal(s.grad, [1.0, 1.0])
+    np.testing.assert_allclose(t.grad, sv * (1 - sv))
+    np.testing.assert_allclose(w.grad, sv * (1 - sv) * x.value)
+    np.testing.assert_allclose(x.grad, sv * (1 - sv) * w.value)
+    for t_ in (loss, s, t, x, w):
+        assert t_.grad.shape == t_.shape
+
+
+def test_backward_overwrites_rather_than_accumulates():
+    x = mt.Tensor(np.array([1.0, 2.0]))
+    with mt.Tape() as tape:
+        y = x * x
+        loss = y.sum()
+    tape.backward(loss)
+    first = {id(t): t.grad.copy() for t in (x, y, loss)}
+    tape.backward(loss)
+    for t in (x, y, loss):
+        np.testing.assert_array_equal(t.grad, first[id(t)])
+    np.testing.assert_array_equal(x.grad, [2.0, 4.0])
+
+
+def test_backward_resets_grads_the_new_target_does_not_reach():
+    x = mt.Tensor(np.array([1.0, 2.0]))
+    w = mt.Tensor(np.array([3.0, 4.0]))
+    with mt.Tape() as tape:
+        a = (x * x).sum()
+        b = (w * 2.0).sum()
+    tape.backward(a)
+    assert x.grad is not None and w.grad is None and b.grad is None
+    tape.backward(b)
+    assert x.grad is None and a.grad is None
+    np.testing.assert_array_equal(w.grad, [2.0, 2.0])
+
+
+def test_backward_with_a_seed():
+    x = mt.Tensor(np.array([1.0, 2.0, 3.0]))
+    with mt.Tape() as tape:
+        y = mt.exp(x)
+    G = np.array([1.0, -1.0, 0.5])
+    tape.backward(y, seed=G)
+    np.testing.assert_allclose(x.grad, G * np.exp(x.value))
+    np.testing.assert_array_equal(y.grad, G)
+
+
+# -- fan-out and aliasing -----------------------------------------------------------
+
+def test_fan_out_sums_the_gradients():
+    v = np.array([0.5, -1.0, 2.0])
+    x = mt.Tensor(v)
+    with mt.Tape() as tape:
+        sq = (x * x).sum()
+        twice = (x + x).sum()
+        several = (mt.exp(x) + x * 3.0 - mt.tanh(x)).sum()
+    np.testing.assert_allclose(tape.gradient(sq, x), 2 * v)
+    np.testing.assert_allclose(tape.gradient(twice, x), [2.0, 2.0, 2.0])
+    np.testing.assert_allclose(tape.gradient(several, x), np.exp(v) + 3.0 - (1 - np.tanh(v) ** 2))
+
+
+def _assert_independent(arrays, others=()):
+    for i, a in enumerate(arrays):
+        for b in list(arrays[i + 1:]) + list(others):
+            assert a is not b and not np.shares_memory(a, b)
+
+
+def test_returned_gradients_never_alias_each_other():
+    rng = np.random.default_rng(3)
+    a, b = mt.Tensor(rng.normal(size=(2, 3))), mt.Tensor(rng.normal(size=(2, 3)))
+    with mt.Tape() as tape:
+        c = a + b  # add hands the same G to both sides
+        loss = (c * c).sum()
+    ga, gb, gc = tape.gradient(loss, [a, b, c])
+    _assert_independent([ga, gb, gc])
+    expected = 2 * c.value
+    ga[...] = 0.0
+    np.testing.assert_allclose(gb, expected)
+    np.testing.assert_allclose(gc, expected)
+
+
+@pytest.mark.parametrize("view", [
+    lambda t: t.reshape(-1),
+    lambda t: t.T,
+    lambda t: mt.transpose(t, (1, 0)),
+    lambda t: mt.einsum("ij->ji", t),
+    lambda t: t[:, :],
+])
+def test_gradients_that_are_views_of_each_other_are_copied(view):
+    # reshape, transpose and einsum pass G back as a view: the source below
+    # and the intermediate it feeds would share memory unless copied.
+    x = mt.Tensor(np.arange(6.0).reshape(2, 3))
+    with mt.Tape() as tape:
+        y = view(x)
+        loss = (y * y).sum()
+    gx, gy = tape.gradient(loss, [x, y])
+    _assert_independent([gx, gy])
+    gx[...] = -1.0
+    np.testing.assert_allclose(gy, 2 * y.value)
+    tape.backward(loss)
+    _assert_independent([x.grad, y.grad, loss.grad])
+
+
+def test_returned_gradients_do_not_alias_the_seed():
+    x = mt.Tensor(np.arange(6.0).reshape(2, 3))
+    with mt.Tape() as tape:
+        y = x.T
+        z = x + 0.0
+    for target in (y, z):
+        seed = np.ones(target.shape)
+        for seed_arg in (seed, mt.Tensor(seed)):
+            gx, gt = tape.gradient(target, [x, target], seed=seed_arg)
+            _assert_independent([gx, gt], others=[seed])
+            tape.backward(target, seed=seed_arg)
+            _assert_independent([x.grad, target.grad], others=[seed])
+            np.testing.assert_array_equal(seed, 1.0)
+
+
+def test_a_scalar_loss_gradient_is_writable_and_fresh():
+    x = mt.Tensor(np.array(3.0))
+    with mt.Tape() as tape:
+        y = x + 1.0
+    g1 = tape.gradient(y, x)
+    g1 += 5.0  # must not change the next answer
+    assert float(tape.gradient(y, x)) == 1.0
+
+
+# -- what does not get a gradient, and what does not run -----------------------------------
+
+def test_detach_and_stop_gradient_block_the_gradient():
+    v = np.array([1.0, -2.0])
+    x = mt.Tensor(v)
+    with mt.Tape() as tape:
+        a = (x * x.detach()).sum()
+        b = (x * mt.stop_gradient(x)).sum()
+        c = mt.stop_gradient(x * x).sum()
+    np.testing.assert_allclose(tape.gradient(a, x), v)
+    np.testing.assert_allclose(tape.gradient(b, x), v)
+    np.testing.assert_array_equal(tape.gradient(c, x), [0.0, 0.0])
+
+
+def _counting_square(calls):
+    @mt.primitive("dA = 2 G ∘ A")
+    def counted_square(a):
+        """C = A ∘ A, counting VJP calls."""
+        def vjp(g):
+            calls.append(np.shape(a))
+            return 2 * g * a
+        return a * a, (vjp,)
+    return counted_square
+
+
+def test_only_vjps_on_paths_from_the_sources_run():
+    calls = []
+    square = _counting_square(calls)
+    rng = np.random.default_rng(4)
+    x = mt.Tensor(rng.normal(size=(5, 3)), name="x")  # data
+    W = mt.Tensor(rng.normal(size=(3, 2)), name="W")  # parameter
+    with mt.Tape() as tape:
+        features = square(x)          # depends on the data only
+        loss = (features @ W).sum()
+    dW = tape.gradient(loss, W)
+    np.testing.assert_allclose(dW, np.tile(features.value.sum(axis=0)[:, None], (1, 2)))
+    assert calls == []                # the data's gradient was never computed
+    dx = tape.gradient(loss, x)
+    assert calls == [(5, 3)]
+    np.testing.assert_allclose(dx, 2 * x.value * W.value.sum(axis=1))
+    tape.gradient(loss, features)     # stops at the intermediate
+    assert calls == [(5, 3)]
+
+
+def test_a_vjp_that_would_raise_is_not_called_off_the_path():
+    @mt.primitive("never used")
+    def data_only(a):
+        """C = 2A with a VJP that must never be needed."""
+        def vjp(g):
+            raise AssertionError("the gradient of the input data was computed")
+        return 2 * a, (vjp,)
+
+    x = mt.Tensor(np.ones(3))
+    w = mt.Tensor(np.array([1.0, 2.0, 3.0]))
+    with mt.Tape() as tape:
+        loss = (data_only(x) * w).sum()
+    np.testing.assert_array_equal(tape.gradient(loss, w), [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(tape.gradient(loss, {"w": w})["w"], [2.0, 2.0, 2.0])
+    with pytest.raises(AssertionError, match="input data"):
+        tape.gradient(loss, x)
+
+
+def test_vjps_after_the_target_do_not_run():
+    calls = []
+    square = _counting_square(calls)
+    x = mt.Tensor(np.array([1.0, 2.0]))
+    with mt.Tape() as tape:
+        loss = (x * 3.0).sum()
+        (square(x)).sum()             # recorded after the target
+    np.testing.assert_array_equal(tape.gradient(loss, x), [3.0, 3.0])
+    tape.backward(loss)
+    assert calls == []

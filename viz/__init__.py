@@ -1,1 +1,24 @@
-"""Drawings of a tape: the computation graph with its values and gradients."""
+"""Drawings of a tape: the computation graph with its values and gradients.
+
+    import viz
+    viz.draw_graph(tape, loss)                 # a graphviz.Digraph (notebooks show it)
+    viz.render(tape, "graph.svg", loss)        # svg, png, pdf or dot; hover for full arrays
+    viz.render_backward_steps(tape, loss, "steps")   # steps/index.html: watch backprop
+
+Needs the ``graphviz`` Python package (``pip install 'microtape[viz]'``) and,
+to render, Graphviz's ``dot`` program. viz only reads the tape; microtape
+knows nothing of it.
+"""
+
+try:
+    import graphviz  # noqa: F401
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError("viz needs the graphviz Python package: pip install 'microtape[viz]' "
+                      "(and Graphviz's dot program to render: apt-get/brew/conda install graphviz)"
+                      ) from e
+
+from .graph import draw_graph
+from .render import GraphvizNotFoundError, render
+from .steps import render_backward_steps
+
+__all__ = ["draw_graph", "render", "render_backward_steps", "GraphvizNotFoundError"]

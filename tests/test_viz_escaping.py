@@ -1,0 +1,133 @@
+"""Names and values reach the SVG and index.html as text, never as markup."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+import microtape as mt
+import viz
+from viz.labels import visible
+
+from .test_viz_graph import needs_dot, svg_nodes, tooltip_array
+
+NASTY = [
+    "<script>alert(1)</script>",
+    "\" onload=\"alert(1)",
+    "' onmouseover='alert(1)",
+    "<img src=x onerror=alert(1)>",
+    "{braces} | pipes | <ports>",
+    "back\\slash \\N \\G \\E \\T \\H \\L \\l \\n \\",
+    "two\nlines",
+    "]]> &amp; &lt;b&gt; &#60;script&#62;",
+    "bell\x07 nul\x00 esc\x1b",
+    "</title></svg><script>x</script>",
+]
+
+
+def nasty_tape():
+    tensors = [mt.Tensor(np.arange(1.0, 4.0) + i, name=n) for i, n in enumerate(NASTY)]
+    with mt.Tape() as tape:
+        s = tensors[0]
+        for t in tensors[1:]:
+            s = s * t
+        loss = s.sum()
+    loss.name = "<b>loss</b>\"'"
+    return tape, loss, tensors
+
+
+def assert_no_markup_from_names(root: ET.Element) -> None:
+    for el in root.iter():
+        tag = el.tag.rsplit("}", 1)[-1].lower()
+        assert tag not in ("script", "img", "foreignobject", "iframe"), tag
+        for attr in el.attrib:
+            assert not attr.rsplit("}", 1)[-1].lower().startswith("on"), attr
+
+
+def as_drawn(name: str) -> str:
+    """The name as a label shows it: control characters as pictures."""
+    return visible(name)
+
+
+@needs_dot
+def test_nasty_names_are_text_in_the_svg(tmp_path):
+    tape, loss, tensors = nasty_tape()
+    path = viz.render(tape, tmp_path / "graph.svg", loss)
+    root = ET.parse(path).getroot()
+    assert_no_markup_from_names(root)
+    nodes = svg_nodes(path.read_bytes())
+    for t in tensors + [loss]:
+        [node] = [n for n in nodes.values() if n["tooltip"].startswith(
+            as_drawn(t.name).replace("\\", "∖") + ": ")]
+        # The label draws each line of the name exactly, backslashes included
+        # (names past 32 characters are cut with "…"; the tooltip has them whole).
+        drawn = as_drawn(t.name)
+        drawn = drawn if len(drawn) <= 32 else drawn[:31] + "…"
+        for line in drawn.split("\n"):
+            assert line in node["text"], (t.name, node["text"])
+        np.testing.assert_allclose(tooltip_array(node["tooltip"], "value"), t.value)
+
+
+def test_nasty_names_stay_inside_their_dot_strings():
+    tape, loss, tensors = nasty_tape()
+    source = viz.draw_graph(tape, loss).source
+    # Tooltips are quoted DOT strings (Graphviz escapes them in the SVG); what
+    # is left is ids, attributes and HTML labels, where names must be entities.
+    outside = re.sub(r'tooltip="(?:[^"\\]|\\.)*"', "", source)
+    assert "tooltip=" not in outside.replace("tooltip=legend", "")
+    assert "<script" not in outside and "<img" not in outside and "<b>" not in outside
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in outside
+    assert re.search(r"(?<!\\)\\N", outside) is None      # backslashes doubled: no \N expansion
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+@needs_dot
+def test_nasty_names_are_text_in_the_step_page(tmp_path):
+    tape, loss, tensors = nasty_tape()
+    index = viz.render_backward_steps(tape, loss, tmp_path)
+    page = index.read_text(encoding="utf-8")
+    parser = _Collect()
+    parser.feed(page)
+    scripts = [attrs for tag, attrs in parser.tags if tag == "script"]
+    assert scripts == [{}]                                   # our one inline script, no src
+    assert [tag for tag, _ in parser.tags if tag == "img"] == ["img"]
+    for tag, attrs in parser.tags:
+        assert not any(a.startswith("on") for a in attrs), (tag, attrs)
+        for a in ("src", "href", "data-src"):
+            if a in attrs:
+                assert attrs[a].startswith("step_") and attrs[a].endswith(".svg")
+    text = "".join(parser.text)
+    assert "Backward pass of <b>loss</b>\"'" in text
+    for name in NASTY[:-3]:
+        assert f"d{visible(loss.name)}/d{visible(name)}" in text, name
+    assert "bell␇ nul␀ esc␛" in text
+    csp = [attrs["content"] for tag, attrs in parser.tags
+           if tag == "meta" and attrs.get("http-equiv") == "Content-Security-Policy"]
+    assert csp and "default-src 'none'" in csp[0] and "script-src 'sha256-" in csp[0]
+    for svg in sorted(tmp_path.glob("step_*.svg")):
+        assert_no_markup_from_names(ET.parse(svg).getroot())
+
+
+@pytest.mark.parametrize("name", NASTY)
+def test_each_nasty_name_renders_to_valid_dot(name):
+    x = mt.Tensor([1.0, 2.0], name=name)
+    with mt.Tape() as tape:
+        y = mt.exp(x).sum()
+    g = viz.draw_graph(tape, y)
+    label = g.body[0]
+    assert "<B>" in label and label.count("<TABLE") == label.count("</TABLE>")

@@ -1,0 +1,356 @@
+"""viz.draw_graph: what the drawing of a tape holds, read back from the SVG."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+import microtape as mt
+import viz
+from viz.example import two_layer
+from viz.legend import CHECK_FAILED, CHECK_PASSED, LOOKS
+
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
+                               reason="Graphviz's dot program is not installed "
+                                      "(apt-get install graphviz)")
+
+SVG = "{http://www.w3.org/2000/svg}"
+XLINK_TITLE = "{http://www.w3.org/1999/xlink}title"
+
+
+# -- helpers the other viz test files share ------------------------------------------
+
+def svg_nodes(svg: bytes | str) -> dict[str, dict]:
+    """DOT id -> {"tooltip": str, "text": [str]} for every node of a rendered SVG.
+
+    Graphviz writes runs of spaces as " \xa0" (no-break spaces) to keep them;
+    they are turned back into spaces here.
+    """
+    root = ET.fromstring(svg)
+    nodes = {}
+    for g in root.iter(f"{SVG}g"):
+        if g.get("class") != "node":
+            continue
+        node_id = g.find(f"{SVG}title").text
+        tips = [el.get(XLINK_TITLE) for el in g.iter() if el.get(XLINK_TITLE) is not None]
+        texts = [el.text for el in g.iter(f"{SVG}text") if el.text]
+        nodes[node_id] = {"tooltip": tips[0].replace("\xa0", " ") if tips else "",
+                          "text": [t.replace("\xa0", " ") for t in texts]}
+    return nodes
+
+
+def tooltip_array(tooltip: str, what: str) -> np.ndarray | None:
+    """The array printed after ``what =`` in a tooltip (None when absent)."""
+    lines = tooltip.split("\n")
+    if f"{what} =" not in lines:
+        return None
+    start = lines.index(f"{what} =") + 1
+    body = [lines[start]]
+    for line in lines[start + 1:]:
+        if not line.startswith(" "):   # continuation rows of a matrix are indented
+            break
+        body.append(line)
+    return np.array(ast.literal_eval("".join(body)), dtype=float)
+
+
+def by_name(nodes: dict[str, dict], name: str) -> dict:
+    """The node whose tooltip starts with the tensor's name."""
+    [node] = [n for n in nodes.values() if n["tooltip"].startswith(f"{name}: ")]
+    return node
+
+
+def node_line(g, node_id: str) -> str:
+    """The DOT statement of one node."""
+    [line] = [ln for ln in g.body if ln.startswith(f"\t{node_id} [")]
+    return line
+
+
+def node_lines(g, prefix: str) -> list[str]:
+    """The DOT statements of the nodes whose id starts with ``prefix`` (T, C, op)."""
+    return [ln for ln in g.body if ln.startswith(f"\t{prefix}") and " -> " not in ln]
+
+
+# -- the two-layer network ----------------------------------------------------------------
+
+def test_every_op_and_tensor_of_the_two_layer_net_is_drawn():
+    net = two_layer()
+    g = viz.draw_graph(net.tape, net.loss, params=net.params)
+    ops = [f"op{k}" for k in range(len(net.tape.nodes))]
+    assert len(ops) == 6
+    for op_id, node in zip(ops, net.tape.nodes):
+        line = node_line(g, op_id)
+        assert f"<B>{node.op.name}</B>" in line
+    for name in ("X", "Y", "W1", "b1", "W2", "b2", "t", "h", "v", "J", "t0", "t1"):
+        assert any(f"<B>{name}</B>" in ln for ln in g.body), name
+    tensors = node_lines(g, "T")
+    assert len(tensors) == 12     # 6 leaves (X Y W1 b1 W2 b2), 5 intermediates, the loss J
+    # inputs -> op (matmul 2, add 2, sigmoid 1, matmul 2, add 2, sce 2) and op -> output
+    assert sum(1 for ln in g.body if " -> " in ln) == 11 + 6
+
+
+@needs_dot
+def test_svg_tooltips_carry_the_tapes_gradients_and_values():
+    net = two_layer()
+    nodes = svg_nodes(viz.draw_graph(net.tape, net.loss, params=net.params).pipe(format="svg"))
+    expected = net.tape.gradient(net.loss, net.params)
+    for name, tensor in net.params.items():
+        node = by_name(nodes, name)
+        np.testing.assert_allclose(tooltip_array(node["tooltip"], "grad"), expected[name],
+                                   rtol=1e-6, atol=1e-10)
+        np.testing.assert_allclose(tooltip_array(node["tooltip"], "value"), tensor.value,
+                                   rtol=1e-6, atol=1e-10)
+    # dJ/dv = (ŷ − y) / N, the derivation's delta2 for the mean loss.
+    v = by_name(nodes, "v")
+    logits = tooltip_array(v["tooltip"], "value")
+    yhat = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(tooltip_array(v["tooltip"], "grad"),
+                               (yhat - net.data["Y"].value) / len(logits), rtol=1e-6, atol=1e-9)
+
+
+@needs_dot
+def test_every_matrix_of_the_two_layer_net_fits_in_its_node():
+    net = two_layer()
+    nodes = svg_nodes(viz.draw_graph(net.tape, net.loss, params=net.params).pipe(format="svg"))
+    W1 = by_name(nodes, "W1")
+    shown = [float(s) for s in W1["text"] if _is_number(s)]
+    assert len(shown) == 24       # the 12 values and the 12 gradients of W1
+    np.testing.assert_allclose(shown[:12], net.params["W1"].value.ravel(), rtol=5e-3, atol=1e-12)
+    np.testing.assert_allclose(shown[12:], net.params["W1"].grad.ravel(), rtol=5e-3, atol=1e-12)
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def test_draw_graph_runs_backward_itself_when_gradients_are_missing():
+    net = two_layer()
+    assert net.params["W1"].grad is None
+    viz.draw_graph(net.tape, net.loss)
+    np.testing.assert_allclose(net.params["W1"].grad, net.tape.gradient(net.loss, net.params["W1"]))
+
+
+def test_stale_gradients_from_another_target_are_recomputed():
+    net = two_layer()
+    h = [n.output for n in net.tape.nodes if n.output.name == "h"][0]
+    with net.tape:
+        other = h.sum()
+    net.tape.backward(other)          # .grad now holds d(other)/d(...), not dJ/d(...)
+    g = viz.draw_graph(net.tape, net.loss)
+    assert net.loss.grad == 1
+    np.testing.assert_allclose(net.params["W2"].grad, net.tape.gradient(net.loss, net.params["W2"]))
+    assert "grad" in node_line(g, "T0")
+
+
+def test_op_nodes_show_the_vjp_formula_of_their_primitive():
+    net = two_layer()
+    g = viz.draw_graph(net.tape, net.loss)
+    assert "dA = G Bᵀ,  dB = Aᵀ G" in node_line(g, "op0")
+    assert "dv = G (ŷ − y)" in node_line(g, "op5")
+    plain = viz.draw_graph(net.tape, net.loss, formulas=False)
+    assert "dA = G Bᵀ" not in node_line(plain, "op0")
+
+
+def test_a_new_op_brings_its_formula_along():
+    @mt.primitive("dA = G ∘ 2A  (the square's slope)")
+    def square(a):
+        """C = A²."""
+        return a * a, (lambda g: g * 2 * a,)
+
+    x = mt.Tensor([1.0, 2.0], name="x")
+    with mt.Tape() as tape:
+        y = square(x).sum()
+    g = viz.draw_graph(tape, y)
+    assert "<B>square</B>" in node_line(g, "op0")
+    assert "dA = G ∘ 2A" in node_line(g, "op0")
+    assert "(the square&#x27;s slope)" in node_line(g, "op0")
+
+
+def test_the_bias_edge_says_its_gradient_was_summed_over_the_batch_axis():
+    net = two_layer()
+    g = viz.draw_graph(net.tape, net.loss)
+    bias_edges = [ln for ln in g.body if "summed over axis 0" in ln]
+    assert len(bias_edges) == 2                     # b1 and b2
+    ids = {node_line(g, f"T{k}").split("<B>")[1].split("</B>")[0]: f"T{k}" for k in range(12)}
+    assert any(ln.startswith(f"\t{ids['b1']} -> op1") for ln in bias_edges)
+    assert any(ln.startswith(f"\t{ids['b2']} -> op4") for ln in bias_edges)
+    assert not any(ln.startswith(f"\t{ids['t0']} -> op1") for ln in bias_edges)
+
+
+def test_fan_out_says_the_gradient_is_a_sum_of_contributions():
+    x = mt.Tensor([1.0, 2.0, 3.0], name="x")
+    with mt.Tape() as tape:
+        y = mt.tanh(x) * x + mt.exp(x)
+        loss = y.sum()
+    g = viz.draw_graph(tape, loss)
+    line = node_line(g, "T0")
+    assert "Σ of 3 contributions" in line         # tanh, mul and exp each use x
+    np.testing.assert_allclose(x.grad, np.tanh(x.value) + x.value * (1 - np.tanh(x.value) ** 2)
+                               + np.exp(x.value))
+    other = [ln for ln in node_lines(g, "T") if "contributions" in ln and not ln.startswith("\tT0 [")]
+    assert other == []
+
+
+def test_looks_follow_params_or_names():
+    net = two_layer()
+    g = viz.draw_graph(net.tape, net.loss)          # default: named leaves are parameters
+    assert f'fillcolor="{LOOKS["parameter"].fill}"' in node_line(g, "T0")   # X is named
+    g = viz.draw_graph(net.tape, net.loss, params=net.params)
+    assert f'fillcolor="{LOOKS["data"].fill}"' in node_line(g, "T0")        # X is data now
+    assert "data (2, 3) float64" in node_line(g, "T0")
+    w1 = [ln for ln in g.body if "<B>W1</B>" in ln][0]
+    assert f'fillcolor="{LOOKS["parameter"].fill}"' in w1
+    loss = [ln for ln in g.body if "<B>J</B>" in ln][0]
+    assert f'fillcolor="{LOOKS["loss"].fill}"' in loss
+    assert any("<B>legend</B>" in ln for ln in g.body)
+
+
+def test_unnamed_tensors_get_short_names_by_first_appearance():
+    a = mt.Tensor(np.ones((2, 2)))
+    b = mt.Tensor(np.ones((2, 2)))
+    with mt.Tape() as tape:
+        c = a @ b
+        d = mt.relu(c)
+    g = viz.draw_graph(tape)
+    names = [ln.split("<B>")[1].split("</B>")[0] for ln in node_lines(g, "T")]
+    assert names == ["t0", "t1", "t2", "t3"]
+    assert f'fillcolor="{LOOKS["data"].fill}"' in node_line(g, "T0")
+    assert f'fillcolor="{LOOKS["loss"].fill}"' in node_line(g, "T3")    # the final output
+    assert "grad" not in node_line(g, "T3")          # no target, no backward: no gradients
+    del d
+
+
+def test_the_same_program_gives_the_same_dot_text():
+    first = viz.draw_graph(two_layer().tape)
+    net = two_layer()
+    second = viz.draw_graph(net.tape)
+    assert first.source == second.source
+    assert "id(" not in first.source
+    with_grads = viz.draw_graph(net.tape, net.loss, params=net.params, check=True)
+    again = two_layer()
+    assert viz.draw_graph(again.tape, again.loss, params=again.params, check=True).source \
+        == with_grads.source
+
+
+def test_only_the_targets_ancestors_are_drawn():
+    x = mt.Tensor([1.0, 2.0], name="x")
+    with mt.Tape() as tape:
+        unused = mt.exp(x).sum()
+        loss = (x * x).sum()
+    g = viz.draw_graph(tape, loss)
+    assert not any("<B>exp</B>" in ln for ln in g.body)
+    assert any(ln.startswith("\top2 [") for ln in g.body)       # ids keep tape positions
+    assert not any(ln.startswith("\top0 [") for ln in g.body)
+    assert "Σ of 2 contributions" in node_line(g, "T0")         # x * x uses x twice
+    np.testing.assert_allclose(x.grad, 2 * x.value)
+    del unused
+
+
+def test_big_tensors_show_a_summary_and_keep_full_arrays_in_the_tooltip():
+    w = mt.Tensor(np.arange(20.0).reshape(4, 5), name="w")
+    with mt.Tape() as tape:
+        loss = (w * w).sum()
+    g = viz.draw_graph(tape, loss)
+    line = node_line(g, "T0")
+    assert "min 0   max 19" in line and "mean 9.5" in line and "‖·‖" in line
+    assert "[15, 16, 17, 18, 19]" in line                   # the tooltip has every element
+    small = viz.draw_graph(tape, loss, max_elements=20)
+    assert "min 0" not in node_line(small, "T0")
+    assert ">19<" in node_line(small, "T0")
+
+
+def test_values_and_grads_can_be_left_out():
+    net = two_layer()
+    g = viz.draw_graph(net.tape, net.loss, values=False, grads=False)
+    assert net.params["W1"].grad is None
+    assert ">value<" not in g.source and ">grad<" not in g.source
+
+
+def test_constants_are_drawn_and_folded():
+    x = mt.Tensor(np.ones((2, 3)), name="x")
+    labels = np.array([0, 2])
+    with mt.Tape() as tape:
+        y = mt.einsum("ij,j->i", x, np.arange(3.0))
+        z = 2.0 * mt.pow(x, 3)[:, 1:]
+        loss = mt.softmax_cross_entropy(x, labels, reduction="sum") + y.sum() + z.sum()
+    g = viz.draw_graph(tape, loss)
+    assert "ij,j-&gt;i" in g.source                       # the subscripts, escaped
+    assert "p = 3" in g.source and "A = 2" in g.source
+    assert "[:, 1:]" in g.source
+    assert "reduction=&#x27;sum&#x27;" in g.source
+    constants = node_lines(g, "C")
+    assert len(constants) == 2 and all("constant" in ln for ln in constants)
+    assert any(ln.startswith("\tC1 -> ") and "labels" in ln for ln in g.body)
+
+
+def test_check_colours_leaves_green_when_the_tape_agrees():
+    net = two_layer()
+    g = viz.draw_graph(net.tape, net.loss, params=net.params, check=True)
+    for name in ("X", "W1", "b1", "W2", "b2"):
+        line = [ln for ln in g.body if f"<B>{name}</B>" in ln][0]
+        assert f'fillcolor="{CHECK_PASSED.fill}"' in line, name
+        assert "finite differences agree" in line
+    y_line = [ln for ln in g.body if "<B>Y</B>" in ln][0]          # labels get no gradient
+    assert "finite differences" not in y_line
+
+
+def test_check_colours_a_wrong_vjp_red_with_its_relative_error():
+    @mt.primitive("dA = 3 G  (deliberately wrong: the slope is 2)")
+    def double(a):
+        """C = 2A."""
+        return 2 * a, (lambda g: 3 * g,)
+
+    w = mt.Tensor(np.linspace(-1, 1, 100), name="w")
+    with mt.Tape() as tape:
+        loss = mt.tanh(double(w)).sum()
+    g = viz.draw_graph(tape, loss, check=True, check_elements=5)
+    line = node_line(g, "T0")
+    assert f'fillcolor="{CHECK_FAILED.fill}"' in line
+    assert "DISAGREE" in line and "5 of 100 elements" in line
+    rel = float(line.split("rel. error ")[1].split(",")[0])
+    assert rel == pytest.approx(1 / 3, abs=0.01)                  # |3 − 2| / 3 at every element
+
+
+def test_check_needs_a_target():
+    net = two_layer()
+    with pytest.raises(ValueError, match="check=True needs target="):
+        viz.draw_graph(net.tape, check=True)
+
+
+def test_a_non_scalar_target_is_drawn_without_guessing_a_seed():
+    x = mt.Tensor([1.0, 2.0], name="x")
+    with mt.Tape() as tape:
+        y = mt.exp(x)
+    g = viz.draw_graph(tape, y)
+    assert ">grad<" not in g.source
+    tape.backward(y, seed=np.array([1.0, 0.0]))
+    g = viz.draw_graph(tape, y, check=True)
+    assert ">grad<" in node_line(g, "T0") and "finite differences agree" in node_line(g, "T0")
+
+
+def test_wrong_arguments_are_named():
+    net = two_layer()
+    with mt.Tape() as other:
+        stray = mt.exp(mt.Tensor([1.0]))
+    with pytest.raises(ValueError, match="not recorded on this tape"):
+        viz.draw_graph(net.tape, stray)
+    with pytest.raises(TypeError, match="params must be Tensors"):
+        viz.draw_graph(net.tape, net.loss, params=["W1"])
+    with pytest.raises(TypeError, match="Tape"):
+        viz.draw_graph(other.nodes)
+    with pytest.raises(ValueError, match="rankdir"):
+        viz.draw_graph(net.tape, rankdir="sideways")
+
+
+def test_rankdir_puts_blocks_side_by_side_top_to_bottom():
+    net = two_layer()
+    g = viz.draw_graph(net.tape, net.loss, rankdir="TB")
+    assert "rankdir=TB" in g.source
+    assert 'COLSPAN="2"' in node_line(g, "T0")                     # value | grad in one row

@@ -1,0 +1,334 @@
+"""draw_graph: a tape as a graphviz.Digraph with values, gradients and VJPs.
+
+The drawing reads only the tape: ``node.op`` (its ``name``, ``formula`` and
+``broadcasts``), ``node.inputs``, ``node.output`` and ``node.params``.
+Tensors are rounded boxes, ops are square boxes carrying the VJP they apply, and
+edges run input -> op -> output. Node ids come from creation order, so the
+same program always gives the same DOT text.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import graphviz
+import numpy as np
+
+import microtape as mt
+from microtape import Node, Tape, Tensor
+
+from . import labels as L
+from .leafcheck import LeafCheck, check_leaves
+from .legend import (BROADCAST, CHECK_FAILED, CHECK_PASSED, CURRENT, EDGE, FANOUT, FONT,
+                     GRAD_BG, GRAD_COLOR, LOOKS, MUTED, VALUE_BG, Look, legend_label)
+from .tapeview import TapeView, TensorInfo, ensure_gradients, is_constant_array
+
+
+def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
+               grads: bool = True, formulas: bool = True, check: bool = False,
+               max_elements: int = 12, rankdir: str = "LR",
+               params: Tensor | Iterable[Tensor] | Mapping[Any, Tensor] | None = None,
+               check_elements: int = 16, legend: bool = True) -> graphviz.Digraph:
+    """The computation graph recorded on ``tape``, ready to render or compare as text.
+
+    A node for each tensor and each op (only the target's ancestors when
+    ``target`` is given); edges input -> op -> output.
+
+    - Tensor nodes: name (or t0, t1, ... by first appearance), shape, dtype,
+      the value and the gradient ``.grad``, as a matrix rounded to 3 digits
+      when the tensor has at most ``max_elements`` elements, else as
+      min / max / mean / norm. Hovering shows the full arrays (SVG tooltips).
+    - With a scalar ``target`` and ``grads`` (or ``check``), runs
+      ``tape.backward(target)`` when the target's gradient is not yet 1. A
+      non-scalar target shows gradients only if you seeded them yourself.
+    - Op nodes: the op's name, its constant arguments and keyword params,
+      and with ``formulas`` the VJP it applies (``Primitive.formula``).
+    - Looks: parameters (the leaves in ``params``; without ``params``, every
+      named leaf), data (other leaves), constants (plain arrays passed to
+      an op), intermediates and the loss (``target``, or the tape's last
+      output) differ, as the legend says.
+    - An edge whose VJP summed a broadcast input back says "summed over axis
+      k"; a tensor used by n ops notes that its gradient is the sum of n
+      contributions.
+    - ``check``: central finite differences on each leaf (at most
+      ``check_elements`` elements per leaf, two replays of the tape each);
+      leaves turn green when the tape agrees, red with the relative error
+      when not.
+    """
+    if rankdir not in ("LR", "RL", "TB", "BT"):
+        raise ValueError(f"draw_graph: rankdir must be 'LR', 'RL', 'TB' or 'BT', not {rankdir!r}")
+    view = TapeView(tape, target, params)
+    if target is not None and (grads or check):
+        ensure_gradients(tape, target)
+    checks = check_leaves(view, check_elements) if check else {}
+    return build(view, Options(values, grads, formulas, max_elements, rankdir, legend), checks)
+
+
+@dataclass(frozen=True)
+class Options:
+    values: bool = True
+    grads: bool = True
+    formulas: bool = True
+    max_elements: int = 12
+    rankdir: str = "LR"
+    legend: bool = True
+
+
+@dataclass
+class Frame:
+    """A moment of the backward pass, for the step-by-step page.
+
+    ``shown``: ids of the tensors whose gradient is known so far; ``current``:
+    position in ``view.nodes`` of the op applying its VJP; ``fresh``: the
+    gradients that arrived in this step; ``sizes``: DOT id -> (width, height)
+    in inches, so every frame has the same layout.
+    """
+
+    shown: set[int]
+    current: int | None = None
+    fresh: set[int] = field(default_factory=set)
+    sizes: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = None,
+          frame: Frame | None = None) -> graphviz.Digraph:
+    """The Digraph of ``view``; one pass over its nodes, in creation order."""
+    checks = checks or {}
+    g = graphviz.Digraph(
+        "microtape",
+        graph_attr={"rankdir": opts.rankdir, "fontname": FONT, "nodesep": "0.25",
+                    "ranksep": "0.35", "bgcolor": "white", "pad": "0.15"},
+        node_attr={"fontname": FONT, "fontsize": "10", "margin": "0.06,0.04"},
+        edge_attr={"fontname": FONT, "fontsize": "8.5", "color": EDGE, "fontcolor": MUTED,
+                   "arrowsize": "0.6"},
+    )
+    drawn: set[int] = set()
+
+    def tensor_node(info: TensorInfo) -> None:
+        if id(info.tensor) in drawn:
+            return
+        drawn.add(id(info.tensor))
+        look = LOOKS[info.kind]
+        check = checks.get(id(info.tensor))
+        if check is not None:
+            look = CHECK_PASSED if check.passed else CHECK_FAILED
+        label, tip = _tensor_text(view, info, opts, check, frame)
+        fresh = frame is not None and id(info.tensor) in frame.fresh
+        _node(g, info.node_id, label, tip, look, frame, highlight=fresh)
+
+    for k, node in enumerate(view.nodes):
+        for x in node.inputs:
+            if isinstance(x, Tensor):
+                tensor_node(view.info(x))
+            elif is_constant_array(x) and id(x) not in drawn:
+                drawn.add(id(x))
+                c = view.constants[id(x)]
+                label, tip = _constant_text(c.name, c.value, opts)
+                _node(g, c.node_id, label, tip, LOOKS["constant"], frame)
+        op_id = f"op{view.indices[k]}"
+        label, tip = _op_text(view, k, node, opts)
+        _node(g, op_id, label, tip, LOOKS["op"], frame,
+              highlight=frame is not None and frame.current == k)
+        _input_edges(g, view, node, op_id)
+        out = view.info(node.output)
+        tensor_node(out)
+        g.edge(op_id, out.node_id)
+    for info in view.tensors.values():  # a leaf target with no op
+        tensor_node(info)
+    if opts.legend:
+        with g.subgraph(name="legend_rank", graph_attr={"rank": "sink"}) as s:
+            s.node("legend", legend_label(check=bool(checks), steps=frame is not None),
+                   shape="box", style="rounded", color="#c8c8c8", fontsize="8.5",
+                   tooltip="legend")
+    return g
+
+
+def _node(g: graphviz.Digraph, node_id: str, label: str, tip: str, look: Look,
+          frame: Frame | None, highlight: bool = False) -> None:
+    attrs = {"shape": look.shape, "style": look.style, "fillcolor": look.fill,
+             "color": look.border, "penwidth": look.penwidth, "tooltip": tip}
+    if highlight:
+        attrs.update(color=CURRENT, penwidth="3.5")
+    if frame is not None and node_id in frame.sizes:
+        w, h = frame.sizes[node_id]
+        attrs.update(width=f"{w:.4f}", height=f"{h:.4f}", fixedsize="true")
+    g.node(node_id, label, **attrs)
+
+
+# -- tensors --------------------------------------------------------------------
+
+_KIND_TEXT = {"parameter": "parameter", "data": "data", "intermediate": "", "loss": "loss"}
+
+
+def _tensor_text(view: TapeView, info: TensorInfo, opts: Options, check: LeafCheck | None,
+                 frame: Frame | None) -> tuple[str, str]:
+    """The HTML-like label and the tooltip of a tensor node."""
+    t = info.tensor
+    facts = " ".join(s for s in (_KIND_TEXT[info.kind], L.shape_text(t.shape), str(t.dtype)) if s)
+    header = (f'<B>{L.html(info.name, 32)}</B>  '
+              f'<FONT POINT-SIZE="8" COLOR="{MUTED}">{L.html(facts)}</FONT>')
+    tip = [f"{info.name}: {facts}"]
+
+    blocks = []
+    if opts.values:
+        blocks.append(_array_block("value", t.value, opts.max_elements, VALUE_BG, None))
+        tip.append("value =\n" + L.full(t.value))
+    grad = t.grad if opts.grads else None
+    if grad is not None and frame is not None and id(t) not in frame.shown:
+        blocks.append(_pending_block())
+        grad = None
+    elif grad is not None:
+        blocks.append(_array_block("grad", grad, opts.max_elements, GRAD_BG, GRAD_COLOR))
+        tip.append("grad =\n" + L.full(grad))
+
+    # Left to right, nodes stack their blocks so the long chain stays narrow;
+    # top to bottom, they put them side by side.
+    side_by_side = opts.rankdir in ("TB", "BT")
+    span = len(blocks) if side_by_side and blocks else 1
+    rows = [f'<TR><TD ALIGN="LEFT" COLSPAN="{span}">{header}</TD></TR>']
+    if side_by_side and blocks:
+        rows.append("<TR>" + "".join(f'<TD VALIGN="TOP">{b}</TD>' for b in blocks) + "</TR>")
+    else:
+        rows += [f'<TR><TD ALIGN="LEFT">{b}</TD></TR>' for b in blocks]
+    notes = []
+    uses = len(info.consumers)
+    if uses > 1 and opts.grads:
+        ops = ", ".join(f"{view.nodes[k].op.name} #{view.indices[k]}" for k in info.consumers)
+        notes.append((FANOUT, f"grad = Σ of {uses} contributions (fan-out)"))
+        tip.append(f"used {uses} times (by {ops}): its gradient is the sum of the {uses} "
+                   f"contributions the VJPs of those ops send back")
+    if check is not None:
+        notes.append((CHECK_PASSED.border if check.passed else CHECK_FAILED.border, check.describe()))
+        tip.append(check.describe())
+    for color, text in notes:
+        rows.append(f'<TR><TD ALIGN="LEFT" COLSPAN="{span}">'
+                    f'<FONT POINT-SIZE="8" COLOR="{color}">{L.html(text)}</FONT></TD></TR>')
+    label = '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2" CELLPADDING="0">' + "".join(rows) + "</TABLE>>"
+    return label, L.tooltip("\n".join(tip))
+
+
+def _array_block(title: str, a: np.ndarray, max_elements: int, bg: str, color: str | None) -> str:
+    """A small table: the rounded matrix, or a summary when ``a`` is big."""
+    a = np.asarray(a)
+    font = (lambda s: f'<FONT COLOR="{color}">{s}</FONT>') if color else (lambda s: s)
+    head_color = color or MUTED
+    if a.size <= max_elements and a.size > 0:
+        cells = L.matrix(a)
+        cols = len(cells[0])
+        body = "".join("<TR>" + "".join(f'<TD ALIGN="RIGHT">{font(L.html(v))}</TD>' for v in row)
+                       + "</TR>" for row in cells)
+    else:
+        cols = 1
+        body = "".join(f'<TR><TD ALIGN="LEFT">{font(L.html(line))}</TD></TR>'
+                       for line in L.summary(a))
+    head = (f'<TR><TD ALIGN="LEFT" COLSPAN="{cols}">'
+            f'<FONT POINT-SIZE="7" COLOR="{head_color}">{title}</FONT></TD></TR>')
+    return (f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2" '
+            f'BGCOLOR="{bg}">{head}{body}</TABLE>')
+
+
+def _pending_block() -> str:
+    return (f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">'
+            f'<TR><TD><FONT POINT-SIZE="7" COLOR="{MUTED}">grad</FONT></TD></TR>'
+            f'<TR><TD><FONT POINT-SIZE="8" COLOR="{MUTED}">not yet</FONT></TD></TR></TABLE>')
+
+
+def _constant_text(name: str, value: np.ndarray, opts: Options) -> tuple[str, str]:
+    facts = f"constant {L.shape_text(value.shape)} {value.dtype}"
+    header = f'<B>{L.html(name)}</B>  <FONT POINT-SIZE="8" COLOR="{MUTED}">{L.html(facts)}</FONT>'
+    rows = [f'<TR><TD ALIGN="LEFT">{header}</TD></TR>']
+    tip = f"{name}: {facts}"
+    if opts.values:
+        rows.append(f'<TR><TD>{_array_block("value", value, opts.max_elements, VALUE_BG, None)}</TD></TR>')
+        tip += "\nvalue =\n" + L.full(value)
+    label = '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2" CELLPADDING="0">' + "".join(rows) + "</TABLE>>"
+    return label, L.tooltip(tip)
+
+
+# -- ops ------------------------------------------------------------------------
+
+_GRAD_OF = re.compile(r"\bd([A-Za-z]\w*)\s*=")
+
+
+@functools.lru_cache(maxsize=256)
+def _positional_names(op) -> tuple[str, ...]:
+    """The positional parameter names of an op's public signature."""
+    try:
+        return tuple(p.name for p in inspect.signature(op).parameters.values()
+                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+    except (TypeError, ValueError):
+        return ()
+
+
+def _argument_names(node: Node) -> list[str]:
+    """What to call each argument: the formula's letter (A, B, v, p), else the
+    parameter's name in the op's signature, else ``arg k``."""
+    letters = _GRAD_OF.findall(node.op.formula)
+    params = _positional_names(node.op)
+    names = []
+    for i in range(len(node.inputs)):
+        if i < len(letters) and not isinstance(node.inputs[i], str):
+            names.append(letters[i])
+        elif i < len(params):
+            names.append(params[i])
+        else:
+            names.append(f"arg {i}")
+    return names
+
+
+def _op_text(view: TapeView, k: int, node: Node, opts: Options) -> tuple[str, str]:
+    op = node.op
+    names = _argument_names(node)
+    folded = []
+    for i, x in enumerate(node.inputs):
+        if isinstance(x, Tensor) or is_constant_array(x):
+            continue
+        text = L.constant_text(x)
+        folded.append(text if isinstance(x, str) or L.is_index(x) else f"{names[i]} = {text}")
+    folded += [f"{key}={L.constant_text(v)}" for key, v in node.params.items()]
+    index = view.indices[k]
+    rows = [f'<TR><TD><B>{L.html(op.name, 40)}</B> <FONT POINT-SIZE="7" COLOR="{MUTED}">#{index}</FONT></TD></TR>']
+    if folded:
+        rows.append(f'<TR><TD><FONT POINT-SIZE="8.5">{L.html(", ".join(folded), 60)}</FONT></TD></TR>')
+    tip = [f"{op.name} (op #{index} on the tape)"] + [f"  {f}" for f in folded]
+    if opts.formulas:
+        main, _, note = op.formula.partition("  (")
+        for line in L.wrap(main):
+            rows.append(f'<TR><TD><FONT POINT-SIZE="9.5" COLOR="#5c3d00">{L.html(line)}</FONT></TD></TR>')
+        if note:
+            for line in L.wrap("(" + note, 34):
+                rows.append(f'<TR><TD><FONT POINT-SIZE="7.5" COLOR="{MUTED}">{L.html(line)}</FONT></TD></TR>')
+        tip.append(f"VJP: {op.formula}")
+    label = '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0">' + "".join(rows) + "</TABLE>>"
+    return label, L.tooltip("\n".join(tip))
+
+
+def _input_edges(g: graphviz.Digraph, view: TapeView, node: Node, op_id: str) -> None:
+    """input -> op, named by argument where the op has several, with the broadcast note."""
+    names = _argument_names(node)
+    drawn_inputs = [x for x in node.inputs if isinstance(x, Tensor) or is_constant_array(x)]
+    out_shape = node.output.shape
+    for i, x in enumerate(node.inputs):
+        if isinstance(x, Tensor):
+            info = view.info(x)
+            src, shape = info.node_id, x.shape
+        elif is_constant_array(x):
+            src, shape = view.constants[id(x)].node_id, np.shape(x)
+        else:
+            continue
+        parts = [names[i]] if len(drawn_inputs) > 1 or len(node.inputs) > 1 else []
+        attrs: dict[str, str] = {}
+        if node.op.broadcasts and isinstance(x, Tensor) and tuple(shape) != tuple(out_shape):
+            axes = mt.broadcast_axes(tuple(shape), tuple(out_shape))
+            if axes:
+                parts.append(f"summed over {L.axes_text(axes)}")
+                attrs.update(color=BROADCAST, fontcolor=BROADCAST, penwidth="1.6")
+        if isinstance(x, Tensor) and len(info.consumers) > 1 and "color" not in attrs:
+            attrs.update(color=FANOUT)
+        if parts:
+            attrs["label"] = L.html(" · ".join(parts)).join(("<", ">"))
+        g.edge(src, op_id, **attrs)

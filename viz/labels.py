@@ -1,0 +1,178 @@
+"""Text that enters a drawing: escaped, bounded and formatted for reading.
+
+Every string a user controls (tensor names, values, constants) reaches
+Graphviz through one of two doors, and each door has its own escaping:
+
+- ``html(...)`` for the HTML-like labels drawn inside nodes and on edges:
+  ``& < > " '`` become entities, so a name like ``<script>`` is text, never
+  markup; backslashes are doubled, since Graphviz expands ``\\N``, ``\\G``
+  and the like even inside HTML labels.
+- ``tooltip(...)`` for the ``tooltip`` attribute: ``&`` becomes ``&amp;``
+  (Graphviz decodes entities there) and a backslash is shown as ``∖``
+  (U+2216), because Graphviz versions disagree on how many times they expand
+  backslash sequences in tooltips; the graphviz package escapes the quotes
+  and Graphviz itself the ``< > "`` of the SVG attribute.
+
+Both first make control characters visible as Unicode control pictures
+(``␇`` for BEL), since they are not valid in the XML of an SVG.
+"""
+
+from __future__ import annotations
+
+import html as _html
+import re
+
+import graphviz
+import numpy as np
+
+# Characters XML forbids (C0 controls but tab and newline, lone surrogates,
+# U+FFFE/U+FFFF); carriage returns are shown too so a name stays one line.
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+# Tooltips carry full arrays; past this many elements numpy's own summary
+# (first and last few with "...") keeps an SVG of a big model openable.
+TOOLTIP_MAX_ELEMENTS = 10_000
+
+
+def _picture(m: re.Match) -> str:
+    c = ord(m.group())
+    if c < 0x20:
+        return chr(0x2400 + c)          # ␀ ... ␟
+    return "\u2421" if c == 0x7F else "\ufffd"
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters drawn as control pictures (BEL -> ␇)."""
+    return _INVISIBLE.sub(_picture, text)
+
+
+def html(text: object, limit: int | None = None) -> str:
+    """``text`` as the content of an HTML-like label: entities, line breaks.
+
+    With ``limit``, text longer than that many characters is cut with "…"
+    (the tooltip keeps it whole).
+    """
+    text = visible(str(text))
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return "<BR/>".join(_html.escape(line.replace("\\", "\\\\"), quote=True)
+                        for line in text.split("\n"))
+
+
+def tooltip(text: str) -> str:
+    """``text`` as a tooltip attribute, shown as text by Graphviz and browsers."""
+    return graphviz.nohtml(visible(text).replace("&", "&amp;").replace("\\", "\u2216"))
+
+
+# -- numbers ---------------------------------------------------------------------
+
+def number(v: object) -> str:
+    """A number rounded for a label: integers whole, floats to 3 significant digits."""
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.3g}"
+    return repr(v)
+
+
+def matrix(a: np.ndarray) -> list[list[str]]:
+    """The rows of ``a`` as rounded strings: a scalar is one cell, a vector one row.
+
+    Arrays of three or more dimensions are shown as their last-axis rows.
+    """
+    a = np.asarray(a)
+    rows = a.reshape(1, -1) if a.ndim <= 1 else a.reshape(-1, a.shape[-1])
+    return [[number(v) for v in row] for row in rows.tolist()]
+
+
+def summary(a: np.ndarray) -> list[str]:
+    """Two lines that stand in for an array too big to show: range, mean, norm."""
+    a = np.asarray(a)
+    if a.size == 0:
+        return ["(empty)"]
+    if a.dtype.kind not in "fiub":
+        return [f"{a.size} elements"]
+    f = a.astype(np.float64, copy=False)
+    return [f"min {number(f.min())}   max {number(f.max())}",
+            f"mean {number(f.mean())}   ‖·‖ {number(float(np.linalg.norm(f.ravel())))}"]
+
+
+def full(a: np.ndarray) -> str:
+    """Every element of ``a`` (up to TOOLTIP_MAX_ELEMENTS), to the digits its dtype holds."""
+    a = np.asarray(a)
+    if a.dtype.kind != "f" or a.size == 0:
+        return np.array2string(a, separator=", ", threshold=TOOLTIP_MAX_ELEMENTS, max_line_width=120)
+    # Significant digits, not decimals, so small gradients keep their
+    # precision: 8 for float64, 7 for float32 (all it holds).
+    digits = min(8, np.finfo(a.dtype).precision + 1)
+    flat = a.ravel()
+    shown = flat if a.size <= TOOLTIP_MAX_ELEMENTS else np.concatenate([flat[:3], flat[-3:]])
+    width = max(len(f"{v:.{digits}g}") for v in shown.tolist())
+    return np.array2string(a, separator=", ", threshold=TOOLTIP_MAX_ELEMENTS, max_line_width=120,
+                           formatter={"float_kind": lambda v: f"{v:.{digits}g}".rjust(width)})
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    """``(3, 4)``; a scalar's empty shape reads ``()``."""
+    return "(" + ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def axes_text(axes: tuple[int, ...]) -> str:
+    """``axis 0`` or ``axes 0, 1``."""
+    return ("axis " if len(axes) == 1 else "axes ") + ", ".join(str(a) for a in axes)
+
+
+# -- constants folded into an op's label -------------------------------------------
+
+def index_text(index: object) -> str:
+    """A numpy index as it was written: ``[0, :2]``, ``[..., None]``."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return "[" + ", ".join(_index_part(p) for p in parts) + "]"
+
+
+def _index_part(p: object) -> str:
+    if isinstance(p, slice):
+        text = ("" if p.start is None else str(p.start)) + ":" + ("" if p.stop is None else str(p.stop))
+        return text + (f":{p.step}" if p.step is not None else "")
+    if p is Ellipsis:
+        return "..."
+    if p is None:
+        return "None"
+    if isinstance(p, np.ndarray):
+        return np.array2string(p, separator=",", threshold=8)
+    return repr(p)
+
+
+def is_index(obj: object) -> bool:
+    """True for slices, Ellipsis and tuples holding them: text, not a constant array."""
+    parts = obj if isinstance(obj, tuple) else (obj,)
+    return any(isinstance(p, slice) or p is Ellipsis for p in parts)
+
+
+def constant_text(obj: object) -> str:
+    """A short rendering of a constant argument (a number, a string, an index)."""
+    if is_index(obj):
+        return index_text(obj)
+    if isinstance(obj, np.ndarray) and obj.size == 1:
+        return number(obj.item())
+    if isinstance(obj, (int, float, np.number, bool)):
+        return number(obj)
+    with np.printoptions(threshold=8, precision=3):
+        return repr(obj) if not isinstance(obj, np.ndarray) else np.array2string(obj, separator=",")
+
+
+def wrap(text: str, width: int = 44) -> list[str]:
+    """``text`` broken at spaces into lines of at most about ``width`` characters."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return [ln for ln in lines if ln.strip()] or [""]
+

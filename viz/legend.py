@@ -1,0 +1,73 @@
+"""The look of each kind of node, and the legend that documents it.
+
+All colours live here, so the legend and the drawing cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FONT = "Helvetica,Arial,sans-serif"
+GRAD_COLOR = "#b3261e"       # gradient numbers and the word "grad"
+MUTED = "#6b6b6b"            # shapes, dtypes, notes
+VALUE_BG = "#f4f4f4"         # behind a value matrix
+GRAD_BG = "#fdecea"          # behind a gradient matrix
+EDGE = "#555555"
+BROADCAST = "#1864ab"        # an edge whose VJP summed a broadcast back
+FANOUT = "#7048e8"           # a tensor whose gradient sums several contributions
+CURRENT = "#e8590c"          # step page: the op applying its VJP, the gradients just arrived
+
+
+@dataclass(frozen=True)
+class Look:
+    fill: str
+    border: str
+    style: str = "rounded,filled"
+    penwidth: str = "1"
+    shape: str = "box"
+
+
+LOOKS = {
+    "parameter": Look("#d0e2ff", "#1c4f9c", penwidth="1.6"),
+    "data": Look("#ececec", "#707070"),
+    "constant": Look("#ececec", "#909090", style="rounded,filled,dashed"),
+    "intermediate": Look("#ffffff", "#8a8a8a"),
+    "loss": Look("#ffe3b3", "#c25e00", penwidth="2.2"),
+    "op": Look("#fff7d6", "#b08900", style="filled", shape="box"),
+}
+CHECK_PASSED = Look("#c9f2cf", "#1f7a32", penwidth="2.2")
+CHECK_FAILED = Look("#ffc9c9", "#c92a2a", penwidth="2.2")
+
+_ENTRIES = [
+    ("parameter", "parameter: a leaf asked about (params=, else a named leaf)"),
+    ("data", "data: any other leaf"),
+    ("constant", "constant: an array passed as is (no gradient)"),
+    ("intermediate", "intermediate: computed by an op"),
+    ("loss", "loss: the target, seeded with gradient 1"),
+    ("op", "op, with the VJP it applies (G = gradient of its output)"),
+]
+
+
+def legend_label(check: bool = False, steps: bool = False) -> str:
+    """The legend as an HTML-like label: a swatch and a sentence per kind."""
+    rows = ['<TR><TD COLSPAN="2" ALIGN="LEFT"><B>legend</B></TD></TR>']
+    entries = [(LOOKS[k], text) for k, text in _ENTRIES]
+    if check:
+        entries += [(CHECK_PASSED, "leaf gradient agrees with finite differences"),
+                    (CHECK_FAILED, "leaf gradient disagrees (relative error shown)")]
+    for look, text in entries:
+        rounded = ' STYLE="ROUNDED"' if "rounded" in look.style else ""
+        rows.append(f'<TR><TD BGCOLOR="{look.fill}" COLOR="{look.border}" BORDER="1" '
+                    f'WIDTH="18" HEIGHT="12" FIXEDSIZE="TRUE"{rounded}></TD>'
+                    f'<TD ALIGN="LEFT">{text}</TD></TR>')
+    notes = [
+        (GRAD_COLOR, "red numbers: the gradient dJ/d(tensor); hover for full arrays"),
+        (BROADCAST, "blue edge “summed over axis k”: the VJP summed a broadcast back"),
+        (FANOUT, "purple “Σ of n”: a tensor used n times gets the sum of n contributions"),
+    ]
+    if steps:
+        notes.append((CURRENT, "orange: the op applying its VJP now, and what just arrived"))
+    for color, text in notes:
+        rows.append(f'<TR><TD></TD><TD ALIGN="LEFT"><FONT COLOR="{color}">{text}</FONT></TD></TR>')
+    return ('<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2" CELLPADDING="1">'
+            + "".join(rows) + "</TABLE>>")

@@ -1,0 +1,78 @@
+"""render: draw a tape into a file, and say how to get Graphviz when it is missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import graphviz
+
+from microtape import Tape, Tensor
+
+from .graph import draw_graph
+
+FORMATS = ("svg", "png", "pdf", "dot")
+INSTALL_HINT = ("Install Graphviz: 'sudo apt-get install graphviz' (Debian/Ubuntu), "
+                "'brew install graphviz' (macOS) or 'conda install -c conda-forge graphviz'")
+
+
+class GraphvizNotFoundError(RuntimeError):
+    """Graphviz's ``dot`` program is not on PATH, so only the DOT source was written."""
+
+
+def render(tape: Tape, path: str | Path, target: Tensor | None = None, format: str | None = None,
+           **draw_options: Any) -> Path:
+    """Draw ``tape`` (see ``draw_graph`` for ``draw_options``) into ``path``; return the path.
+
+    The format is ``format`` or else the path's suffix: svg, png, pdf or dot.
+    A path without one of those suffixes gets ``.<format>`` appended; missing
+    folders are created. Without Graphviz's ``dot`` program, the DOT source
+    is still written next to ``path`` (same name, ``.dot``) and
+    ``GraphvizNotFoundError`` says how to install Graphviz.
+    """
+    path = Path(path)
+    fmt = _format_for(path, format)
+    if _suffix(path) != fmt:
+        path = path.with_name(f"{path.name}.{fmt}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    graph = draw_graph(tape, target, **draw_options)
+    if fmt == "dot":
+        path.write_text(graph.source, encoding="utf-8")
+        return path
+    path.write_bytes(pipe(graph, fmt, path))
+    return path
+
+
+def pipe(graph: graphviz.Digraph, fmt: str, path: Path) -> bytes:
+    """``dot -T<fmt>`` of ``graph``; without ``dot``, writes ``path``'s .dot and raises."""
+    try:
+        return graph.pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        source = path.with_suffix(".dot")
+        source.write_text(graph.source, encoding="utf-8")
+        raise GraphvizNotFoundError(
+            f"cannot draw {path}: Graphviz's 'dot' program was not found on PATH. The graph's "
+            f"source was written to {source} instead. {INSTALL_HINT}; then run "
+            f"'dot -T{fmt} {source} -o {path}', or draw again."
+        ) from None
+
+
+def _suffix(path: Path) -> str:
+    suffix = path.suffix.lower().lstrip(".")
+    return "dot" if suffix == "gv" else suffix
+
+
+def _format_for(path: Path, format: str | None) -> str:
+    suffix = _suffix(path)
+    if format is None:
+        if suffix not in FORMATS:
+            raise ValueError(f"render: cannot tell the format from {path.name!r}; use a path "
+                             f"ending in .svg, .png, .pdf or .dot, or pass format=")
+        return suffix
+    fmt = format.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ValueError(f"render: format must be one of {', '.join(FORMATS)}, not {format!r}")
+    if suffix in FORMATS and suffix != fmt:
+        raise ValueError(f"render: the path {path.name!r} says {suffix} but format={format!r}; "
+                         f"make them agree")
+    return fmt

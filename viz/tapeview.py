@@ -1,0 +1,181 @@
+"""What a drawing shows of a tape: which nodes, which tensors, and their names.
+
+A ``TapeView`` reads ``tape.nodes`` once, in creation order, and settles
+everything the drawing needs to be deterministic: the target's ancestors,
+a name and a DOT id for each tensor (by first appearance, never ``id()``),
+which leaves are parameters, and how many ops use each tensor (fan-out).
+``id()`` only serves as a dictionary key while the view is alive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from microtape import Node, Tape, Tensor
+
+from .labels import is_index
+
+
+@dataclass
+class TensorInfo:
+    """One tensor of the drawing."""
+
+    tensor: Tensor
+    node_id: str                 # DOT id: "T0", "T1", ... by first appearance
+    name: str                    # the tensor's name, or t0, t1, ... when it has none
+    kind: str                    # "parameter", "data", "intermediate" or "loss"
+    producer: int | None = None  # position in view.nodes of the op that computed it
+    consumers: list[int] = field(default_factory=list)  # positions in view.nodes, once per use
+
+
+@dataclass
+class ConstantInfo:
+    """A constant array passed to an op (data given as a plain array)."""
+
+    value: np.ndarray
+    node_id: str                 # "C0", "C1", ...
+    name: str                    # c0, c1, ...
+
+
+class TapeView:
+    """The drawn part of ``tape``: the target's ancestors, or every node.
+
+    ``params`` marks which leaves are parameters (a Tensor, a list or a dict
+    of them); without it, named leaves are parameters and unnamed leaves data.
+    The loss is ``target``, or without one the tape's last output when no op
+    uses it.
+    """
+
+    def __init__(self, tape: Tape, target: Tensor | None = None,
+                 params: Tensor | Iterable[Tensor] | Mapping[Any, Tensor] | None = None) -> None:
+        if not isinstance(tape, Tape):
+            raise TypeError(f"viz: expected a microtape Tape, got {type(tape).__name__}")
+        self.tape = tape
+        self.indices = _ancestors(tape, target)          # tape positions of the drawn nodes
+        self.nodes: list[Node] = [tape.nodes[i] for i in self.indices]
+        if target is None and self.nodes:
+            last = self.nodes[-1].output
+            used = any(x is last for node in self.nodes for x in node.inputs)
+            target_shown = None if used else last
+        else:
+            target_shown = target
+        self.target = target
+        self.loss = target_shown
+        param_ids = _param_ids(params)
+
+        self.tensors: dict[int, TensorInfo] = {}
+        self.constants: dict[int, ConstantInfo] = {}
+        unnamed = 0
+        outputs = {id(node.output): k for k, node in enumerate(self.nodes)}
+
+        def add_tensor(t: Tensor) -> TensorInfo:
+            nonlocal unnamed
+            info = self.tensors.get(id(t))
+            if info is None:
+                if t.name is None:
+                    name = f"t{unnamed}"
+                    unnamed += 1
+                else:
+                    name = t.name
+                producer = outputs.get(id(t))
+                if t is self.loss:
+                    kind = "loss"
+                elif producer is not None:
+                    kind = "intermediate"
+                elif id(t) in param_ids if params is not None else t.name is not None:
+                    kind = "parameter"
+                else:
+                    kind = "data"
+                info = TensorInfo(t, f"T{len(self.tensors)}", name, kind, producer=producer)
+                self.tensors[id(t)] = info
+            return info
+
+        for k, node in enumerate(self.nodes):
+            for x in node.inputs:
+                if isinstance(x, Tensor):
+                    add_tensor(x).consumers.append(k)
+                elif is_constant_array(x) and id(x) not in self.constants:
+                    n = len(self.constants)
+                    self.constants[id(x)] = ConstantInfo(np.asarray(x), f"C{n}", f"c{n}")
+            add_tensor(node.output)
+        if target is not None and not self.nodes:
+            add_tensor(target)
+
+    def info(self, t: Tensor) -> TensorInfo:
+        return self.tensors[id(t)]
+
+    @property
+    def leaves(self) -> list[TensorInfo]:
+        """Tensors no drawn op computed, in order of first appearance."""
+        return [i for i in self.tensors.values() if i.producer is None]
+
+
+def is_constant_array(x: object) -> bool:
+    """An array argument worth its own node (more than one element, not an index)."""
+    return isinstance(x, np.ndarray) and x.size > 1 and not is_index(x)
+
+
+def _ancestors(tape: Tape, target: Tensor | None) -> list[int]:
+    """Tape positions of the nodes ``target`` depends on, in creation order.
+
+    One reverse sweep: a node is needed when its output is.
+    """
+    nodes = tape.nodes
+    if target is None:
+        return list(range(len(nodes)))
+    if not isinstance(target, Tensor):
+        raise TypeError(f"viz: the target must be a Tensor, not {type(target).__name__}")
+    end = next((k for k in range(len(nodes) - 1, -1, -1) if nodes[k].output is target), None)
+    if end is None:
+        if any(x is target for node in nodes for x in node.inputs):
+            return []  # a leaf target: drawn alone
+        name = repr(target.name) if target.name is not None else f"of shape {target.shape}"
+        raise ValueError(f"viz: the target {name} was not recorded on this tape; compute it "
+                         f"inside 'with tape:' from Tensors")
+    needed = {id(target)}
+    kept = []
+    for k in range(end, -1, -1):
+        node = nodes[k]
+        if id(node.output) in needed:
+            kept.append(k)
+            needed.update(id(x) for x in node.inputs if isinstance(x, Tensor))
+    kept.reverse()
+    return kept
+
+
+def _param_ids(params) -> set[int]:
+    if params is None:
+        return set()
+    if isinstance(params, Tensor):
+        params = [params]
+    elif isinstance(params, Mapping):
+        params = list(params.values())
+    ids = set()
+    for p in params:
+        if not isinstance(p, Tensor):
+            raise TypeError(f"viz: params must be Tensors (a Tensor, a list or a dict of them), "
+                            f"got a {type(p).__name__}")
+        ids.add(id(p))
+    return ids
+
+
+def ensure_gradients(tape: Tape, target: Tensor) -> bool:
+    """Run ``tape.backward(target)`` unless the target's gradients are already set.
+
+    They count as set when the target holds a gradient that could seed its
+    own backward pass: ones for a scalar (a stale ``.grad`` from another
+    target's pass is something else), anything for a non-scalar target
+    (the user seeded it). A non-scalar target without a gradient cannot be
+    seeded here, so its drawing has no gradients; returns whether gradients
+    are available.
+    """
+    g = target.grad
+    if target.size == 1:
+        if g is None or not np.all(g == 1):
+            tape.backward(target)
+        return True
+    return g is not None
+

@@ -1,0 +1,181 @@
+"""Optimizers: turn the gradients a tape returns into in-place parameter updates.
+
+An optimizer holds the dict of parameter Tensors (``net.params``) and, on
+``step(grads)``, changes each ``Tensor.value`` in place, so every reference to
+the parameters sees the new values. ``grads`` is the dict that
+``tape.gradient(loss, params)`` returns, keyed like ``params``::
+
+    opt = mt.optim.SGD(net.params, lr=0.1, momentum=0.9)
+    with mt.Tape() as tape:
+        loss = net.loss(x, labels)
+    opt.step(tape.gradient(loss, net.params))
+
+Every update runs in buffers allocated once, at construction: a step makes no
+temporary arrays, so it costs the arithmetic and nothing more. The gradients
+passed in are read, never written.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+
+from .errors import InputError, ShapeError
+from .tensor import Tensor
+
+__all__ = ["Optimizer", "SGD", "Adam"]
+
+
+class Optimizer:
+    """What SGD and Adam share: the parameters, a step count and the checks."""
+
+    def __init__(self, params: Mapping[str, Tensor]) -> None:
+        kind = type(self).__name__
+        if not isinstance(params, Mapping):
+            raise TypeError(f"{kind}: params must be a dict of Tensors (e.g. net.params), "
+                            f"not {type(params).__name__}")
+        if not params:
+            raise ValueError(f"{kind}: params is empty; there is nothing to optimize")
+        for name, p in params.items():
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{kind}: params[{name!r}] is a {type(p).__name__}, not a Tensor")
+            if not p.value.flags.writeable:
+                raise ValueError(f"{kind}: params[{name!r}] holds a read-only array; the update is "
+                                 f"made in place, so give it a writable copy (mt.Tensor(a.copy()))")
+        self.params: dict[str, Tensor] = dict(params)
+        self.steps = 0  # how many times step() has run
+
+    def step(self, grads: Mapping[str, np.ndarray]) -> None:
+        """Update every parameter in place from ``grads`` (keyed like ``params``)."""
+        self._check(grads)
+        self.steps += 1
+        self._update(grads)
+
+    def _update(self, grads: Mapping[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def _check(self, grads) -> None:
+        """Keys and shapes only: cheap enough to run every step."""
+        kind = type(self).__name__
+        if not isinstance(grads, Mapping):
+            raise TypeError(f"{kind}.step: grads must be the dict tape.gradient(loss, params) "
+                            f"returns, not {type(grads).__name__}")
+        if grads.keys() != self.params.keys():
+            missing = [k for k in self.params if k not in grads]
+            extra = [k for k in grads if k not in self.params]
+            parts = ([f"missing {missing}"] if missing else []) + ([f"unexpected {extra}"] if extra else [])
+            raise InputError(f"{kind}.step: grads must have the same keys as params "
+                             f"({list(self.params)}): {', '.join(parts)}")
+        for name, p in self.params.items():
+            shape = getattr(grads[name], "shape", None)
+            if shape != p.value.shape:
+                raise ShapeError(f"{kind}.step: grads[{name!r}] has shape {shape} but the parameter "
+                                 f"has shape {p.value.shape}")
+
+    def _buffers(self) -> dict[str, np.ndarray]:
+        return {name: np.zeros_like(p.value) for name, p in self.params.items()}
+
+
+def _check_hyper(kind: str, name: str, value: float, low: float, high: float = math.inf,
+                 low_open: bool = False, high_open: bool = False) -> float:
+    value = float(value)
+    below = value <= low if low_open else value < low
+    above = value >= high if high_open else value > high
+    if math.isnan(value) or below or above:
+        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+        raise ValueError(f"{kind}: {name} must be in {lo}{low}, {high}{hi}, got {value}")
+    return value
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional momentum and weight decay.
+
+    With ``g' = g + weight_decay · p`` and the velocity ``u`` (zero at first)::
+
+        u ← momentum · u + g'
+        p ← p − lr · u
+
+    With ``momentum=0`` this is plain ``p ← p − lr · g'``.
+    """
+
+    def __init__(self, params: Mapping[str, Tensor], lr: float, momentum: float = 0.0,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params)
+        self.lr = _check_hyper("SGD", "lr", lr, 0.0, low_open=True)
+        self.momentum = _check_hyper("SGD", "momentum", momentum, 0.0, 1.0, high_open=True)
+        self.weight_decay = _check_hyper("SGD", "weight_decay", weight_decay, 0.0)
+        self._scratch = self._buffers()
+        self._velocity = self._buffers() if self.momentum else None
+
+    def __repr__(self) -> str:
+        return f"SGD(lr={self.lr:g}, momentum={self.momentum:g}, weight_decay={self.weight_decay:g})"
+
+    def _update(self, grads) -> None:
+        lr, momentum, decay = self.lr, self.momentum, self.weight_decay
+        for name, p in self.params.items():
+            g, buf = grads[name], self._scratch[name]
+            if decay:
+                np.multiply(p.value, decay, out=buf)  # g' = g + weight_decay · p
+                buf += g
+                g = buf
+            if momentum:
+                u = self._velocity[name]
+                u *= momentum                         # u = momentum · u + g'
+                u += g
+                g = u
+            np.multiply(g, lr, out=buf)               # p = p − lr · u
+            p.value -= buf
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba): per-element steps scaled by running gradient moments.
+
+    With step count ``k`` and ``m``, ``v`` starting at zero::
+
+        m ← β1 · m + (1 − β1) · g
+        v ← β2 · v + (1 − β2) · g²
+        m̂ = m / (1 − β1^k),   v̂ = v / (1 − β2^k)      (bias correction)
+        p ← p − lr · m̂ / (√v̂ + eps)
+    """
+
+    def __init__(self, params: Mapping[str, Tensor], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        super().__init__(params)
+        self.lr = _check_hyper("Adam", "lr", lr, 0.0, low_open=True)
+        try:
+            beta1, beta2 = betas
+        except (TypeError, ValueError):
+            raise ValueError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}") from None
+        self.betas = (_check_hyper("Adam", "betas[0]", beta1, 0.0, 1.0, high_open=True),
+                      _check_hyper("Adam", "betas[1]", beta2, 0.0, 1.0, high_open=True))
+        self.eps = _check_hyper("Adam", "eps", eps, 0.0, low_open=True)
+        self._m = self._buffers()
+        self._v = self._buffers()
+        self._scratch = self._buffers()
+
+    def __repr__(self) -> str:
+        return f"Adam(lr={self.lr:g}, betas=({self.betas[0]:g}, {self.betas[1]:g}), eps={self.eps:g})"
+
+    def _update(self, grads) -> None:
+        beta1, beta2 = self.betas
+        k = self.steps
+        # lr · m̂ / (√v̂ + eps) = (lr / c1) · m / (√v / √c2 + eps), c = 1 − β^k
+        step_size = self.lr / (1.0 - beta1 ** k)
+        root_c2 = math.sqrt(1.0 - beta2 ** k)
+        for name, p in self.params.items():
+            g, m, v, buf = grads[name], self._m[name], self._v[name], self._scratch[name]
+            m *= beta1                                # m = β1 m + (1 − β1) g
+            np.multiply(g, 1.0 - beta1, out=buf)
+            m += buf
+            v *= beta2                                # v = β2 v + (1 − β2) g²
+            np.multiply(g, g, out=buf)
+            buf *= 1.0 - beta2
+            v += buf
+            np.sqrt(v, out=buf)                       # buf = √v̂ + eps
+            buf /= root_c2
+            buf += self.eps
+            np.divide(m, buf, out=buf)                # p = p − lr · m̂ / (√v̂ + eps)
+            buf *= step_size
+            p.value -= buf

@@ -1,0 +1,99 @@
+"""The two-layer network's gradients by hand: DERIVATION.md's batched formulas in numpy.
+
+No tape, no Tensor: this is the reference the tape is checked against, and
+a page to read next to ``TwoLayerNet.forward``. For N examples stacked as the
+rows of X and one-hot labels Y, with the loss summed over the batch::
+
+    delta2 = Yhat - Y                      (N×C)
+    dW2    = H^T delta2                    (hidden×C)
+    db2    = column sums of delta2         (C,)
+    delta1 = (delta2 W2^T) ∘ H ∘ (1 - H)   (N×hidden)
+    dW1    = X^T delta1                    (in×hidden)
+    db1    = column sums of delta1         (hidden,)
+    dX     = delta1 W1^T                   (N×in)
+
+and every gradient divided by N when the loss is averaged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+__all__ = ["closed_form_gradients"]
+
+
+def closed_form_gradients(params: Mapping[str, Any], x: Any, labels: Any,
+                          reduction: str = "mean") -> dict[str, np.ndarray]:
+    """dJ/dW1, dJ/db1, dJ/dW2, dJ/db2 and dJ/dx of the derivation's network.
+
+    ``params`` maps W1, b1, W2, b2 to arrays or Tensors. ``x`` is a batch
+    (N, n_in) or one example (n_in,). ``labels`` are class indices (shape
+    (N,), or an int for one example) or label rows summing to 1 (N, C).
+    ``reduction`` is "mean" or "sum", as for ``mt.softmax_cross_entropy``.
+    Returns a dict with keys W1, b1, W2, b2 and x, each the shape of its
+    variable.
+    """
+    W1, b1, W2, b2 = (_value(params, name) for name in ("W1", "b1", "W2", "b2"))
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"closed_form_gradients: reduction must be 'mean' or 'sum', not {reduction!r}")
+    x = np.asarray(x, dtype=W1.dtype)
+    X = np.atleast_2d(x)        # one example is a batch of one row
+    N, C = X.shape[0], W2.shape[1]
+    if x.ndim not in (1, 2) or X.shape[1] != W1.shape[0]:
+        raise ValueError(f"closed_form_gradients: x has shape {x.shape}, but W1 {W1.shape} expects "
+                         f"{W1.shape[0]} features per example")
+    Y = _one_hot(labels, N, C, single=x.ndim == 1).astype(X.dtype, copy=False)
+
+    # Forward pass, keeping what the gradients need.
+    T = X @ W1 + b1                  # t = x W1 + b1
+    H = 0.5 * (1.0 + np.tanh(0.5 * T))  # h = sigmoid(t), in a form exp cannot overflow
+    V = H @ W2 + b2                  # v = h W2 + b2
+    Yhat = np.exp(V - V.max(axis=1, keepdims=True))
+    Yhat /= Yhat.sum(axis=1, keepdims=True)  # yhat = softmax(v)
+
+    # Backward pass: the batched formulas, loss summed over the batch.
+    delta2 = Yhat - Y
+    dW2 = H.T @ delta2
+    db2 = delta2.sum(axis=0)
+    delta1 = (delta2 @ W2.T) * H * (1.0 - H)
+    dW1 = X.T @ delta1
+    db1 = delta1.sum(axis=0)
+    dX = delta1 @ W1.T
+
+    grads = {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "x": dX.reshape(x.shape)}
+    if reduction == "mean":         # averaging divides every gradient by N
+        for g in grads.values():
+            g /= N
+    return grads
+
+
+def _value(params: Mapping[str, Any], name: str) -> np.ndarray:
+    try:
+        p = params[name]
+    except KeyError:
+        raise KeyError(f"closed_form_gradients: params has no {name!r}; it needs W1, b1, W2 "
+                       f"and b2 (got {list(params)})") from None
+    p = np.asarray(getattr(p, "value", p))
+    return p if p.dtype.kind == "f" else p.astype(np.float64)
+
+
+def _one_hot(labels: Any, N: int, C: int, single: bool) -> np.ndarray:
+    """Label rows Y (N×C): class indices become one-hot rows; rows pass through."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind in "iu":
+        indices = labels.reshape(1) if single and labels.ndim == 0 else labels
+        if indices.shape != (N,):
+            raise ValueError(f"closed_form_gradients: {indices.size} class indices for {N} examples")
+        if N and (indices.min() < 0 or indices.max() >= C):
+            raise ValueError(f"closed_form_gradients: class indices must be in 0..{C - 1}, "
+                             f"got {indices.min()}..{indices.max()}")
+        Y = np.zeros((N, C))
+        Y[np.arange(N), indices] = 1.0
+        return Y
+    Y = np.atleast_2d(labels)
+    if Y.shape != (N, C):
+        raise ValueError(f"closed_form_gradients: label rows have shape {labels.shape}, expected "
+                         f"{(N, C) if not single else (C,)}")
+    return Y

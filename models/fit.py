@@ -1,0 +1,135 @@
+"""The training loop: shuffled mini-batches, one tape per step, an optimizer update.
+
+The data are checked once, before the first step (shapes, label range, no
+NaN or inf). Each step then records the loss on a fresh tape, checks that the
+loss is finite (before the update, so a diverging learning rate stops
+training with the parameters of the last good step), asks the tape for the
+parameter gradients and hands them to the optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+import microtape as mt
+
+from .mlp import MLP
+
+__all__ = ["fit", "History", "TrainingError"]
+
+
+class TrainingError(FloatingPointError):
+    """The loss stopped being a finite number; the message says where and why."""
+
+
+@dataclass
+class History:
+    """Per-epoch records of a run: mean training loss and accuracies."""
+
+    loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    steps: int = 0
+
+
+def fit(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray, *,
+        epochs: int, batch_size: int, seed: int = 0,
+        test: tuple[np.ndarray, np.ndarray] | None = None,
+        on_epoch: Callable[[int, History], Any] | None = None) -> History:
+    """Train ``net`` in place for ``epochs`` passes over (x, y); return the History.
+
+    Each epoch visits the examples in a new order drawn from
+    ``np.random.default_rng(seed)``, in batches of ``batch_size`` (the last
+    one may be smaller), so a seed fixes the run exactly. After each epoch
+    the accuracies on the training set and on ``test`` (if given) are
+    recorded and ``on_epoch(epoch, history)`` is called (epochs count from 1).
+
+    Raises ValueError (or ``mt.ShapeError``) before training for data that
+    do not fit the network or hold NaN or inf, and :class:`TrainingError` as
+    soon as a batch's loss is NaN or infinite, before that batch's update.
+    """
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"fit: epochs and batch_size must be at least 1, got {epochs} and {batch_size}")
+    x, y = _check_data(net, x, y)
+    rng = np.random.default_rng(seed)
+    history = History()
+    start = time.perf_counter()
+    # Overflow on the way to a non-finite loss is reported by the check below,
+    # with the epoch, the batch and a hint; numpy's warnings would only repeat it.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for epoch in range(1, epochs + 1):
+            _epoch(net, optimizer, x, y, rng, batch_size, epoch, history)
+            history.train_accuracy.append(net.accuracy(x, y))
+            if test is not None:
+                history.test_accuracy.append(net.accuracy(*test))
+            history.seconds = time.perf_counter() - start
+            if on_epoch is not None:
+                on_epoch(epoch, history)
+    return history
+
+
+def _epoch(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray,
+           rng: np.random.Generator, batch_size: int, epoch: int, history: History) -> None:
+    """One pass over the data in a fresh random order; appends the mean loss."""
+    n = len(x)
+    order = rng.permutation(n)
+    xs, ys = x[order], y[order]  # one gather per epoch; the batches are then views
+    total = 0.0
+    for lo in range(0, n, batch_size):
+        xb, yb = xs[lo:lo + batch_size], ys[lo:lo + batch_size]
+        with mt.Tape() as tape:
+            loss = net.loss(xb, yb)
+        value = float(loss.value)
+        if not math.isfinite(value):
+            raise TrainingError(_diagnose(value, net, epoch, lo // batch_size + 1))
+        optimizer.step(tape.gradient(loss, net.params))
+        total += value * len(xb)
+        history.steps += 1
+    history.loss.append(total / n)
+
+
+def _check_data(net: MLP, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Shapes, finiteness and label range, checked once, so no batch fails halfway through.
+
+    A NaN or inf in x does not always show in the loss (a saturated sigmoid
+    turns inf into 1), but it makes the gradient NaN (inf · 0), which would
+    silently ruin the parameters: hence the whole data set is checked here.
+    """
+    x = net._input(x)
+    y = np.asarray(y)
+    if x.ndim != 2:
+        raise mt.ShapeError(f"fit: x must be a batch of shape (N, {net.n_in}), got {x.shape}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise ValueError(f"fit: x holds NaN or inf ({int(bad.sum())} values, the first at row {row}, "
+                         f"column {column}); clean the data before training")
+    if len(y) != len(x):
+        raise ValueError(f"fit: x has {len(x)} examples but y has {len(y)} labels")
+    if y.dtype.kind in "iu":
+        if y.ndim != 1:
+            raise mt.ShapeError(f"fit: class-index labels must have shape ({len(x)},), got {y.shape}")
+        if y.size and (y.min() < 0 or y.max() >= net.n_out):
+            raise ValueError(f"fit: labels must be class indices 0..{net.n_out - 1} for a network "
+                             f"with {net.n_out} outputs; found {y.min()}..{y.max()}")
+    elif y.shape != (len(x), net.n_out):
+        raise mt.ShapeError(f"fit: labels must be class indices of shape ({len(x)},) or label rows "
+                            f"of shape ({len(x)}, {net.n_out}), got {y.dtype} {y.shape}")
+    return x, y
+
+
+def _diagnose(value: float, net: MLP, epoch: int, batch: int) -> str:
+    """Why the loss is not finite; the data were checked before training, so not them."""
+    where = f"the loss is {value} at epoch {epoch}, batch {batch}"
+    broken = [name for name, p in net.params.items() if not np.isfinite(p.value).all()]
+    if broken:
+        return (f"{where}: parameters {broken} hold NaN or inf, so an earlier update overflowed; "
+                f"lower the learning rate")
+    return (f"{where}: training diverged; lower the learning rate (the parameters are left as "
+            f"they were before this batch)")

@@ -1,0 +1,301 @@
+"""python -m models.train: train the derivation's network on real data and check its gradients.
+
+Trains a TwoLayerNet (the network of DERIVATION.md) with mini-batches, shows
+the progress, prints the test accuracy and a gradient-check table (tape vs
+closed form vs finite differences on one batch), and writes to --out:
+
+    params.npz   the trained parameters (TwoLayerNet.load reads them back)
+    loss.png     training loss and accuracy per epoch
+    graph.svg    the computation graph of one batch with its gradients (viz/)
+
+The defaults reach about 98.5% test accuracy on the digits in well under a
+second of training. The same --seed gives bit-identical results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+import microtape as mt
+
+from . import data
+from .fit import History, TrainingError, fit
+from .gradient_check import EXACT_TOL, check_gradients
+from .two_layer import TwoLayerNet
+
+DEFAULT_EPOCHS = {"digits": 30, "spirals": 200}
+DEFAULT_LR = {"sgd": 0.5, "adam": 0.01}
+CHECK_BATCH = 16  # examples in the gradient check; finite differences cost 2 passes per element
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        """One line instead of argparse's usage block: what is wrong and where to look."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive(kind: type):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0 or (kind is float and not math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog or _prog(),
+        description="Train the derivation's two-layer network (sigmoid hidden layer, softmax "
+                    "cross-entropy) on the tape, check its gradients, and save the results.",
+    )
+    parser.add_argument("--dataset", choices=["digits", "spirals"], default="digits",
+                        help="digits: scikit-learn's 8x8 handwritten digits; spirals: three "
+                             "interleaved spiral arms (default: digits)")
+    parser.add_argument("--hidden", type=_positive(int), default=64, metavar="N",
+                        help="hidden units (default: 64)")
+    parser.add_argument("--epochs", type=_positive(int), default=None, metavar="N",
+                        help=f"passes over the training set (default: {DEFAULT_EPOCHS['digits']} "
+                             f"for digits, {DEFAULT_EPOCHS['spirals']} for spirals)")
+    parser.add_argument("--batch-size", type=_positive(int), default=32, metavar="N",
+                        help="examples per step (default: 32)")
+    parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
+                        help="sgd (with momentum) or adam (default: sgd)")
+    parser.add_argument("--lr", type=_positive(float), default=None,
+                        help=f"learning rate (default: {DEFAULT_LR['sgd']} for sgd, "
+                             f"{DEFAULT_LR['adam']} for adam)")
+    parser.add_argument("--momentum", type=_fraction, default=0.9,
+                        help="sgd momentum, in [0, 1) (default: 0.9)")
+    parser.add_argument("--seed", type=_seed, default=0,
+                        help="seed for the initial weights and the batch order; the data split "
+                             "is fixed (default: 0)")
+    parser.add_argument("--out", type=Path, default=Path("out"), metavar="DIR",
+                        help="folder for params.npz, loss.png and graph.svg (default: ./out)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar or per-epoch lines; only the results")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit status (0, or 1 with one line on stderr)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except _Failure as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (| head); stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+class _Failure(Exception):
+    """An error for the user, printed as one line."""
+
+
+def run(args: argparse.Namespace) -> int:
+    out = _prepare_out(args.out)
+    epochs = args.epochs or DEFAULT_EPOCHS[args.dataset]
+    lr = args.lr or DEFAULT_LR[args.optimizer]
+    x_train, y_train, x_test, y_test = _load(args.dataset)
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+
+    net = TwoLayerNet(x_train.shape[1], args.hidden, n_classes, seed=args.seed)
+    if args.optimizer == "sgd":
+        optimizer = mt.optim.SGD(net.params, lr=lr, momentum=args.momentum)
+    else:
+        optimizer = mt.optim.Adam(net.params, lr=lr)
+    print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test examples, "
+          f"{x_train.shape[1]} features, {n_classes} classes")
+    print(f"{net}, {optimizer}, batch size {args.batch_size}, {epochs} epochs, seed {args.seed}")
+
+    progress = _Progress(epochs, quiet=args.quiet)
+    try:
+        history = fit(net, optimizer, x_train, y_train, epochs=epochs, batch_size=args.batch_size,
+                      seed=args.seed, test=(x_test, y_test), on_epoch=progress.update)
+    except TrainingError as e:
+        raise _Failure(str(e)) from None
+    finally:
+        progress.close()
+
+    correct = int(round(history.test_accuracy[-1] * len(x_test)))
+    print(f"test accuracy: {history.test_accuracy[-1]:.2%} ({correct}/{len(x_test)}), "
+          f"train accuracy: {history.train_accuracy[-1]:.2%}, "
+          f"{history.steps} steps in {history.seconds:.2f} s")
+
+    check = check_gradients(net, x_train[:CHECK_BATCH], y_train[:CHECK_BATCH])
+    print()
+    print(check)
+    print()
+
+    written = [_write(out / "params.npz", net.save)]
+    plotted = _plot(history, out / "loss.png", args.dataset)
+    if plotted:
+        written.append(plotted)
+    written.append(_graph(net, x_train[:CHECK_BATCH], y_train[:CHECK_BATCH], out / "graph.svg"))
+    print("wrote " + ", ".join(str(p) for p in written))
+    if any(row.tape_vs_closed > EXACT_TOL for row in check.rows):
+        print(f"{_prog()}: error: gradient check failed: the tape disagrees with the closed "
+              f"form (rows marked NO)", file=sys.stderr)
+        return 1
+    if not check.passed:
+        print("note: finite differences disagree with the tape and the closed form, which agree "
+              "with each other (rows marked NO): the loss is too badly scaled for eps=1e-6, as "
+              "after a too-large --lr", file=sys.stderr)
+    return 0
+
+
+# -- the pieces ---------------------------------------------------------------
+
+def _prog() -> str:
+    return "microtape-train" if Path(sys.argv[0]).name == "microtape-train" else "python -m models.train"
+
+
+def _prepare_out(out: Path) -> Path:
+    """Create --out and prove it writable before spending time on training."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except FileExistsError:
+        raise _Failure(f"--out {str(out)!r} exists and is not a folder") from None
+    except OSError as e:
+        raise _Failure(f"cannot write to --out {str(out)!r}: {e.strerror or e}") from None
+    return out
+
+
+def _load(dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    if dataset == "digits":
+        try:
+            return data.load_digits(test_fraction=0.2, seed=0)
+        except ImportError as e:
+            raise _Failure(str(e)) from None
+    x, y = data.spirals(n_per_class=200, n_classes=3, seed=0)
+    return data.stratified_split(x, y, test_fraction=0.2, seed=0)
+
+
+def _write(path: Path, save) -> Path:
+    try:
+        return save(path)
+    except OSError as e:
+        raise _Failure(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+
+
+class _Progress:
+    """A tqdm bar on a terminal; on a log (or without tqdm), about ten plain lines."""
+
+    def __init__(self, epochs: int, quiet: bool) -> None:
+        self.epochs, self.quiet, self.bar = epochs, quiet, None
+        self.every = max(1, epochs // 10)
+        if quiet or not sys.stderr.isatty():
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return
+        self.bar = tqdm(total=epochs, desc="training", unit="epoch", file=sys.stderr)
+
+    def update(self, epoch: int, history: History) -> None:
+        status = (f"loss {history.loss[-1]:.4f}, train {history.train_accuracy[-1]:.1%}, "
+                  f"test {history.test_accuracy[-1]:.1%}")
+        if self.bar is not None:
+            self.bar.set_postfix_str(status, refresh=False)
+            self.bar.update(1)
+        elif not self.quiet and (epoch % self.every == 0 or epoch == self.epochs):
+            print(f"epoch {epoch:>{len(str(self.epochs))}}/{self.epochs}: {status}", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _graph(net: TwoLayerNet, x: np.ndarray, labels: np.ndarray, path: Path) -> Path:
+    """graph.svg: one batch's tape with every value and gradient (hover for the full arrays)."""
+    import viz
+
+    with mt.Tape() as tape:
+        loss = net.loss(x, labels)
+    try:
+        return viz.render(tape, path, loss, params=net.params)
+    except viz.GraphvizNotFoundError as e:
+        print(f"graph.svg skipped: {e}", file=sys.stderr)
+        return path.with_suffix(".dot")
+    except OSError as e:
+        raise _Failure(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+
+
+def _plot(history: History, path: Path, dataset: str) -> Path | None:
+    """loss.png: the loss and both accuracies per epoch; skipped (with a note) without matplotlib."""
+    try:
+        from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+    except ImportError:
+        print("loss.png skipped: matplotlib is not installed (pip install 'microtape[examples]')",
+              file=sys.stderr)
+        return None
+    epochs = np.arange(1, len(history.loss) + 1)
+    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    ax_loss.plot(epochs, history.loss, color="tab:blue")
+    ax_loss.set(xlabel="epoch", ylabel="mean training loss J", yscale="log", title="loss")
+    ax_acc.plot(epochs, history.train_accuracy, label="train", color="tab:blue")
+    ax_acc.plot(epochs, history.test_accuracy, label="test", color="tab:orange")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy",
+               title=f"accuracy (test {history.test_accuracy[-1]:.2%} at the end)")
+    ax_acc.legend(loc="lower right")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"TwoLayerNet on {dataset}")
+
+    def save(target: Path) -> Path:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                fig.savefig(f, format="png", dpi=110)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    return _write(path, save)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""mt.optim: SGD and Adam reach a quadratic's minimum, match their formulas by hand, and check grads."""
+
+import numpy as np
+import pytest
+
+import microtape as mt
+
+# f(w) = ½ Σ a_i (w_i − c_i)²: minimum at c, gradient a ∘ (w − c), curvatures 0.5..2.
+CURVATURE = np.array([0.5, 1.0, 2.0, 1.5])
+CENTER = np.array([1.0, -2.0, 0.5, 3.0])
+
+
+def quadratic(w):
+    d = w - CENTER
+    return 0.5 * (CURVATURE * d * d).sum()
+
+
+def minimise(make_optimizer, steps):
+    w = mt.Tensor(np.zeros(4), name="w")
+    params = {"w": w}
+    opt = make_optimizer(params)
+    for _ in range(steps):
+        with mt.Tape() as tape:
+            loss = quadratic(w)
+        opt.step(tape.gradient(loss, params))
+    return w.value
+
+
+@pytest.mark.parametrize("make, steps", [
+    (lambda p: mt.optim.SGD(p, lr=0.4), 200),
+    (lambda p: mt.optim.SGD(p, lr=0.1, momentum=0.9), 400),
+    (lambda p: mt.optim.Adam(p, lr=0.05), 2000),
+])
+def test_reaches_the_minimum_of_a_quadratic(make, steps):
+    np.testing.assert_allclose(minimise(make, steps), CENTER, atol=1e-6)
+
+
+def test_weight_decay_moves_the_minimum_as_the_formula_says():
+    # minimising f(w) + ½ λ |w|² has its minimum at a c / (a + λ)
+    w = minimise(lambda p: mt.optim.SGD(p, lr=0.2, weight_decay=0.5), 300)
+    np.testing.assert_allclose(w, CURVATURE * CENTER / (CURVATURE + 0.5), atol=1e-8)
+
+
+GRADIENTS = [np.array([0.3, -1.2, 2.0]), np.array([-0.5, 0.1, 1.0]), np.array([0.2, 0.2, -3.0])]
+
+
+def test_adam_first_steps_match_the_formula_by_hand():
+    p0 = np.array([1.0, 2.0, -1.0])
+    w = mt.Tensor(p0.copy())
+    opt = mt.optim.Adam({"w": w}, lr=0.1, betas=(0.8, 0.9), eps=1e-3)
+    expected, m, v = p0.copy(), np.zeros(3), np.zeros(3)
+    for k, g in enumerate(GRADIENTS, start=1):
+        opt.step({"w": g})
+        m = 0.8 * m + 0.2 * g
+        v = 0.9 * v + 0.1 * g ** 2
+        m_hat, v_hat = m / (1 - 0.8 ** k), v / (1 - 0.9 ** k)
+        expected = expected - 0.1 * m_hat / (np.sqrt(v_hat) + 1e-3)
+        np.testing.assert_allclose(w.value, expected, rtol=1e-13, atol=1e-15)
+    # The first step of Adam moves every coordinate by about lr, against the sign of g.
+    w1 = mt.Tensor(p0.copy())
+    mt.optim.Adam({"w": w1}, lr=0.1).step({"w": GRADIENTS[0]})
+    np.testing.assert_allclose(w1.value - p0, -0.1 * np.sign(GRADIENTS[0]), rtol=1e-6)
+
+
+def test_sgd_momentum_steps_by_hand():
+    p0 = np.array([1.0, 2.0, -1.0])
+    w = mt.Tensor(p0.copy())
+    opt = mt.optim.SGD({"w": w}, lr=0.1, momentum=0.5, weight_decay=0.01)
+    expected, u = p0.copy(), np.zeros(3)
+    for g in GRADIENTS:
+        opt.step({"w": g})
+        u = 0.5 * u + g + 0.01 * expected
+        expected = expected - 0.1 * u
+        np.testing.assert_allclose(w.value, expected, rtol=1e-14)
+    assert opt.steps == 3
+    assert repr(opt) == "SGD(lr=0.1, momentum=0.5, weight_decay=0.01)"
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: mt.optim.SGD(p, lr=0.1),
+    lambda p: mt.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-3),
+    lambda p: mt.optim.Adam(p),
+])
+def test_updates_in_place_and_never_touch_the_gradients(make):
+    a, b = mt.Tensor(np.ones((2, 3)), name="a"), mt.Tensor(np.ones(3, dtype=np.float32), name="b")
+    arrays = (a.value, b.value)
+    opt = make({"a": a, "b": b})
+    grads = {"a": np.full((2, 3), 0.5), "b": np.full(3, -0.5, dtype=np.float32)}
+    copies = {k: g.copy() for k, g in grads.items()}
+    opt.step(grads)
+    assert a.value is arrays[0] and b.value is arrays[1]  # same arrays, new values
+    assert (a.value < 1).all() and (b.value > 1).all()
+    assert b.value.dtype == np.float32
+    for k in grads:
+        np.testing.assert_array_equal(grads[k], copies[k])
+
+
+def test_step_checks_keys_and_shapes():
+    params = {"W": mt.Tensor(np.zeros((2, 2))), "b": mt.Tensor(np.zeros(2))}
+    opt = mt.optim.SGD(params, lr=0.1)
+    with pytest.raises(ValueError, match=r"missing \['b'\]"):
+        opt.step({"W": np.zeros((2, 2))})
+    with pytest.raises(ValueError, match=r"unexpected \['c'\]"):
+        opt.step({"W": np.zeros((2, 2)), "b": np.zeros(2), "c": np.zeros(1)})
+    with pytest.raises(mt.ShapeError, match=r"grads\['b'\] has shape \(3,\).*\(2,\)"):
+        opt.step({"W": np.zeros((2, 2)), "b": np.zeros(3)})
+    with pytest.raises(TypeError, match="dict"):
+        opt.step([np.zeros((2, 2)), np.zeros(2)])
+    assert opt.steps == 0  # nothing was applied
+    np.testing.assert_array_equal(params["W"].value, 0)
+
+
+def test_constructor_checks():
+    w = {"w": mt.Tensor(np.zeros(2))}
+    with pytest.raises(TypeError, match="dict of Tensors"):
+        mt.optim.SGD([mt.Tensor(np.zeros(2))], lr=0.1)
+    with pytest.raises(TypeError, match=r"params\['w'\] is a ndarray"):
+        mt.optim.Adam({"w": np.zeros(2)})
+    with pytest.raises(ValueError, match="empty"):
+        mt.optim.Adam({})
+    with pytest.raises(ValueError, match="lr"):
+        mt.optim.SGD(w, lr=0.0)
+    with pytest.raises(ValueError, match="momentum"):
+        mt.optim.SGD(w, lr=0.1, momentum=1.0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        mt.optim.SGD(w, lr=0.1, weight_decay=-1)
+    with pytest.raises(ValueError, match="betas"):
+        mt.optim.Adam(w, betas=(0.9,))
+    with pytest.raises(ValueError, match=r"betas\[1\]"):
+        mt.optim.Adam(w, betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="eps"):
+        mt.optim.Adam(w, eps=float("nan"))
+    read_only = np.zeros(2)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        mt.optim.SGD({"w": mt.Tensor(read_only)}, lr=0.1)
+
+
+def test_trains_a_network_from_tape_gradients():
+    from models import TwoLayerNet
+    rng = np.random.default_rng(0)
+    x, labels = rng.normal(size=(30, 4)), rng.integers(0, 3, size=30)
+    net = TwoLayerNet(4, 8, 3, seed=0)
+    opt = mt.optim.Adam(net.params, lr=0.05)
+    first = None
+    for _ in range(100):
+        with mt.Tape() as tape:
+            loss = net.loss(x, labels)
+        first = float(loss) if first is None else first
+        opt.step(tape.gradient(loss, net.params))
+    assert float(net.loss(x, labels)) < 0.5 * first

@@ -119,3 +119,17 @@ def test_five_hundred_ops_render_with_summaries(tmp_path):
     assert any(t.startswith("min ") for t in w0["text"])          # 64 elements: a summary
     np.testing.assert_allclose(tooltip_array(w0["tooltip"], "grad"), ws[0].grad, rtol=1e-7,
                                atol=1e-12)
+
+
+@needs_dot
+def test_a_realistic_network_renders_despite_graphvizs_string_limit(tmp_path):
+    # dot refuses a quoted string over 16,384 characters; a 64x64 weight
+    # matrix written out in full would be four times that.
+    rng = np.random.default_rng(0)
+    W = mt.Tensor(rng.normal(size=(64, 64)), name="W" * 20_000)
+    with mt.Tape() as tape:
+        loss = mt.softmax_cross_entropy(mt.sigmoid(rng.normal(size=(16, 64)) @ W), np.arange(16) % 10)
+    path = viz.render(tape, tmp_path / "big.svg", loss)
+    ET.parse(path)
+    tips = [n["tooltip"] for n in svg_nodes(path.read_bytes()).values() if "tooltip" in n]
+    assert any("..." in tip and "grad" in tip for tip in tips)  # the big arrays are summarised

@@ -29,9 +29,12 @@ import numpy as np
 # U+FFFE/U+FFFF); carriage returns are shown too so a name stays one line.
 _INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
-# Tooltips carry full arrays; past this many elements numpy's own summary
-# (first and last few with "...") keeps an SVG of a big model openable.
-TOOLTIP_MAX_ELEMENTS = 10_000
+# Tooltips carry full arrays, but Graphviz refuses a quoted string longer
+# than 16,384 characters. A tooltip holds a value and a gradient at about 14
+# characters an element, so arrays up to this size are shown whole; larger
+# ones get numpy's own summary (first and last few, with "...").
+TOOLTIP_MAX_ELEMENTS = 500
+TOOLTIP_MAX_CHARS = 16_000
 
 
 def _picture(m: re.Match) -> str:
@@ -61,7 +64,10 @@ def html(text: object, limit: int | None = None) -> str:
 
 def tooltip(text: str) -> str:
     """``text`` as a tooltip attribute, shown as text by Graphviz and browsers."""
-    return graphviz.nohtml(visible(text).replace("&", "&amp;").replace("\\", "\u2216"))
+    text = visible(text).replace("&", "&amp;").replace("\\", "\u2216")
+    if len(text) > TOOLTIP_MAX_CHARS:  # only a pathological name gets here
+        text = re.sub(r"&[a-z]*$", "", text[:TOOLTIP_MAX_CHARS]) + "…"
+    return graphviz.nohtml(text)
 
 
 # -- numbers ---------------------------------------------------------------------

@@ -9,7 +9,7 @@
 
 from .tensor import Tensor
 from .errors import GradcheckError, InputError, ShapeError
-from .tape import Node, Tape
+from .tape import Node, Tape, no_grad
 from .primitive import Primitive, primitive
 from .ops import (
     add, broadcast_axes, div, einsum, exp, getitem, log, log_softmax, matmul, mean, mul, neg,
@@ -23,7 +23,7 @@ from . import optim
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tensor", "Tape", "Node", "Primitive", "primitive",
+    "Tensor", "Tape", "Node", "no_grad", "Primitive", "primitive",
     "ShapeError", "InputError", "GradcheckError", "GradcheckReport",
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "tanh", "sigmoid", "relu",
     "matmul", "sum", "mean", "transpose", "reshape", "getitem", "softmax", "log_softmax",

@@ -25,6 +25,22 @@ def active_tapes() -> tuple["Tape", ...]:
     return _active.get()
 
 
+class no_grad:
+    """A block in which no tape records: ops compute values only.
+
+    For evaluation inside a training step (accuracy, predictions) without
+    growing the tape. Tapes entered inside the block record as usual.
+    """
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = _active.set(())
+
+    def __exit__(self, *exc) -> None:
+        _active.reset(self._token)
+
+
 class Node:
     """One recorded op: ``output = op(*inputs)`` and one VJP per input.
 

@@ -24,11 +24,6 @@ from .checkpoint import CheckpointError, load_arrays, save_arrays
 __all__ = ["MLP", "ACTIVATIONS"]
 
 ACTIVATIONS = {"sigmoid": mt.sigmoid, "tanh": mt.tanh, "relu": mt.relu}
-_NUMPY_ACTIVATIONS = {
-    "sigmoid": lambda a: 0.5 * (1.0 + np.tanh(0.5 * a)),  # mt.sigmoid's overflow-free form
-    "tanh": np.tanh,
-    "relu": lambda a: np.maximum(a, 0.0),
-}
 
 _PARAM_NAME = re.compile(r"[Wb][1-9][0-9]*")
 
@@ -116,16 +111,11 @@ class MLP:
     def predict(self, x: Any) -> np.ndarray:
         """The most likely class of each example (an int array of shape (N,), or an int).
 
-        The forward pass in plain numpy: prediction needs no gradient, so
-        nothing is recorded even inside a ``with tape:`` block.
+        Prediction needs no gradient, so nothing is recorded even inside a
+        ``with tape:`` block.
         """
-        h = self._input(x)
-        h = h.value if isinstance(h, Tensor) else h
-        act = _NUMPY_ACTIVATIONS[self.activation]
-        for W, b in self._layers[:-1]:
-            h = act(h @ self.params[W].value + self.params[b].value)
-        W, b = self._layers[-1]
-        return np.argmax(h @ self.params[W].value + self.params[b].value, axis=-1)
+        with mt.no_grad():
+            return np.argmax(self(x).value, axis=-1)
 
     def accuracy(self, x: Any, labels: Any) -> float:
         """The fraction of examples whose predicted class is the label."""

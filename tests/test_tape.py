@@ -454,3 +454,18 @@ def test_vjps_after_the_target_do_not_run():
     np.testing.assert_array_equal(tape.gradient(loss, x), [3.0, 3.0])
     tape.backward(loss)
     assert calls == []
+
+
+def test_no_grad_pauses_every_active_tape_and_restores_them():
+    x = mt.Tensor([1.0, 2.0])
+    with mt.Tape() as outer, mt.Tape() as inner:
+        with mt.no_grad():
+            y = x * 3.0
+            with mt.Tape() as fresh:  # a tape entered inside the block records
+                z = y + 1.0
+        w = (x * y).sum()
+    assert len(outer) == len(inner) == 2 and outer.nodes[-1].output is w  # mul, sum
+    assert len(fresh) == 1 and fresh.nodes[0].output is z
+    np.testing.assert_array_equal(y.value, [3.0, 6.0])
+    # y was computed unrecorded, so the tape treats it as a constant.
+    np.testing.assert_array_equal(outer.gradient(w, x), [3.0, 6.0])

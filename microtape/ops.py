@@ -70,7 +70,7 @@ def _matmul_hint(a_shape, b_shape) -> str:
 @primitive("dA = G Bᵀ,  dB = Aᵀ G", explain=_matmul_hint)
 def matmul(a, b):
     """Matrix product C = A B (numpy's ``@``)."""
-    if np.ndim(a) == 2 and np.ndim(b) == 2:
+    if getattr(a, "ndim", 0) == 2 and getattr(b, "ndim", 0) == 2:
         return a @ b, (lambda g: g @ b.T, lambda g: a.T @ g)
     return a @ b, _matmul_nd_vjps(np.asarray(a), np.asarray(b))
 
@@ -179,35 +179,36 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
     if v.ndim not in (1, 2):
         raise ShapeError(f"softmax_cross_entropy: logits must be (N, C) or (C,), got shape {v.shape}")
     y = _check_labels(labels, v.shape)
-    if v.ndim == 1:  # one example is a batch of one
-        return _softmax_cross_entropy_rows(v[None], y[None], reduction, v.shape)
-    return _softmax_cross_entropy_rows(v, y, reduction, v.shape)
+    if v.ndim == 2:
+        return _softmax_cross_entropy_rows(v, y, reduction)
+    loss, (vjp, _) = _softmax_cross_entropy_rows(v[None], y[None], reduction)  # a batch of one
+    return loss, (lambda g: vjp(g)[0], None)
 
 
-def _softmax_cross_entropy_rows(v, y, reduction, shape):
-    n, c = v.shape
+def _softmax_cross_entropy_rows(v, y, reduction):
+    n = len(v)
     scale = 1.0 / n if reduction == "mean" else 1.0
     # log ŷ = z − log Σ exp z with z = v − max v: exp never overflows.
     z = v - v.max(axis=1, keepdims=True)
-    yhat = np.exp(z)
-    total = yhat.sum(axis=1, keepdims=True)
-    yhat /= total
+    e = np.exp(z)
+    total = e.sum(axis=1, keepdims=True)
+    yhat = e / total
     log_total = np.log(total)
     if y.dtype.kind in "iu":
-        picked = np.arange(0, n * c, c) + y  # flat index of each row's label in z and dv
-        loss = (log_total.ravel() - z.take(picked)).sum()  # Σ_rows (log Σ exp z − z_label)
+        rows = np.arange(n)
+        loss = (log_total[:, 0] - z[rows, y]).sum()  # Σ_rows (log Σ exp z − z_label)
     else:
         # −Σ y log ŷ, in the logits' dtype even when the label rows are float64
         loss = (y * (log_total - z)).sum().astype(v.dtype)
 
     def vjp(g):
-        gs = g * scale
-        d = yhat * gs                # dv = G (ŷ − y) · scale, y subtracted next
+        gs = float(g) * scale  # the loss is a scalar, so G is one number
+        d = yhat * gs          # dv = G (ŷ − y) · scale, y subtracted next
         if y.dtype.kind in "iu":
-            d.ravel()[picked] -= gs  # y is one-hot: subtract at each row's label
+            d[rows, y] -= gs   # y is one-hot: subtract at each row's label
         else:
             d -= y * gs
-        return d.reshape(shape)
+        return d
 
     return loss * scale, (vjp, None)
 

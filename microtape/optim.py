@@ -10,9 +10,10 @@ the parameters sees the new values. ``grads`` is the dict that
         loss = net.loss(x, labels)
     opt.step(tape.gradient(loss, net.params))
 
-Every update runs in buffers allocated once, at construction: a step makes no
-temporary arrays, so it costs the arithmetic and nothing more. The gradients
-passed in are read, never written.
+Updates of large parameters run in buffers allocated once, at construction,
+so a step makes no big temporary arrays; small ones allocate, which numpy does
+faster than it writes into a given buffer (see ``ops.IN_PLACE_MIN_SIZE``).
+The gradients passed in are read, never written.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Mapping
 import numpy as np
 
 from .errors import InputError, ShapeError
+from .ops import IN_PLACE_MIN_SIZE
 from .tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam"]
@@ -125,8 +127,10 @@ class SGD(Optimizer):
                 u *= momentum                         # u = momentum · u + g'
                 u += g
                 g = u
-            np.multiply(g, lr, out=buf)               # p = p − lr · u
-            p.value -= buf
+            if g.size < IN_PLACE_MIN_SIZE:            # p = p − lr · u
+                p.value -= lr * g
+            else:
+                p.value -= np.multiply(g, lr, out=buf)
 
 
 class Adam(Optimizer):

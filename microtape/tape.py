@@ -149,25 +149,24 @@ class Tape:
         tensor reached); every other cotangent is dropped once its node has
         passed it on.
         """
-        nodes = self.nodes
-        end = self._index_of(target, sources)
-        seed = _seed_for(target, seed)
+        nodes = self.nodes[:self._index_of(target, sources)]
+        cotangents = {id(target): _seed_for(target, seed)}
 
         # Forward sweep: which tensors depend on a source. A VJP whose input
         # is not among them would compute a gradient nobody asked for (the
         # gradient of the input data, above all).
-        live = {id(s) for s in sources}
-        for node in nodes[:end]:
+        wanted = {id(s) for s in sources}
+        live = set(wanted)
+        for node in nodes:
             for x in node.inputs:
                 if id(x) in live:
                     live.add(id(node.output))
                     break
 
-        keep = live if keep_all else {id(s) for s in sources}
+        keep = live if keep_all else wanted
         kept: dict[int, np.ndarray] = {}
-        cotangents = {id(target): seed}
-        pop, get = cotangents.pop, cotangents.get
-        for node in reversed(nodes[:end]):
+        pop = cotangents.pop
+        for node in reversed(nodes):
             out = id(node.output)
             g = pop(out, None)
             if g is None:
@@ -175,18 +174,14 @@ class Tape:
             if out in keep:
                 kept[out] = g
             for x, vjp in zip(node.inputs, node.vjps):
-                if vjp is None:
-                    continue
-                key = id(x)
-                if key in live:
+                if vjp is not None and id(x) in live:
                     dx = vjp(g)
-                    prev = get(key)
+                    key = id(x)
                     # Fan-out: a value used by several ops receives the sum.
-                    cotangents[key] = dx if prev is None else prev + dx
+                    cotangents[key] = cotangents[key] + dx if key in cotangents else dx
         # What is left are the leaves' gradients (and the target's, if a leaf).
-        for key, g in cotangents.items():
-            if key in keep:
-                kept[key] = g
+        for key in keep.intersection(cotangents):
+            kept[key] = cotangents[key]
         return kept
 
     def _index_of(self, target: Tensor, sources: list[Tensor]) -> int:
@@ -264,9 +259,12 @@ def _distinct(grads: list, tensors: list[Tensor], seed: Any) -> list[np.ndarray]
         value = t.value
         if g is None:
             g = np.zeros(value.shape, dtype=value.dtype)
-        elif _owner(g) in seen or not g.flags.writeable or g.dtype != value.dtype:
-            g = np.array(g, dtype=value.dtype)
-        seen.add(_owner(g))
+        else:
+            owner = _owner(g)
+            if owner in seen or not g.flags.writeable or g.dtype != value.dtype:
+                g = np.array(g, dtype=value.dtype)
+            else:
+                seen.add(owner)
         out.append(g)
     return out
 

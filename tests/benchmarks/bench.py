@@ -1,0 +1,378 @@
+"""``make bench``: one SGD step of the derivation's network, microtape against numpy.
+
+    python -m tests.benchmarks.bench                  # the full run (a few minutes)
+    python -m tests.benchmarks.bench --quick          # a rough look (seconds)
+    python -m tests.benchmarks.bench --profile tiny   # cProfile of the tape's step
+
+In one process, and interleaved over rounds, it times one training step
+(forward with the summed loss, the four parameter gradients, the SGD update)
+for each contender at each size and dtype, after checking that every
+contender computes the same gradients as the closed form. Then the tape's
+own costs: one op, long chains of ops, and the memory of one step. Results
+go to a markdown file (``out/bench.md`` by default) and to stdout, with the
+targets of issue 5 marked met or missed and the machine they were measured on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import agreement, contenders, machine, overhead
+from .problem import DTYPES, SIZES, make_problem
+from .timing import Timing, calls_for, interleave, interleave_phases
+
+DEFAULT_OUT = machine.ROOT / "out" / "bench.md"
+
+# Issue 5's targets: the tape's median step over the closed form's, same run.
+STEP_TARGETS = {"tiny": 1.8, "small": 1.4, "medium": 0.95, "large": 0.9}
+PER_OP_TARGET = 3.0      # sigmoid forward + backward on one element, over bare numpy
+MEMORY_TARGET = 1.2      # peak memory of one step at the large size, over the closed form's
+FLAT_LIMIT = 2.0         # per-op time of the longest chain over the shortest's: "stays flat"
+BUSY_WARNING = 0.10      # warn when other processes took more than this share of the CPUs
+
+
+@dataclass
+class Options:
+    sizes: list[str]
+    dtypes: list[str]
+    contenders: list[str]
+    rounds: int
+    block_seconds: float
+    chains: list[int]
+    chain_budget: int
+    memory_size: str | None
+    out: Path
+
+
+def parse(argv: list[str] | None) -> tuple[Options, str | None]:
+    def names(allowed):
+        def split(text: str) -> list[str]:
+            items = [s.strip() for s in text.split(",") if s.strip()]
+            if not items:
+                raise argparse.ArgumentTypeError(f"name at least one of {', '.join(allowed)}")
+            for item in items:
+                if item not in allowed:
+                    raise argparse.ArgumentTypeError(f"{item!r} is not one of {', '.join(allowed)}")
+            return items
+        return split
+
+    def ints(text: str) -> list[int]:
+        try:
+            values = [int(s.replace("_", "")) for s in text.split(",") if s.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        if not values or min(values) < 1:
+            raise argparse.ArgumentTypeError("chain lengths must be positive integers")
+        return values
+
+    p = argparse.ArgumentParser(
+        prog="python -m tests.benchmarks.bench",
+        description="One SGD step of the derivation's network: microtape against numpy and its peers.")
+    p.add_argument("--quick", action="store_true",
+                   help="few short rounds and short chains: a rough look in seconds, not a measurement")
+    p.add_argument("--sizes", type=names(list(SIZES)), default=list(SIZES),
+                   help=f"comma-separated, from {','.join(SIZES)} (default: all)")
+    p.add_argument("--dtypes", type=names(list(DTYPES)), default=list(DTYPES),
+                   help="comma-separated, from float64,float32 (default: both)")
+    p.add_argument("--contenders", type=names(list(contenders.ALL)), default=list(contenders.ALL),
+                   help=f"comma-separated, from {','.join(contenders.ALL)} (default: every one that "
+                        f"imports; numpy, the baseline, always runs)")
+    p.add_argument("--rounds", type=int, help="interleaved rounds per measurement (default 25, quick 3)")
+    p.add_argument("--block-ms", type=float,
+                   help="milliseconds of calls per contender per round (default 40, quick 4)")
+    p.add_argument("--chains", type=ints, help="chain lengths in adds (default 1000,10000,100000; "
+                                               "quick 1000,10000)")
+    p.add_argument("--memory-size", choices=[*SIZES, "none"], default="large",
+                   help="size whose step's peak memory is measured (default large; none skips it)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help=f"markdown file to write (default {DEFAULT_OUT.relative_to(machine.ROOT)})")
+    p.add_argument("--profile", choices=list(SIZES), metavar="SIZE",
+                   help="instead of the benchmark: cProfile the tape's step at SIZE (first --dtypes)")
+    a = p.parse_args(argv)
+    if a.rounds is not None and a.rounds < 1:
+        p.error("--rounds must be at least 1")
+    if a.block_ms is not None and a.block_ms <= 0:
+        p.error("--block-ms must be positive")
+    chosen = ["numpy"] + [c for c in a.contenders if c != "numpy"]
+    options = Options(
+        sizes=a.sizes, dtypes=a.dtypes, contenders=chosen,
+        rounds=a.rounds or (3 if a.quick else 25),
+        block_seconds=(a.block_ms or (4.0 if a.quick else 40.0)) / 1e3,
+        chains=a.chains or ([1000, 10_000] if a.quick else [1000, 10_000, 100_000]),
+        chain_budget=20_000 if a.quick else 300_000,
+        memory_size=None if a.memory_size == "none" else a.memory_size,
+        out=a.out,
+    )
+    return options, a.profile
+
+
+_START = time.perf_counter()
+
+
+def log(message: str) -> None:
+    print(f"[{time.perf_counter() - _START:5.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+# -- the measurements --------------------------------------------------------------
+
+@dataclass
+class StepResult:
+    size: str
+    dtype: str
+    timings: dict[str, Timing]
+    phases: dict[str, list[float]]   # contender -> [forward, gradients, update] seconds
+    warnings: list[str]              # numerical warnings raised while timing
+    others: float | None             # share of all CPUs that other processes used meanwhile
+
+
+def build_and_check(options: Options, found: dict) -> tuple[dict, dict]:
+    """Every contender at every size and dtype, checked against the closed form.
+
+    Returns the checked contenders, ready to time, keyed (size, dtype), and
+    each one's worst relative error. Raises ``DisagreementError`` on the
+    first disagreement, before anything is timed.
+    """
+    built: dict[tuple[str, str], dict[str, object]] = {}
+    errors: dict[tuple[str, str, str], float] = {}
+    for size in options.sizes:
+        for dtype in options.dtypes:
+            problem = make_problem(size, dtype)
+            built[size, dtype] = {}
+            log(f"checking {', '.join(found)} at {size} {SIZES[size]}, {dtype}")
+            for name, make in found.items():
+                contender = make(problem)
+                errors[size, dtype, name] = agreement.check(name, contender, problem)
+                built[size, dtype][name] = contender
+    return built, errors
+
+
+def time_steps(options: Options, built: dict) -> list[StepResult]:
+    results = []
+    for (size, dtype), group in built.items():
+        log(f"timing one step at {size} {SIZES[size]}, {dtype}")
+        # Thousands of steps on one batch: a NaN or overflow would change
+        # what is timed, so any numerical warning is reported with the numbers.
+        watch = machine.CpuWatch()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            timings = interleave({name: c.step for name, c in group.items()},
+                                 options.rounds, options.block_seconds)
+            phases = interleave_phases({name: group[name].phases for name in ("numpy", "microtape")},
+                                       options.rounds, options.block_seconds)
+        notes = sorted({f"{w.category.__name__}: {w.message} ({Path(w.filename).name}:{w.lineno})"
+                        for w in caught})
+        shares = watch.shares()
+        results.append(StepResult(size, dtype, timings, phases, notes, shares[0] if shares else None))
+    return results
+
+
+def profile(size: str, dtype: str, seconds: float = 2.0) -> str:
+    """cProfile of the tape's training step: where its time goes, function by function."""
+    step = contenders.TapeStep(make_problem(size, dtype)).step
+    n = calls_for(step, seconds)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(n):
+        step()
+    prof.disable()
+    out = _Lines()
+    stats = pstats.Stats(prof, stream=out)
+    out.write(f"cProfile of {n} microtape steps at {size} {SIZES[size]}, {dtype}; per step divide by {n}\n")
+    stats.strip_dirs().sort_stats("tottime").print_stats(25)
+    return "".join(out.parts)
+
+
+class _Lines:
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+
+
+# -- the report ----------------------------------------------------------------------
+
+def fmt_time(seconds: float) -> str:
+    """Three significant figures in µs or ms."""
+    value, unit = (seconds * 1e6, "µs") if seconds < 1e-3 else (seconds * 1e3, "ms")
+    digits = 2 if value < 10 else 1 if value < 100 else 0
+    return f"{value:,.{digits}f} {unit}"
+
+
+def fmt_bytes(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def verdict(value: float, goal: float) -> str:
+    return "met" if value <= goal else "**missed**"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def report(options: Options, argv: list[str], record: list[tuple[str, str]], missing: dict[str, str],
+           worst: dict, steps: list[StepResult], op: dict[str, Timing] | None,
+           chains: list[overhead.ChainTiming], memory: dict[str, dict[str, int]],
+           seconds: float, shares: tuple[float, float] | None) -> str:
+    command = " ".join(["python -m tests.benchmarks.bench", *argv]).strip()
+    targets: list[list[str]] = []
+    md = [
+        "# microtape benchmark",
+        "",
+        f"`{command}` — {options.rounds} interleaved rounds of about "
+        f"{options.block_seconds * 1e3:g} ms per contender per measurement; median and min over "
+        f"rounds; the garbage collector paused inside a timed block, as timeit does; "
+        f"{seconds:.0f} s in all.",
+        "",
+        "## Machine",
+        "",
+        *table(["", ""], [[k, v] for k, v in record]),
+    ]
+    if shares:
+        others, steal = shares
+        md[-1:] = [md[-1], f"| CPU taken by other processes during the run | {others:.0%} of "
+                           f"{os.cpu_count()} CPUs (hypervisor steal {steal:.0%}) |"]
+        if others > BUSY_WARNING:
+            md += ["", f"**The machine was busy**: other processes used {others:.0%} of its CPUs "
+                   f"while this ran. Libraries that run two threads (PyTorch, JAX, BLAS on large "
+                   f"matrices) stall when a neighbour holds a core; the min column and a rerun on "
+                   f"a quiet machine are more telling than the medians."]
+    if missing:
+        md += ["", "Not measured (cannot be imported here): "
+               + "; ".join(f"{k} ({v})" for k, v in missing.items()) + "."]
+
+    md += ["", "## One SGD training step", "",
+           "Forward with the loss summed over the batch, the gradients of W1, b1, W2, b2 (not of "
+           "x), and `p ← p − lr·g`. numpy is DERIVATION.md's closed form written plainly "
+           "(`tests/benchmarks/textbook.py`); microtape is `models.TwoLayerNet` on a tape with "
+           "`mt.optim.SGD`. Ratio: the contender's median over numpy's median in the same run. "
+           "Before timing, each contender's loss, gradients and one update were checked against "
+           "the float64 closed form (grad. error: the worst relative error). Others' CPU: the "
+           "share of the machine other processes used while that size and dtype were timed.", ""]
+    rows = []
+    for res in steps:
+        base = res.timings["numpy"].median
+        for name, t in res.timings.items():
+            ratio = t.median / base
+            goal = STEP_TARGETS[res.size] if name == "microtape" else None
+            rows.append([f"{res.size} {SIZES[res.size]}", res.dtype, name, fmt_time(t.median),
+                         fmt_time(t.min), f"{ratio:.2f}x",
+                         f"≤ {goal}x {verdict(ratio, goal)}" if goal else "",
+                         f"{worst[res.size, res.dtype, name]:.1e}",
+                         "" if res.others is None else f"{res.others:.0%}"])
+            if goal:
+                targets.append([f"step, {res.size}, {res.dtype}", f"≤ {goal}x", f"{ratio:.2f}x",
+                                verdict(ratio, goal)])
+    md += table(["size (N, in, hidden, out)", "dtype", "contender", "median", "min", "ratio",
+                 "target", "grad. error", "others' CPU"], rows)
+    for res in steps:
+        for note in res.warnings:
+            md += ["", f"Warning while timing {res.size} {res.dtype}: {note}"]
+
+    md += ["", "## Where the time goes", "",
+           "Median time per phase of one step, measured inside the step (same rounds scheme). "
+           "For microtape, forward includes opening the tape and recording; gradients is "
+           "`tape.gradient`; update is `SGD.step`.", ""]
+    rows = []
+    for res in steps:
+        for name, (fwd, grad, upd) in res.phases.items():
+            total = fwd + grad + upd
+            rows.append([res.size, res.dtype, name, fmt_time(fwd), fmt_time(grad), fmt_time(upd),
+                         fmt_time(total)])
+    md += table(["size", "dtype", "contender", "forward with loss", "gradients", "update", "sum"], rows)
+
+    if op is not None:
+        ratio = op["tape"].median / op["numpy"].median
+        grad_ratio = op["tape gradient"].median / op["numpy backward"].median
+        md += ["", "## Per-op overhead", "",
+               "`mt.sigmoid` on a one-element float64 array: open a tape, record, `tape.gradient`; "
+               "against the bare numpy expressions `s = 1/(1+np.exp(-x))` and `g*s*(1-s)`.", ""]
+        md += table(["what", "microtape", "numpy", "ratio", "target"], [
+            ["forward + backward", fmt_time(op["tape"].median), fmt_time(op["numpy"].median),
+             f"{ratio:.2f}x", f"≤ {PER_OP_TARGET:g}x {verdict(ratio, PER_OP_TARGET)}"],
+            ["backward alone (a recorded tape asked again)", fmt_time(op["tape gradient"].median),
+             fmt_time(op["numpy backward"].median), f"{grad_ratio:.2f}x", ""],
+        ])
+        targets.append(["per-op overhead (sigmoid, one element)", f"≤ {PER_OP_TARGET:g}x",
+                        f"{ratio:.2f}x", verdict(ratio, PER_OP_TARGET)])
+
+    if chains:
+        first = chains[0]
+        md += ["", "## Chains of adds", "",
+               "`y = y + c` repeated on one tape, then `tape.gradient(y, x)`; time per op "
+               "(median of repeats). Flat means no work grows with the tape's length.", ""]
+        md += table(["adds", "forward per op", "gradient per op", "total per op", f"vs {first.length:,}"],
+                    [[f"{c.length:,}", fmt_time(c.forward), fmt_time(c.gradient), fmt_time(c.total),
+                      f"{c.total / first.total:.2f}x"] for c in chains])
+        if len(chains) > 1:
+            growth = chains[-1].total / first.total
+            targets.append([f"chain per op, {chains[-1].length:,} vs {first.length:,} adds (flat)",
+                            f"≤ {FLAT_LIMIT:g}x", f"{growth:.2f}x", verdict(growth, FLAT_LIMIT)])
+
+    if memory:
+        md += ["", f"## Peak memory of one step ({options.memory_size})", "",
+               "tracemalloc's peak during one step (numpy's arrays included) above what was in "
+               "use before it.", ""]
+        rows = []
+        for dtype, peaks in memory.items():
+            ratio = peaks["microtape"] / peaks["numpy"]
+            rows.append([dtype, fmt_bytes(peaks["numpy"]), fmt_bytes(peaks["microtape"]), f"{ratio:.2f}x",
+                         f"≤ {MEMORY_TARGET:g}x {verdict(ratio, MEMORY_TARGET)}"])
+            targets.append([f"peak memory, {options.memory_size}, {dtype}", f"≤ {MEMORY_TARGET:g}x",
+                            f"{ratio:.2f}x", verdict(ratio, MEMORY_TARGET)])
+        md += table(["dtype", "numpy", "microtape", "ratio", "target"], rows)
+
+    md += ["", "## Targets (issue 5)", ""]
+    md += table(["target", "goal", "measured", ""], targets)
+    met = sum(row[3] == "met" for row in targets)
+    md += ["", f"{met} of {len(targets)} targets met."]
+    return "\n".join(md) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options, profile_size = parse(argv)
+    if profile_size:
+        print(profile(profile_size, options.dtypes[0]))
+        return 0
+    found, missing = contenders.load(options.contenders)
+
+    start = time.perf_counter()
+    watch = machine.CpuWatch()
+    record = machine.describe({name: contenders.version_of(name) for name in found})
+    try:
+        built, worst = build_and_check(options, found)
+    except agreement.DisagreementError as e:
+        log(f"error: {e}")
+        return 1
+    steps = time_steps(options, built)
+    del built
+    log("timing the per-op overhead")
+    op = overhead.per_op(options.rounds, options.block_seconds)
+    log(f"timing chains of {', '.join(f'{n:,}' for n in options.chains)} adds")
+    chains = overhead.chains(options.chains, options.chain_budget)
+    memory = {}
+    if options.memory_size:
+        log(f"measuring peak memory at {options.memory_size}")
+        memory = {dtype: overhead.step_memory(options.memory_size, dtype) for dtype in options.dtypes}
+    text = report(options, argv, record, missing, worst, steps, op, chains, memory,
+                  time.perf_counter() - start, watch.shares())
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(text, encoding="utf-8")
+    print(text)
+    log(f"wrote {options.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

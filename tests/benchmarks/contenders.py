@@ -1,0 +1,258 @@
+"""The contenders: one SGD step of the two-layer net, written for each framework.
+
+Each contender is built from a ``Problem`` (its own copy of the starting
+parameters) and offers:
+
+- ``step()``: forward with the summed loss, the four parameter gradients,
+  ``p ← p − lr · g``. This is what is timed.
+- ``gradients()``: the loss and the gradients at the current parameters, as
+  numpy arrays, computed by the same code, with no update (for the check).
+- ``params()``: the current parameters as numpy arrays.
+
+numpy (the baseline) and microtape are always there; PyTorch, JAX and HIPS
+autograd join when they can be imported, and are never required.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import time
+from typing import Callable
+
+import numpy as np
+
+import microtape as mt
+from models import TwoLayerNet
+
+from . import textbook
+from .problem import PARAM_NAMES, Problem
+
+_clock = time.perf_counter
+
+
+class NumpyStep:
+    """The textbook closed form of DERIVATION.md, labels one-hot once outside the step."""
+
+    name = "numpy"
+
+    def __init__(self, problem: Problem) -> None:
+        self.x, self.y, self.lr = problem.x, problem.onehot, problem.lr
+        self.p = {name: a.copy() for name, a in problem.params0.items()}
+
+    def step(self) -> None:
+        p, lr = self.p, self.lr
+        loss, h, yhat = textbook.forward(self.x, self.y, p["W1"], p["b1"], p["W2"], p["b2"])
+        grads = textbook.backward(self.x, self.y, p["W2"], h, yhat)
+        for name in PARAM_NAMES:
+            p[name] -= lr * grads[name]
+
+    def phases(self) -> tuple[float, float, float]:
+        """One step, timed as forward with loss / gradients / update (seconds)."""
+        p, lr = self.p, self.lr
+        t0 = _clock()
+        loss, h, yhat = textbook.forward(self.x, self.y, p["W1"], p["b1"], p["W2"], p["b2"])
+        t1 = _clock()
+        grads = textbook.backward(self.x, self.y, p["W2"], h, yhat)
+        t2 = _clock()
+        for name in PARAM_NAMES:
+            p[name] -= lr * grads[name]
+        t3 = _clock()
+        return t1 - t0, t2 - t1, t3 - t2
+
+    def gradients(self) -> tuple[float, dict[str, np.ndarray]]:
+        loss, grads = textbook.loss_and_gradients(self.x, self.y, self.p)
+        return float(loss), grads
+
+    def params(self) -> dict[str, np.ndarray]:
+        return self.p
+
+
+class TapeStep:
+    """microtape as a user writes it: ``models.TwoLayerNet``, a tape, ``mt.optim.SGD``."""
+
+    name = "microtape"
+
+    def __init__(self, problem: Problem) -> None:
+        _, n_in, n_hidden, n_out = problem.shape
+        self.net = TwoLayerNet(n_in, n_hidden, n_out, seed=0, dtype=problem.dtype)
+        for name, p in self.net.params.items():
+            np.copyto(p.value, problem.params0[name])
+        self.opt = mt.optim.SGD(self.net.params, problem.lr)
+        self.x, self.labels = problem.x, problem.labels
+
+    def step(self) -> None:
+        with mt.Tape() as tape:
+            loss = self.net.loss(self.x, self.labels, reduction="sum")
+        self.opt.step(tape.gradient(loss, self.net.params))
+
+    def phases(self) -> tuple[float, float, float]:
+        """One step, timed as forward with loss / tape.gradient / update (seconds)."""
+        t0 = _clock()
+        with mt.Tape() as tape:
+            loss = self.net.loss(self.x, self.labels, reduction="sum")
+        t1 = _clock()
+        grads = tape.gradient(loss, self.net.params)
+        t2 = _clock()
+        self.opt.step(grads)
+        t3 = _clock()
+        return t1 - t0, t2 - t1, t3 - t2
+
+    def gradients(self) -> tuple[float, dict[str, np.ndarray]]:
+        with mt.Tape() as tape:
+            loss = self.net.loss(self.x, self.labels, reduction="sum")
+        return float(loss), tape.gradient(loss, self.net.params)
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {name: p.value for name, p in self.net.params.items()}
+
+
+class TorchStep:
+    """PyTorch eager: autograd's backward, then a manual SGD update under no_grad."""
+
+    name = "torch"
+
+    def __init__(self, problem: Problem) -> None:
+        import torch
+        self.torch = torch
+        self.cross_entropy = torch.nn.functional.cross_entropy
+        self.lr = problem.lr
+        self.x = torch.from_numpy(problem.x.copy())
+        self.labels = torch.from_numpy(problem.labels.copy())
+        self.p = {name: torch.tensor(a, requires_grad=True) for name, a in problem.params0.items()}
+
+    def _loss(self):
+        p = self.p
+        h = self.torch.sigmoid(self.x @ p["W1"] + p["b1"])
+        v = h @ p["W2"] + p["b2"]
+        return self.cross_entropy(v, self.labels, reduction="sum")
+
+    def step(self) -> None:
+        self._loss().backward()
+        with self.torch.no_grad():
+            for p in self.p.values():
+                p -= self.lr * p.grad
+                p.grad = None
+
+    def gradients(self) -> tuple[float, dict[str, np.ndarray]]:
+        loss = self._loss()
+        loss.backward()
+        grads = {name: p.grad.numpy().copy() for name, p in self.p.items()}
+        for p in self.p.values():
+            p.grad = None
+        return float(loss.item()), grads
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {name: p.detach().numpy() for name, p in self.p.items()}
+
+
+class JaxStep:
+    """JAX with the whole step (value, gradients, update) under one jit."""
+
+    name = "jax"
+
+    def __init__(self, problem: Problem) -> None:
+        import jax
+        import jax.numpy as jnp
+        jax.config.update("jax_enable_x64", True)  # or float64 arrays become float32
+        self.jax = jax
+        lr = problem.lr
+
+        def loss(p, x, labels):
+            h = jax.nn.sigmoid(x @ p["W1"] + p["b1"])
+            v = h @ p["W2"] + p["b2"]
+            logp = jax.nn.log_softmax(v, axis=1)
+            return -jnp.take_along_axis(logp, labels[:, None], axis=1).sum()
+
+        value_and_grad = jax.value_and_grad(loss)  # with respect to p only
+
+        def step(p, x, labels):
+            value, g = value_and_grad(p, x, labels)
+            return {name: p[name] - lr * g[name] for name in p}, value
+
+        self._step = jax.jit(step, donate_argnums=0)
+        self._value_and_grad = jax.jit(value_and_grad)
+        self.x = jnp.asarray(problem.x)
+        self.labels = jnp.asarray(problem.labels)
+        self.p = {name: jnp.array(a) for name, a in problem.params0.items()}
+
+    def step(self) -> None:
+        self.p, value = self._step(self.p, self.x, self.labels)
+        self.jax.block_until_ready((self.p, value))
+
+    def gradients(self) -> tuple[float, dict[str, np.ndarray]]:
+        value, g = self._value_and_grad(self.p, self.x, self.labels)
+        return float(value), {name: np.asarray(a) for name, a in g.items()}
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {name: np.asarray(a) for name, a in self.p.items()}
+
+
+class AutogradStep:
+    """HIPS autograd: ``value_and_grad`` of the loss written in autograd.numpy."""
+
+    name = "autograd"
+
+    def __init__(self, problem: Problem) -> None:
+        import autograd
+        import autograd.numpy as anp
+        from autograd.scipy.special import logsumexp
+        x, labels, rows = problem.x, problem.labels, np.arange(len(problem.labels))
+
+        def loss(p):
+            h = 1 / (1 + anp.exp(-(x @ p["W1"] + p["b1"])))
+            v = h @ p["W2"] + p["b2"]
+            logp = v - logsumexp(v, axis=1, keepdims=True)
+            return -anp.sum(logp[rows, labels])
+
+        self._value_and_grad = autograd.value_and_grad(loss)
+        self.lr = problem.lr
+        self.p = {name: a.copy() for name, a in problem.params0.items()}
+
+    def step(self) -> None:
+        _, grads = self._value_and_grad(self.p)
+        for name, p in self.p.items():
+            p -= self.lr * grads[name]
+
+    def gradients(self) -> tuple[float, dict[str, np.ndarray]]:
+        value, grads = self._value_and_grad(self.p)
+        return float(value), dict(grads)
+
+    def params(self) -> dict[str, np.ndarray]:
+        return self.p
+
+
+REQUIRED = {"numpy": NumpyStep, "microtape": TapeStep}
+OPTIONAL = {  # contender: (the module it needs, the contender)
+    "torch": ("torch", TorchStep),
+    "jax": ("jax", JaxStep),
+    "autograd": ("autograd", AutogradStep),
+}
+ALL = tuple(REQUIRED) + tuple(OPTIONAL)
+
+
+def load(names: list[str]) -> tuple[dict[str, Callable[[Problem], object]], dict[str, str]]:
+    """The contenders among ``names`` that can run here, and why each other one cannot."""
+    found: dict[str, Callable[[Problem], object]] = {}
+    missing: dict[str, str] = {}
+    for name in names:
+        if name in REQUIRED:
+            found[name] = REQUIRED[name]
+            continue
+        module, cls = OPTIONAL[name]
+        try:
+            importlib.import_module(module)
+        except Exception as e:  # an optional peer that fails to import is skipped, not fatal
+            missing[name] = f"{type(e).__name__}: {e}".splitlines()[0]
+            continue
+        found[name] = cls
+    return found, missing
+
+
+def version_of(name: str) -> str:
+    """The contender's library version, for the record."""
+    dist = name if name in REQUIRED else OPTIONAL[name][0]
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown version"

@@ -1,0 +1,108 @@
+"""Interleaved timing: every contender runs once per round, so drift hits all alike.
+
+A shared machine speeds up and slows down over seconds. Timing contender A
+for ten seconds and then B would fold that drift into the ratio; here each
+round times one block of each (in a rotating order), and the median over
+rounds is reported. Like ``timeit``, the garbage collector is off inside a
+block; reference counting still frees everything.
+
+Each block starts with untimed calls (a quarter of the block, at least one).
+A library that has just worked leaves its threads spinning for a while
+(OpenBLAS's for up to ~0.1 s), and the next library's first multi-threaded
+call waits for a core: seen here on 2 cores, a 0.1 ms PyTorch step took
+20-60 ms right after a numpy step. A training loop never pays that switching
+cost; the warm-up absorbs it, so each contender is timed in its steady state.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+
+@dataclass
+class Timing:
+    """Seconds per call, one number per round (each the mean over one block)."""
+
+    per_call: list[float]
+    calls_per_block: int
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.per_call)
+
+    @property
+    def min(self) -> float:
+        return min(self.per_call)
+
+
+def time_block(fn: Callable[[], object], n: int) -> float:
+    """Seconds for ``n`` calls of ``fn``, the collector paused."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for _ in itertools.repeat(None, n):
+            fn()
+        return time.perf_counter() - start
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def calls_for(fn: Callable[[], object], block_seconds: float) -> int:
+    """How many calls of ``fn`` fill about ``block_seconds`` (at least one; ``fn`` warmed first)."""
+    fn()
+    fn()
+    n = 1
+    while True:
+        elapsed = min(time_block(fn, n) for _ in range(2))  # one stalled trial misleads
+        if elapsed >= block_seconds / 8 or n >= 1 << 20:
+            break
+        n *= 8
+    return max(1, math.ceil(n * block_seconds / max(elapsed, 1e-9)))
+
+
+def warm_up(calls: int) -> int:
+    """Untimed calls before a block of ``calls``: a quarter as many, at least one."""
+    return max(1, calls // 4)
+
+
+def interleave(fns: Mapping[str, Callable[[], object]], rounds: int,
+               block_seconds: float) -> dict[str, Timing]:
+    """Time each function over ``rounds`` rounds, one block of each per round."""
+    names = list(fns)
+    counts = {name: calls_for(fns[name], block_seconds) for name in names}
+    per_call: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:  # rotate who goes first
+            time_block(fns[name], warm_up(counts[name]))
+            per_call[name].append(time_block(fns[name], counts[name]) / counts[name])
+    return {name: Timing(per_call[name], counts[name]) for name in names}
+
+
+def interleave_phases(fns: Mapping[str, Callable[[], tuple[float, ...]]], rounds: int,
+                      block_seconds: float) -> dict[str, list[float]]:
+    """Median seconds per phase: each function runs one step and returns its phases' times."""
+    names = list(fns)
+    counts = {name: calls_for(fns[name], block_seconds) for name in names}
+    samples: dict[str, list[tuple[float, ...]]] = {name: [] for name in names}
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            time_block(fns[name], warm_up(counts[name]))
+            enabled = gc.isenabled()
+            gc.disable()
+            try:
+                totals = [sum(col) for col in zip(*(fns[name]() for _ in range(counts[name])))]
+            finally:
+                if enabled:
+                    gc.enable()
+            samples[name].append(tuple(t / counts[name] for t in totals))
+    return {name: [statistics.median(col) for col in zip(*samples[name])] for name in names}

@@ -1,0 +1,97 @@
+"""The benchmark's harness runs: its correctness check, one tiny timing round, its table.
+
+No timing is asserted (the machine is shared); this checks that ``make
+bench`` would check the gradients, time both contenders and write every row.
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+from tests.benchmarks import agreement, bench, contenders
+from tests.benchmarks.problem import make_problem
+
+QUICK = ["--quick", "--sizes", "tiny", "--rounds", "1", "--block-ms", "1",
+         "--contenders", "numpy,microtape", "--chains", "100,1000", "--memory-size", "tiny"]
+
+
+def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
+    out = tmp_path / "bench.md"
+    assert bench.main([*QUICK, "--out", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert capsys.readouterr().out.strip() == text.strip()  # the table is printed too
+    lines = text.splitlines()
+
+    def rows(prefix):
+        return [line for line in lines if line.startswith(prefix)]
+
+    # One step row per dtype and contender, with positive times and a ratio.
+    for dtype in ("float64", "float32"):
+        for name in ("numpy", "microtape"):
+            (row,) = rows(f"| tiny (20, 10, 5, 10) | {dtype} | {name} |")
+            ratio = float(re.search(r"\| ([0-9.]+)x \|", row).group(1))
+            assert ratio > 0
+            error = float(row.split("|")[8])
+            assert error <= agreement.TOLERANCE[np.dtype(dtype)]
+        (tape_row,) = rows(f"| tiny (20, 10, 5, 10) | {dtype} | microtape |")
+        assert "≤ 1.8x" in tape_row
+        for name in ("numpy", "microtape"):
+            assert len(rows(f"| tiny | {dtype} | {name} |")) == 1  # where the time goes
+    assert not rows("| small")  # only the sizes asked for
+
+    assert len(rows("| forward + backward |")) == 1
+    assert [line.split("|")[1].strip() for line in lines if re.match(r"\| [0-9,]+ \|", line)] == [
+        "100", "1,000"]
+    for dtype in ("float64", "float32"):
+        (row,) = rows(f"| {dtype} | ")
+        assert row.count("MiB") == 2
+
+    section = lines[lines.index("## Targets (issue 5)"):]
+    targets = [line for line in section if line.startswith("| ")][2:]  # past header and rule
+    names = [line.split("|")[1].strip() for line in targets]
+    assert names == ["step, tiny, float64", "step, tiny, float32",
+                     "per-op overhead (sigmoid, one element)", "chain per op, 1,000 vs 100 adds (flat)",
+                     "peak memory, tiny, float64", "peak memory, tiny, float32"]
+    for line in targets:
+        assert line.endswith("| met |") or line.endswith("| **missed** |")
+
+    assert f"| numpy | {np.__version__}, BLAS: " in text
+    assert "| thread pools |" in text
+
+
+def test_a_contender_with_a_wrong_gradient_is_refused():
+    problem = make_problem("tiny", "float64")
+
+    class WrongBias(contenders.NumpyStep):
+        def gradients(self):
+            loss, grads = super().gradients()
+            grads["b1"] = grads["b1"] * 1.001
+            return loss, grads
+
+    with pytest.raises(agreement.DisagreementError, match=r"WrongBias at tiny .*db1 differs"):
+        agreement.check("WrongBias", WrongBias(problem), problem)
+
+
+def test_a_step_that_does_not_update_is_refused():
+    problem = make_problem("tiny", "float32")
+
+    class NoUpdate(contenders.NumpyStep):
+        def step(self):
+            pass
+
+    with pytest.raises(agreement.DisagreementError, match=r"after one step, W1 is off"):
+        agreement.check("NoUpdate", NoUpdate(problem), problem)
+
+
+def test_the_benchmark_stops_before_timing_when_a_contender_disagrees(monkeypatch, tmp_path, capsys):
+    class Wrong(contenders.TapeStep):
+        def gradients(self):
+            loss, grads = super().gradients()
+            return loss, {**grads, "W2": -grads["W2"]}
+
+    monkeypatch.setitem(contenders.REQUIRED, "microtape", Wrong)
+    out = tmp_path / "bench.md"
+    assert bench.main([*QUICK, "--out", str(out)]) == 1
+    assert "microtape at tiny (float64): dW2 differs" in capsys.readouterr().err
+    assert not out.exists()

@@ -40,9 +40,10 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """
     if g.shape == shape:
         return g
+    # np.add.reduce is g.sum without numpy's Python-level wrapper.
     if g.shape[1:] == shape:  # the bias add: a row added to every example
-        return g.sum(axis=0)
-    return g.sum(axis=broadcast_axes(shape, g.shape)).reshape(shape)
+        return np.add.reduce(g, axis=0)
+    return np.add.reduce(g, axis=broadcast_axes(shape, g.shape)).reshape(shape)
 
 
 # Large elementwise chains run in place in one fresh buffer: a new
@@ -125,6 +126,9 @@ def sigmoid(a):
     return s, (vjp,)
 
 
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
 def _check_labels(labels, shape: tuple[int, ...]) -> np.ndarray:
     """Class indices of shape ``shape[:-1]``, or label rows of ``shape`` summing to 1."""
     labels = np.asarray(labels)
@@ -136,7 +140,7 @@ def _check_labels(labels, shape: tuple[int, ...]) -> np.ndarray:
                 f"logits of shape {shape}, got {labels.shape}"
             )
         # One reduction checks both ends: read as unsigned, a negative index is huge.
-        if labels.size and labels.view(f"u{labels.itemsize}").max() >= n_classes:
+        if labels.size and labels.view(_UNSIGNED[labels.itemsize]).max() >= n_classes:
             bad = labels[(labels < 0) | (labels >= n_classes)].ravel()[0]
             raise InputError(
                 f"softmax_cross_entropy: class index {bad} is out of range for {n_classes} "

@@ -219,6 +219,7 @@ def _read_only_one(dtype) -> np.ndarray:
 
 
 # The seed of a scalar loss, made once: np.ones costs as much as a small op.
+# Read-only, and so is every reshaped view of it.
 _ONE = {np.dtype(d): _read_only_one(d) for d in (np.float64, np.float32)}
 
 
@@ -230,9 +231,10 @@ def _seed_for(target: Tensor, seed: Any) -> np.ndarray:
                 f"gradient: the target {_label(target)} has shape {target.shape}, not a scalar; "
                 f"reduce it first (e.g. .sum()) or pass seed=, an array of shape {target.shape}"
             )
-        if target.shape == () and target.dtype in _ONE:
-            return _ONE[target.dtype]
-        return np.ones(target.shape, dtype=target.dtype)
+        one = _ONE.get(target.dtype)
+        if one is None:
+            return np.ones(target.shape, dtype=target.dtype)
+        return one if target.shape == () else one.reshape(target.shape)
     seed = np.asarray(seed.value if isinstance(seed, Tensor) else seed)
     if seed.shape != target.shape:
         raise ShapeError(
@@ -260,7 +262,8 @@ def _distinct(grads: list, tensors: list[Tensor], seed: Any) -> list[np.ndarray]
         if g is None:
             g = np.zeros(value.shape, dtype=value.dtype)
         else:
-            owner = _owner(g)
+            base = g.base
+            owner = id(g if base is None else base)
             if owner in seen or not g.flags.writeable or g.dtype != value.dtype:
                 g = np.array(g, dtype=value.dtype)
             else:

@@ -1,0 +1,117 @@
+"""The fast paths give the same answers as the plain formulas, and never eat a saved value.
+
+sigmoid and SGD switch at ``ops.IN_PLACE_MIN_SIZE`` elements from allocating
+to working in place; the fused softmax cross-entropy keeps its probabilities
+for the backward pass. Each test runs both sides of the switch, uses a value
+in two later ops and asks the same tape twice: an in-place write into
+something the backward pass still needs would break one of these.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import microtape as mt
+from microtape.ops import IN_PLACE_MIN_SIZE
+
+SMALL = (3, 7)
+LARGE = (IN_PLACE_MIN_SIZE // 32 + 1, 32)  # just past the switch
+assert np.prod(SMALL) < IN_PLACE_MIN_SIZE <= np.prod(LARGE)
+
+
+def plain_sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+@pytest.mark.parametrize("shape", [SMALL, LARGE], ids=["allocating", "in place"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sigmoid_value_and_vjp_match_the_formula(shape, dtype):
+    rng = np.random.default_rng(0)
+    a = mt.Tensor(rng.normal(scale=3.0, size=shape).astype(dtype))
+    g = rng.normal(size=shape).astype(dtype)
+    a_before = a.value.copy()
+    with mt.Tape() as tape:
+        s = mt.sigmoid(a)
+    assert s.dtype == dtype
+    tol = 1e-15 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(s.value, plain_sigmoid(a_before.astype(np.float64)), rtol=0, atol=tol)
+    expected = g * s.value * (1 - s.value)                  # dA = G ∘ S ∘ (1 − S)
+    first = tape.gradient(s, a, seed=g)
+    second = tape.gradient(s, a, seed=g)
+    np.testing.assert_allclose(first, expected, rtol=tol)
+    np.testing.assert_array_equal(first, second)           # asked twice, same answer
+    np.testing.assert_array_equal(a.value, a_before)       # the input was never written
+    assert first is not second
+
+
+@pytest.mark.parametrize("shape", [SMALL, LARGE], ids=["allocating", "in place"])
+def test_sigmoid_output_used_by_two_later_ops(shape):
+    # s feeds a product and a sum; both VJPs read s after sigmoid's VJP ran.
+    rng = np.random.default_rng(1)
+    a = mt.Tensor(rng.normal(size=shape))
+    w = mt.Tensor(rng.normal(size=shape))
+    with mt.Tape() as tape:
+        s = mt.sigmoid(a)
+        loss = (s * w).sum() + (s * s).sum()
+    s_saved = s.value.copy()
+    da, dw = tape.gradient(loss, [a, w])
+    sv = s_saved
+    np.testing.assert_allclose(dw, sv, rtol=1e-14)
+    np.testing.assert_allclose(da, (w.value + 2 * sv) * sv * (1 - sv), rtol=1e-13)
+    np.testing.assert_array_equal(s.value, s_saved)
+    da2, dw2 = tape.gradient(loss, [a, w])
+    np.testing.assert_array_equal(da, da2)
+    np.testing.assert_array_equal(dw, dw2)
+
+
+@pytest.mark.parametrize("shape", [SMALL, LARGE], ids=["allocating", "in place"])
+def test_sigmoid_of_huge_logits_stays_finite_on_both_paths(shape):
+    a = np.full(shape, -1e4)
+    a[0, 0] = 1e4
+    with np.errstate(all="raise"):
+        s = mt.sigmoid(a).value
+    assert s[0, 0] == 1.0 and (s.ravel()[1:] == 0.0).all()
+
+
+def test_both_sigmoid_paths_compute_the_same_bits():
+    x = np.linspace(-30, 30, IN_PLACE_MIN_SIZE * 2)
+    whole = mt.sigmoid(x).value                          # in place
+    pieces = np.concatenate([mt.sigmoid(p).value for p in np.split(x, 64)])  # allocating
+    np.testing.assert_array_equal(whole, pieces)
+
+
+@pytest.mark.parametrize("labels_kind", ["indices", "rows"])
+def test_softmax_cross_entropy_keeps_its_probabilities_across_two_gradients(labels_kind):
+    rng = np.random.default_rng(2)
+    v = mt.Tensor(rng.normal(size=(5, 4)))
+    idx = rng.integers(0, 4, 5)
+    labels = idx if labels_kind == "indices" else np.eye(4)[idx]
+    with mt.Tape() as tape:
+        loss = mt.softmax_cross_entropy(v, labels, reduction="sum")
+        other = (v * v).sum()
+    e = np.exp(v.value - v.value.max(axis=1, keepdims=True))
+    expected = e / e.sum(axis=1, keepdims=True) - np.eye(4)[idx]   # dv = ŷ − y
+    for _ in range(2):
+        np.testing.assert_allclose(tape.gradient(loss, v), expected, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(tape.gradient(other, v), 2 * v.value)
+    np.testing.assert_allclose(tape.gradient(loss, v, seed=np.array(3.0)), 3 * expected, rtol=1e-13)
+
+
+@pytest.mark.parametrize("shape", [SMALL, LARGE], ids=["allocating", "in place"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgd_update_matches_the_formula_and_leaves_the_gradient_alone(shape, momentum):
+    rng = np.random.default_rng(3)
+    p0 = rng.normal(size=shape)
+    p = mt.Tensor(p0.copy(), name="p")
+    opt = mt.optim.SGD({"p": p}, lr=0.1, momentum=momentum)
+    u = np.zeros(shape)
+    for _ in range(3):
+        g = rng.normal(size=shape)
+        g_before = g.copy()
+        expected = p.value.copy()
+        u = momentum * u + g                                # u ← momentum · u + g
+        expected -= 0.1 * u                                 # p ← p − lr · u
+        opt.step({"p": g})
+        np.testing.assert_allclose(p.value, expected, rtol=1e-14, atol=1e-15)
+        np.testing.assert_array_equal(g, g_before)

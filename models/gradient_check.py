@@ -127,7 +127,7 @@ def _central_difference(loss, values: dict, v: np.ndarray, idx: tuple, eps: floa
     """(J(v + eps·e_idx) − J(v − eps·e_idx)) / 2eps, perturbing ``v`` in place and restoring it."""
     original = v[idx]
     v[idx] = original + eps
-    plus = float(loss(values).value)  # arrays, not Tensors: nothing is recorded
+    plus = float(loss(values).value)  # no tape is active here: nothing is recorded
     v[idx] = original - eps
     minus = float(loss(values).value)
     v[idx] = original

@@ -60,21 +60,24 @@ class Optimizer:
 
     def _check(self, grads) -> None:
         """Keys and shapes only: cheap enough to run every step."""
-        kind = type(self).__name__
-        if not isinstance(grads, Mapping):
-            raise TypeError(f"{kind}.step: grads must be the dict tape.gradient(loss, params) "
+        if not isinstance(grads, (dict, Mapping)):  # dict first: the ABC check is slow
+            raise TypeError(f"{self._kind}.step: grads must be the dict tape.gradient(loss, params) "
                             f"returns, not {type(grads).__name__}")
         if grads.keys() != self.params.keys():
             missing = [k for k in self.params if k not in grads]
             extra = [k for k in grads if k not in self.params]
             parts = ([f"missing {missing}"] if missing else []) + ([f"unexpected {extra}"] if extra else [])
-            raise InputError(f"{kind}.step: grads must have the same keys as params "
+            raise InputError(f"{self._kind}.step: grads must have the same keys as params "
                              f"({list(self.params)}): {', '.join(parts)}")
         for name, p in self.params.items():
             shape = getattr(grads[name], "shape", None)
             if shape != p.value.shape:
-                raise ShapeError(f"{kind}.step: grads[{name!r}] has shape {shape} but the parameter "
-                                 f"has shape {p.value.shape}")
+                raise ShapeError(f"{self._kind}.step: grads[{name!r}] has shape {shape} but the "
+                                 f"parameter has shape {p.value.shape}")
+
+    @property
+    def _kind(self) -> str:
+        return type(self).__name__
 
     def _buffers(self) -> dict[str, np.ndarray]:
         return {name: np.zeros_like(p.value) for name, p in self.params.items()}

@@ -107,7 +107,7 @@ class Tape:
         """
         if isinstance(sources, Tensor):
             return self._gradients(target, [sources], seed)[0]
-        if isinstance(sources, Mapping):
+        if isinstance(sources, (dict, Mapping)):  # dict first: the ABC check is slow
             return dict(zip(sources.keys(), self._gradients(target, list(sources.values()), seed,
                                                             keys=list(sources))))
         if isinstance(sources, (list, tuple)):

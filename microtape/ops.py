@@ -73,7 +73,7 @@ def matmul(a, b):
     """Matrix product C = A B (numpy's ``@``)."""
     if getattr(a, "ndim", 0) == 2 and getattr(b, "ndim", 0) == 2:
         return a @ b, (lambda g: g @ b.T, lambda g: a.T @ g)
-    return a @ b, _matmul_nd_vjps(np.asarray(a), np.asarray(b))
+    return np.matmul(a, b), _matmul_nd_vjps(np.asarray(a), np.asarray(b))
 
 
 def _matmul_nd_vjps(a, b):
@@ -100,7 +100,7 @@ def _matmul_nd_vjps(a, b):
 @primitive("dA = G,  dB = G  (each summed over the axes it was broadcast along)", broadcasts=True)
 def add(a, b):
     """Elementwise sum C = A + B with numpy broadcasting (the bias add)."""
-    return a + b, (lambda g: unbroadcast(g, a.shape), lambda g: unbroadcast(g, b.shape))
+    return np.add(a, b), (lambda g: unbroadcast(g, a.shape), lambda g: unbroadcast(g, b.shape))
 
 
 @primitive("dA = G ∘ S ∘ (1 − S)  (from the saved output S)")
@@ -109,7 +109,7 @@ def sigmoid(a):
     # S = (1 + tanh(A/2)) / 2 is the same function, but tanh cannot overflow
     # for any finite input, so no warning at A = −1e4.
     if np.size(a) < IN_PLACE_MIN_SIZE:
-        s = (np.tanh(a * 0.5) + 1.0) * 0.5
+        s = (np.tanh(np.multiply(a, 0.5)) + 1.0) * 0.5
         return s, (lambda g: g * s * (1.0 - s),)
 
     s = np.multiply(a, 0.5)  # the same S, step by step in one fresh buffer
@@ -222,27 +222,27 @@ def _softmax_cross_entropy_rows(v, y, reduction):
 @primitive("dA = G,  dB = −G  (each summed over the axes it was broadcast along)", broadcasts=True)
 def sub(a, b):
     """Elementwise difference C = A − B with broadcasting."""
-    return a - b, (lambda g: unbroadcast(g, a.shape), lambda g: unbroadcast(-g, b.shape))
+    return np.subtract(a, b), (lambda g: unbroadcast(g, a.shape), lambda g: unbroadcast(-g, b.shape))
 
 
 @primitive("dA = G ∘ B,  dB = G ∘ A  (each summed over the axes it was broadcast along)", broadcasts=True)
 def mul(a, b):
     """Elementwise product C = A ∘ B with broadcasting."""
-    return a * b, (lambda g: unbroadcast(g * b, a.shape), lambda g: unbroadcast(g * a, b.shape))
+    return np.multiply(a, b), (lambda g: unbroadcast(g * b, a.shape), lambda g: unbroadcast(g * a, b.shape))
 
 
 @primitive("dA = G / B,  dB = −G ∘ C / B  (each summed over the axes it was broadcast along)",
            broadcasts=True)
 def div(a, b):
     """Elementwise quotient C = A / B with broadcasting."""
-    c = a / b
+    c = np.divide(a, b)
     return c, (lambda g: unbroadcast(g / b, a.shape), lambda g: unbroadcast(-g * c / b, b.shape))
 
 
 @primitive("dA = −G")
 def neg(a):
     """C = −A."""
-    return -a, (np.negative,)
+    return np.negative(a), (np.negative,)
 
 
 @primitive("dA = G ∘ p A^(p−1),  dp = G ∘ C ∘ log A", broadcasts=True)

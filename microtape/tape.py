@@ -226,15 +226,16 @@ _ONE = {np.dtype(d): _read_only_one(d) for d in (np.float64, np.float32)}
 def _seed_for(target: Tensor, seed: Any) -> np.ndarray:
     """The output gradient that starts the backward pass."""
     if seed is None:
-        if target.size != 1:
+        value = target.value
+        if value.size != 1:
             raise ValueError(
-                f"gradient: the target {_label(target)} has shape {target.shape}, not a scalar; "
-                f"reduce it first (e.g. .sum()) or pass seed=, an array of shape {target.shape}"
+                f"gradient: the target {_label(target)} has shape {value.shape}, not a scalar; "
+                f"reduce it first (e.g. .sum()) or pass seed=, an array of shape {value.shape}"
             )
-        one = _ONE.get(target.dtype)
+        one = _ONE.get(value.dtype)
         if one is None:
-            return np.ones(target.shape, dtype=target.dtype)
-        return one if target.shape == () else one.reshape(target.shape)
+            return np.ones(value.shape, dtype=value.dtype)
+        return one if value.ndim == 0 else one.reshape(value.shape)
     seed = np.asarray(seed.value if isinstance(seed, Tensor) else seed)
     if seed.shape != target.shape:
         raise ShapeError(
@@ -255,7 +256,7 @@ def _distinct(grads: list, tensors: list[Tensor], seed: Any) -> list[np.ndarray]
     Reshape and transpose pass ``G`` back as a view of itself, so arrays are
     compared by the memory they own, not by identity alone.
     """
-    seen = {_owner(seed.value if isinstance(seed, Tensor) else seed)}
+    seen = set() if seed is None else {_owner(seed.value if isinstance(seed, Tensor) else seed)}
     out = []
     for g, t in zip(grads, tensors):
         value = t.value

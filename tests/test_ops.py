@@ -512,3 +512,20 @@ def test_stop_gradient_keeps_the_value():
         assert y is not x
         np.testing.assert_array_equal(y.value, x.value)
     np.testing.assert_array_equal(mt.stop_gradient(np.arange(3)).value, np.arange(3.0))
+
+
+@pytest.mark.parametrize("op, args, expected", [
+    (mt.add, ([1.0, 2.0], [3.0, 4.0]), [4.0, 6.0]),        # not list concatenation
+    (mt.mul, ([1.0, 2.0], 3), [3.0, 6.0]),                 # not list repetition
+    (mt.sub, ([1.0, 2.0], [1.0, 1.0]), [0.0, 1.0]),
+    (mt.div, ([1.0, 2.0], [2.0, 2.0]), [0.5, 1.0]),
+    (mt.neg, ([1.0, 2.0],), [-1.0, -2.0]),
+    (mt.sigmoid, ([0.0],), [0.5]),
+    (mt.matmul, ([[1.0, 2.0]], [[3.0], [4.0]]), [[11.0]]),
+])
+def test_lists_are_constants_with_numpy_meaning(op, args, expected):
+    np.testing.assert_array_equal(op(*args).value, expected)
+    t = mt.Tensor(np.ones(np.shape(args[0])))
+    with mt.Tape() as tape:       # a list beside a Tensor is a constant too
+        y = op(t, *args[1:]).sum()
+    assert tape.gradient(y, t).shape == t.shape

@@ -155,7 +155,7 @@ class Tape:
         # Forward sweep: which tensors depend on a source. A VJP whose input
         # is not among them would compute a gradient nobody asked for (the
         # gradient of the input data, above all).
-        wanted = {id(s) for s in sources}
+        wanted = set(map(id, sources))
         live = set(wanted)
         for node in nodes:
             for x in node.inputs:

@@ -31,6 +31,21 @@ def broadcast_axes(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tuple[
     )
 
 
+def _broadcast_hint(a_shape, b_shape) -> str:
+    """Which axis breaks numpy's rule: shapes align from the right, each pair equal or 1."""
+    for k in range(1, min(len(a_shape), len(b_shape)) + 1):
+        m, n = a_shape[-k], b_shape[-k]
+        if m != n and m != 1 and n != 1:
+            hint = (f"; axis {-k} has {m} against {n}, but numpy lines shapes up from the last "
+                    f"axis and each pair must be equal or 1")
+            if len(a_shape) == len(b_shape) == 2 and a_shape == b_shape[::-1]:
+                hint += "; did you mean the transpose of one operand?"
+            elif len(b_shape) == 1 and len(a_shape) >= 2 and a_shape[-2] == n:
+                hint += f"; for one value per row, give the second operand shape ({n}, 1)"
+            return hint
+    return ""
+
+
 def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum ``g`` back to ``shape``: the adjoint of a broadcast is a sum.
 
@@ -97,7 +112,7 @@ def _matmul_nd_vjps(a, b):
     return da, db
 
 
-@primitive("dA = G,  dB = G  (each summed over the axes it was broadcast along)", broadcasts=True)
+@primitive("dA = G,  dB = G  (each summed over the axes it was broadcast along)", broadcasts=True, explain=_broadcast_hint)
 def add(a, b):
     """Elementwise sum C = A + B with numpy broadcasting (the bias add)."""
     return np.add(a, b), (lambda g: unbroadcast(g, a.shape), lambda g: unbroadcast(g, b.shape))
@@ -219,20 +234,20 @@ def _softmax_cross_entropy_rows(v, y, reduction):
 
 # -- the everyday elementwise ops ---------------------------------------------
 
-@primitive("dA = G,  dB = −G  (each summed over the axes it was broadcast along)", broadcasts=True)
+@primitive("dA = G,  dB = −G  (each summed over the axes it was broadcast along)", broadcasts=True, explain=_broadcast_hint)
 def sub(a, b):
     """Elementwise difference C = A − B with broadcasting."""
     return np.subtract(a, b), (lambda g: unbroadcast(g, a.shape), lambda g: unbroadcast(-g, b.shape))
 
 
-@primitive("dA = G ∘ B,  dB = G ∘ A  (each summed over the axes it was broadcast along)", broadcasts=True)
+@primitive("dA = G ∘ B,  dB = G ∘ A  (each summed over the axes it was broadcast along)", broadcasts=True, explain=_broadcast_hint)
 def mul(a, b):
     """Elementwise product C = A ∘ B with broadcasting."""
     return np.multiply(a, b), (lambda g: unbroadcast(g * b, a.shape), lambda g: unbroadcast(g * a, b.shape))
 
 
 @primitive("dA = G / B,  dB = −G ∘ C / B  (each summed over the axes it was broadcast along)",
-           broadcasts=True)
+           broadcasts=True, explain=_broadcast_hint)
 def div(a, b):
     """Elementwise quotient C = A / B with broadcasting."""
     c = np.divide(a, b)
@@ -245,7 +260,7 @@ def neg(a):
     return np.negative(a), (np.negative,)
 
 
-@primitive("dA = G ∘ p A^(p−1),  dp = G ∘ C ∘ log A", broadcasts=True)
+@primitive("dA = G ∘ p A^(p−1),  dp = G ∘ C ∘ log A", broadcasts=True, explain=_broadcast_hint)
 def pow(a, p):
     """Elementwise power C = A^p (p usually a constant number)."""
     c = np.power(a, p)

@@ -367,3 +367,15 @@ def test_softmax_and_log_softmax_are_stable_for_huge_inputs(no_float_warnings, n
     s = np.array([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3]])
     expected = s if name == "softmax" else np.array([[0.0, -2e4, -1e4], [-np.log(3)] * 3])
     np.testing.assert_allclose(y.value, expected, rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("a, b, says", [
+    ((4, 3), (2,), "axis -1 has 3 against 2"),
+    ((2, 3, 4), (5, 4), "axis -2 has 3 against 5"),
+    ((4, 3), (3, 4), "transpose of one operand"),
+    ((4, 3), (4,), "give the second operand shape (4, 1)"),
+])
+def test_broadcasting_failure_says_which_axis_and_how_to_fix_it(a, b, says):
+    with pytest.raises(mt.ShapeError, match="numpy lines shapes up from the last axis") as info:
+        mt.mul(mt.Tensor(np.ones(a)), np.ones(b))
+    assert says in str(info.value)

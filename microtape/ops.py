@@ -112,7 +112,8 @@ def _matmul_nd_vjps(a, b):
     return da, db
 
 
-@primitive("dA = G,  dB = G  (each summed over the axes it was broadcast along)", broadcasts=True, explain=_broadcast_hint)
+@primitive("dA = G,  dB = G  (each summed over the axes it was broadcast along)",
+           broadcasts=True, explain=_broadcast_hint)
 def add(a, b):
     """Elementwise sum C = A + B with numpy broadcasting (the bias add)."""
     return np.add(a, b), (lambda g: unbroadcast(g, a.shape), lambda g: unbroadcast(g, b.shape))
@@ -234,16 +235,20 @@ def _softmax_cross_entropy_rows(v, y, reduction):
 
 # -- the everyday elementwise ops ---------------------------------------------
 
-@primitive("dA = G,  dB = −G  (each summed over the axes it was broadcast along)", broadcasts=True, explain=_broadcast_hint)
+@primitive("dA = G,  dB = −G  (each summed over the axes it was broadcast along)",
+           broadcasts=True, explain=_broadcast_hint)
 def sub(a, b):
     """Elementwise difference C = A − B with broadcasting."""
-    return np.subtract(a, b), (lambda g: unbroadcast(g, a.shape), lambda g: unbroadcast(-g, b.shape))
+    return np.subtract(a, b), (lambda g: unbroadcast(g, a.shape),
+                               lambda g: unbroadcast(-g, b.shape))
 
 
-@primitive("dA = G ∘ B,  dB = G ∘ A  (each summed over the axes it was broadcast along)", broadcasts=True, explain=_broadcast_hint)
+@primitive("dA = G ∘ B,  dB = G ∘ A  (each summed over the axes it was broadcast along)",
+           broadcasts=True, explain=_broadcast_hint)
 def mul(a, b):
     """Elementwise product C = A ∘ B with broadcasting."""
-    return np.multiply(a, b), (lambda g: unbroadcast(g * b, a.shape), lambda g: unbroadcast(g * a, b.shape))
+    return np.multiply(a, b), (lambda g: unbroadcast(g * b, a.shape),
+                               lambda g: unbroadcast(g * a, b.shape))
 
 
 @primitive("dA = G / B,  dB = −G ∘ C / B  (each summed over the axes it was broadcast along)",
@@ -251,7 +256,8 @@ def mul(a, b):
 def div(a, b):
     """Elementwise quotient C = A / B with broadcasting."""
     c = np.divide(a, b)
-    return c, (lambda g: unbroadcast(g / b, a.shape), lambda g: unbroadcast(-g * c / b, b.shape))
+    return c, (lambda g: unbroadcast(g / b, a.shape),
+               lambda g: unbroadcast(-g * c / b, b.shape))
 
 
 @primitive("dA = −G")

@@ -221,11 +221,11 @@ at each step the highlighted op receives the gradient of its output and applies
 its VJP. Keys: &larr; &rarr; step, Home / End jump. Open a frame alone
 to hover over its nodes for the full arrays.</p>
 <nav>
-<button id="first" type="button">&#x23EE; first</button>
+<button id="first" type="button">&laquo; first</button>
 <button id="prev" type="button">&larr; back</button>
 <span id="counter">1 / {len(names)}</span>
 <button id="next" type="button">next &rarr;</button>
-<button id="last" type="button">last &#x23ED;</button>
+<button id="last" type="button">last &raquo;</button>
 <button id="play" type="button">play</button>
 <button id="zoom" type="button">actual size</button>
 <a id="open" href="{first}">open this frame alone (hover for full arrays)</a>

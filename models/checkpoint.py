@@ -64,32 +64,35 @@ def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise FileNotFoundError(2, f"no checkpoint file at {str(path)!r}", str(path))
     if path.is_dir():
         raise CheckpointError(f"{str(path)!r} is a folder, not a checkpoint file")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        if "pickle" in str(e):
-            raise CheckpointError(f"{str(path)!r} is not an .npz archive (it would need pickle "
-                                  f"to read, which is refused)") from None
-        raise CheckpointError(f"{str(path)!r} is not a readable .npz archive ({e})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{str(path)!r} is not a readable .npz archive: truncated or "
-                              f"corrupt ({e})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise CheckpointError(f"{str(path)!r} holds a single .npy array, not an .npz archive of "
-                              f"named parameters")
-    arrays = {}
-    with archive:
-        for name in archive.files:
-            try:
-                arrays[name] = archive[name]
-            except ValueError as e:
-                if "allow_pickle" in str(e) or "Object arrays" in str(e):
-                    raise CheckpointError(
-                        f"{str(path)!r}: entry {name!r} is an object array (pickled Python "
-                        f"objects); refused, since unpickling can run code from the file"
-                    ) from None
-                raise CheckpointError(f"{str(path)!r}: entry {name!r} is corrupt ({e})") from None
-            except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
-                raise CheckpointError(f"{str(path)!r}: entry {name!r} is truncated or corrupt "
-                                      f"({type(e).__name__}: {e})") from None
+    # The file is opened here, not by np.load, so that it is closed on every
+    # error too (np.load leaks its handle when the zip directory is cut off).
+    with open(path, "rb") as f:
+        try:
+            archive = np.load(f, allow_pickle=False)
+        except ValueError as e:
+            if "pickle" in str(e):
+                raise CheckpointError(f"{str(path)!r} is not an .npz archive (it would need pickle "
+                                      f"to read, which is refused)") from None
+            raise CheckpointError(f"{str(path)!r} is not a readable .npz archive ({e})") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as e:
+            raise CheckpointError(f"{str(path)!r} is not a readable .npz archive: truncated or "
+                                  f"corrupt ({e})") from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise CheckpointError(f"{str(path)!r} holds a single .npy array, not an .npz archive "
+                                  f"of named parameters")
+        arrays = {}
+        with archive:
+            for name in archive.files:
+                try:
+                    arrays[name] = archive[name]
+                except ValueError as e:
+                    if "allow_pickle" in str(e) or "Object arrays" in str(e):
+                        raise CheckpointError(
+                            f"{str(path)!r}: entry {name!r} is an object array (pickled Python "
+                            f"objects); refused, since unpickling can run code from the file"
+                        ) from None
+                    raise CheckpointError(f"{str(path)!r}: entry {name!r} is corrupt ({e})") from None
+                except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+                    raise CheckpointError(f"{str(path)!r}: entry {name!r} is truncated or corrupt "
+                                          f"({type(e).__name__}: {e})") from None
     return arrays

@@ -83,6 +83,9 @@ class Tape:
         self._token = None
 
     def __enter__(self) -> Tape:
+        if self._token is not None:
+            # Entered twice, it would record every op twice.
+            raise RuntimeError("Tape: this tape is already recording; nest a new mt.Tape() instead")
         self._token = _active.set(_active.get() + (self,))
         return self
 

@@ -469,3 +469,19 @@ def test_no_grad_pauses_every_active_tape_and_restores_them():
     np.testing.assert_array_equal(y.value, [3.0, 6.0])
     # y was computed unrecorded, so the tape treats it as a constant.
     np.testing.assert_array_equal(outer.gradient(w, x), [3.0, 6.0])
+
+
+def test_a_tape_cannot_be_entered_while_it_records_but_can_resume_after():
+    x = mt.Tensor([1.0, 2.0])
+    tape = mt.Tape()
+    with tape:
+        y = x * 2.0
+        with pytest.raises(RuntimeError, match="already recording"):
+            with tape:
+                pass
+        z = y * 3.0                     # still recording, once per op
+    assert [n.output for n in tape.nodes] == [y, z]
+    with tape:                          # resumes after it stopped
+        w = z.sum()
+    np.testing.assert_array_equal(tape.gradient(w, x), [6.0, 6.0])
+    assert mt.tape.active_tapes() == ()

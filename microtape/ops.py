@@ -167,9 +167,13 @@ def _check_labels(labels, shape: tuple[int, ...]) -> np.ndarray:
         raise InputError(f"softmax_cross_entropy: labels must be class indices or rows of "
                          f"probabilities, got dtype {labels.dtype}")
     if labels.shape != shape:
+        hint = f"(or pass integer class indices of shape {shape[:-1]})"
+        if labels.shape == shape[:-1]:
+            hint = (f"; these look like class indices, but of dtype {labels.dtype}: pass them as an "
+                    f"integer numpy array (mt.Tensor makes numbers float64)")
         raise ShapeError(
             f"softmax_cross_entropy: label rows must have the logits' shape {shape}, got "
-            f"{labels.shape} (or pass integer class indices of shape {shape[:-1]})"
+            f"{labels.shape} {hint}"
         )
     if labels.size and labels.min() < 0:
         raise InputError("softmax_cross_entropy: label rows must be non-negative")

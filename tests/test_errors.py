@@ -379,3 +379,8 @@ def test_broadcasting_failure_says_which_axis_and_how_to_fix_it(a, b, says):
     with pytest.raises(mt.ShapeError, match="numpy lines shapes up from the last axis") as info:
         mt.mul(mt.Tensor(np.ones(a)), np.ones(b))
     assert says in str(info.value)
+
+
+def test_float_class_indices_get_a_hint_about_their_dtype():
+    with pytest.raises(mt.ShapeError, match="look like class indices, but of dtype float64"):
+        mt.softmax_cross_entropy(mt.Tensor(np.eye(3)), mt.Tensor([0, 1, 2]))

@@ -42,7 +42,8 @@ dot:
 	@command -v dot >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Graphviz (the dot program) with apt-get"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; } \
+	      || echo "warning: apt-get could not install graphviz; drawings are written as .dot only"; \
 	  else \
 	    echo "warning: Graphviz's 'dot' program is missing, so graphs are written as .dot only."; \
 	    echo "  Debian/Ubuntu: sudo apt-get install graphviz"; \

@@ -180,14 +180,14 @@ def test_command_runs_end_to_end(tmp_path):
         nodes = svg_nodes(svg)
         for name in ("W1", "b1", "W2", "b2"):
             assert "grad =" in by_name(nodes, name)["tooltip"]
-    else:
-        assert (out / "graph.dot").exists()
+    else:  # the graph's source is still written, and stderr says how to install Graphviz
+        assert (out / "graph.dot").exists() and "apt-get install graphviz" in result.stderr
     net = TwoLayerNet.load(out / "params.npz")
     assert net.sizes == (64, 64, 10)
     accuracy = float(result.stdout.split("test accuracy: ")[1].split("%")[0]) / 100
     x_test, y_test = load_digits()[2:]
     assert abs(net.accuracy(x_test, y_test) - accuracy) < 1e-4
-    assert result.stderr == ""
+    assert result.stderr == "" or not shutil.which("dot")
 
 
 def test_command_on_spirals_with_adam(tmp_path, capsys):

@@ -266,8 +266,7 @@ def _distinct(grads: list, tensors: list[Tensor], seed: Any) -> list[np.ndarray]
         if g is None:
             g = np.zeros(value.shape, dtype=value.dtype)
         else:
-            base = g.base
-            owner = id(g if base is None else base)
+            owner = _owner(g)
             if owner in seen or not g.flags.writeable or g.dtype != value.dtype:
                 g = np.array(g, dtype=value.dtype)
             else:

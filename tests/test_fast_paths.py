@@ -115,3 +115,25 @@ def test_sgd_update_matches_the_formula_and_leaves_the_gradient_alone(shape, mom
         opt.step({"p": g})
         np.testing.assert_allclose(p.value, expected, rtol=1e-14, atol=1e-15)
         np.testing.assert_array_equal(g, g_before)
+
+
+@pytest.mark.parametrize("shape", [(9, 4), (3, 7)], ids=["more rows than classes", "fewer"])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("labels_kind", ["indices", "rows"])
+def test_softmax_cross_entropy_on_logits_of_any_memory_layout(shape, layout, labels_kind):
+    # The label picks index the flattened probabilities, and the row sums
+    # may run on a transposed copy: neither may depend on how v is stored.
+    rng = np.random.default_rng(5)
+    n, c = shape
+    data = rng.normal(size=(n, 2 * c)) * 3
+    v = {"C": np.ascontiguousarray(data[:, :c]), "F": np.asfortranarray(data[:, :c]),
+         "strided": data[:, ::2]}[layout]
+    idx = rng.integers(0, c, n)
+    labels = idx if labels_kind == "indices" else np.eye(c)[idx]
+    v = mt.Tensor(v)
+    with mt.Tape() as tape:
+        loss = mt.softmax_cross_entropy(v, labels, reduction="sum")
+    z = v.value - v.value.max(axis=1, keepdims=True)
+    yhat = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(loss.value, -np.log(yhat[np.arange(n), idx]).sum(), rtol=1e-13)
+    np.testing.assert_allclose(tape.gradient(loss, v), yhat - np.eye(c)[idx], rtol=1e-12, atol=1e-15)

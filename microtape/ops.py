@@ -46,6 +46,11 @@ def _broadcast_hint(a_shape, b_shape) -> str:
     return ""
 
 
+def _shape(a) -> tuple[int, ...]:
+    """An operand's shape; np.shape for numbers and lists (slower, and rarely needed)."""
+    return a.shape if type(a) is np.ndarray else np.shape(a)
+
+
 def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum ``g`` back to ``shape``: the adjoint of a broadcast is a sum.
 
@@ -116,7 +121,8 @@ def _matmul_nd_vjps(a, b):
            broadcasts=True, explain=_broadcast_hint)
 def add(a, b):
     """Elementwise sum C = A + B with numpy broadcasting (the bias add)."""
-    return np.add(a, b), (lambda g: unbroadcast(g, a.shape), lambda g: unbroadcast(g, b.shape))
+    a_shape, b_shape = _shape(a), _shape(b)  # the VJPs need no values: let them go
+    return np.add(a, b), (lambda g: unbroadcast(g, a_shape), lambda g: unbroadcast(g, b_shape))
 
 
 @primitive("dA = G ∘ S ∘ (1 − S)  (from the saved output S)")
@@ -259,8 +265,9 @@ def _softmax_cross_entropy_rows(v, y, reduction):
            broadcasts=True, explain=_broadcast_hint)
 def sub(a, b):
     """Elementwise difference C = A − B with broadcasting."""
-    return np.subtract(a, b), (lambda g: unbroadcast(g, a.shape),
-                               lambda g: unbroadcast(-g, b.shape))
+    a_shape, b_shape = _shape(a), _shape(b)
+    return np.subtract(a, b), (lambda g: unbroadcast(g, a_shape),
+                               lambda g: unbroadcast(-g, b_shape))
 
 
 @primitive("dA = G ∘ B,  dB = G ∘ A  (each summed over the axes it was broadcast along)",

@@ -83,7 +83,7 @@ def _epoch(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray
     total = 0.0
     for lo in range(0, n, batch_size):
         xb, yb = xs[lo:lo + batch_size], ys[lo:lo + batch_size]
-        with mt.Tape() as tape:
+        with mt.Tape(persistent=False) as tape:  # asked once: frees values as it goes
             loss = net.loss(xb, yb)
         value = float(loss.value)
         if not math.isfinite(value):

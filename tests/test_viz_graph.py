@@ -347,6 +347,12 @@ def test_wrong_arguments_are_named():
         viz.draw_graph(other.nodes)
     with pytest.raises(ValueError, match="rankdir"):
         viz.draw_graph(net.tape, rankdir="sideways")
+    with mt.Tape(persistent=False) as spent:
+        w = mt.Tensor([1.0, 2.0])
+        loss = mt.exp(w).sum()
+    spent.gradient(loss, w)
+    with pytest.raises(ValueError, match="persistent=False.*mt.Tape()"):
+        viz.draw_graph(spent, loss)
 
 
 def test_rankdir_puts_blocks_side_by_side_top_to_bottom():

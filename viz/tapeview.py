@@ -53,6 +53,9 @@ class TapeView:
                  params: Tensor | Iterable[Tensor] | Mapping[Any, Tensor] | None = None) -> None:
         if not isinstance(tape, Tape):
             raise TypeError(f"viz: expected a microtape Tape, got {type(tape).__name__}")
+        if tape.spent:
+            raise ValueError("viz: this tape was made with persistent=False and has answered a "
+                             "gradient, so its record is gone; draw a tape recorded with mt.Tape()")
         self.tape = tape
         self.indices = _ancestors(tape, target)          # tape positions of the drawn nodes
         self.nodes: list[Node] = [tape.nodes[i] for i in self.indices]

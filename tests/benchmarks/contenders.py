@@ -69,11 +69,16 @@ class NumpyStep:
 
 
 class TapeStep:
-    """microtape as a user writes it: ``models.TwoLayerNet``, a tape, ``mt.optim.SGD``."""
+    """microtape as a user writes it: ``models.TwoLayerNet``, a tape, ``mt.optim.SGD``.
+
+    The tape answers once (``persistent=False``), as in ``models/fit.py``;
+    ``persistent=True`` measures the tape that keeps every value for drawing.
+    """
 
     name = "microtape"
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem, persistent: bool = False) -> None:
+        self.persistent = persistent
         _, n_in, n_hidden, n_out = problem.shape
         self.net = TwoLayerNet(n_in, n_hidden, n_out, seed=0, dtype=problem.dtype)
         for name, p in self.net.params.items():
@@ -82,14 +87,14 @@ class TapeStep:
         self.x, self.labels = problem.x, problem.labels
 
     def step(self) -> None:
-        with mt.Tape() as tape:
+        with mt.Tape(persistent=self.persistent) as tape:
             loss = self.net.loss(self.x, self.labels, reduction="sum")
         self.opt.step(tape.gradient(loss, self.net.params))
 
     def phases(self) -> tuple[float, float, float]:
         """One step, timed as forward with loss / tape.gradient / update (seconds)."""
         t0 = _clock()
-        with mt.Tape() as tape:
+        with mt.Tape(persistent=self.persistent) as tape:
             loss = self.net.loss(self.x, self.labels, reduction="sum")
         t1 = _clock()
         grads = tape.gradient(loss, self.net.params)

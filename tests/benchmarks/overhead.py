@@ -119,7 +119,8 @@ def peak_bytes(step) -> int:
 
 
 def step_memory(size: str, dtype: str) -> dict[str, int]:
-    """Peak bytes of one SGD step for the closed form and the tape."""
+    """Peak bytes of one SGD step for the closed form, the tape, and a tape that keeps its values."""
     problem = make_problem(size, dtype)
     return {"numpy": peak_bytes(NumpyStep(problem).step),
-            "microtape": peak_bytes(TapeStep(problem).step)}
+            "microtape": peak_bytes(TapeStep(problem).step),
+            "kept tape": peak_bytes(TapeStep(problem, persistent=True).step)}

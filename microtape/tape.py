@@ -128,14 +128,14 @@ class Tape:
         )
 
     def _gradients(self, target: Tensor, sources: list, seed: Any, keys: list | None = None) -> list:
-        if not all(isinstance(s, Tensor) for s in sources):
-            i = next(i for i, s in enumerate(sources) if not isinstance(s, Tensor))
-            raise TypeError(
-                f"gradient: source {keys[i] if keys else i!r} is a {type(sources[i]).__name__}, "
-                f"not a Tensor; wrap it as mt.Tensor(...) before the ops that use it"
-            )
+        for i, s in enumerate(sources):
+            if not isinstance(s, Tensor):
+                raise TypeError(
+                    f"gradient: source {keys[i] if keys else i!r} is a {type(s).__name__}, not a "
+                    f"Tensor; wrap it as mt.Tensor(...) before the ops that use it"
+                )
         grads = self._backprop(target, seed, sources, keep_all=False)
-        return _distinct(list(map(grads.get, map(id, sources))), sources, seed)
+        return _distinct([grads.get(id(s)) for s in sources], sources, seed)
 
     def backward(self, target: Tensor, seed: Any = None) -> None:
         """Set ``.grad`` on every tensor of this tape that ``target`` depends on.
@@ -280,13 +280,13 @@ def _distinct(grads: list, tensors: list[Tensor], seed: Any) -> list[np.ndarray]
     seen = set() if seed is None else {_owner(seed.value if isinstance(seed, Tensor) else seed)}
     out = []
     for g, t in zip(grads, tensors):
-        dtype = t.value.dtype
+        value = t.value
         if g is None:
-            g = np.zeros(t.value.shape, dtype=dtype)
+            g = np.zeros(value.shape, dtype=value.dtype)
         else:
-            owner = id(g) if g.base is None else id(g.base)
-            if owner in seen or g.dtype != dtype or not g.flags.writeable:
-                g = np.array(g, dtype=dtype)
+            owner = _owner(g)
+            if owner in seen or not g.flags.writeable or g.dtype != value.dtype:
+                g = np.array(g, dtype=value.dtype)
             else:
                 seen.add(owner)
         out.append(g)

@@ -130,7 +130,8 @@ def sigmoid(a):
     """Logistic function S = 1 / (1 + exp(−A)), computed without overflow."""
     # S = (1 + tanh(A/2)) / 2 is the same function, but tanh cannot overflow
     # for any finite input, so no warning at A = −1e4.
-    if np.size(a) < IN_PLACE_MIN_SIZE:
+    a = np.asarray(a)  # a number or a list, if called on a constant
+    if a.size < IN_PLACE_MIN_SIZE:
         s = (np.tanh(np.multiply(a, 0.5)) + 1.0) * 0.5
         return s, (lambda g: g * s * (1.0 - s),)
 

@@ -40,6 +40,12 @@ def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
             assert len(rows(f"| tiny | {dtype} | {name} |")) == 1  # where the time goes
     assert not rows("| small")  # only the sizes asked for
 
+    # The BLAS floor: one row per dtype, with the closed form's step beside it.
+    floor = text.split("## The BLAS floor")[1].split("\n## ")[0]
+    for dtype in ("float64", "float32"):
+        (row,) = [line for line in floor.splitlines() if line.startswith(f"| tiny (20, 10, 5, 10) | {dtype} |")]
+        assert "≤ 1.8x" in row and float(re.search(r"\| ([0-9.]+)x \|", row).group(1)) > 0
+
     assert len(rows("| forward + backward |")) == 1
     assert [line.split("|")[1].strip() for line in lines if re.match(r"\| [0-9,]+ \|", line)] == [
         "100", "1,000"]

@@ -174,6 +174,26 @@ def time_steps(options: Options, built: dict) -> list[StepResult]:
     return results
 
 
+def time_floors(options: Options) -> dict[tuple[str, str], tuple[Timing, Timing]]:
+    """The two large products alone, interleaved with the closed form's step: (floor, numpy).
+
+    Timed after every step, not among them: keeping its buffers alive while
+    the steps run shifts where the allocator puts their multi-megabyte arrays,
+    and with that how many page faults a step takes.
+    """
+    floors = {}
+    for size in options.sizes:
+        for dtype in options.dtypes:
+            log(f"timing the BLAS floor at {size} {SIZES[size]}, {dtype}")
+            problem = make_problem(size, dtype)
+            floor, numpy_step = contenders.BlasFloor(problem), contenders.NumpyStep(problem)
+            t = interleave({"floor": floor.step, "numpy": numpy_step.step},
+                           options.rounds, options.block_seconds)
+            floors[size, dtype] = (t["floor"], t["numpy"])
+            del floor, numpy_step
+    return floors
+
+
 def profile(size: str, dtype: str, seconds: float = 2.0) -> str:
     """cProfile of the tape's training step: where its time goes, function by function."""
     step = contenders.TapeStep(make_problem(size, dtype)).step
@@ -223,6 +243,7 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 def report(options: Options, argv: list[str], record: list[tuple[str, str]], missing: dict[str, str],
            worst: dict, steps: list[StepResult], op: dict[str, Timing] | None,
            chains: list[overhead.ChainTiming], memory: dict[str, dict[str, int]],
+           floors: dict[tuple[str, str], tuple[Timing, Timing]],
            seconds: float, shares: tuple[float, float] | None) -> str:
     command = " ".join(["python -m tests.benchmarks.bench", *argv]).strip()
     targets: list[list[str]] = []
@@ -255,9 +276,12 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
            "Forward with the loss summed over the batch, the gradients of W1, b1, W2, b2 (not of "
            "x), and `p ← p − lr·g`. numpy is DERIVATION.md's closed form written plainly "
            "(`tests/benchmarks/textbook.py`); microtape is `models.TwoLayerNet` on a "
-           "`mt.Tape(persistent=False)`, as `models/fit.py` trains, with `mt.optim.SGD`. Ratio: the contender's median over numpy's median in the same run. "
+           "`mt.Tape(persistent=False)`, as `models/fit.py` trains, with `mt.optim.SGD`. Ratio: the "
+           "contender's median over numpy's median in the same run. "
            "Before timing, each contender's loss, gradients and one update were checked against "
-           "the float64 closed form (grad. error: the worst relative error). Others' CPU: the "
+           "the float64 closed form (grad. error: the worst relative error). Page faults: per step, "
+           "the pages the kernel mapped in for fresh arrays (a few thousand cost milliseconds at "
+           "the large size, and come and go with the allocator's state). Others' CPU: the "
            "share of the machine other processes used while that size and dtype were timed.", ""]
     rows = []
     for res in steps:
@@ -268,16 +292,33 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
             rows.append([f"{res.size} {SIZES[res.size]}", res.dtype, name, fmt_time(t.median),
                          fmt_time(t.min), f"{ratio:.2f}x",
                          f"≤ {goal}x {verdict(ratio, goal)}" if goal else "",
-                         f"{worst[res.size, res.dtype, name]:.1e}",
+                         f"{worst[res.size, res.dtype, name]:.1e}", f"{t.faults_per_call:,.0f}",
                          "" if res.others is None else f"{res.others:.0%}"])
             if goal:
                 targets.append([f"step, {res.size}, {res.dtype}", f"≤ {goal}x", f"{ratio:.2f}x",
                                 verdict(ratio, goal)])
     md += table(["size (N, in, hidden, out)", "dtype", "contender", "median", "min", "ratio",
-                 "target", "grad. error", "others' CPU"], rows)
+                 "target", "grad. error", "page faults", "others' CPU"], rows)
     for res in steps:
         for note in res.warnings:
             md += ["", f"Warning while timing {res.size} {res.dtype}: {note}"]
+
+    if floors:
+        md += ["", "## The BLAS floor", "",
+               "`x W1` and `xᵀ delta1` alone, interleaved with the closed form's step after all "
+               "the steps above were timed. Every contender computes these two products, and on "
+               "numpy they run in the same BLAS, so their time over the closed form's step is as "
+               "low as a numpy-based tape can go. The rest of a step (bias adds, sigmoid, softmax, "
+               "the small products, the update) must fit in what is left under the target.", ""]
+        rows = []
+        for (size, dtype), (floor, base) in floors.items():
+            ratio = floor.median / base.median
+            goal = STEP_TARGETS[size]
+            room = (goal - ratio) * base.median
+            rows.append([f"{size} {SIZES[size]}", dtype, fmt_time(floor.median), fmt_time(base.median),
+                         f"{ratio:.2f}x", f"≤ {goal}x", fmt_time(room) if room > 0 else "none"])
+        md += table(["size (N, in, hidden, out)", "dtype", "two products", "numpy step", "ratio",
+                     "target", "left for the rest of the step"], rows)
 
     md += ["", "## Where the time goes", "",
            "Median time per phase of one step, measured inside the step (same rounds scheme). "
@@ -360,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     steps = time_steps(options, built)
     del built
+    floors = time_floors(options)
     log("timing the per-op overhead")
     op = overhead.per_op(options.rounds, options.block_seconds)
     log(f"timing chains of {', '.join(f'{n:,}' for n in options.chains)} adds")
@@ -368,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.memory_size:
         log(f"measuring peak memory at {options.memory_size}")
         memory = {dtype: overhead.step_memory(options.memory_size, dtype) for dtype in options.dtypes}
-    text = report(options, argv, record, missing, worst, steps, op, chains, memory,
+    text = report(options, argv, record, missing, worst, steps, op, chains, memory, floors,
                   time.perf_counter() - start, watch.shares())
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(text, encoding="utf-8")

@@ -227,6 +227,31 @@ class AutogradStep:
         return self.p
 
 
+class BlasFloor:
+    """Not a contender: just the two large matrix products every contender computes.
+
+    ``x W1`` (forward) and ``xᵀ delta1`` (the gradient of W1) are the bulk of
+    a step at the medium and large sizes, and any numpy program runs them in
+    the same BLAS. Their time over the closed form's step is the lowest
+    ratio a numpy-based tape can reach there.
+    """
+
+    name = "x W1 and xᵀ delta1 alone"
+
+    def __init__(self, problem: Problem) -> None:
+        self.x, self.W1 = problem.x, problem.params0["W1"]
+        self.delta1 = np.ones((len(problem.x), self.W1.shape[1]), dtype=problem.dtype)
+        # Results go into buffers made once: the products run at the same
+        # speed, and this yardstick must not change the allocator's state
+        # for the contenders timed next to it (fresh 4-6 MB arrays would).
+        self.t = np.empty_like(self.delta1)
+        self.dW1 = np.empty_like(self.W1)
+
+    def step(self) -> None:
+        np.matmul(self.x, self.W1, out=self.t)
+        np.matmul(self.x.T, self.delta1, out=self.dW1)
+
+
 REQUIRED = {"numpy": NumpyStep, "microtape": TapeStep}
 OPTIONAL = {  # contender: (the module it needs, the contender)
     "torch": ("torch", TorchStep),

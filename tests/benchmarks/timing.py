@@ -25,12 +25,29 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 
+try:
+    from resource import RUSAGE_SELF, getrusage
+except ImportError:  # not on Windows: page faults then go unreported
+    getrusage = None
+
+
+def minor_faults() -> int:
+    """Pages the kernel has mapped into this process so far (0 where unknown).
+
+    A fresh multi-megabyte array costs one fault per 4 KiB page on first
+    touch; whether an array is fresh depends on the allocator's state, which
+    is why large steps vary from run to run.
+    """
+    return getrusage(RUSAGE_SELF).ru_minflt if getrusage else 0
+
+
 @dataclass
 class Timing:
     """Seconds per call, one number per round (each the mean over one block)."""
 
     per_call: list[float]
     calls_per_block: int
+    faults_per_call: float = 0.0  # minor page faults per call, over every timed block
 
     @property
     def median(self) -> float:
@@ -79,12 +96,16 @@ def interleave(fns: Mapping[str, Callable[[], object]], rounds: int,
     names = list(fns)
     counts = {name: calls_for(fns[name], block_seconds) for name in names}
     per_call: dict[str, list[float]] = {name: [] for name in names}
+    faults = dict.fromkeys(names, 0)
     for r in range(rounds):
         k = r % len(names)
         for name in names[k:] + names[:k]:  # rotate who goes first
             time_block(fns[name], warm_up(counts[name]))
+            before = minor_faults()
             per_call[name].append(time_block(fns[name], counts[name]) / counts[name])
-    return {name: Timing(per_call[name], counts[name]) for name in names}
+            faults[name] += minor_faults() - before
+    return {name: Timing(per_call[name], counts[name], faults[name] / (rounds * counts[name]))
+            for name in names}
 
 
 def interleave_phases(fns: Mapping[str, Callable[[], tuple[float, ...]]], rounds: int,

@@ -82,7 +82,7 @@ def gradcheck(f: Callable[..., Tensor], inputs: Sequence[Any] | Mapping[str, Any
         call = lambda xs: f(*xs)  # noqa: E731
 
     tensors = [Tensor(a, name=n) for a, n in zip(arrays, names)]
-    with Tape() as tape:
+    with Tape(persistent=False) as tape:  # asked once, never shown
         out = call(tensors)
     if not isinstance(out, Tensor) or out.size != 1:
         raise TypeError("gradcheck: f must return a Tensor with a single element (the loss)")

@@ -29,7 +29,7 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -
         for i in positions:
             args[i] = args[i] if isinstance(args[i], Tensor) else Tensor(args[i])
             sources.append(args[i])
-        with Tape() as tape:
+        with Tape(persistent=False) as tape:  # asked once, never shown
             out = f(*args)
         if not isinstance(out, Tensor):
             raise TypeError(f"grad: {_name(f)} must return a Tensor, not {type(out).__name__}")

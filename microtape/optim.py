@@ -6,7 +6,7 @@ the parameters sees the new values. ``grads`` is the dict that
 ``tape.gradient(loss, params)`` returns, keyed like ``params``::
 
     opt = mt.optim.SGD(net.params, lr=0.1, momentum=0.9)
-    with mt.Tape() as tape:
+    with mt.Tape(persistent=False) as tape:
         loss = net.loss(x, labels)
     opt.step(tape.gradient(loss, net.params))
 

@@ -162,8 +162,9 @@ class Tape:
         """
         if self.spent:
             raise RuntimeError(
-                "gradient: this tape was made with persistent=False and has already answered, "
-                "so its record is gone; record with mt.Tape() to ask more than once"
+                "Tape: this tape was made with persistent=False and has already answered a "
+                "gradient or backward call, so its record is gone; record with mt.Tape() to ask "
+                "more than once"
             )
         # Forward sweep: which tensors depend on a source. Only the nodes they
         # come out of go into the plan; any other VJP would compute a gradient

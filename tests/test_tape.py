@@ -306,6 +306,21 @@ def test_a_non_persistent_tape_frees_before_bias_values_before_the_vjps_run():
     assert seen == [True]
 
 
+def test_a_mistake_in_the_call_does_not_spend_a_non_persistent_tape():
+    w = mt.Tensor([1.0, 2.0])
+    with mt.Tape(persistent=False) as tape:
+        y = mt.exp(w)
+        loss = y.sum()
+    with pytest.raises(ValueError, match="not a scalar"):
+        tape.gradient(y, w)                       # no seed for a vector target
+    with pytest.raises(mt.ShapeError, match="seed has shape"):
+        tape.gradient(loss, w, seed=np.ones(3))
+    with pytest.raises(TypeError, match="not a Tensor"):
+        tape.gradient(loss, [w, w.value])
+    assert not tape.spent
+    np.testing.assert_allclose(tape.gradient(loss, w), np.exp([1.0, 2.0]))
+
+
 def test_backward_on_a_non_persistent_tape_sets_grads_once():
     rng = np.random.default_rng(6)
     p = _params(rng)

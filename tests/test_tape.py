@@ -251,19 +251,14 @@ def test_the_same_tape_asked_twice_gives_identical_answers():
 
 # -- a tape that answers once -------------------------------------------------
 
-def _two_layer_loss(p, x, labels):
-    h = mt.sigmoid(x @ p["W1"] + p["b1"])
-    return mt.softmax_cross_entropy(h @ p["W2"] + p["b2"], labels)
-
-
 def test_a_non_persistent_tape_gives_the_same_gradients_once():
     rng = np.random.default_rng(3)
     p = _params(rng)
     x, labels = rng.normal(size=(5, 3)), rng.integers(0, 2, size=5)
     with mt.Tape() as kept:
-        expected = kept.gradient(_two_layer_loss(p, x, labels), p)
+        expected = kept.gradient(_net_loss(p, x, labels), p)
     with mt.Tape(persistent=False) as tape:
-        loss = _two_layer_loss(p, x, labels)
+        loss = _net_loss(p, x, labels)
     got = tape.gradient(loss, p)
     for name in p:
         np.testing.assert_array_equal(got[name], expected[name])
@@ -282,7 +277,7 @@ def test_a_non_persistent_tape_frees_values_no_vjp_needs():
     x, labels = rng.normal(size=(5, 3)), rng.integers(0, 2, size=5)
     for persistent in (True, False):
         with mt.Tape(persistent=persistent) as tape:
-            loss = _two_layer_loss(p, x, labels)
+            loss = _net_loss(p, x, labels)
         before_bias = weakref.ref(tape.nodes[0].output.value)
         hidden = weakref.ref(tape.nodes[2].output.value)
         tape.gradient(loss, p)
@@ -326,7 +321,7 @@ def test_backward_on_a_non_persistent_tape_sets_grads_once():
     p = _params(rng)
     x, labels = rng.normal(size=(5, 3)), rng.integers(0, 2, size=5)
     with mt.Tape(persistent=False) as tape:
-        loss = _two_layer_loss(p, x, labels)
+        loss = _net_loss(p, x, labels)
     expected = {name: g.copy() for name, g in _fresh_gradients(p, x, labels).items()}
     tape.backward(loss)
     for name in p:
@@ -336,7 +331,7 @@ def test_backward_on_a_non_persistent_tape_sets_grads_once():
 
 def _fresh_gradients(p, x, labels):
     with mt.Tape() as tape:
-        loss = _two_layer_loss(p, x, labels)
+        loss = _net_loss(p, x, labels)
     return tape.gradient(loss, p)
 
 

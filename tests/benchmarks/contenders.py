@@ -236,8 +236,6 @@ class BlasFloor:
     ratio a numpy-based tape can reach there.
     """
 
-    name = "x W1 and xᵀ delta1 alone"
-
     def __init__(self, problem: Problem) -> None:
         self.x, self.W1 = problem.x, problem.params0["W1"]
         self.delta1 = np.ones((len(problem.x), self.W1.shape[1]), dtype=problem.dtype)

@@ -43,7 +43,8 @@ class Primitive:
         self.__doc__ = f"{(forward.__doc__ or '').strip()}\n\nVJP: {formula}"
         self.__wrapped__ = forward
 
-    def __call__(self, *args, **params) -> Tensor:
+    def __call__(self, *args, name: str | None = None, **params) -> Tensor:
+        """Run the op on ``args`` and record it; ``name`` names the output Tensor."""
         values = [a.value if isinstance(a, Tensor) else a for a in args]
         try:
             out, vjps = self.forward(*values, **params)
@@ -54,6 +55,8 @@ class Primitive:
         if type(out) is not np.ndarray:
             out = np.asarray(out)  # numpy reductions return scalars; keep .value an array
         result = wrap(out)
+        if name is not None:
+            result.name = name
         tapes = _active.get()
         if tapes:
             for a in args:

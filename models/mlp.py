@@ -106,7 +106,7 @@ class MLP:
         ``mt.softmax_cross_entropy``; ``reduction`` is "mean" or "sum" over
         the batch.
         """
-        return mt.softmax_cross_entropy(self(x), labels, reduction=reduction)
+        return mt.softmax_cross_entropy(self(x), labels, reduction=reduction, name="J")
 
     def predict(self, x: Any) -> np.ndarray:
         """The most likely class of each example (an int array of shape (N,), or an int).

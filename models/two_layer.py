@@ -45,9 +45,9 @@ class TwoLayerNet(MLP):
 
     def forward(self, x: Any, params: Mapping[str, Any]) -> Tensor:
         """The logits ``v``, the derivation's forward pass line by line."""
-        t = mt.add(mt.matmul(x, params["W1"]), params["b1"])     # t = x W1 + b1
-        h = mt.sigmoid(t)                                        # h = sigmoid(t)
-        return mt.add(mt.matmul(h, params["W2"]), params["b2"])  # v = h W2 + b2
+        t = mt.add(mt.matmul(x, params["W1"]), params["b1"], name="t")     # t = x W1 + b1
+        h = mt.sigmoid(t, name="h")                                        # h = sigmoid(t)
+        return mt.add(mt.matmul(h, params["W2"]), params["b2"], name="v")  # v = h W2 + b2
 
     @classmethod
     def _check_loaded(cls, sizes: tuple[int, ...], activation: str, path: Any) -> None:

@@ -529,3 +529,23 @@ def test_lists_are_constants_with_numpy_meaning(op, args, expected):
     with mt.Tape() as tape:       # a list beside a Tensor is a constant too
         y = op(t, *args[1:]).sum()
     assert tape.gradient(y, t).shape == t.shape
+
+
+def test_an_op_names_its_output_when_asked():
+    a = mt.Tensor(np.ones((2, 3)), name="a")
+    with mt.Tape() as tape:
+        h = mt.sigmoid(a, name="h")
+        s = mt.sum(h, axis=0, name="s")
+        total = s.sum()
+    assert (h.name, s.name, total.name) == ("h", "s", None)
+    np.testing.assert_allclose(tape.gradient(total, a), h.value * (1 - h.value))
+
+
+def test_two_layer_net_names_its_tensors_as_the_derivation_does():
+    from models import TwoLayerNet
+    net = TwoLayerNet(4, 3, 2, seed=0)
+    with mt.Tape() as tape:
+        loss = net.loss(np.ones((5, 4)), np.array([0, 1, 1, 0, 1]))
+    names = [node.output.name for node in tape.nodes]
+    assert names == [None, "t", "h", None, "v", "J"]
+    assert loss.name == "J"

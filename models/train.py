@@ -1,6 +1,6 @@
 """python -m models.train: train the derivation's network on real data and check its gradients.
 
-Trains a TwoLayerNet (the network of DERIVATION.md) with mini-batches, shows
+Trains a TwoLayerNet (the network of models/DERIVATION.md) with mini-batches, shows
 the progress, prints the test accuracy and a gradient-check table (tape vs
 closed form vs finite differences on one batch), and writes to --out:
 

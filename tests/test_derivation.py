@@ -1,7 +1,7 @@
 """The derivation's closed-form results as oracles for the tape.
 
 Everything on the right-hand side is plain numpy, written from
-DERIVATION.md's tables (the batched form: delta2 = Ŷ − Y, dW2 = Hᵀ delta2,
+models/DERIVATION.md's tables (the batched form: delta2 = Ŷ − Y, dW2 = Hᵀ delta2,
 db2 = column sums of delta2, delta1 = (delta2 W2ᵀ) ∘ H ∘ (1 − H),
 dW1 = Xᵀ delta1, db1 = column sums of delta1, dX = delta1 W1ᵀ; all ÷ N for
 the mean). The tape must agree to 1e-10, relative to each gradient's size.
@@ -79,7 +79,7 @@ def test_softmax_then_cross_entropy_unfused_gives_the_same_gradient():
 # -- the two-layer network ----------------------------------------------------------------
 
 def closed_form(x, y, W1, b1, W2, b2, reduction):
-    """DERIVATION.md's gradients in plain numpy; x and y one row each or N rows."""
+    """models/DERIVATION.md's gradients in plain numpy; x and y one row each or N rows."""
     single = x.ndim == 1
     X, Y = np.atleast_2d(x), np.atleast_2d(y)
     n = X.shape[0]

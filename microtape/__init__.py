@@ -18,7 +18,7 @@ from .ops import (
 )
 from .functional import grad, value_and_grad
 from .check import GradcheckReport, gradcheck
-from . import optim
+from . import optim, testing
 
 __version__ = "0.1.0"
 

@@ -64,6 +64,14 @@ class MLP:
             name: Tensor(arrays[name], name=name) for layer in self._layers for name in layer
         }
 
+    def parameters(self) -> list[Tensor]:
+        """The parameter Tensors W1, b1, W2, b2, ... in that order (``params``' values).
+
+        For optimizers and ``tape.gradient``, which take a list as well as
+        the dict: ``mt.optim.SGD(net.parameters(), lr=0.1)``.
+        """
+        return list(self.params.values())
+
     # -- facts -----------------------------------------------------------------
     @property
     def n_in(self) -> int:

@@ -7,6 +7,13 @@
     dW = tape.gradient(loss, W)
 """
 
+try:
+    import numpy  # noqa: F401
+except ImportError as e:  # a fresh shell's python, not the project's .venv, most often
+    from ._install import missing_package
+    raise ImportError(f"microtape needs numpy. {missing_package('numpy', 'pip install microtape')}"
+                      ) from None
+
 from .tensor import Tensor
 from .errors import GradcheckError, InputError, ShapeError
 from .tape import Node, Tape, no_grad

@@ -35,7 +35,8 @@ def test_every_cited_markdown_file_exists():
 def test_the_derivation_has_what_the_code_cites_it_for():
     text = (ROOT / "models/DERIVATION.md").read_text()
     for formula in ["delta2 = Ŷ − Y", "dW2    = Hᵀ delta2", "column sums of delta2",
-                    "delta1 = (delta2 W2ᵀ) ∘ H ∘ (1 − H)", "dW1    = Xᵀ delta1", "dX     = delta1 W1ᵀ",
+                    "delta1 = (delta2 W2ᵀ) ∘ H ∘ (1 − H)", "dW1    = Xᵀ delta1",
+                    "dX     = delta1 W1ᵀ",
                     "dJ/dv = ŷ − y", "ŷ_a [a = b] − ŷ_a ŷ_b", "dA = G Bᵀ", "dB = Aᵀ G",
                     "dA = G ∘ S ∘ (1 − S)", "unbroadcast", "dv = G (ŷ − y)", "divided by `N`"]:
         assert formula in text, formula

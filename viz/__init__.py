@@ -12,10 +12,11 @@ knows nothing of it.
 
 try:
     import graphviz  # noqa: F401
-except ImportError as e:  # pragma: no cover - depends on the environment
-    raise ImportError("viz needs the graphviz Python package: pip install 'microtape[viz]' "
-                      "(and Graphviz's dot program to render: apt-get/brew/conda install graphviz)"
-                      ) from e
+except ImportError as e:  # often a fresh shell's python rather than the project's .venv
+    from microtape._install import missing_package
+    raise ImportError("viz needs the graphviz Python package. " + missing_package(
+        "graphviz", "pip install 'microtape[viz]' (and Graphviz's dot program to render: "
+                    "apt-get/brew/conda install graphviz)")) from None
 
 from .graph import draw_graph
 from .render import GraphvizNotFoundError, render

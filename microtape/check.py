@@ -27,7 +27,7 @@ from .tensor import Tensor
 #: Elements checked per input by default; larger inputs are sampled.
 DEFAULT_MAX_ELEMENTS = 1000
 #: A check expected to take longer than this (in seconds) reports its progress on stderr.
-PROGRESS_AFTER = 3.0
+PROGRESS_AFTER = 5.0
 
 
 @dataclass
@@ -240,9 +240,10 @@ class _Progress:
             return
         now = time.perf_counter()
         elapsed = now - self.start
-        if self.show is None and not self.shown:
-            # Decide once, after a few elements: the rest will take about as long each.
-            if self.done < 4:
+        if self.show is None:
+            # Decide once, after a second's work (the first evaluations run slow, warming
+            # caches): show when the whole check, at the rate so far, takes longer.
+            if elapsed < min(1.0, PROGRESS_AFTER / 3):
                 return
             self.show = elapsed / self.done * self.total > PROGRESS_AFTER
             if not self.show:

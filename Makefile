@@ -1,23 +1,31 @@
 # The README's commands. Each target sets up what it needs: a ./.venv with the
-# project installed, and Graphviz's `dot` program for the drawings.
+# project installed, and Graphviz's `dot` program for the drawings. ARGS passes
+# options on to the command: make train ARGS="--optimizer adam", make bench ARGS=--quick.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
+ARGS   ?=
 
-.PHONY: demo test bench graph dot clean
+.PHONY: demo train test bench graph steps dot clean
 
 demo: $(STAMP) dot
 	$(BIN)/python -m models.train
 
+train: $(STAMP) dot
+	$(BIN)/python -m models.train $(ARGS)
+
 test: $(STAMP) dot
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python -m tests.benchmarks.bench
+	$(BIN)/python -m tests.benchmarks.bench $(ARGS)
 
 graph: $(STAMP) dot
-	$(BIN)/python -m viz
+	$(BIN)/python -m viz $(ARGS)
+
+steps: $(STAMP) dot
+	$(BIN)/python -m viz --steps steps $(ARGS)
 
 # A fresh Debian/Ubuntu python3 may lack the venv module (package python3-venv).
 $(BIN)/python:
@@ -51,4 +59,5 @@ dot:
 	  fi; }
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) out steps graph.svg graph.png graph.pdf graph.dot .pytest_cache .hypothesis \
+	  build *.egg-info

@@ -7,6 +7,13 @@
     dW = tape.gradient(loss, W)
 """
 
+try:
+    import numpy  # noqa: F401
+except ImportError as e:  # a fresh shell's python, not the project's .venv, most often
+    from ._install import missing_package
+    raise ImportError(f"microtape needs numpy. {missing_package('numpy', 'pip install microtape')}"
+                      ) from None
+
 from .tensor import Tensor
 from .errors import GradcheckError, InputError, ShapeError
 from .tape import Node, Tape, no_grad
@@ -18,7 +25,7 @@ from .ops import (
 )
 from .functional import grad, value_and_grad
 from .check import GradcheckReport, gradcheck
-from . import optim
+from . import optim, testing
 
 __version__ = "0.1.0"
 

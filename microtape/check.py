@@ -1,21 +1,33 @@
 """Gradient checking: the tape against central finite differences.
 
-The CS224n-style check made a library function: perturb every element of
-every input by ±eps, difference the function values, and compare with the
-tape's gradient. The check runs in float64 whatever the inputs' dtype, since
+The CS224n-style check made a library function: perturb elements of every
+input by ±eps, difference the function values, and compare with the tape's
+gradient. The check runs in float64 whatever the inputs' dtype, since
 finite differences in float32 measure rounding more than slope.
+
+Each checked element costs two evaluations of the function, so an input
+with more than ``max_elements`` elements is checked on a random sample of
+them (the same sample for the same ``seed``): a wrong VJP is wrong almost
+everywhere, and a thousand elements find it as surely as a hundred thousand.
 """
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TextIO
 
 import numpy as np
 
 from .errors import GradcheckError
 from .tape import Tape, no_grad
 from .tensor import Tensor
+
+#: Elements checked per input by default; larger inputs are sampled.
+DEFAULT_MAX_ELEMENTS = 1000
+#: A check expected to take longer than this (in seconds) reports its progress on stderr.
+PROGRESS_AFTER = 5.0
 
 
 @dataclass
@@ -30,6 +42,9 @@ class InputCheck:
     max_abs_error: float
     max_rel_error: float
     passed: bool
+    checked: int = 0            # elements compared
+    total: int = 0              # elements in the input
+    tolerance_used: float = 0.0  # worst |tape − numeric| / (atol + rtol·|numeric|): ≤ 1 passes
 
 
 @dataclass
@@ -53,21 +68,37 @@ class GradcheckReport:
         return self.passed
 
     def __str__(self) -> str:
-        rows = [f"{'input':<12} {'shape':<14} {'max abs err':>12} {'max rel err':>12}  ok"]
-        for c in self.inputs:
-            rows.append(f"{c.name:<12} {str(c.shape):<14} {c.max_abs_error:>12.3e} "
-                        f"{c.max_rel_error:>12.3e}  {'yes' if c.passed else 'NO'}")
+        checked = [f"{c.checked:,} of {c.total:,}" for c in self.inputs]
+        width = max([len("checked")] + [len(s) for s in checked])
+        rows = [f"{'input':<12} {'shape':<14} {'checked':>{width}} {'max abs err':>12} "
+                f"{'max rel err':>12} {'err/tol':>8}  ok"]
+        for c, n in zip(self.inputs, checked):
+            rows.append(f"{c.name:<12} {str(c.shape):<14} {n:>{width}} {c.max_abs_error:>12.3e} "
+                        f"{c.max_rel_error:>12.3e} {c.tolerance_used:>8.2g}  "
+                        f"{'yes' if c.passed else 'NO'}")
+        rows.append(f"An element passes when |tape − numeric| <= atol + rtol·|numeric|, with "
+                    f"rtol={self.rtol:g} and atol={self.atol:g};")
+        rows.append(f"err/tol is the worst element's error over that bound. Central differences, "
+                    f"eps={self.eps:g}.")
         return "\n".join(rows)
 
 
 def gradcheck(f: Callable[..., Tensor], inputs: Sequence[Any] | Mapping[str, Any],
-              eps: float = 1e-6, rtol: float = 1e-5, atol: float = 1e-8) -> GradcheckReport:
+              eps: float = 1e-6, rtol: float = 1e-5, atol: float = 1e-8,
+              max_elements: int | None = DEFAULT_MAX_ELEMENTS, seed: int = 0,
+              progress: bool | None = None) -> GradcheckReport:
     """Check ``f``'s tape gradients against central finite differences.
 
     ``f(*tensors)`` (or ``f(**tensors)`` when ``inputs`` is a dict) must
-    return a 0-d Tensor. Every element of every input is checked; an element
-    passes when ``|analytic − numeric| <= atol + rtol·|numeric|``. Raises
-    :class:`GradcheckError` naming the first failing input; returns a
+    return a 0-d Tensor. An element passes when
+    ``|analytic − numeric| <= atol + rtol·|numeric|``. Inputs with at most
+    ``max_elements`` elements are checked at every element; larger ones at
+    ``max_elements`` elements drawn at random with ``seed`` (``None``
+    checks everything). ``progress`` shows how far the check has got on
+    stderr: ``None`` does so when it will take more than a few seconds.
+
+    Raises :class:`GradcheckError` naming the first failing input, its worst
+    element, both values and the tolerance; returns a
     :class:`GradcheckReport` otherwise.
     """
     if isinstance(inputs, Mapping):
@@ -88,48 +119,151 @@ def gradcheck(f: Callable[..., Tensor], inputs: Sequence[Any] | Mapping[str, Any
         raise TypeError("gradcheck: f must return a Tensor with a single element (the loss)")
     analytic = tape.gradient(out, tensors)
 
-    def value() -> float:
+    def value(xs: list[np.ndarray]) -> float:
         with no_grad():  # the cheap mode, even when called inside a tape
-            return float(call([Tensor(x) for x in arrays]).value)
+            return float(call([Tensor(x) for x in xs]).value)
 
+    return compare_with_differences("gradcheck", value, names, arrays, analytic, eps=eps,
+                                    rtol=rtol, atol=atol, max_elements=max_elements, seed=seed,
+                                    progress=progress)
+
+
+def compare_with_differences(kind: str, value: Callable[[list[np.ndarray]], float],
+                             names: Sequence[str], arrays: list[np.ndarray],
+                             analytic: Sequence[np.ndarray], *, eps: float, rtol: float,
+                             atol: float, max_elements: int | None, seed: int,
+                             progress: bool | None) -> GradcheckReport:
+    """The tape's ``analytic`` gradients against central differences of ``value(arrays)``.
+
+    ``arrays`` are float64 and are perturbed in place, one element at a
+    time, and put back exactly. Raises :class:`GradcheckError` (its message
+    from :func:`mismatch_message`) at the first input that fails.
+    """
+    if max_elements is not None and (not isinstance(max_elements, (int, np.integer))
+                                     or max_elements < 1):
+        raise ValueError(f"{kind}: max_elements must be a positive int or None, "
+                         f"got {max_elements!r}")
+    rng = np.random.default_rng(seed)
+    picks = [_sample(a.size, max_elements, rng) for a in arrays]
+    meter = _Progress(kind, [(n, len(p)) for n, p in zip(names, picks)], progress)
     report = GradcheckReport(eps=eps, rtol=rtol, atol=atol)
     for i, (name, a) in enumerate(zip(names, arrays)):
-        numeric = np.zeros_like(a)
-        for idx in np.ndindex(a.shape):
-            # Perturb one element in place and put it back exactly.
-            original = a[idx]
-            a[idx] = original + eps
-            f_plus = value()
-            a[idx] = original - eps
-            f_minus = value()
-            a[idx] = original
-            numeric[idx] = (f_plus - f_minus) / (2 * eps)
-        report.inputs.append(_compare(name, analytic[i], numeric, rtol, atol))
-        if not report.inputs[-1].passed:
-            c = report.inputs[-1]
-            raise GradcheckError(
-                f"gradcheck: the gradient of {name} (shape {c.shape}) disagrees with finite "
-                f"differences at index {c.worst_index}: tape {c.analytic:.10g}, numeric "
-                f"{c.numeric:.10g}, relative error {c.max_rel_error:.3g} "
-                f"(rtol={rtol}, atol={atol}, eps={eps})"
-            )
+        flat = a.reshape(-1)  # a view: writing it perturbs a, which value() reads
+        numeric = np.empty(len(picks[i]))
+        for j, k in enumerate(picks[i]):
+            original = flat[k]
+            flat[k] = original + eps
+            f_plus = value(arrays)
+            flat[k] = original - eps
+            f_minus = value(arrays)
+            flat[k] = original
+            numeric[j] = (f_plus - f_minus) / (2 * eps)
+            meter.tick(name, j + 1)
+        got = np.asarray(analytic[i], dtype=np.float64).reshape(-1)[picks[i]]
+        check = compare_elements(name, a.shape, picks[i], got, numeric, rtol, atol)
+        report.inputs.append(check)
+        if not check.passed:
+            meter.close()
+            raise GradcheckError(mismatch_message(
+                f"{kind}: the gradient of {name} disagrees with finite differences", check,
+                expected="numeric", rtol=rtol, atol=atol,
+                extra=f"central differences with eps={eps:g}"))
+    meter.close()
     return report
 
 
-def _compare(name: str, analytic: np.ndarray, numeric: np.ndarray, rtol: float, atol: float) -> InputCheck:
+def mismatch_message(headline: str, c: InputCheck, expected: str, rtol: float, atol: float,
+                     extra: str = "") -> str:
+    """One readable block: the input, its worst element, both values, the error and the bound."""
+    sampled = "" if c.checked == c.total else f" (a random sample of {c.checked:,} of {c.total:,})"
+    lines = [
+        headline,
+        f"  input:           {c.name}, shape {c.shape}",
+        f"  worst element:   index {c.worst_index}{sampled}",
+        f"  tape:            {c.analytic:.10g}",
+        f"  {expected + ':':<16} {c.numeric:.10g}",
+        f"  relative error:  {c.max_rel_error:.3g} (|tape − {expected}| / the larger of the two)",
+        f"  tolerance:       |tape − {expected}| <= atol + rtol·|{expected}|, rtol={rtol:g}, "
+        f"atol={atol:g}" + (f"; {extra}" if extra else ""),
+    ]
+    return "\n".join(lines)
+
+
+def compare_elements(name: str, shape: tuple[int, ...], picks: np.ndarray,
+                     analytic: np.ndarray, numeric: np.ndarray, rtol: float,
+                     atol: float) -> InputCheck:
+    """Compare the flat values at ``picks``; the worst is the element furthest past its bound."""
     err = np.abs(analytic - numeric)
-    excess = err - (atol + rtol * np.abs(numeric))  # > 0 where an element fails
-    # np.asarray: for 0-d inputs numpy's division returns a scalar, which cannot be assigned into.
-    rel = np.asarray(err / np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), np.finfo(np.float64).tiny))
-    rel[err == 0] = 0.0
-    worst = np.unravel_index(np.argmax(excess), excess.shape) if excess.size else ()
+    bound = atol + rtol * np.abs(numeric)
+    excess = err - bound  # > 0 where an element fails
+    larger = np.maximum(np.abs(analytic), np.abs(numeric))
+    rel = np.zeros_like(err)
+    np.divide(err, larger, out=rel, where=err > 0)
+    used = np.full_like(err, np.inf)
+    np.divide(err, bound, out=used, where=bound > 0)
+    used[err == 0] = 0.0
+    w = int(np.argmax(excess)) if excess.size else 0
+    worst = np.unravel_index(picks[w], shape) if excess.size else ()
     return InputCheck(
-        name=name, shape=analytic.shape, worst_index=tuple(int(i) for i in worst),
-        analytic=float(analytic[worst]) if analytic.size else 0.0,
-        numeric=float(numeric[worst]) if numeric.size else 0.0,
+        name=name, shape=tuple(shape), worst_index=tuple(int(i) for i in worst),
+        analytic=float(analytic[w]) if analytic.size else 0.0,
+        numeric=float(numeric[w]) if numeric.size else 0.0,
         max_abs_error=float(err.max(initial=0.0)), max_rel_error=float(rel.max(initial=0.0)),
-        passed=bool((excess <= 0).all()),
+        passed=bool((excess <= 0).all()), checked=int(len(picks)),
+        total=int(np.prod(shape, dtype=np.int64)), tolerance_used=float(used.max(initial=0.0)),
     )
+
+
+def _sample(size: int, max_elements: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Flat indices to check: all of them, or ``max_elements`` distinct ones in order."""
+    if max_elements is None or size <= max_elements:
+        return np.arange(size)
+    return np.sort(rng.choice(size, size=int(max_elements), replace=False))
+
+
+class _Progress:
+    """Elements checked so far, on stderr, once the first evaluations say it will take a while."""
+
+    def __init__(self, kind: str, plan: list[tuple[str, int]], show: bool | None,
+                 stream: TextIO | None = None) -> None:
+        self.kind, self.plan, self.show = kind, dict(plan), show
+        self.total = sum(n for _, n in plan)
+        self.done = 0
+        self.stream = stream or sys.stderr
+        self.start = time.perf_counter()
+        self.last = -1.0
+        self.shown = False
+
+    def tick(self, name: str, k: int) -> None:
+        self.done += 1
+        if self.show is False:
+            return
+        now = time.perf_counter()
+        elapsed = now - self.start
+        if self.show is None:
+            # Decide once, after a second's work (the first evaluations run slow, warming
+            # caches): show when the whole check, at the rate so far, takes longer.
+            if elapsed < min(1.0, PROGRESS_AFTER / 3):
+                return
+            self.show = elapsed / self.done * self.total > PROGRESS_AFTER
+            if not self.show:
+                return
+        if self.shown and now - self.last < 1.0 and self.done < self.total:
+            return
+        left = elapsed / self.done * (self.total - self.done)
+        end = "\r" if self.stream.isatty() else "\n"
+        self.stream.write(f"{self.kind}: {name} {k:,}/{self.plan[name]:,} elements, "
+                          f"{self.done:,}/{self.total:,} in all, about {left:.0f} s left{end}")
+        self.stream.flush()
+        self.shown, self.last = True, now
+
+    def close(self) -> None:
+        if self.shown:
+            end = "\n" if self.stream.isatty() else ""
+            self.stream.write(f"{end}{self.kind}: {self.done:,} elements checked in "
+                              f"{time.perf_counter() - self.start:.1f} s\n")
+            self.stream.flush()
+            self.shown = False
 
 
 def _as_float64(v: Any) -> np.ndarray:

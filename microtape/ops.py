@@ -1,6 +1,6 @@
 """Every op microtape can differentiate, each one block: forward, VJPs, formula.
 
-Notation is DERIVATION.md's: ``G`` is the gradient of the output (same shape
+Notation is models/DERIVATION.md's: ``G`` is the gradient of the output (same shape
 as the output), ``dA`` the gradient passed to input ``A``, ``∘`` the
 elementwise product. Each forward returns ``(output, vjps)`` with one VJP per
 positional argument (None where that argument gets no gradient). VJPs reuse

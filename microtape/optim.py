@@ -1,14 +1,19 @@
 """Optimizers: turn the gradients a tape returns into in-place parameter updates.
 
-An optimizer holds the dict of parameter Tensors (``net.params``) and, on
-``step(grads)``, changes each ``Tensor.value`` in place, so every reference to
-the parameters sees the new values. ``grads`` is the dict that
-``tape.gradient(loss, params)`` returns, keyed like ``params``::
+An optimizer holds the parameter Tensors: a dict (``net.params``), or a list
+or tuple (``net.parameters()``). On ``step(grads)`` it changes each
+``Tensor.value`` in place, so every reference to the parameters sees the new
+values. ``grads`` is what ``tape.gradient(loss, params)`` returns for the
+same ``params``: a dict with the same keys, or a list in the same order::
 
     opt = mt.optim.SGD(net.params, lr=0.1, momentum=0.9)
     with mt.Tape(persistent=False) as tape:
         loss = net.loss(x, labels)
     opt.step(tape.gradient(loss, net.params))
+
+or, in PyTorch's order, ``tape.backward(loss)`` then ``opt.step()``, which
+reads each parameter's ``.grad``. A tape never adds to ``.grad``: each
+``backward`` overwrites it, so there is nothing to zero between steps.
 
 Updates of large parameters run in buffers allocated once, at construction,
 so a step makes no big temporary arrays; small ones allocate, which numpy does
@@ -19,7 +24,7 @@ The gradients passed in are read, never written.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Any, Iterable, Mapping, Union
 
 import numpy as np
 
@@ -29,31 +34,71 @@ from .tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam"]
 
+#: What an optimizer takes: named Tensors, or Tensors in an order.
+Params = Union[Mapping[str, Tensor], Iterable[Tensor]]
+
 
 class Optimizer:
     """What SGD and Adam share: the parameters, a step count and the checks."""
 
-    def __init__(self, params: Mapping[str, Tensor]) -> None:
+    def __init__(self, params: Params) -> None:
         kind = type(self).__name__
-        if not isinstance(params, Mapping):
-            raise TypeError(f"{kind}: params must be a dict of Tensors (e.g. net.params), "
-                            f"not {type(params).__name__}")
-        if not params:
+        if isinstance(params, Mapping):
+            items = list(params.items())
+        elif isinstance(params, (Tensor, np.ndarray, str)) or not isinstance(params, Iterable):
+            hint = "; for one Tensor, give [t]" if isinstance(params, Tensor) else ""
+            raise TypeError(f"{kind}: params must be a dict, list or tuple of Tensors (net.params "
+                            f"or net.parameters()), not {type(params).__name__}{hint}")
+        else:
+            items = list(enumerate(params))
+        self._keyed = isinstance(params, Mapping)
+        if not items:
             raise ValueError(f"{kind}: params is empty; there is nothing to optimize")
-        for name, p in params.items():
+        seen: dict[int, Any] = {}
+        for name, p in items:
             if not isinstance(p, Tensor):
                 raise TypeError(f"{kind}: params[{name!r}] is a {type(p).__name__}, not a Tensor")
             if not p.value.flags.writeable:
                 raise ValueError(f"{kind}: params[{name!r}] holds a read-only array; the update is "
                                  f"made in place, so give it a writable copy (mt.Tensor(a.copy()))")
-        self.params: dict[str, Tensor] = dict(params)
+            if id(p) in seen:
+                raise ValueError(f"{kind}: params[{seen[id(p)]!r}] and params[{name!r}] are the "
+                                 f"same Tensor; it would be updated twice per step")
+            seen[id(p)] = name
+        # Keyed by name, or by position for a list: one update loop serves both.
+        self.params: dict[Any, Tensor] = dict(items)
         self.steps = 0  # how many times step() has run
 
-    def step(self, grads: Mapping[str, np.ndarray]) -> None:
-        """Update every parameter in place from ``grads`` (keyed like ``params``)."""
+    def step(self, grads: Mapping[str, np.ndarray] | Iterable[np.ndarray] | None = None) -> None:
+        """Update every parameter in place from ``grads``.
+
+        ``grads`` is keyed like ``params`` (a dict), or in its order (a list
+        or tuple). Without it, each parameter's ``.grad`` is used, as
+        ``tape.backward(loss)`` sets it.
+        """
+        if grads is None:
+            grads = self._from_grad_slots()
+        elif not self._keyed:
+            grads = self._by_position(grads)
         self._check(grads)
         self.steps += 1
         self._update(grads)
+
+    def _from_grad_slots(self) -> dict[Any, np.ndarray]:
+        missing = [k for k, p in self.params.items() if p.grad is None]
+        if missing:
+            raise InputError(f"{self._kind}.step: params {missing} have no .grad; call "
+                             f"tape.backward(loss) first, or pass tape.gradient(loss, params)")
+        return {k: p.grad for k, p in self.params.items()}
+
+    def _by_position(self, grads) -> dict[int, np.ndarray]:
+        if isinstance(grads, Mapping) or not isinstance(grads, (list, tuple)):
+            raise TypeError(f"{self._kind}.step: params were given as a list, so grads must be the "
+                            f"list tape.gradient(loss, params) returns, not {type(grads).__name__}")
+        if len(grads) != len(self.params):
+            raise InputError(f"{self._kind}.step: {len(grads)} gradients for {len(self.params)} "
+                             f"parameters; pass tape.gradient(loss, params) for the same params")
+        return dict(enumerate(grads))
 
     def _update(self, grads: Mapping[str, np.ndarray]) -> None:
         raise NotImplementedError
@@ -105,7 +150,7 @@ class SGD(Optimizer):
     With ``momentum=0`` this is plain ``p ← p − lr · g'``.
     """
 
-    def __init__(self, params: Mapping[str, Tensor], lr: float, momentum: float = 0.0,
+    def __init__(self, params: Params, lr: float, momentum: float = 0.0,
                  weight_decay: float = 0.0) -> None:
         super().__init__(params)
         self.lr = _check_hyper("SGD", "lr", lr, 0.0, low_open=True)
@@ -147,7 +192,7 @@ class Adam(Optimizer):
         p ← p − lr · m̂ / (√v̂ + eps)
     """
 
-    def __init__(self, params: Mapping[str, Tensor], lr: float = 1e-3,
+    def __init__(self, params: Params, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         super().__init__(params)
         self.lr = _check_hyper("Adam", "lr", lr, 0.0, low_open=True)

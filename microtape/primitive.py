@@ -27,7 +27,7 @@ from .tensor import Tensor, wrap
 class Primitive:
     """An op the tape knows how to differentiate.
 
-    ``formula`` is the VJP in the notation of DERIVATION.md; drawings and
+    ``formula`` is the VJP in the notation of models/DERIVATION.md; drawings and
     docs show it. ``broadcasts`` marks elementwise binary ops whose VJPs sum
     a broadcast input's gradient back to its shape. ``explain`` turns the
     input shapes into a hint when numpy rejects them.

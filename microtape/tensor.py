@@ -76,6 +76,11 @@ class Tensor:
         grad = ", grad=set" if self.grad is not None else ""
         return f"Tensor({name}shape={self.shape}, dtype={self.dtype}{grad},\n       {body})"
 
+    def _repr_html_(self) -> str:
+        """Jupyter's display: compact tables of the value and, once set, the gradient."""
+        from .display import tensor_html  # only notebooks need it
+        return tensor_html(self.value, self.grad, self.name)
+
     # -- operators: each forwards to its op in ops.py ------------------------
     def __add__(self, other): return _ops.add(self, other)
     def __radd__(self, other): return _ops.add(other, self)

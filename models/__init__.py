@@ -12,6 +12,8 @@ data sets, ``fit.py`` the training loop and ``train.py`` the command
 ``python -m models.train``.
 """
 
+import microtape  # noqa: F401  first: its import error says what to do when numpy is missing
+
 from .checkpoint import CheckpointError
 from .closed_form import closed_form_gradients
 from .fit import History, TrainingError, fit

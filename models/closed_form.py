@@ -1,4 +1,4 @@
-"""The two-layer network's gradients by hand: DERIVATION.md's batched formulas in numpy.
+"""The two-layer network's gradients by hand: models/DERIVATION.md's batched formulas in numpy.
 
 No tape, no Tensor: this is the reference the tape is checked against, and
 a page to read next to ``TwoLayerNet.forward``. For N examples stacked as the

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from microtape._install import missing_package
+
 __all__ = ["load_digits", "spirals", "stratified_split"]
 
 _EXTRA_HINT = "pip install 'microtape[examples]'"
@@ -26,8 +28,8 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0
     try:
         from sklearn.datasets import load_digits as sklearn_digits
     except ImportError:
-        raise ImportError(f"load_digits needs scikit-learn, which ships the digits data: "
-                          f"{_EXTRA_HINT}") from None
+        raise ImportError("load_digits needs scikit-learn, which ships the digits data. "
+                          + missing_package("sklearn", _EXTRA_HINT)) from None
     bunch = sklearn_digits()
     x = bunch.data.astype(np.float64) / 16.0
     y = bunch.target.astype(np.int64)

@@ -4,7 +4,7 @@ For the derivation's network and one batch, ``check_gradients`` computes
 dJ/dW1, dJ/db1, dJ/dW2, dJ/db2 and dJ/dx by
 
 - the tape (``tape.gradient`` of ``net.loss``),
-- the closed form (``closed_form_gradients``, DERIVATION.md's batched formulas),
+- the closed form (``closed_form_gradients``, models/DERIVATION.md's batched formulas),
 - central finite differences, (J(θ + eps) − J(θ − eps)) / 2eps per element,
 
 and reports for each variable how far apart each pair is. Everything runs in

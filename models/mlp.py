@@ -1,6 +1,6 @@
 """MLP: a stack of affine layers with a nonlinearity between them, on the tape.
 
-Row-vector convention, as in DERIVATION.md: an example is a row, a batch
+Row-vector convention, as in models/DERIVATION.md: an example is a row, a batch
 stacks rows, and layer i computes ``h_i = act(h_(i-1) W_i + b_i)`` with
 ``h_0 = x``. The last layer has no activation: it returns the logits ``v``,
 which ``softmax_cross_entropy`` turns into the loss.
@@ -63,6 +63,14 @@ class MLP:
         self.params: dict[str, Tensor] = {
             name: Tensor(arrays[name], name=name) for layer in self._layers for name in layer
         }
+
+    def parameters(self) -> list[Tensor]:
+        """The parameter Tensors W1, b1, W2, b2, ... in that order (``params``' values).
+
+        For optimizers and ``tape.gradient``, which take a list as well as
+        the dict: ``mt.optim.SGD(net.parameters(), lr=0.1)``.
+        """
+        return list(self.params.values())
 
     # -- facts -----------------------------------------------------------------
     @property

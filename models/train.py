@@ -1,6 +1,6 @@
 """python -m models.train: train the derivation's network on real data and check its gradients.
 
-Trains a TwoLayerNet (the network of DERIVATION.md) with mini-batches, shows
+Trains a TwoLayerNet (the network of models/DERIVATION.md) with mini-batches, shows
 the progress, prints the test accuracy and a gradient-check table (tape vs
 closed form vs finite differences on one batch), and writes to --out:
 
@@ -25,6 +25,7 @@ from typing import Sequence
 import numpy as np
 
 import microtape as mt
+from microtape._install import missing_package
 
 from . import data
 from .fit import History, TrainingError, fit
@@ -266,8 +267,8 @@ def _plot(history: History, path: Path, dataset: str) -> Path | None:
     try:
         from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
     except ImportError:
-        print("loss.png skipped: matplotlib is not installed (pip install 'microtape[examples]')",
-              file=sys.stderr)
+        hint = missing_package("matplotlib", "pip install 'microtape[examples]'")
+        print(f"loss.png skipped: {hint}", file=sys.stderr)
         return None
     epochs = np.arange(1, len(history.loss) + 1)
     fig = Figure(figsize=(9, 3.6), layout="constrained")

@@ -1,4 +1,4 @@
-"""TwoLayerNet: exactly the network of DERIVATION.md, on the tape.
+"""TwoLayerNet: exactly the network of models/DERIVATION.md, on the tape.
 
     t = x W1 + b1,   h = sigmoid(t),   v = h W2 + b2,   J = CE(y, softmax(v))
 

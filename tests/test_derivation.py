@@ -1,7 +1,7 @@
 """The derivation's closed-form results as oracles for the tape.
 
 Everything on the right-hand side is plain numpy, written from
-DERIVATION.md's tables (the batched form: delta2 = Ŷ − Y, dW2 = Hᵀ delta2,
+models/DERIVATION.md's tables (the batched form: delta2 = Ŷ − Y, dW2 = Hᵀ delta2,
 db2 = column sums of delta2, delta1 = (delta2 W2ᵀ) ∘ H ∘ (1 − H),
 dW1 = Xᵀ delta1, db1 = column sums of delta1, dX = delta1 W1ᵀ; all ÷ N for
 the mean). The tape must agree to 1e-10, relative to each gradient's size.
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import microtape as mt
+from microtape.testing import assert_gradients_close, assert_vjp_matches
 
 RTOL = 1e-10
 
@@ -79,7 +80,7 @@ def test_softmax_then_cross_entropy_unfused_gives_the_same_gradient():
 # -- the two-layer network ----------------------------------------------------------------
 
 def closed_form(x, y, W1, b1, W2, b2, reduction):
-    """DERIVATION.md's gradients in plain numpy; x and y one row each or N rows."""
+    """models/DERIVATION.md's gradients in plain numpy; x and y one row each or N rows."""
     single = x.ndim == 1
     X, Y = np.atleast_2d(x), np.atleast_2d(y)
     n = X.shape[0]
@@ -110,6 +111,15 @@ def network(rng, n_in=4, n_hidden=6, n_out=3):
         "W2": rng.normal(size=(n_hidden, n_out)),
         "b2": rng.normal(size=n_out) * 0.5,
     }
+
+
+def network_loss(labels, reduction):
+    """J as a function of x and the parameters, for microtape.testing."""
+    def loss(x, W1, b1, W2, b2):
+        t = x @ W1 + b1
+        v = mt.sigmoid(t) @ W2 + b2
+        return mt.softmax_cross_entropy(v, labels, reduction=reduction)
+    return loss
 
 
 def tape_gradients(x, labels, params, reduction):
@@ -157,11 +167,12 @@ def test_batched(reduction, label_kind, n):
     X = rng.normal(size=(n, 4))
     index = rng.integers(0, 3, size=n)
     Y = np.eye(3)[index]
-    loss, grads = tape_gradients(X, index if label_kind == "int" else Y, params, reduction)
+    labels = index if label_kind == "int" else Y
     expected_loss, expected = closed_form(X, Y, **params, reduction=reduction)
+    assert_gradients_close(network_loss(labels, reduction), {"x": X, **params}, expected,
+                           rtol=1e-9, atol=1e-15)
+    loss, _ = tape_gradients(X, labels, params, reduction)
     assert_relative(loss.value, expected_loss)
-    for name in expected:
-        assert_relative(grads[name], expected[name])
 
 
 def test_mean_is_the_sum_divided_by_n():
@@ -191,3 +202,17 @@ def test_sigmoid_derivative_is_s_times_one_minus_s():
     with mt.Tape() as tape:
         s = mt.sigmoid(x)
     assert_relative(tape.gradient(s, x, seed=np.ones_like(t)), sigmoid(t) * (1 - sigmoid(t)))
+
+
+# -- the four ops' VJPs, each against finite differences ---------------------------------
+
+def test_the_four_ops_vjps_match_finite_differences():
+    rng = np.random.default_rng(6)
+    X, W, b = rng.normal(size=(5, 4)), rng.normal(size=(4, 3)), rng.normal(size=3)
+    assert_vjp_matches(mt.matmul, [X, W])                  # dA = G Bᵀ, dB = Aᵀ G
+    assert_vjp_matches(mt.add, [X @ W, b])                 # the bias: column sums of G
+    assert_vjp_matches(mt.sigmoid, [X])                    # G ∘ S ∘ (1 − S)
+    labels = rng.integers(0, 3, size=5)
+    for reduction in ("mean", "sum"):                      # G (ŷ − y), ÷ N for the mean
+        assert_vjp_matches(lambda v: mt.softmax_cross_entropy(v, labels, reduction=reduction),
+                           [X @ W])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -157,15 +159,16 @@ def test_gradcheck_raises_naming_the_input_index_and_values():
     message = str(info.value)
     assert "weights" in message and "good" not in message
     assert "(1, 1)" in message
-    assert "tape 6" in message             # 3 · 2.0
-    assert "numeric 4" in message          # 2 · 2.0
-    assert "relative error" in message and "0.333" in message
+    assert re.search(r"^  tape: +6$", message, re.M)                  # 3 · 2.0
+    assert re.search(r"^  numeric: +4$", message, re.M)               # 2 · 2.0
+    assert re.search(r"^  relative error: +0\.333", message, re.M)
+    assert "rtol=1e-05, atol=1e-08" in message and "eps=1e-06" in message
     assert isinstance(info.value, AssertionError)
 
 
 def test_gradcheck_catches_a_wrong_vjp_in_a_dict_input():
     square = _wrong_square()
-    with pytest.raises(mt.GradcheckError, match=r"the gradient of b .*index \(0,\)"):
+    with pytest.raises(mt.GradcheckError, match=r"(?s)the gradient of b .*index \(0,\)"):
         mt.gradcheck(lambda a, b: (a * 2.0).sum() + square(b).sum(),
                      {"a": np.ones(2), "b": np.array([1.5])})
 
@@ -186,3 +189,81 @@ def test_gradcheck_tolerances_decide():
 def test_gradcheck_requires_a_scalar_output():
     with pytest.raises(TypeError, match="single element"):
         mt.gradcheck(lambda a: a * 2.0, [np.ones(3)])
+
+
+# -- gradcheck on big inputs: a sample, its size and the tolerance in the report ----------
+
+def _counting(f):
+    calls = []
+
+    def counted(*args):
+        calls.append(1)
+        return f(*args)
+    return counted, calls
+
+
+def test_gradcheck_samples_big_inputs_and_says_how_many_elements_it_checked():
+    rng = np.random.default_rng(0)
+    big, small = rng.normal(size=(50, 40)), rng.normal(size=7)
+    f, calls = _counting(lambda a, b: (mt.tanh(a) * mt.tanh(a)).sum() + (b * b).sum())
+    report = mt.gradcheck(f, [mt.Tensor(big, name="big"), mt.Tensor(small, name="small")],
+                          max_elements=100)
+    assert [(c.checked, c.total) for c in report.inputs] == [(100, 2000), (7, 7)]
+    assert len(calls) == 1 + 2 * (100 + 7)          # one taped call, two per checked element
+    text = str(report)
+    assert "100 of 2,000" in text and "7 of 7" in text
+    assert "rtol=1e-05 and atol=1e-08" in text and "eps=1e-06" in text
+
+
+def test_gradcheck_checks_every_element_without_a_limit_and_by_default_below_it():
+    a = np.linspace(-1, 1, 1500)
+    assert mt.gradcheck(lambda a: (a * a).sum(), [a], max_elements=None).inputs[0].checked == 1500
+    assert mt.gradcheck(lambda a: (a * a).sum(), [a]).inputs[0].checked == 1000
+    assert mt.gradcheck(lambda a: (a * a).sum(), [a[:999]]).inputs[0].checked == 999
+    with pytest.raises(ValueError, match="max_elements"):
+        mt.gradcheck(lambda a: (a * a).sum(), [a], max_elements=0)
+
+
+def test_gradcheck_sample_follows_the_seed_and_still_finds_a_wrong_vjp():
+    square = _wrong_square()
+    x = np.random.default_rng(1).uniform(1, 2, size=(30, 30))
+    worst = []
+    for seed in (3, 3, 4):
+        with pytest.raises(mt.GradcheckError) as info:
+            mt.gradcheck(lambda a: square(a).sum(), [x], max_elements=20, seed=seed)
+        assert "a random sample of 20 of 900" in str(info.value)
+        worst.append(re.search(r"index (\(.*?\))", str(info.value)).group(1))
+    assert worst[0] == worst[1] != worst[2]
+
+
+def test_gradcheck_shows_progress_on_stderr_when_asked_or_when_slow(capsys, monkeypatch):
+    import microtape.check
+
+    f = lambda a: (a * a).sum()  # noqa: E731
+    mt.gradcheck(f, [np.ones(30)], progress=True)
+    err = capsys.readouterr().err
+    assert "gradcheck: input 0 30/30 elements" in err and "30 elements checked in" in err
+
+    mt.gradcheck(f, [np.ones(30)], progress=False)
+    assert capsys.readouterr().err == ""
+
+    # Automatic: shown only when the estimate from the first elements exceeds the threshold.
+    monkeypatch.setattr(microtape.check, "PROGRESS_AFTER", float("inf"))
+    mt.gradcheck(f, [np.ones(30)])
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(microtape.check, "PROGRESS_AFTER", 0.0)
+    mt.gradcheck(f, [np.ones(30)])
+    assert "elements checked in" in capsys.readouterr().err
+
+
+def test_gradcheck_report_states_how_close_to_the_bound_each_input_came():
+    # A relative error of 2e-3 passes rtol=1e-2: the report says by how much.
+    @mt.primitive("dA = 1.002 G  (slightly wrong)")
+    def nearly(a):
+        """C = A."""
+        return a * 1.0, (lambda g: g * 1.002,)
+
+    report = mt.gradcheck(lambda a: nearly(a).sum(), [np.ones(3)], rtol=1e-2)
+    (check,) = report.inputs
+    assert check.passed and 0.19 < check.tolerance_used < 0.21   # 2e-3 of an allowed 1e-2
+    assert "rtol=0.01" in str(report) and "err/tol" in str(report)

@@ -112,8 +112,15 @@ def test_step_checks_keys_and_shapes():
 
 def test_constructor_checks():
     w = {"w": mt.Tensor(np.zeros(2))}
-    with pytest.raises(TypeError, match="dict of Tensors"):
-        mt.optim.SGD([mt.Tensor(np.zeros(2))], lr=0.1)
+    with pytest.raises(TypeError, match=r"dict, list or tuple of Tensors .*give \[t\]"):
+        mt.optim.SGD(mt.Tensor(np.zeros(2)), lr=0.1)
+    with pytest.raises(TypeError, match="dict, list or tuple of Tensors"):
+        mt.optim.SGD(np.zeros(2), lr=0.1)
+    with pytest.raises(TypeError, match=r"params\[1\] is a ndarray"):
+        mt.optim.SGD([mt.Tensor(np.zeros(2)), np.zeros(2)], lr=0.1)
+    same = mt.Tensor(np.zeros(2))
+    with pytest.raises(ValueError, match=r"params\[0\] and params\[1\] are the same Tensor"):
+        mt.optim.SGD([same, same], lr=0.1)
     with pytest.raises(TypeError, match=r"params\['w'\] is a ndarray"):
         mt.optim.Adam({"w": np.zeros(2)})
     with pytest.raises(ValueError, match="empty"):
@@ -149,3 +156,61 @@ def test_trains_a_network_from_tape_gradients():
         first = float(loss) if first is None else first
         opt.step(tape.gradient(loss, net.params))
     assert float(net.loss(x, labels)) < 0.5 * first
+
+
+# -- lists, tuples, net.parameters() and .grad ---------------------------------------------
+
+@pytest.mark.parametrize("make", [lambda p: mt.optim.SGD(p, lr=0.1, momentum=0.9),
+                                  lambda p: mt.optim.Adam(p, lr=0.01)])
+@pytest.mark.parametrize("container", [list, tuple])
+def test_a_list_or_tuple_of_tensors_steps_exactly_as_the_dict(make, container):
+    rng = np.random.default_rng(0)
+    start = {"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2)}
+    named = {k: mt.Tensor(v.copy()) for k, v in start.items()}
+    ordered = container(mt.Tensor(v.copy()) for v in start.values())
+    by_name, by_position = make(named), make(ordered)
+    for _ in range(3):
+        g = {k: rng.normal(size=v.shape) for k, v in start.items()}
+        by_name.step(g)
+        by_position.step(container(g.values()))
+    for a, b in zip(named.values(), ordered):
+        np.testing.assert_array_equal(a.value, b.value)
+
+
+def test_list_params_take_list_grads_in_the_same_order():
+    opt = mt.optim.SGD([mt.Tensor(np.zeros((2, 2))), mt.Tensor(np.zeros(2))], lr=0.1)
+    with pytest.raises(TypeError, match="grads must be the list"):
+        opt.step({"W": np.zeros((2, 2)), "b": np.zeros(2)})
+    with pytest.raises(ValueError, match="1 gradients for 2 parameters"):
+        opt.step([np.zeros((2, 2))])
+    with pytest.raises(mt.ShapeError, match=r"grads\[1\] has shape \(3,\)"):
+        opt.step([np.zeros((2, 2)), np.zeros(3)])
+    assert opt.steps == 0
+
+
+def test_net_parameters_trains_with_tape_gradient_or_with_backward_and_grad():
+    from models import MLP, TwoLayerNet
+    rng = np.random.default_rng(1)
+    x, labels = rng.normal(size=(20, 4)), rng.integers(0, 3, size=20)
+    net = TwoLayerNet(4, 6, 3, seed=0)
+    assert net.parameters() == [net.params[k] for k in ("W1", "b1", "W2", "b2")]
+    assert [p.name for p in MLP((4, 5, 5, 3)).parameters()] == ["W1", "b1", "W2", "b2", "W3", "b3"]
+
+    twin = TwoLayerNet(4, 6, 3, seed=0)
+    opt, twin_opt = mt.optim.SGD(net.parameters(), lr=0.5), mt.optim.SGD(twin.params, lr=0.5)
+    for _ in range(5):
+        with mt.Tape() as tape:
+            loss = net.loss(x, labels)
+        tape.backward(loss)       # sets .grad, overwriting the last step's: nothing accumulates
+        opt.step()
+        with mt.Tape() as tape:
+            twin_loss = twin.loss(x, labels)
+        twin_opt.step(tape.gradient(twin_loss, twin.params))
+    for a, b in zip(net.parameters(), twin.parameters()):
+        np.testing.assert_array_equal(a.value, b.value)
+
+
+def test_step_without_grads_needs_backward_first():
+    opt = mt.optim.Adam([mt.Tensor(np.zeros(2), name="w")])
+    with pytest.raises(ValueError, match=r"params \[0\] have no .grad; call tape.backward"):
+        opt.step()

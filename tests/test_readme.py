@@ -25,3 +25,32 @@ def test_the_api_example_runs_and_its_gradient_is_the_closed_form():
     yhat /= yhat.sum(1, keepdims=True)
     y = np.eye(3)[scope["labels"]]
     np.testing.assert_allclose(scope["grads"]["b2"], (yhat - y).mean(0), rtol=1e-12)
+
+
+def _block(marker: str) -> str:
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if marker in b]
+    return code
+
+
+def _run_tests(code: str) -> None:
+    scope: dict = {}
+    exec(compile(code, str(README), "exec"), scope)
+    tests = [f for name, f in scope.items() if name.startswith("test_")]
+    assert len(tests) == 2
+    for test in tests:
+        test()
+
+
+def test_the_readme_testing_example_passes_and_catches_a_wrong_vjp():
+    code = _block("# test_my_layer.py")
+    _run_tests(code)
+    wrong = code.replace("g * 2 * a", "g * 3 * a")
+    assert wrong != code
+    try:
+        _run_tests(wrong)
+    except AssertionError as e:
+        message = str(e)
+    else:
+        raise AssertionError("a wrong VJP passed the README's test")
+    assert "assert_vjp_matches(square)" in message and "worst element" in message
+    assert "relative error:  0.333" in message

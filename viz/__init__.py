@@ -5,6 +5,8 @@
     viz.render(tape, "graph.svg", loss)        # svg, png, pdf or dot; hover for full arrays
     viz.render_backward_steps(tape, loss, "steps")   # steps/index.html: watch backprop
 
+In Jupyter, after ``import viz``, a Tape shown as a cell's value is drawn.
+
 Needs the ``graphviz`` Python package (``pip install 'microtape[viz]'``) and,
 to render, Graphviz's ``dot`` program. viz only reads the tape; microtape
 knows nothing of it.
@@ -12,13 +14,17 @@ knows nothing of it.
 
 try:
     import graphviz  # noqa: F401
-except ImportError as e:  # pragma: no cover - depends on the environment
-    raise ImportError("viz needs the graphviz Python package: pip install 'microtape[viz]' "
-                      "(and Graphviz's dot program to render: apt-get/brew/conda install graphviz)"
-                      ) from e
+except ImportError as e:  # often a fresh shell's python rather than the project's .venv
+    from microtape._install import missing_package
+    raise ImportError("viz needs the graphviz Python package. " + missing_package(
+        "graphviz", "pip install 'microtape[viz]' (and Graphviz's dot program to render: "
+                    "apt-get/brew/conda install graphviz)")) from None
 
 from .graph import draw_graph
 from .render import GraphvizNotFoundError, render
 from .steps import render_backward_steps
+from . import notebook
+
+notebook.register()  # in Jupyter, a Tape shown as a cell's value is drawn as its graph
 
 __all__ = ["draw_graph", "render", "render_backward_steps", "GraphvizNotFoundError"]

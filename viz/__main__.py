@@ -4,6 +4,7 @@
     python -m viz --out net.png        # the format follows the suffix
     python -m viz --format pdf         # graph.pdf
     python -m viz --steps steps        # also steps/index.html: backprop step by step
+    python -m viz --check              # leaves green or red by finite differences, and a verdict
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .example import two_layer
+from .example import TwoLayer, two_layer
+from .leafcheck import check_leaves
 from .render import GraphvizNotFoundError, render
 from .steps import render_backward_steps
+from .tapeview import TapeView
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         path = render(net.tape, out, net.loss, format=args.format,
                       params=net.params, check=args.check)
         print(f"wrote {path}: {len(net.tape)} ops, loss J = {float(net.loss):.4f}")
+        if args.check:
+            verdict, passed = check_verdict(net)
+            print(verdict)
         if args.steps:
             index = render_backward_steps(net.tape, net.loss, args.steps, params=net.params)
             print(f"wrote {index}: open it in a browser and step with the arrow keys")
@@ -46,7 +52,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except ValueError as e:       # --out and --format disagree
         parser.error(str(e))
-    return 0
+    return 0 if not args.check or passed else 1
+
+
+def check_verdict(net: TwoLayer) -> tuple[str, bool]:
+    """One line saying what the --check drawing's green or red leaves found; True if all agree."""
+    checks = check_leaves(TapeView(net.tape, net.loss, net.params))
+    names = {id(t): t.name or "?" for t in [*net.params.values(), *net.data.values()]}
+    failed = [names.get(k, "?") for k, c in checks.items() if not c.passed]
+    worst = max((c.rel_error for c in checks.values()), default=0.0)
+    leaves = ", ".join(name for k, name in names.items() if k in checks)
+    if failed:
+        return (f"finite-difference check: the tape's gradient DISAGREES for {', '.join(failed)} "
+                f"(red in the drawing); largest relative error {worst:.1e}", False)
+    return (f"finite-difference check: the tape's gradients agree for every leaf ({leaves}); "
+            f"largest relative error {worst:.1e}", True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Before anything is timed: every contender must compute the same step.
 
-Two checks per contender, against the float64 closed form of DERIVATION.md
+Two checks per contender, against the float64 closed form of models/DERIVATION.md
 (``textbook.reference``):
 
 1. its loss and four gradients at the starting parameters;
@@ -58,8 +58,8 @@ def check(name: str, contender, problem: Problem) -> float:
     for what, err in errors.items():
         if not err <= tol:  # also catches NaN
             raise DisagreementError(
-                f"{where}: {what} differs from the closed form of DERIVATION.md by a relative "
-                f"{err:.3g} (tolerance {tol:g}); fix the contender before timing it")
+                f"{where}: {what} differs from the closed form of models/DERIVATION.md by a "
+                f"relative {err:.3g} (tolerance {tol:g}); fix the contender before timing it")
 
     contender.step()
     after = contender.params()

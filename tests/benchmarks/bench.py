@@ -10,7 +10,7 @@ for each contender at each size and dtype, after checking that every
 contender computes the same gradients as the closed form. Then the tape's
 own costs: one op, long chains of ops, and the memory of one step. Results
 go to a markdown file (``out/bench.md`` by default) and to stdout, with the
-targets of issue 5 marked met or missed and the machine they were measured on.
+project's speed targets marked met or missed and the machine they were measured on.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .timing import Timing, calls_for, interleave, interleave_phases
 
 DEFAULT_OUT = machine.ROOT / "out" / "bench.md"
 
-# Issue 5's targets: the tape's median step over the closed form's, same run.
+# The speed targets: the tape's median step over the closed form's, same run.
 STEP_TARGETS = {"tiny": 1.8, "small": 1.4, "medium": 0.95, "large": 0.9}
 PER_OP_TARGET = 3.0      # sigmoid forward + backward on one element, over bare numpy
 MEMORY_TARGET = 1.2      # peak memory of one step at the large size, over the closed form's
@@ -274,8 +274,8 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
 
     md += ["", "## One SGD training step", "",
            "Forward with the loss summed over the batch, the gradients of W1, b1, W2, b2 (not of "
-           "x), and `p ← p − lr·g`. numpy is DERIVATION.md's closed form written plainly "
-           "(`tests/benchmarks/textbook.py`); microtape is `models.TwoLayerNet` on a "
+           "x), and `p ← p − lr·g`. numpy is models/DERIVATION.md's closed form written "
+           "plainly (`tests/benchmarks/textbook.py`); microtape is `models.TwoLayerNet` on a "
            "`mt.Tape(persistent=False)`, as `models/fit.py` trains, with `mt.optim.SGD`. Ratio: the "
            "contender's median over numpy's median in the same run. "
            "Before timing, each contender's loss, gradients and one update were checked against "
@@ -376,7 +376,7 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
                             f"{ratio:.2f}x", verdict(ratio, MEMORY_TARGET)])
         md += table(["dtype", "numpy", "microtape", "ratio", "target", "kept tape", "ratio"], rows)
 
-    md += ["", "## Targets (issue 5)", ""]
+    md += ["", "## Goals for speed and memory, met or missed", ""]
     md += table(["target", "goal", "measured", ""], targets)
     met = sum(row[3] == "met" for row in targets)
     md += ["", f"{met} of {len(targets)} targets met."]

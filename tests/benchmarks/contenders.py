@@ -32,7 +32,7 @@ _clock = time.perf_counter
 
 
 class NumpyStep:
-    """The textbook closed form of DERIVATION.md, labels one-hot once outside the step."""
+    """The textbook closed form of models/DERIVATION.md, labels one-hot once outside the step."""
 
     name = "numpy"
 

@@ -1,6 +1,6 @@
 """The problem every contender solves: one batch, one network, one learning rate.
 
-Sizes are DERIVATION.md's (batch N, inputs, hidden units, classes). The
+Sizes are models/DERIVATION.md's (batch N, inputs, hidden units, classes). The
 starting parameters come from ``models.TwoLayerNet`` with a fixed seed, so
 every contender starts from the same values and the gradients can be
 compared element by element.

@@ -1,4 +1,4 @@
-"""The baseline: DERIVATION.md's batched formulas in plain numpy, as a textbook writes them.
+"""The baseline: models/DERIVATION.md's batched formulas in plain numpy, as a textbook writes them.
 
 Deliberately unoptimised: every line is one formula and makes its own
 temporaries. This is what the tape is measured against, and (in float64)

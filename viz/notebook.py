@@ -1,0 +1,38 @@
+"""In Jupyter, a Tape shown as a cell's value is drawn as its graph.
+
+``import viz`` registers an SVG formatter for ``microtape.Tape`` with the
+running IPython (when there is one), so microtape itself never needs to know
+about drawings. The drawing is ``draw_graph(tape)``: values always, and the
+gradients the tape's last ``backward`` set. When it cannot be drawn (no
+``dot`` program, a non-persistent tape already spent), the cell falls back
+to the tape's text repr.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import graphviz
+
+from microtape import Tape
+
+from .graph import draw_graph
+
+
+def tape_svg(tape: Tape) -> str | None:
+    """The tape's drawing as SVG text, or None when it cannot be drawn here."""
+    try:
+        return draw_graph(tape).pipe(format="svg", encoding="utf-8")
+    except (graphviz.ExecutableNotFound, graphviz.CalledProcessError, RuntimeError, ValueError):
+        return None
+
+
+def register(shell=None) -> bool:
+    """Make ``shell`` (default: the running IPython) display Tapes as SVG; True if it did."""
+    if shell is None:
+        ipython = sys.modules.get("IPython")  # never import IPython just to look for it
+        shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return False
+    shell.display_formatter.formatters["image/svg+xml"].for_type(Tape, tape_svg)
+    return True

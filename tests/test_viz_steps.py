@@ -42,7 +42,7 @@ def test_one_frame_per_step_each_with_more_gradients(tmp_path):
     assert all(a < b for a, b in zip(counts, counts[1:])), counts
     assert set(shown[0]) == {"J"}                        # step 1: the loss's seed
     assert set(shown[1]) == {"J", "v", "b2"}             # add #4 takes dJ/dv; b2 is done
-    assert set(shown[-1]) == {"J", "v", "t1", "h", "t", "t0", "W2", "b2", "W1", "b1", "X"}
+    assert set(shown[-1]) == {"J", "v", "h W2", "h", "t", "X W1", "W2", "b2", "W1", "b1", "X"}
     # Every gradient shown is the final one, equal to the tape's.
     for frame in shown:
         for name, grad in frame.items():
@@ -88,11 +88,11 @@ def test_fan_out_frames_still_grow(tmp_path):
     assert len(shown) == 5
     counts = [len(s) for s in shown]
     assert all(a < b for a, b in zip(counts, counts[1:])), counts
-    # h (t0) is used twice; its gradient is shown when tanh takes it, after both
+    # h (tanh(x)) is used twice; its gradient is shown when tanh takes it, after both
     # ops using it (mul, exp) have sent their contributions.
-    assert ["t0" in s for s in shown] == [False, False, False, False, True]
-    np.testing.assert_allclose(shown[-1]["t0"], h.grad)
-    np.testing.assert_allclose(shown[-1]["t0"], 2.0 + np.exp(h.value))
+    assert ["tanh(x)" in s for s in shown] == [False, False, False, False, True]
+    np.testing.assert_allclose(shown[-1]["tanh(x)"], h.grad)
+    np.testing.assert_allclose(shown[-1]["tanh(x)"], 2.0 + np.exp(h.value))
     np.testing.assert_allclose(shown[-1]["x"], x.grad)
 
 

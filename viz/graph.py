@@ -10,7 +10,7 @@ same program always gives the same DOT text.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import graphviz
@@ -21,7 +21,7 @@ from microtape import Node, Tape, Tensor
 
 from . import labels as L
 from .leafcheck import LeafCheck, check_leaves
-from .legend import (BROADCAST, CHECK_FAILED, CHECK_PASSED, CURRENT, EDGE, FANOUT, FONT,
+from .legend import (BROADCAST, CHECK_FAILED, CHECK_PASSED, EDGE, FANOUT, FONT,
                      GRAD_BG, GRAD_COLOR, LOOKS, MUTED, VALUE_BG, Look, legend_label)
 from .tapeview import (TapeView, TensorInfo, parameter_names, ensure_gradients,
                        is_constant_array)
@@ -87,25 +87,15 @@ class Options:
     legend: bool = True
 
 
-@dataclass
-class Frame:
-    """A moment of the backward pass, for the step-by-step page.
-
-    ``shown``: ids of the tensors whose gradient is known so far; ``current``:
-    position in ``view.nodes`` of the op applying its VJP; ``fresh``: the
-    gradients that arrived in this step; ``sizes``: DOT id -> (width, height)
-    in inches, so every frame has the same layout.
-    """
-
-    shown: set[int]
-    current: int | None = None
-    fresh: set[int] = field(default_factory=set)
-    sizes: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-
 def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = None,
-          frame: Frame | None = None) -> graphviz.Digraph:
-    """The Digraph of ``view``; one pass over its nodes, in creation order."""
+          steps: bool = False) -> graphviz.Digraph:
+    """The Digraph of ``view``; one pass over its nodes, in creation order.
+
+    ``steps``: the drawing of the step page. Every node carries its DOT id as
+    its SVG id, and each gradient block is a link with the id
+    ``<node id>_grad`` (Graphviz writes ``a_<node id>_grad``), so the page
+    can hide, show and rewrite the gradients of one drawing frame by frame.
+    """
     checks = checks or {}
     g = graphviz.Digraph(
         "microtape",
@@ -125,9 +115,8 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
         check = checks.get(id(info.tensor))
         if check is not None:
             look = CHECK_PASSED if check.passed else CHECK_FAILED
-        label, tip = _tensor_text(view, info, opts, check, frame)
-        fresh = frame is not None and id(info.tensor) in frame.fresh
-        _node(g, info.node_id, label, tip, look, frame, highlight=fresh)
+        label, tip = _tensor_text(view, info, opts, check, steps)
+        _node(g, info.node_id, label, tip, look, steps)
 
     for k, node in enumerate(view.nodes):
         for x in node.inputs:
@@ -137,11 +126,10 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
                 drawn.add(id(x))
                 c = view.constants[id(x)]
                 label, tip = _constant_text(c.name, c.value, opts)
-                _node(g, c.node_id, label, tip, LOOKS["constant"], frame)
+                _node(g, c.node_id, label, tip, LOOKS["constant"], steps)
         op_id = f"op{view.indices[k]}"
         label, tip = _op_text(view, k, node, opts)
-        _node(g, op_id, label, tip, LOOKS["op"], frame,
-              highlight=frame is not None and frame.current == k)
+        _node(g, op_id, label, tip, LOOKS["op"], steps)
         _input_edges(g, view, node, op_id)
         out = view.info(node.output)
         tensor_node(out)
@@ -151,21 +139,18 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
     if opts.legend:
         with g.subgraph(name="legend_rank", graph_attr={"rank": "sink"}) as s:
             used = "".join(g.body)
-            s.node("legend", legend_label(check=bool(checks), steps=frame is not None, text=used),
+            s.node("legend", legend_label(check=bool(checks), steps=steps, text=used),
                    shape="box", style="rounded", color="#c8c8c8", fontsize="8.5",
                    tooltip="legend")
     return g
 
 
 def _node(g: graphviz.Digraph, node_id: str, label: str, tip: str, look: Look,
-          frame: Frame | None, highlight: bool = False) -> None:
+          steps: bool) -> None:
     attrs = {"shape": look.shape, "style": look.style, "fillcolor": look.fill,
              "color": look.border, "penwidth": look.penwidth, "tooltip": tip}
-    if highlight:
-        attrs.update(color=CURRENT, penwidth="3.5")
-    if frame is not None and node_id in frame.sizes:
-        w, h = frame.sizes[node_id]
-        attrs.update(width=f"{w:.4f}", height=f"{h:.4f}", fixedsize="true")
+    if steps:
+        attrs["id"] = node_id
     g.node(node_id, label, **attrs)
 
 
@@ -175,7 +160,7 @@ _KIND_TEXT = {"parameter": "parameter", "data": "data", "intermediate": "", "los
 
 
 def _tensor_text(view: TapeView, info: TensorInfo, opts: Options, check: LeafCheck | None,
-                 frame: Frame | None) -> tuple[str, str]:
+                 steps: bool) -> tuple[str, str]:
     """The HTML-like label and the tooltip of a tensor node."""
     t = info.tensor
     facts = " ".join(s for s in (_KIND_TEXT[info.kind], L.shape_text(t.shape), str(t.dtype)) if s)
@@ -188,11 +173,15 @@ def _tensor_text(view: TapeView, info: TensorInfo, opts: Options, check: LeafChe
         blocks.append(_array_block("value", t.value, opts.max_elements, VALUE_BG, None))
         tip.append("value =\n" + L.full(t.value))
     grad = t.grad if opts.grads else None
-    if grad is not None and frame is not None and id(t) not in frame.shown:
-        blocks.append(_pending_block())
-        grad = None
-    elif grad is not None:
-        blocks.append(_array_block("grad", grad, opts.max_elements, GRAD_BG, GRAD_COLOR))
+    if grad is not None:
+        block = _array_block("grad", grad, opts.max_elements, GRAD_BG, GRAD_COLOR)
+        if steps:   # a link only for its id; the page keeps clicks on it from going anywhere
+            hover = "&#10;".join(L.html(line) for line in
+                                 f"{info.name}: grad =\n{L.full(grad)}".split("\n"))
+            block = (f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0"><TR>'
+                     f'<TD ID="{info.node_id}_grad" HREF="#" TOOLTIP="{hover}">{block}</TD>'
+                     f'</TR></TABLE>')
+        blocks.append(block)
         tip.append("grad =\n" + L.full(grad))
 
     # Left to right, nodes stack their blocks so the long chain stays narrow;
@@ -224,20 +213,34 @@ def _tensor_text(view: TapeView, info: TensorInfo, opts: Options, check: LeafChe
 INTEGERS_SHOWN = 48   # integer arrays (labels) up to this size are drawn whole
 
 
+def array_cells(a: np.ndarray, max_elements: int) -> list[list[str]] | None:
+    """The rows of numbers an array block shows, or None when it shows a summary."""
+    a = np.asarray(a)
+    integers = a.dtype.kind in "iu"
+    if not 0 < a.size <= (max(max_elements, INTEGERS_SHOWN) if integers else max_elements):
+        return None
+    if integers and a.ndim <= 1 and a.size > 16:
+        # Labels and indices are a few digits each: all of them, 16 to a row.
+        flat = L.numbers(a)
+        cells = [flat[i:i + 16] for i in range(0, len(flat), 16)]
+        cells[-1] += [""] * (16 - len(cells[-1]))
+        return cells
+    return L.matrix(a)
+
+
+def block_texts(a: np.ndarray, max_elements: int) -> list[str]:
+    """The texts of an array block below its title, in the order they are drawn."""
+    cells = array_cells(a, max_elements)
+    return [c for row in cells for c in row if c] if cells is not None else L.summary(a)
+
+
 def _array_block(title: str, a: np.ndarray, max_elements: int, bg: str, color: str | None) -> str:
     """A small table: the rounded matrix, or a summary when ``a`` is big."""
     a = np.asarray(a)
     font = (lambda s: f'<FONT COLOR="{color}">{s}</FONT>') if color else (lambda s: s)
     head_color = color or MUTED
-    integers = a.dtype.kind in "iu"
-    if 0 < a.size <= (max(max_elements, INTEGERS_SHOWN) if integers else max_elements):
-        if integers and a.ndim <= 1 and a.size > 16:
-            # Labels and indices are a few digits each: all of them, 16 to a row.
-            flat = L.numbers(a)
-            cells = [flat[i:i + 16] for i in range(0, len(flat), 16)]
-            cells[-1] += [""] * (16 - len(cells[-1]))
-        else:
-            cells = L.matrix(a)
+    cells = array_cells(a, max_elements)
+    if cells is not None:
         cols = len(cells[0])
         body = "".join("<TR>" + "".join(f'<TD ALIGN="RIGHT">{font(L.html(v))}</TD>' for v in row)
                        + "</TR>" for row in cells)
@@ -249,12 +252,6 @@ def _array_block(title: str, a: np.ndarray, max_elements: int, bg: str, color: s
             f'<FONT POINT-SIZE="8" COLOR="{head_color}">{title}</FONT></TD></TR>')
     return (f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2" '
             f'BGCOLOR="{bg}">{head}{body}</TABLE>')
-
-
-def _pending_block() -> str:
-    return (f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">'
-            f'<TR><TD><FONT POINT-SIZE="8" COLOR="{MUTED}">grad</FONT></TD></TR>'
-            f'<TR><TD><FONT POINT-SIZE="8" COLOR="{MUTED}">not yet</FONT></TD></TR></TABLE>')
 
 
 def _constant_text(name: str, value: np.ndarray, opts: Options) -> tuple[str, str]:

@@ -86,7 +86,8 @@ def legend_label(check: bool = False, steps: bool = False, text: str = "") -> st
         (FANOUT, "purple “Σ of n”: a tensor used n times gets the sum of n contributions"),
     ]
     if steps:
-        notes.append((CURRENT, "orange: the op applying its VJP now, and what just arrived"))
+        notes += [(CURRENT, "orange: the op applying its VJP now, and the gradients it sent"),
+                  (MUTED, "“not yet”: a gradient the backward pass has not reached")]
     for color, note in notes:
         rows.append(f'<TR><TD></TD><TD ALIGN="LEFT"><FONT COLOR="{color}">{note}</FONT></TD></TR>')
     for marker, symbol, meaning in SYMBOLS:

@@ -133,16 +133,21 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
         _input_edges(g, view, node, op_id)
         out = view.info(node.output)
         tensor_node(out)
-        g.edge(op_id, out.node_id)
+        g.edge(op_id, out.node_id, weight=CHAIN_WEIGHT)
     for info in view.tensors.values():  # a leaf target with no op
         tensor_node(info)
     if opts.legend:
-        with g.subgraph(name="legend_rank", graph_attr={"rank": "sink"}) as s:
+        with g.subgraph(name="legend_rank", graph_attr={"rank": LEGEND_RANK[opts.rankdir]}) as s:
             used = "".join(g.body)
             s.node("legend", legend_label(check=bool(checks), steps=steps, text=used),
                    shape="box", style="rounded", color="#c8c8c8", fontsize="8.5",
                    tooltip="legend")
     return g
+
+
+# Top to bottom, the legend sits in the first row, beside the inputs: below
+# the chain it would make a tall drawing taller still.
+LEGEND_RANK = {"TB": "min", "BT": "max", "LR": "sink", "RL": "source"}
 
 
 def _node(g: graphviz.Digraph, node_id: str, label: str, tip: str, look: Look,
@@ -334,6 +339,12 @@ def _op_text(view: TapeView, k: int, node: Node, opts: Options) -> tuple[str, st
     return label, L.tooltip("\n".join(tip))
 
 
+# Edges along the chain of computed tensors pull harder than the edges from
+# leaves, so the chain runs straight down and the parameters hang beside it
+# instead of pushing it sideways, layer after layer.
+CHAIN_WEIGHT = "8"
+
+
 def _input_edges(g: graphviz.Digraph, view: TapeView, node: Node, op_id: str) -> None:
     """input -> op, named by argument where the op has several, with the broadcast note."""
     names = _argument_names(node)
@@ -358,4 +369,6 @@ def _input_edges(g: graphviz.Digraph, view: TapeView, node: Node, op_id: str) ->
             attrs.update(color=FANOUT)
         if parts:
             attrs["label"] = L.html(" · ".join(parts)).join(("<", ">"))
+        if isinstance(x, Tensor) and info.producer is not None:
+            attrs["weight"] = CHAIN_WEIGHT
         g.edge(src, op_id, **attrs)

@@ -14,6 +14,7 @@ from models.data import load_digits
 from models.train import _graph
 from viz import labels as L
 from viz.__main__ import main
+from viz.example import two_layer
 
 from .test_viz_graph import SVG, needs_dot, node_line, svg_nodes
 
@@ -66,15 +67,10 @@ def test_the_training_graph_is_readable_at_a_glance(tmp_path):
 @needs_dot
 def test_the_old_left_to_right_layout_would_fail_the_measure(tmp_path):
     # The measure has teeth: the same drawing laid out left to right is 4:1.
-    net = two_layer_net()
+    net = two_layer()
     svg = viz.draw_graph(net.tape, net.loss, params=net.params, rankdir="LR").pipe(format="svg")
     with pytest.raises(AssertionError):
         assert_readable_at_a_glance(svg)
-
-
-def two_layer_net():
-    from viz.example import two_layer
-    return two_layer()
 
 
 @needs_dot
@@ -90,7 +86,8 @@ def test_the_training_graph_reads_like_the_derivation(tmp_path):
     assert shown == labels.tolist()
     # matmul(x, W1) sends nothing back to the data x: only dB = Aᵀ G is shown.
     [first_matmul] = [n for k, n in nodes.items() if k == "op0"]
-    assert "dB = Aᵀ G" in first_matmul["text"] and not any("dA" in t for t in first_matmul["text"])
+    assert "dB = Aᵀ G" in first_matmul["text"]
+    assert not any("dA" in t for t in first_matmul["text"])
 
 
 def legend_text(svg: bytes) -> str:
@@ -101,7 +98,7 @@ def legend_text(svg: bytes) -> str:
 @pytest.mark.parametrize("which", ["derivation", "training", "summaries"])
 def test_the_legend_explains_every_symbol_the_nodes_use(tmp_path, which):
     if which == "derivation":
-        net = two_layer_net()
+        net = two_layer()
         svg = viz.draw_graph(net.tape, net.loss, params=net.params).pipe(format="svg")
     elif which == "training":
         svg, _ = training_graph(tmp_path, hidden=8)

@@ -124,8 +124,9 @@ def _special(v: float) -> str:
 
 def _unsigned_zero(text: str) -> str:
     """"-0.000" (a tiny negative, rounded) reads as "0.000"."""
-    return text[1:] if text.startswith("-") and not any(c in "123456789" for c in text.split("e")[0]) \
-        else text
+    mantissa = text.split("e")[0]
+    rounded_to_zero = not any(c in "123456789" for c in mantissa)
+    return text[1:] if text.startswith("-") and rounded_to_zero else text
 
 
 def matrix(a: np.ndarray) -> list[list[str]]:
@@ -156,7 +157,8 @@ def summary(a: np.ndarray) -> list[str]:
         return [f"{a.size} elements"]
     f = a.astype(np.float64, copy=False)
     low, high, mean = numbers(np.array([f.min(), f.max(), f.mean()]))
-    return [f"min {low}   max {high}", f"mean {mean}   ‖·‖ {number(np.linalg.norm(f.ravel()))}"]
+    norm = number(np.linalg.norm(f.ravel()))
+    return [f"min {low}   max {high}", f"mean {mean}   ‖·‖ {norm}"]
 
 
 def full(a: np.ndarray) -> str:

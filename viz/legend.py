@@ -52,7 +52,7 @@ _ENTRIES = [
 # Symbols the drawing may use, each explained when it appears.
 SYMBOLS = [
     ("", "(2, 3) float64", "shape and dtype"),
-    ("‖·‖", "‖·‖", "Euclidean norm of all elements (a big array is summarised; hover for all)"),
+    ("‖·‖", "‖·‖", "Euclidean norm of all elements (big arrays are summarised)"),
     ("integers,", "integers", "class labels or indices, drawn as they are"),
     ("∘", "∘", "elementwise product"),
     ("ᵀ", "Aᵀ", "transpose"),

@@ -360,7 +360,8 @@ def _text(s: str) -> str:
 def _json(walk: Walk) -> str:
     """The frames as JSON that is safe inside <script>: no "<", "&" or ">" as such."""
     data = {"frames": walk.frames, "ops": walk.ops,
-            "grads": {t: [[f, texts] for f, texts in arrivals] for t, arrivals in walk.grads.items()},
+            "grads": {t: [list(arrival) for arrival in arrivals]
+                      for t, arrivals in walk.grads.items()},
             "captions": [visible(c) for c in walk.captions],
             "equations": [visible(e) for e in walk.equations]}
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))

@@ -224,3 +224,13 @@ def test_user_strings_stay_text_in_the_page(tmp_path):
     assert any("</script><script>alert(1)</script>" in c for c in data["captions"])
     ET.fromstring(svg)
     assert f"{SVG}script" not in {el.tag for el in ET.fromstring(svg).iter()}
+
+
+@needs_dot
+def test_names_reach_the_page(tmp_path):
+    v = mt.Tensor(np.zeros((2, 3)), name="v")
+    labels = np.array([0, 2])
+    with mt.Tape() as tape:
+        loss = mt.softmax_cross_entropy(v, labels, name="J")
+    _, _, svg = page_parts(viz.render_backward_steps(tape, loss, tmp_path, names={"y": labels}))
+    assert any(n["tooltip"].startswith("y: constant (2,) int64") for n in svg_nodes(svg).values())

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 ARGS   ?=
 
-.PHONY: demo train test bench graph steps dot clean
+.PHONY: demo train test bench graph steps dot chromium clean
 
 demo: $(STAMP) dot
 	$(BIN)/python -m models.train
@@ -15,7 +15,7 @@ demo: $(STAMP) dot
 train: $(STAMP) dot
 	$(BIN)/python -m models.train $(ARGS)
 
-test: $(STAMP) dot
+test: $(STAMP) dot chromium
 	$(BIN)/python -m pytest -q $(ARGS)
 
 bench: $(STAMP)
@@ -56,6 +56,19 @@ dot:
 	    echo "warning: Graphviz's 'dot' program is missing, so graphs are written as .dot only."; \
 	    echo "  Debian/Ubuntu: sudo apt-get install graphviz"; \
 	    echo "  macOS: brew install graphviz    conda: conda install -c conda-forge graphviz"; \
+	  fi; }
+
+# Headless Chromium and its driver run the step page's browser test, which
+# skips (saying why) without them.
+chromium:
+	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Chromium and chromedriver with apt-get (for the step page's browser test)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+	      || echo "warning: apt-get could not install chromium; the browser test will be skipped"; \
+	  else \
+	    echo "note: Chromium is missing, so the step page's browser test will be skipped."; \
+	    echo "  Debian/Ubuntu: sudo apt-get install chromium chromium-driver"; \
 	  fi; }
 
 clean:

@@ -251,10 +251,11 @@ def _graph(net: TwoLayerNet, x: np.ndarray, labels: np.ndarray, path: Path) -> P
     """graph.svg: one batch's tape with every value and gradient (hover for the full arrays)."""
     import viz
 
+    x = np.asarray(x, dtype=net.dtype)   # the very array the tape records, so names= finds it
     with mt.Tape() as tape:
         loss = net.loss(x, labels)
     try:
-        return viz.render(tape, path, loss, params=net.params)
+        return viz.render(tape, path, loss, params=net.params, names={"x": x, "labels": labels})
     except viz.GraphvizNotFoundError as e:
         print(f"graph.svg skipped: {e}", file=sys.stderr)
         return path.with_suffix(".dot")

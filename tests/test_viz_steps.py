@@ -1,7 +1,10 @@
-"""viz.render_backward_steps: one frame per backward step, gradients growing."""
+"""viz.render_backward_steps: one drawing, a forward frame, one frame per op, a final frame."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -12,88 +15,164 @@ import pytest
 
 import microtape as mt
 import viz
+import viz.steps
+from viz import labels as L
 from viz.example import two_layer
-
-from viz.legend import CURRENT
+from viz.steps import backward_walk
+from viz.tapeview import TapeView
 
 from .test_viz_graph import SVG, by_name, needs_dot, svg_nodes, tooltip_array
 
 
-def gradients_shown(svg: bytes) -> dict[str, np.ndarray]:
-    """Tensor name -> the gradient its tooltip carries, for one frame."""
-    shown = {}
-    for node in svg_nodes(svg).values():
-        grad = tooltip_array(node["tooltip"], "grad")
-        if grad is not None:
-            shown[node["tooltip"].split(": ")[0]] = grad
-    return shown
+def walk_of(tape, loss, **kw):
+    view = TapeView(tape, loss, kw.pop("params", None))
+    tape.backward(loss)
+    ids = {info.node_id: info.name for info in view.tensors.values()}
+    return backward_walk(view, **kw), ids
 
 
-@needs_dot
-def test_one_frame_per_step_each_with_more_gradients(tmp_path):
-    net = two_layer()
-    index = viz.render_backward_steps(net.tape, net.loss, tmp_path / "steps", params=net.params)
-    frames = sorted((tmp_path / "steps").glob("step_*.svg"))
-    assert index == tmp_path / "steps" / "index.html"
-    assert [f.name for f in frames] == [f"step_00{k}.svg" for k in range(1, 7)]   # 6 ops
-
-    shown = [gradients_shown(f.read_bytes()) for f in frames]
-    counts = [len(s) for s in shown]
-    assert all(a < b for a, b in zip(counts, counts[1:])), counts
-    assert set(shown[0]) == {"J"}                        # step 1: the loss's seed
-    assert set(shown[1]) == {"J", "v", "b2"}             # add #4 takes dJ/dv; b2 is done
-    assert set(shown[-1]) == {"J", "v", "t1", "h", "t", "t0", "W2", "b2", "W1", "b1", "X"}
-    # Every gradient shown is the final one, equal to the tape's.
-    for frame in shown:
-        for name, grad in frame.items():
-            tensor = {**net.params, **net.data}.get(name)
-            if tensor is not None:
-                np.testing.assert_allclose(grad, tensor.grad, rtol=1e-7, atol=1e-12)
-
+def page_parts(index) -> tuple[str, dict, bytes]:
+    """The page's HTML, its frame data and its one inline SVG."""
     page = index.read_text(encoding="utf-8")
-    for f in frames:
-        assert f'data-src="{f.name}"' in page
-    assert "ArrowRight" in page and "ArrowLeft" in page
-    assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page
-    assert "<script src" not in page
+    [data] = re.findall(r'<script type="application/json" id="walk">(.*?)</script>', page, re.S)
+    [svg] = re.findall(r"(<svg.*</svg>)", page, re.S)
+    return page, json.loads(data), svg.encode("utf-8")
 
 
-@needs_dot
-def test_frames_share_one_layout(tmp_path):
+def test_each_frame_shows_exactly_the_gradients_its_op_sent():
     net = two_layer()
-    viz.render_backward_steps(net.tape, net.loss, tmp_path)
-    sizes = set()
-    for k, f in enumerate(sorted(tmp_path.glob("step_*.svg")), start=1):
-        root = ET.parse(f).getroot()
-        sizes.add((root.get("width"), root.get("height")))
-        # The op applying its VJP in this frame is outlined in the highlight
-        # colour: sce (op5) first, back to the first matmul (op0).
-        outlined = [g.find(f"{SVG}title").text for g in root.iter(f"{SVG}g")
-                    if g.get("class") == "node" and g.find(f"{SVG}title").text.startswith("op")
-                    and any(el.get("stroke") == CURRENT for el in g.iter())]
-        assert outlined == [f"op{6 - k}"]
-    assert len(sizes) == 1
+    walk, names = walk_of(net.tape, net.loss, params=net.params)
+    assert walk.frames == 8                     # forward, 6 ops, the end
+
+    def named(ids):
+        return {names[i] for i in ids}
+
+    # Frame 0, the forward pass: no gradient, no op.
+    assert walk.shown(0) == set() and walk.current(0) is None
+    # One frame per op, from the loss back. The op's inputs' gradients appear
+    # in its own frame, intermediates and leaves alike; the seed with step 1.
+    expected = [("op5", {"J", "v"}), ("op4", {"h W2", "b2"}), ("op3", {"h", "W2"}),
+                ("op2", {"t"}), ("op1", {"X W1", "b1"}), ("op0", {"X", "W1"})]
+    shown = set()
+    for frame, (op, new) in enumerate(expected, start=1):
+        assert walk.current(frame) == op
+        assert named(walk.fresh(frame)) == new, frame
+        shown |= new
+        assert named(walk.shown(frame)) == shown, frame
+        assert "{" not in walk.captions[frame]
+    # The labels Y never get a gradient; the final frame shows every other one.
+    assert named(walk.shown(walk.frames - 1)) == shown == {n for n in names.values()} - {"Y"}
+    assert walk.current(7) is None and walk.fresh(7) == set()
+    assert walk.captions[0].startswith("Forward pass") and walk.captions[7].startswith("Done")
+    assert "takes G = dJ/d(h W2) and sends back dJ/dh, dJ/dW2" in walk.captions[3]
 
 
-@needs_dot
-def test_fan_out_frames_still_grow(tmp_path):
+def test_a_tensor_used_twice_shows_its_partial_sum_until_the_last_contribution():
     x = mt.Tensor([0.5, -1.0], name="x")
     with mt.Tape() as tape:
-        h = mt.tanh(x)
-        a = h * 2.0
-        b = mt.exp(h)
-        loss = (a + b).sum()
-    viz.render_backward_steps(tape, loss, tmp_path)
-    shown = [gradients_shown(f.read_bytes()) for f in sorted(tmp_path.glob("step_*.svg"))]
-    assert len(shown) == 5
-    counts = [len(s) for s in shown]
-    assert all(a < b for a, b in zip(counts, counts[1:])), counts
-    # h (t0) is used twice; its gradient is shown when tanh takes it, after both
-    # ops using it (mul, exp) have sent their contributions.
-    assert ["t0" in s for s in shown] == [False, False, False, False, True]
-    np.testing.assert_allclose(shown[-1]["t0"], h.grad)
-    np.testing.assert_allclose(shown[-1]["t0"], 2.0 + np.exp(h.value))
-    np.testing.assert_allclose(shown[-1]["x"], x.grad)
+        h = mt.tanh(x, name="h")
+        a = mt.mul(h, 2.0, name="a")
+        b = mt.exp(h, name="b")
+        loss = mt.sum(a + b, name="L")
+    walk, names = walk_of(tape, loss)
+    [h_id] = [i for i, n in names.items() if n == "h"]
+    # Visited: sum, add, exp (sends exp(h) to h), mul (sends 2: h is complete), tanh.
+    assert [f for f, _ in walk.grads[h_id]] == [3, 4]
+    first, complete = walk.grads[h_id]
+    assert first[1] == L.numbers(np.exp(h.value))          # the partial sum, as drawn
+    assert complete[1] is None                              # the drawing's own numbers
+    np.testing.assert_allclose(h.grad, 2.0 + np.exp(h.value))
+    assert "dL/dh (1 of 2 contributions)" in walk.captions[3]
+    assert "dL/dh (2 of 2 contributions)" in walk.captions[4]
+    assert {names[i] for i in walk.fresh(5)} == {"x"}
+
+
+def test_x_times_x_is_one_contribution_from_one_step():
+    x = mt.Tensor([1.5, -2.0], name="x")
+    with mt.Tape() as tape:
+        loss = mt.sum(x * x)
+    walk, names = walk_of(tape, loss)
+    [x_id] = [i for i, n in names.items() if n == "x"]
+    assert walk.grads[x_id] == [(2, None)]
+
+
+@needs_dot
+def test_the_page_is_one_drawing_whose_ids_the_frames_name(tmp_path):
+    net = two_layer()
+    index = viz.render_backward_steps(net.tape, net.loss, tmp_path / "steps", params=net.params)
+    assert index == tmp_path / "steps" / "index.html"
+    assert sorted(p.name for p in (tmp_path / "steps").iterdir()) == ["index.html"]
+    page, data, svg = page_parts(index)
+    assert page.count("<svg") == 1
+    root = ET.fromstring(svg)
+    ids = {el.get("id") for el in root.iter() if el.get("id")}
+    assert set(data["ops"]) <= ids
+    for tensor_id in data["grads"]:
+        assert tensor_id in ids and f"a_{tensor_id}_grad" in ids
+    assert len(data["captions"]) == len(data["equations"]) == data["frames"] == 8
+    # The drawing holds every final gradient, as the tooltips show.
+    nodes = svg_nodes(svg)
+    for name, p in net.params.items():
+        np.testing.assert_allclose(tooltip_array(by_name(nodes, name)["tooltip"], "grad"), p.grad,
+                                   rtol=1e-7, atol=1e-12)
+    assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page
+    assert "<script src" not in page and "<img" not in page
+
+
+@needs_dot
+def test_the_equation_line_comes_from_one_function(tmp_path, monkeypatch):
+    net = two_layer()
+    monkeypatch.setattr(viz.steps, "step_equation", lambda node: f"<{node.op.name} & co>")
+    page, data, _ = page_parts(viz.render_backward_steps(net.tape, net.loss, tmp_path))
+    assert data["equations"][1:7] == [f"<{n.op.name} & co>" for n in reversed(net.tape.nodes)]
+    assert "<softmax_cross_entropy & co>" not in page           # escaped inside the script
+    assert data["equations"][0] == data["equations"][7] == ""
+
+
+def test_by_default_the_equation_is_the_ops_formula_without_constant_inputs():
+    x = mt.Tensor([1.0, 2.0], name="x")
+    with mt.Tape() as tape:
+        loss = mt.sum(mt.pow(x, 3.0))
+    walk, _ = walk_of(tape, loss)
+    assert walk.equations[2] == "dA = G ∘ p A^(p−1)"
+
+
+def _chain(n_ops: int):
+    x = mt.Tensor(np.linspace(-1, 1, 6).reshape(2, 3), name="x")
+    with mt.Tape() as tape:
+        h = x
+        for _ in range(n_ops - 1):
+            h = mt.tanh(h)
+        loss = mt.sum(h)
+    return tape, loss
+
+
+@needs_dot
+def test_the_page_grows_linearly_with_the_tape(tmp_path):
+    sizes = []
+    for n in (25, 50, 100):
+        tape, loss = _chain(n)
+        index = viz.render_backward_steps(tape, loss, tmp_path / str(n))
+        sizes.append(index.stat().st_size)
+    # Quadratic growth (a drawing per frame) would multiply the size by 4
+    # each time the tape doubles; linear growth by at most 2.
+    assert sizes[1] / sizes[0] < 2.2 and sizes[2] / sizes[1] < 2.2, sizes
+
+
+@needs_dot
+def test_rendering_again_replaces_the_old_frames(tmp_path):
+    for stale in ("step_001.svg", "step_002.svg", "step_001.dot", "steps.dot"):
+        (tmp_path / stale).write_text("old", encoding="utf-8")
+    (tmp_path / "notes.txt").write_text("the user's own", encoding="utf-8")
+    net = two_layer()
+    viz.render_backward_steps(net.tape, net.loss, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html", "notes.txt"]
+    tape, loss = _chain(3)
+    loss.name = "other"
+    index = viz.render_backward_steps(tape, loss, tmp_path)
+    _, data, _ = page_parts(index)
+    assert data["frames"] == 5 and "Backward pass of other" in index.read_text(encoding="utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html", "notes.txt"]
 
 
 def test_step_arguments_are_checked(tmp_path):
@@ -107,12 +186,13 @@ def test_step_arguments_are_checked(tmp_path):
         viz.render_backward_steps(tape, y, tmp_path)
 
 
-def test_missing_dot_writes_the_frames_as_dot(tmp_path, monkeypatch):
+def test_missing_dot_writes_the_drawing_as_dot(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", "")
     net = two_layer()
     with pytest.raises(viz.GraphvizNotFoundError, match="brew install graphviz"):
         viz.render_backward_steps(net.tape, net.loss, tmp_path)
-    assert len(list(tmp_path.glob("step_*.dot"))) == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["steps.dot"]
+    assert (tmp_path / "steps.dot").read_text(encoding="utf-8").startswith("digraph microtape {")
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
@@ -126,11 +206,31 @@ def test_the_page_script_parses(tmp_path):
 
 @needs_dot
 def test_the_csp_hash_pins_the_inline_script(tmp_path):
-    import base64
-    import hashlib
     net = two_layer()
     page = viz.render_backward_steps(net.tape, net.loss, tmp_path).read_text(encoding="utf-8")
     [body] = re.findall(r"<script>(.*?)</script>", page, flags=re.S)
     digest = base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode()
     assert f"'sha256-{digest}'" in page
-    assert by_name(svg_nodes((tmp_path / "step_006.svg").read_bytes()), "W1")
+    assert "default-src 'none'" in page
+
+
+@needs_dot
+def test_user_strings_stay_text_in_the_page(tmp_path):
+    x = mt.Tensor([1.0, 2.0], name="</script><script>alert(1)</script>")
+    with mt.Tape() as tape:
+        loss = mt.sum(mt.exp(x), name="J&<b>")
+    page, data, svg = page_parts(viz.render_backward_steps(tape, loss, tmp_path))
+    assert "<script>alert(1)" not in page and "<b>" not in page
+    assert any("</script><script>alert(1)</script>" in c for c in data["captions"])
+    ET.fromstring(svg)
+    assert f"{SVG}script" not in {el.tag for el in ET.fromstring(svg).iter()}
+
+
+@needs_dot
+def test_names_reach_the_page(tmp_path):
+    v = mt.Tensor(np.zeros((2, 3)), name="v")
+    labels = np.array([0, 2])
+    with mt.Tape() as tape:
+        loss = mt.softmax_cross_entropy(v, labels, name="J")
+    _, _, svg = page_parts(viz.render_backward_steps(tape, loss, tmp_path, names={"y": labels}))
+    assert any(n["tooltip"].startswith("y: constant (2,) int64") for n in svg_nodes(svg).values())

@@ -4,6 +4,7 @@
     viz.draw_graph(tape, loss)                 # a graphviz.Digraph (notebooks show it)
     viz.render(tape, "graph.svg", loss)        # svg, png, pdf or dot; hover for full arrays
     viz.render_backward_steps(tape, loss, "steps")   # steps/index.html: watch backprop
+    viz.draw_graph(tape, loss, names={"x": x})       # name what the program left unnamed
 
 In Jupyter, after ``import viz``, a Tape shown as a cell's value is drawn.
 

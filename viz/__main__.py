@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=("svg", "png", "pdf", "dot"),
                         help="output format (default: from --out's suffix)")
     parser.add_argument("--steps", metavar="DIR",
-                        help="also write one SVG per backward step and DIR/index.html")
+                        help="also write DIR/index.html, a page that steps through the "
+                             "backward pass one op at a time")
     parser.add_argument("--check", action="store_true",
                         help="colour the leaves by a finite-difference check of their gradients")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the batch and weights")

@@ -9,10 +9,8 @@ same program always gives the same DOT text.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import graphviz
@@ -23,30 +21,41 @@ from microtape import Node, Tape, Tensor
 
 from . import labels as L
 from .leafcheck import LeafCheck, check_leaves
-from .legend import (BROADCAST, CHECK_FAILED, CHECK_PASSED, CURRENT, EDGE, FANOUT, FONT,
+from .legend import (BROADCAST, CHECK_FAILED, CHECK_PASSED, EDGE, FANOUT, FONT,
                      GRAD_BG, GRAD_COLOR, LOOKS, MUTED, VALUE_BG, Look, legend_label)
-from .tapeview import TapeView, TensorInfo, ensure_gradients, is_constant_array
+from .tapeview import (TapeView, TensorInfo, parameter_names, ensure_gradients,
+                       is_constant_array)
 
 
 def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
                grads: bool = True, formulas: bool = True, check: bool = False,
-               max_elements: int = 12, rankdir: str = "LR",
+               max_elements: int = 12, rankdir: str = "TB",
                params: Tensor | Iterable[Tensor] | Mapping[Any, Tensor] | None = None,
+               names: Mapping[str, Any] | None = None,
                check_elements: int = 16, legend: bool = True) -> graphviz.Digraph:
     """The computation graph recorded on ``tape``, ready to render or compare as text.
 
     A node for each tensor and each op (only the target's ancestors when
     ``target`` is given); edges input -> op -> output.
 
-    - Tensor nodes: name (or t0, t1, ... by first appearance), shape, dtype,
-      the value and the gradient ``.grad``, as a matrix rounded to 3 digits
-      when the tensor has at most ``max_elements`` elements, else as
-      min / max / mean / norm. Hovering shows the full arrays (SVG tooltips).
+    - Tensor nodes: name, shape, dtype, the value and the gradient
+      ``.grad``, as a matrix (one shared number format per array) when the
+      tensor has at most ``max_elements`` elements, else as min / max /
+      mean / norm; integer arrays (labels) as their integers. Hovering shows
+      the full arrays (SVG tooltips).
+    - Names: ``names`` ({name: Tensor or array}) names what the program left
+      unnamed, such as the data and the labels passed as plain arrays;
+      otherwise a tensor's ``name``, the op's parameter name for an
+      unnamed leaf (``labels``), an unnamed output's expression (``x W1``),
+      or t0, t1, ... by first appearance.
     - With a scalar ``target`` and ``grads`` (or ``check``), runs
       ``tape.backward(target)`` when the target's gradient is not yet 1. A
       non-scalar target shows gradients only if you seeded them yourself.
     - Op nodes: the op's name, its constant arguments and keyword params,
-      and with ``formulas`` the VJP it applies (``Primitive.formula``).
+      and with ``formulas`` the VJP it applies (``Primitive.formula``),
+      without the parts for inputs that are constants (they get no gradient).
+    - ``rankdir``: "TB" (default) runs the chain top to bottom, which keeps
+      a network's drawing about as wide as it is tall; "LR" left to right.
     - Looks: parameters (the leaves in ``params``; without ``params``, every
       named leaf), data (other leaves), constants (plain arrays passed to
       an op), intermediates and the loss (``target``, or the tape's last
@@ -61,7 +70,7 @@ def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
     """
     if rankdir not in ("LR", "RL", "TB", "BT"):
         raise ValueError(f"draw_graph: rankdir must be 'LR', 'RL', 'TB' or 'BT', not {rankdir!r}")
-    view = TapeView(tape, target, params)
+    view = TapeView(tape, target, params, names)
     if target is not None and (grads or check):
         ensure_gradients(tape, target)
     checks = check_leaves(view, check_elements) if check else {}
@@ -74,29 +83,19 @@ class Options:
     grads: bool = True
     formulas: bool = True
     max_elements: int = 12
-    rankdir: str = "LR"
+    rankdir: str = "TB"
     legend: bool = True
 
 
-@dataclass
-class Frame:
-    """A moment of the backward pass, for the step-by-step page.
-
-    ``shown``: ids of the tensors whose gradient is known so far; ``current``:
-    position in ``view.nodes`` of the op applying its VJP; ``fresh``: the
-    gradients that arrived in this step; ``sizes``: DOT id -> (width, height)
-    in inches, so every frame has the same layout.
-    """
-
-    shown: set[int]
-    current: int | None = None
-    fresh: set[int] = field(default_factory=set)
-    sizes: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-
 def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = None,
-          frame: Frame | None = None) -> graphviz.Digraph:
-    """The Digraph of ``view``; one pass over its nodes, in creation order."""
+          steps: bool = False) -> graphviz.Digraph:
+    """The Digraph of ``view``; one pass over its nodes, in creation order.
+
+    ``steps``: the drawing of the step page. Every node carries its DOT id as
+    its SVG id, and each gradient block is a link with the id
+    ``<node id>_grad`` (Graphviz writes ``a_<node id>_grad``), so the page
+    can hide, show and rewrite the gradients of one drawing frame by frame.
+    """
     checks = checks or {}
     g = graphviz.Digraph(
         "microtape",
@@ -116,9 +115,8 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
         check = checks.get(id(info.tensor))
         if check is not None:
             look = CHECK_PASSED if check.passed else CHECK_FAILED
-        label, tip = _tensor_text(view, info, opts, check, frame)
-        fresh = frame is not None and id(info.tensor) in frame.fresh
-        _node(g, info.node_id, label, tip, look, frame, highlight=fresh)
+        label, tip = _tensor_text(view, info, opts, check, steps)
+        _node(g, info.node_id, label, tip, look, steps)
 
     for k, node in enumerate(view.nodes):
         for x in node.inputs:
@@ -128,34 +126,36 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
                 drawn.add(id(x))
                 c = view.constants[id(x)]
                 label, tip = _constant_text(c.name, c.value, opts)
-                _node(g, c.node_id, label, tip, LOOKS["constant"], frame)
+                _node(g, c.node_id, label, tip, LOOKS["constant"], steps)
         op_id = f"op{view.indices[k]}"
         label, tip = _op_text(view, k, node, opts)
-        _node(g, op_id, label, tip, LOOKS["op"], frame,
-              highlight=frame is not None and frame.current == k)
+        _node(g, op_id, label, tip, LOOKS["op"], steps)
         _input_edges(g, view, node, op_id)
         out = view.info(node.output)
         tensor_node(out)
-        g.edge(op_id, out.node_id)
+        g.edge(op_id, out.node_id, weight=CHAIN_WEIGHT)
     for info in view.tensors.values():  # a leaf target with no op
         tensor_node(info)
     if opts.legend:
-        with g.subgraph(name="legend_rank", graph_attr={"rank": "sink"}) as s:
-            s.node("legend", legend_label(check=bool(checks), steps=frame is not None),
+        with g.subgraph(name="legend_rank", graph_attr={"rank": LEGEND_RANK[opts.rankdir]}) as s:
+            used = "".join(g.body)
+            s.node("legend", legend_label(check=bool(checks), steps=steps, text=used),
                    shape="box", style="rounded", color="#c8c8c8", fontsize="8.5",
                    tooltip="legend")
     return g
 
 
+# Top to bottom, the legend sits in the first row, beside the inputs: below
+# the chain it would make a tall drawing taller still.
+LEGEND_RANK = {"TB": "min", "BT": "max", "LR": "sink", "RL": "source"}
+
+
 def _node(g: graphviz.Digraph, node_id: str, label: str, tip: str, look: Look,
-          frame: Frame | None, highlight: bool = False) -> None:
+          steps: bool) -> None:
     attrs = {"shape": look.shape, "style": look.style, "fillcolor": look.fill,
              "color": look.border, "penwidth": look.penwidth, "tooltip": tip}
-    if highlight:
-        attrs.update(color=CURRENT, penwidth="3.5")
-    if frame is not None and node_id in frame.sizes:
-        w, h = frame.sizes[node_id]
-        attrs.update(width=f"{w:.4f}", height=f"{h:.4f}", fixedsize="true")
+    if steps:
+        attrs["id"] = node_id
     g.node(node_id, label, **attrs)
 
 
@@ -165,7 +165,7 @@ _KIND_TEXT = {"parameter": "parameter", "data": "data", "intermediate": "", "los
 
 
 def _tensor_text(view: TapeView, info: TensorInfo, opts: Options, check: LeafCheck | None,
-                 frame: Frame | None) -> tuple[str, str]:
+                 steps: bool) -> tuple[str, str]:
     """The HTML-like label and the tooltip of a tensor node."""
     t = info.tensor
     facts = " ".join(s for s in (_KIND_TEXT[info.kind], L.shape_text(t.shape), str(t.dtype)) if s)
@@ -178,11 +178,15 @@ def _tensor_text(view: TapeView, info: TensorInfo, opts: Options, check: LeafChe
         blocks.append(_array_block("value", t.value, opts.max_elements, VALUE_BG, None))
         tip.append("value =\n" + L.full(t.value))
     grad = t.grad if opts.grads else None
-    if grad is not None and frame is not None and id(t) not in frame.shown:
-        blocks.append(_pending_block())
-        grad = None
-    elif grad is not None:
-        blocks.append(_array_block("grad", grad, opts.max_elements, GRAD_BG, GRAD_COLOR))
+    if grad is not None:
+        block = _array_block("grad", grad, opts.max_elements, GRAD_BG, GRAD_COLOR)
+        if steps:   # a link only for its id; the page keeps clicks on it from going anywhere
+            hover = "&#10;".join(L.html(line) for line in
+                                 f"{info.name}: grad =\n{L.full(grad)}".split("\n"))
+            block = (f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0"><TR>'
+                     f'<TD ID="{info.node_id}_grad" HREF="#" TOOLTIP="{hover}">{block}</TD>'
+                     f'</TR></TABLE>')
+        blocks.append(block)
         tip.append("grad =\n" + L.full(grad))
 
     # Left to right, nodes stack their blocks so the long chain stays narrow;
@@ -211,13 +215,37 @@ def _tensor_text(view: TapeView, info: TensorInfo, opts: Options, check: LeafChe
     return label, L.tooltip("\n".join(tip))
 
 
+INTEGERS_SHOWN = 48   # integer arrays (labels) up to this size are drawn whole
+
+
+def array_cells(a: np.ndarray, max_elements: int) -> list[list[str]] | None:
+    """The rows of numbers an array block shows, or None when it shows a summary."""
+    a = np.asarray(a)
+    integers = a.dtype.kind in "iu"
+    if not 0 < a.size <= (max(max_elements, INTEGERS_SHOWN) if integers else max_elements):
+        return None
+    if integers and a.ndim <= 1 and a.size > 16:
+        # Labels and indices are a few digits each: all of them, 16 to a row.
+        flat = L.numbers(a)
+        cells = [flat[i:i + 16] for i in range(0, len(flat), 16)]
+        cells[-1] += [""] * (16 - len(cells[-1]))
+        return cells
+    return L.matrix(a)
+
+
+def block_texts(a: np.ndarray, max_elements: int) -> list[str]:
+    """The texts of an array block below its title, in the order they are drawn."""
+    cells = array_cells(a, max_elements)
+    return [c for row in cells for c in row if c] if cells is not None else L.summary(a)
+
+
 def _array_block(title: str, a: np.ndarray, max_elements: int, bg: str, color: str | None) -> str:
     """A small table: the rounded matrix, or a summary when ``a`` is big."""
     a = np.asarray(a)
     font = (lambda s: f'<FONT COLOR="{color}">{s}</FONT>') if color else (lambda s: s)
     head_color = color or MUTED
-    if a.size <= max_elements and a.size > 0:
-        cells = L.matrix(a)
+    cells = array_cells(a, max_elements)
+    if cells is not None:
         cols = len(cells[0])
         body = "".join("<TR>" + "".join(f'<TD ALIGN="RIGHT">{font(L.html(v))}</TD>' for v in row)
                        + "</TR>" for row in cells)
@@ -226,15 +254,9 @@ def _array_block(title: str, a: np.ndarray, max_elements: int, bg: str, color: s
         body = "".join(f'<TR><TD ALIGN="LEFT">{font(L.html(line))}</TD></TR>'
                        for line in L.summary(a))
     head = (f'<TR><TD ALIGN="LEFT" COLSPAN="{cols}">'
-            f'<FONT POINT-SIZE="7" COLOR="{head_color}">{title}</FONT></TD></TR>')
+            f'<FONT POINT-SIZE="8" COLOR="{head_color}">{title}</FONT></TD></TR>')
     return (f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2" '
             f'BGCOLOR="{bg}">{head}{body}</TABLE>')
-
-
-def _pending_block() -> str:
-    return (f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">'
-            f'<TR><TD><FONT POINT-SIZE="7" COLOR="{MUTED}">grad</FONT></TD></TR>'
-            f'<TR><TD><FONT POINT-SIZE="8" COLOR="{MUTED}">not yet</FONT></TD></TR></TABLE>')
 
 
 def _constant_text(name: str, value: np.ndarray, opts: Options) -> tuple[str, str]:
@@ -254,21 +276,11 @@ def _constant_text(name: str, value: np.ndarray, opts: Options) -> tuple[str, st
 _GRAD_OF = re.compile(r"\bd([A-Za-z]\w*)\s*=")
 
 
-@functools.lru_cache(maxsize=256)
-def _positional_names(op) -> tuple[str, ...]:
-    """The positional parameter names of an op's public signature."""
-    try:
-        return tuple(p.name for p in inspect.signature(op).parameters.values()
-                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
-    except (TypeError, ValueError):
-        return ()
-
-
 def _argument_names(node: Node) -> list[str]:
     """What to call each argument: the formula's letter (A, B, v, p), else the
     parameter's name in the op's signature, else ``arg k``."""
     letters = _GRAD_OF.findall(node.op.formula)
-    params = _positional_names(node.op)
+    params = parameter_names(node.op)
     names = []
     for i in range(len(node.inputs)):
         if i < len(letters) and not isinstance(node.inputs[i], str):
@@ -278,6 +290,25 @@ def _argument_names(node: Node) -> list[str]:
         else:
             names.append(f"arg {i}")
     return names
+
+
+_PARTS = re.compile(r",\s+(?=d[A-Za-z]\w*\s*=)")
+
+
+def vjp_formula(node: Node) -> str:
+    """The op's formula without the parts for its constant inputs.
+
+    ``pow(x, 3)`` applies ``dA = G ∘ p A^(p−1)`` only: a constant exponent
+    gets no gradient, so ``dp = ...`` is left out. The k-th ``dX =`` part
+    belongs to the k-th argument, as ``_argument_names`` reads it.
+    """
+    main, sep, note = node.op.formula.partition("  (")
+    parts = _PARTS.split(main)
+    if len(parts) < 2:
+        return node.op.formula
+    kept = [p for i, p in enumerate(parts)
+            if i >= len(node.inputs) or isinstance(node.inputs[i], Tensor)]
+    return ",  ".join(kept or parts) + sep + note
 
 
 def _op_text(view: TapeView, k: int, node: Node, opts: Options) -> tuple[str, str]:
@@ -291,20 +322,27 @@ def _op_text(view: TapeView, k: int, node: Node, opts: Options) -> tuple[str, st
         folded.append(text if isinstance(x, str) or L.is_index(x) else f"{names[i]} = {text}")
     folded += [f"{key}={L.constant_text(v)}" for key, v in node.params.items()]
     index = view.indices[k]
-    rows = [f'<TR><TD><B>{L.html(op.name, 40)}</B> <FONT POINT-SIZE="7" COLOR="{MUTED}">#{index}</FONT></TD></TR>']
+    rows = [f'<TR><TD><B>{L.html(op.name, 40)}</B> <FONT POINT-SIZE="8" COLOR="{MUTED}">#{index}</FONT></TD></TR>']
     if folded:
         rows.append(f'<TR><TD><FONT POINT-SIZE="8.5">{L.html(", ".join(folded), 60)}</FONT></TD></TR>')
     tip = [f"{op.name} (op #{index} on the tape)"] + [f"  {f}" for f in folded]
     if opts.formulas:
-        main, _, note = op.formula.partition("  (")
+        formula = vjp_formula(node)
+        main, _, note = formula.partition("  (")
         for line in L.wrap(main):
             rows.append(f'<TR><TD><FONT POINT-SIZE="9.5" COLOR="#5c3d00">{L.html(line)}</FONT></TD></TR>')
         if note:
             for line in L.wrap("(" + note, 34):
-                rows.append(f'<TR><TD><FONT POINT-SIZE="7.5" COLOR="{MUTED}">{L.html(line)}</FONT></TD></TR>')
-        tip.append(f"VJP: {op.formula}")
+                rows.append(f'<TR><TD><FONT POINT-SIZE="8" COLOR="{MUTED}">{L.html(line)}</FONT></TD></TR>')
+        tip.append(f"VJP: {formula}")
     label = '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0">' + "".join(rows) + "</TABLE>>"
     return label, L.tooltip("\n".join(tip))
+
+
+# Edges along the chain of computed tensors pull harder than the edges from
+# leaves, so the chain runs straight down and the parameters hang beside it
+# instead of pushing it sideways, layer after layer.
+CHAIN_WEIGHT = "8"
 
 
 def _input_edges(g: graphviz.Digraph, view: TapeView, node: Node, op_id: str) -> None:
@@ -331,4 +369,6 @@ def _input_edges(g: graphviz.Digraph, view: TapeView, node: Node, op_id: str) ->
             attrs.update(color=FANOUT)
         if parts:
             attrs["label"] = L.html(" · ".join(parts)).join(("<", ">"))
+        if isinstance(x, Tensor) and info.producer is not None:
+            attrs["weight"] = CHAIN_WEIGHT
         g.edge(src, op_id, **attrs)

@@ -79,8 +79,54 @@ def number(v: object) -> str:
     if isinstance(v, (int, np.integer)):
         return str(int(v))
     if isinstance(v, (float, np.floating)):
-        return f"{float(v):.3g}"
+        return _unsigned_zero(f"{float(v):.3g}")
     return repr(v)
+
+
+def numbers(a: np.ndarray) -> list[str]:
+    """Every element of ``a`` in one shared format, so a matrix's columns line up.
+
+    Integers and integral floats print whole (one-hot rows read 0 and 1).
+    Other floats share one number of decimals: three, or more when the
+    largest element is below 0.1, so that it keeps three significant digits
+    (fewer above 10). Magnitudes below 0.001 or from 100,000 up switch the
+    whole array to ``1.23e-05`` notation; a single number gets its own three
+    digits. Exact zeros print ``0``; nothing prints ``-0``.
+    """
+    a = np.asarray(a)
+    flat = a.ravel().tolist()
+    if a.dtype.kind in "biu":
+        return [str(int(v)) for v in flat]
+    if a.dtype.kind != "f":
+        return [str(v) for v in flat]
+    if a.size == 1:
+        return [_special(flat[0]) or number(flat[0])]
+    finite = [abs(v) for v in flat if np.isfinite(v) and v != 0]
+    if all(float(v).is_integer() for v in flat if np.isfinite(v)) and max(finite, default=0) < 1e5:
+        return [_special(v) or str(int(v)) for v in flat]
+    top = max(finite, default=0.0)
+    if 1e-3 <= top < 1e5:
+        decimals = max(0 if top >= 10 else 3, 2 - int(np.floor(np.log10(top))))
+        text = lambda v: f"{v:.{decimals}f}"  # noqa: E731 - one shared format
+    else:
+        text = lambda v: f"{v:.2e}"  # noqa: E731
+    return [_special(v) or ("0" if v == 0 else _unsigned_zero(text(v))) for v in flat]
+
+
+def _special(v: float) -> str:
+    """nan and the infinities, which no format rounds."""
+    if np.isnan(v):
+        return "nan"
+    if np.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return ""
+
+
+def _unsigned_zero(text: str) -> str:
+    """"-0.000" (a tiny negative, rounded) reads as "0.000"."""
+    mantissa = text.split("e")[0]
+    rounded_to_zero = not any(c in "123456789" for c in mantissa)
+    return text[1:] if text.startswith("-") and rounded_to_zero else text
 
 
 def matrix(a: np.ndarray) -> list[list[str]]:
@@ -89,20 +135,30 @@ def matrix(a: np.ndarray) -> list[list[str]]:
     Arrays of three or more dimensions are shown as their last-axis rows.
     """
     a = np.asarray(a)
-    rows = a.reshape(1, -1) if a.ndim <= 1 else a.reshape(-1, a.shape[-1])
-    return [[number(v) for v in row] for row in rows.tolist()]
+    cols = 1 if a.ndim == 0 else a.shape[-1]
+    flat = numbers(a)
+    return [flat[i:i + cols] for i in range(0, len(flat), cols)] if flat else [[]]
 
 
 def summary(a: np.ndarray) -> list[str]:
-    """Two lines that stand in for an array too big to show: range, mean, norm."""
+    """Two lines that stand in for an array too big to show.
+
+    Floats: range, mean and the Euclidean norm ‖·‖. Integers (class labels,
+    indices) are what they are: their count and range, then the first few.
+    """
     a = np.asarray(a)
     if a.size == 0:
         return ["(empty)"]
-    if a.dtype.kind not in "fiub":
+    if a.dtype.kind in "iu":
+        first = numbers(a.ravel()[:8])
+        more = " …" if a.size > 8 else ""
+        return [f"{a.size} integers, {a.min()} to {a.max()}", "first: " + " ".join(first) + more]
+    if a.dtype.kind not in "fb":
         return [f"{a.size} elements"]
     f = a.astype(np.float64, copy=False)
-    return [f"min {number(f.min())}   max {number(f.max())}",
-            f"mean {number(f.mean())}   ‖·‖ {number(float(np.linalg.norm(f.ravel())))}"]
+    low, high, mean = numbers(np.array([f.min(), f.max(), f.mean()]))
+    norm = number(np.linalg.norm(f.ravel()))
+    return [f"min {low}   max {high}", f"mean {mean}   ‖·‖ {norm}"]
 
 
 def full(a: np.ndarray) -> str:

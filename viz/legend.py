@@ -5,6 +5,7 @@ All colours live here, so the legend and the drawing cannot disagree.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 FONT = "Helvetica,Arial,sans-serif"
@@ -44,30 +45,54 @@ _ENTRIES = [
     ("constant", "constant: an array passed as is (no gradient)"),
     ("intermediate", "intermediate: computed by an op"),
     ("loss", "loss: the target, seeded with gradient 1"),
-    ("op", "op, with the VJP it applies (G = gradient of its output)"),
+    ("op", "op #k (its place on the tape) and the VJP it applies: G = gradient of its "
+           "output, dA = what it sends back to input A"),
+]
+
+# Symbols the drawing may use, each explained when it appears.
+SYMBOLS = [
+    ("", "(2, 3) float64", "shape and dtype"),
+    ("‖·‖", "‖·‖", "Euclidean norm of all elements (big arrays are summarised)"),
+    ("integers,", "integers", "class labels or indices, drawn as they are"),
+    ("∘", "∘", "elementwise product"),
+    ("ᵀ", "Aᵀ", "transpose"),
+    ("Σ", "Σ", "sum"),
+    ("²", "T²", "elementwise square"),
+    ("^", "A^p", "elementwise power"),
+    ("[A > 0]", "[A > 0]", "1 where A > 0, else 0"),
+    ("δ", "δ_ab", "1 when a = b, else 0"),
+    ("ŷ", "ŷ, y", "predicted probabilities softmax(v), and the labels as rows"),
+    ("÷ N", "÷ N", "divided by N, the number of examples in the batch"),
+    ("…", "…", "cut short; hover for the whole text"),
 ]
 
 
-def legend_label(check: bool = False, steps: bool = False) -> str:
-    """The legend as an HTML-like label: a swatch and a sentence per kind."""
+def legend_label(check: bool = False, steps: bool = False, text: str = "") -> str:
+    """The legend as an HTML-like label: a swatch and a sentence per kind, then
+    the symbols that ``text`` (the drawing's labels) uses, each explained."""
     rows = ['<TR><TD COLSPAN="2" ALIGN="LEFT"><B>legend</B></TD></TR>']
-    entries = [(LOOKS[k], text) for k, text in _ENTRIES]
+    entries = [(LOOKS[k], sentence) for k, sentence in _ENTRIES]
     if check:
         entries += [(CHECK_PASSED, "leaf gradient agrees with finite differences"),
                     (CHECK_FAILED, "leaf gradient disagrees (relative error shown)")]
-    for look, text in entries:
+    for look, sentence in entries:
         rounded = ' STYLE="ROUNDED"' if "rounded" in look.style else ""
         rows.append(f'<TR><TD BGCOLOR="{look.fill}" COLOR="{look.border}" BORDER="1" '
                     f'WIDTH="18" HEIGHT="12" FIXEDSIZE="TRUE"{rounded}></TD>'
-                    f'<TD ALIGN="LEFT">{text}</TD></TR>')
+                    f'<TD ALIGN="LEFT">{sentence}</TD></TR>')
     notes = [
         (GRAD_COLOR, "red numbers: the gradient dJ/d(tensor); hover for full arrays"),
         (BROADCAST, "blue edge “summed over axis k”: the VJP summed a broadcast back"),
         (FANOUT, "purple “Σ of n”: a tensor used n times gets the sum of n contributions"),
     ]
     if steps:
-        notes.append((CURRENT, "orange: the op applying its VJP now, and what just arrived"))
-    for color, text in notes:
-        rows.append(f'<TR><TD></TD><TD ALIGN="LEFT"><FONT COLOR="{color}">{text}</FONT></TD></TR>')
+        notes += [(CURRENT, "orange: the op applying its VJP now, and the gradients it sent"),
+                  (MUTED, "“not yet”: a gradient the backward pass has not reached")]
+    for color, note in notes:
+        rows.append(f'<TR><TD></TD><TD ALIGN="LEFT"><FONT COLOR="{color}">{note}</FONT></TD></TR>')
+    for marker, symbol, meaning in SYMBOLS:
+        if marker in text or html.escape(marker) in text:
+            rows.append(f'<TR><TD ALIGN="RIGHT">{html.escape(symbol)}</TD>'
+                        f'<TD ALIGN="LEFT">{html.escape(meaning)}</TD></TR>')
     return ('<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2" CELLPADDING="1">'
             + "".join(rows) + "</TABLE>>")

@@ -1,16 +1,20 @@
 """render_backward_steps: watch the backward pass walk your own graph.
 
-The backward pass visits the tape's nodes in reverse (``Tape.backward``).
-At the step that visits a node, the gradient of its output, ``G``, is
-complete (every op that used the output came later on the tape, so it was
-visited earlier) and the node hands it to its VJP. Frame k therefore shows
+The page holds one drawing of the tape (an inline SVG with every value and
+gradient) and a small script that switches it from frame to frame:
 
-- ``G`` on the outputs of the first k nodes visited, and
-- the gradient of each leaf once the last op using it has been visited,
+- frame 0: the forward pass only, every value and no gradient;
+- one frame per op, in the order ``Tape.backward`` visits them (the tape in
+  reverse): the op is highlighted, and the gradients its VJP sends to its
+  inputs appear, highlighted too. A tensor used by several ops gets one
+  contribution from each: until the last one arrives, it shows the partial
+  sum so far (the same numbers the tape adds up). The first step also shows
+  the seed, the target's gradient 1;
+- a final frame with every gradient.
 
-so every frame shows more gradients than the one before, from the loss back
-to the inputs. Every frame has the same layout: node sizes are taken from
-the last frame (which shows everything) and fixed.
+What changes per frame is stored per tensor and per op (the frame where a
+gradient or contribution arrives, the frame where an op runs), so the page
+grows linearly with the tape. It loads nothing: one file, no network.
 """
 
 from __future__ import annotations
@@ -18,173 +22,332 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import json
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from microtape import Tape, Tensor
+import numpy as np
 
-from .graph import Frame, Options, build
-from .render import INSTALL_HINT, GraphvizNotFoundError, pipe
+from microtape import Node, Tape, Tensor
+
+from .graph import Options, block_texts, build, vjp_formula
 from .labels import visible
+from .render import INSTALL_HINT, GraphvizNotFoundError, pipe
 from .tapeview import TapeView, ensure_gradients
 
 _DRAW_OPTIONS = ("values", "formulas", "max_elements", "rankdir", "legend")
 
+# What earlier versions wrote into the folder (one SVG per frame); removed so
+# the folder never mixes two renderings.
+_STALE = re.compile(r"step_\d+\.(svg|dot)|steps\.dot")
+
 
 def render_backward_steps(tape: Tape, target: Tensor, out_dir: str | Path, *, params: Any = None,
-                          **draw_options: Any) -> Path:
-    """One SVG per backward step in ``out_dir``, plus an ``index.html`` that steps
-    through them (buttons and arrow keys; no network, no external scripts).
+                          names: Any = None, **draw_options: Any) -> Path:
+    """Write ``out_dir/index.html``: the backward pass of ``target``, one op at a time.
 
-    ``draw_options``: values, formulas, max_elements, rankdir, legend, as for
-    ``draw_graph``; ``params`` marks the parameters. Runs
-    ``tape.backward(target)`` when the gradients are not there yet. Returns
-    the path of ``index.html``. Each frame costs one run of ``dot``, so this
-    is meant for graphs of up to a few dozen ops.
+    Buttons and the arrow keys step through the frames (see the module
+    docstring); the view follows the highlighted op. ``draw_options``:
+    values, formulas, max_elements, rankdir, legend, as for ``draw_graph``;
+    ``params`` and ``names`` too. Runs ``tape.backward(target)`` when the
+    gradients are not there yet. Returns the path of ``index.html``; frames
+    an earlier version wrote there (step_*.svg) are removed. Without
+    Graphviz's ``dot``, writes the drawing's source as ``steps.dot`` and
+    raises ``GraphvizNotFoundError``.
     """
     unknown = sorted(set(draw_options) - set(_DRAW_OPTIONS))
     if unknown:
         raise TypeError(f"render_backward_steps: unexpected option(s) {', '.join(unknown)}; "
-                        f"frames accept {', '.join(_DRAW_OPTIONS)} and params")
+                        f"the page accepts {', '.join(_DRAW_OPTIONS)}, params and names")
     if target is None:
         raise ValueError("render_backward_steps: a target is needed (the loss to differentiate)")
     opts = Options(grads=True, **draw_options)
-    view = TapeView(tape, target, params)
+    view = TapeView(tape, target, params, names)
     if not ensure_gradients(tape, target):
         raise ValueError(f"render_backward_steps: the target has shape {target.shape}; seed its "
                          f"gradient first with tape.backward(target, seed=...)")
-    frames, captions = _frames(view)
-    if not frames:
+    walk = backward_walk(view, opts.max_elements)
+    if walk.steps == 0:
         raise ValueError("render_backward_steps: the target was not computed by any op on this "
                          "tape, so there is no backward pass to show")
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    width = max(3, len(str(len(frames))))
-    names = [f"step_{k:0{width}d}.svg" for k in range(1, len(frames) + 1)]
-
-    # The last frame shows every gradient: its node sizes fit every frame.
-    final = build(view, opts, frame=frames[-1])
+    graph = build(view, opts, steps=True)
     try:
-        sizes = _node_sizes(pipe(final, "plain", out_dir / names[-1]))
-    except GraphvizNotFoundError:
-        for name, frame in zip(names, frames):
-            (out_dir / name).with_suffix(".dot").write_text(build(view, opts, frame=frame).source,
-                                                            encoding="utf-8")
+        svg = pipe(graph, "svg", out_dir / "steps.svg")
+    except GraphvizNotFoundError:   # pipe has written the source as steps.dot
         raise GraphvizNotFoundError(
             f"cannot draw the backward steps: Graphviz's 'dot' program was not found on PATH. "
-            f"The {len(frames)} frames were written as .dot files in {out_dir} instead. "
+            f"The drawing's source was written to {out_dir / 'steps.dot'} instead. "
             f"{INSTALL_HINT}; then draw again.") from None
-    for name, frame in zip(names, frames):
-        frame.sizes = sizes
-        (out_dir / name).write_bytes(pipe(build(view, opts, frame=frame), "svg", out_dir / name))
-
-    target_name = view.info(target).name
+    for old in out_dir.iterdir():
+        if _STALE.fullmatch(old.name) and old.is_file():
+            old.unlink()
     index = out_dir / "index.html"
-    index.write_text(_page(target_name, names, captions), encoding="utf-8")
+    _write(index, page(view.info(target).name, svg.decode("utf-8"), walk))
     return index
 
 
-def _frames(view: TapeView) -> tuple[list[Frame], list[str]]:
-    """The frames of the backward pass over ``view``, with a caption for each."""
-    steps = [k for k in range(len(view.nodes) - 1, -1, -1) if view.nodes[k].output.grad is not None]
-    order = {k: s for s, k in enumerate(steps)}
-    ready: dict[int, list] = {}  # step -> leaves whose gradient is complete after it
-    for info in view.leaves:
-        uses = [order[k] for k in info.consumers if k in order]
-        if info.tensor.grad is not None and uses:
-            ready.setdefault(max(uses), []).append(info)
+def _write(path: Path, text: str) -> None:
+    """Every file the page writes goes through here."""
+    path.write_text(text, encoding="utf-8")
 
-    target = view.info(view.target).name
-    frames, captions = [], []
-    shown: set[int] = set()
-    for s, k in enumerate(steps):
+
+def step_equation(node: Node) -> str:
+    """The equation the step that visits ``node`` applies, shown under the caption.
+
+    For now the op's VJP formula (without the parts for constant inputs);
+    one function, so a generator of per-step equations can take its place.
+    """
+    return vjp_formula(node)
+
+
+# -- the frames --------------------------------------------------------------------
+
+@dataclass
+class Walk:
+    """The backward pass as the page plays it.
+
+    Frame 0 is the forward pass, frames 1..steps one op each, frame
+    steps + 1 the end. ``ops``: DOT id of an op -> its frame. ``grads``:
+    DOT id of a tensor -> the frames where gradient reaches it, each with
+    the texts of the partial sum so far, or None once it is complete (the
+    drawing's own numbers). ``captions`` and ``equations``: one per frame.
+    """
+
+    steps: int
+    ops: dict[str, int] = field(default_factory=dict)
+    grads: dict[str, list[tuple[int, list[str] | None]]] = field(default_factory=dict)
+    captions: list[str] = field(default_factory=list)
+    equations: list[str] = field(default_factory=list)
+
+    @property
+    def frames(self) -> int:
+        return self.steps + 2
+
+    def shown(self, frame: int) -> set[str]:
+        """Tensors whose gradient (complete or partial) is visible at ``frame``."""
+        return {t for t, arrivals in self.grads.items() if arrivals[0][0] <= frame}
+
+    def fresh(self, frame: int) -> set[str]:
+        """Tensors whose gradient changes at ``frame`` (highlighted)."""
+        return {t for t, arrivals in self.grads.items() if any(f == frame for f, _ in arrivals)}
+
+    def current(self, frame: int) -> str | None:
+        """The op applying its VJP at ``frame``."""
+        return next((op for op, f in self.ops.items() if f == frame), None)
+
+
+def backward_walk(view: TapeView, max_elements: int = 12) -> Walk:
+    """The frames of the backward pass over ``view`` (its target's gradients set)."""
+    order = [k for k in range(len(view.nodes) - 1, -1, -1)
+             if view.nodes[k].output.grad is not None]
+    walk = Walk(steps=len(order))
+    target = view.info(view.target)
+    J = target.name
+    # How many visited ops send gradient to each tensor: with more than one,
+    # the page shows the running sum until the last contribution.
+    senders: dict[int, int] = {}
+    for k in order:
+        for x in _receivers(view.nodes[k]):
+            senders[id(x)] = senders.get(id(x), 0) + 1
+    received: dict[int, int] = {}
+    partial: dict[int, np.ndarray] = {}
+
+    walk.captions.append(f"Forward pass: every op has computed its output from its inputs; no "
+                         f"gradient yet. Next, the backward pass starts at {J} with the seed "
+                         f"{_d(J, J)} = 1.")
+    walk.equations.append("")
+    walk.grads[target.node_id] = [(1, None)]        # the seed enters with the first step
+    for s, k in enumerate(order, start=1):
         node = view.nodes[k]
+        walk.ops[f"op{view.indices[k]}"] = s
         out = view.info(node.output)
-        leaves = ready.get(s, [])
-        fresh = {id(node.output)} | {id(i.tensor) for i in leaves}
-        shown |= fresh
-        frames.append(Frame(shown=set(shown), current=k, fresh=fresh))
-        if node.output is not view.target:
-            given = f"G = d{target}/d{out.name}"
-        else:
-            given = "the seed G = 1" if view.target.size == 1 else "the seed G"
-        caption = (f"Step {s + 1} of {len(steps)}: {node.op.name} #{view.indices[k]} receives "
-                   f"{given} and applies {node.op.formula}.")
-        if leaves:
-            caption += " Complete now: " + ", ".join(f"d{target}/d{i.name}" for i in leaves) + "."
-        captions.append(caption)
-    return frames, captions
+        sent = []
+        for x in _receivers(node):
+            info = view.info(x)
+            received[id(x)] = received.get(id(x), 0) + 1
+            n, total = received[id(x)], senders[id(x)]
+            texts = None
+            if total > 1:
+                # Each slot x fills (x * x has two) sends its part of the sum.
+                g = node.output.grad
+                for j, y in enumerate(node.inputs):
+                    if y is x:
+                        partial[id(x)] = partial.get(id(x), 0) + np.asarray(node.vjps[j](g))
+                if n < total:
+                    texts = block_texts(partial[id(x)], max_elements)
+            walk.grads.setdefault(info.node_id, []).append((s, texts))
+            sent.append(_d(J, info.name) + (f" ({n} of {total} contributions)" if total > 1
+                                             else ""))
+        given = (f"the seed G = {_d(J, J)}" if node.output is view.target
+                 else f"G = {_d(J, out.name)}")
+        action = ("sends back " + ", ".join(sent)) if sent else \
+            "sends nothing back (its inputs are constants)"
+        walk.captions.append(f"Step {s} of {len(order)}: {node.op.name} #{view.indices[k]} takes "
+                             f"{given} and {action}.")
+        walk.equations.append(step_equation(node))
+    walk.captions.append(f"Done: the tape was walked in reverse, {len(order)} ops, and every "
+                         f"gradient of {J} is known.")
+    walk.equations.append("")
+    return walk
 
 
-def _node_sizes(plain: bytes) -> dict[str, tuple[float, float]]:
-    """DOT id -> (width, height) from ``dot -Tplain`` ("node id x y w h ...")."""
-    sizes = {}
-    for line in plain.decode("utf-8", "replace").splitlines():
-        parts = line.split(None, 6)
-        if len(parts) >= 6 and parts[0] == "node":
-            sizes[parts[1].strip('"')] = (float(parts[4]), float(parts[5]))
-    return sizes
+def _d(of: str, by: str) -> str:
+    """dJ/dW1, or dJ/d(x W1) when a name has spaces."""
+    wrap = lambda n: n if n.replace("_", "a").isalnum() else f"({n})"  # noqa: E731
+    return f"d{wrap(of)}/d{wrap(by)}"
 
+
+def _receivers(node: Node) -> list[Tensor]:
+    """The Tensors the node's VJPs send gradient to, each once, in argument order."""
+    out: list[Tensor] = []
+    for x, vjp in zip(node.inputs, node.vjps):
+        if isinstance(x, Tensor) and vjp is not None and x.grad is not None \
+                and not any(x is y for y in out):
+            out.append(x)
+    return out
+
+
+# -- the page --------------------------------------------------------------------------
 
 _STYLE = """
-body { font: 14px/1.4 Helvetica, Arial, sans-serif; margin: 1em; color: #222; }
+html, body { height: 100%; margin: 0; }
+body { font: 14px/1.4 Helvetica, Arial, sans-serif; color: #222; display: flex;
+       flex-direction: column; }
+header { padding: .5em 1em; border-bottom: 1px solid #ddd; }
+h1 { font-size: 16px; margin: 0 0 .3em; }
 nav { display: flex; gap: .4em; align-items: center; flex-wrap: wrap; }
-button { font: inherit; padding: .2em .8em; }
-#counter { min-width: 6em; text-align: center; font-variant-numeric: tabular-nums; }
-#caption { min-height: 3em; margin: .6em 0; }
-#view { overflow: auto; border: 1px solid #ddd; }
-#frame.fit { max-width: 100%; height: auto; }
-ol { color: #555; font-size: 12px; }
-li { cursor: pointer; }
-li[aria-current="step"] { color: #000; font-weight: bold; }
+button { font: inherit; padding: .1em .7em; }
+#counter { min-width: 5em; text-align: center; font-variant-numeric: tabular-nums; }
+#caption { margin: .4em 0 0; min-height: 1.4em; }
+#equation { margin: .1em 0 0; min-height: 1.4em; font-size: 16px; color: #5c3d00; }
+#view { flex: 1; overflow: auto; position: relative; }
+#view svg { display: block; }
+.current .outline, .fresh .outline { stroke: #e8590c; stroke-width: 3.5px; }
+.fresh .grad-bg { fill: #ffd8a8; }
+.pending { fill: #6b6b6b; font: 11px Helvetica, Arial, sans-serif; }
+.hidden { visibility: hidden; }
 """
 
 _SCRIPT = """
 (function () {
-  var items = Array.prototype.slice.call(document.querySelectorAll("#steps li"));
-  var img = document.getElementById("frame");
-  var link = document.getElementById("open");
+  var data = JSON.parse(document.getElementById("walk").textContent);
+  var view = document.getElementById("view");
+  var svg = view.querySelector("svg");
   var caption = document.getElementById("caption");
+  var equation = document.getElementById("equation");
   var counter = document.getElementById("counter");
   var play = document.getElementById("play");
-  var timer = null;
-  var k = 0;
+  var ns = "http://www.w3.org/2000/svg";
+  var width = svg.viewBox.baseVal.width, height = svg.viewBox.baseVal.height;
+  var zoom = 1, k = 0, timer = null;
+
+  function byId(id) { return document.getElementById(id); }
+  function outline(g) {
+    var shape = g.querySelector("path, polygon");
+    if (shape) { shape.classList.add("outline"); }
+  }
+  // Each gradient block: its texts (title first), the numbers the drawing
+  // shows, and a "not yet" standing in its place until the gradient arrives.
+  var grads = {};
+  Object.keys(data.grads).forEach(function (id) {
+    var node = byId(id), block = byId("a_" + id + "_grad") || byId(id + "_grad");
+    if (!node || !block) { return; }
+    outline(node);
+    var texts = Array.prototype.slice.call(block.querySelectorAll("text"));
+    var bg = block.querySelector("polygon[fill='#fdecea']");
+    if (bg) { bg.classList.add("grad-bg"); }
+    var box = block.getBBox();
+    var pending = document.createElementNS(ns, "text");
+    pending.setAttribute("class", "pending");
+    pending.setAttribute("x", box.x + box.width / 2);
+    pending.setAttribute("y", box.y + box.height / 2 + 4);
+    pending.setAttribute("text-anchor", "middle");
+    pending.textContent = "grad: not yet";
+    block.parentNode.insertBefore(pending, block.nextSibling);
+    grads[id] = {node: node, block: block, texts: texts, pending: pending,
+                 final: texts.slice(1).map(function (t) { return t.textContent; }),
+                 arrivals: data.grads[id]};
+  });
+  Object.keys(data.ops).forEach(function (id) { var g = byId(id); if (g) { outline(g); } });
+  // The gradient blocks are links only to carry an id.
+  view.addEventListener("click", function (e) {
+    if (e.target.closest && e.target.closest("a")) { e.preventDefault(); }
+  });
+
+  function centre(el) {
+    var r = el.getBoundingClientRect(), v = view.getBoundingClientRect();
+    view.scrollLeft += (r.left + r.right) / 2 - (v.left + v.right) / 2;
+    view.scrollTop += (r.top + r.bottom) / 2 - (v.top + v.bottom) / 2;
+  }
+  function setZoom(z) {
+    zoom = Math.max(0.25, Math.min(3, z));
+    svg.setAttribute("width", (width * zoom) + "pt");
+    svg.setAttribute("height", (height * zoom) + "pt");
+    document.getElementById("zoomed").textContent = Math.round(zoom * 100) + "%";
+    show(k);
+  }
   function show(i) {
-    k = Math.max(0, Math.min(items.length - 1, i));
-    var src = items[k].getAttribute("data-src");
-    img.setAttribute("src", src);
-    link.setAttribute("href", src);
-    caption.textContent = items[k].textContent;
-    counter.textContent = (k + 1) + " / " + items.length;
-    items.forEach(function (li, j) {
-      if (j === k) { li.setAttribute("aria-current", "step"); } else { li.removeAttribute("aria-current"); }
+    k = Math.max(0, Math.min(data.frames - 1, i));
+    Object.keys(grads).forEach(function (id) {
+      var g = grads[id], now = null, fresh = false;
+      g.arrivals.forEach(function (a) {
+        if (a[0] <= k) { now = a; }
+        if (a[0] === k) { fresh = true; }
+      });
+      g.block.classList.toggle("hidden", now === null);
+      g.pending.classList.toggle("hidden", now !== null);
+      g.node.classList.toggle("fresh", fresh);
+      var shown = (now && now[1]) ? now[1] : g.final;
+      for (var j = 1; j < g.texts.length && j - 1 < shown.length; j++) {
+        g.texts[j].textContent = shown[j - 1];
+      }
     });
+    var current = null;
+    Object.keys(data.ops).forEach(function (id) {
+      var g = byId(id);
+      if (!g) { return; }
+      var on = data.ops[id] === k;
+      g.classList.toggle("current", on);
+      if (on) { current = g; }
+    });
+    caption.textContent = data.captions[k];
+    equation.textContent = data.equations[k];
+    counter.textContent = k + " / " + (data.frames - 1);
+    svg.setAttribute("data-frame", String(k));
+    if (current) { centre(current); }
   }
   function stop() { if (timer) { clearInterval(timer); timer = null; play.textContent = "play"; } }
   function toggle() {
     if (timer) { stop(); return; }
-    if (k === items.length - 1) { show(0); }
+    if (k === data.frames - 1) { show(0); }
     play.textContent = "pause";
-    timer = setInterval(function () { if (k === items.length - 1) { stop(); } else { show(k + 1); } }, 1200);
+    timer = setInterval(function () {
+      if (k === data.frames - 1) { stop(); } else { show(k + 1); }
+    }, 1200);
   }
-  document.getElementById("first").addEventListener("click", function () { stop(); show(0); });
-  document.getElementById("prev").addEventListener("click", function () { stop(); show(k - 1); });
-  document.getElementById("next").addEventListener("click", function () { stop(); show(k + 1); });
-  document.getElementById("last").addEventListener("click", function () { stop(); show(items.length - 1); });
+  byId("first").addEventListener("click", function () { stop(); show(0); });
+  byId("prev").addEventListener("click", function () { stop(); show(k - 1); });
+  byId("next").addEventListener("click", function () { stop(); show(k + 1); });
+  byId("last").addEventListener("click", function () { stop(); show(data.frames - 1); });
+  byId("smaller").addEventListener("click", function () { setZoom(zoom / 1.25); });
+  byId("larger").addEventListener("click", function () { setZoom(zoom * 1.25); });
   play.addEventListener("click", toggle);
-  document.getElementById("zoom").addEventListener("click", function () {
-    var fit = img.classList.toggle("fit");
-    this.textContent = fit ? "actual size" : "fit to width";
-  });
-  items.forEach(function (li, j) { li.addEventListener("click", function () { stop(); show(j); }); });
   document.addEventListener("keydown", function (e) {
-    if (e.key === "ArrowLeft" || e.key === "ArrowUp") { stop(); show(k - 1); e.preventDefault(); }
-    else if (e.key === "ArrowRight" || e.key === "ArrowDown") { stop(); show(k + 1); e.preventDefault(); }
-    else if (e.key === "Home") { stop(); show(0); e.preventDefault(); }
-    else if (e.key === "End") { stop(); show(items.length - 1); e.preventDefault(); }
+    var keys = {ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1};
+    if (e.key in keys) { stop(); show(k + keys[e.key]); }
+    else if (e.key === "Home") { stop(); show(0); }
+    else if (e.key === "End") { stop(); show(data.frames - 1); }
+    else if (e.key === "+" || e.key === "=") { setZoom(zoom * 1.25); }
+    else if (e.key === "-") { setZoom(zoom / 1.25); }
+    else { return; }
+    e.preventDefault();
   });
-  show(0);
+  setZoom(1);
 })();
 """
 
@@ -194,17 +357,30 @@ def _text(s: str) -> str:
     return html.escape(visible(s), quote=True)
 
 
-def _page(target_name: str, names: list[str], captions: list[str]) -> str:
-    """index.html: every user string enters as escaped text; the one script is
-    inline and pinned by its hash in the Content-Security-Policy, so nothing
-    else can run and nothing is fetched from the network."""
+def _json(walk: Walk) -> str:
+    """The frames as JSON that is safe inside <script>: no "<", "&" or ">" as such."""
+    data = {"frames": walk.frames, "ops": walk.ops,
+            "grads": {t: [list(arrival) for arrival in arrivals]
+                      for t, arrivals in walk.grads.items()},
+            "captions": [visible(c) for c in walk.captions],
+            "equations": [visible(e) for e in walk.equations]}
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _inline(svg: str) -> str:
+    """Graphviz's SVG file as an element of the page: no XML prolog, no doctype."""
+    return svg[svg.index("<svg"):]
+
+
+def page(target_name: str, svg: str, walk: Walk) -> str:
+    """index.html: every user string enters as escaped text or escaped JSON; the one
+    script is inline and pinned by its hash in the Content-Security-Policy, so
+    nothing else can run and nothing is fetched from the network."""
     digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode("ascii")
-    csp = (f"default-src 'none'; img-src 'self' file:; style-src 'unsafe-inline'; "
-           f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'")
+    csp = (f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'; "
+           f"base-uri 'none'; form-action 'none'")
     title = _text(f"Backward pass of {target_name}")
-    items = "\n".join(f'<li data-src="{_text(name)}">{_text(text)}</li>'
-                      for name, text in zip(names, captions))
-    first = _text(names[0])
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -215,26 +391,27 @@ def _page(target_name: str, names: list[str], captions: list[str]) -> str:
 <style>{_STYLE}</style>
 </head>
 <body>
+<header>
 <h1>{title}</h1>
-<p>The gradients appear from the loss back towards the inputs, one op at a time:
-at each step the highlighted op receives the gradient of its output and applies
-its VJP. Keys: &larr; &rarr; step, Home / End jump. Open a frame alone
-to hover over its nodes for the full arrays.</p>
 <nav>
-<button id="first" type="button">&laquo; first</button>
-<button id="prev" type="button">&larr; back</button>
-<span id="counter">1 / {len(names)}</span>
-<button id="next" type="button">next &rarr;</button>
-<button id="last" type="button">last &raquo;</button>
+<button id="first" type="button" title="Home">&laquo; forward pass</button>
+<button id="prev" type="button" title="&larr;">&larr; back</button>
+<span id="counter">0 / {walk.frames - 1}</span>
+<button id="next" type="button" title="&rarr;">next &rarr;</button>
+<button id="last" type="button" title="End">end &raquo;</button>
 <button id="play" type="button">play</button>
-<button id="zoom" type="button">actual size</button>
-<a id="open" href="{first}">open this frame alone (hover for full arrays)</a>
+<button id="smaller" type="button" title="-">&minus;</button>
+<span id="zoomed">100%</span>
+<button id="larger" type="button" title="+">+</button>
+<span>keys: &larr; &rarr; step, Home / End, + &minus; zoom; hover a node for its full arrays</span>
 </nav>
-<p id="caption">{_text(captions[0])}</p>
-<div id="view"><img id="frame" class="fit" src="{first}" alt="the graph at this step of the backward pass"></div>
-<ol id="steps">
-{items}
-</ol>
+<p id="caption">{_text(walk.captions[0])}</p>
+<p id="equation"></p>
+</header>
+<main id="view">
+{_inline(svg)}
+</main>
+<script type="application/json" id="walk">{_json(walk)}</script>
 <script>{_SCRIPT}</script>
 </body>
 </html>

@@ -2,13 +2,16 @@
 
 A ``TapeView`` reads ``tape.nodes`` once, in creation order, and settles
 everything the drawing needs to be deterministic: the target's ancestors,
-a name and a DOT id for each tensor (by first appearance, never ``id()``),
+a name and a DOT id for each tensor (by first appearance, never ``id()``;
+see ``TapeView`` for how unnamed tensors are called),
 which leaves are parameters, and how many ops use each tensor (fan-out).
 ``id()`` only serves as a dictionary key while the view is alive.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -47,10 +50,18 @@ class TapeView:
     of them); without it, named leaves are parameters and unnamed leaves data.
     The loss is ``target``, or without one the tape's last output when no op
     uses it.
+
+    Names: ``names`` ({name: Tensor or array}) wins, then the tensor's own
+    ``name``. An unnamed leaf or constant array takes the name of the
+    parameter it fills in the first op using it, when that name is a word
+    (``labels`` of softmax_cross_entropy, not the ``a`` of add); an unnamed
+    output of a named input reads as its expression (``x W1``, ``tanh(h)``).
+    Anything else is t0, t1, ... (tensors) or c0, c1, ... (constants).
     """
 
     def __init__(self, tape: Tape, target: Tensor | None = None,
-                 params: Tensor | Iterable[Tensor] | Mapping[Any, Tensor] | None = None) -> None:
+                 params: Tensor | Iterable[Tensor] | Mapping[Any, Tensor] | None = None,
+                 names: Mapping[str, Any] | None = None) -> None:
         if not isinstance(tape, Tape):
             raise TypeError(f"viz: expected a microtape Tape, got {type(tape).__name__}")
         if tape.spent:
@@ -68,21 +79,34 @@ class TapeView:
         self.target = target
         self.loss = target_shown
         param_ids = _param_ids(params)
+        given = _given_names(names)
 
         self.tensors: dict[int, TensorInfo] = {}
         self.constants: dict[int, ConstantInfo] = {}
-        unnamed = 0
+        counters = {"t": 0, "c": 0}
+        self._generated: set[str] = set()   # t0, c0, ...: too vague for an expression
+        taken = {str(t.name) for node in self.nodes for t in (*node.inputs, node.output)
+                 if isinstance(t, Tensor) and t.name is not None} | set(given.values())
         outputs = {id(node.output): k for k, node in enumerate(self.nodes)}
 
-        def add_tensor(t: Tensor) -> TensorInfo:
-            nonlocal unnamed
+        def fresh(prefix: str, suggestion: str | None) -> str:
+            if suggestion is not None and suggestion not in taken:
+                taken.add(suggestion)
+                return suggestion
+            name = f"{prefix}{counters[prefix]}"
+            counters[prefix] += 1
+            self._generated.add(name)
+            return name
+
+        def add_tensor(t: Tensor, suggestion: str | None = None) -> TensorInfo:
             info = self.tensors.get(id(t))
             if info is None:
-                if t.name is None:
-                    name = f"t{unnamed}"
-                    unnamed += 1
-                else:
+                if id(t) in given:
+                    name = given[id(t)]
+                elif t.name is not None:
                     name = t.name
+                else:
+                    name = fresh("t", suggestion)
                 producer = outputs.get(id(t))
                 if t is self.loss:
                     kind = "loss"
@@ -97,15 +121,37 @@ class TapeView:
             return info
 
         for k, node in enumerate(self.nodes):
-            for x in node.inputs:
+            params_of = parameter_names(node.op)
+            for i, x in enumerate(node.inputs):
+                word = params_of[i] if i < len(params_of) and len(params_of[i]) > 1 else None
                 if isinstance(x, Tensor):
-                    add_tensor(x).consumers.append(k)
+                    add_tensor(x, word).consumers.append(k)
                 elif is_constant_array(x) and id(x) not in self.constants:
                     n = len(self.constants)
-                    self.constants[id(x)] = ConstantInfo(np.asarray(x), f"C{n}", f"c{n}")
-            add_tensor(node.output)
+                    name = given.get(id(x)) or fresh("c", word)
+                    self.constants[id(x)] = ConstantInfo(np.asarray(x), f"C{n}", name)
+            add_tensor(node.output, self._expression(node))
         if target is not None and not self.nodes:
             add_tensor(target)
+
+    def _expression(self, node: Node) -> str | None:
+        """``x W1``, ``h + b``, ``tanh(h)``: an op on inputs with one-word names, else None."""
+        names = []
+        for x in node.inputs:
+            if isinstance(x, Tensor) and id(x) in self.tensors:
+                names.append(self.tensors[id(x)].name)
+            elif is_constant_array(x) and id(x) in self.constants:
+                names.append(self.constants[id(x)].name)
+            else:
+                return None   # a folded number or option: the expression would hide it
+        if any(not _is_word(n) or n in self._generated for n in names):
+            return None
+        op = node.op.name
+        if op in _INFIX and len(names) == 2:
+            text = _INFIX[op].join(names)
+        else:
+            text = f"{op}({', '.join(names)})"
+        return text if len(text) <= 16 else None
 
     def info(self, t: Tensor) -> TensorInfo:
         return self.tensors[id(t)]
@@ -114,6 +160,41 @@ class TapeView:
     def leaves(self) -> list[TensorInfo]:
         """Tensors no drawn op computed, in order of first appearance."""
         return [i for i in self.tensors.values() if i.producer is None]
+
+
+# How the expression name of an unnamed output writes these ops; the rest
+# read as calls, ``tanh(h)``.
+_INFIX = {"matmul": " ", "add": " + ", "sub": " − ", "mul": " ∘ ", "div": " / "}
+
+
+def _is_word(name: str) -> bool:
+    return name.replace("_", "a").isalnum()
+
+
+@functools.lru_cache(maxsize=256)
+def parameter_names(op: Any) -> tuple[str, ...]:
+    """The positional parameter names of an op's forward (``logits``, ``labels``)."""
+    try:
+        return tuple(p.name for p in inspect.signature(op).parameters.values()
+                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+    except (TypeError, ValueError):
+        return ()
+
+
+def _given_names(names: Mapping[str, Any] | None) -> dict[int, str]:
+    """{id(object): name} from draw_graph's ``names`` ({name: Tensor or array})."""
+    if names is None:
+        return {}
+    if not isinstance(names, Mapping):
+        raise TypeError(f"viz: names must be a dict {{name: Tensor or array}}, not a "
+                        f"{type(names).__name__}")
+    ids = {}
+    for name, obj in names.items():
+        if not isinstance(name, str) or not isinstance(obj, (Tensor, np.ndarray)):
+            raise TypeError(f"viz: names maps a name (str) to the Tensor or array it names; got "
+                            f"{name!r}: {type(obj).__name__}")
+        ids[id(obj)] = name
+    return ids
 
 
 def is_constant_array(x: object) -> bool:

@@ -1,0 +1,143 @@
+"""The step page in a real browser: headless Chromium steps through every frame.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``make test`` installs
+them when run as root) and selenium (in the dev extras). Skips, saying
+which, when one is missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import microtape as mt
+import viz
+from viz.example import two_layer
+from viz.steps import backward_walk
+from viz.tapeview import TapeView
+
+from .test_viz_graph import needs_dot
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = [
+    needs_dot,
+    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed "
+                                                "(apt-get install chromium chromium-driver)"),
+    pytest.mark.skipif(CHROMEDRIVER is None, reason="chromedriver is not installed "
+                                                    "(apt-get install chromium-driver)"),
+]
+
+# Flags that let Chromium run headless as root in a container, offline.
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage")
+
+# Where each frame stands, read from the page itself.
+STATE = """
+var view = document.getElementById("view").getBoundingClientRect();
+var current = document.querySelector("#view .current");
+var box = current ? current.getBoundingClientRect() : null;
+var title = current ? current.querySelector("text").getBoundingClientRect() : null;
+var shown = [], fresh = [];
+document.querySelectorAll("#view g.node").forEach(function (g) {
+  var block = document.getElementById("a_" + g.id + "_grad");
+  if (block && !block.classList.contains("hidden")) { shown.push(g.id); }
+  if (g.classList.contains("fresh")) { fresh.push(g.id); }
+});
+return {frame: document.querySelector("#view svg").getAttribute("data-frame"),
+        counter: document.getElementById("counter").textContent,
+        caption: document.getElementById("caption").textContent,
+        current: current ? current.id : null,
+        box: box && [box.left, box.top, box.right, box.bottom],
+        view: [view.left, view.top, view.right, view.bottom],
+        window: [window.innerWidth, window.innerHeight],
+        titleHeight: title && title.height,
+        shown: shown.sort(), fresh: fresh.sort()};
+"""
+
+
+@pytest.fixture
+def browser(tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed "
+                                    "(pip install -e '.[dev]')")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    options.add_argument("--window-size=1000,700")     # smaller than the drawing: it must scroll
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def inside(box, area) -> bool:
+    left, top, right, bottom = box
+    return left >= area[0] - 0.5 and top >= area[1] - 0.5 and right <= area[2] + 0.5 \
+        and bottom <= area[3] + 0.5
+
+
+def test_stepping_through_every_frame_with_the_keys(tmp_path, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    net = two_layer()
+    index = viz.render_backward_steps(net.tape, net.loss, tmp_path / "steps", params=net.params)
+    walk = backward_walk(TapeView(net.tape, net.loss, net.params))
+    browser.get(index.as_uri())
+    body = browser.find_element(By.TAG_NAME, "body")
+
+    for frame in range(walk.frames):
+        if frame:
+            body.send_keys(Keys.ARROW_RIGHT)
+        state = browser.execute_script(STATE)
+        assert state["frame"] == str(frame) and state["counter"] == f"{frame} / {walk.frames - 1}"
+        assert state["caption"] == walk.captions[frame]
+        assert state["shown"] == sorted(walk.shown(frame)), frame
+        assert state["fresh"] == sorted(walk.fresh(frame)), frame
+        assert state["current"] == walk.current(frame)
+        if state["current"] is not None:
+            # The op applying its VJP is scrolled into view, whole, and legible.
+            assert inside(state["box"], state["view"]), state
+            assert inside(state["box"], [0, 0, *state["window"]]), state
+            assert state["titleHeight"] >= 9, state
+    body.send_keys(Keys.ARROW_RIGHT)                        # past the end: stays there
+    assert browser.execute_script(STATE)["frame"] == str(walk.frames - 1)
+    body.send_keys(Keys.HOME)
+    assert browser.execute_script(STATE)["shown"] == []
+    body.send_keys(Keys.END, Keys.ARROW_LEFT)
+    assert browser.execute_script(STATE)["current"] == walk.current(walk.frames - 2)
+
+    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+    assert errors == []
+
+
+def test_partial_sums_are_written_into_the_drawing(tmp_path, browser):
+    x = mt.Tensor([0.5, -1.0], name="x")
+    with mt.Tape() as tape:
+        h = mt.tanh(x, name="h")
+        loss = mt.sum(mt.mul(h, 2.0) + mt.exp(h), name="L")
+    index = viz.render_backward_steps(tape, loss, tmp_path)
+    view = TapeView(tape, loss)
+    walk = backward_walk(view)
+    h_id = view.info(h).node_id
+    browser.get(index.as_uri())
+    texts = ("return Array.prototype.map.call(document.querySelectorAll('#a_" + h_id
+             + "_grad text'), function (t) { return t.textContent; }).slice(1);")
+    frames = {}
+    for frame in range(walk.frames):
+        if frame:
+            browser.find_element("tag name", "body").send_keys("\ue014")   # arrow right
+        frames[frame] = browser.execute_script(texts)
+    (first, partial), (last, _) = walk.grads[h_id]
+    assert frames[first] == partial                      # exp(h): one of two contributions
+    assert frames[last] == frames[walk.frames - 1] != partial   # 2 + exp(h), the tape's sum
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []

@@ -1,0 +1,173 @@
+"""The two pictures a newcomer sees, read at a glance: their shape, their text, their names."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+import microtape as mt
+import viz
+from models import TwoLayerNet
+from models.data import load_digits
+from models.train import _graph
+from viz import labels as L
+from viz.__main__ import main
+from viz.example import two_layer
+
+from .test_viz_graph import SVG, needs_dot, node_line, svg_nodes
+
+SCREEN_WIDTH = 1400     # px: the whole drawing shown this wide...
+LEGIBLE = 9.0           # ...every node's text is at least this many px tall
+
+
+def layout(svg: bytes) -> tuple[float, float, dict[str, list[float]]]:
+    """Width and height (pt) of a drawing, and each node's font sizes (pt)."""
+    root = ET.fromstring(svg)
+    _, _, width, height = (float(v) for v in root.get("viewBox").split())
+    fonts = {}
+    for g in root.iter(f"{SVG}g"):
+        if g.get("class") == "node":
+            fonts[g.find(f"{SVG}title").text] = [float(t.get("font-size"))
+                                                 for t in g.iter(f"{SVG}text")]
+    return width, height, fonts
+
+
+def assert_readable_at_a_glance(svg: bytes) -> None:
+    width, height, fonts = layout(svg)
+    assert max(width / height, height / width) <= 2.0, f"{width:.0f} x {height:.0f} pt"
+    scale = SCREEN_WIDTH / width                       # px per pt at 1400 px wide
+    for node, sizes in fonts.items():
+        assert sizes, node
+        assert min(sizes) * scale >= LEGIBLE, (node, min(sizes) * scale)
+
+
+def training_graph(tmp_path, hidden: int = 64):
+    """graph.svg as `python -m models.train` draws it, on the digits' first 16 examples."""
+    x, labels = load_digits()[:2]
+    net = TwoLayerNet(64, hidden, 10, seed=0)
+    path = _graph(net, x[:16], labels[:16], tmp_path / "graph.svg")
+    return path.read_bytes(), labels[:16]
+
+
+@needs_dot
+def test_the_derivations_graph_is_readable_at_a_glance(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 0
+    assert_readable_at_a_glance((tmp_path / "graph.svg").read_bytes())
+
+
+@needs_dot
+def test_the_training_graph_is_readable_at_a_glance(tmp_path):
+    svg, _ = training_graph(tmp_path)
+    assert_readable_at_a_glance(svg)
+
+
+@needs_dot
+def test_the_old_left_to_right_layout_would_fail_the_measure(tmp_path):
+    # The measure has teeth: the same drawing laid out left to right is 4:1.
+    net = two_layer()
+    svg = viz.draw_graph(net.tape, net.loss, params=net.params, rankdir="LR").pipe(format="svg")
+    with pytest.raises(AssertionError):
+        assert_readable_at_a_glance(svg)
+
+
+@needs_dot
+def test_the_training_graph_reads_like_the_derivation(tmp_path):
+    svg, labels = training_graph(tmp_path)
+    nodes = svg_nodes(svg)
+    names = {n["tooltip"].split(": ")[0] for k, n in nodes.items() if k[0] in "TC"}
+    assert names == {"x", "W1", "x W1", "b1", "t", "h", "W2", "h W2", "b2", "v", "labels", "J"}
+    # The labels are class indices: drawn as the integers they are, not a mean.
+    [labels_node] = [n for n in nodes.values() if n["tooltip"].startswith("labels: ")]
+    assert "mean" not in " ".join(labels_node["text"])
+    shown = [int(t) for t in labels_node["text"] if t.isdigit()]
+    assert shown == labels.tolist()
+    # matmul(x, W1) sends nothing back to the data x: only dB = Aᵀ G is shown.
+    [first_matmul] = [n for k, n in nodes.items() if k == "op0"]
+    assert "dB = Aᵀ G" in first_matmul["text"]
+    assert not any("dA" in t for t in first_matmul["text"])
+
+
+def legend_text(svg: bytes) -> str:
+    return " ".join(svg_nodes(svg)["legend"]["text"])
+
+
+@needs_dot
+@pytest.mark.parametrize("which", ["derivation", "training", "summaries"])
+def test_the_legend_explains_every_symbol_the_nodes_use(tmp_path, which):
+    if which == "derivation":
+        net = two_layer()
+        svg = viz.draw_graph(net.tape, net.loss, params=net.params).pipe(format="svg")
+    elif which == "training":
+        svg, _ = training_graph(tmp_path, hidden=8)
+    else:
+        x = mt.Tensor(np.linspace(-1, 1, 30).reshape(5, 6), name="x")
+        with mt.Tape() as tape:
+            loss = (mt.tanh(x) * mt.relu(x)).sum() + mt.pow(mt.exp(x), 2.0).sum()
+        svg = viz.draw_graph(tape, loss).pipe(format="svg")
+    legend = legend_text(svg)
+    used = set()
+    for node_id, node in svg_nodes(svg).items():
+        if node_id != "legend":
+            used |= {c for t in node["text"] for c in t if ord(c) > 127}
+    used.discard("−")   # a minus sign needs no explaining
+    assert used, "the drawing should use some symbols"
+    unexplained = sorted(c for c in used if c not in legend)
+    assert not unexplained, unexplained
+    if which == "summaries":
+        assert "‖·‖" in legend and "Euclidean norm" in legend
+
+
+def test_the_legend_leaves_out_symbols_the_drawing_does_not_use():
+    x = mt.Tensor([1.0, 2.0], name="x")
+    with mt.Tape() as tape:
+        loss = mt.exp(x).sum()
+    [legend] = [ln for ln in viz.draw_graph(tape, loss).body if "legend [" in ln]
+    assert "‖·‖" not in legend and "transpose" not in legend
+
+
+def test_no_negative_zero_anywhere():
+    # relu's gradient G ∘ [A > 0] is −0.0 where G < 0 and A ≤ 0.
+    x = mt.Tensor([-1.0, 2.0, -3.0], name="x")
+    with mt.Tape() as tape:
+        loss = (mt.relu(x) * -1.0).sum()
+    g = viz.draw_graph(tape, loss)
+    assert np.signbit(x.grad[0]) and x.grad[0] == 0          # the tape does hold a −0.0
+    assert ">-0<" not in g.source and ">-0." not in "".join(g.body).replace(">-0.5", "")
+    assert L.numbers(np.array([-0.0, -0.0])) == ["0", "0"]
+    assert L.numbers(np.array([-1e-4, 0.5])) == ["0.000", "0.500"]
+    assert L.number(-0.0) == "0"
+
+
+def test_numbers_share_one_format_per_array():
+    assert L.numbers(np.array([0.547, -0.36, 0.0239, -1.342])) == ["0.547", "-0.360", "0.024",
+                                                                    "-1.342"]
+    assert L.numbers(np.array([-0.0455, 0.00306])) == ["-0.0455", "0.0031"]
+    assert L.numbers(np.array([0.0, 1.0, 0.0])) == ["0", "1", "0"]          # one-hot rows
+    assert L.numbers(np.array([1e-6, -3e-7])) == ["1.00e-06", "-3.00e-07"]
+    assert L.numbers(np.array([3, 1, 4])) == ["3", "1", "4"]
+    assert L.summary(np.arange(40) % 10) == ["40 integers, 0 to 9", "first: 0 1 2 3 4 5 6 7 …"]
+
+
+def test_a_constant_exponent_gets_no_vjp():
+    x = mt.Tensor([1.0, 2.0], name="x")
+    with mt.Tape() as tape:
+        loss = mt.pow(x, 3.0).sum() + mt.pow(x, x).sum()
+    g = viz.draw_graph(tape, loss)
+    assert "dA = G ∘ p A^(p−1)" in node_line(g, "op0") and "dp" not in node_line(g, "op0")
+    assert "dp = G ∘ C ∘ log A" in node_line(g, "op2")              # a Tensor exponent has one
+
+
+def test_unnamed_leaves_take_names_from_the_op_or_from_names():
+    logits = mt.Tensor(np.zeros((2, 3)))
+    labels = np.array([0, 2])
+    with mt.Tape() as tape:
+        loss = mt.softmax_cross_entropy(logits, labels)
+    g = viz.draw_graph(tape, loss)
+    assert "<B>logits</B>" in node_line(g, "T0") and "<B>labels</B>" in node_line(g, "C0")
+    g = viz.draw_graph(tape, loss, names={"v": logits, "y": labels})
+    assert "<B>v</B>" in node_line(g, "T0") and "<B>y</B>" in node_line(g, "C0")
+    with pytest.raises(TypeError, match="names maps a name"):
+        viz.draw_graph(tape, loss, names={"v": [1, 2]})

@@ -10,20 +10,21 @@
 from .tensor import Tensor
 from .errors import GradcheckError, InputError, ShapeError
 from .tape import Node, Tape, no_grad
-from .primitive import Primitive, primitive
+from .primitive import Code, Primitive, primitive
 from .ops import (
     add, broadcast_axes, div, einsum, exp, getitem, log, log_softmax, matmul, mean, mul, neg,
     pow, relu, reshape, sigmoid, softmax, softmax_cross_entropy, stop_gradient, sub, sum, tanh,
     transpose, unbroadcast,
 )
 from .functional import grad, value_and_grad
+from .closed_form import ClosedForm
 from .check import GradcheckReport, gradcheck
 from . import optim
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tensor", "Tape", "Node", "no_grad", "Primitive", "primitive",
+    "Tensor", "Tape", "Node", "no_grad", "Primitive", "primitive", "Code", "ClosedForm",
     "ShapeError", "InputError", "GradcheckError", "GradcheckReport",
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "tanh", "sigmoid", "relu",
     "matmul", "sum", "mean", "transpose", "reshape", "getitem", "softmax", "log_softmax",

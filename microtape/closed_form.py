@@ -165,7 +165,7 @@ class _Context:
         self.out_shape = node.output.shape
         self.dtype = node.output.dtype
         self.big = node.output.size >= IN_PLACE_MIN_SIZE
-        self.params = node.params
+        self.params = {**_defaults(node.op), **node.params}
         self.saved = saved
 
     def __getattr__(self, name: str) -> str:
@@ -298,7 +298,7 @@ class _Writer:
             self.lines.extend(rendered)
 
     def _call_forward(self, node: Any, names: list[str], c: _Context) -> str:
-        op = self.const(node.op, node.op.name)
+        op = self.const(node.op.forward, node.op.name)
         vjps = self.fresh(f"{node.op.name}_vjps")
         params = "".join(f", {k}={v!r}" for k, v in node.params.items())
         self.lines.append(f"# {node.op.name} has no code template: call its forward and its VJPs")
@@ -536,3 +536,16 @@ def _param_name(op: Any, pos: int) -> str:
                                    if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
     name = names[min(pos, len(names) - 1)] if names else "x"
     return name if len(name) > 1 and name not in ("operands", "axes", "shape") else "x"
+
+
+_DEFAULTS: dict[int, dict[str, Any]] = {}
+
+
+def _defaults(op: Any) -> dict[str, Any]:
+    """The op's keyword parameters left at their defaults, which a template also needs."""
+    found = _DEFAULTS.get(id(op))
+    if found is None:
+        found = _DEFAULTS[id(op)] = {
+            p.name: p.default for p in inspect.signature(op.forward).parameters.values()
+            if p.default is not p.empty}
+    return found

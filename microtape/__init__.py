@@ -8,7 +8,7 @@
 """
 
 from .tensor import Tensor
-from .errors import GradcheckError, InputError, ShapeError
+from .errors import GradcheckError, InputError, ShapeError, TraceError
 from .tape import Node, Tape, no_grad
 from .primitive import Code, Primitive, primitive
 from .ops import (
@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "Tape", "Node", "no_grad", "Primitive", "primitive", "Code", "ClosedForm",
-    "ShapeError", "InputError", "GradcheckError", "GradcheckReport",
+    "ShapeError", "InputError", "GradcheckError", "GradcheckReport", "TraceError",
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "tanh", "sigmoid", "relu",
     "matmul", "sum", "mean", "transpose", "reshape", "getitem", "softmax", "log_softmax",
     "softmax_cross_entropy", "einsum", "stop_gradient", "broadcast_axes", "unbroadcast",

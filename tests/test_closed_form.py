@@ -353,3 +353,55 @@ def test_random_programs_equal_the_tape_on_traced_and_fresh_values(program, seed
     for s in leaves:
         if all(s is not t for t in sources):
             assert f"d_{s.name} =" not in cf.source
+
+
+# -- value_and_grad(..., compile=True) ---------------------------------------------------
+
+def _net_loss(W, b, x, labels):
+    return mt.softmax_cross_entropy(mt.tanh(x @ W + b), labels)
+
+
+def test_compiled_value_and_grad_equals_the_tape_and_caches_by_signature():
+    rng = np.random.default_rng(6)
+    W, b = rng.normal(size=(3, 4)), rng.normal(size=4)
+    compiled = mt.value_and_grad(_net_loss, (0, 1), compile=True)
+    plain = mt.value_and_grad(_net_loss, (0, 1))
+    for n in (5, 5, 5, 7, 7):
+        x, labels = rng.normal(size=(n, 3)), rng.integers(0, 4, n)
+        (v1, (dW1, db1)), (v2, (dW2, db2)) = compiled(W, b, x, labels), plain(W, b, x, labels)
+        _close(v1, v2, np.float64)
+        _close(dW1, dW2, np.float64)
+        _close(db1, db2, np.float64)
+    assert compiled.cache_info() == (3, 2, 64, 2)  # hits, misses, maxsize, currsize
+    # A float32 batch is a new signature too; grad shares the machinery.
+    g = mt.grad(_net_loss, 0, compile=True)
+    dW = g(W.astype(np.float32), b.astype(np.float32), x.astype(np.float32), labels)
+    assert dW.dtype == np.float32 and g.cache_info().misses == 1
+    g(W.astype(np.float32), b.astype(np.float32), x.astype(np.float32), labels)
+    assert g.cache_info().hits == 1
+
+
+def test_other_argument_values_are_part_of_the_signature():
+    def f(w, power):
+        return mt.sum(w ** power)
+
+    g = mt.grad(f, compile=True)
+    w = np.array([1.0, 2.0])
+    np.testing.assert_allclose(g(w, 2), 2 * w)
+    np.testing.assert_allclose(g(w, 3), 3 * w ** 2)
+    np.testing.assert_allclose(g(w, 2), 2 * w)
+    assert g.cache_info().misses == 2 and g.cache_info().hits == 1
+
+
+@pytest.mark.parametrize("branch", [
+    lambda s: s > 0, lambda s: 0.5 <= s, lambda s: bool(s), lambda s: float(s) > 0,
+    lambda s: s.item() > 0])
+def test_branching_on_a_traced_value_raises_trace_error(branch):
+    def f(w):
+        s = mt.sum(w)
+        return s if branch(s) else -s
+
+    with pytest.raises(mt.TraceError, match="compile=False"):
+        mt.grad(f, compile=True)(np.ones(3))
+    np.testing.assert_allclose(mt.grad(lambda w: mt.sum(w * 2))(np.ones(3)), 2.0)
+    assert bool(mt.Tensor(1.0)) and float(mt.Tensor(2.0)) == 2.0  # outside a trace: as before

@@ -44,6 +44,12 @@ class ClosedForm:
     array recorded as data is read as it is now). ``cf.sgd_step(lr,
     **arrays)`` runs the fused training step ``p ← p − lr·g`` on every source
     in place and returns the value (``step_source`` is its code).
+
+    ``function`` and ``step_function`` are the generated functions
+    themselves, for a training loop that wants no per-call checks: they take
+    the arrays positionally in ``inputs`` order (``step_function`` then
+    ``lr``) and ``function`` returns the gradients as a tuple in the order of
+    the sources.
     """
 
     def __init__(self, value_fn: "_Written", step_fn: "_Written", shape: Any,
@@ -52,8 +58,11 @@ class ClosedForm:
         self.step_source: str = step_fn.source
         self.equations: str = value_fn.equations
         self.inputs: tuple[str, ...] = value_fn.inputs
-        self._fn = value_fn.function
-        self._step = step_fn.function
+        # The generated functions themselves, for hot loops: positional
+        # arguments in ``inputs`` order (``step_function`` then ``lr``), no
+        # checks, gradients as a tuple in the order of ``sources``.
+        self.function = self._fn = value_fn.function
+        self.step_function = self._step = step_fn.function
         self._shape = shape          # ("one",) / ("list", n) / ("dict", keys)
         self._leaves = leaves        # argument name -> the recorded Tensor or array
         self._traced = value_fn.traced

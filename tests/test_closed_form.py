@@ -405,3 +405,31 @@ def test_branching_on_a_traced_value_raises_trace_error(branch):
         mt.grad(f, compile=True)(np.ones(3))
     np.testing.assert_allclose(mt.grad(lambda w: mt.sum(w * 2))(np.ones(3)), 2.0)
     assert bool(mt.Tensor(1.0)) and float(mt.Tensor(2.0)) == 2.0  # outside a trace: as before
+
+
+# -- where it shows: training with --compile, the demo's print --------------------------
+
+def test_fit_with_compile_trains_to_the_same_parameters():
+    from models import data
+    from models.fit import fit
+
+    x, y = data.spirals(n_per_class=30, n_classes=3, seed=0)
+    nets = []
+    for compile_ in (False, True):
+        net = TwoLayerNet(2, 8, 3, seed=0)
+        fit(net, mt.optim.SGD(net.params, lr=0.5, momentum=0.9), x, y, epochs=3, batch_size=32,
+            seed=0, compile=compile_)  # 90 examples: batches of 32, 32 and 26, two signatures
+        nets.append(net)
+    for name in nets[0].params:
+        np.testing.assert_allclose(nets[1].params[name].value, nets[0].params[name].value,
+                                   rtol=1e-9, atol=1e-12)
+
+
+def test_the_training_command_prints_the_closed_form_and_takes_compile(tmp_path, capsys):
+    from models.train import main
+
+    assert main(["--dataset", "spirals", "--epochs", "2", "--hidden", "8", "--quiet", "--compile",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "    delta1 = (delta2 W2ᵀ) ∘ h ∘ (1 − h)\n" in out
+    assert "    def value_and_gradients(x, W1, b1, W2, b2, labels):\n" in out

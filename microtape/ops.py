@@ -623,11 +623,17 @@ def _loss_code(c):
              f"{yhat} /= {total}  # ŷ = softmax({v})"]
     if c.dtypes[1].kind in "iu":
         picks = c.saved["picks"] = c.tmp("picks")
+        starts = c.const(np.arange(0, n * k, k), "row_starts")  # where each row begins, flat
         return lines + [
-            f"{picks} = np.arange(0, {n * k}, {k}) + {y}  # each row's label, as a flat position",
-            f"{c.target} = np.add.reduce(np.log({total})[:, 0] - {z}.ravel()[{picks}]){per}"]
+            f"{picks} = {starts} + {y}  # each row's label, as a flat position",
+            f"{c.target} = {_over(f'np.add.reduce(np.log({total}), axis=None) - np.add.reduce({z}.take({picks}))', per)}"]
     cast = f".astype(np.{c.dtype.name})" if c.dtypes[1] != c.dtype else ""
     return lines + [f"{c.target} = np.add.reduce({y} * (np.log({total}) - {z}), axis=None){cast}{per}"]
+
+
+def _over(expr: str, per: str) -> str:
+    """``expr`` divided by N for the mean (``per`` is " / N" or empty)."""
+    return f"({expr}){per}" if per else expr
 
 
 def _loss_vjp_code(c):

@@ -7,6 +7,9 @@ traced and fresh values, and the derivation's network to a golden file.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -453,3 +456,25 @@ def test_large_arrays_are_worked_in_place_and_freed_without_touching_the_argumen
             _close(grads[k], ref, np.float64)
     assert np.array_equal(x, x_before)
     assert all(np.array_equal(p.value, before[k]) for k, p in net.params.items())
+
+
+def test_the_readme_shows_the_code_the_tape_writes():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    (example,) = [b for b in blocks if "tape.closed_form(J, net.params)" in b]
+    scope: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        exec(compile(example, "README.md", "exec"), scope)
+    source = scope["cf"].source
+    assert source in blocks                         # the generated code, as the README shows it
+    assert out.getvalue() == f"{source}\n{scope['cf'].equations}\n"
+    assert GOLDEN.read_text(encoding="utf-8") == f"{source}\n{scope['cf'].equations}"
+    for line in scope["cf"].equations.splitlines():  # each equation in the side-by-side table
+        assert f"| {line[2:]} |" in readme
+    compiled = [b for b in blocks if "compile=True" in b]
+    scope = {"mt": mt}
+    exec(compile(compiled[0], "README.md", "exec"), scope)
+    rng = np.random.default_rng(0)
+    value, (dW, db) = scope["loss_and_grads"](rng.normal(size=(3, 4)), np.zeros(4),
+                                              rng.normal(size=(5, 3)), np.array([0, 1, 2, 3, 0]))
+    assert dW.shape == (3, 4) and db.shape == (4,)

@@ -15,6 +15,7 @@ source, so no work is written for a gradient nobody asked for.
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import keyword
 import re
@@ -205,7 +206,8 @@ def _identifier(text: str) -> str:
     name = _SYMBOL_CHARS.sub("_", text) or "x"
     if name[0].isdigit():
         name = "x" + name
-    return name + "_" if keyword.iskeyword(name) or name == "np" else name
+    shadows = keyword.iskeyword(name) or name == "np" or hasattr(builtins, name)
+    return name + "_" if shadows else name
 
 
 def _wrap(expr: str) -> str:
@@ -216,7 +218,7 @@ def _wrap(expr: str) -> str:
 class _Writer:
     def __init__(self, nodes: Sequence[Any], target: Tensor, sources: list[Tensor], step: bool) -> None:
         self.target, self.sources, self.step = target, sources, step
-        self.used: set[str] = {"np"}
+        self.used: set[str] = {"np", "lr"} if step else {"np"}
         self.consts: dict[str, Any] = {}
         self.code: dict[int, str] = {}     # id(tensor or array) -> its name in the code
         self.math: dict[int, str] = {}     # id(tensor) -> its name in the equations
@@ -568,8 +570,7 @@ def _free_when_dead(blocks: list[list[str]], ending: list[str], big: set[str]) -
     kept = set(re.findall(r"\b\w+\b", " ".join(ending)))
     dead_after: dict[int, list[str]] = {}
     for name, k in last.items():
-        renamed = re.match(rf"\w+ = {name}  # in place", lines[k])  # its buffer lives on
-        if name not in kept and not renamed:
+        if name not in kept:  # renamed ones too: the old name would keep the buffer alive
             dead_after.setdefault(k, []).append(name)
     out, k = [], 0
     for block in blocks:

@@ -35,7 +35,7 @@ DEFAULT_OUT = machine.ROOT / "out" / "bench.md"
 STEP_TARGETS = {"tiny": 1.8, "small": 1.4, "medium": 0.95, "large": 0.9}
 # Issue 10's, for the generated closed form (meant for OpenBLAS's own kernel choice).
 COMPILED_TARGETS = {"tiny": 0.95, "small": 0.95, "medium": 0.97, "large": 0.97}
-BUILD_TARGET = 5e-3      # seconds to record one step and write its closed form
+BUILD_TARGET = 5e-3      # seconds to write a recorded step's closed form
 COMPILED_MEMORY_TARGET = 0.8
 PER_OP_TARGET = 3.0      # sigmoid forward + backward on one element, over bare numpy
 MEMORY_TARGET = 1.2      # peak memory of one step at the large size, over the closed form's
@@ -292,7 +292,7 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
            "share of the machine other processes used while that size and dtype were timed. "
            "microtape compiled is the closed form the tape wrote for the same step "
            "(`tape.closed_form(loss, params)`, its fused `step_function`); build: the one-off cost "
-           "of recording one step and writing that code (median of 5).", ""]
+           "of writing and compiling that code from a recorded tape (median of 5).", ""]
     rows = []
     for res in steps:
         base = res.timings["numpy"].median

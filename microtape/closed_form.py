@@ -219,6 +219,7 @@ class _Writer:
     def __init__(self, nodes: Sequence[Any], target: Tensor, sources: list[Tensor], step: bool) -> None:
         self.target, self.sources, self.step = target, sources, step
         self.used: set[str] = {"np", "lr"} if step else {"np"}
+        self.next_suffix: dict[str, int] = {}
         self.consts: dict[str, Any] = {}
         self.code: dict[int, str] = {}     # id(tensor or array) -> its name in the code
         self.math: dict[int, str] = {}     # id(tensor) -> its name in the equations
@@ -234,6 +235,7 @@ class _Writer:
                 needed.update(id(x) for x in node.inputs if isinstance(x, Tensor))
         forward.reverse()
         self.forward = forward
+        self.producer = {id(node.output): node for node in forward}
         # Backward: of those, only the ones that depend on a source.
         live = set(map(id, sources))
         self.plan = []
@@ -245,10 +247,12 @@ class _Writer:
 
     # -- names -------------------------------------------------------------------
     def fresh(self, base: str) -> str:
+        """An unused name: ``base``, else ``base2``, ``base3``, ..."""
         base = _identifier(base)
-        name, k = base, 2
+        name, k = base, self.next_suffix.get(base, 2)
         while name in self.used:
             name, k = f"{base}{k}", k + 1
+        self.next_suffix[base] = k  # so a thousand adds do not probe a thousand names each
         self.used.add(name)
         return name
 
@@ -267,6 +271,10 @@ class _Writer:
                 self.math[key] = self.code[key]
                 args.append((self.code[key], x))
             return self.code[key]
+        return self.literal(x)
+
+    def literal(self, x: Any) -> str:
+        """Numbers, strings and tuples of ints written into the code; anything else held."""
         if isinstance(x, (bool, int, float, str, np.number, type(None))) or (
                 isinstance(x, tuple) and all(isinstance(v, int) for v in x)):
             text = repr(x)
@@ -301,7 +309,8 @@ class _Writer:
                 c.saved["vjps"] = self._call_forward(node, names, c)
             contexts[id(node)] = c
             # The derivation's deltas: the gradient of each layer's x W + b.
-            if node.op.name == "add" and _made_by(node.inputs[0], self.forward, "matmul"):
+            first = self.producer.get(id(node.inputs[0])) if isinstance(node.inputs[0], Tensor) else None
+            if node.op.name == "add" and first is not None and first.op.name == "matmul":
                 delta += 1
                 c.saved["delta"] = f"delta{delta}"
         forward_lines, self.lines = self.lines, []
@@ -317,7 +326,7 @@ class _Writer:
     def _call_forward(self, node: Any, names: list[str], c: _Context) -> str:
         op = self.const(node.op.forward, node.op.name)
         vjps = self.fresh(f"{node.op.name}_vjps")
-        params = "".join(f", {k}={v!r}" for k, v in node.params.items())
+        params = "".join(f", {k}={self.literal(v)}" for k, v in node.params.items())
         self.lines.append(f"# {node.op.name} has no code template: call its forward and its VJPs")
         self.lines.append(f"{c.C}, {vjps} = {op}({', '.join(names)}{params})")
         return vjps
@@ -442,7 +451,7 @@ class _Writer:
     def _symbol(self, x: Tensor, contexts: dict) -> str:
         key = id(x)
         if key not in self.symbols:
-            node = next((n for n in self.forward if n.output is x), None)
+            node = self.producer.get(key)
             delta = contexts[id(node)].saved.get("delta") if node is not None else None
             self.symbols[key] = delta or f"d{self.math[key]}"
         return self.symbols[key]
@@ -596,10 +605,6 @@ def _sum_math(maths: str, axes: tuple[int, ...], shape: tuple, out_shape: tuple)
     if axes == (0,) and len(out_shape) == 2 and len(shape) == 1:
         return f"column sums of {maths}"
     return f"Σ over axes {axes} of {_wrap(maths)}"
-
-
-def _made_by(x: Any, nodes: list, op_name: str) -> bool:
-    return isinstance(x, Tensor) and any(n.output is x and n.op.name == op_name for n in nodes)
 
 
 def _end_of(nodes: Sequence[Any], target: Tensor, sources: list) -> int:

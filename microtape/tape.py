@@ -160,7 +160,10 @@ class Tape:
         the derivation's notation) and a callable that reruns it on new arrays
         of the same shapes: ``value, grads = cf(x=new_x)``.
         """
-        from .closed_form import closed_form
+        if self.spent:
+            raise RuntimeError("closed_form: this tape was made with persistent=False and has "
+                               "already answered, so its record is gone; record with mt.Tape()")
+        from .closed_form import closed_form  # the writer loads only when first asked for
         return closed_form(self.nodes, target, sources)
 
     # -- the backward pass ------------------------------------------------------

@@ -479,3 +479,20 @@ def test_the_readme_shows_the_code_the_tape_writes():
     value, (dW, db) = scope["loss_and_grads"](rng.normal(size=(3, 4)), np.zeros(4),
                                               rng.normal(size=(5, 3)), np.array([0, 1, 2, 3, 0]))
     assert dW.shape == (3, 4) and db.shape == (4,)
+
+
+def test_a_long_chain_is_written_without_recursion_and_a_spent_tape_says_why():
+    x = mt.Tensor(np.linspace(-1, 1, 3), name="x")
+    cf = _check_against_tape(lambda: mt.sum(_chain(x, 1500)), [x], fresh=[np.zeros(3)])
+    assert cf.source.count("\n") > 3000
+    with mt.Tape(persistent=False) as tape:
+        y = mt.sum(x * x)
+    tape.gradient(y, x)
+    with pytest.raises(RuntimeError, match="persistent=False"):
+        tape.closed_form(y, x)
+
+
+def _chain(x, n):
+    for _ in range(n):
+        x = mt.tanh(x) * 0.9
+    return x

@@ -19,6 +19,7 @@ import builtins
 import inspect
 import keyword
 import re
+import weakref
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -74,7 +75,7 @@ class ClosedForm:
 
     def __call__(self, **arrays: Any) -> tuple[np.ndarray, Any]:
         value, grads = self._fn(*self._arguments(arrays))
-        return value, self._shaped(grads)
+        return np.asarray(value), self._shaped(grads)  # a 0-d array, as the tape's .value
 
     def sgd_step(self, lr: float, **arrays: Any) -> np.ndarray:
         """One SGD step in the generated code: every source ``p -= lr * dJ/dp``, in place.
@@ -615,27 +616,28 @@ def _end_of(nodes: Sequence[Any], target: Tensor, sources: list) -> int:
                      "'with tape:' (and from Tensors, not plain arrays)")
 
 
-_PARAMS: dict[int, list[str]] = {}
+# Per op, read once from its forward's signature (weakly held: user primitives come and go).
+_PARAMS: "weakref.WeakKeyDictionary[Any, list[str]]" = weakref.WeakKeyDictionary()
 
 
 def _param_name(op: Any, pos: int) -> str:
     """A name for an unnamed leaf: the op's parameter name when it says something, else x."""
-    names = _PARAMS.get(id(op))
+    names = _PARAMS.get(op)
     if names is None:
-        names = _PARAMS[id(op)] = [p.name for p in inspect.signature(op.forward).parameters.values()
+        names = _PARAMS[op] = [p.name for p in inspect.signature(op.forward).parameters.values()
                                    if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
     name = names[min(pos, len(names) - 1)] if names else "x"
     return name if len(name) > 1 and name not in ("operands", "axes", "shape") else "x"
 
 
-_DEFAULTS: dict[int, dict[str, Any]] = {}
+_DEFAULTS: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
 
 
 def _defaults(op: Any) -> dict[str, Any]:
     """The op's keyword parameters left at their defaults, which a template also needs."""
-    found = _DEFAULTS.get(id(op))
+    found = _DEFAULTS.get(op)
     if found is None:
-        found = _DEFAULTS[id(op)] = {
+        found = _DEFAULTS[op] = {
             p.name: p.default for p in inspect.signature(op.forward).parameters.values()
             if p.default is not p.empty}
     return found

@@ -396,8 +396,8 @@ class _Writer:
         if not isinstance(x, Tensor) or id(x) not in self.live:
             return False
         code = node.op.code
-        if "vjps" in c.saved:  # called as recorded: its own VJP list says
-            return True
+        if "vjps" in c.saved:  # called as recorded: the VJPs it returned then say
+            return i < len(node.vjps) and node.vjps[i] is not None
         return i < len(code.vjps) and code.vjps[i] is not None
 
     def _term_name(self, x: Tensor, expected: dict) -> str:

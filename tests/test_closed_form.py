@@ -256,6 +256,16 @@ def test_a_user_primitive_without_a_template_is_called_and_says_so():
                              fresh=[rng.normal(size=(4, 3))])
     assert "cube has no code template: call its forward and its VJPs" in cf.source
 
+    @mt.primitive("dA = G ∘ B  (B gets none)")
+    def scale_by(a, b):
+        """C = A ∘ B, with B a constant however it is passed."""
+        return a * b, (lambda g: g * b, None)
+
+    s = _t(rng, 4, 3, name="s")
+    cf = _check_against_tape(lambda: mt.sum(scale_by(w, mt.exp(s))), [w, s],
+                             fresh=[rng.normal(size=(4, 3)), rng.normal(size=(4, 3))])
+    assert "np.zeros((4, 3), dtype=np.float64)" in cf.source  # s reached only through b
+
 
 def test_fan_out_is_an_explicit_sum_and_unused_sources_get_zeros():
     rng = np.random.default_rng(3)

@@ -357,8 +357,8 @@ def _expand(g, shape, axis, keepdims):
 
 
 @primitive("dA = G copied along the summed axes",
-           code=Code("np.add.reduce({A}, axis={axis}, keepdims={keepdims})",
-                     lambda c: _expand_code(c, c.G), math=(lambda c: _expand_math(c, c.G),)))
+           code=Code(lambda c: _sum_code(c), lambda c: _expand_code(c, c.G),
+                     math=(lambda c: _expand_math(c, c.G),)))
 def sum(a, axis=None, keepdims=False):
     """C = Σ A over ``axis`` (all axes by default)."""
     return np.sum(a, axis=axis, keepdims=keepdims), (
@@ -366,7 +366,7 @@ def sum(a, axis=None, keepdims=False):
 
 
 @primitive("dA = G / n copied along the averaged axes (n elements per mean)",
-           code=Code(lambda c: f"np.add.reduce({c.A}, axis={c.axis}, keepdims={c.keepdims}) / {_count(c)}",
+           code=Code(lambda c: f"{_sum_code(c)} / {_count(c)}",
                      lambda c: _expand_code(c, f"{c.G} / {_count(c)}"),
                      math=(lambda c: _expand_math(c, f"{c.G} / {_count(c)}"),)))
 def mean(a, axis=None, keepdims=False):
@@ -536,6 +536,11 @@ def _pow_base_code(c):
             return f"{c.G} * 2 * {c.A}"
         return f"{c.G} * {p!r} * {c.A} ** {p - 1!r}"
     return f"{c.G} * {c.B} * {c.A} ** ({c.B} - 1)"
+
+
+def _sum_code(c) -> str:
+    keep = ", keepdims=True" if c.params.get("keepdims") else ""
+    return f"np.add.reduce({c.A}, axis={c.axis}{keep})"
 
 
 def _count(c) -> int:

@@ -621,10 +621,15 @@ def _loss_code(c):
     per = f" / {n}" if c.params.get("reduction", "mean") == "mean" else ""
     z, total, yhat = c.tmp("z"), c.tmp("total"), c.tmp("yhat")
     c.saved.update(yhat=yhat, per=per, n=n)
-    # Row-major whatever v's layout, so the flat label picks address z and ŷ.
-    lines = [f"{z} = np.subtract({v}, np.maximum.reduce({v}, axis=1, keepdims=True), order='C')",
+    def rows(ufunc, a):  # many short rows: reduced across the rows at once, as _reduce_rows does
+        return (f"np.{ufunc}.reduce({a}.T.copy(), axis=0)[:, None]" if n >= 4 * k else
+                f"np.{ufunc}.reduce({a}, axis=1, keepdims=True)")
+
+    top = c.tmp("top")
+    lines = [f"{top} = {rows('maximum', v)}  # each row's largest logit",
+             f"{z} = np.subtract({v}, {top}, order='C')  # exp(z) cannot overflow; row-major z",
              f"{yhat} = np.exp({z})",
-             f"{total} = np.add.reduce({yhat}, axis=1, keepdims=True)",
+             f"{total} = {rows('add', yhat)}  # each row's Σ exp(z)",
              f"{yhat} /= {total}  # ŷ = softmax({v})"]
     if c.dtypes[1].kind in "iu":
         picks = c.saved["picks"] = c.tmp("picks")

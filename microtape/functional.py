@@ -31,7 +31,9 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0,
     ``compile=True`` traces ``f`` on the first call of each signature and
     runs its generated closed form afterwards (the same numbers, without the
     per-op bookkeeping); the function then has ``cache_info()``. ``f`` must
-    not branch on a traced value: that raises ``mt.TraceError``.
+    not branch on a traced value: that raises ``mt.TraceError``. Nor should
+    it compute with a Tensor's ``.value`` in plain numpy: that number would
+    be written into the code as it was on the first call.
     """
     single = isinstance(argnums, int)
     positions = (argnums,) if single else tuple(argnums)

@@ -82,7 +82,9 @@ class ClosedForm:
 
         The backward pass starts from the seed ``−lr`` instead of 1; everything
         after the seed is linear in it, so each gradient arrives already
-        scaled and the update is one in-place subtraction-free add per source.
+        scaled by ``−lr`` and the update is one in-place ``p += d_p`` per
+        source, with no ``lr · g`` temporaries. Sources must be arrays the
+        computation read (parameters), not values it computed.
         """
         if self._step is None:
             raise ValueError("sgd_step: a source is computed on the tape, not a leaf array, so "

@@ -506,3 +506,18 @@ def _chain(x, n):
     for _ in range(n):
         x = mt.tanh(x) * 0.9
     return x
+
+
+def test_gradients_of_an_intermediate_come_back_but_sgd_step_refuses_to_update_it():
+    rng = np.random.default_rng(8)
+    w = _t(rng, 3, name="w")
+    with mt.Tape() as tape:
+        h = mt.tanh(w, name="h")
+        y = mt.sum(h * h)
+    cf = tape.closed_form(y, {"h": h, "w": w})
+    _, grads = cf()
+    ref = tape.gradient(y, {"h": h, "w": w})
+    _close(grads["h"], ref["h"], np.float64)
+    _close(grads["w"], ref["w"], np.float64)
+    with pytest.raises(ValueError, match="nothing to update"):
+        cf.sgd_step(0.1)

@@ -15,23 +15,24 @@ except ImportError as e:  # a fresh shell's python, not the project's .venv, mos
                       ) from None
 
 from .tensor import Tensor
-from .errors import GradcheckError, InputError, ShapeError
+from .errors import GradcheckError, InputError, ShapeError, TraceError
 from .tape import Node, Tape, no_grad
-from .primitive import Primitive, primitive
+from .primitive import Code, Primitive, primitive
 from .ops import (
     add, broadcast_axes, div, einsum, exp, getitem, log, log_softmax, matmul, mean, mul, neg,
     pow, relu, reshape, sigmoid, softmax, softmax_cross_entropy, stop_gradient, sub, sum, tanh,
     transpose, unbroadcast,
 )
 from .functional import grad, value_and_grad
+from .closed_form import ClosedForm
 from .check import GradcheckReport, gradcheck
 from . import optim, testing
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tensor", "Tape", "Node", "no_grad", "Primitive", "primitive",
-    "ShapeError", "InputError", "GradcheckError", "GradcheckReport",
+    "Tensor", "Tape", "Node", "no_grad", "Primitive", "primitive", "Code", "ClosedForm",
+    "ShapeError", "InputError", "GradcheckError", "GradcheckReport", "TraceError",
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "tanh", "sigmoid", "relu",
     "matmul", "sum", "mean", "transpose", "reshape", "getitem", "softmax", "log_softmax",
     "softmax_cross_entropy", "einsum", "stop_gradient", "broadcast_axes", "unbroadcast",

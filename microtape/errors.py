@@ -23,3 +23,12 @@ class GradcheckError(AssertionError):
     Raised by :func:`microtape.gradcheck`; the message names the input, the
     worst element's index, both values and their relative error.
     """
+
+
+class TraceError(RuntimeError):
+    """A function being traced for ``compile=True`` asked for a traced value.
+
+    ``bool(t)``, ``float(t)``, ``t.item()`` or ``if t > 0:`` would pick one
+    branch for the values of the first call and bake it into the closed form,
+    which is then wrong for other values. The message says which call did it.
+    """

@@ -1,7 +1,15 @@
-"""grad and value_and_grad: the tape wrapped around a function of arrays."""
+"""grad and value_and_grad: the tape wrapped around a function of arrays.
+
+With ``compile=True`` the tape records ``f`` once per signature (the shapes
+and dtypes of the array arguments, the values of the others), writes its
+closed form (``Tape.closed_form``) and later calls run that generated numpy
+code instead of recording again.
+"""
 
 from __future__ import annotations
 
+import inspect
+from collections import namedtuple
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -9,21 +17,31 @@ import numpy as np
 from .tape import Tape
 from .tensor import Tensor
 
+CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
 
-def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -> Callable:
+
+def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0,
+                   compile: bool = False) -> Callable:
     """``f``'s value and its gradient with respect to the arguments ``argnums``.
 
     ``f`` takes arrays or Tensors and returns a 0-d Tensor. The returned
     function gives ``(value, gradient)`` as numpy arrays; with a tuple of
     argnums the gradient is a tuple, one array per argument.
+
+    ``compile=True`` traces ``f`` on the first call of each signature and
+    runs its generated closed form afterwards (the same numbers, without the
+    per-op bookkeeping); the function then has ``cache_info()``. ``f`` must
+    not branch on a traced value: that raises ``mt.TraceError``. Nor should
+    it compute with a Tensor's ``.value`` in plain numpy: that number would
+    be written into the code as it was on the first call.
     """
     single = isinstance(argnums, int)
     positions = (argnums,) if single else tuple(argnums)
+    if compile:
+        return _Compiled(f, positions, single)
 
     def wrapped(*args: Any) -> tuple[np.ndarray, Any]:
-        for i in positions:
-            if not -len(args) <= i < len(args):
-                raise IndexError(f"grad: argnums {i} is out of range for {len(args)} arguments")
+        _check_argnums(positions, args)
         args = list(args)
         sources = []
         for i in positions:
@@ -40,15 +58,111 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -
     return wrapped
 
 
-def grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -> Callable:
-    """The gradient of ``f`` with respect to the arguments ``argnums``, as numpy arrays."""
-    both = value_and_grad(f, argnums)
+def grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0,
+         compile: bool = False) -> Callable:
+    """The gradient of ``f`` with respect to the arguments ``argnums``, as numpy arrays.
+
+    ``compile=True`` as for ``value_and_grad``.
+    """
+    both = value_and_grad(f, argnums, compile=compile)
 
     def wrapped(*args: Any) -> Any:
         return both(*args)[1]
 
     wrapped.__name__ = f"grad({_name(f)})"
+    if compile:
+        wrapped.cache_info = both.cache_info
     return wrapped
+
+
+class _TracingTape(Tape):
+    """A tape recording for compile=True: Tensors refuse bool/float/item while it is active."""
+
+    __slots__ = ()
+    traces = True
+
+
+class _Compiled:
+    """value_and_grad(f, compile=True): one closed form per signature, kept in a small cache."""
+
+    maxsize = 64
+
+    def __init__(self, f: Callable, positions: tuple[int, ...], single: bool) -> None:
+        self.f, self.positions, self.single = f, positions, single
+        self.cache: dict[tuple, tuple] = {}
+        self.hits = self.misses = 0
+        try:
+            self.arg_names = list(inspect.signature(f).parameters)
+        except (TypeError, ValueError):
+            self.arg_names = []
+        self.__name__ = f"value_and_grad({_name(f)}, compile=True)"
+
+    def cache_info(self) -> CacheInfo:
+        return CacheInfo(self.hits, self.misses, self.maxsize, len(self.cache))
+
+    def __call__(self, *args: Any) -> tuple[np.ndarray, Any]:
+        key = tuple(map(_signature, args))
+        entry = self.cache.get(key)
+        if entry is None:
+            _check_argnums(self.positions, args)
+            self.misses += 1
+            entry = self._trace(args)
+            if len(self.cache) >= self.maxsize:
+                del self.cache[next(iter(self.cache))]  # the oldest signature goes
+            self.cache[key] = entry
+        else:
+            self.hits += 1
+        fn, where, leaves = entry
+        values = [_array(leaves[k]) if i is None else _array(args[i]) for k, i in enumerate(where)]
+        value, grads = fn(*values)
+        return np.asarray(value), grads[0] if self.single else tuple(grads)
+
+    def _trace(self, args: tuple) -> tuple:
+        args = list(args)
+        sources = []
+        for i in self.positions:
+            value = args[i].value if isinstance(args[i], Tensor) else args[i]
+            name = args[i].name if isinstance(args[i], Tensor) and args[i].name else (
+                self.arg_names[i] if i < len(self.arg_names) else None)
+            args[i] = Tensor(value, name=name)
+            sources.append(args[i])
+        with _TracingTape() as tape:
+            out = self.f(*args)
+        if not isinstance(out, Tensor):
+            raise TypeError(f"grad: {_name(self.f)} must return a Tensor, not {type(out).__name__}")
+        cf = tape.closed_form(out, sources)
+        # Each argument of the closed form is one of f's arguments (found by
+        # identity) or something f read from elsewhere, read as it is now.
+        where, leaves = [], []
+        for name in cf.inputs:
+            leaf = cf._leaves[name]
+            i = next((k for k, a in enumerate(args) if a is leaf or (
+                isinstance(a, Tensor) and a.value is leaf)), None)
+            where.append(i)
+            leaves.append(leaf)  # a Tensor is read at each call: an optimizer may move it
+        return cf._fn, where, leaves
+
+
+def _signature(a: Any) -> Any:
+    if isinstance(a, Tensor):
+        a = a.value
+    if isinstance(a, np.ndarray):
+        return (a.shape, a.dtype.str)
+    try:
+        hash(a)
+    except TypeError:
+        return (type(a).__name__, repr(a))
+    return (type(a), a)
+
+
+def _array(a: Any) -> Any:
+    return a.value if isinstance(a, Tensor) else a
+
+
+def _check_argnums(positions: tuple[int, ...], args: tuple) -> None:
+    for i in positions:
+        if not -len(args) <= i < len(args):
+            raise IndexError(f"grad: argnums {i} is out of range for {len(args)} arguments")
 
 
 def _name(f: Callable) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError, ShapeError
-from .primitive import primitive
+from .primitive import Code, primitive
 from .tensor import Tensor
 
 
@@ -88,7 +88,9 @@ def _matmul_hint(a_shape, b_shape) -> str:
     return "; matmul needs arrays of at least one dimension"
 
 
-@primitive("dA = G Bᵀ,  dB = Aᵀ G", explain=_matmul_hint)
+@primitive("dA = G Bᵀ,  dB = Aᵀ G", explain=_matmul_hint,
+           code=Code("{A} @ {B}", "{G} @ {B}.T", "{A}.T @ {G}", math=("{G} {B}ᵀ", "{A}ᵀ {G}"),
+                     name="{A}{B}", when=lambda c: c.ndims == [2, 2]))
 def matmul(a, b):
     """Matrix product C = A B (numpy's ``@``)."""
     if getattr(a, "ndim", 0) == 2 and getattr(b, "ndim", 0) == 2:
@@ -118,14 +120,17 @@ def _matmul_nd_vjps(a, b):
 
 
 @primitive("dA = G,  dB = G  (each summed over the axes it was broadcast along)",
-           broadcasts=True, explain=_broadcast_hint)
+           broadcasts=True, explain=_broadcast_hint,
+           code=Code("{A} + {B}", "{G}", "{G}", math=("{G}", "{G}")))
 def add(a, b):
     """Elementwise sum C = A + B with numpy broadcasting (the bias add)."""
     a_shape, b_shape = _shape(a), _shape(b)  # the VJPs need no values: let them go
     return np.add(a, b), (lambda g: unbroadcast(g, a_shape), lambda g: unbroadcast(g, b_shape))
 
 
-@primitive("dA = G ∘ S ∘ (1 − S)  (from the saved output S)")
+@primitive("dA = G ∘ S ∘ (1 − S)  (from the saved output S)",
+           code=Code(lambda c: _sigmoid_code(c), lambda c: _sigmoid_vjp_code(c),
+                     math=("{G} ∘ {C} ∘ (1 − {C})",)))
 def sigmoid(a):
     """Logistic function S = 1 / (1 + exp(−A)), computed without overflow."""
     # S = (1 + tanh(A/2)) / 2 is the same function, but tanh cannot overflow
@@ -196,7 +201,9 @@ def _check_labels(labels, shape: tuple[int, ...]) -> np.ndarray:
     return labels
 
 
-@primitive("dv = G (ŷ − y)  (÷ N for the mean; ŷ = softmax(v) saved by the forward pass)")
+@primitive("dv = G (ŷ − y)  (÷ N for the mean; ŷ = softmax(v) saved by the forward pass)",
+           code=Code(lambda c: _loss_code(c), lambda c: _loss_vjp_code(c), None,
+                     math=(lambda c: _loss_math(c), None), when=lambda c: c.ndims[0] == 2))
 def softmax_cross_entropy(logits, labels, reduction="mean"):
     """J = −Σ y log softmax(v): the fused, numerically stable loss.
 
@@ -263,7 +270,8 @@ def _softmax_cross_entropy_rows(v, y, reduction):
 # -- the everyday elementwise ops ---------------------------------------------
 
 @primitive("dA = G,  dB = −G  (each summed over the axes it was broadcast along)",
-           broadcasts=True, explain=_broadcast_hint)
+           broadcasts=True, explain=_broadcast_hint,
+           code=Code("{A} - {B}", "{G}", "-{G}", math=("{G}", "−{G}")))
 def sub(a, b):
     """Elementwise difference C = A − B with broadcasting."""
     a_shape, b_shape = _shape(a), _shape(b)
@@ -272,7 +280,8 @@ def sub(a, b):
 
 
 @primitive("dA = G ∘ B,  dB = G ∘ A  (each summed over the axes it was broadcast along)",
-           broadcasts=True, explain=_broadcast_hint)
+           broadcasts=True, explain=_broadcast_hint,
+           code=Code("{A} * {B}", "{G} * {B}", "{G} * {A}", math=("{G} ∘ {B}", "{G} ∘ {A}")))
 def mul(a, b):
     """Elementwise product C = A ∘ B with broadcasting."""
     return np.multiply(a, b), (lambda g: unbroadcast(g * b, a.shape),
@@ -280,7 +289,9 @@ def mul(a, b):
 
 
 @primitive("dA = G / B,  dB = −G ∘ C / B  (each summed over the axes it was broadcast along)",
-           broadcasts=True, explain=_broadcast_hint)
+           broadcasts=True, explain=_broadcast_hint,
+           code=Code("{A} / {B}", "{G} / {B}", "-{G} * {C} / {B}",
+                     math=("{G} / {B}", "−{G} ∘ {C} / {B}")))
 def div(a, b):
     """Elementwise quotient C = A / B with broadcasting."""
     c = np.divide(a, b)
@@ -288,13 +299,17 @@ def div(a, b):
                lambda g: unbroadcast(-g * c / b, b.shape))
 
 
-@primitive("dA = −G")
+@primitive("dA = −G", code=Code("-{A}", "-{G}", math=("−{G}",)))
 def neg(a):
     """C = −A."""
     return np.negative(a), (np.negative,)
 
 
-@primitive("dA = G ∘ p A^(p−1),  dp = G ∘ C ∘ log A", broadcasts=True, explain=_broadcast_hint)
+@primitive("dA = G ∘ p A^(p−1),  dp = G ∘ C ∘ log A", broadcasts=True, explain=_broadcast_hint,
+           code=Code("{A} ** {B}", lambda c: _pow_base_code(c),
+                     # log A where A is 0 is −inf; the limit of C log A there is 0
+                     "np.where({A} == 0, 0.0, {G} * {C} * np.log(np.where({A} == 0, 1.0, {A})))",
+                     math=("{G} ∘ {B} {A}^({B} − 1)", "{G} ∘ {C} ∘ log {A}")))
 def pow(a, p):
     """Elementwise power C = A^p (p usually a constant number)."""
     c = np.power(a, p)
@@ -302,27 +317,30 @@ def pow(a, p):
                lambda g: unbroadcast(g * c * np.log(a), np.shape(p)))
 
 
-@primitive("dA = G ∘ C  (exp is its own derivative; C saved)")
+@primitive("dA = G ∘ C  (exp is its own derivative; C saved)",
+           code=Code("np.exp({A})", "{G} * {C}", math=("{G} ∘ {C}",)))
 def exp(a):
     """C = exp(A)."""
     c = np.exp(a)
     return c, (lambda g: g * c,)
 
 
-@primitive("dA = G / A")
+@primitive("dA = G / A", code=Code("np.log({A})", "{G} / {A}", math=("{G} / {A}",)))
 def log(a):
     """C = log(A)."""
     return np.log(a), (lambda g: g / a,)
 
 
-@primitive("dA = G ∘ (1 − T²)  (from the saved output T)")
+@primitive("dA = G ∘ (1 − T²)  (from the saved output T)",
+           code=Code("np.tanh({A})", "{G} * (1.0 - {C} * {C})", math=("{G} ∘ (1 − {C}²)",)))
 def tanh(a):
     """T = tanh(A)."""
     t = np.tanh(a)
     return t, (lambda g: g * (1.0 - t * t),)
 
 
-@primitive("dA = G ∘ [A > 0]")
+@primitive("dA = G ∘ [A > 0]",
+           code=Code("np.maximum({A}, 0)", "{G} * ({C} > 0)", math=("{G} ∘ [{A} > 0]",)))
 def relu(a):
     """C = max(A, 0)."""
     c = np.maximum(a, 0)
@@ -338,14 +356,19 @@ def _expand(g, shape, axis, keepdims):
     return np.broadcast_to(g, shape)
 
 
-@primitive("dA = G copied along the summed axes")
+@primitive("dA = G copied along the summed axes",
+           code=Code(lambda c: _sum_code(c), lambda c: _expand_code(c, c.G),
+                     math=(lambda c: _expand_math(c, c.G),)))
 def sum(a, axis=None, keepdims=False):
     """C = Σ A over ``axis`` (all axes by default)."""
     return np.sum(a, axis=axis, keepdims=keepdims), (
         lambda g: _expand(g, np.shape(a), axis, keepdims),)
 
 
-@primitive("dA = G / n copied along the averaged axes (n elements per mean)")
+@primitive("dA = G / n copied along the averaged axes (n elements per mean)",
+           code=Code(lambda c: f"{_sum_code(c)} / {_count(c)}",
+                     lambda c: _expand_code(c, f"{c.G} / {_count(c)}"),
+                     math=(lambda c: _expand_math(c, f"{c.G} / {_count(c)}"),)))
 def mean(a, axis=None, keepdims=False):
     """C = mean of A over ``axis`` (all axes by default)."""
     c = np.mean(a, axis=axis, keepdims=keepdims)
@@ -353,7 +376,10 @@ def mean(a, axis=None, keepdims=False):
     return c, (lambda g: _expand(g / n, np.shape(a), axis, keepdims),)
 
 
-@primitive("dA = Gᵀ  (axes put back in their order)")
+@primitive("dA = Gᵀ  (axes put back in their order)",
+           code=Code(lambda c: _transpose_code(c, c.A, c.values[1:]),
+                     lambda c: _transpose_code(c, c.G, c.values[1:], inverse=True),
+                     math=("{G}ᵀ",), view=True))
 def transpose(a, *axes):
     """C = Aᵀ (reverses the axes, or permutes them as ``axes`` says)."""
     perm = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
@@ -367,7 +393,10 @@ def _reshape_hint(a_shape, *shape) -> str:
     return f"; {int(np.prod(a_shape))} elements cannot be laid out as {shape}"
 
 
-@primitive("dA = G reshaped to A's shape", explain=_reshape_hint)
+@primitive("dA = G reshaped to A's shape", explain=_reshape_hint,
+           code=Code(lambda c: f"np.reshape({c.A}, {c.out_shape})",
+                     lambda c: f"np.reshape({c.G}, {c.shapes[0]})",
+                     math=("{G} reshaped to {A}'s shape",), view=True))
 def reshape(a, *shape):
     """C = A with the same elements in ``shape`` (numpy's rules, -1 allowed)."""
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
@@ -380,7 +409,10 @@ def _is_basic_index(index) -> bool:
     return all(isinstance(p, (int, np.integer, slice)) or p is None or p is Ellipsis for p in parts)
 
 
-@primitive("dA = zeros of A's shape with G added at the indexed places")
+@primitive("dA = zeros of A's shape with G added at the indexed places",
+           code=Code(lambda c: f"{c.A}[{_index_code(c)}]", lambda c: _getitem_vjp_code(c), None,
+                     math=(lambda c: f"{c.G} added into zeros of {c.A}'s shape at [{_index_code(c)}]",),
+                     view=True))
 def getitem(a, index):
     """C = A[index] (numpy indexing)."""
     def vjp(g):
@@ -402,14 +434,20 @@ def _softmax(x, axis):
     return e
 
 
-@primitive("dA = S ∘ (G − Σ G ∘ S)  (softmax Jacobian ŷ_a δ_ab − ŷ_a ŷ_b; S saved)")
+@primitive("dA = S ∘ (G − Σ G ∘ S)  (softmax Jacobian ŷ_a δ_ab − ŷ_a ŷ_b; S saved)",
+           code=Code(lambda c: _softmax_code(c),
+                     "{C} * ({G} - np.add.reduce({G} * {C}, axis={axis}, keepdims=True))",
+                     math=("{C} ∘ ({G} − Σ {G} ∘ {C})",)))
 def softmax(x, axis=-1):
     """S = exp(x) / Σ exp(x) along ``axis``, shifted by the max so exp never overflows."""
     s = _softmax(x, axis)
     return s, (lambda g: s * (g - (g * s).sum(axis=axis, keepdims=True)),)
 
 
-@primitive("dA = G − softmax(A) Σ G")
+@primitive("dA = G − softmax(A) Σ G",
+           code=Code(lambda c: _log_softmax_code(c),
+                     "{G} - np.exp({C}) * np.add.reduce({G}, axis={axis}, keepdims=True)",
+                     math=("{G} − softmax({A}) Σ {G}",)))
 def log_softmax(x, axis=-1):
     """log softmax(x) = x − max − log Σ exp(x − max), stable for any finite x."""
     z = x - np.max(x, axis=axis, keepdims=True)
@@ -432,7 +470,10 @@ def _parse_einsum(subscripts: str, n_operands: int) -> tuple[list[str], str]:
     return terms, output
 
 
-@primitive("dA_i = einsum(G and the other operands -> A_i's indices): the VJP is again an einsum")
+@primitive("dA_i = einsum(G and the other operands -> A_i's indices): the VJP is again an einsum",
+           code=Code(lambda c: f"np.einsum({', '.join(c.names)})",
+                     None, *[lambda c: _einsum_vjp_code(c)] * 26,
+                     math=(None, *[lambda c: _einsum_vjp_math(c)] * 26), when=lambda c: _einsum_plain(c)))
 def einsum(subscripts, *operands):
     """Einstein summation over explicit subscripts, e.g. ``'bi,ij->bj'``."""
     terms, output = _parse_einsum(subscripts, len(operands))
@@ -467,3 +508,198 @@ def einsum(subscripts, *operands):
 def stop_gradient(t) -> Tensor:
     """The same value as a new Tensor that tapes treat as a constant."""
     return t.detach() if isinstance(t, Tensor) else Tensor(t)
+
+
+# -- the longer ops spelled as numpy source, for Tape.closed_form ----------------
+# Each function reads the writer's context ``c`` (see primitive.Code) and states
+# the same maths as its op's closure above; tests/test_closed_form.py holds the
+# two to agree on random inputs for every op.
+
+def _sigmoid_code(c):
+    if not c.big:
+        return f"(np.tanh({c.A} * 0.5) + 1.0) * 0.5"
+    s = c.target  # large: the same steps in one fresh buffer
+    return [f"{s} = np.multiply({c.A}, 0.5)", f"np.tanh({s}, out={s})", f"{s} += 1.0", f"{s} *= 0.5"]
+
+
+def _sigmoid_vjp_code(c):
+    if not c.big:
+        return f"{c.G} * {c.C} * (1.0 - {c.C})"
+    d = c.target
+    return [f"{d} = 1.0 - {c.C}", f"{d} *= {c.C}", f"{d} *= {c.G}"]
+
+
+def _pow_base_code(c):
+    p = c.values[1]
+    if isinstance(p, (int, float)) and not isinstance(p, bool):
+        if p == 2:
+            return f"{c.G} * 2 * {c.A}"
+        return f"{c.G} * {p!r} * {c.A} ** {p - 1!r}"
+    return f"{c.G} * {c.B} * {c.A} ** ({c.B} - 1)"
+
+
+def _sum_code(c) -> str:
+    keep = ", keepdims=True" if c.params.get("keepdims") else ""
+    return f"np.add.reduce({c.A}, axis={c.axis}{keep})"
+
+
+def _count(c) -> int:
+    """Elements per mean: the input's size over the output's."""
+    size = int(np.prod(c.shapes[0]))
+    return size // max(int(np.prod(c.out_shape)), 1) if size else 1
+
+
+def _reduced_axes(c):
+    axis = c.params.get("axis")
+    return axis if axis is None or isinstance(axis, tuple) else (axis,)
+
+
+def _expand_code(c, g):
+    axis, keepdims = c.params.get("axis"), c.params.get("keepdims", False)
+    if axis is not None and not keepdims:
+        g = f"np.expand_dims({g}, {axis!r})"
+    return f"np.broadcast_to({g}, {c.shapes[0]})"
+
+
+def _expand_math(c, g):
+    axes = _reduced_axes(c)
+    return f"{g} copied to every element" if axes is None else f"{g} copied along axes {axes}"
+
+
+def _transpose_code(c, x, axes, inverse=False):
+    perm = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else tuple(axes)
+    if not perm:
+        return f"{x}.T"
+    if inverse:
+        perm = tuple(int(i) for i in np.argsort([ax % len(c.shapes[0]) for ax in perm]))
+    return f"np.transpose({x}, {perm})"
+
+
+def _index_code(c) -> str:
+    """The index as source: numbers and slices written out, arrays held as constants."""
+    index = c.values[1]
+    parts = index if isinstance(index, tuple) else (index,)
+
+    def part(p):
+        if p is None or isinstance(p, (bool, np.bool_)):
+            return repr(bool(p)) if p is not None else "None"
+        if p is Ellipsis:
+            return "..."
+        if isinstance(p, (int, np.integer)):
+            return str(int(p))
+        if isinstance(p, slice):
+            text = ":".join("" if v is None else str(v) for v in (p.start, p.stop))
+            return text + (f":{p.step}" if p.step is not None else "")
+        return c.const(np.asarray(p), "index")
+
+    text = ", ".join(part(p) for p in parts)
+    return text + "," if isinstance(index, tuple) and len(index) == 1 else text or "()"
+
+
+def _getitem_vjp_code(c):
+    d, index = c.target, _index_code(c)
+    fill = f"{d}[{index}] = {c.G}" if _is_basic_index(c.values[1]) else f"np.add.at({d}, ({index}), {c.G})"
+    return [f"{d} = np.zeros({c.shapes[0]}, dtype=np.{c.dtypes[0].name})", fill]
+
+
+def _softmax_code(c):
+    e = c.target
+    return [f"{e} = np.exp({c.A} - np.maximum.reduce({c.A}, axis={c.axis}, keepdims=True))",
+            f"{e} /= np.add.reduce({e}, axis={c.axis}, keepdims=True)"]
+
+
+def _log_softmax_code(c):
+    z = c.tmp("z")
+    return [f"{z} = {c.A} - np.maximum.reduce({c.A}, axis={c.axis}, keepdims=True)",
+            f"{c.target} = {z} - np.log(np.add.reduce(np.exp({z}), axis={c.axis}, keepdims=True))"]
+
+
+def _loss_code(c):
+    """The fused loss, row by row, keeping ŷ (and the label picks) for its VJP."""
+    v, y = c.A, c.B
+    n, k = c.shapes[0]
+    per = f" / {n}" if c.params.get("reduction", "mean") == "mean" else ""
+    z, total, yhat = c.tmp("z"), c.tmp("total"), c.tmp("yhat")
+    c.saved.update(yhat=yhat, per=per, n=n)
+    def rows(ufunc, a):  # many short rows: reduced across the rows at once, as _reduce_rows does
+        return (f"np.{ufunc}.reduce({a}.T.copy(), axis=0)[:, None]" if n >= 4 * k else
+                f"np.{ufunc}.reduce({a}, axis=1, keepdims=True)")
+
+    top = c.tmp("top")
+    lines = [f"{top} = {rows('maximum', v)}  # each row's largest logit",
+             f"{z} = np.subtract({v}, {top}, order='C')  # exp(z) cannot overflow; row-major z",
+             f"{yhat} = np.exp({z})",
+             f"{total} = {rows('add', yhat)}  # each row's Σ exp(z)",
+             f"{yhat} /= {total}  # ŷ = softmax({v})"]
+    if c.dtypes[1].kind in "iu":
+        picks = c.saved["picks"] = c.tmp("picks")
+        starts = c.const(np.arange(0, n * k, k), "row_starts")  # where each row begins, flat
+        return lines + [
+            f"{picks} = {starts} + {y}  # each row's label, as a flat position",
+            f"{c.target} = {_over(f'np.add.reduce(np.log({total}), axis=None) - np.add.reduce({z}.take({picks}))', per)}"]
+    cast = f".astype(np.{c.dtype.name})" if c.dtypes[1] != c.dtype else ""
+    return lines + [f"{c.target} = np.add.reduce({y} * (np.log({total}) - {z}), axis=None){cast}{per}"]
+
+
+def _over(expr: str, per: str) -> str:
+    """``expr`` divided by N for the mean (``per`` is " / N" or empty)."""
+    return f"({expr}){per}" if per else expr
+
+
+def _loss_vjp_code(c):
+    yhat, per, d = c.saved["yhat"], c.saved["per"], c.target
+    scale = per.replace(" / ", "1 / ") if c.one else f"{c.G}{per}"
+    if c.dtypes[1].kind not in "iu":
+        label = c.B if c.dtypes[1] == c.dtype else f"{c.B}.astype(np.{c.dtype.name})"
+        return f"({yhat} - {label}){per}" if c.one else f"({yhat} - {label}) * ({scale})"
+    lines = [f"{d} = {yhat}  # ŷ − y in ŷ's own buffer, which nothing else reads"]
+    if scale:
+        lines.append(f"{d} *= {scale}")
+    return lines + [f"{d}.ravel()[{c.saved['picks']}] -= {scale or 1}  # y is one-hot: subtract at each label"]
+
+
+def _loss_math(c):
+    mean = c.params.get("reduction", "mean") == "mean"
+    body = "(ŷ − y) / N" if mean else "ŷ − y"
+    return body if c.one else f"{c.G} {body if mean else '(ŷ − y)'}"
+
+
+def _einsum_terms(c):
+    terms, output = _parse_einsum(c.values[0], len(c.values) - 1)
+    return terms, output
+
+
+def _einsum_plain(c) -> bool:
+    """No diagonals and one size per index: the VJP is then a single einsum."""
+    terms, _ = _einsum_terms(c)
+    if len(terms) > 26:  # past the VJP templates listed on the op: it is called as recorded
+        return False
+    sizes = {}
+    for term, shape in zip(terms, c.shapes[1:]):
+        if len(set(term)) != len(term):
+            return False
+        for letter, n in zip(term, shape):
+            if sizes.setdefault(letter, n) != n:
+                return False
+    return True
+
+
+def _einsum_vjp_spec(c):
+    terms, output = _einsum_terms(c)
+    i = c.i - 1
+    others = [(t, name) for j, (t, name) in enumerate(zip(terms, c.names[1:])) if j != i]
+    seen = set(output).union(*[set(t) for t, _ in others])
+    sizes = {ch: n for term, shape in zip(terms, c.shapes[1:]) for ch, n in zip(term, shape)}
+    ones = [f"np.ones({sizes[ch]}, dtype=np.{c.dtype.name})" for ch in terms[i] if ch not in seen]
+    spec = ",".join([output] + [t for t, _ in others] + [ch for ch in terms[i] if ch not in seen])
+    return f"'{spec}->{terms[i]}'", [name for _, name in others], ones
+
+
+def _einsum_vjp_code(c):
+    spec, others, ones = _einsum_vjp_spec(c)
+    return f"np.einsum({', '.join([spec, c.G, *others, *ones])})"
+
+
+def _einsum_vjp_math(c):
+    spec, others, ones = _einsum_vjp_spec(c)
+    return f"einsum({', '.join([spec, c.G, *others, *(['1'] * len(ones))])})"

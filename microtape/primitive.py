@@ -34,7 +34,8 @@ class Primitive:
     """
 
     def __init__(self, forward: Callable, formula: str, broadcasts: bool = False,
-                 explain: Callable[..., str] | None = None) -> None:
+                 explain: Callable[..., str] | None = None, code: Code | None = None) -> None:
+        self.code = code  # how the closed-form writer spells it (None: it calls forward)
         self.name = forward.__name__
         self.forward = forward
         self.formula = formula
@@ -78,7 +79,42 @@ class Primitive:
         return f"<primitive {self.name}: {self.formula}>"
 
 
-def primitive(formula: str, *, broadcasts: bool = False,
-              explain: Callable[..., str] | None = None) -> Callable[[Callable], Primitive]:
-    """Declare ``forward`` as an op whose VJP applies ``formula``."""
-    return lambda forward: Primitive(forward, formula, broadcasts, explain)
+def primitive(formula: str, *, broadcasts: bool = False, explain: Callable[..., str] | None = None,
+              code: Code | None = None) -> Callable[[Callable], Primitive]:
+    """Declare ``forward`` as an op whose VJP applies ``formula``.
+
+    ``code`` spells the same forward and VJPs as numpy source and equations,
+    for ``Tape.closed_form``; without it the closed form calls ``forward``.
+    """
+    return lambda forward: Primitive(forward, formula, broadcasts, explain, code)
+
+
+class Code:
+    """An op's forward and VJPs as numpy source, and each VJP as an equation.
+
+    Each template is a format string over the op's operands: ``{A}``,
+    ``{B}``, ... the inputs in order, ``{C}`` the output, ``{G}`` the output's
+    gradient, and the op's keyword parameters by name (as Python literals).
+    A template may instead be a function of the writer's context ``c`` (the
+    same names as attributes, plus traced shapes and ``c.const`` for values
+    the code must hold); it returns one expression, or a list of statements
+    that assign ``c.target``. ``None`` in ``vjps`` marks an input without a
+    gradient. ``when(c)`` says whether the templates cover a traced call;
+    where they do not, the closed form calls the op itself.
+
+    ``name`` suggests a name for an unnamed output (``"{A}{B}"`` gives
+    ``xW1``); ``view`` says the forward may return a view of an input, which
+    the writer must then never change in place.
+    """
+
+    __slots__ = ("forward", "vjps", "math", "name", "when", "view")
+
+    def __init__(self, forward: str | Callable, *vjps: str | Callable | None,
+                 math: tuple[str | Callable | None, ...] = (), name: str | None = None,
+                 when: Callable | None = None, view: bool = False) -> None:
+        self.forward = forward
+        self.vjps = vjps
+        self.math = math
+        self.name = name
+        self.when = when
+        self.view = view

@@ -152,6 +152,20 @@ class Tape:
         for t, g in zip(reached, _distinct([grads[id(t)] for t in reached], reached, seed)):
             t.grad = g
 
+    def closed_form(self, target: Tensor, sources: Sources) -> "ClosedForm":
+        """The recorded computation written out as numpy code and equations.
+
+        Returns an ``mt.ClosedForm``: ``.source`` (a plain numpy function, the
+        forward then the backward pass), ``.equations`` (the backward pass in
+        the derivation's notation) and a callable that reruns it on new arrays
+        of the same shapes: ``value, grads = cf(x=new_x)``.
+        """
+        if self.spent:
+            raise RuntimeError("closed_form: this tape was made with persistent=False and has "
+                               "already answered, so its record is gone; record with mt.Tape()")
+        from .closed_form import closed_form  # the writer loads only when first asked for
+        return closed_form(self.nodes, target, sources)
+
     # -- the backward pass ------------------------------------------------------
     def _backprop(self, target: Tensor, seed: Any, sources: list[Tensor], keep_all: bool) -> dict:
         """Walk the tape in reverse; return {id(tensor): gradient}.

@@ -51,16 +51,26 @@ class Tensor:
         return self.value.size
 
     def item(self) -> float:
+        _refuse_while_tracing("t.item()")
         return self.value.item()
 
     def __float__(self) -> float:
+        _refuse_while_tracing("float(t)")
         return float(self.value)
 
     def __len__(self) -> int:
         return len(self.value)
 
     def __bool__(self) -> bool:
+        _refuse_while_tracing("bool(t) (an `if` or `while` on a Tensor)")
         return bool(self.value)
+
+    # Comparisons are not ops (no gradient flows through them): outside a
+    # trace they stay unsupported, inside one they say why.
+    def __lt__(self, other): return _compare_while_tracing("<")
+    def __le__(self, other): return _compare_while_tracing("<=")
+    def __gt__(self, other): return _compare_while_tracing(">")
+    def __ge__(self, other): return _compare_while_tracing(">=")
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         # Explicit conversion (np.asarray(t), plotting) reads the value; it is
@@ -154,6 +164,22 @@ _OPERATOR_UFUNCS = {
 _new = object.__new__
 
 
+def _refuse_while_tracing(what: str) -> None:
+    """Raise TraceError if a compile=True trace is recording (only such tapes set ``traces``)."""
+    for tape in _tape._active.get():
+        if getattr(tape, "traces", False):
+            raise TraceError(
+                f"{what} was called on a Tensor while value_and_grad(..., compile=True) traces "
+                f"the function: the closed form is written once per signature, so a branch on a "
+                f"traced value would be baked in for every later call; use compile=False (the tape "
+                f"records each call afresh), or pass the deciding value as a Python argument")
+
+
+def _compare_while_tracing(symbol: str):
+    _refuse_while_tracing(f"a comparison ({symbol})")
+    return NotImplemented
+
+
 def wrap(value: np.ndarray) -> Tensor:
     """A Tensor around an op's output: no conversion, it is already an ndarray."""
     t = _new(Tensor)
@@ -164,3 +190,5 @@ def wrap(value: np.ndarray) -> Tensor:
 
 
 from . import ops as _ops  # noqa: E402  (ops import Tensor; this import closes the loop)
+from . import tape as _tape  # noqa: E402
+from .errors import TraceError  # noqa: E402

@@ -41,7 +41,7 @@ class History:
 def fit(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray, *,
         epochs: int, batch_size: int, seed: int = 0,
         test: tuple[np.ndarray, np.ndarray] | None = None,
-        on_epoch: Callable[[int, History], Any] | None = None) -> History:
+        on_epoch: Callable[[int, History], Any] | None = None, compile: bool = False) -> History:
     """Train ``net`` in place for ``epochs`` passes over (x, y); return the History.
 
     Each epoch visits the examples in a new order drawn from
@@ -49,6 +49,10 @@ def fit(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray, *
     one may be smaller), so a seed fixes the run exactly. After each epoch
     the accuracies on the training set and on ``test`` (if given) are
     recorded and ``on_epoch(epoch, history)`` is called (epochs count from 1).
+
+    ``compile=True`` computes each step's gradients with the closed form the
+    tape writes for the network (``mt.value_and_grad(..., compile=True)``:
+    recorded once per batch shape, then plain generated numpy).
 
     Raises ValueError (or ``mt.ShapeError``) before training for data that
     do not fit the network or hold NaN or inf, and :class:`TrainingError` as
@@ -59,12 +63,13 @@ def fit(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray, *
     x, y = _check_data(net, x, y)
     rng = np.random.default_rng(seed)
     history = History()
+    step = _compiled_step(net) if compile else _tape_step(net)
     start = time.perf_counter()
     # Overflow on the way to a non-finite loss is reported by the check below,
     # with the epoch, the batch and a hint; numpy's warnings would only repeat it.
     with np.errstate(over="ignore", invalid="ignore"):
         for epoch in range(1, epochs + 1):
-            _epoch(net, optimizer, x, y, rng, batch_size, epoch, history)
+            _epoch(net, optimizer, step, x, y, rng, batch_size, epoch, history)
             history.train_accuracy.append(net.accuracy(x, y))
             if test is not None:
                 history.test_accuracy.append(net.accuracy(*test))
@@ -74,7 +79,32 @@ def fit(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray, *
     return history
 
 
-def _epoch(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray,
+def _tape_step(net: MLP) -> Callable:
+    """One batch's loss, and a function giving its gradients, from a fresh tape."""
+    def step(xb: np.ndarray, yb: np.ndarray) -> tuple[float, Callable[[], dict]]:
+        with mt.Tape(persistent=False) as tape:  # asked once: frees values as it goes
+            loss = net.loss(xb, yb)
+        return float(loss.value), lambda: tape.gradient(loss, net.params)
+    return step
+
+
+def _compiled_step(net: MLP) -> Callable:
+    """The same from the closed form of the network's loss (written once per batch shape)."""
+    names = list(net.params)
+
+    def loss(*args: Any) -> mt.Tensor:
+        params = dict(zip(names, args))
+        return mt.softmax_cross_entropy(net.forward(args[-2], params), args[-1], name="J")
+
+    value_and_grad = mt.value_and_grad(loss, tuple(range(len(names))), compile=True)
+
+    def step(xb: np.ndarray, yb: np.ndarray) -> tuple[float, Callable[[], dict]]:
+        value, grads = value_and_grad(*net.params.values(), xb, yb)
+        return float(value), lambda: dict(zip(names, grads))
+    return step
+
+
+def _epoch(net: MLP, optimizer: mt.optim.Optimizer, step: Callable, x: np.ndarray, y: np.ndarray,
            rng: np.random.Generator, batch_size: int, epoch: int, history: History) -> None:
     """One pass over the data in a fresh random order; appends the mean loss."""
     n = len(x)
@@ -83,12 +113,10 @@ def _epoch(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray
     total = 0.0
     for lo in range(0, n, batch_size):
         xb, yb = xs[lo:lo + batch_size], ys[lo:lo + batch_size]
-        with mt.Tape(persistent=False) as tape:  # asked once: frees values as it goes
-            loss = net.loss(xb, yb)
-        value = float(loss.value)
+        value, gradients = step(xb, yb)
         if not math.isfinite(value):
             raise TrainingError(_diagnose(value, net, epoch, lo // batch_size + 1))
-        optimizer.step(tape.gradient(loss, net.params))
+        optimizer.step(gradients())
         total += value * len(xb)
         history.steps += 1
     history.loss.append(total / n)

@@ -8,6 +8,11 @@ closed form vs finite differences on one batch), and writes to --out:
     loss.png     training loss and accuracy per epoch
     graph.svg    the computation graph of one batch with its gradients (viz/)
 
+After the check it prints the closed form the tape derived for the network
+(``tape.closed_form``): its backward pass as the derivation's equations and
+as the numpy function it generated. ``--compile`` trains with that generated
+code instead of recording every step.
+
 The defaults reach about 98.5% test accuracy on the digits in well under a
 second of training. The same --seed gives bit-identical results.
 """
@@ -104,6 +109,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                              "is fixed (default: 0)")
     parser.add_argument("--out", type=Path, default=Path("out"), metavar="DIR",
                         help="folder for params.npz, loss.png and graph.svg (default: ./out)")
+    parser.add_argument("--compile", action="store_true",
+                        help="train with the closed form the tape writes for the network (recorded "
+                             "once per batch shape, then plain generated numpy) instead of a tape "
+                             "per step")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar or per-epoch lines; only the results")
     return parser
@@ -150,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
     progress = _Progress(epochs, quiet=args.quiet)
     try:
         history = fit(net, optimizer, x_train, y_train, epochs=epochs, batch_size=args.batch_size,
-                      seed=args.seed, test=(x_test, y_test), on_epoch=progress.update)
+                      seed=args.seed, test=(x_test, y_test), on_epoch=progress.update,
+                      compile=args.compile)
     except TrainingError as e:
         raise _Failure(str(e)) from None
     finally:
@@ -164,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
     check = check_gradients(net, x_train[:CHECK_BATCH], y_train[:CHECK_BATCH])
     print()
     print(check)
+    print()
+    print(_closed_form(net, x_train[:CHECK_BATCH], y_train[:CHECK_BATCH]))
     print()
 
     written = [_write(out / "params.npz", net.save)]
@@ -245,6 +257,20 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _closed_form(net: TwoLayerNet, x: np.ndarray, labels: np.ndarray) -> str:
+    """The closed form the tape writes for the checked batch: equations, then the numpy code."""
+    with mt.Tape() as tape:
+        loss = net.loss(x, labels)
+    cf = tape.closed_form(loss, net.params)
+    equations = [line[3:-1] for line in cf.equations.splitlines()]  # "- `...`" -> "..."
+    return "\n".join([
+        f"The closed form the tape derived for this batch (tape.closed_form(J, params)), "
+        f"the derivation's batched formulas with N = {len(x)}:", "",
+        *(f"    {e}" for e in equations), "",
+        "and the numpy function it wrote (the code --compile trains with):", "",
+        *(f"    {line}" if line else "" for line in cf.source.splitlines())])
 
 
 def _graph(net: TwoLayerNet, x: np.ndarray, labels: np.ndarray, path: Path) -> Path:

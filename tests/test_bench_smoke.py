@@ -13,7 +13,7 @@ from tests.benchmarks import agreement, bench, contenders
 from tests.benchmarks.problem import make_problem
 
 QUICK = ["--quick", "--sizes", "tiny", "--rounds", "1", "--block-ms", "1",
-         "--contenders", "numpy,microtape", "--chains", "100,1000", "--memory-size", "tiny"]
+         "--contenders", "numpy,microtape,compiled", "--chains", "100,1000", "--memory-size", "tiny"]
 
 
 def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
@@ -28,7 +28,7 @@ def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
 
     # One step row per dtype and contender, with positive times and a ratio.
     for dtype in ("float64", "float32"):
-        for name in ("numpy", "microtape"):
+        for name in ("numpy", "microtape", "microtape compiled"):
             (row,) = rows(f"| tiny (20, 10, 5, 10) | {dtype} | {name} |")
             ratio = float(re.search(r"\| ([0-9.]+)x \|", row).group(1))
             assert ratio > 0
@@ -36,6 +36,9 @@ def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
             assert error <= agreement.TOLERANCE[np.dtype(dtype)]
         (tape_row,) = rows(f"| tiny (20, 10, 5, 10) | {dtype} | microtape |")
         assert "≤ 1.8x" in tape_row
+        (compiled_row,) = rows(f"| tiny (20, 10, 5, 10) | {dtype} | microtape compiled |")
+        assert "≤ 0.95x" in compiled_row
+        assert re.search(r"\| [0-9.]+ (µs|ms) \|$", compiled_row)  # the one-off build cost
         for name in ("numpy", "microtape"):
             assert len(rows(f"| tiny | {dtype} | {name} |")) == 1  # where the time goes
     assert not rows("| small")  # only the sizes asked for
@@ -51,16 +54,20 @@ def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
         "100", "1,000"]
     for dtype in ("float64", "float32"):
         (row,) = rows(f"| {dtype} | ")
-        assert row.count("MiB") == 3  # numpy, microtape, the kept tape
+        assert row.count("MiB") == 4  # numpy, microtape, the kept tape, the compiled step
 
     # The report speaks to a reader, not to the project's tracker.
     assert "issue" not in text.lower()
     section = lines[lines.index("## Goals for speed and memory, met or missed"):]
     targets = [line for line in section if line.startswith("| ")][2:]  # past header and rule
     names = [line.split("|")[1].strip() for line in targets]
-    assert names == ["step, tiny, float64", "step, tiny, float32",
+    assert names == ["step, tiny, float64", "compiled step, tiny, float64",
+                     "building the closed form, tiny, float64",
+                     "step, tiny, float32", "compiled step, tiny, float32",
+                     "building the closed form, tiny, float32",
                      "per-op overhead (sigmoid, one element)", "chain per op, 1,000 vs 100 adds (flat)",
-                     "peak memory, tiny, float64", "peak memory, tiny, float32"]
+                     "peak memory, tiny, float64", "compiled peak memory, tiny, float64",
+                     "peak memory, tiny, float32", "compiled peak memory, tiny, float32"]
     for line in targets:
         assert line.endswith("| met |") or line.endswith("| **missed** |")
 

@@ -33,6 +33,10 @@ DEFAULT_OUT = machine.ROOT / "out" / "bench.md"
 
 # The speed targets: the tape's median step over the closed form's, same run.
 STEP_TARGETS = {"tiny": 1.8, "small": 1.4, "medium": 0.95, "large": 0.9}
+# The generated closed form's (meant for OpenBLAS's own kernel choice).
+COMPILED_TARGETS = {"tiny": 0.95, "small": 0.95, "medium": 0.97, "large": 0.97}
+BUILD_TARGET = 5e-3      # seconds to write a recorded step's closed form
+COMPILED_MEMORY_TARGET = 0.8
 PER_OP_TARGET = 3.0      # sigmoid forward + backward on one element, over bare numpy
 MEMORY_TARGET = 1.2      # peak memory of one step at the large size, over the closed form's
 FLAT_LIMIT = 2.0         # per-op time of the longest chain over the shortest's: "stays flat"
@@ -131,6 +135,7 @@ class StepResult:
     phases: dict[str, list[float]]   # contender -> [forward, gradients, update] seconds
     warnings: list[str]              # numerical warnings raised while timing
     others: float | None             # share of all CPUs that other processes used meanwhile
+    builds: dict[str, float]         # contender -> one-off build seconds (the compiled step)
 
 
 def build_and_check(options: Options, found: dict) -> tuple[dict, dict]:
@@ -170,7 +175,9 @@ def time_steps(options: Options, built: dict) -> list[StepResult]:
         notes = sorted({f"{w.category.__name__}: {w.message} ({Path(w.filename).name}:{w.lineno})"
                         for w in caught})
         shares = watch.shares()
-        results.append(StepResult(size, dtype, timings, phases, notes, shares[0] if shares else None))
+        builds = {name: c.build_seconds for name, c in group.items() if hasattr(c, "build_seconds")}
+        results.append(StepResult(size, dtype, timings, phases, notes, shares[0] if shares else None,
+                                  builds))
     return results
 
 
@@ -282,23 +289,34 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
            "the float64 closed form (grad. error: the worst relative error). Page faults: per step, "
            "the pages the kernel mapped in for fresh arrays (a few thousand cost milliseconds at "
            "the large size, and come and go with the allocator's state). Others' CPU: the "
-           "share of the machine other processes used while that size and dtype were timed.", ""]
+           "share of the machine other processes used while that size and dtype were timed. "
+           "microtape compiled is the closed form the tape wrote for the same step "
+           "(`tape.closed_form(loss, params)`, its fused `step_function`); build: the one-off cost "
+           "of writing and compiling that code from a recorded tape (median of 5).", ""]
     rows = []
     for res in steps:
         base = res.timings["numpy"].median
         for name, t in res.timings.items():
             ratio = t.median / base
-            goal = STEP_TARGETS[res.size] if name == "microtape" else None
-            rows.append([f"{res.size} {SIZES[res.size]}", res.dtype, name, fmt_time(t.median),
+            goal = {"microtape": STEP_TARGETS, "compiled": COMPILED_TARGETS}.get(name, {}).get(res.size)
+            build = res.builds.get(name)
+            rows.append([f"{res.size} {SIZES[res.size]}", res.dtype, contenders.LABELS.get(name, name),
+                         fmt_time(t.median),
                          fmt_time(t.min), f"{ratio:.2f}x",
                          f"≤ {goal}x {verdict(ratio, goal)}" if goal else "",
                          f"{worst[res.size, res.dtype, name]:.1e}", f"{t.faults_per_call:,.0f}",
-                         "" if res.others is None else f"{res.others:.0%}"])
+                         "" if res.others is None else f"{res.others:.0%}",
+                         "" if build is None else fmt_time(build)])
             if goal:
-                targets.append([f"step, {res.size}, {res.dtype}", f"≤ {goal}x", f"{ratio:.2f}x",
+                what = "step" if name == "microtape" else "compiled step"
+                targets.append([f"{what}, {res.size}, {res.dtype}", f"≤ {goal}x", f"{ratio:.2f}x",
                                 verdict(ratio, goal)])
+            if build is not None:
+                targets.append([f"building the closed form, {res.size}, {res.dtype}",
+                                f"≤ {fmt_time(BUILD_TARGET)}", fmt_time(build),
+                                verdict(build, BUILD_TARGET)])
     md += table(["size (N, in, hidden, out)", "dtype", "contender", "median", "min", "ratio",
-                 "target", "grad. error", "page faults", "others' CPU"], rows)
+                 "target", "grad. error", "page faults", "others' CPU", "build"], rows)
     for res in steps:
         for note in res.warnings:
             md += ["", f"Warning while timing {res.size} {res.dtype}: {note}"]
@@ -328,7 +346,8 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
     for res in steps:
         for name, (fwd, grad, upd) in res.phases.items():
             total = fwd + grad + upd
-            rows.append([res.size, res.dtype, name, fmt_time(fwd), fmt_time(grad), fmt_time(upd),
+            rows.append([res.size, res.dtype, contenders.LABELS.get(name, name), fmt_time(fwd),
+                         fmt_time(grad), fmt_time(upd),
                          fmt_time(total)])
     md += table(["size", "dtype", "contender", "forward with loss", "gradients", "update", "sum"], rows)
 
@@ -369,14 +388,24 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
         for dtype, peaks in memory.items():
             ratio = peaks["microtape"] / peaks["numpy"]
             kept = peaks["kept tape"] / peaks["numpy"]
+            compiled = peaks["compiled"] / peaks["numpy"]
             rows.append([dtype, fmt_bytes(peaks["numpy"]), fmt_bytes(peaks["microtape"]), f"{ratio:.2f}x",
                          f"≤ {MEMORY_TARGET:g}x {verdict(ratio, MEMORY_TARGET)}",
-                         fmt_bytes(peaks["kept tape"]), f"{kept:.2f}x"])
+                         fmt_bytes(peaks["kept tape"]), f"{kept:.2f}x",
+                         fmt_bytes(peaks["compiled"]), f"{compiled:.2f}x",
+                         f"≤ {COMPILED_MEMORY_TARGET:g}x {verdict(compiled, COMPILED_MEMORY_TARGET)}"])
             targets.append([f"peak memory, {options.memory_size}, {dtype}", f"≤ {MEMORY_TARGET:g}x",
                             f"{ratio:.2f}x", verdict(ratio, MEMORY_TARGET)])
-        md += table(["dtype", "numpy", "microtape", "ratio", "target", "kept tape", "ratio"], rows)
+            targets.append([f"compiled peak memory, {options.memory_size}, {dtype}",
+                            f"≤ {COMPILED_MEMORY_TARGET:g}x", f"{compiled:.2f}x",
+                            verdict(compiled, COMPILED_MEMORY_TARGET)])
+        md += table(["dtype", "numpy", "microtape", "ratio", "target", "kept tape", "ratio",
+                     "compiled", "ratio", "target"], rows)
 
-    md += ["", "## Goals for speed and memory, met or missed", ""]
+    md += ["", "## Goals for speed and memory, met or missed", "",
+           "The compiled step's goals are meant for OpenBLAS choosing its own kernel: compare "
+           "them on the run made with `OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` unset "
+           "(`make bench` makes both runs).", ""]
     md += table(["target", "goal", "measured", ""], targets)
     met = sum(row[3] == "met" for row in targets)
     md += ["", f"{met} of {len(targets)} targets met."]

@@ -12,7 +12,7 @@ import numpy as np
 
 import microtape as mt
 
-from .contenders import NumpyStep, TapeStep
+from .contenders import CompiledStep, NumpyStep, TapeStep
 from .problem import make_problem
 from .timing import Timing, interleave
 
@@ -119,8 +119,9 @@ def peak_bytes(step) -> int:
 
 
 def step_memory(size: str, dtype: str) -> dict[str, int]:
-    """Peak bytes of one SGD step for the closed form, the tape, and a tape that keeps its values."""
+    """Peak bytes of one SGD step: the closed form, the tape, a tape that keeps its values, the compiled step."""
     problem = make_problem(size, dtype)
     return {"numpy": peak_bytes(NumpyStep(problem).step),
             "microtape": peak_bytes(TapeStep(problem).step),
-            "kept tape": peak_bytes(TapeStep(problem, persistent=True).step)}
+            "kept tape": peak_bytes(TapeStep(problem, persistent=True).step),
+            "compiled": peak_bytes(CompiledStep(problem).step)}

@@ -1,0 +1,523 @@
+"""Tape.closed_form: generated numpy code and equations that equal the tape.
+
+Every op's code template is held to its closure (one place states the maths;
+this test holds the other to it), random programs are held to the tape on
+traced and fresh values, and the derivation's network to a golden file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import microtape as mt
+from microtape import ops
+from models import TwoLayerNet
+
+GOLDEN = Path(__file__).parent / "golden" / "two_layer_closed_form.md"
+TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
+
+
+def _close(a, b, dtype) -> None:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    assert a.shape == b.shape
+    scale = max(np.abs(b).max(initial=0.0), 1.0)
+    assert np.abs(a - b).max(initial=0.0) <= TOL[np.dtype(dtype)] * scale
+
+
+def _check_against_tape(build, sources, dtype=np.float64, fresh=None):
+    """Record ``build()`` on a tape; its closed form must give the tape's value and gradients."""
+    with mt.Tape() as tape:
+        target = build()
+    cf = tape.closed_form(target, sources)
+    compile(cf.source, "<test>", "exec")
+    value, grads = cf()
+    _close(value, target.value, dtype)
+    for g, ref in zip(grads, tape.gradient(target, sources)):
+        assert g.dtype == ref.dtype
+        _close(g, ref, dtype)
+    if fresh is not None:  # new values of the same shapes: the tape recorded again
+        for s, new in zip(sources, fresh):
+            s.value = new
+        with mt.Tape() as tape:
+            target = build()
+        value, grads = cf(**{n: s.value for n, s in zip(cf.inputs, _leaves(cf, sources))})
+        _close(value, target.value, dtype)
+        for g, ref in zip(grads, tape.gradient(target, sources)):
+            _close(g, ref, dtype)
+    return cf
+
+
+def _leaves(cf, sources):
+    named = {s.name: s for s in sources}
+    return [named[n] for n in cf.inputs if n in named]
+
+
+# -- every primitive's template against its closure ---------------------------------
+
+def _t(rng, *shape, low=-2.0, high=2.0, dtype=np.float64, name=None):
+    return mt.Tensor(rng.uniform(low, high, size=shape).astype(dtype), name=name)
+
+
+def _cases(rng, dtype):
+    """(op name, call) pairs; each call returns the op's output and the sources."""
+    t = lambda *shape, **kw: _t(rng, *shape, dtype=dtype, **kw)  # noqa: E731
+    a, b, row, col, pos = t(3, 4), t(3, 4), t(4), t(3, 1), t(3, 4, low=0.5, high=2.0)
+    m, v = t(4, 2), t(2, 3)
+    cube = t(2, 3, 4)
+    logits = t(5, 4)
+    soft = rng.dirichlet(np.ones(4), size=5).astype(dtype)
+    return [
+        ("matmul", lambda: (mt.matmul(a, m), [a, m])),
+        ("add", lambda: (mt.add(a, row), [a, row])),
+        ("add", lambda: (mt.add(col, a), [col, a])),
+        ("sub", lambda: (mt.sub(a, col), [a, col])),
+        ("mul", lambda: (mt.mul(row, a), [row, a])),
+        ("div", lambda: (mt.div(a, pos), [a, pos])),
+        ("div", lambda: (mt.div(a, 3.0), [a])),
+        ("neg", lambda: (mt.neg(a), [a])),
+        ("pow", lambda: (mt.pow(pos, 3), [pos])),
+        ("pow", lambda: (mt.pow(pos, 2), [pos])),
+        ("pow", lambda: (mt.pow(pos, row), [pos, row])),
+        ("exp", lambda: (mt.exp(a), [a])),
+        ("log", lambda: (mt.log(pos), [pos])),
+        ("tanh", lambda: (mt.tanh(a), [a])),
+        ("sigmoid", lambda: (mt.sigmoid(a), [a])),
+        ("sigmoid", lambda: (mt.sigmoid(t(80, 60)), [])),  # the in-place form, large
+        ("relu", lambda: (mt.relu(a), [a])),
+        ("sum", lambda: (mt.sum(cube, axis=1), [cube])),
+        ("sum", lambda: (mt.sum(cube, axis=(0, 2), keepdims=True), [cube])),
+        ("sum", lambda: (mt.sum(a), [a])),
+        ("mean", lambda: (mt.mean(cube, axis=-1), [cube])),
+        ("mean", lambda: (mt.mean(a), [a])),
+        ("transpose", lambda: (mt.transpose(a), [a])),
+        ("transpose", lambda: (mt.transpose(cube, (2, 0, 1)), [cube])),
+        ("reshape", lambda: (mt.reshape(cube, 6, -1), [cube])),
+        ("getitem", lambda: (mt.getitem(a, (slice(1, None), 2)), [a])),
+        ("getitem", lambda: (mt.getitem(a, np.array([0, 2, 0, 0])), [a])),
+        ("getitem", lambda: (mt.getitem(a, (np.array([1, 1]), np.array([3, 3]))), [a])),
+        ("softmax", lambda: (mt.softmax(a), [a])),
+        ("softmax", lambda: (mt.softmax(a, axis=0), [a])),
+        ("log_softmax", lambda: (mt.log_softmax(a, axis=1), [a])),
+        ("softmax_cross_entropy", lambda: (mt.softmax_cross_entropy(logits, np.array([0, 3, 1, 1, 2])), [logits])),
+        ("softmax_cross_entropy", lambda: (mt.softmax_cross_entropy(
+            logits, np.eye(4, dtype=dtype)[[2, 0, 1, 3, 3]], reduction="sum"), [logits])),
+        ("softmax_cross_entropy", lambda: (mt.softmax_cross_entropy(logits, soft), [logits])),
+        ("einsum", lambda: (mt.einsum("ij,jk->ik", a, m), [a, m])),
+        ("einsum", lambda: (mt.einsum("bij,jk->bk", cube, t(4, 5)), [cube])),
+        ("einsum", lambda: (mt.einsum("ij,jk->i", m, v), [m, v])),
+    ]
+
+
+def _primitives():
+    return sorted(name for name, op in vars(ops).items() if isinstance(op, mt.Primitive))
+
+
+def test_every_primitive_has_a_template_and_a_case():
+    cased = {name for name, _ in _cases(np.random.default_rng(0), np.float64)}
+    assert cased == set(_primitives())
+    for name in _primitives():
+        assert getattr(ops, name).code is not None, name
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_every_template_agrees_with_its_closure(dtype):
+    rng = np.random.default_rng(1)
+    for name, call in _cases(rng, dtype):
+        weights = {}
+
+        def build():
+            out, sources = call()
+            weights.setdefault("R", rng.normal(size=out.shape).astype(dtype))
+            build.sources = sources
+            return out if out.ndim == 0 else mt.sum(mt.mul(out, weights["R"]))
+
+        with mt.Tape() as tape:
+            target = build()
+        sources = build.sources
+        cf = tape.closed_form(target, sources)
+        assert "no code template" not in cf.source, name
+        value, grads = cf()
+        _close(value, target.value, dtype)
+        for g, ref in zip(grads, tape.gradient(target, sources)):
+            assert g.dtype == ref.dtype, name
+            _close(g, ref, dtype)
+
+
+# -- the derivation's network --------------------------------------------------------
+
+def _two_layer(reduction="mean", dtype=np.float64):
+    net = TwoLayerNet(10, 5, 3, seed=0, dtype=dtype)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 10)).astype(dtype)
+    labels = rng.integers(0, 3, 20)
+    with mt.Tape() as tape:
+        J = net.loss(x, labels, reduction=reduction)
+    return net, x, labels, tape, J
+
+
+def test_the_derivation_network_matches_the_golden_file():
+    net, x, labels, tape, J = _two_layer()
+    cf = tape.closed_form(J, net.params)
+    text = f"{cf.source}\n{cf.equations}"
+    assert text == GOLDEN.read_text(encoding="utf-8")
+    assert cf.inputs == ("x", "W1", "b1", "W2", "b2", "labels")
+    # The derivation's batched formulas, one a line, with the mean's 1/N.
+    assert cf.equations.splitlines() == [
+        "- `delta2 = (ŷ − y) / N`", "- `db2 = column sums of delta2`", "- `dW2 = hᵀ delta2`",
+        "- `delta1 = (delta2 W2ᵀ) ∘ h ∘ (1 − h)`", "- `db1 = column sums of delta1`",
+        "- `dW1 = xᵀ delta1`"]
+    # No dJ/dx: x is data, not a source.
+    assert "d_x" not in cf.source and "W1.T" not in cf.source
+    assert "d_b1 = np.add.reduce(d_t, axis=0)" in cf.source
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_two_layer_equals_the_tape_on_new_values(reduction, dtype):
+    net, x, labels, tape, J = _two_layer(reduction, dtype)
+    cf = tape.closed_form(J, net.params)
+    rng = np.random.default_rng(5)
+    x2 = rng.normal(size=x.shape).astype(dtype)
+    labels2 = rng.integers(0, 3, len(labels))
+    value, grads = cf(x=x2, labels=labels2)
+    with mt.Tape() as tape2:
+        J2 = net.loss(x2, labels2, reduction=reduction)
+    ref = tape2.gradient(J2, net.params)
+    _close(value, J2.value, dtype)
+    assert set(grads) == set(ref)
+    for k in ref:
+        _close(grads[k], ref[k], dtype)
+
+
+def test_equation_for_names_the_step_each_node_applies():
+    net, x, labels, tape, J = _two_layer()
+    cf = tape.closed_form(J, net.params)
+    steps = [cf.equation_for(node) for node in tape.nodes]
+    assert steps[0] == "dW1 = xᵀ dxW1"                       # x W1: no dJ/dx asked
+    assert steps[2] == "delta1 = dh ∘ h ∘ (1 − h)"            # sigmoid
+    assert steps[-1] == "delta2 = (ŷ − y) / N"               # the loss
+    with mt.Tape() as other:
+        mt.sigmoid(net.params["W1"])
+    assert cf.equation_for(other.nodes[0]) is None
+
+
+def test_sgd_step_updates_every_source_by_minus_lr_times_its_gradient():
+    net, x, labels, tape, J = _two_layer()
+    cf = tape.closed_form(J, net.params)
+    before = {k: p.value.copy() for k, p in net.params.items()}
+    value, grads = cf()
+    assert cf.sgd_step(0.1) == pytest.approx(float(value))
+    for k, p in net.params.items():
+        np.testing.assert_allclose(p.value, before[k] - 0.1 * grads[k], rtol=1e-12, atol=1e-15)
+    assert "W1 += d_W1" in cf.step_source
+
+
+# -- guards --------------------------------------------------------------------------
+
+def test_a_wrong_shape_or_dtype_names_the_argument_and_both_shapes():
+    net, x, labels, tape, J = _two_layer()
+    cf = tape.closed_form(J, net.params)
+    with pytest.raises(mt.ShapeError, match=r"'x' has shape \(3, 10\).*traced with shape \(20, 10\)"):
+        cf(x=np.zeros((3, 10)))
+    with pytest.raises(mt.ShapeError, match=r"'W1'.*float32.*float64"):
+        cf(W1=np.zeros((10, 5), dtype=np.float32))
+    with pytest.raises(TypeError, match="unknown argument"):
+        cf(y=x)
+
+
+def test_left_out_arguments_read_the_tensors_current_values():
+    net, x, labels, tape, J = _two_layer()
+    cf = tape.closed_form(J, net.params)
+    net.params["W1"].value[...] = 0.5
+    with mt.Tape() as tape2:
+        J2 = net.loss(x, labels)
+    value, grads = cf()
+    _close(value, J2.value, np.float64)
+    _close(grads["W1"], tape2.gradient(J2, net.params["W1"]), np.float64)
+
+
+def test_a_user_primitive_without_a_template_is_called_and_says_so():
+    @mt.primitive("dA = G ∘ 3 A²")
+    def cube(a):
+        """C = A³."""
+        return a ** 3, (lambda g: g * 3 * a ** 2,)
+
+    rng = np.random.default_rng(2)
+    w = _t(rng, 4, 3, name="w")
+    cf = _check_against_tape(lambda: mt.sum(mt.tanh(cube(w))), [w],
+                             fresh=[rng.normal(size=(4, 3))])
+    assert "cube has no code template: call its forward and its VJPs" in cf.source
+
+    @mt.primitive("dA = G ∘ B  (B gets none)")
+    def scale_by(a, b):
+        """C = A ∘ B, with B a constant however it is passed."""
+        return a * b, (lambda g: g * b, None)
+
+    s = _t(rng, 4, 3, name="s")
+    cf = _check_against_tape(lambda: mt.sum(scale_by(w, mt.exp(s))), [w, s],
+                             fresh=[rng.normal(size=(4, 3)), rng.normal(size=(4, 3))])
+    assert "np.zeros((4, 3), dtype=np.float64)" in cf.source  # s reached only through b
+
+
+def test_fan_out_is_an_explicit_sum_and_unused_sources_get_zeros():
+    rng = np.random.default_rng(3)
+    a, b, unused = _t(rng, 3, name="a"), _t(rng, 3, name="b"), _t(rng, 2, name="u")
+    cf = _check_against_tape(lambda: mt.sum(mt.mul(mt.exp(a), a) + b * b), [a, b, unused],
+                             fresh=[rng.normal(size=3), rng.normal(size=3), rng.normal(size=2)])
+    assert "d_a = d_a_1 + d_a_2" in cf.source and "d_b = d_b_1 + d_b_2" in cf.source
+    assert "np.zeros((2,), dtype=np.float64)" in cf.source
+    assert "u" not in cf.inputs
+
+
+def test_returned_gradients_never_share_memory():
+    rng = np.random.default_rng(4)
+    a, b = _t(rng, 3, name="a"), _t(rng, 3, name="b")
+    with mt.Tape() as tape:
+        s = mt.sum(a + b)
+    _, (da, db) = tape.closed_form(s, [a, b])()
+    da += 1
+    assert db.flags.writeable and np.all(db == 1)
+
+
+# -- random programs -------------------------------------------------------------------
+
+UNARY = ["exp", "tanh", "sigmoid", "relu", "neg", "square", "softmax", "log_softmax", "T", "sum0",
+         "mean1", "reshape", "pick", "log"]
+BINARY = ["add", "sub", "mul", "div", "matmul", "einsum", "add_row", "mul_col"]
+
+
+@st.composite
+def programs(draw):
+    steps = draw(st.lists(st.tuples(st.sampled_from(UNARY + BINARY), st.integers(0, 99)),
+                          min_size=1, max_size=7))
+    end = draw(st.sampled_from(["sum", "loss_index", "loss_onehot", "loss_soft"]))
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    asked = draw(st.lists(st.booleans(), min_size=3, max_size=3))
+    return steps, end, dtype, asked
+
+
+def _run(program, values):
+    """A program on three 3×3 leaves; each step combines what was computed so far."""
+    steps, end, dtype, _ = program
+    a, b, c = values
+    pool = [a, b, c]
+    for op, k in steps:
+        x, y = pool[k % len(pool)], pool[(k // 7) % len(pool)]
+        z = {
+            "exp": lambda: mt.exp(mt.tanh(x)), "tanh": lambda: mt.tanh(x),
+            "sigmoid": lambda: mt.sigmoid(x), "relu": lambda: mt.relu(x), "neg": lambda: -x,
+            "square": lambda: x ** 2, "softmax": lambda: mt.softmax(x, axis=k % 2),
+            "log_softmax": lambda: mt.log_softmax(x), "T": lambda: x.T,
+            "sum0": lambda: mt.sum(x, axis=0, keepdims=True) + x,
+            "mean1": lambda: mt.mean(x, axis=1) + x, "reshape": lambda: x.reshape(9).reshape(3, 3),
+            "pick": lambda: x[np.array([0, 2, 2])] * 0.5,  # a repeated fancy index
+            "log": lambda: mt.log(mt.exp(x) + 1.0),
+            "add": lambda: x + y, "sub": lambda: x - y, "mul": lambda: x * y,
+            "div": lambda: x / (mt.exp(y) + 1.0), "matmul": lambda: x @ y,
+            "einsum": lambda: mt.einsum("ij,kj->ik", x, y),
+            "add_row": lambda: x + y[0], "mul_col": lambda: x * y[:, 1:2],
+        }[op]()
+        pool.append(z)
+    last = pool[-1]
+    if end == "sum":
+        return mt.sum(last * last)
+    if end == "loss_index":
+        return mt.softmax_cross_entropy(last, np.array([2, 0, 2]))
+    if end == "loss_onehot":
+        return mt.softmax_cross_entropy(last, np.eye(3, dtype=dtype)[[1, 1, 0]], reduction="sum")
+    return mt.softmax_cross_entropy(last, np.full((3, 3), 1 / 3, dtype=dtype))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs(), st.integers(0, 2**32 - 1))
+def test_random_programs_equal_the_tape_on_traced_and_fresh_values(program, seed):
+    _, _, dtype, asked = program
+    rng = np.random.default_rng(seed)
+    leaves = [mt.Tensor(rng.uniform(-1, 1, size=(3, 3)).astype(dtype), name=n) for n in "abc"]
+    sources = [s for s, wanted in zip(leaves, asked) if wanted] or leaves[:1]
+    with mt.Tape() as tape:
+        target = _run(program, leaves)
+    cf = tape.closed_form(target, sources)
+    value, grads = cf()
+    _close(value, target.value, dtype)
+    for g, ref in zip(grads, tape.gradient(target, sources)):
+        assert g.dtype == ref.dtype
+        _close(g, ref, dtype)
+    # Fresh values of the same shapes.
+    fresh = {n: rng.uniform(-1, 1, size=(3, 3)).astype(dtype) for n in cf.inputs if n in "abc"}
+    for s in leaves:
+        if s.name in fresh:
+            s.value = fresh[s.name]
+    with mt.Tape() as tape:
+        target = _run(program, leaves)
+    value, grads = cf(**fresh)
+    _close(value, target.value, dtype)
+    for g, ref in zip(grads, tape.gradient(target, sources)):
+        _close(g, ref, dtype)
+    # No work for leaves not asked for: no gradient of them is written.
+    for s in leaves:
+        if all(s is not t for t in sources):
+            assert f"d_{s.name} =" not in cf.source
+
+
+# -- value_and_grad(..., compile=True) ---------------------------------------------------
+
+def _net_loss(W, b, x, labels):
+    return mt.softmax_cross_entropy(mt.tanh(x @ W + b), labels)
+
+
+def test_compiled_value_and_grad_equals_the_tape_and_caches_by_signature():
+    rng = np.random.default_rng(6)
+    W, b = rng.normal(size=(3, 4)), rng.normal(size=4)
+    compiled = mt.value_and_grad(_net_loss, (0, 1), compile=True)
+    plain = mt.value_and_grad(_net_loss, (0, 1))
+    for n in (5, 5, 5, 7, 7):
+        x, labels = rng.normal(size=(n, 3)), rng.integers(0, 4, n)
+        (v1, (dW1, db1)), (v2, (dW2, db2)) = compiled(W, b, x, labels), plain(W, b, x, labels)
+        _close(v1, v2, np.float64)
+        _close(dW1, dW2, np.float64)
+        _close(db1, db2, np.float64)
+    assert compiled.cache_info() == (3, 2, 64, 2)  # hits, misses, maxsize, currsize
+    # A float32 batch is a new signature too; grad shares the machinery.
+    g = mt.grad(_net_loss, 0, compile=True)
+    dW = g(W.astype(np.float32), b.astype(np.float32), x.astype(np.float32), labels)
+    assert dW.dtype == np.float32 and g.cache_info().misses == 1
+    g(W.astype(np.float32), b.astype(np.float32), x.astype(np.float32), labels)
+    assert g.cache_info().hits == 1
+
+
+def test_other_argument_values_are_part_of_the_signature():
+    def f(w, power):
+        return mt.sum(w ** power)
+
+    g = mt.grad(f, compile=True)
+    w = np.array([1.0, 2.0])
+    np.testing.assert_allclose(g(w, 2), 2 * w)
+    np.testing.assert_allclose(g(w, 3), 3 * w ** 2)
+    np.testing.assert_allclose(g(w, 2), 2 * w)
+    assert g.cache_info().misses == 2 and g.cache_info().hits == 1
+
+
+@pytest.mark.parametrize("branch", [
+    lambda s: s > 0, lambda s: 0.5 <= s, lambda s: bool(s), lambda s: float(s) > 0,
+    lambda s: s.item() > 0])
+def test_branching_on_a_traced_value_raises_trace_error(branch):
+    def f(w):
+        s = mt.sum(w)
+        return s if branch(s) else -s
+
+    with pytest.raises(mt.TraceError, match="compile=False"):
+        mt.grad(f, compile=True)(np.ones(3))
+    np.testing.assert_allclose(mt.grad(lambda w: mt.sum(w * 2))(np.ones(3)), 2.0)
+    assert bool(mt.Tensor(1.0)) and float(mt.Tensor(2.0)) == 2.0  # outside a trace: as before
+
+
+# -- where it shows: training with --compile, the demo's print --------------------------
+
+def test_fit_with_compile_trains_to_the_same_parameters():
+    from models import data
+    from models.fit import fit
+
+    x, y = data.spirals(n_per_class=30, n_classes=3, seed=0)
+    nets = []
+    for compile_ in (False, True):
+        net = TwoLayerNet(2, 8, 3, seed=0)
+        fit(net, mt.optim.SGD(net.params, lr=0.5, momentum=0.9), x, y, epochs=3, batch_size=32,
+            seed=0, compile=compile_)  # 90 examples: batches of 32, 32 and 26, two signatures
+        nets.append(net)
+    for name in nets[0].params:
+        np.testing.assert_allclose(nets[1].params[name].value, nets[0].params[name].value,
+                                   rtol=1e-9, atol=1e-12)
+
+
+def test_the_training_command_prints_the_closed_form_and_takes_compile(tmp_path, capsys):
+    from models.train import main
+
+    assert main(["--dataset", "spirals", "--epochs", "2", "--hidden", "8", "--quiet", "--compile",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "    delta1 = (delta2 W2ᵀ) ∘ h ∘ (1 − h)\n" in out
+    assert "    def value_and_gradients(x, W1, b1, W2, b2, labels):\n" in out
+
+
+def test_large_arrays_are_worked_in_place_and_freed_without_touching_the_arguments():
+    net = TwoLayerNet(30, 80, 4, seed=1)          # t and h: 64 × 80 = 5120 elements, "large"
+    rng = np.random.default_rng(7)
+    x, labels = rng.normal(size=(64, 30)), rng.integers(0, 4, 64)
+    with mt.Tape() as tape:
+        J = net.loss(x, labels)
+    cf = tape.closed_form(J, net.params)
+    assert "t = xW1  # in place" in cf.source and "t += b1" in cf.source
+    deleted = {n.strip() for line in re.findall(r"^ +del ([\w, ]+)", cf.source, re.M) for n in line.split(",")}
+    assert {"xW1", "t", "h"} <= deleted and not deleted & set(cf.inputs)  # arguments stay
+    before = {k: p.value.copy() for k, p in net.params.items()}
+    x_before = x.copy()
+    for _ in range(2):  # twice: nothing the code reads was changed by the first call
+        value, grads = cf()
+        _close(value, J.value, np.float64)
+        for k, ref in tape.gradient(J, net.params).items():
+            _close(grads[k], ref, np.float64)
+    assert np.array_equal(x, x_before)
+    assert all(np.array_equal(p.value, before[k]) for k, p in net.params.items())
+
+
+def test_the_readme_shows_the_code_the_tape_writes():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    (example,) = [b for b in blocks if "tape.closed_form(J, net.params)" in b]
+    scope: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        exec(compile(example, "README.md", "exec"), scope)
+    source = scope["cf"].source
+    assert source in blocks                         # the generated code, as the README shows it
+    assert out.getvalue() == f"{source}\n{scope['cf'].equations}\n"
+    assert GOLDEN.read_text(encoding="utf-8") == f"{source}\n{scope['cf'].equations}"
+    for line in scope["cf"].equations.splitlines():  # each equation in the side-by-side table
+        assert f"| {line[2:]} |" in readme
+    compiled = [b for b in blocks if "compile=True" in b]
+    scope = {"mt": mt}
+    exec(compile(compiled[0], "README.md", "exec"), scope)
+    rng = np.random.default_rng(0)
+    value, (dW, db) = scope["loss_and_grads"](rng.normal(size=(3, 4)), np.zeros(4),
+                                              rng.normal(size=(5, 3)), np.array([0, 1, 2, 3, 0]))
+    assert dW.shape == (3, 4) and db.shape == (4,)
+
+
+def test_a_long_chain_is_written_without_recursion_and_a_spent_tape_says_why():
+    x = mt.Tensor(np.linspace(-1, 1, 3), name="x")
+    cf = _check_against_tape(lambda: mt.sum(_chain(x, 1500)), [x], fresh=[np.zeros(3)])
+    assert cf.source.count("\n") > 3000
+    with mt.Tape(persistent=False) as tape:
+        y = mt.sum(x * x)
+    tape.gradient(y, x)
+    with pytest.raises(RuntimeError, match="persistent=False"):
+        tape.closed_form(y, x)
+
+
+def _chain(x, n):
+    for _ in range(n):
+        x = mt.tanh(x) * 0.9
+    return x
+
+
+def test_gradients_of_an_intermediate_come_back_but_sgd_step_refuses_to_update_it():
+    rng = np.random.default_rng(8)
+    w = _t(rng, 3, name="w")
+    with mt.Tape() as tape:
+        h = mt.tanh(w, name="h")
+        y = mt.sum(h * h)
+    cf = tape.closed_form(y, {"h": h, "w": w})
+    _, grads = cf()
+    ref = tape.gradient(y, {"h": h, "w": w})
+    _close(grads["h"], ref["h"], np.float64)
+    _close(grads["w"], ref["w"], np.float64)
+    with pytest.raises(ValueError, match="nothing to update"):
+        cf.sgd_step(0.1)

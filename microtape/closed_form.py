@@ -414,9 +414,9 @@ class _Writer:
         dtype = np.result_type(g_dtype, node.output.dtype)
         if "vjps" in c.saved:
             self.lines.append(f"{name} = {c.saved['vjps']}[{i}]({c.G})")
-            term = (name, False, "", dtype)
-            self.terms.setdefault(id(x), []).append(term)
-            return f"VJP of {node.op.name}({m.G})"
+            maths = f"VJP of {node.op.name}({m.G})"  # no template: no maths to write out
+            self.terms.setdefault(id(x), []).append((name, False, maths, dtype))
+            return maths
         template = code.vjps[i]
         c.target = name
         passthrough = template == "{G}"

@@ -255,6 +255,7 @@ def test_a_user_primitive_without_a_template_is_called_and_says_so():
     cf = _check_against_tape(lambda: mt.sum(mt.tanh(cube(w))), [w],
                              fresh=[rng.normal(size=(4, 3))])
     assert "cube has no code template: call its forward and its VJPs" in cf.source
+    assert "- `dw = VJP of cube(" in cf.equations  # named, though not written out
 
     @mt.primitive("dA = G ∘ B  (B gets none)")
     def scale_by(a, b):

@@ -122,19 +122,32 @@ def test_the_page_is_one_drawing_whose_ids_the_frames_name(tmp_path):
 @needs_dot
 def test_the_equation_line_comes_from_one_function(tmp_path, monkeypatch):
     net = two_layer()
-    monkeypatch.setattr(viz.steps, "step_equation", lambda node: f"<{node.op.name} & co>")
+    monkeypatch.setattr(viz.steps, "step_equation",
+                        lambda node, closed_form=None: f"<{node.op.name} & co>")
     page, data, _ = page_parts(viz.render_backward_steps(net.tape, net.loss, tmp_path))
     assert data["equations"][1:7] == [f"<{n.op.name} & co>" for n in reversed(net.tape.nodes)]
     assert "<softmax_cross_entropy & co>" not in page           # escaped inside the script
     assert data["equations"][0] == data["equations"][7] == ""
 
 
-def test_by_default_the_equation_is_the_ops_formula_without_constant_inputs():
+def test_each_step_shows_the_line_the_closed_form_writes_for_it():
+    net = two_layer()
+    walk, _ = walk_of(net.tape, net.loss)
+    by_op = dict(zip([n.op.name for n in reversed(net.tape.nodes)], walk.equations[1:7]))
+    assert by_op["softmax_cross_entropy"] == "delta2 = (ŷ − y) / N"
+    assert by_op["sigmoid"] == "delta1 = dh ∘ h ∘ (1 − h)"
     x = mt.Tensor([1.0, 2.0], name="x")
     with mt.Tape() as tape:
         loss = mt.sum(mt.pow(x, 3.0))
     walk, _ = walk_of(tape, loss)
-    assert walk.equations[2] == "dA = G ∘ p A^(p−1)"
+    assert walk.equations[2] == "dx = dpow_ ∘ 3.0 x^(3.0 − 1)"  # no dp: the exponent is a number
+
+
+def test_without_a_closed_form_line_the_equation_is_the_ops_formula():
+    x = mt.Tensor([1.0, 2.0], name="x")
+    with mt.Tape() as tape:
+        loss = mt.sum(mt.pow(x, 3.0))
+    assert viz.steps.step_equation(tape.nodes[0]) == "dA = G ∘ p A^(p−1)"
 
 
 def _chain(n_ops: int):

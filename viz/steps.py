@@ -96,13 +96,26 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def step_equation(node: Node) -> str:
+def step_equation(node: Node, closed_form: Any = None) -> str:
     """The equation the step that visits ``node`` applies, shown under the caption.
 
-    For now the op's VJP formula (without the parts for constant inputs);
-    one function, so a generator of per-step equations can take its place.
+    The line the tape's closed form writes for this node, in the names of the
+    drawing (``delta1 = dh ∘ h ∘ (1 − h)``); the op's VJP formula where the
+    closed form has none.
     """
-    return vjp_formula(node)
+    equation = closed_form.equation_for(node) if closed_form is not None else None
+    return equation or vjp_formula(node)
+
+
+def _closed_form(view: TapeView) -> Any:
+    """The closed form of the drawn computation, with every Tensor leaf as a source."""
+    made = {id(node.output) for node in view.nodes}
+    leaves: dict[int, Tensor] = {}
+    for node in view.nodes:
+        for x in node.inputs:
+            if isinstance(x, Tensor) and id(x) not in made:
+                leaves.setdefault(id(x), x)
+    return view.tape.closed_form(view.target, list(leaves.values()))
 
 
 # -- the frames --------------------------------------------------------------------
@@ -146,6 +159,7 @@ def backward_walk(view: TapeView, max_elements: int = 12) -> Walk:
     order = [k for k in range(len(view.nodes) - 1, -1, -1)
              if view.nodes[k].output.grad is not None]
     walk = Walk(steps=len(order))
+    closed_form = _closed_form(view)
     target = view.info(view.target)
     J = target.name
     # How many visited ops send gradient to each tensor: with more than one,
@@ -189,7 +203,7 @@ def backward_walk(view: TapeView, max_elements: int = 12) -> Walk:
             "sends nothing back (its inputs are constants)"
         walk.captions.append(f"Step {s} of {len(order)}: {node.op.name} #{view.indices[k]} takes "
                              f"{given} and {action}.")
-        walk.equations.append(step_equation(node))
+        walk.equations.append(step_equation(node, closed_form))
     walk.captions.append(f"Done: the tape was walked in reverse, {len(order)} ops, and every "
                          f"gradient of {J} is known.")
     walk.equations.append("")

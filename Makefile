@@ -5,13 +5,27 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test bench graph dot clean
+.PHONY: demo test test-oldest bench graph dot clean
 
 demo: $(STAMP) dot
 	$(BIN)/python -m models.train
 
 test: $(STAMP) dot
 	$(BIN)/python -m pytest -q
+
+# The suite again against the oldest numpy pyproject.toml allows (its numpy>=
+# bound), in a second venv; pip picks the other packages to suit that numpy.
+OLDEST       := .venv-oldest
+NUMPY_OLDEST := $(shell sed -n 's/.*"numpy>=\([0-9.]*\)".*/\1/p' pyproject.toml)
+
+test-oldest: $(OLDEST)/.installed-numpy-$(NUMPY_OLDEST) dot
+	$(OLDEST)/bin/python -m pytest -q
+
+$(OLDEST)/.installed-numpy-$(NUMPY_OLDEST): pyproject.toml
+	@test -n "$(NUMPY_OLDEST)" || { echo "error: no numpy>= bound found in pyproject.toml"; exit 1; }
+	$(MAKE) --no-print-directory $(OLDEST)/bin/python VENV=$(OLDEST)
+	$(OLDEST)/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 'numpy==$(NUMPY_OLDEST).*'
+	@touch $@
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.bench
@@ -51,4 +65,4 @@ dot:
 	  fi; }
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(OLDEST) out .pytest_cache .hypothesis build *.egg-info

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from microtape import Tape, Tensor
+from microtape.files import write_atomic
 
 from .graph import Frame, Options, build
 from .render import INSTALL_HINT, GraphvizNotFoundError, pipe
@@ -69,19 +70,18 @@ def render_backward_steps(tape: Tape, target: Tensor, out_dir: str | Path, *, pa
         sizes = _node_sizes(pipe(final, "plain", out_dir / names[-1]))
     except GraphvizNotFoundError:
         for name, frame in zip(names, frames):
-            (out_dir / name).with_suffix(".dot").write_text(build(view, opts, frame=frame).source,
-                                                            encoding="utf-8")
+            write_atomic((out_dir / name).with_suffix(".dot"), build(view, opts, frame=frame).source)
         raise GraphvizNotFoundError(
             f"cannot draw the backward steps: Graphviz's 'dot' program was not found on PATH. "
             f"The {len(frames)} frames were written as .dot files in {out_dir} instead. "
             f"{INSTALL_HINT}; then draw again.") from None
     for name, frame in zip(names, frames):
         frame.sizes = sizes
-        (out_dir / name).write_bytes(pipe(build(view, opts, frame=frame), "svg", out_dir / name))
+        write_atomic(out_dir / name, pipe(build(view, opts, frame=frame), "svg", out_dir / name))
 
     target_name = view.info(target).name
     index = out_dir / "index.html"
-    index.write_text(_page(target_name, names, captions), encoding="utf-8")
+    write_atomic(index, _page(target_name, names, captions))
     return index
 
 

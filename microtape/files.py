@@ -33,7 +33,7 @@ import threading
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-__all__ = ["open_atomic", "write_atomic"]
+__all__ = ["open_atomic", "write_atomic", "file_kind"]
 
 # The names of the temporary files this process is writing now (see _is_stale).
 _writing: set[str] = set()
@@ -65,6 +65,12 @@ def open_atomic(path: str | os.PathLike) -> Iterator[BinaryIO]:
         old = None
     except OSError as e:
         raise _error(e, shown, target) from None
+    if old is not None and stat.S_ISDIR(old.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "this is a folder; give a file name inside it", shown)
+    if old is not None and not stat.S_ISREG(old.st_mode):
+        # Renaming over a FIFO or a device (/dev/null, as root) would replace it.
+        raise FileExistsError(errno.EEXIST, f"this is {file_kind(old.st_mode)}, not a regular "
+                                            f"file; it is left as it is", shown)
     _remove_stale(target)
     tmp, fd = _create_temp(target, shown, old)
     try:
@@ -96,9 +102,17 @@ def _target(path: str | os.PathLike) -> tuple[str, Path]:
         target = Path(os.path.realpath(target))
         if os.path.islink(target):
             raise OSError(errno.ELOOP, "the symlink does not lead to a file (a loop of links)", shown)
-    if os.path.isdir(target):
-        raise IsADirectoryError(errno.EISDIR, "this is a folder; give a file name inside it", shown)
     return shown, target
+
+
+def file_kind(mode: int) -> str:
+    """What an ``os.stat`` mode describes, for messages: "a folder", "a FIFO (named pipe)", ..."""
+    for test, kind in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"),
+                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 def _create_temp(target: Path, shown: str, old: os.stat_result | None) -> tuple[Path, int]:

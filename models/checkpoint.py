@@ -21,7 +21,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from microtape.files import open_atomic
+from microtape.files import file_kind, open_atomic
 
 __all__ = ["CheckpointError", "save_arrays", "load_arrays"]
 
@@ -49,7 +49,12 @@ def save_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Pa
     one. ``path`` is used exactly as given (no ``.npz`` is appended).
     """
     with open_atomic(path) as f:
-        np.savez(f, **arrays)
+        # What np.savez writes, but with the archive closed on every error: numpy 1.x's
+        # savez leaves it open after a failed write (a full disk), to fail again when collected.
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name, array in arrays.items():
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
+                    np.lib.format.write_array(entry, np.asanyarray(array), allow_pickle=False)
     return Path(path)
 
 
@@ -97,12 +102,7 @@ def load_arrays(path: str | os.PathLike,
 def _check_regular(info: os.stat_result, where: str) -> None:
     if stat.S_ISREG(info.st_mode):
         return
-    kind = ("a folder" if stat.S_ISDIR(info.st_mode) else
-            "a FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode) else
-            "a character device" if stat.S_ISCHR(info.st_mode) else
-            "a block device" if stat.S_ISBLK(info.st_mode) else
-            "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file")
-    raise CheckpointError(f"{where} is {kind}, not a checkpoint file")
+    raise CheckpointError(f"{where} is {file_kind(info.st_mode)}, not a checkpoint file")
 
 
 def _not_a_checkpoint(where: str, head: bytes) -> str:
@@ -141,9 +141,9 @@ def _read_header(archive: zipfile.ZipFile, member: zipfile.ZipInfo, file_size: i
                 raise CheckpointError(f"{where}: entry {name!r} is a .npy of version "
                                       f"{version[0]}.{version[1]}, which is not read here")
             header_size = f.tell()
-    except (ValueError, EOFError, OSError, zlib.error) as e:
-        if isinstance(e, CheckpointError):
-            raise
+    except CheckpointError:
+        raise
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as e:
         raise CheckpointError(f"{where}: entry {name!r} is truncated or corrupt ({e})") from None
     if dtype.hasobject:
         raise CheckpointError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def render(tape: Tape, path: str | Path, target: Tensor | None = None, format: s
     fmt = _format_for(path, format)
     if _suffix(path) != fmt:
         path = path.with_name(f"{path.name}.{fmt}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(path)
     graph = draw_graph(tape, target, **draw_options)
     if fmt == "dot":
         return write_atomic(path, graph.source)
@@ -55,6 +56,18 @@ def pipe(graph: graphviz.Digraph, fmt: str, path: Path) -> bytes:
             f"source was written to {source} instead. {INSTALL_HINT}; then run "
             f"'dot -T{fmt} {source} -o {path}', or draw again."
         ) from None
+
+
+def _make_folder(path: Path) -> None:
+    """Create ``path``'s folder; errors name ``path``, as the writer's do."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise NotADirectoryError(errno.ENOTDIR, f"part of {str(path.parent)!r} is a file, not a "
+                                                f"folder", str(path)) from None
+    except OSError as e:
+        raise OSError(e.errno, f"cannot create the folder {str(path.parent)!r}: {e.strerror}",
+                      str(path)) from None
 
 
 def _suffix(path: Path) -> str:

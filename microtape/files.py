@@ -13,6 +13,7 @@ midway therefore leaves the old file as it was, never half of a new one.
 - Symlinks: writing to a symlink writes through it to the file it points to
   (as ``open(path, "w")`` does) and keeps the link. A file with several hard
   links gets a new inode, so its other names keep the old contents.
+- A folder, FIFO or device at ``path`` is refused, never replaced.
 - Temporary files are named ``.<name>.<pid>-<host>-<random>.tmp`` next to
   ``<name>``. A process killed while saving (SIGKILL, power loss) leaves one
   behind; the next save to the same name on the same machine deletes those

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 ARGS   ?=
 
-.PHONY: demo train test bench graph steps dot chromium clean
+.PHONY: demo train test test-oldest bench graph steps dot chromium clean
 
 demo: $(STAMP) dot
 	$(BIN)/python -m models.train
@@ -17,6 +17,20 @@ train: $(STAMP) dot
 
 test: $(STAMP) dot chromium
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# The suite again against the oldest numpy pyproject.toml allows (its numpy>=
+# bound), in a second venv; pip picks the other packages to suit that numpy.
+OLDEST       := .venv-oldest
+NUMPY_OLDEST := $(shell sed -n 's/.*"numpy>=\([0-9.]*\)".*/\1/p' pyproject.toml)
+
+test-oldest: $(OLDEST)/.installed-numpy-$(NUMPY_OLDEST) dot
+	$(OLDEST)/bin/python -m pytest -q
+
+$(OLDEST)/.installed-numpy-$(NUMPY_OLDEST): pyproject.toml
+	@test -n "$(NUMPY_OLDEST)" || { echo "error: no numpy>= bound found in pyproject.toml"; exit 1; }
+	$(MAKE) --no-print-directory $(OLDEST)/bin/python VENV=$(OLDEST)
+	$(OLDEST)/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 'numpy==$(NUMPY_OLDEST).*'
+	@touch $@
 
 # Twice: as the machine is set, then with OpenBLAS choosing its own kernel (some
 # machines force one through these variables; users' machines do not). Only
@@ -77,5 +91,5 @@ chromium:
 	  fi; }
 
 clean:
-	rm -rf $(VENV) out steps graph.svg graph.png graph.pdf graph.dot .pytest_cache .hypothesis \
-	  build *.egg-info
+	rm -rf $(VENV) $(OLDEST) out steps graph.svg graph.png graph.pdf graph.dot .pytest_cache \
+	  .hypothesis build *.egg-info

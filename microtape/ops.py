@@ -264,7 +264,8 @@ def _softmax_cross_entropy_rows(v, y, reduction):
             d -= y * gs
         return d
 
-    return loss * scale, (vjp, None)
+    # scale as the logits' dtype: numpy 1.x would promote a float32 loss times a Python float
+    return loss * v.dtype.type(scale), (vjp, None)
 
 
 # -- the everyday elementwise ops ---------------------------------------------

@@ -163,7 +163,9 @@ class MLP:
         describe a consistent network. Raises FileNotFoundError, or
         :class:`~models.checkpoint.CheckpointError` naming the file and the problem.
         """
-        arrays = load_arrays(path)
+        # The shapes and dtypes are checked from the headers before any data is read.
+        arrays = load_arrays(path, check=lambda declared: _architecture(
+            {name: a for name, a in declared.items() if name != "activation"}, path))
         activation = _read_activation(arrays, path)
         sizes = _architecture(arrays, path)
         cls._check_loaded(sizes, activation, path)

@@ -31,6 +31,7 @@ import numpy as np
 
 import microtape as mt
 from microtape._install import missing_package
+from microtape.files import open_atomic
 
 from . import data
 from .fit import History, TrainingError, fit
@@ -124,8 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run(args)
+    except _BadFlag as e:
+        parser.error(str(e))
     except _Failure as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"{parser.prog}: error: out of memory; try a smaller --hidden or --batch-size",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
@@ -140,12 +147,17 @@ class _Failure(Exception):
     """An error for the user, printed as one line."""
 
 
+class _BadFlag(_Failure):
+    """A flag argparse accepted but this machine cannot: reported as a bad flag."""
+
+
 def run(args: argparse.Namespace) -> int:
-    out = _prepare_out(args.out)
     epochs = args.epochs or DEFAULT_EPOCHS[args.dataset]
     lr = args.lr or DEFAULT_LR[args.optimizer]
     x_train, y_train, x_test, y_test = _load(args.dataset)
     n_classes = int(max(y_train.max(), y_test.max())) + 1
+    _check_memory(args, x_train.shape[1], n_classes, max(len(x_train), len(x_test)))
+    out = _prepare_out(args.out)
 
     net = TwoLayerNet(x_train.shape[1], args.hidden, n_classes, seed=args.seed)
     if args.optimizer == "sgd":
@@ -222,6 +234,37 @@ def _load(dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
             raise _Failure(str(e)) from None
     x, y = data.spirals(n_per_class=200, n_classes=3, seed=0)
     return data.stratified_split(x, y, test_fraction=0.2, seed=0)
+
+
+def _check_memory(args: argparse.Namespace, n_in: int, n_out: int, n_rows: int) -> None:
+    """Refuse a --hidden too large for this machine before allocating anything."""
+    limit = _memory_limit()
+    if limit is None:
+        return
+    params = n_in * args.hidden + args.hidden + args.hidden * n_out + n_out
+    state = 2 if args.optimizer == "adam" else 1  # moment buffers per parameter
+    # values, gradients and optimizer state, plus the hidden layer of a whole-set accuracy pass
+    need = 8 * ((2 + state) * params + 3 * n_rows * args.hidden)
+    if need > limit:
+        raise _BadFlag(f"argument --hidden: {args.hidden} hidden units need about {_bytes(need)} "
+                       f"of memory to train, and this machine has {_bytes(limit)}")
+
+
+def _memory_limit() -> int | None:
+    """This machine's memory, or the container's limit if lower; None if unknown."""
+    try:
+        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    try:
+        cgroup = Path("/sys/fs/cgroup/memory.max").read_text().strip()  # cgroup v2
+    except OSError:
+        cgroup = ""
+    return min(limit, int(cgroup)) if cgroup.isdigit() else limit
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
 
 
 def _write(path: Path, save) -> Path:
@@ -312,14 +355,8 @@ def _plot(history: History, path: Path, dataset: str) -> Path | None:
     fig.suptitle(f"TwoLayerNet on {dataset}")
 
     def save(target: Path) -> Path:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                fig.savefig(f, format="png", dpi=110)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with open_atomic(target) as f:
+            fig.savefig(f, format="png", dpi=110)
         return target
 
     return _write(path, save)

@@ -21,7 +21,7 @@ import microtape as mt
 from microtape import ops
 from models import TwoLayerNet
 
-GOLDEN = Path(__file__).parent / "golden" / "two_layer_closed_form.md"
+GOLDEN = Path(__file__).parent / "golden/two_layer_closed_form.md"
 TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
 
 

@@ -294,7 +294,7 @@ def test_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise KeyboardInterrupt  # the save is cut off midway
 
-    monkeypatch.setattr(np, "savez", fail)
+    monkeypatch.setattr(np.lib.format, "write_array", fail)
     with pytest.raises(KeyboardInterrupt):
         TwoLayerNet(4, 3, 2, seed=2).save(path)
     assert path.read_bytes() == before

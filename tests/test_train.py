@@ -249,3 +249,28 @@ def test_without_matplotlib_the_plot_is_skipped_with_a_note(tmp_path, monkeypatc
     assert main(["--dataset", "spirals", "--epochs", "1", "--quiet", "--out", str(tmp_path)]) == 0
     assert "loss.png skipped: matplotlib is not installed" in capsys.readouterr().err
     assert (tmp_path / "params.npz").exists() and not (tmp_path / "loss.png").exists()
+
+
+def test_a_hidden_layer_too_big_for_the_machine_is_a_bad_flag(tmp_path, capsys):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        main(["--hidden", "100000000", "--quiet", "--out", str(out)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "error: argument --hidden: 100000000 hidden units need about " in err
+    assert "of memory to train, and this machine has" in err
+    assert not out.exists()  # refused before anything was made
+
+
+def test_running_out_of_memory_anyway_is_one_line(tmp_path, monkeypatch, capsys):
+    import models.train
+
+    class Greedy(TwoLayerNet):
+        def __init__(self, *args, **kwargs):
+            raise MemoryError
+
+    monkeypatch.setattr(models.train, "TwoLayerNet", Greedy)
+    assert main(["--dataset", "spirals", "--quiet", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err == "python -m models.train: error: out of memory; try a smaller --hidden or --batch-size\n"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
 import graphviz
 
 from microtape import Tape, Tensor
+from microtape.files import write_atomic
 
 from .graph import draw_graph
 
@@ -26,21 +28,20 @@ def render(tape: Tape, path: str | Path, target: Tensor | None = None, format: s
 
     The format is ``format`` or else the path's suffix: svg, png, pdf or dot.
     A path without one of those suffixes gets ``.<format>`` appended; missing
-    folders are created. Without Graphviz's ``dot`` program, the DOT source
-    is still written next to ``path`` (same name, ``.dot``) and
-    ``GraphvizNotFoundError`` says how to install Graphviz.
+    folders are created. The file is replaced atomically (``microtape.files``),
+    so a failed draw leaves the old one intact. Without Graphviz's ``dot``
+    program, the DOT source is still written next to ``path`` (same name,
+    ``.dot``) and ``GraphvizNotFoundError`` says how to install Graphviz.
     """
     path = Path(path)
     fmt = _format_for(path, format)
     if _suffix(path) != fmt:
         path = path.with_name(f"{path.name}.{fmt}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(path)
     graph = draw_graph(tape, target, **draw_options)
     if fmt == "dot":
-        path.write_text(graph.source, encoding="utf-8")
-        return path
-    path.write_bytes(pipe(graph, fmt, path))
-    return path
+        return write_atomic(path, graph.source)
+    return write_atomic(path, pipe(graph, fmt, path))
 
 
 def pipe(graph: graphviz.Digraph, fmt: str, path: Path) -> bytes:
@@ -49,12 +50,24 @@ def pipe(graph: graphviz.Digraph, fmt: str, path: Path) -> bytes:
         return graph.pipe(format=fmt)
     except graphviz.ExecutableNotFound:
         source = path.with_suffix(".dot")
-        source.write_text(graph.source, encoding="utf-8")
+        write_atomic(source, graph.source)
         raise GraphvizNotFoundError(
             f"cannot draw {path}: Graphviz's 'dot' program was not found on PATH. The graph's "
             f"source was written to {source} instead. {INSTALL_HINT}; then run "
             f"'dot -T{fmt} {source} -o {path}', or draw again."
         ) from None
+
+
+def _make_folder(path: Path) -> None:
+    """Create ``path``'s folder; errors name ``path``, as the writer's do."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise NotADirectoryError(errno.ENOTDIR, f"part of {str(path.parent)!r} is a file, not a "
+                                                f"folder", str(path)) from None
+    except OSError as e:
+        raise OSError(e.errno, f"cannot create the folder {str(path.parent)!r}: {e.strerror}",
+                      str(path)) from None
 
 
 def _suffix(path: Path) -> str:

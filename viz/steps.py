@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from microtape import Node, Tape, Tensor
+from microtape.files import write_atomic
 
 from .graph import Options, block_texts, build, vjp_formula
 from .labels import visible
@@ -87,13 +88,8 @@ def render_backward_steps(tape: Tape, target: Tensor, out_dir: str | Path, *, pa
         if _STALE.fullmatch(old.name) and old.is_file():
             old.unlink()
     index = out_dir / "index.html"
-    _write(index, page(view.info(target).name, svg.decode("utf-8"), walk))
+    write_atomic(index, page(view.info(target).name, svg.decode("utf-8"), walk))
     return index
-
-
-def _write(path: Path, text: str) -> None:
-    """Every file the page writes goes through here."""
-    path.write_text(text, encoding="utf-8")
 
 
 def step_equation(node: Node, closed_form: Any = None) -> str:

@@ -25,6 +25,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from microtape.files import write_atomic
+
 from . import agreement, contenders, machine, overhead
 from .problem import DTYPES, SIZES, make_problem
 from .timing import Timing, calls_for, interleave, interleave_phases
@@ -442,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(options, argv, record, missing, worst, steps, op, chains, memory, floors,
                   time.perf_counter() - start, watch.shares())
     options.out.parent.mkdir(parents=True, exist_ok=True)
-    options.out.write_text(text, encoding="utf-8")
+    write_atomic(options.out, text)
     print(text)
     log(f"wrote {options.out}")
     return 0

@@ -137,7 +137,7 @@ class Tape:
     def __exit__(self, *exc) -> None:
         token, self._token = self._token, None
         if token is None:
-            raise RuntimeError("Tape: exited without being entered; use it as 'with mt.Tape() as tape:'")
+            raise RuntimeError("Tape: exited without being entered; use 'with mt.Tape() as tape:'")
         self._record = _ignore  # whatever happens below, this tape stops recording
         try:
             _active.reset(token)

@@ -158,6 +158,7 @@ def sigmoid(a):
 
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_SIGNED_MAX = {1: 2**7 - 1, 2: 2**15 - 1, 4: 2**31 - 1, 8: 2**63 - 1}
 
 
 def _check_labels(labels, shape: tuple[int, ...]) -> np.ndarray:
@@ -174,7 +175,7 @@ def _check_labels(labels, shape: tuple[int, ...]) -> np.ndarray:
         # huge (at least 2^(bits−1), so only while there are fewer classes).
         if labels.size and (
                 labels.view(_UNSIGNED[labels.itemsize]).max() >= n_classes
-                or labels.dtype.kind == "i" and n_classes > np.iinfo(labels.dtype).max
+                or labels.dtype.kind == "i" and n_classes > _SIGNED_MAX[labels.itemsize]
                 and labels.min() < 0):
             bad = labels[(labels < 0) | (labels >= n_classes)].ravel()[0]
             raise InputError(
@@ -264,16 +265,30 @@ def _softmax_cross_entropy_rows(v, y, reduction):
     # log ŷ = z − log Σ exp z with z = v − max v: exp never overflows.
     # Row-major whatever v's layout, so the flat label picks below address z and ŷ.
     z = np.subtract(v, _reduce_rows(np.maximum, v), order="C")
-    e = np.exp(z)
-    total = _reduce_rows(np.add, e)
-    yhat = np.divide(e, total, out=e)  # ŷ = softmax(v), in e's buffer
-    log_total = np.log(total)
     if y.dtype.kind in "iu":
         # Each row's label, as a position in the flattened (N, C) array.
         picked = np.arange(0, n * c, c)
         picked += y
-        loss = np.add.reduce(log_total[:, 0] - z.ravel()[picked])  # Σ_rows (log Σ exp z − z_label)
+        # A row's loss, log Σ exp z − z_label, is log1p(others + expm1(z_label))
+        # − z_label with "others" the sum over the other classes. Written so,
+        # it keeps its relative precision when it is tiny (a confident right
+        # answer), where log(Σ exp z) rounds the others away against 1.
+        # The label entries are left out of the sum as exp(−inf) = 0.
+        flat = z.ravel()
+        z_label = flat[picked]
+        flat[picked] = -np.inf
+        e = np.exp(z)
+        others = _reduce_rows(np.add, e)
+        e_label = np.exp(z_label)
+        e.ravel()[picked] = e_label
+        rows = np.log1p(others[:, 0] + np.expm1(z_label))
+        loss = np.add.reduce(rows - z_label)
+        yhat = np.divide(e, others + e_label[:, None], out=e)  # ŷ = softmax(v), in e's buffer
     else:
+        e = np.exp(z)
+        total = _reduce_rows(np.add, e)
+        yhat = np.divide(e, total, out=e)  # ŷ = softmax(v), in e's buffer
+        log_total = np.log(total)
         # −Σ y log ŷ, in the logits' dtype even when the label rows are float64
         loss = (y * (log_total - z)).sum().astype(v.dtype)
 
@@ -464,7 +479,15 @@ def softmax(x, axis=-1):
 def log_softmax(x, axis=-1):
     """log softmax(x) = x − max − log Σ exp(x − max), stable for any finite x."""
     z = x - np.max(x, axis=axis, keepdims=True)
-    out = z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+    # log Σ exp z is written log1p(the sum without the largest entry, whose
+    # exp z is exactly 1), so that it keeps its relative precision when tiny:
+    # log(1 + s) rounds s away against 1, and the largest entry's log softmax
+    # with it. Ties for the largest are counted back in.
+    e = np.exp(z)
+    top = z == 0
+    ties = np.sum(top, axis=axis, keepdims=True, dtype=e.dtype) - 1  # usually 0
+    rest = np.sum(e - top, axis=axis, keepdims=True) + ties
+    out = z - np.log1p(rest)
     return out, (lambda g: g - np.exp(out) * g.sum(axis=axis, keepdims=True),)
 
 

@@ -23,6 +23,8 @@ from .errors import InputError, ShapeError
 from .tape import Node, _active
 from .tensor import _EDITS, Tensor, wrap
 
+_FLOAT64, _FLOAT32 = np.dtype(np.float64), np.dtype(np.float32)
+
 # numpy's AxisError moved to numpy.exceptions in 1.25; both are ValueErrors.
 _AxisError = getattr(getattr(np, "exceptions", np), "AxisError")
 
@@ -59,7 +61,8 @@ class Primitive:
             raise self._value_error(values, e) from None
         if type(out) is not np.ndarray:
             out = np.asarray(out)  # numpy reductions return scalars; keep .value an array
-        if out.dtype.kind != "f":
+        dtype = out.dtype  # two identity tests: cheaper than reading dtype.kind every op
+        if dtype is not _FLOAT64 and dtype is not _FLOAT32 and dtype.kind != "f":
             out = self._as_float(out)  # only plain int (or complex) arrays get here
         result = wrap(out)
         if name is not None:

@@ -320,7 +320,7 @@ def _ignore(node: Node) -> None:
 def _check_node(node: Node, k: int, caller: str) -> None:
     """Raise if a tensor of ``node`` was changed in place after it was recorded."""
     for x in (*node.inputs, node.output):
-        if isinstance(x, Tensor) and x._version > node.clock:
+        if isinstance(x, Tensor) and getattr(x, "_version", 0) > node.clock:
             raise RuntimeError(
                 f"{caller}: the tensor {_label(x)} was changed in place (by an optimizer step, "
                 f"say) after this tape recorded it in op #{k} ({node.op.name}), so the values the "

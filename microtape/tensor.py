@@ -24,6 +24,7 @@ class Tensor:
     ``mark_modified()`` afterwards, or record again.
     """
 
+    # _version is set by mark_modified() only; unset, it reads as 0 (never changed).
     __slots__ = ("value", "grad", "name", "_version")
 
     def __init__(self, data: Any, name: str | None = None) -> None:
@@ -37,7 +38,6 @@ class Tensor:
         self.value: np.ndarray = value
         self.grad: np.ndarray | None = None
         self.name: str | None = name
-        self._version = 0  # _EDITS[0] at the last in-place update; 0: never updated
 
     # -- array facts ---------------------------------------------------------
     @property
@@ -184,7 +184,6 @@ def wrap(value: np.ndarray) -> Tensor:
     t.value = value
     t.grad = None
     t.name = None
-    t._version = 0
     return t
 
 

@@ -152,7 +152,6 @@ class Tape:
                 "a tape in the same thread or task"
             ) from None
 
-
     def __len__(self) -> int:
         return len(self.nodes)
 

@@ -120,7 +120,6 @@ def _broadcastable(shapes: list) -> bool:
 
 
 def primitive(formula: str, *, broadcasts: bool = False,
-
               explain: Callable[..., str] | None = None) -> Callable[[Callable], Primitive]:
     """Declare ``forward`` as an op whose VJP applies ``formula``."""
     return lambda forward: Primitive(forward, formula, broadcasts, explain)

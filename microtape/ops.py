@@ -132,18 +132,26 @@ def add(a, b):
            code=Code(lambda c: _sigmoid_code(c), lambda c: _sigmoid_vjp_code(c),
                      math=("{G} ∘ {C} ∘ (1 − {C})",)))
 def sigmoid(a):
-    """Logistic function S = 1 / (1 + exp(−A)), computed without overflow."""
-    # S = (1 + tanh(A/2)) / 2 is the same function, but tanh cannot overflow
-    # for any finite input, so no warning at A = −1e4.
+    """Logistic function S = 1 / (1 + exp(−A)), to a few ulp for every input, without warnings."""
+    # Every step of 1 / (1 + exp(−A)) is within an ulp or two of exact, so S
+    # keeps its relative precision wherever it is a normal float; forms that
+    # compute 1 − S first, like (1 + tanh(A/2)) / 2, cancel to 0 for A < 0
+    # long before (at A = −17 in float32). exp(−A) overflows to inf for very
+    # negative A (and underflows to 0 for large A): 1 / inf = 0 and 1 / 1 = 1
+    # are then the right answers, so neither is worth a warning.
     a = np.asarray(a)  # a number or a list, if called on a constant
+    if a.dtype.kind != "f":
+        a = a.astype(np.float64)  # bools cannot be negated
     if a.size < IN_PLACE_MIN_SIZE:
-        s = (np.tanh(np.multiply(a, 0.5)) + 1.0) * 0.5
+        with np.errstate(over="ignore", under="ignore"):
+            s = 1.0 / (1.0 + np.exp(np.negative(a)))
         return s, (lambda g: g * s * (1.0 - s),)
 
-    s = np.multiply(a, 0.5)  # the same S, step by step in one fresh buffer
-    np.tanh(s, out=s)
+    s = np.negative(a)  # the same S, step by step in one fresh buffer
+    with np.errstate(over="ignore", under="ignore"):
+        np.exp(s, out=s)
     s += 1.0
-    s *= 0.5
+    np.divide(1.0, s, out=s)
 
     def vjp(g):
         d = 1.0 - s  # G ∘ S ∘ (1 − S) in one buffer; S itself is never
@@ -155,6 +163,7 @@ def sigmoid(a):
 
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_SIGNED_MAX = {1: 2**7 - 1, 2: 2**15 - 1, 4: 2**31 - 1, 8: 2**63 - 1}
 
 
 def _check_labels(labels, shape: tuple[int, ...]) -> np.ndarray:
@@ -167,36 +176,51 @@ def _check_labels(labels, shape: tuple[int, ...]) -> np.ndarray:
                 f"softmax_cross_entropy: class-index labels must have shape {shape[:-1]} for "
                 f"logits of shape {shape}, got {labels.shape}"
             )
-        # One reduction checks both ends: read as unsigned, a negative index is huge.
-        if labels.size and labels.view(_UNSIGNED[labels.itemsize]).max() >= n_classes:
+        # One reduction checks both ends: read as unsigned, a negative index is
+        # huge (at least 2^(bits−1), so only while there are fewer classes).
+        if labels.size and (
+                labels.view(_UNSIGNED[labels.itemsize]).max() >= n_classes
+                or labels.dtype.kind == "i" and n_classes > _SIGNED_MAX[labels.itemsize]
+                and labels.min() < 0):
             bad = labels[(labels < 0) | (labels >= n_classes)].ravel()[0]
             raise InputError(
                 f"softmax_cross_entropy: class index {bad} is out of range for {n_classes} "
                 f"classes (valid: 0 to {n_classes - 1})"
             )
+        if labels.dtype.kind == "u" and labels.itemsize == 8:
+            labels = labels.astype(np.intp)  # in range, so exact; uint64 + int64 would be float
         return labels
     if labels.dtype.kind not in "fb":
         raise InputError(f"softmax_cross_entropy: labels must be class indices or rows of "
                          f"probabilities, got dtype {labels.dtype}")
     if labels.shape != shape:
-        hint = f"(or pass integer class indices of shape {shape[:-1]})"
         if labels.shape == shape[:-1]:
-            hint = (f"; these look like class indices, but of dtype {labels.dtype}: pass them as an "
-                    f"integer numpy array (mt.Tensor makes numbers float64)")
+            # The right shape for class indices: it is the dtype that is wrong.
+            raise InputError(
+                f"softmax_cross_entropy: labels of shape {labels.shape} are class indices only "
+                f"if they are integers, but their dtype is {labels.dtype}; pass an integer array "
+                f"(np.asarray(labels, dtype=int)), or label rows of the logits' shape {shape}"
+            )
         raise ShapeError(
             f"softmax_cross_entropy: label rows must have the logits' shape {shape}, got "
-            f"{labels.shape} {hint}"
+            f"{labels.shape} (or pass integer class indices of shape {shape[:-1]})"
         )
+    # NaN passes every comparison, so each test is written to fail on it.
+    totals = labels.sum(axis=-1, dtype=np.float64)
+    if totals.size and not np.isfinite(totals).all():
+        row = np.unravel_index(np.argmin(np.isfinite(totals)), totals.shape)
+        raise InputError(f"softmax_cross_entropy: label row {row[0] if row else 0} holds NaN or "
+                         f"inf; label rows must be probabilities")
     if labels.size and labels.min() < 0:
         raise InputError("softmax_cross_entropy: label rows must be non-negative")
     # The derivation's dCE/dθ = ŷ − y uses Σ_i y_i = 1; rows that break it
     # would silently get a wrong gradient.
-    off = np.abs(labels.sum(axis=-1, dtype=np.float64) - 1.0)
+    off = np.abs(totals - 1.0)
     if off.size and off.max() > (1e-6 if labels.dtype == np.float64 else 1e-4):
         row = np.unravel_index(np.argmax(off), off.shape)
         raise InputError(
             f"softmax_cross_entropy: each label row must sum to 1 (one-hot or a distribution); "
-            f"row {row[0] if row else 0} sums to {labels.sum(axis=-1, dtype=np.float64)[row]:.6g}"
+            f"row {row[0] if row else 0} sums to {totals[row]:.6g}"
         )
     return labels
 
@@ -216,6 +240,12 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
     v = np.asarray(logits)
     if v.ndim not in (1, 2):
         raise ShapeError(f"softmax_cross_entropy: logits must be (N, C) or (C,), got shape {v.shape}")
+    if v.shape[-1] == 0:
+        raise ShapeError(f"softmax_cross_entropy: logits of shape {v.shape} have no classes")
+    if v.ndim == 2 and len(v) == 0 and reduction == "mean":
+        raise InputError(f"softmax_cross_entropy: the batch is empty (logits of shape {v.shape}), "
+                         f"and a mean over no examples is undefined; pass at least one example "
+                         f"(reduction='sum' gives 0 for an empty batch)")
     y = _check_labels(labels, v.shape)
     if v.ndim == 2:
         return _softmax_cross_entropy_rows(v, y, reduction)
@@ -242,16 +272,30 @@ def _softmax_cross_entropy_rows(v, y, reduction):
     # log ŷ = z − log Σ exp z with z = v − max v: exp never overflows.
     # Row-major whatever v's layout, so the flat label picks below address z and ŷ.
     z = np.subtract(v, _reduce_rows(np.maximum, v), order="C")
-    e = np.exp(z)
-    total = _reduce_rows(np.add, e)
-    yhat = np.divide(e, total, out=e)  # ŷ = softmax(v), in e's buffer
-    log_total = np.log(total)
     if y.dtype.kind in "iu":
         # Each row's label, as a position in the flattened (N, C) array.
         picked = np.arange(0, n * c, c)
         picked += y
-        loss = np.add.reduce(log_total[:, 0] - z.ravel()[picked])  # Σ_rows (log Σ exp z − z_label)
+        # A row's loss, log Σ exp z − z_label, is log1p(others + expm1(z_label))
+        # − z_label with "others" the sum over the other classes. Written so,
+        # it keeps its relative precision when it is tiny (a confident right
+        # answer), where log(Σ exp z) rounds the others away against 1.
+        # The label entries are left out of the sum as exp(−inf) = 0.
+        flat = z.ravel()
+        z_label = flat[picked]
+        flat[picked] = -np.inf
+        e = np.exp(z)
+        others = _reduce_rows(np.add, e)
+        e_label = np.exp(z_label)
+        e.ravel()[picked] = e_label
+        rows = np.log1p(others[:, 0] + np.expm1(z_label))
+        loss = np.add.reduce(rows - z_label)
+        yhat = np.divide(e, others + e_label[:, None], out=e)  # ŷ = softmax(v), in e's buffer
     else:
+        e = np.exp(z)
+        total = _reduce_rows(np.add, e)
+        yhat = np.divide(e, total, out=e)  # ŷ = softmax(v), in e's buffer
+        log_total = np.log(total)
         # −Σ y log ŷ, in the logits' dtype even when the label rows are float64
         loss = (y * (log_total - z)).sum().astype(v.dtype)
 
@@ -306,16 +350,29 @@ def neg(a):
     return np.negative(a), (np.negative,)
 
 
-@primitive("dA = G ∘ p A^(p−1),  dp = G ∘ C ∘ log A", broadcasts=True, explain=_broadcast_hint,
+@primitive("dA = G ∘ p A^(p−1)  (0 where p = 0),  dp = G ∘ C ∘ log A  (0 where A = 0 and p ≥ 0)",
+           broadcasts=True, explain=_broadcast_hint,
            code=Code("{A} ** {B}", lambda c: _pow_base_code(c),
-                     # log A where A is 0 is −inf; the limit of C log A there is 0
-                     "np.where({A} == 0, 0.0, {G} * {C} * np.log(np.where({A} == 0, 1.0, {A})))",
+                     # log A where A is 0 is −inf; the limit of C log A there is 0 (for p ≥ 0)
+                     "{G} * {C} * np.log(np.where(({A} == 0) & ({B} >= 0), 1.0, {A}))",
                      math=("{G} ∘ {B} {A}^({B} − 1)", "{G} ∘ {C} ∘ log {A}")))
 def pow(a, p):
     """Elementwise power C = A^p (p usually a constant number)."""
     c = np.power(a, p)
-    return c, (lambda g: unbroadcast(g * p * np.power(a, p - 1), np.shape(a)),
-               lambda g: unbroadcast(g * c * np.log(a), np.shape(p)))
+
+    def da(g):
+        # A^0 is the constant 1, so dA = 0 even at A = 0, where p A^(p−1) is 0 · inf.
+        if np.ndim(p) == 0 and p != 0:
+            return unbroadcast(g * p * np.power(a, p - 1), np.shape(a))
+        return unbroadcast(g * p * np.power(a, np.where(p == 0, 1, p - 1)), np.shape(a))
+
+    def dp(g):
+        # At A = 0, C = 0^p is 0 (or 1 at p = 0) for every p ≥ 0 nearby: the
+        # limit of C log A there is 0, not 0 · −inf.
+        base = np.where((a == 0) & (p >= 0), 1, a)
+        return unbroadcast(g * c * np.log(base), np.shape(p))
+
+    return c, (da, dp)
 
 
 @primitive("dA = G ∘ C  (exp is its own derivative; C saved)",
@@ -385,8 +442,17 @@ def transpose(a, *axes):
     """C = Aᵀ (reverses the axes, or permutes them as ``axes`` says)."""
     perm = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
     perm = perm or None
+    if perm is None:
+        return np.transpose(a), (np.transpose,)
+    ndim = np.ndim(a)
     # Negative axes are taken modulo ndim first, or argsort would misorder them.
-    inverse = None if perm is None else tuple(np.argsort([ax % np.ndim(a) for ax in perm]))
+    if sorted(ax + ndim if -ndim <= ax < 0 else ax for ax in perm) != list(range(ndim)):
+        raise InputError(
+            f"transpose: axes {perm} do not fit an array of shape {np.shape(a)}; give each of its "
+            f"{ndim} axes once, in the new order (e.g. {tuple(range(ndim))[::-1]}), or none to "
+            f"reverse them"
+        )
+    inverse = tuple(np.argsort([ax % ndim for ax in perm]))
     return np.transpose(a, perm), (lambda g: np.transpose(g, inverse),)
 
 
@@ -452,7 +518,15 @@ def softmax(x, axis=-1):
 def log_softmax(x, axis=-1):
     """log softmax(x) = x − max − log Σ exp(x − max), stable for any finite x."""
     z = x - np.max(x, axis=axis, keepdims=True)
-    out = z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+    # log Σ exp z is written log1p(the sum without the largest entry, whose
+    # exp z is exactly 1), so that it keeps its relative precision when tiny:
+    # log(1 + s) rounds s away against 1, and the largest entry's log softmax
+    # with it. Ties for the largest are counted back in.
+    e = np.exp(z)
+    top = z == 0
+    ties = np.sum(top, axis=axis, keepdims=True, dtype=e.dtype) - 1  # usually 0
+    rest = np.sum(e - top, axis=axis, keepdims=True) + ties
+    out = z - np.log1p(rest)
     return out, (lambda g: g - np.exp(out) * g.sum(axis=axis, keepdims=True),)
 
 
@@ -479,8 +553,16 @@ def einsum(subscripts, *operands):
     """Einstein summation over explicit subscripts, e.g. ``'bi,ij->bj'``."""
     terms, output = _parse_einsum(subscripts, len(operands))
     operands = [np.asarray(x) for x in operands]
-    out = np.einsum(subscripts, *operands)
-    sizes = {c: n for term, x in zip(terms, operands) for c, n in zip(term, x.shape)}
+    try:
+        out = np.einsum(subscripts, *operands)
+    except ValueError as e:
+        shapes = " and ".join(str(x.shape) for x in operands)
+        raise ShapeError(f"einsum: {subscripts!r} cannot combine shapes {shapes} (numpy: {e})") from None
+    # An index's size is the largest any operand gives it: numpy broadcasts a length-1 axis.
+    sizes: dict[str, int] = {}
+    for term, x in zip(terms, operands):
+        for c, n in zip(term, x.shape):
+            sizes[c] = max(n, sizes.get(c, 1))
 
     def vjp_for(i):
         def vjp(g):
@@ -493,6 +575,16 @@ def einsum(subscripts, *operands):
             ones = [(c, np.ones(sizes[c], dtype=g.dtype)) for c in wanted if c not in seen]
             spec = ",".join([output] + [t for t, _ in others] + [c for c, _ in ones]) + "->" + wanted
             d = np.einsum(spec, g, *[x for _, x in others], *[o for _, o in ones])
+            # Where numpy broadcast A_i's length-1 axis, each copy got its own
+            # gradient: the adjoint of that broadcast is their sum. Where the
+            # other operands were the ones broadcast, G reached A_i's axis
+            # as length 1 and is the same all along it.
+            mine = tuple(operands[i].shape[terms[i].index(c)] for c in wanted)
+            if d.shape != mine:
+                summed = tuple(k for k, n in enumerate(mine) if n == 1 and d.shape[k] != 1)
+                if summed:
+                    d = np.add.reduce(d, axis=summed, keepdims=True)
+                d = np.broadcast_to(d, mine)
             if wanted == terms[i]:
                 return d
             # A repeated index (a diagonal, 'ii') gets its gradient on that diagonal.
@@ -517,10 +609,14 @@ def stop_gradient(t) -> Tensor:
 # two to agree on random inputs for every op.
 
 def _sigmoid_code(c):
+    # exp(−A) is inf below A ≈ −709 (−88 in float32), where S = 1 / inf = 0 is right:
+    # no warning for it. One line each, so the writer can treat it as one statement.
+    quiet = 'with np.errstate(over="ignore"): '
+    s = c.target
     if not c.big:
-        return f"(np.tanh({c.A} * 0.5) + 1.0) * 0.5"
-    s = c.target  # large: the same steps in one fresh buffer
-    return [f"{s} = np.multiply({c.A}, 0.5)", f"np.tanh({s}, out={s})", f"{s} += 1.0", f"{s} *= 0.5"]
+        return [f"{quiet}{s} = 1.0 / (1.0 + np.exp(-{c.A}))"]
+    return [f"{s} = np.negative({c.A})",  # large: the same steps in one fresh buffer
+            f"{quiet}np.exp({s}, out={s})", f"{s} += 1.0", f"np.divide(1.0, {s}, out={s})"]
 
 
 def _sigmoid_vjp_code(c):
@@ -533,10 +629,12 @@ def _sigmoid_vjp_code(c):
 def _pow_base_code(c):
     p = c.values[1]
     if isinstance(p, (int, float)) and not isinstance(p, bool):
+        if p == 0:  # A^0 is the constant 1
+            return f"np.zeros_like({c.A})"
         if p == 2:
             return f"{c.G} * 2 * {c.A}"
         return f"{c.G} * {p!r} * {c.A} ** {p - 1!r}"
-    return f"{c.G} * {c.B} * {c.A} ** ({c.B} - 1)"
+    return f"{c.G} * {c.B} * {c.A} ** np.where({c.B} == 0, 1, {c.B} - 1)"
 
 
 def _sum_code(c) -> str:

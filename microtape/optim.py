@@ -18,7 +18,9 @@ reads each parameter's ``.grad``. A tape never adds to ``.grad``: each
 Updates of large parameters run in buffers allocated once, at construction,
 so a step makes no big temporary arrays; small ones allocate, which numpy does
 faster than it writes into a given buffer (see ``ops.IN_PLACE_MIN_SIZE``).
-The gradients passed in are read, never written.
+The gradients passed in are read, never written. Each update is marked on the
+parameter (``Tensor.mark_modified``), so a tape recorded before the step
+refuses to answer rather than mix old and new values.
 """
 
 from __future__ import annotations
@@ -179,6 +181,7 @@ class SGD(Optimizer):
                 p.value -= lr * g
             else:
                 p.value -= np.multiply(g, lr, out=buf)
+            p.mark_modified()  # tapes that recorded the old value now refuse to answer
 
 
 class Adam(Optimizer):
@@ -231,3 +234,4 @@ class Adam(Optimizer):
             np.divide(m, buf, out=buf)                # p = p − lr · m̂ / (√v̂ + eps)
             buf *= step_size
             p.value -= buf
+            p.mark_modified()

@@ -21,7 +21,12 @@ import numpy as np
 
 from .errors import InputError, ShapeError
 from .tape import Node, _active
-from .tensor import Tensor, wrap
+from .tensor import _EDITS, Tensor, wrap
+
+_FLOAT64, _FLOAT32 = np.dtype(np.float64), np.dtype(np.float32)
+
+# numpy's AxisError moved to numpy.exceptions in 1.25; both are ValueErrors.
+_AxisError = getattr(getattr(np, "exceptions", np), "AxisError")
 
 
 class Primitive:
@@ -51,10 +56,15 @@ class Primitive:
             out, vjps = self.forward(*values, **params)
         except (ShapeError, InputError):
             raise
+        except _AxisError as e:
+            raise self._axis_error(values, e) from None
         except ValueError as e:
-            raise self._shape_error(values, e) from None
+            raise self._value_error(values, e) from None
         if type(out) is not np.ndarray:
             out = np.asarray(out)  # numpy reductions return scalars; keep .value an array
+        dtype = out.dtype  # two identity tests: cheaper than reading dtype.kind every op
+        if dtype is not _FLOAT64 and dtype is not _FLOAT32 and dtype.kind != "f":
+            out = self._as_float(out)  # only plain int (or complex) arrays get here
         result = wrap(out)
         if name is not None:
             result.name = name
@@ -62,21 +72,52 @@ class Primitive:
         if tapes:
             for a in args:
                 if isinstance(a, Tensor):
-                    node = Node(self, args, result, vjps, params)
+                    node = Node(self, args, result, vjps, params, _EDITS[0])
                     for tape in tapes:
-                        tape.nodes.append(node)
+                        tape._record(node)
                     break
         return result
 
-    def _shape_error(self, values: list, cause: ValueError) -> ShapeError:
+    def _as_float(self, out: np.ndarray) -> np.ndarray:
+        """Tensor()'s rule for an output: ints and bools become float64, complex is refused."""
+        if out.dtype.kind == "c":
+            raise TypeError(f"{self.name}: microtape differentiates real functions; "
+                            f"got a complex result (dtype {out.dtype})")
+        return out.astype(np.float64)
+
+    def _value_error(self, values: list, cause: ValueError) -> ValueError:
+        # Only the ops that combine operands (they have an explain) meet shapes
+        # that do not fit, and an elementwise op only if numpy cannot broadcast
+        # them; any other ValueError is about an argument's value.
         shapes = [np.shape(v) for v in values if not isinstance(v, str)]
         text = " and ".join(str(s) for s in shapes)
-        # A hint says more than numpy's message; without one, numpy's is kept.
-        detail = self.explain(*shapes) if self.explain else f" (numpy: {cause})"
-        return ShapeError(f"{self.name}: cannot combine shapes {text}{detail}")
+        if self.explain is None or self.broadcasts and _broadcastable(shapes):
+            inputs = "input of shape" if len(shapes) == 1 else "inputs of shapes"
+            return InputError(f"{self.name}: {cause} ({inputs} {text})")
+        return ShapeError(f"{self.name}: cannot combine shapes {text}{self.explain(*shapes)}")
+
+    def _axis_error(self, values: list, cause) -> InputError:
+        shape = np.shape(values[0])
+        axis, ndim = getattr(cause, "axis", None), getattr(cause, "ndim", None)
+        if axis is None or ndim is None:  # an AxisError made without them
+            return InputError(f"{self.name}: {cause} (shape {shape})")
+        if ndim == 0:
+            return InputError(f"{self.name}: axis {axis} is out of range: the input is a scalar "
+                              f"(shape ()), which has no axes")
+        dims = "dimension" if ndim == 1 else "dimensions"
+        return InputError(f"{self.name}: axis {axis} is out of range for an array of {ndim} {dims} "
+                          f"(shape {shape}); valid axes are {-ndim} to {ndim - 1}")
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}: {self.formula}>"
+
+
+def _broadcastable(shapes: list) -> bool:
+    try:
+        np.broadcast_shapes(*shapes)
+    except ValueError:
+        return False
+    return True
 
 
 def primitive(formula: str, *, broadcasts: bool = False, explain: Callable[..., str] | None = None,

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 
 from .errors import ShapeError
-from .tensor import Tensor
+from .tensor import _EDITS, Tensor
 
 # The tapes recording in this thread (contextvars are per thread), innermost
 # last. An empty tuple means ops only compute values: the cheap mode.
@@ -22,23 +22,42 @@ _active: ContextVar[tuple["Tape", ...]] = ContextVar("microtape_active_tapes", d
 
 
 def active_tapes() -> tuple["Tape", ...]:
-    return _active.get()
+    """The tapes recording in this thread or task, innermost last."""
+    # A tape exited from another thread cannot leave this thread's stack; it
+    # no longer records, so it is not listed.
+    return tuple(t for t in _active.get() if t._token is not None)
+
+
+# What each open no_grad block paused, innermost last, per thread and task
+# like the tapes themselves; so one no_grad object can be entered any number
+# of times, nested or from several threads at once.
+_paused: ContextVar[tuple[tuple["Tape", ...], ...]] = ContextVar("microtape_paused_tapes", default=())
 
 
 class no_grad:
     """A block in which no tape records: ops compute values only.
 
     For evaluation inside a training step (accuracy, predictions) without
-    growing the tape. Tapes entered inside the block record as usual.
+    growing the tape. Tapes entered inside the block record as usual. One
+    ``no_grad()`` object may be entered again while open, and by several
+    threads.
     """
 
-    __slots__ = ("_token",)
+    __slots__ = ()
 
     def __enter__(self) -> None:
-        self._token = _active.set(())
+        _paused.set(_paused.get() + (_active.get(),))
+        _active.set(())
 
     def __exit__(self, *exc) -> None:
-        _active.reset(self._token)
+        paused = _paused.get()
+        if not paused:
+            raise RuntimeError(
+                "no_grad: exited in a thread or asyncio task where no no_grad block is open; "
+                "enter and exit it in the same one (a 'with' block does)"
+            )
+        _paused.set(paused[:-1])
+        _active.set(paused[-1])
 
 
 class Node:
@@ -49,14 +68,16 @@ class Node:
     None where input i gets no gradient (labels, say).
     """
 
-    __slots__ = ("op", "inputs", "output", "vjps", "params")
+    __slots__ = ("op", "inputs", "output", "vjps", "params", "clock")
 
-    def __init__(self, op, inputs: tuple, output: Tensor, vjps: tuple, params: dict) -> None:
+    def __init__(self, op, inputs: tuple, output: Tensor, vjps: tuple, params: dict,
+                 clock: int = 0) -> None:
         self.op = op
         self.inputs = inputs
         self.output = output
         self.vjps = vjps
         self.params = params
+        self.clock = clock  # the in-place update count when recorded (see Tensor.mark_modified)
 
     def __repr__(self) -> str:
         return f"Node({self.op.name}, {len(self.inputs)} inputs -> {self.output.shape})"
@@ -79,27 +100,57 @@ class Tape:
     or ``backward`` call lets go of the record, so each intermediate value is
     freed as soon as no VJP still needs it (a large two-layer step peaks at
     12 MiB instead of 22). Such a tape answers once and cannot be drawn
-    afterwards.
+    afterwards; once it has answered, it records nothing more.
+
+    The VJPs read the values as they were recorded, so a tape whose tensors
+    were since changed in place through microtape (an optimizer step, or
+    ``Tensor.mark_modified()``) refuses to answer or be drawn, naming the
+    tensor: take the gradients before the step, or record again. A write
+    into ``.value`` that bypasses microtape cannot be seen, and the tape
+    would mix old and new values: record again after one, or call
+    ``mark_modified()`` on the tensor.
+
+    A tape is entered and exited in one thread or asyncio task; exiting it
+    from another is an error that stops its recording and leaves it usable.
     """
 
-    __slots__ = ("nodes", "persistent", "spent", "_token")
+    __slots__ = ("nodes", "persistent", "spent", "_token", "_record")
 
     def __init__(self, persistent: bool = True) -> None:
         self.nodes: list[Node] = []
         self.persistent = persistent
         self.spent = False  # a non-persistent tape that has answered
         self._token = None
+        self._record = _ignore  # what ops hand each new node to: nodes.append while open
 
     def __enter__(self) -> Tape:
         if self._token is not None:
             # Entered twice, it would record every op twice.
             raise RuntimeError("Tape: this tape is already recording; nest a new mt.Tape() instead")
-        self._token = _active.set(_active.get() + (self,))
+        # A tape exited from another thread may still sit in this one's stack.
+        stack = tuple(t for t in _active.get() if t._token is not None)
+        self._token = _active.set(stack + (self,))
+        if not self.spent:
+            self._record = self.nodes.append
         return self
 
     def __exit__(self, *exc) -> None:
-        _active.reset(self._token)
-        self._token = None
+        token, self._token = self._token, None
+        if token is None:
+            raise RuntimeError("Tape: exited without being entered; use 'with mt.Tape() as tape:'")
+        self._record = _ignore  # whatever happens below, this tape stops recording
+        try:
+            _active.reset(token)
+        except (ValueError, RuntimeError):
+            # The token belongs to another thread's or task's context.
+            _active.set(tuple(t for t in _active.get() if t is not self))
+            if exc and exc[0] is not None:
+                return  # do not hide the error that is unwinding the block
+            raise RuntimeError(
+                "Tape: exited in a different thread or asyncio task from the one that entered it; "
+                "it has stopped recording and can still be asked for gradients, but enter and exit "
+                "a tape in the same thread or task"
+            ) from None
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -135,7 +186,7 @@ class Tape:
                     f"gradient: source {keys[i] if keys else i!r} is a {type(s).__name__}, not a "
                     f"Tensor; wrap it as mt.Tensor(...) before the ops that use it"
                 )
-        grads = self._backprop(target, seed, sources, keep_all=False)
+        grads = self._backprop(target, seed, sources, keep_all=False, caller="gradient")
         return _distinct([grads.get(id(s)) for s in sources], sources, seed)
 
     def backward(self, target: Tensor, seed: Any = None) -> None:
@@ -145,12 +196,26 @@ class Tape:
         overwrites: tensors the target does not depend on get ``grad = None``.
         """
         tensors = self._tensors()
-        grads = self._backprop(target, seed, tensors, keep_all=True)
+        grads = self._backprop(target, seed, tensors, keep_all=True, caller="backward")
         for t in tensors:
             t.grad = None
         reached = [t for t in tensors if id(t) in grads]
         for t, g in zip(reached, _distinct([grads[id(t)] for t in reached], reached, seed)):
             t.grad = g
+
+    def check_unchanged(self, caller: str = "Tape") -> None:
+        """Raise RuntimeError if a tensor was changed in place after this tape recorded it.
+
+        Drawings call this before they show the recorded values; ``caller``
+        starts the message. ``gradient`` and ``backward`` make the same check,
+        but only on the ops their answer depends on. Only changes made through
+        microtape (optimizers, ``Tensor.mark_modified``) can be seen.
+        """
+        now = _EDITS[0]
+        for k, node in enumerate(self.nodes):
+            if node.clock == now:
+                return  # this node and every later one were recorded after the last change
+            _check_node(node, k, caller)
 
     def closed_form(self, target: Tensor, sources: Sources) -> "ClosedForm":
         """The recorded computation written out as numpy code and equations.
@@ -167,7 +232,8 @@ class Tape:
         return closed_form(self.nodes, target, sources)
 
     # -- the backward pass ------------------------------------------------------
-    def _backprop(self, target: Tensor, seed: Any, sources: list[Tensor], keep_all: bool) -> dict:
+    def _backprop(self, target: Tensor, seed: Any, sources: list[Tensor], keep_all: bool,
+                  caller: str = "gradient") -> dict:
         """Walk the tape in reverse; return {id(tensor): gradient}.
 
         Keeps the gradients of ``sources`` (and, with ``keep_all``, of every
@@ -188,18 +254,27 @@ class Tape:
         wanted = set(map(id, sources))
         live = set(wanted)
         plan = []
-        for node in self.nodes[:self._index_of(target, sources)]:
+        # Nodes recorded before a tensor's last in-place update, by output id;
+        # empty unless an optimizer stepped since the first node was recorded.
+        stale: dict[int, tuple[Node, int]] = {}
+        now = _EDITS[0]
+        end = self._index_of(target, sources, caller)
+        for k, node in enumerate(self.nodes[:end]):
             inputs = list(map(id, node.inputs))
             if not live.isdisjoint(inputs):
                 out = id(node.output)
                 live.add(out)
                 plan.append((out, inputs, node.vjps))
-        cotangents = {id(target): _seed_for(target, seed)}
+                if node.clock != now:
+                    stale[out] = (node, k)
+        cotangents = {id(target): _seed_for(target, seed, caller)}
         if not self.persistent:
             # Values only the record kept (x W1 before the bias, say) are freed
-            # now, and the rest as soon as their VJPs have run.
+            # now, and the rest as soon as their VJPs have run. Nodes recorded
+            # from now on could never be used: recording stops.
             self.nodes = []
             self.spent = True
+            self._record = _ignore
 
         keep = live if keep_all else wanted
         kept: dict[int, np.ndarray] = {}
@@ -209,6 +284,8 @@ class Tape:
             g = pop(out, None)
             if g is None:
                 continue  # the target does not depend on this node
+            if stale and out in stale:
+                _check_node(*stale.pop(out), caller)
             if out in keep:
                 kept[out] = g
             for key, vjp in zip(inputs, vjps):
@@ -221,10 +298,10 @@ class Tape:
             kept[key] = cotangents[key]
         return kept
 
-    def _index_of(self, target: Tensor, sources: list[Tensor]) -> int:
+    def _index_of(self, target: Tensor, sources: list[Tensor], caller: str) -> int:
         """One past the node that produced ``target`` (0 if it is a source)."""
         if not isinstance(target, Tensor):
-            raise TypeError(f"gradient: the target must be a Tensor, not {type(target).__name__}")
+            raise TypeError(f"{caller}: the target must be a Tensor, not {type(target).__name__}")
         nodes = self.nodes
         if nodes and nodes[-1].output is target:  # the usual case: the loss came last
             return len(nodes)
@@ -234,7 +311,7 @@ class Tape:
         if any(s is target for s in sources):
             return 0
         raise ValueError(
-            f"gradient: the target {_label(target)} was not recorded on this tape; compute it "
+            f"{caller}: the target {_label(target)} was not recorded on this tape; compute it "
             f"inside 'with tape:' (and from Tensors, not plain arrays)"
         )
 
@@ -249,6 +326,23 @@ class Tape:
         return list(seen.values())
 
 
+def _ignore(node: Node) -> None:
+    """Where a tape that is not open sends new nodes."""
+
+
+def _check_node(node: Node, k: int, caller: str) -> None:
+    """Raise if a tensor of ``node`` was changed in place after it was recorded."""
+    for x in (*node.inputs, node.output):
+        if isinstance(x, Tensor) and getattr(x, "_version", 0) > node.clock:
+            raise RuntimeError(
+                f"{caller}: the tensor {_label(x)} was changed in place (by an optimizer step, "
+                f"say) after this tape recorded it in op #{k} ({node.op.name}), so the values the "
+                f"tape saved no longer match it; take the gradients before the step, or record "
+                f"the computation again on a new tape"
+            )
+
+
+
 def _read_only_one(dtype) -> np.ndarray:
     one = np.ones((), dtype=dtype)
     one.flags.writeable = False  # shared by every backward pass: nobody may edit it
@@ -260,13 +354,14 @@ def _read_only_one(dtype) -> np.ndarray:
 _ONE = {np.dtype(d): _read_only_one(d) for d in (np.float64, np.float32)}
 
 
-def _seed_for(target: Tensor, seed: Any) -> np.ndarray:
+def _seed_for(target: Tensor, seed: Any, caller: str = "gradient") -> np.ndarray:
     """The output gradient that starts the backward pass."""
     if seed is None:
         value = target.value
         if value.size != 1:
+            named = f" {target.name!r}" if target.name is not None else ""
             raise ValueError(
-                f"gradient: the target {_label(target)} has shape {value.shape}, not a scalar; "
+                f"{caller}: the target{named} has shape {value.shape}, not a scalar; "
                 f"reduce it first (e.g. .sum()) or pass seed=, an array of shape {value.shape}"
             )
         one = _ONE.get(value.dtype)
@@ -275,10 +370,12 @@ def _seed_for(target: Tensor, seed: Any) -> np.ndarray:
         return one if value.ndim == 0 else one.reshape(value.shape)
     seed = np.asarray(seed.value if isinstance(seed, Tensor) else seed)
     if seed.shape != target.shape:
+        named = f" {target.name!r}" if target.name is not None else ""
         raise ShapeError(
-            f"gradient: seed has shape {seed.shape} but the target {_label(target)} has shape "
+            f"{caller}: seed has shape {seed.shape} but the target{named} has shape "
             f"{target.shape}; the seed is the target's gradient, so the shapes must match"
         )
+
     if seed.dtype.kind != "f":
         seed = seed.astype(target.dtype)
     return seed

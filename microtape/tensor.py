@@ -17,9 +17,15 @@ class Tensor:
 
     Float arrays keep their dtype (float32 or float64); ints, bools, lists and
     Python scalars become float64. The array is wrapped, not copied.
+
+    Optimizers change ``value`` in place and call ``mark_modified()``, so a
+    tape that recorded the old value refuses to answer instead of mixing old
+    and new. Writing into ``value`` yourself is invisible to microtape: call
+    ``mark_modified()`` afterwards, or record again.
     """
 
-    __slots__ = ("value", "grad", "name")
+    # _version is set by mark_modified() only; unset, it reads as 0 (never changed).
+    __slots__ = ("value", "grad", "name", "_version")
 
     def __init__(self, data: Any, name: str | None = None) -> None:
         if isinstance(data, Tensor):
@@ -124,6 +130,24 @@ class Tensor:
     def transpose(self, *axes: int) -> Tensor:
         return _ops.transpose(self, *axes)
 
+    def mark_modified(self) -> None:
+        """Declare that ``value`` was changed in place.
+
+        Every tape that recorded this tensor before the change then refuses
+        to answer (or to be drawn): its saved values would no longer match.
+        The optimizers call this after each update.
+        """
+        _EDITS[0] += 1
+        self._version = _EDITS[0]
+
+    @property
+    def backward(self):
+        # A PyTorch or micrograd habit; a property, so hasattr() stays False.
+        raise AttributeError(
+            "a Tensor has no backward(): gradients come from the tape that recorded it; "
+            "use tape.backward(loss) to set .grad, or tape.gradient(loss, params) to get them"
+        )
+
     def detach(self) -> Tensor:
         """The same value as a new Tensor that tapes treat as a constant."""
         return Tensor(self.value, name=self.name)
@@ -162,6 +186,11 @@ _OPERATOR_UFUNCS = {
 }
 
 _new = object.__new__
+
+# A clock of in-place updates: each mark_modified() takes the next tick, and
+# each recorded node keeps the tick it was recorded at, so "changed after it
+# was recorded" is one comparison. A list, so that other modules read it live.
+_EDITS = [0]
 
 
 def _refuse_while_tracing(what: str) -> None:

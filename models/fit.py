@@ -138,8 +138,14 @@ def _check_data(net: MLP, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         row, column = np.argwhere(bad)[0]
         raise ValueError(f"fit: x holds NaN or inf ({int(bad.sum())} values, the first at row {row}, "
                          f"column {column}); clean the data before training")
+    if len(x) == 0:
+        raise ValueError(f"fit: x holds no examples (shape {x.shape}); there is nothing to train on")
     if len(y) != len(x):
         raise ValueError(f"fit: x has {len(x)} examples but y has {len(y)} labels")
+    if y.dtype.kind in "fb" and y.shape == (len(x),):
+        raise mt.InputError(f"fit: labels of dtype {y.dtype} given; class labels must be integers "
+                            f"0..{net.n_out - 1}: pass y.astype(int) (or label rows of shape "
+                            f"({len(x)}, {net.n_out}))")
     if y.dtype.kind in "iu":
         if y.ndim != 1:
             raise mt.ShapeError(f"fit: class-index labels must have shape ({len(x)},), got {y.shape}")

@@ -302,10 +302,14 @@ def vjp_formula(node: Node) -> str:
     gets no gradient, so ``dp = ...`` is left out. The k-th ``dX =`` part
     belongs to the k-th argument, as ``_argument_names`` reads it.
     """
-    main, sep, note = node.op.formula.partition("  (")
+    formula = node.op.formula
+    # A note after the last part that speaks of "each" belongs to every part.
+    main, sep, note = formula.rpartition("  (each ")
+    if not sep:
+        main, sep, note = formula, "", ""
     parts = _PARTS.split(main)
     if len(parts) < 2:
-        return node.op.formula
+        return formula
     kept = [p for i, p in enumerate(parts)
             if i >= len(node.inputs) or isinstance(node.inputs[i], Tensor)]
     return ",  ".join(kept or parts) + sep + note

@@ -59,6 +59,7 @@ SYMBOLS = [
     ("Σ", "Σ", "sum"),
     ("²", "T²", "elementwise square"),
     ("^", "A^p", "elementwise power"),
+    ("≥", "≥", "at least"),
     ("[A > 0]", "[A > 0]", "1 where A > 0, else 0"),
     ("δ", "δ_ab", "1 when a = b, else 0"),
     ("ŷ", "ŷ, y", "predicted probabilities softmax(v), and the labels as rows"),

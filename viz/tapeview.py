@@ -67,6 +67,7 @@ class TapeView:
         if tape.spent:
             raise ValueError("viz: this tape was made with persistent=False and has answered a "
                              "gradient, so its record is gone; draw a tape recorded with mt.Tape()")
+        tape.check_unchanged("viz")  # a drawing after an optimizer step would show new values
         self.tape = tape
         self.indices = _ancestors(tape, target)          # tape positions of the drawn nodes
         self.nodes: list[Node] = [tape.nodes[i] for i in self.indices]

@@ -1,0 +1,151 @@
+"""Tapes and no_grad blocks used across threads and tasks, nested, or after answering."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+
+import numpy as np
+import pytest
+
+import microtape as mt
+
+
+def _exit_in_thread(tape):
+    errors = []
+
+    def run():
+        try:
+            tape.__exit__(None, None, None)
+        except RuntimeError as e:
+            errors.append(e)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    return errors
+
+
+def test_a_tape_exited_from_another_thread_says_so_and_stays_usable():
+    # In a copy of this thread's context, so the stack it leaves behind ends here.
+    contextvars.copy_context().run(_exit_elsewhere)
+
+
+def _exit_elsewhere():
+    x = mt.Tensor(np.arange(3.0), name="x")
+    tape = mt.Tape()
+    tape.__enter__()
+    loss = (x * x).sum()
+    errors = _exit_in_thread(tape)
+    assert len(errors) == 1
+    assert "exited in a different thread or asyncio task" in str(errors[0])
+    assert "Token" not in str(errors[0])
+    (x * 2.0).sum()  # it stopped recording, although this thread never left it
+    assert len(tape) == 2
+    np.testing.assert_array_equal(tape.gradient(loss, x), [0.0, 2.0, 4.0])
+    assert mt.tape.active_tapes() == ()
+    with tape:  # not "already recording": it can be entered again
+        (x * 3.0).sum()
+    assert len(tape) == 4
+    assert mt.tape.active_tapes() == ()
+
+
+def test_a_tape_exited_from_another_asyncio_task_says_so():
+    x = mt.Tensor(np.ones(2), name="x")
+    tape = mt.Tape()
+
+    async def enter():
+        tape.__enter__()
+
+    async def leave():
+        tape.__exit__(None, None, None)
+
+    async def main():
+        await asyncio.create_task(enter())
+        with pytest.raises(RuntimeError, match="different thread or asyncio task"):
+            await asyncio.create_task(leave())
+
+    asyncio.run(main())
+    with tape:
+        loss = (x * x).sum()
+    np.testing.assert_array_equal(tape.gradient(loss, x), [2.0, 2.0])
+
+
+def test_an_error_leaving_the_block_is_not_hidden_by_the_thread_check():
+    tape = mt.Tape()
+    tape.__enter__()
+    result = []
+    worker = threading.Thread(target=lambda: result.append(tape.__exit__(KeyError, KeyError(), None)))
+    worker.start()
+    worker.join()
+    assert result == [None]
+
+
+def test_exiting_a_tape_never_entered_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="exited without being entered"):
+        mt.Tape().__exit__(None, None, None)
+
+
+def test_one_no_grad_object_nests_inside_itself():
+    x = mt.Tensor(np.ones(2))
+    pause = mt.no_grad()
+    with mt.Tape() as tape:
+        with pause:
+            with pause:
+                x * 2.0
+            x * 3.0
+        y = x * 4.0
+    assert [n.output for n in tape.nodes] == [y]
+    assert mt.tape.active_tapes() == ()
+
+
+def test_one_no_grad_object_shared_by_threads():
+    x = mt.Tensor(np.ones(2))
+    pause = mt.no_grad()
+    barrier = threading.Barrier(2)
+    lengths = []
+
+    def run():
+        with mt.Tape() as tape:
+            with pause:
+                barrier.wait()  # both threads are inside the same no_grad object
+                x * 2.0
+                barrier.wait()
+            x * 3.0
+        lengths.append(len(tape))
+
+    workers = [threading.Thread(target=run) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert lengths == [1, 1]
+
+
+def test_no_grad_exited_where_it_was_not_entered_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="no_grad: exited in a thread or asyncio task where no "
+                                           "no_grad block is open"):
+        mt.no_grad().__exit__(None, None, None)
+
+
+def test_a_spent_tape_stops_recording():
+    x = mt.Tensor(np.ones(3))
+    with mt.Tape(persistent=False) as tape:
+        loss = (x * x).sum()
+        tape.gradient(loss, x)
+        for _ in range(5):
+            loss = (x * x).sum()
+        assert len(tape) == 0
+    with pytest.raises(RuntimeError, match="persistent=False"):
+        tape.gradient(loss, x)
+
+
+def test_a_spent_tape_entered_again_records_nothing():
+    x = mt.Tensor(np.ones(3))
+    with mt.Tape(persistent=False) as tape:
+        loss = (x * x).sum()
+    tape.gradient(loss, x)
+    with tape:
+        (x * 2.0).sum()
+    assert len(tape) == 0

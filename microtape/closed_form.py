@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import ShapeError
 from .ops import IN_PLACE_MIN_SIZE, broadcast_axes
+from .primitive import _PROMOTES_0D  # on numpy 1.x results are cast back to the traced dtypes
 from .tensor import Tensor
 
 __all__ = ["ClosedForm"]
@@ -55,7 +56,7 @@ class ClosedForm:
     """
 
     def __init__(self, value_fn: "_Written", step_fn: "_Written", shape: Any,
-                 leaves: dict[str, Any]) -> None:
+                 leaves: dict[str, Any], dtypes: tuple) -> None:
         self.source: str = value_fn.source
         self.step_source: str = step_fn.source
         self.equations: str = value_fn.equations
@@ -66,6 +67,7 @@ class ClosedForm:
         self.function = self._fn = value_fn.function
         self.step_function = self._step = step_fn.function
         self._shape = shape          # ("one",) / ("list", n) / ("dict", keys)
+        self._dtypes = dtypes        # (the target's, (each source's, ...))
         self._leaves = leaves        # argument name -> the recorded Tensor or array
         self._traced = value_fn.traced
         self._node_equations = value_fn.node_equations
@@ -75,7 +77,15 @@ class ClosedForm:
 
     def __call__(self, **arrays: Any) -> tuple[np.ndarray, Any]:
         value, grads = self._fn(*self._arguments(arrays))
+        if _PROMOTES_0D:
+            value, grads = self.as_traced(value, grads)
         return np.asarray(value), self._shaped(grads)  # a 0-d array, as the tape's .value
+
+    def as_traced(self, value: Any, grads: tuple) -> tuple[np.ndarray, tuple]:
+        """``function``'s results in the dtypes of the target and the sources."""
+        target_dtype, source_dtypes = self._dtypes
+        value = np.asarray(value, dtype=target_dtype)
+        return value, tuple(g if g.dtype == d else g.astype(d) for g, d in zip(grads, source_dtypes))
 
     def sgd_step(self, lr: float, **arrays: Any) -> np.ndarray:
         """One SGD step in the generated code: every source ``p -= lr * dJ/dp``, in place.
@@ -146,7 +156,8 @@ def closed_form(nodes: Sequence[Any], target: Tensor, sources: Any) -> ClosedFor
             raise TypeError(f"closed_form: every source must be a Tensor, got {type(s).__name__}")
     value_fn = _Writer(nodes, target, listed, step=False).write()
     step_fn = _Writer(nodes, target, listed, step=True).write()
-    return ClosedForm(value_fn, step_fn, shape, value_fn.leaves)
+    dtypes = (target.dtype, tuple(s.dtype for s in listed))
+    return ClosedForm(value_fn, step_fn, shape, value_fn.leaves, dtypes)
 
 
 class _Written:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .primitive import _PROMOTES_0D
 from .tape import Tape
 from .tensor import Tensor
 
@@ -112,9 +113,11 @@ class _Compiled:
             self.cache[key] = entry
         else:
             self.hits += 1
-        fn, where, leaves = entry
+        cf, where, leaves = entry
         values = [_array(leaves[k]) if i is None else _array(args[i]) for k, i in enumerate(where)]
-        value, grads = fn(*values)
+        value, grads = cf.function(*values)
+        if _PROMOTES_0D:
+            value, grads = cf.as_traced(value, grads)
         return np.asarray(value), grads[0] if self.single else tuple(grads)
 
     def _trace(self, args: tuple) -> tuple:
@@ -140,7 +143,7 @@ class _Compiled:
                 isinstance(a, Tensor) and a.value is leaf)), None)
             where.append(i)
             leaves.append(leaf)  # a Tensor is read at each call: an optimizer may move it
-        return cf._fn, where, leaves
+        return cf, where, leaves
 
 
 def _signature(a: Any) -> Any:

@@ -65,6 +65,8 @@ class Primitive:
         dtype = out.dtype  # two identity tests: cheaper than reading dtype.kind every op
         if dtype is not _FLOAT64 and dtype is not _FLOAT32 and dtype.kind != "f":
             out = self._as_float(out)  # only plain int (or complex) arrays get here
+        elif _PROMOTES_0D and dtype is _FLOAT64 and out.ndim == 0:
+            out = _as_operands_dtype(values, out)
         result = wrap(out)
         if name is not None:
             result.name = name
@@ -110,6 +112,20 @@ class Primitive:
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}: {self.formula}>"
+
+
+# numpy 1.x treats 0-d arrays as Python scalars when it picks a result dtype, so
+# a 0-d float32 value met with a Python number comes out float64; numpy 2
+# (NEP 50) keeps float32. Only there, such a result is cast back.
+_PROMOTES_0D = np.lib.NumpyVersion(np.__version__) < "2.0.0"
+
+
+def _as_operands_dtype(values: list, out: np.ndarray) -> np.ndarray:
+    """``out`` in the dtype the array operands alone give (float32 for float32 arrays)."""
+    dtypes = [v.dtype for v in values if isinstance(v, np.ndarray)]
+    if dtypes and np.result_type(*dtypes) == np.float32:
+        return out.astype(np.float32)
+    return out
 
 
 def _broadcastable(shapes: list) -> bool:

@@ -16,7 +16,9 @@ MD_PATH = re.compile(r"(?<![\w./-])((?:[\w-]+/)*[\w-]+\.md)\b")
 def project_files():
     for path in sorted(ROOT.rglob("*")):
         parts = set(path.relative_to(ROOT).parts)
-        if path.is_file() and not parts & SKIP and not any(p.endswith(".egg-info") for p in parts) \
+        # Hidden folders (.venv, .venv-oldest, .git, ...) hold other projects' files.
+        if path.is_file() and not parts & SKIP and not any(p.endswith(".egg-info") or p.startswith(".")
+                                                              for p in parts) \
                 and path.suffix in {".py", ".md", ".toml", ".ipynb", ".txt", ""}:
             yield path
 

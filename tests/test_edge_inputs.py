@@ -139,3 +139,14 @@ def test_an_empty_batch_sums_to_zero_with_a_zero_gradient():
 def test_logits_with_no_classes_are_a_shape_error():
     with pytest.raises(mt.ShapeError, match=r"logits of shape \(2, 0\) have no classes"):
         mt.softmax_cross_entropy(mt.Tensor(np.zeros((2, 0))), np.zeros(2, dtype=int))
+
+
+@pytest.mark.parametrize("op", [lambda t: t + 0.5, lambda t: t * 2.0, lambda t: 1.0 / t,
+                                lambda t: t ** 2.0, mt.sigmoid, mt.relu, lambda t: t - 3])
+def test_a_float32_scalar_stays_float32_with_python_numbers(op):
+    # numpy 1.x promotes a 0-d float32 met with a Python number to float64; CI runs this there too.
+    t = mt.Tensor(np.float32(1.5))
+    with mt.Tape() as tape:
+        out = op(t)
+    assert out.dtype == np.float32
+    assert tape.gradient(out, t).dtype == np.float32

@@ -237,6 +237,7 @@ def test_unwritable_out_is_one_line_and_trains_nothing(tmp_path, capsys):
 
 def test_missing_scikit_learn_names_the_extra(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import now fails
+    monkeypatch.setattr("microtape._install._VENV", tmp_path / "no-venv")  # nor in a project venv
     with pytest.raises(ImportError, match=r"microtape\[examples\]"):
         load_digits()
     assert main(["--quiet", "--out", str(tmp_path)]) == 1
@@ -246,6 +247,7 @@ def test_missing_scikit_learn_names_the_extra(tmp_path, monkeypatch, capsys):
 
 def test_without_matplotlib_the_plot_is_skipped_with_a_note(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    monkeypatch.setattr("microtape._install._VENV", tmp_path / "no-venv")  # nor in a project venv
     assert main(["--dataset", "spirals", "--epochs", "1", "--quiet", "--out", str(tmp_path)]) == 0
     assert "loss.png skipped: matplotlib is not installed" in capsys.readouterr().err
     assert (tmp_path / "params.npz").exists() and not (tmp_path / "loss.png").exists()

@@ -1,7 +1,7 @@
 """Tensor: a numpy array that ops can record on a tape.
 
 A Tensor is deliberately thin: a value, a gradient slot and a name. It knows
-nothing about tapes; the ops in ``ops.py`` do the recording. The operator
+nothing about tapes; ``Primitive.__call__`` records the ops. The operator
 methods below are one-line forwards to those ops.
 """
 

@@ -13,8 +13,8 @@ After the check it prints the closed form the tape derived for the network
 as the numpy function it generated. ``--compile`` trains with that generated
 code instead of recording every step.
 
-The defaults reach about 98.5% test accuracy on the digits in well under a
-second of training. The same --seed gives bit-identical results.
+The defaults reach 98.89% test accuracy on the digits (355 of 359) in well
+under a second of training. The same --seed gives bit-identical results.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from microtape.files import open_atomic
 
 from . import data
 from .fit import History, TrainingError, fit
-from .gradient_check import EXACT_TOL, check_gradients
+from .gradient_check import EXACT_TOL, GradientCheck, check_gradients
 from .two_layer import TwoLayerNet
 
 DEFAULT_EPOCHS = {"digits": 30, "spirals": 200}
@@ -152,6 +152,7 @@ class _BadFlag(_Failure):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train, report, check the gradients and write the files; 1 if the tape is wrong."""
     epochs = args.epochs or DEFAULT_EPOCHS[args.dataset]
     lr = args.lr or DEFAULT_LR[args.optimizer]
     x_train, y_train, x_test, y_test = _load(args.dataset)
@@ -167,35 +168,48 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test examples, "
           f"{x_train.shape[1]} features, {n_classes} classes")
     print(f"{net}, {optimizer}, batch size {args.batch_size}, {epochs} epochs, seed {args.seed}")
+    history = _train(net, optimizer, args, epochs, (x_train, y_train), (x_test, y_test))
 
+    batch = (x_train[:CHECK_BATCH], y_train[:CHECK_BATCH])
+    check = check_gradients(net, *batch)
+    print()
+    print(check)
+    print()
+    print(_closed_form(net, *batch))
+    print()
+    written = [_write(out / "params.npz", net.save)]
+    plotted = _plot(history, out / "loss.png", args.dataset)
+    if plotted:
+        written.append(plotted)
+    written.append(_graph(net, *batch, out / "graph.svg"))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return _verdict(check)
+
+
+def _train(net: TwoLayerNet, optimizer: mt.optim.Optimizer, args: argparse.Namespace,
+           epochs: int, train: tuple[np.ndarray, np.ndarray],
+           test: tuple[np.ndarray, np.ndarray]) -> History:
+    """Fit ``net`` with a progress bar, then print the accuracies it reached."""
     progress = _Progress(epochs, quiet=args.quiet)
     try:
-        history = fit(net, optimizer, x_train, y_train, epochs=epochs, batch_size=args.batch_size,
-                      seed=args.seed, test=(x_test, y_test), on_epoch=progress.update,
+        history = fit(net, optimizer, *train, epochs=epochs, batch_size=args.batch_size,
+                      seed=args.seed, test=test, on_epoch=progress.update,
                       compile=args.compile)
     except TrainingError as e:
         raise _Failure(str(e)) from None
     finally:
         progress.close()
-
-    correct = int(round(history.test_accuracy[-1] * len(x_test)))
-    print(f"test accuracy: {history.test_accuracy[-1]:.2%} ({correct}/{len(x_test)}), "
+    n_test = len(test[0])
+    correct = int(round(history.test_accuracy[-1] * n_test))
+    print(f"test accuracy: {history.test_accuracy[-1]:.2%} ({correct}/{n_test}), "
           f"train accuracy: {history.train_accuracy[-1]:.2%}, "
           f"{history.steps} steps in {history.seconds:.2f} s")
+    return history
 
-    check = check_gradients(net, x_train[:CHECK_BATCH], y_train[:CHECK_BATCH])
-    print()
-    print(check)
-    print()
-    print(_closed_form(net, x_train[:CHECK_BATCH], y_train[:CHECK_BATCH]))
-    print()
 
-    written = [_write(out / "params.npz", net.save)]
-    plotted = _plot(history, out / "loss.png", args.dataset)
-    if plotted:
-        written.append(plotted)
-    written.append(_graph(net, x_train[:CHECK_BATCH], y_train[:CHECK_BATCH], out / "graph.svg"))
-    print("wrote " + ", ".join(str(p) for p in written))
+def _verdict(check: GradientCheck) -> int:
+    """The exit status: 1 when the tape disagrees with the closed form, else 0 (with a
+    note when only finite differences disagree)."""
     if any(row.tape_vs_closed > EXACT_TOL for row in check.rows):
         print(f"{_prog()}: error: gradient check failed: the tape disagrees with the closed "
               f"form (rows marked NO)", file=sys.stderr)

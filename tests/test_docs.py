@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import tomllib
 from pathlib import Path
@@ -52,3 +53,22 @@ def test_the_license_file_matches_pyproject():
     text = (ROOT / "LICENSE").read_text()
     assert text.startswith("MIT License")
     assert "Copyright (c) 2026 the microtape authors" in text
+
+
+def test_the_training_command_quotes_the_accuracy_the_readme_measured():
+    import models.train
+
+    measured = re.search(r"default run reaches \*\*([\d.]+%)", (ROOT / "README.md").read_text())
+    assert measured, "the README no longer states the measured accuracy"
+    assert measured.group(1) in models.train.__doc__
+    assert not re.search(r"about [\d.]+%", models.train.__doc__)
+
+
+def test_the_tensor_docstring_names_what_records_an_op():
+    import microtape.tensor
+    from microtape.primitive import Primitive
+
+    doc = microtape.tensor.__doc__
+    assert "Primitive.__call__" in doc and "ops.py`` do the recording" not in doc
+    # ... and that is where a tape's _record is called.
+    assert "_record(" in inspect.getsource(Primitive.__call__)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import graphviz
 import numpy as np
@@ -23,8 +23,7 @@ from . import labels as L
 from .leafcheck import LeafCheck, check_leaves
 from .legend import (BROADCAST, CHECK_FAILED, CHECK_PASSED, EDGE, FANOUT, FONT,
                      GRAD_BG, GRAD_COLOR, LOOKS, MUTED, VALUE_BG, Look, legend_label)
-from .tapeview import (TapeView, TensorInfo, parameter_names, ensure_gradients,
-                       is_constant_array)
+from .tapeview import TapeView, TensorInfo, is_constant_array, parameter_names
 
 
 def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
@@ -68,6 +67,7 @@ def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
       leaves turn green when the tape agrees, red with the relative error
       when not.
     """
+    # Long only for its docstring: it is the reference for every option.
     if rankdir not in ("LR", "RL", "TB", "BT"):
         raise ValueError(f"draw_graph: rankdir must be 'LR', 'RL', 'TB' or 'BT', not {rankdir!r}")
     view = TapeView(tape, target, params, names)
@@ -75,6 +75,24 @@ def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
         ensure_gradients(tape, target)
     checks = check_leaves(view, check_elements) if check else {}
     return build(view, Options(values, grads, formulas, max_elements, rankdir, legend), checks)
+
+
+def ensure_gradients(tape: Tape, target: Tensor) -> bool:
+    """Run ``tape.backward(target)`` unless the target's gradients are already set.
+
+    They count as set when the target holds a gradient that could seed its
+    own backward pass: ones for a scalar (a stale ``.grad`` from another
+    target's pass is something else), anything for a non-scalar target
+    (the user seeded it). A non-scalar target without a gradient cannot be
+    seeded here, so its drawing has no gradients; returns whether gradients
+    are available.
+    """
+    g = target.grad
+    if target.size == 1:
+        if g is None or not np.all(g == 1):
+            tape.backward(target)
+        return True
+    return g is not None
 
 
 @dataclass(frozen=True)
@@ -87,25 +105,27 @@ class Options:
     legend: bool = True
 
 
-def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = None,
-          steps: bool = False) -> graphviz.Digraph:
-    """The Digraph of ``view``; one pass over its nodes, in creation order.
+@dataclass(frozen=True)
+class Page:
+    """What a page built around the drawing adds to it (the step page, steps.py).
 
-    ``steps``: the drawing of the step page. Every node carries its DOT id as
-    its SVG id, and each gradient block is a link with the id
-    ``<node id>_grad`` (Graphviz writes ``a_<node id>_grad``), so the page
-    can hide, show and rewrite the gradients of one drawing frame by frame.
+    With a page, every node carries its DOT id as its SVG id, so the page's
+    script can find it; ``grad_block`` rewrites the table of a tensor's
+    gradient (given the tensor and the table), and ``legend_notes``
+    ((colour, sentence) pairs) explain in the legend what the page adds.
     """
+
+    grad_block: Callable[[TensorInfo, str], str]
+    legend_notes: tuple[tuple[str, str], ...] = ()
+
+
+def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = None,
+          page: Page | None = None) -> graphviz.Digraph:
+    """The Digraph of ``view``; one pass over its nodes, in creation order."""
     checks = checks or {}
-    g = graphviz.Digraph(
-        "microtape",
-        graph_attr={"rankdir": opts.rankdir, "fontname": FONT, "nodesep": "0.25",
-                    "ranksep": "0.35", "bgcolor": "white", "pad": "0.15"},
-        node_attr={"fontname": FONT, "fontsize": "10", "margin": "0.06,0.04"},
-        edge_attr={"fontname": FONT, "fontsize": "8.5", "color": EDGE, "fontcolor": MUTED,
-                   "arrowsize": "0.6"},
-    )
+    g = _digraph(opts)
     drawn: set[int] = set()
+    ids = page is not None
 
     def tensor_node(info: TensorInfo) -> None:
         if id(info.tensor) in drawn:
@@ -115,8 +135,8 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
         check = checks.get(id(info.tensor))
         if check is not None:
             look = CHECK_PASSED if check.passed else CHECK_FAILED
-        label, tip = _tensor_text(view, info, opts, check, steps)
-        _node(g, info.node_id, label, tip, look, steps)
+        label, tip = _tensor_text(view, info, opts, check, page)
+        _node(g, info.node_id, label, tip, look, ids)
 
     for k, node in enumerate(view.nodes):
         for x in node.inputs:
@@ -126,10 +146,10 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
                 drawn.add(id(x))
                 c = view.constants[id(x)]
                 label, tip = _constant_text(c.name, c.value, opts)
-                _node(g, c.node_id, label, tip, LOOKS["constant"], steps)
+                _node(g, c.node_id, label, tip, LOOKS["constant"], ids)
         op_id = f"op{view.indices[k]}"
         label, tip = _op_text(view, k, node, opts)
-        _node(g, op_id, label, tip, LOOKS["op"], steps)
+        _node(g, op_id, label, tip, LOOKS["op"], ids)
         _input_edges(g, view, node, op_id)
         out = view.info(node.output)
         tensor_node(out)
@@ -137,12 +157,29 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
     for info in view.tensors.values():  # a leaf target with no op
         tensor_node(info)
     if opts.legend:
-        with g.subgraph(name="legend_rank", graph_attr={"rank": LEGEND_RANK[opts.rankdir]}) as s:
-            used = "".join(g.body)
-            s.node("legend", legend_label(check=bool(checks), steps=steps, text=used),
-                   shape="box", style="rounded", color="#c8c8c8", fontsize="8.5",
-                   tooltip="legend")
+        _legend(g, opts.rankdir, bool(checks), page.legend_notes if page is not None else ())
     return g
+
+
+def _digraph(opts: Options) -> graphviz.Digraph:
+    """An empty drawing with the look every node and edge shares."""
+    return graphviz.Digraph(
+        "microtape",
+        graph_attr={"rankdir": opts.rankdir, "fontname": FONT, "nodesep": "0.25",
+                    "ranksep": "0.35", "bgcolor": "white", "pad": "0.15"},
+        node_attr={"fontname": FONT, "fontsize": "10", "margin": "0.06,0.04"},
+        edge_attr={"fontname": FONT, "fontsize": "8.5", "color": EDGE, "fontcolor": MUTED,
+                   "arrowsize": "0.6"},
+    )
+
+
+def _legend(g: graphviz.Digraph, rankdir: str, check: bool,
+            notes: tuple[tuple[str, str], ...]) -> None:
+    """The legend node, explaining the symbols the drawing so far uses."""
+    with g.subgraph(name="legend_rank", graph_attr={"rank": LEGEND_RANK[rankdir]}) as s:
+        used = "".join(g.body)
+        s.node("legend", legend_label(check=check, notes=notes, text=used),
+               shape="box", style="rounded", color="#c8c8c8", fontsize="8.5", tooltip="legend")
 
 
 # Top to bottom, the legend sits in the first row, beside the inputs: below
@@ -151,10 +188,10 @@ LEGEND_RANK = {"TB": "min", "BT": "max", "LR": "sink", "RL": "source"}
 
 
 def _node(g: graphviz.Digraph, node_id: str, label: str, tip: str, look: Look,
-          steps: bool) -> None:
+          svg_id: bool) -> None:
     attrs = {"shape": look.shape, "style": look.style, "fillcolor": look.fill,
              "color": look.border, "penwidth": look.penwidth, "tooltip": tip}
-    if steps:
+    if svg_id:
         attrs["id"] = node_id
     g.node(node_id, label, **attrs)
 
@@ -165,29 +202,14 @@ _KIND_TEXT = {"parameter": "parameter", "data": "data", "intermediate": "", "los
 
 
 def _tensor_text(view: TapeView, info: TensorInfo, opts: Options, check: LeafCheck | None,
-                 steps: bool) -> tuple[str, str]:
+                 page: Page | None) -> tuple[str, str]:
     """The HTML-like label and the tooltip of a tensor node."""
     t = info.tensor
     facts = " ".join(s for s in (_KIND_TEXT[info.kind], L.shape_text(t.shape), str(t.dtype)) if s)
     header = (f'<B>{L.html(info.name, 32)}</B>  '
               f'<FONT POINT-SIZE="8" COLOR="{MUTED}">{L.html(facts)}</FONT>')
     tip = [f"{info.name}: {facts}"]
-
-    blocks = []
-    if opts.values:
-        blocks.append(_array_block("value", t.value, opts.max_elements, VALUE_BG, None))
-        tip.append("value =\n" + L.full(t.value))
-    grad = t.grad if opts.grads else None
-    if grad is not None:
-        block = _array_block("grad", grad, opts.max_elements, GRAD_BG, GRAD_COLOR)
-        if steps:   # a link only for its id; the page keeps clicks on it from going anywhere
-            hover = "&#10;".join(L.html(line) for line in
-                                 f"{info.name}: grad =\n{L.full(grad)}".split("\n"))
-            block = (f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0"><TR>'
-                     f'<TD ID="{info.node_id}_grad" HREF="#" TOOLTIP="{hover}">{block}</TD>'
-                     f'</TR></TABLE>')
-        blocks.append(block)
-        tip.append("grad =\n" + L.full(grad))
+    blocks = _tensor_blocks(info, opts, page, tip)
 
     # Left to right, nodes stack their blocks so the long chain stays narrow;
     # top to bottom, they put them side by side.
@@ -198,6 +220,31 @@ def _tensor_text(view: TapeView, info: TensorInfo, opts: Options, check: LeafChe
         rows.append("<TR>" + "".join(f'<TD VALIGN="TOP">{b}</TD>' for b in blocks) + "</TR>")
     else:
         rows += [f'<TR><TD ALIGN="LEFT">{b}</TD></TR>' for b in blocks]
+    for color, text in _tensor_notes(view, info, opts, check, tip):
+        rows.append(f'<TR><TD ALIGN="LEFT" COLSPAN="{span}">'
+                    f'<FONT POINT-SIZE="8" COLOR="{color}">{L.html(text)}</FONT></TD></TR>')
+    return L.table(rows, spacing=2, label=True), L.tooltip("\n".join(tip))
+
+
+def _tensor_blocks(info: TensorInfo, opts: Options, page: Page | None,
+                   tip: list[str]) -> list[str]:
+    """The value and gradient tables of a tensor node; their full arrays go to ``tip``."""
+    t = info.tensor
+    blocks = []
+    if opts.values:
+        blocks.append(_array_block("value", t.value, opts.max_elements, VALUE_BG, None))
+        tip.append("value =\n" + L.full(t.value))
+    grad = t.grad if opts.grads else None
+    if grad is not None:
+        block = _array_block("grad", grad, opts.max_elements, GRAD_BG, GRAD_COLOR)
+        blocks.append(page.grad_block(info, block) if page is not None else block)
+        tip.append("grad =\n" + L.full(grad))
+    return blocks
+
+
+def _tensor_notes(view: TapeView, info: TensorInfo, opts: Options, check: LeafCheck | None,
+                  tip: list[str]) -> list[tuple[str, str]]:
+    """(colour, text) notes under a tensor: its fan-out, its finite-difference check."""
     notes = []
     uses = len(info.consumers)
     if uses > 1 and opts.grads:
@@ -208,11 +255,7 @@ def _tensor_text(view: TapeView, info: TensorInfo, opts: Options, check: LeafChe
     if check is not None:
         notes.append((CHECK_PASSED.border if check.passed else CHECK_FAILED.border, check.describe()))
         tip.append(check.describe())
-    for color, text in notes:
-        rows.append(f'<TR><TD ALIGN="LEFT" COLSPAN="{span}">'
-                    f'<FONT POINT-SIZE="8" COLOR="{color}">{L.html(text)}</FONT></TD></TR>')
-    label = '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2" CELLPADDING="0">' + "".join(rows) + "</TABLE>>"
-    return label, L.tooltip("\n".join(tip))
+    return notes
 
 
 INTEGERS_SHOWN = 48   # integer arrays (labels) up to this size are drawn whole
@@ -255,8 +298,7 @@ def _array_block(title: str, a: np.ndarray, max_elements: int, bg: str, color: s
                        for line in L.summary(a))
     head = (f'<TR><TD ALIGN="LEFT" COLSPAN="{cols}">'
             f'<FONT POINT-SIZE="8" COLOR="{head_color}">{title}</FONT></TD></TR>')
-    return (f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2" '
-            f'BGCOLOR="{bg}">{head}{body}</TABLE>')
+    return L.table([head, body], padding=2, bgcolor=bg)
 
 
 def _constant_text(name: str, value: np.ndarray, opts: Options) -> tuple[str, str]:
@@ -267,8 +309,7 @@ def _constant_text(name: str, value: np.ndarray, opts: Options) -> tuple[str, st
     if opts.values:
         rows.append(f'<TR><TD>{_array_block("value", value, opts.max_elements, VALUE_BG, None)}</TD></TR>')
         tip += "\nvalue =\n" + L.full(value)
-    label = '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2" CELLPADDING="0">' + "".join(rows) + "</TABLE>>"
-    return label, L.tooltip(tip)
+    return L.table(rows, spacing=2, label=True), L.tooltip(tip)
 
 
 # -- ops ------------------------------------------------------------------------
@@ -339,8 +380,7 @@ def _op_text(view: TapeView, k: int, node: Node, opts: Options) -> tuple[str, st
             for line in L.wrap("(" + note, 34):
                 rows.append(f'<TR><TD><FONT POINT-SIZE="8" COLOR="{MUTED}">{L.html(line)}</FONT></TD></TR>')
         tip.append(f"VJP: {formula}")
-    label = '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0">' + "".join(rows) + "</TABLE>>"
-    return label, L.tooltip("\n".join(tip))
+    return L.table(rows, label=True), L.tooltip("\n".join(tip))
 
 
 # Edges along the chain of computed tensors pull harder than the edges from

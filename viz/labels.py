@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import html as _html
 import re
+from typing import Iterable
 
 import graphviz
 import numpy as np
@@ -60,6 +61,20 @@ def html(text: object, limit: int | None = None) -> str:
         text = text[: limit - 1] + "…"
     return "<BR/>".join(_html.escape(line.replace("\\", "\\\\"), quote=True)
                         for line in text.split("\n"))
+
+
+def table(rows: Iterable[str], spacing: int = 0, padding: int = 0, bgcolor: str | None = None,
+          label: bool = False) -> str:
+    """A borderless HTML-like ``<TABLE>`` of ``rows`` (each ``<TR>...</TR>``).
+
+    Every table of a drawing is built here, so they all share one border
+    and spacing convention. ``label``: wrapped in ``< >``, ready to be a
+    node's whole label.
+    """
+    bg = f' BGCOLOR="{bgcolor}"' if bgcolor is not None else ""
+    text = (f'<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="{spacing}" CELLPADDING="{padding}"'
+            f'{bg}>' + "".join(rows) + "</TABLE>")
+    return f"<{text}>" if label else text
 
 
 def tooltip(text: str) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
+from .labels import table
+
 FONT = "Helvetica,Arial,sans-serif"
 GRAD_COLOR = "#b3261e"       # gradient numbers and the word "grad"
 MUTED = "#6b6b6b"            # shapes, dtypes, notes
@@ -68,9 +70,12 @@ SYMBOLS = [
 ]
 
 
-def legend_label(check: bool = False, steps: bool = False, text: str = "") -> str:
-    """The legend as an HTML-like label: a swatch and a sentence per kind, then
-    the symbols that ``text`` (the drawing's labels) uses, each explained."""
+def legend_label(check: bool = False, notes: tuple[tuple[str, str], ...] = (),
+                 text: str = "") -> str:
+    """The legend as an HTML-like label: a swatch and a sentence per kind, the
+    notes on colours (``notes``: more (colour, sentence) pairs, from a page
+    around the drawing), then the symbols that ``text`` (the drawing's
+    labels) uses, each explained."""
     rows = ['<TR><TD COLSPAN="2" ALIGN="LEFT"><B>legend</B></TD></TR>']
     entries = [(LOOKS[k], sentence) for k, sentence in _ENTRIES]
     if check:
@@ -81,19 +86,16 @@ def legend_label(check: bool = False, steps: bool = False, text: str = "") -> st
         rows.append(f'<TR><TD BGCOLOR="{look.fill}" COLOR="{look.border}" BORDER="1" '
                     f'WIDTH="18" HEIGHT="12" FIXEDSIZE="TRUE"{rounded}></TD>'
                     f'<TD ALIGN="LEFT">{sentence}</TD></TR>')
-    notes = [
+    colours = [
         (GRAD_COLOR, "red numbers: the gradient dJ/d(tensor); hover for full arrays"),
         (BROADCAST, "blue edge “summed over axis k”: the VJP summed a broadcast back"),
         (FANOUT, "purple “Σ of n”: a tensor used n times gets the sum of n contributions"),
+        *notes,
     ]
-    if steps:
-        notes += [(CURRENT, "orange: the op applying its VJP now, and the gradients it sent"),
-                  (MUTED, "“not yet”: a gradient the backward pass has not reached")]
-    for color, note in notes:
+    for color, note in colours:
         rows.append(f'<TR><TD></TD><TD ALIGN="LEFT"><FONT COLOR="{color}">{note}</FONT></TD></TR>')
     for marker, symbol, meaning in SYMBOLS:
         if marker in text or html.escape(marker) in text:
             rows.append(f'<TR><TD ALIGN="RIGHT">{html.escape(symbol)}</TD>'
                         f'<TD ALIGN="LEFT">{html.escape(meaning)}</TD></TR>')
-    return ('<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2" CELLPADDING="1">'
-            + "".join(rows) + "</TABLE>>")
+    return table(rows, spacing=2, padding=1, label=True)

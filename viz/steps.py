@@ -33,10 +33,11 @@ import numpy as np
 from microtape import Node, Tape, Tensor
 from microtape.files import write_atomic
 
-from .graph import Options, block_texts, build, vjp_formula
-from .labels import visible
+from . import labels as L
+from .graph import Options, Page, block_texts, build, ensure_gradients, vjp_formula
+from .legend import CURRENT, MUTED
 from .render import INSTALL_HINT, GraphvizNotFoundError, pipe
-from .tapeview import TapeView, ensure_gradients
+from .tapeview import TapeView, TensorInfo
 
 _DRAW_OPTIONS = ("values", "formulas", "max_elements", "rankdir", "legend")
 
@@ -73,10 +74,17 @@ def render_backward_steps(tape: Tape, target: Tensor, out_dir: str | Path, *, pa
     if walk.steps == 0:
         raise ValueError("render_backward_steps: the target was not computed by any op on this "
                          "tape, so there is no backward pass to show")
-
     out_dir = Path(out_dir)
+    svg = _drawing(view, opts, out_dir)
+    index = out_dir / "index.html"
+    write_atomic(index, page(view.info(target).name, svg, walk))
+    return index
+
+
+def _drawing(view: TapeView, opts: Options, out_dir: Path) -> str:
+    """The page's one drawing, as SVG text; clears what earlier versions left in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    graph = build(view, opts, steps=True)
+    graph = build(view, opts, page=STEP_PAGE)
     try:
         svg = pipe(graph, "svg", out_dir / "steps.svg")
     except GraphvizNotFoundError:   # pipe has written the source as steps.dot
@@ -87,9 +95,27 @@ def render_backward_steps(tape: Tape, target: Tensor, out_dir: str | Path, *, pa
     for old in out_dir.iterdir():
         if _STALE.fullmatch(old.name) and old.is_file():
             old.unlink()
-    index = out_dir / "index.html"
-    write_atomic(index, page(view.info(target).name, svg.decode("utf-8"), walk))
-    return index
+    return svg.decode("utf-8")
+
+
+def _grad_link(info: TensorInfo, block: str) -> str:
+    """A gradient table as a link with the id ``<node id>_grad`` (Graphviz writes
+    ``a_<node id>_grad``), so the page can hide, show and rewrite it frame by frame.
+
+    A link only for its id: the page keeps clicks on it from going anywhere.
+    """
+    hover = "&#10;".join(L.html(line) for line in
+                         f"{info.name}: grad =\n{L.full(info.tensor.grad)}".split("\n"))
+    return L.table([f'<TR><TD ID="{info.node_id}_grad" HREF="#" TOOLTIP="{hover}">{block}</TD>'
+                    f'</TR>'])
+
+
+# The step page's drawing: each node's DOT id is its SVG id, each gradient a
+# link the script can find, and the legend explains what the page highlights.
+STEP_PAGE = Page(grad_block=_grad_link, legend_notes=(
+    (CURRENT, "orange: the op applying its VJP now, and the gradients it sent"),
+    (MUTED, "“not yet”: a gradient the backward pass has not reached"),
+))
 
 
 def step_equation(node: Node, closed_form: Any = None) -> str:
@@ -158,15 +184,7 @@ def backward_walk(view: TapeView, max_elements: int = 12) -> Walk:
     closed_form = _closed_form(view)
     target = view.info(view.target)
     J = target.name
-    # How many visited ops send gradient to each tensor: with more than one,
-    # the page shows the running sum until the last contribution.
-    senders: dict[int, int] = {}
-    for k in order:
-        for x in _receivers(view.nodes[k]):
-            senders[id(x)] = senders.get(id(x), 0) + 1
-    received: dict[int, int] = {}
-    partial: dict[int, np.ndarray] = {}
-
+    sums = _RunningSums(view, order, max_elements)
     walk.captions.append(f"Forward pass: every op has computed its output from its inputs; no "
                          f"gradient yet. Next, the backward pass starts at {J} with the seed "
                          f"{_d(J, J)} = 1.")
@@ -175,35 +193,62 @@ def backward_walk(view: TapeView, max_elements: int = 12) -> Walk:
     for s, k in enumerate(order, start=1):
         node = view.nodes[k]
         walk.ops[f"op{view.indices[k]}"] = s
-        out = view.info(node.output)
         sent = []
         for x in _receivers(node):
             info = view.info(x)
-            received[id(x)] = received.get(id(x), 0) + 1
-            n, total = received[id(x)], senders[id(x)]
-            texts = None
-            if total > 1:
-                # Each slot x fills (x * x has two) sends its part of the sum.
-                g = node.output.grad
-                for j, y in enumerate(node.inputs):
-                    if y is x:
-                        partial[id(x)] = partial.get(id(x), 0) + np.asarray(node.vjps[j](g))
-                if n < total:
-                    texts = block_texts(partial[id(x)], max_elements)
+            n, total, texts = sums.arrive(node, x)
             walk.grads.setdefault(info.node_id, []).append((s, texts))
             sent.append(_d(J, info.name) + (f" ({n} of {total} contributions)" if total > 1
                                              else ""))
-        given = (f"the seed G = {_d(J, J)}" if node.output is view.target
-                 else f"G = {_d(J, out.name)}")
-        action = ("sends back " + ", ".join(sent)) if sent else \
-            "sends nothing back (its inputs are constants)"
-        walk.captions.append(f"Step {s} of {len(order)}: {node.op.name} #{view.indices[k]} takes "
-                             f"{given} and {action}.")
+        walk.captions.append(_step_caption(view, k, f"Step {s} of {len(order)}", sent))
         walk.equations.append(step_equation(node, closed_form))
     walk.captions.append(f"Done: the tape was walked in reverse, {len(order)} ops, and every "
                          f"gradient of {J} is known.")
     walk.equations.append("")
     return walk
+
+
+class _RunningSums:
+    """The contributions a tensor's gradient has received so far, step by step.
+
+    A tensor that several visited ops send gradient to shows the running
+    sum until the last contribution arrives (the same numbers the tape adds).
+    """
+
+    def __init__(self, view: TapeView, order: list[int], max_elements: int) -> None:
+        self.max_elements = max_elements
+        self.senders: dict[int, int] = {}
+        for k in order:
+            for x in _receivers(view.nodes[k]):
+                self.senders[id(x)] = self.senders.get(id(x), 0) + 1
+        self.received: dict[int, int] = {}
+        self.partial: dict[int, np.ndarray] = {}
+
+    def arrive(self, node: Node, x: Tensor) -> tuple[int, int, list[str] | None]:
+        """``node`` sends its contribution to ``x``: which one it is (n of total), and the
+        texts of the partial sum, or None once the sum is complete (the drawing's numbers)."""
+        self.received[id(x)] = self.received.get(id(x), 0) + 1
+        n, total = self.received[id(x)], self.senders[id(x)]
+        if total == 1:
+            return n, total, None
+        # Each slot x fills (x * x has two) sends its part of the sum.
+        g = node.output.grad
+        for j, y in enumerate(node.inputs):
+            if y is x:
+                self.partial[id(x)] = self.partial.get(id(x), 0) + np.asarray(node.vjps[j](g))
+        texts = block_texts(self.partial[id(x)], self.max_elements) if n < total else None
+        return n, total, texts
+
+
+def _step_caption(view: TapeView, k: int, step: str, sent: list[str]) -> str:
+    """What the op at ``view.nodes[k]`` takes and sends back, for its frame."""
+    node = view.nodes[k]
+    J = view.info(view.target).name
+    given = (f"the seed G = {_d(J, J)}" if node.output is view.target
+             else f"G = {_d(J, view.info(node.output).name)}")
+    action = ("sends back " + ", ".join(sent)) if sent else \
+        "sends nothing back (its inputs are constants)"
+    return f"{step}: {node.op.name} #{view.indices[k]} takes {given} and {action}."
 
 
 def _d(of: str, by: str) -> str:
@@ -364,7 +409,7 @@ _SCRIPT = """
 
 def _text(s: str) -> str:
     """``s`` as HTML text or attribute value: entities, visible control characters."""
-    return html.escape(visible(s), quote=True)
+    return html.escape(L.visible(s), quote=True)
 
 
 def _json(walk: Walk) -> str:
@@ -372,8 +417,8 @@ def _json(walk: Walk) -> str:
     data = {"frames": walk.frames, "ops": walk.ops,
             "grads": {t: [list(arrival) for arrival in arrivals]
                       for t, arrivals in walk.grads.items()},
-            "captions": [visible(c) for c in walk.captions],
-            "equations": [visible(e) for e in walk.equations]}
+            "captions": [L.visible(c) for c in walk.captions],
+            "equations": [L.visible(e) for e in walk.equations]}
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
@@ -387,6 +432,7 @@ def page(target_name: str, svg: str, walk: Walk) -> str:
     """index.html: every user string enters as escaped text or escaped JSON; the one
     script is inline and pinned by its hash in the Content-Security-Policy, so
     nothing else can run and nothing is fetched from the network."""
+    # Long only for the page's HTML, kept whole so it reads as the page it writes.
     digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode("ascii")
     csp = (f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'; "
            f"base-uri 'none'; form-action 'none'")

@@ -71,69 +71,76 @@ class TapeView:
         self.tape = tape
         self.indices = _ancestors(tape, target)          # tape positions of the drawn nodes
         self.nodes: list[Node] = [tape.nodes[i] for i in self.indices]
-        if target is None and self.nodes:
-            last = self.nodes[-1].output
-            used = any(x is last for node in self.nodes for x in node.inputs)
-            target_shown = None if used else last
-        else:
-            target_shown = target
         self.target = target
-        self.loss = target_shown
-        param_ids = _param_ids(params)
-        given = _given_names(names)
-
+        self.loss = target if target is not None else self._unused_last_output()
         self.tensors: dict[int, TensorInfo] = {}
         self.constants: dict[int, ConstantInfo] = {}
-        counters = {"t": 0, "c": 0}
+        self._name_everything(_param_ids(params) if params is not None else None,
+                              _given_names(names))
+        if target is not None and not self.nodes:
+            self._add_tensor(target)
+
+    def _unused_last_output(self) -> Tensor | None:
+        """Without a target, the loss is the last output, unless an op uses it."""
+        if not self.nodes:
+            return None
+        last = self.nodes[-1].output
+        return None if any(x is last for node in self.nodes for x in node.inputs) else last
+
+    def _name_everything(self, param_ids: set[int] | None, given: dict[int, str]) -> None:
+        """A TensorInfo or ConstantInfo for everything the drawn nodes use, in order."""
+        self._param_ids = param_ids     # None: named leaves are the parameters
+        self._given = given
+        self._counters = {"t": 0, "c": 0}
         self._generated: set[str] = set()   # t0, c0, ...: too vague for an expression
-        taken = {str(t.name) for node in self.nodes for t in (*node.inputs, node.output)
-                 if isinstance(t, Tensor) and t.name is not None} | set(given.values())
-        outputs = {id(node.output): k for k, node in enumerate(self.nodes)}
-
-        def fresh(prefix: str, suggestion: str | None) -> str:
-            if suggestion is not None and suggestion not in taken:
-                taken.add(suggestion)
-                return suggestion
-            name = f"{prefix}{counters[prefix]}"
-            counters[prefix] += 1
-            self._generated.add(name)
-            return name
-
-        def add_tensor(t: Tensor, suggestion: str | None = None) -> TensorInfo:
-            info = self.tensors.get(id(t))
-            if info is None:
-                if id(t) in given:
-                    name = given[id(t)]
-                elif t.name is not None:
-                    name = t.name
-                else:
-                    name = fresh("t", suggestion)
-                producer = outputs.get(id(t))
-                if t is self.loss:
-                    kind = "loss"
-                elif producer is not None:
-                    kind = "intermediate"
-                elif id(t) in param_ids if params is not None else t.name is not None:
-                    kind = "parameter"
-                else:
-                    kind = "data"
-                info = TensorInfo(t, f"T{len(self.tensors)}", name, kind, producer=producer)
-                self.tensors[id(t)] = info
-            return info
-
+        self._taken = {str(t.name) for node in self.nodes for t in (*node.inputs, node.output)
+                       if isinstance(t, Tensor) and t.name is not None} | set(given.values())
+        self._outputs = {id(node.output): k for k, node in enumerate(self.nodes)}
         for k, node in enumerate(self.nodes):
             params_of = parameter_names(node.op)
             for i, x in enumerate(node.inputs):
                 word = params_of[i] if i < len(params_of) and len(params_of[i]) > 1 else None
                 if isinstance(x, Tensor):
-                    add_tensor(x, word).consumers.append(k)
+                    self._add_tensor(x, word).consumers.append(k)
                 elif is_constant_array(x) and id(x) not in self.constants:
                     n = len(self.constants)
-                    name = given.get(id(x)) or fresh("c", word)
+                    name = given.get(id(x)) or self._fresh("c", word)
                     self.constants[id(x)] = ConstantInfo(np.asarray(x), f"C{n}", name)
-            add_tensor(node.output, self._expression(node))
-        if target is not None and not self.nodes:
-            add_tensor(target)
+            self._add_tensor(node.output, self._expression(node))
+
+    def _fresh(self, prefix: str, suggestion: str | None) -> str:
+        """``suggestion`` if no tensor has that name yet, else the next t0, t1, ... (c0, ...)."""
+        if suggestion is not None and suggestion not in self._taken:
+            self._taken.add(suggestion)
+            return suggestion
+        name = f"{prefix}{self._counters[prefix]}"
+        self._counters[prefix] += 1
+        self._generated.add(name)
+        return name
+
+    def _add_tensor(self, t: Tensor, suggestion: str | None = None) -> TensorInfo:
+        """The TensorInfo of ``t``, made on its first appearance."""
+        info = self.tensors.get(id(t))
+        if info is not None:
+            return info
+        if id(t) in self._given:
+            name = self._given[id(t)]
+        elif t.name is not None:
+            name = t.name
+        else:
+            name = self._fresh("t", suggestion)
+        producer = self._outputs.get(id(t))
+        if t is self.loss:
+            kind = "loss"
+        elif producer is not None:
+            kind = "intermediate"
+        elif id(t) in self._param_ids if self._param_ids is not None else t.name is not None:
+            kind = "parameter"
+        else:
+            kind = "data"
+        info = TensorInfo(t, f"T{len(self.tensors)}", name, kind, producer=producer)
+        self.tensors[id(t)] = info
+        return info
 
     def _expression(self, node: Node) -> str | None:
         """``x W1``, ``h + b``, ``tanh(h)``: an op on inputs with one-word names, else None."""
@@ -211,24 +218,35 @@ def _ancestors(tape: Tape, target: Tensor | None) -> list[int]:
     nodes = tape.nodes
     if target is None:
         return list(range(len(nodes)))
-    if not isinstance(target, Tensor):
-        raise TypeError(f"viz: the target must be a Tensor, not {type(target).__name__}")
-    end = next((k for k in range(len(nodes) - 1, -1, -1) if nodes[k].output is target), None)
-    if end is None:
-        if any(x is target for node in nodes for x in node.inputs):
-            return []  # a leaf target: drawn alone
-        name = repr(target.name) if target.name is not None else f"of shape {target.shape}"
-        raise ValueError(f"viz: the target {name} was not recorded on this tape; compute it "
-                         f"inside 'with tape:' from Tensors")
+    end = _index_of(tape, target)
     needed = {id(target)}
     kept = []
-    for k in range(end, -1, -1):
+    for k in range(end - 1, -1, -1):
         node = nodes[k]
         if id(node.output) in needed:
             kept.append(k)
             needed.update(id(x) for x in node.inputs if isinstance(x, Tensor))
     kept.reverse()
     return kept
+
+
+def _index_of(tape: Tape, target: Tensor) -> int:
+    """One past the node that produced ``target``; 0 for a leaf target (drawn alone).
+
+    The tape's own lookup and its error, repeated here until the tape offers
+    it publicly; keep the two in step.
+    """
+    if not isinstance(target, Tensor):
+        raise TypeError(f"viz: the target must be a Tensor, not {type(target).__name__}")
+    nodes = tape.nodes
+    for k in range(len(nodes) - 1, -1, -1):
+        if nodes[k].output is target:
+            return k + 1
+    if any(x is target for node in nodes for x in node.inputs):
+        return 0
+    name = repr(target.name) if target.name is not None else f"of shape {target.shape}"
+    raise ValueError(f"viz: the target {name} was not recorded on this tape; compute it "
+                     f"inside 'with tape:' from Tensors")
 
 
 def _param_ids(params) -> set[int]:
@@ -245,22 +263,3 @@ def _param_ids(params) -> set[int]:
                             f"got a {type(p).__name__}")
         ids.add(id(p))
     return ids
-
-
-def ensure_gradients(tape: Tape, target: Tensor) -> bool:
-    """Run ``tape.backward(target)`` unless the target's gradients are already set.
-
-    They count as set when the target holds a gradient that could seed its
-    own backward pass: ones for a scalar (a stale ``.grad`` from another
-    target's pass is something else), anything for a non-scalar target
-    (the user seeded it). A non-scalar target without a gradient cannot be
-    seeded here, so its drawing has no gradients; returns whether gradients
-    are available.
-    """
-    g = target.grad
-    if target.size == 1:
-        if g is None or not np.all(g == 1):
-            tape.backward(target)
-        return True
-    return g is not None
-

@@ -21,6 +21,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .labels import check_labels
+
 __all__ = ["closed_form_gradients"]
 
 
@@ -80,20 +82,14 @@ def _value(params: Mapping[str, Any], name: str) -> np.ndarray:
 
 
 def _one_hot(labels: Any, N: int, C: int, single: bool) -> np.ndarray:
-    """Label rows Y (N×C): class indices become one-hot rows; rows pass through."""
-    labels = np.asarray(labels)
+    """Label rows Y (N×C): class indices become one-hot rows; rows pass through.
+
+    The labels get the loss's own check (``models.labels``), so the closed
+    form accepts exactly what ``mt.softmax_cross_entropy`` does.
+    """
+    labels = check_labels(labels, (C,) if single else (N, C), "closed_form_gradients")
     if labels.dtype.kind in "iu":
-        indices = labels.reshape(1) if single and labels.ndim == 0 else labels
-        if indices.shape != (N,):
-            raise ValueError(f"closed_form_gradients: {indices.size} class indices for {N} examples")
-        if N and (indices.min() < 0 or indices.max() >= C):
-            raise ValueError(f"closed_form_gradients: class indices must be in 0..{C - 1}, "
-                             f"got {indices.min()}..{indices.max()}")
         Y = np.zeros((N, C))
-        Y[np.arange(N), indices] = 1.0
+        Y[np.arange(N), labels.reshape(N)] = 1.0
         return Y
-    Y = np.atleast_2d(labels)
-    if Y.shape != (N, C):
-        raise ValueError(f"closed_form_gradients: label rows have shape {labels.shape}, expected "
-                         f"{(N, C) if not single else (C,)}")
-    return Y
+    return labels.reshape(N, C)

@@ -17,7 +17,7 @@ rather than float32 rounding.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -107,20 +107,28 @@ def check_gradients(net: TwoLayerNet, x: Any, labels: Any, reduction: str = "mea
     by_tape = tape.gradient(J, tensors)
     by_formula = closed_form_gradients(values, x, labels, reduction=reduction)
 
-    rng = np.random.default_rng(seed)
     result = GradientCheck(batch_size=x.shape[0] if x.ndim == 2 else 1, eps=eps)
+    result.rows = _rows(lambda: float(loss(values).value), values, by_tape, by_formula,
+                        eps, max_elements, np.random.default_rng(seed))
+    return result
+
+
+def _rows(J: Callable[[], float], values: dict[str, np.ndarray], by_tape: dict, by_formula: dict,
+          eps: float, max_elements: int, rng: np.random.Generator) -> list[GradientRow]:
+    """Each variable's three gradients compared; ``J()`` reads ``values``, which are perturbed."""
+    rows = []
     for name, v in values.items():
         picks = np.arange(v.size)
         if v.size > max_elements:
             picks = np.sort(rng.choice(v.size, max_elements, replace=False))
         # No tape is active here: each evaluation records nothing.
-        numeric = central_differences(lambda: float(loss(values).value), v, picks, eps)
+        numeric = central_differences(J, v, picks, eps)
         tape_at, formula_at = by_tape[name].reshape(-1)[picks], by_formula[name].reshape(-1)[picks]
-        result.rows.append(GradientRow(
+        rows.append(GradientRow(
             name=name, shape=v.shape,
             tape_vs_closed=relative_error(by_tape[name], by_formula[name]),
             tape_vs_numeric=relative_error(tape_at, numeric),
             closed_vs_numeric=relative_error(formula_at, numeric),
             checked=len(picks),
         ))
-    return result
+    return rows

@@ -17,6 +17,7 @@ QUICK = ["--quick", "--sizes", "tiny", "--rounds", "1", "--block-ms", "1",
 
 
 def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
+    # Long on purpose: one run of the harness (the slow part) read section by section.
     out = tmp_path / "bench.md"
     assert bench.main([*QUICK, "--out", str(out)]) == 0
     text = out.read_text(encoding="utf-8")

@@ -347,3 +347,14 @@ def test_fit_the_closed_form_and_the_loss_refuse_the_same_labels_the_same_way(la
         assert text.startswith(f"{caller}: "), text
         messages[caller] = text[len(caller) + 2:]
     assert len(set(messages.values())) == 1, messages
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_closed_form_of_a_saturated_sigmoid_is_finite_and_quiet(dtype):
+    # x W1 + b1 far below −88 (float32) or −709 (float64): exp(−t) overflows to inf, and
+    # h = 1 / (1 + inf) = 0 exactly; no RuntimeWarning (an error in this suite).
+    net = TwoLayerNet(2, 3, 2, seed=0, dtype=dtype)
+    x = np.array([[1e4, -1e4], [-1e4, 1e4]], dtype=dtype)
+    grads = closed_form_gradients(net.params, x, np.array([0, 1]))
+    for g in grads.values():
+        assert g.dtype == dtype and np.isfinite(g).all()

@@ -13,6 +13,12 @@ rows of X and one-hot labels Y, with the loss summed over the batch::
     dX     = delta1 W1^T                   (N×in)
 
 and every gradient divided by N when the loss is averaged.
+
+``forward``, ``loss`` and ``backward`` are those formulas and nothing else,
+one a line, each making its own temporaries, on arrays the caller has
+checked: they are also the benchmark's numpy baseline
+(tests/benchmarks/textbook.py), a step as a textbook writes it, so keep
+them plain. ``closed_form_gradients`` checks its arguments, then calls them.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["closed_form_gradients"]
+from .labels import check_labels
+
+__all__ = ["closed_form_gradients", "forward", "loss", "backward"]
 
 
 def closed_form_gradients(params: Mapping[str, Any], x: Any, labels: Any,
@@ -46,27 +54,43 @@ def closed_form_gradients(params: Mapping[str, Any], x: Any, labels: Any,
                          f"{W1.shape[0]} features per example")
     Y = _one_hot(labels, N, C, single=x.ndim == 1).astype(X.dtype, copy=False)
 
-    # Forward pass, keeping what the gradients need.
-    T = X @ W1 + b1                  # t = x W1 + b1
-    H = 0.5 * (1.0 + np.tanh(0.5 * T))  # h = sigmoid(t), in a form exp cannot overflow
-    V = H @ W2 + b2                  # v = h W2 + b2
-    Yhat = np.exp(V - V.max(axis=1, keepdims=True))
-    Yhat /= Yhat.sum(axis=1, keepdims=True)  # yhat = softmax(v)
-
-    # Backward pass: the batched formulas, loss summed over the batch.
-    delta2 = Yhat - Y
-    dW2 = H.T @ delta2
-    db2 = delta2.sum(axis=0)
-    delta1 = (delta2 @ W2.T) * H * (1.0 - H)
-    dW1 = X.T @ delta1
-    db1 = delta1.sum(axis=0)
-    dX = delta1 @ W1.T
-
-    grads = {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "x": dX.reshape(x.shape)}
+    # exp(−t) overflows to inf for very negative t, and 1 / (1 + inf) is the right 0.
+    with np.errstate(over="ignore"):
+        H, Yhat = forward(X, W1, b1, W2, b2)
+    grads, delta1 = backward(X, Y, W2, H, Yhat)
+    grads["x"] = (delta1 @ W1.T).reshape(x.shape)  # dX = delta1 W1ᵀ
     if reduction == "mean":         # averaging divides every gradient by N
         for g in grads.values():
             g /= N
     return grads
+
+
+def forward(X: np.ndarray, W1: np.ndarray, b1: np.ndarray, W2: np.ndarray,
+            b2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """H and Ŷ for the rows of X: what the loss and the backward pass need."""
+    T = X @ W1 + b1                                  # t = x W1 + b1
+    H = 1 / (1 + np.exp(-T))                         # h = sigmoid(t)
+    V = H @ W2 + b2                                  # v = h W2 + b2
+    E = np.exp(V - V.max(axis=1, keepdims=True))     # shifted so exp cannot overflow
+    Yhat = E / E.sum(axis=1, keepdims=True)          # ŷ = softmax(v)
+    return H, Yhat
+
+
+def loss(Y: np.ndarray, Yhat: np.ndarray) -> np.floating:
+    """J = Σ CE(y, ŷ) over the batch: −Σ Y ∘ log Ŷ."""
+    return -np.sum(Y * np.log(Yhat))
+
+
+def backward(X: np.ndarray, Y: np.ndarray, W2: np.ndarray, H: np.ndarray,
+             Yhat: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The four parameter gradients of the summed loss, and delta1 (for dX, if wanted)."""
+    delta2 = Yhat - Y                                # delta2 = Ŷ − Y
+    dW2 = H.T @ delta2                               # dW2 = Hᵀ delta2
+    db2 = delta2.sum(axis=0)                         # db2 = column sums of delta2
+    delta1 = (delta2 @ W2.T) * H * (1 - H)           # delta1 = (delta2 W2ᵀ) ∘ H ∘ (1 − H)
+    dW1 = X.T @ delta1                               # dW1 = Xᵀ delta1
+    db1 = delta1.sum(axis=0)                         # db1 = column sums of delta1
+    return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}, delta1
 
 
 def _value(params: Mapping[str, Any], name: str) -> np.ndarray:
@@ -80,20 +104,14 @@ def _value(params: Mapping[str, Any], name: str) -> np.ndarray:
 
 
 def _one_hot(labels: Any, N: int, C: int, single: bool) -> np.ndarray:
-    """Label rows Y (N×C): class indices become one-hot rows; rows pass through."""
-    labels = np.asarray(labels)
+    """Label rows Y (N×C): class indices become one-hot rows; rows pass through.
+
+    The labels get the loss's own check (``models.labels``), so the closed
+    form accepts exactly what ``mt.softmax_cross_entropy`` does.
+    """
+    labels = check_labels(labels, (C,) if single else (N, C), "closed_form_gradients")
     if labels.dtype.kind in "iu":
-        indices = labels.reshape(1) if single and labels.ndim == 0 else labels
-        if indices.shape != (N,):
-            raise ValueError(f"closed_form_gradients: {indices.size} class indices for {N} examples")
-        if N and (indices.min() < 0 or indices.max() >= C):
-            raise ValueError(f"closed_form_gradients: class indices must be in 0..{C - 1}, "
-                             f"got {indices.min()}..{indices.max()}")
         Y = np.zeros((N, C))
-        Y[np.arange(N), indices] = 1.0
+        Y[np.arange(N), labels.reshape(N)] = 1.0
         return Y
-    Y = np.atleast_2d(labels)
-    if Y.shape != (N, C):
-        raise ValueError(f"closed_form_gradients: label rows have shape {labels.shape}, expected "
-                         f"{(N, C) if not single else (C,)}")
-    return Y
+    return labels.reshape(N, C)

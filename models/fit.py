@@ -18,6 +18,7 @@ import numpy as np
 
 import microtape as mt
 
+from .labels import check_labels
 from .mlp import MLP
 
 __all__ = ["fit", "History", "TrainingError"]
@@ -54,9 +55,10 @@ def fit(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray, *
     tape writes for the network (``mt.value_and_grad(..., compile=True)``:
     recorded once per batch shape, then plain generated numpy).
 
-    Raises ValueError (or ``mt.ShapeError``) before training for data that
-    do not fit the network or hold NaN or inf, and :class:`TrainingError` as
-    soon as a batch's loss is NaN or infinite, before that batch's update.
+    Raises ValueError before training for data that do not fit the network
+    or hold NaN or inf (``mt.InputError`` or ``mt.ShapeError`` for labels,
+    as the loss does), and :class:`TrainingError` as soon as a batch's loss
+    is NaN or infinite, before that batch's update.
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"fit: epochs and batch_size must be at least 1, got {epochs} and {batch_size}")
@@ -123,7 +125,11 @@ def _epoch(net: MLP, optimizer: mt.optim.Optimizer, step: Callable, x: np.ndarra
 
 
 def _check_data(net: MLP, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Shapes, finiteness and label range, checked once, so no batch fails halfway through.
+    """Shapes, finiteness and labels, checked once, so no batch fails halfway through.
+
+    The labels get the loss's own check (``models.labels``), so ``fit``
+    refuses exactly what ``mt.softmax_cross_entropy`` would, with the same
+    error types.
 
     A NaN or inf in x does not always show in the loss (a saturated sigmoid
     turns inf into 1), but it makes the gradient NaN (inf · 0), which would
@@ -143,18 +149,11 @@ def _check_data(net: MLP, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     if len(y) != len(x):
         raise ValueError(f"fit: x has {len(x)} examples but y has {len(y)} labels")
     if y.dtype.kind in "fb" and y.shape == (len(x),):
+        # The loss's check says the same; here the fix is known to be about y.
         raise mt.InputError(f"fit: labels of dtype {y.dtype} given; class labels must be integers "
                             f"0..{net.n_out - 1}: pass y.astype(int) (or label rows of shape "
                             f"({len(x)}, {net.n_out}))")
-    if y.dtype.kind in "iu":
-        if y.ndim != 1:
-            raise mt.ShapeError(f"fit: class-index labels must have shape ({len(x)},), got {y.shape}")
-        if y.size and (y.min() < 0 or y.max() >= net.n_out):
-            raise ValueError(f"fit: labels must be class indices 0..{net.n_out - 1} for a network "
-                             f"with {net.n_out} outputs; found {y.min()}..{y.max()}")
-    elif y.shape != (len(x), net.n_out):
-        raise mt.ShapeError(f"fit: labels must be class indices of shape ({len(x)},) or label rows "
-                            f"of shape ({len(x)}, {net.n_out}), got {y.dtype} {y.shape}")
+    y = check_labels(y, (len(x), net.n_out), "fit")
     return x, y
 
 

@@ -5,9 +5,11 @@ dJ/dW1, dJ/db1, dJ/dW2, dJ/db2 and dJ/dx by
 
 - the tape (``tape.gradient`` of ``net.loss``),
 - the closed form (``closed_form_gradients``, models/DERIVATION.md's batched formulas),
-- central finite differences, (J(θ + eps) − J(θ − eps)) / 2eps per element,
+- central finite differences, (J(θ + eps) − J(θ − eps)) / 2eps per element
+  (``microtape.check.central_differences``),
 
-and reports for each variable how far apart each pair is. Everything runs in
+and reports for each variable how far apart each pair is
+(``microtape.check.relative_error``). Everything runs in
 float64, whatever the network's dtype, so the numbers measure the methods
 rather than float32 rounding.
 """
@@ -15,11 +17,12 @@ rather than float32 rounding.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 import microtape as mt
+from microtape.check import central_differences, relative_error
 
 from .closed_form import closed_form_gradients
 from .two_layer import TwoLayerNet
@@ -104,45 +107,28 @@ def check_gradients(net: TwoLayerNet, x: Any, labels: Any, reduction: str = "mea
     by_tape = tape.gradient(J, tensors)
     by_formula = closed_form_gradients(values, x, labels, reduction=reduction)
 
-    rng = np.random.default_rng(seed)
     result = GradientCheck(batch_size=x.shape[0] if x.ndim == 2 else 1, eps=eps)
-    for name, v in values.items():
-        positions = list(np.ndindex(v.shape))
-        if len(positions) > max_elements:
-            chosen = np.sort(rng.choice(len(positions), max_elements, replace=False))
-            positions = [positions[i] for i in chosen]
-        picked = tuple(np.array(positions).T) if positions else ()
-        numeric = np.array([_central_difference(loss, values, v, idx, eps) for idx in positions])
-        result.rows.append(GradientRow(
-            name=name, shape=v.shape,
-            tape_vs_closed=_relative(by_tape[name], by_formula[name]),
-            tape_vs_numeric=_relative(by_tape[name][picked], numeric),
-            closed_vs_numeric=_relative(by_formula[name][picked], numeric),
-            checked=len(positions),
-        ))
+    result.rows = _rows(lambda: float(loss(values).value), values, by_tape, by_formula,
+                        eps, max_elements, np.random.default_rng(seed))
     return result
 
 
-def _central_difference(loss, values: dict, v: np.ndarray, idx: tuple, eps: float) -> float:
-    """(J(v + eps·e_idx) − J(v − eps·e_idx)) / 2eps, perturbing ``v`` in place and restoring it."""
-    original = v[idx]
-    v[idx] = original + eps
-    plus = float(loss(values).value)  # no tape is active here: nothing is recorded
-    v[idx] = original - eps
-    minus = float(loss(values).value)
-    v[idx] = original
-    return (plus - minus) / (2 * eps)
-
-
-def _relative(a: np.ndarray, b: np.ndarray) -> float:
-    """max|a − b| relative to the larger of the two gradients' largest entries.
-
-    Scaled by the whole gradient, not element by element: an element whose
-    true gradient is ~1e-12 would otherwise show finite differences' 1e-11
-    noise as a 10x error.
-    """
-    a, b = np.asarray(a), np.asarray(b)
-    if a.size == 0:
-        return 0.0
-    scale = max(np.abs(a).max(), np.abs(b).max())
-    return float(np.abs(a - b).max() / scale) if scale > 0 else 0.0
+def _rows(J: Callable[[], float], values: dict[str, np.ndarray], by_tape: dict, by_formula: dict,
+          eps: float, max_elements: int, rng: np.random.Generator) -> list[GradientRow]:
+    """Each variable's three gradients compared; ``J()`` reads ``values``, which are perturbed."""
+    rows = []
+    for name, v in values.items():
+        picks = np.arange(v.size)
+        if v.size > max_elements:
+            picks = np.sort(rng.choice(v.size, max_elements, replace=False))
+        # No tape is active here: each evaluation records nothing.
+        numeric = central_differences(J, v, picks, eps)
+        tape_at, formula_at = by_tape[name].reshape(-1)[picks], by_formula[name].reshape(-1)[picks]
+        rows.append(GradientRow(
+            name=name, shape=v.shape,
+            tape_vs_closed=relative_error(by_tape[name], by_formula[name]),
+            tape_vs_numeric=relative_error(tape_at, numeric),
+            closed_vs_numeric=relative_error(formula_at, numeric),
+            checked=len(picks),
+        ))
+    return rows

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from tests.benchmarks import agreement, bench, contenders
+from tests.benchmarks import agreement, bench, contenders, textbook
 from tests.benchmarks.problem import make_problem
 
 QUICK = ["--quick", "--sizes", "tiny", "--rounds", "1", "--block-ms", "1",
@@ -17,6 +17,7 @@ QUICK = ["--quick", "--sizes", "tiny", "--rounds", "1", "--block-ms", "1",
 
 
 def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
+    # Long on purpose: one run of the harness (the slow part) read section by section.
     out = tmp_path / "bench.md"
     assert bench.main([*QUICK, "--out", str(out)]) == 0
     text = out.read_text(encoding="utf-8")
@@ -110,3 +111,20 @@ def test_the_benchmark_stops_before_timing_when_a_contender_disagrees(monkeypatc
     assert bench.main([*QUICK, "--out", str(out)]) == 1
     assert "microtape at tiny (float64): dW2 differs" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_numpy_baseline_is_the_closed_form_of_models(monkeypatch):
+    """One closed form: the timed baseline and the reference are models.closed_form's."""
+    from models import closed_form, closed_form_gradients
+    problem = make_problem("tiny", "float64")
+    loss, ref = textbook.reference(problem)
+    by_models = closed_form_gradients(problem.params0, problem.x, problem.labels, reduction="sum")
+    for name in ref:
+        np.testing.assert_allclose(ref[name], by_models[name], rtol=1e-12, atol=1e-15)
+    called = []
+    for name in ("forward", "loss", "backward"):
+        original = getattr(closed_form, name)
+        monkeypatch.setattr(closed_form, name,
+                            lambda *a, _f=original, _n=name: called.append(_n) or _f(*a))
+    contenders.NumpyStep(problem).step()
+    assert called == ["forward", "loss", "backward"]

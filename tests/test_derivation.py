@@ -5,6 +5,12 @@ models/DERIVATION.md's tables (the batched form: delta2 = Ŷ − Y, dW2 = Hᵀ d
 db2 = column sums of delta2, delta1 = (delta2 W2ᵀ) ∘ H ∘ (1 − H),
 dW1 = Xᵀ delta1, db1 = column sums of delta1, dX = delta1 W1ᵀ; all ÷ N for
 the mean). The tape must agree to 1e-10, relative to each gradient's size.
+
+``closed_form`` below is written separately from models/closed_form.py on
+purpose, and must stay so: it is the tests' one independent oracle, so a
+mistake copied into the library's closed form (which the benchmark and the
+training command's table use) cannot pass by being compared with itself.
+The network it is checked against is conftest.py's ``two_layer``.
 """
 
 from __future__ import annotations
@@ -43,8 +49,7 @@ def sigmoid(t):
 @pytest.mark.parametrize("label_kind", ["int", "one-hot", "soft"])
 @pytest.mark.parametrize("batched", [False, True])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_cross_entropy_gradient_is_yhat_minus_y(label_kind, batched, reduction):
-    rng = np.random.default_rng(0)
+def test_cross_entropy_gradient_is_yhat_minus_y(label_kind, batched, reduction, rng):
     n, c = (7, 5) if batched else (1, 5)
     theta = rng.normal(size=(n, c)) * 2
     index = rng.integers(0, c, size=n)
@@ -80,7 +85,10 @@ def test_softmax_then_cross_entropy_unfused_gives_the_same_gradient():
 # -- the two-layer network ----------------------------------------------------------------
 
 def closed_form(x, y, W1, b1, W2, b2, reduction):
-    """models/DERIVATION.md's gradients in plain numpy; x and y one row each or N rows."""
+    """models/DERIVATION.md's gradients in plain numpy; x and y one row each or N rows.
+
+    The independent oracle: deliberately not ``models.closed_form``.
+    """
     single = x.ndim == 1
     X, Y = np.atleast_2d(x), np.atleast_2d(y)
     n = X.shape[0]
@@ -104,44 +112,31 @@ def closed_form(x, y, W1, b1, W2, b2, reduction):
     return loss, grads
 
 
-def network(rng, n_in=4, n_hidden=6, n_out=3):
-    return {
-        "W1": rng.normal(size=(n_in, n_hidden)),
-        "b1": rng.normal(size=n_hidden) * 0.5,
-        "W2": rng.normal(size=(n_hidden, n_out)),
-        "b2": rng.normal(size=n_out) * 0.5,
-    }
-
-
-def network_loss(labels, reduction):
+def network_loss(two_layer, labels, reduction):
     """J as a function of x and the parameters, for microtape.testing."""
     def loss(x, W1, b1, W2, b2):
-        t = x @ W1 + b1
-        v = mt.sigmoid(t) @ W2 + b2
-        return mt.softmax_cross_entropy(v, labels, reduction=reduction)
+        return two_layer.loss(x, {"W1": W1, "b1": b1, "W2": W2, "b2": b2}, labels, reduction)
     return loss
 
 
-def tape_gradients(x, labels, params, reduction):
+def tape_gradients(two_layer, x, labels, params, reduction):
     p = {k: mt.Tensor(v, name=k) for k, v in params.items()}
     xt = mt.Tensor(x, name="x")
     with mt.Tape() as tape:
-        t = xt @ p["W1"] + p["b1"]
-        h = mt.sigmoid(t)
-        v = h @ p["W2"] + p["b2"]
-        loss = mt.softmax_cross_entropy(v, labels, reduction=reduction)
+        loss = two_layer.loss(xt, p, labels, reduction)
     return loss, tape.gradient(loss, {"x": xt, **p})
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("label_kind", ["int", "one-hot"])
-def test_single_example(reduction, label_kind):
+def test_single_example(reduction, label_kind, two_layer):
     rng = np.random.default_rng(2)
-    params = network(rng)
+    params = two_layer.params(rng)
     x = rng.normal(size=4)                                 # one example: a 1-d row
     label = 2
     y = np.eye(3)[label]
-    loss, grads = tape_gradients(x, label if label_kind == "int" else y, params, reduction)
+    labels = label if label_kind == "int" else y
+    loss, grads = tape_gradients(two_layer, x, labels, params, reduction)
     expected_loss, expected = closed_form(x, y, **params, reduction=reduction)
     assert_relative(loss.value, expected_loss)
     assert set(grads) == set(expected)
@@ -161,39 +156,53 @@ def test_single_example(reduction, label_kind):
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("label_kind", ["int", "one-hot"])
 @pytest.mark.parametrize("n", [1, 2, 9])
-def test_batched(reduction, label_kind, n):
+def test_batched(reduction, label_kind, n, two_layer):
     rng = np.random.default_rng(3 + n)
-    params = network(rng)
+    params = two_layer.params(rng)
     X = rng.normal(size=(n, 4))
     index = rng.integers(0, 3, size=n)
     Y = np.eye(3)[index]
     labels = index if label_kind == "int" else Y
     expected_loss, expected = closed_form(X, Y, **params, reduction=reduction)
-    assert_gradients_close(network_loss(labels, reduction), {"x": X, **params}, expected,
+    assert_gradients_close(network_loss(two_layer, labels, reduction), {"x": X, **params}, expected,
                            rtol=1e-9, atol=1e-15)
-    loss, _ = tape_gradients(X, labels, params, reduction)
+    loss, _ = tape_gradients(two_layer, X, labels, params, reduction)
     assert_relative(loss.value, expected_loss)
 
 
-def test_mean_is_the_sum_divided_by_n():
+def test_mean_is_the_sum_divided_by_n(two_layer):
     rng = np.random.default_rng(4)
-    params = network(rng)
+    params = two_layer.params(rng)
     X, index = rng.normal(size=(5, 4)), rng.integers(0, 3, size=5)
-    _, mean_grads = tape_gradients(X, index, params, "mean")
-    _, sum_grads = tape_gradients(X, index, params, "sum")
+    _, mean_grads = tape_gradients(two_layer, X, index, params, "mean")
+    _, sum_grads = tape_gradients(two_layer, X, index, params, "sum")
     for name in mean_grads:
         assert_relative(mean_grads[name] * 5, sum_grads[name])
 
 
-def test_batched_gradient_is_the_sum_of_per_example_gradients():
+def test_batched_gradient_is_the_sum_of_per_example_gradients(two_layer):
     rng = np.random.default_rng(5)
-    params = network(rng)
+    params = two_layer.params(rng)
     X, index = rng.normal(size=(4, 4)), rng.integers(0, 3, size=4)
-    _, batch = tape_gradients(X, index, params, "sum")
-    per_example = [tape_gradients(X[i], int(index[i]), params, "sum")[1] for i in range(4)]
+    _, batch = tape_gradients(two_layer, X, index, params, "sum")
+    per_example = [tape_gradients(two_layer, X[i], int(index[i]), params, "sum")[1]
+                   for i in range(4)]
     for name in ("W1", "b1", "W2", "b2"):
         assert_relative(batch[name], sum(g[name] for g in per_example))
     assert_relative(batch["x"], np.stack([g["x"] for g in per_example]))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_the_library_closed_form_agrees_with_this_oracle(reduction, two_layer, rng):
+    """models.closed_form (the benchmark's baseline, the training table's column) against ours."""
+    from models import closed_form_gradients
+    params = two_layer.params(rng)
+    X, index = rng.normal(size=(6, 4)), rng.integers(0, 3, size=6)
+    _, expected = closed_form(X, np.eye(3)[index], **params, reduction=reduction)
+    got = closed_form_gradients(params, X, index, reduction=reduction)
+    assert set(got) == set(expected)
+    for name in expected:
+        assert_relative(got[name], expected[name])
 
 
 def test_sigmoid_derivative_is_s_times_one_minus_s():

@@ -8,6 +8,7 @@ may mount; elsewhere the disk is simulated and the folder is chmod'ed.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import errno
 import io
@@ -403,3 +404,37 @@ def test_a_loop_of_symlinks_is_an_error_naming_the_path(tmp_path):
 def test_write_atomic_writes_text_as_utf8(tmp_path):
     path = write_atomic(tmp_path / "page.html", "∂J/∂W₁")
     assert path == tmp_path / "page.html" and path.read_bytes() == "∂J/∂W₁".encode("utf-8")
+
+
+# -- one writer ----------------------------------------------------------------------------
+
+_WRITING_METHODS = {"write_text", "write_bytes", "save", "savez", "savez_compressed", "savetxt",
+                    "tofile", "copy", "copyfile", "copy2", "move", "replace", "rename"}
+
+
+def _direct_writes(path: Path) -> list[str]:
+    """Calls in ``path`` that would write a file without microtape.files."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        mode = node.args[1:2] + [k.value for k in node.keywords if k.arg == "mode"]
+        writes_mode = any(isinstance(m, ast.Constant) and isinstance(m.value, str)
+                          and set(m.value) & set("wax+") for m in mode)
+        if isinstance(f, ast.Name) and f.id == "open" and writes_mode:
+            found.append(f"{path.name}:{node.lineno} open(..., mode)")
+        elif isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and (
+                (f.value.id in ("np", "numpy", "shutil", "os") and f.attr in _WRITING_METHODS)
+                or (f.value.id == "os" and f.attr == "open" and "O_CREAT" in ast.unparse(node))):
+            found.append(f"{path.name}:{node.lineno} {f.value.id}.{f.attr}")
+        elif isinstance(f, ast.Attribute) and f.attr in ("write_text", "write_bytes", "tofile"):
+            found.append(f"{path.name}:{node.lineno} .{f.attr}")
+    return found
+
+
+def test_every_file_is_written_through_microtape_files():
+    root = Path(__file__).resolve().parents[1]
+    sources = [p for folder in ("microtape", "models", "viz", "tests/benchmarks")
+               for p in sorted((root / folder).glob("*.py")) if p.name != "files.py"]
+    assert [hit for p in sources for hit in _direct_writes(p)] == []

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import microtape as mt
-from models import MLP, CheckpointError, TwoLayerNet, closed_form_gradients
+from models import MLP, CheckpointError, TwoLayerNet, closed_form_gradients, fit
 from models.checkpoint import load_arrays
 
 
@@ -78,7 +78,7 @@ def test_closed_form_accepts_plain_arrays_and_rejects_bad_arguments():
         closed_form_gradients({"W1": arrays["W1"], "b1": arrays["b1"]}, x, labels)
     with pytest.raises(ValueError, match="reduction"):
         closed_form_gradients(arrays, x, labels, reduction="max")
-    with pytest.raises(ValueError, match="0..1"):
+    with pytest.raises(mt.InputError, match=r"closed_form_gradients: class index 2 .* \(valid: 0 to 1\)"):
         closed_form_gradients(arrays, x, np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="4 features"):
         closed_form_gradients(arrays, x[:, :3], labels)
@@ -313,3 +313,48 @@ def test_accuracy_needs_one_label_per_example():
     x, labels = batch(5, 4, 2)
     with pytest.raises(mt.ShapeError, match=r"labels of shape \(4,\) for predictions of shape \(5,\)"):
         net.accuracy(x, labels[:4])
+
+
+# -- one label check --------------------------------------------------------------------
+
+_ROWS = np.full((4, 3), 1 / 3)
+
+
+@pytest.mark.parametrize("labels, error", [
+    (np.array([0, 1, 3, 0]), mt.InputError),               # out of range
+    (np.array([0, -1, 2, 0]), mt.InputError),              # negative
+    (np.array([[0], [1], [2], [0]]), mt.ShapeError),       # indices of the wrong shape
+    (np.eye(4)[:, :3] * 2, mt.InputError),                 # rows that do not sum to 1
+    (np.where(np.eye(4, 3) > 0, np.nan, _ROWS), mt.InputError),  # a row holding NaN
+    (np.full((4, 2), 0.5), mt.ShapeError),                 # rows of the wrong width
+    (np.array(["a", "b", "c", "a"]), mt.InputError),       # neither indices nor rows
+])
+def test_fit_the_closed_form_and_the_loss_refuse_the_same_labels_the_same_way(labels, error):
+    net = TwoLayerNet(5, 4, 3, seed=0)
+    x = np.random.default_rng(0).normal(size=(4, 5))
+    messages = {}
+    calls = {
+        "softmax_cross_entropy": lambda: net.loss(x, labels),
+        "fit": lambda: fit(net, mt.optim.SGD(net.params, lr=0.1), x, labels, epochs=1,
+                           batch_size=2),
+        "closed_form_gradients": lambda: closed_form_gradients(net.params, x, labels),
+    }
+    for caller, call in calls.items():
+        with pytest.raises(error) as caught:
+            call()
+        assert type(caught.value) is error
+        text = str(caught.value)
+        assert text.startswith(f"{caller}: "), text
+        messages[caller] = text[len(caller) + 2:]
+    assert len(set(messages.values())) == 1, messages
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_closed_form_of_a_saturated_sigmoid_is_finite_and_quiet(dtype):
+    # x W1 + b1 far below −88 (float32) or −709 (float64): exp(−t) overflows to inf, and
+    # h = 1 / (1 + inf) = 0 exactly; no RuntimeWarning (an error in this suite).
+    net = TwoLayerNet(2, 3, 2, seed=0, dtype=dtype)
+    x = np.array([[1e4, -1e4], [-1e4, 1e4]], dtype=dtype)
+    grads = closed_form_gradients(net.params, x, np.array([0, 1]))
+    for g in grads.values():
+        assert g.dtype == dtype and np.isfinite(g).all()

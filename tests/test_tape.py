@@ -11,15 +11,6 @@ import pytest
 import microtape as mt
 
 
-def _params(rng, n_in=3, n_hidden=4, n_out=2):
-    return {
-        "W1": mt.Tensor(rng.normal(size=(n_in, n_hidden)), name="W1"),
-        "b1": mt.Tensor(rng.normal(size=n_hidden), name="b1"),
-        "W2": mt.Tensor(rng.normal(size=(n_hidden, n_out)), name="W2"),
-        "b2": mt.Tensor(rng.normal(size=n_out), name="b2"),
-    }
-
-
 # -- recording ------------------------------------------------------------------
 
 def test_a_tape_records_each_op_once_in_order():
@@ -132,17 +123,11 @@ def test_a_tape_in_another_thread_does_not_record_this_threads_ops():
 
 # -- the kinds gradient() returns ------------------------------------------------------
 
-def _net_loss(p, x, labels):
-    h = mt.sigmoid(x @ p["W1"] + p["b1"])
-    return mt.softmax_cross_entropy(h @ p["W2"] + p["b2"], labels)
-
-
-def test_gradient_returns_the_kind_of_its_sources():
-    rng = np.random.default_rng(0)
-    p = _params(rng)
+def test_gradient_returns_the_kind_of_its_sources(two_layer, rng):
+    p = two_layer.params(rng, 3, 4, 2, tensors=True)
     x, labels = rng.normal(size=(5, 3)), rng.integers(0, 2, size=5)
     with mt.Tape() as tape:
-        loss = _net_loss(p, x, labels)
+        loss = two_layer.loss(x, p, labels)
     as_dict = tape.gradient(loss, p)
     assert isinstance(as_dict, dict) and list(as_dict) == ["W1", "b1", "W2", "b2"]
     single = tape.gradient(loss, p["W1"])
@@ -226,9 +211,9 @@ def test_a_one_element_target_needs_no_seed():
 
 # -- asking again ------------------------------------------------------------------
 
-def test_the_same_tape_asked_twice_gives_identical_answers():
+def test_the_same_tape_asked_twice_gives_identical_answers(two_layer):
     rng = np.random.default_rng(2)
-    p = _params(rng)
+    p = two_layer.params(rng, 3, 4, 2, tensors=True)
     x, labels = rng.normal(size=(5, 3)), rng.integers(0, 2, size=5)
     with mt.Tape() as tape:
         h = mt.sigmoid(x @ p["W1"] + p["b1"])
@@ -251,13 +236,13 @@ def test_the_same_tape_asked_twice_gives_identical_answers():
 
 # -- a tape that answers once -------------------------------------------------
 
-def test_a_non_persistent_tape_gives_the_same_gradients_once():
+def test_a_non_persistent_tape_gives_the_same_gradients_once(two_layer):
     rng = np.random.default_rng(3)
-    p = _params(rng)
+    p = two_layer.params(rng, 3, 4, 2, tensors=True)
     x, labels = rng.normal(size=(5, 3)), rng.integers(0, 2, size=5)
-    expected = _fresh_gradients(p, x, labels)
+    expected = _fresh_gradients(two_layer, p, x, labels)
     with mt.Tape(persistent=False) as tape:
-        loss = _net_loss(p, x, labels)
+        loss = two_layer.loss(x, p, labels)
     got = tape.gradient(loss, p)
     for name in p:
         np.testing.assert_array_equal(got[name], expected[name])
@@ -268,15 +253,15 @@ def test_a_non_persistent_tape_gives_the_same_gradients_once():
         tape.backward(loss)
 
 
-def test_a_non_persistent_tape_frees_values_no_vjp_needs():
+def test_a_non_persistent_tape_frees_values_no_vjp_needs(two_layer):
     # x W1 before the bias is kept only by the record; the sigmoid's output
     # is kept by its VJP. Both go once the tape has answered.
     rng = np.random.default_rng(4)
-    p = _params(rng)
+    p = two_layer.params(rng, 3, 4, 2, tensors=True)
     x, labels = rng.normal(size=(5, 3)), rng.integers(0, 2, size=5)
     for persistent in (True, False):
         with mt.Tape(persistent=persistent) as tape:
-            loss = _net_loss(p, x, labels)
+            loss = two_layer.loss(x, p, labels)
         before_bias = weakref.ref(tape.nodes[0].output.value)
         hidden = weakref.ref(tape.nodes[2].output.value)
         tape.gradient(loss, p)
@@ -315,22 +300,22 @@ def test_a_mistake_in_the_call_does_not_spend_a_non_persistent_tape():
     np.testing.assert_allclose(tape.gradient(loss, w), np.exp([1.0, 2.0]))
 
 
-def test_backward_on_a_non_persistent_tape_sets_grads_once():
+def test_backward_on_a_non_persistent_tape_sets_grads_once(two_layer):
     rng = np.random.default_rng(6)
-    p = _params(rng)
+    p = two_layer.params(rng, 3, 4, 2, tensors=True)
     x, labels = rng.normal(size=(5, 3)), rng.integers(0, 2, size=5)
     with mt.Tape(persistent=False) as tape:
-        loss = _net_loss(p, x, labels)
-    expected = _fresh_gradients(p, x, labels)
+        loss = two_layer.loss(x, p, labels)
+    expected = _fresh_gradients(two_layer, p, x, labels)
     tape.backward(loss)
     for name in p:
         np.testing.assert_array_equal(p[name].grad, expected[name])
     assert tape.spent
 
 
-def _fresh_gradients(p, x, labels):
+def _fresh_gradients(two_layer, p, x, labels):
     with mt.Tape() as tape:
-        loss = _net_loss(p, x, labels)
+        loss = two_layer.loss(x, p, labels)
     return tape.gradient(loss, p)
 
 

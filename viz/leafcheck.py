@@ -11,7 +11,9 @@ so nothing is recorded. Only nodes downstream of the perturbed leaf rerun.
 
 The check is bounded: at most ``max_elements`` elements per leaf, spread
 evenly over the flattened array, each costing two replays. It runs in
-float64 whatever the leaves' dtype, like ``microtape.gradcheck``.
+float64 whatever the leaves' dtype, with the differences and the relative
+error of ``microtape.gradcheck`` (``microtape.check.central_differences``,
+``relative_error``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from microtape import Tensor
+from microtape.check import central_differences, relative_error
 
 from .tapeview import TapeView
 
@@ -52,32 +55,27 @@ def check_leaves(view: TapeView, max_elements: int = 16, eps: float = 1e-6) -> d
         for x in node.inputs:
             if isinstance(x, Tensor):
                 first_use.setdefault(id(x), k)
-    results = {}
-    for info in view.leaves:
-        leaf = info.tensor
-        if leaf.grad is None or leaf is target or id(leaf) not in first_use:
-            continue
-        flat = np.asarray(leaf.value, dtype=np.float64).ravel()
-        count = min(flat.size, max_elements)
-        picks = np.unique(np.linspace(0, flat.size - 1, count).round().astype(int)) if count else []
-        numeric = np.empty(len(picks))
-        for j, i in enumerate(picks):
-            sides = []
-            for step in (eps, -eps):
-                moved = flat.copy()
-                moved[i] += step
-                sides.append(_replay(view, first_use[id(leaf)], leaf, moved.reshape(leaf.shape), seed))
-            numeric[j] = (sides[0] - sides[1]) / (2 * eps)
-        analytic = np.asarray(leaf.grad, dtype=np.float64).ravel()[picks]
-        rtol, atol = (1e-5, 1e-8) if leaf.grad.dtype == np.float64 else (1e-3, 1e-5)
-        err = np.abs(analytic - numeric)
-        scale = max(np.abs(analytic).max(initial=0.0), np.abs(numeric).max(initial=0.0))
-        results[id(leaf)] = LeafCheck(
-            checked=len(picks), total=flat.size,
-            rel_error=float(err.max(initial=0.0) / scale) if scale > 0 else 0.0,
-            passed=bool(np.all(err <= atol + rtol * np.abs(numeric))),
-        )
-    return results
+    return {id(info.tensor): _check_leaf(view, first_use[id(info.tensor)], info.tensor, seed,
+                                         max_elements, eps)
+            for info in view.leaves
+            if info.tensor.grad is not None and info.tensor is not target
+            and id(info.tensor) in first_use}
+
+
+def _check_leaf(view: TapeView, start: int, leaf: Tensor, seed: np.ndarray, max_elements: int,
+                eps: float) -> LeafCheck:
+    """The leaf's tape gradient against slopes at ``max_elements`` evenly spread elements."""
+    moved = np.array(leaf.value, dtype=np.float64)  # perturbed in place by central_differences
+    count = min(moved.size, max_elements)
+    picks = np.unique(np.linspace(0, moved.size - 1, count).round().astype(int)) if count else []
+    numeric = central_differences(lambda: _replay(view, start, leaf, moved, seed), moved, picks,
+                                  eps)
+    analytic = np.asarray(leaf.grad, dtype=np.float64).ravel()[picks]
+    rtol, atol = (1e-5, 1e-8) if leaf.grad.dtype == np.float64 else (1e-3, 1e-5)
+    err = np.abs(analytic - numeric)
+    return LeafCheck(checked=len(picks), total=moved.size,
+                     rel_error=relative_error(analytic, numeric),
+                     passed=bool(np.all(err <= atol + rtol * np.abs(numeric))))
 
 
 def _replay(view: TapeView, start: int, leaf: Tensor, value: np.ndarray, seed: np.ndarray) -> float:

@@ -1,0 +1,60 @@
+"""microtape.check's finite differences: one routine, exact where it should be, used everywhere."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from microtape.check import central_differences, relative_error
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_central_differences_of_a_quadratic_are_its_slopes_and_leave_the_array_as_it_was():
+    a = np.array([[1.0, -2.0, 0.5], [3.0, 0.25, -1.5]])
+    before = a.copy()
+    ticks = []
+    slopes = central_differences(lambda: float(np.sum(a ** 2)), a, [0, 4, 5], eps=1e-3,
+                                 each=ticks.append)
+    # A central difference of a quadratic has no truncation error: d(a²)/da = 2a.
+    np.testing.assert_allclose(slopes, 2 * before.reshape(-1)[[0, 4, 5]], rtol=1e-9)
+    np.testing.assert_array_equal(a, before)
+    assert ticks == [1, 2, 3]
+
+
+def test_central_differences_refuse_an_array_they_could_not_perturb_in_place():
+    a = np.ones((3, 4))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        central_differences(lambda: 0.0, a.T, [0])
+    a.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        central_differences(lambda: 0.0, a, [0])
+
+
+def test_relative_error_is_scaled_by_the_larger_gradient():
+    assert relative_error([1.0, 1e-12], [1.0, 2e-12]) == pytest.approx(1e-12)
+    assert relative_error([2.0, 0.0], [1.0, 0.0]) == pytest.approx(0.5)
+    assert relative_error([], []) == 0.0
+    assert relative_error([0.0], [0.0]) == 0.0
+
+
+def _defines_differences(path: Path) -> list[str]:
+    """Functions in ``path`` that subtract two evaluations and divide by 2·eps themselves."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            text = ast.unparse(node.right).replace(" ", "")
+            if text in ("2*eps", "(2*eps)", "eps*2"):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_finite_differences_are_written_once_in_the_project():
+    sources = [p for folder in ("microtape", "models", "viz") for p in (ROOT / folder).glob("*.py")]
+    sources += list((ROOT / "tests" / "benchmarks").glob("*.py"))
+    written = [hit for p in sources for hit in _defines_differences(p)]
+    assert [hit.split(":")[0] for hit in written] == ["microtape/check.py"], (
+        f"central differences written outside microtape.check: {written}")

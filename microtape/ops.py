@@ -132,24 +132,27 @@ def add(a, b):
            code=Code(lambda c: _sigmoid_code(c), lambda c: _sigmoid_vjp_code(c),
                      math=("{G} ∘ {C} ∘ (1 − {C})",)))
 def sigmoid(a):
-    """Logistic function S = 1 / (1 + exp(−A)), to a few ulp for every input, without warnings."""
+    """Logistic function S = 1 / (1 + exp(−A)), to a few ulp for every normal result, without warnings."""
     # Every step of 1 / (1 + exp(−A)) is within an ulp or two of exact, so S
     # keeps its relative precision wherever it is a normal float; forms that
     # compute 1 − S first, like (1 + tanh(A/2)) / 2, cancel to 0 for A < 0
-    # long before (at A = −17 in float32). exp(−A) overflows to inf for very
-    # negative A (and underflows to 0 for large A): 1 / inf = 0 and 1 / 1 = 1
-    # are then the right answers, so neither is worth a warning.
+    # long before (at A = −17 in float32). −A is first capped at the largest
+    # x with a finite exp(x), so exp cannot overflow: S changes only where its
+    # true value is below the smallest normal float (A < −709 in float64),
+    # and no np.errstate context is needed (it would cost more than the op).
     a = np.asarray(a)  # a number or a list, if called on a constant
     if a.dtype.kind != "f":
         a = a.astype(np.float64)  # bools cannot be negated
+    cap = _EXP_CAP.get(a.dtype)
+    if cap is None:
+        cap = _exp_cap(a.dtype)
     if a.size < IN_PLACE_MIN_SIZE:
-        with np.errstate(over="ignore", under="ignore"):
-            s = 1.0 / (1.0 + np.exp(np.negative(a)))
+        s = 1.0 / (1.0 + np.exp(np.minimum(np.negative(a), cap)))
         return s, (lambda g: g * s * (1.0 - s),)
 
     s = np.negative(a)  # the same S, step by step in one fresh buffer
-    with np.errstate(over="ignore", under="ignore"):
-        np.exp(s, out=s)
+    np.minimum(s, cap, out=s)
+    np.exp(s, out=s)
     s += 1.0
     np.divide(1.0, s, out=s)
 
@@ -160,6 +163,23 @@ def sigmoid(a):
         return d
 
     return s, (vjp,)
+
+
+_EXP_CAP: dict[np.dtype, np.ndarray] = {}
+
+
+def _exp_cap(dtype: np.dtype) -> np.ndarray:
+    """The largest x of ``dtype`` (as a 0-d array) whose exp(x) is finite."""
+    # log(max) rounded to the dtype may lie just above the true log(max), so
+    # step down until exp is finite, checked on a vector so that numpy's
+    # vectorised loop is the one tested.
+    x = np.log(np.asarray(np.finfo(dtype).max, dtype=dtype))
+    with np.errstate(over="ignore"):
+        while not np.isfinite(np.exp(np.full(64, x))).all():
+            x = np.nextafter(x, dtype.type(0))
+    cap = np.asarray(x, dtype=dtype)
+    _EXP_CAP[dtype] = cap
+    return cap
 
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -269,33 +289,31 @@ def _reduce_rows(ufunc, a):
 def _softmax_cross_entropy_rows(v, y, reduction):
     n, c = v.shape
     scale = 1.0 / n if reduction == "mean" else 1.0
-    # log ŷ = z − log Σ exp z with z = v − max v: exp never overflows.
-    # Row-major whatever v's layout, so the flat label picks below address z and ŷ.
-    z = np.subtract(v, _reduce_rows(np.maximum, v), order="C")
+    # log ŷ = z − log Σ exp z with z = v − max v: exp never overflows. Each
+    # row's max sits at a flat position of the row-major (N, C) array.
+    starts = np.arange(0, n * c, c)
+    top = starts + v.argmax(axis=1)
+    z = np.subtract(v, v.ravel()[top][:, None], order="C")
+    # z is exactly 0 at the max, so Σ exp z = 1 + rest, with rest the sum over
+    # the other classes, and log Σ exp z = log1p(rest) keeps its relative
+    # precision when it is tiny (a confident row), where log(1 + rest) rounds
+    # rest away against 1.
+    e = np.exp(z)
+    flat_e = e.ravel()
+    flat_e[top] = 0.0
+    rest = _reduce_rows(np.add, e)
+    flat_e[top] = 1.0
+    log_total = np.log1p(rest)
+    yhat = np.divide(e, rest + 1.0, out=e)  # ŷ = softmax(v), in e's buffer
     if y.dtype.kind in "iu":
-        # Each row's label, as a position in the flattened (N, C) array.
-        picked = np.arange(0, n * c, c)
-        picked += y
-        # A row's loss, log Σ exp z − z_label, is log1p(others + expm1(z_label))
-        # − z_label with "others" the sum over the other classes. Written so,
-        # it keeps its relative precision when it is tiny (a confident right
-        # answer), where log(Σ exp z) rounds the others away against 1.
-        # The label entries are left out of the sum as exp(−inf) = 0.
-        flat = z.ravel()
-        z_label = flat[picked]
-        flat[picked] = -np.inf
-        e = np.exp(z)
-        others = _reduce_rows(np.add, e)
-        e_label = np.exp(z_label)
-        e.ravel()[picked] = e_label
-        rows = np.log1p(others[:, 0] + np.expm1(z_label))
-        loss = np.add.reduce(rows - z_label)
-        yhat = np.divide(e, others + e_label[:, None], out=e)  # ŷ = softmax(v), in e's buffer
+        picked = starts
+        picked += y  # each row's label, as a flat position
+        # A row's loss log1p(rest) − z_label adds two non-negative numbers
+        # (z ≤ 0), so it keeps log1p's precision.
+        rows = log_total[:, 0]
+        rows -= z.ravel()[picked]
+        loss = np.add.reduce(rows)
     else:
-        e = np.exp(z)
-        total = _reduce_rows(np.add, e)
-        yhat = np.divide(e, total, out=e)  # ŷ = softmax(v), in e's buffer
-        log_total = np.log(total)
         # −Σ y log ŷ, in the logits' dtype even when the label rows are float64
         loss = (y * (log_total - z)).sum().astype(v.dtype)
 
@@ -609,14 +627,15 @@ def stop_gradient(t) -> Tensor:
 # two to agree on random inputs for every op.
 
 def _sigmoid_code(c):
-    # exp(−A) is inf below A ≈ −709 (−88 in float32), where S = 1 / inf = 0 is right:
-    # no warning for it. One line each, so the writer can treat it as one statement.
-    quiet = 'with np.errstate(over="ignore"): '
+    # −A capped as the op caps it, so exp cannot overflow (S = 1 / (1 + exp(−A))
+    # changes only where it is subnormal), and no warning needs silencing.
+    cap = repr(float(_exp_cap(c.dtype)))
     s = c.target
     if not c.big:
-        return [f"{quiet}{s} = 1.0 / (1.0 + np.exp(-{c.A}))"]
+        return [f"{s} = 1.0 / (1.0 + np.exp(np.minimum(-{c.A}, {cap})))"]
     return [f"{s} = np.negative({c.A})",  # large: the same steps in one fresh buffer
-            f"{quiet}np.exp({s}, out={s})", f"{s} += 1.0", f"np.divide(1.0, {s}, out={s})"]
+            f"np.minimum({s}, {cap}, out={s})", f"np.exp({s}, out={s})", f"{s} += 1.0",
+            f"np.divide(1.0, {s}, out={s})"]
 
 
 def _sigmoid_vjp_code(c):

@@ -127,8 +127,12 @@ class Tape:
         if self._token is not None:
             # Entered twice, it would record every op twice.
             raise RuntimeError("Tape: this tape is already recording; nest a new mt.Tape() instead")
-        # A tape exited from another thread may still sit in this one's stack.
-        stack = tuple(t for t in _active.get() if t._token is not None)
+        stack = _active.get()
+        if stack:
+            for t in stack:
+                if t._token is None:  # exited from another thread, it still sits in this one's stack
+                    stack = tuple(t for t in stack if t._token is not None)
+                    break
         self._token = _active.set(stack + (self,))
         if not self.spent:
             self._record = self.nodes.append
@@ -138,7 +142,9 @@ class Tape:
         token, self._token = self._token, None
         if token is None:
             raise RuntimeError("Tape: exited without being entered; use 'with mt.Tape() as tape:'")
-        self._record = _ignore  # whatever happens below, this tape stops recording
+        # Stacks copied from this one (an asyncio task started in the block)
+        # may still hold the tape: whatever happens below, it stops recording.
+        self._record = _ignore
         try:
             _active.reset(token)
         except (ValueError, RuntimeError):

@@ -7,7 +7,7 @@ methods below are one-line forwards to those ops.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -191,6 +191,14 @@ _new = object.__new__
 # each recorded node keeps the tick it was recorded at, so "changed after it
 # was recorded" is one comparison. A list, so that other modules read it live.
 _EDITS = [0]
+
+
+def mark_all_modified(tensors: Iterable[Tensor]) -> None:
+    """``Tensor.mark_modified`` for several tensors at once, as an optimizer step needs."""
+    _EDITS[0] += 1
+    clock = _EDITS[0]
+    for t in tensors:
+        t._version = clock
 
 
 def _refuse_while_tracing(what: str) -> None:

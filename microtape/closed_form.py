@@ -27,6 +27,7 @@ import numpy as np
 from .errors import ShapeError
 from .ops import IN_PLACE_MIN_SIZE, broadcast_axes
 from .primitive import _PROMOTES_0D  # on numpy 1.x results are cast back to the traced dtypes
+from .tape import Tape
 from .tensor import Tensor
 
 __all__ = ["ClosedForm"]
@@ -654,3 +655,21 @@ def _defaults(op: Any) -> dict[str, Any]:
             p.name: p.default for p in inspect.signature(op.forward).parameters.values()
             if p.default is not p.empty}
     return found
+
+
+def _tape_closed_form(self: Tape, target: Tensor, sources: Any) -> ClosedForm:
+    """The recorded computation written out as numpy code and equations.
+
+    Returns an ``mt.ClosedForm``: ``.source`` (a plain numpy function, the
+    forward then the backward pass), ``.equations`` (the backward pass in
+    the derivation's notation) and a callable that reruns it on new arrays
+    of the same shapes: ``value, grads = cf(x=new_x)``.
+    """
+    if self.spent:
+        raise RuntimeError("closed_form: this tape was made with persistent=False and has "
+                           "already answered, so its record is gone; record with mt.Tape()")
+    return closed_form(self.nodes, target, sources)
+
+
+# Set here, above the ops the writer reads, so that tape.py imports nothing above it.
+Tape.closed_form = _tape_closed_form

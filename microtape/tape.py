@@ -14,11 +14,8 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 
 from .errors import ShapeError
-from .tensor import _EDITS, Tensor
-
-# The tapes recording in this thread (contextvars are per thread), innermost
-# last. An empty tuple means ops only compute values: the cheap mode.
-_active: ContextVar[tuple["Tape", ...]] = ContextVar("microtape_active_tapes", default=())
+from .state import _EDITS, _active
+from .tensor import Tensor
 
 
 def active_tapes() -> tuple["Tape", ...]:
@@ -95,6 +92,8 @@ class Tape:
 
     Tapes nest: every active tape records. A tape can be asked for gradients
     any number of times, and drawn; dropping it frees everything it recorded.
+    ``tape.closed_form(target, sources)`` writes the record out as numpy code;
+    ``closed_form.py`` defines it, since the writer reads the ops.
 
     ``Tape(persistent=False)`` is for training loops: its first ``gradient``
     or ``backward`` call lets go of the record, so each intermediate value is
@@ -222,20 +221,6 @@ class Tape:
             if node.clock == now:
                 return  # this node and every later one were recorded after the last change
             _check_node(node, k, caller)
-
-    def closed_form(self, target: Tensor, sources: Sources) -> "ClosedForm":
-        """The recorded computation written out as numpy code and equations.
-
-        Returns an ``mt.ClosedForm``: ``.source`` (a plain numpy function, the
-        forward then the backward pass), ``.equations`` (the backward pass in
-        the derivation's notation) and a callable that reruns it on new arrays
-        of the same shapes: ``value, grads = cf(x=new_x)``.
-        """
-        if self.spent:
-            raise RuntimeError("closed_form: this tape was made with persistent=False and has "
-                               "already answered, so its record is gone; record with mt.Tape()")
-        from .closed_form import closed_form  # the writer loads only when first asked for
-        return closed_form(self.nodes, target, sources)
 
     # -- the backward pass ------------------------------------------------------
     def _backprop(self, target: Tensor, seed: Any, sources: list[Tensor], keep_all: bool,

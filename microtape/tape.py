@@ -14,8 +14,12 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 
 from .errors import ShapeError
-from .state import _EDITS, _active
+from .state import _EDITS
 from .tensor import Tensor
+
+# The tapes recording in this thread (contextvars are per thread), innermost
+# last. An empty tuple means ops only compute values: the cheap mode.
+_active: ContextVar[tuple["Tape", ...]] = ContextVar("microtape_active_tapes", default=())
 
 
 def active_tapes() -> tuple["Tape", ...]:

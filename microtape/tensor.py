@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .errors import TraceError
-from .state import _EDITS, _active
+from .state import _EDITS, _tracing
 
 
 class Tensor:
@@ -136,14 +136,13 @@ def mark_all_modified(tensors: Iterable[Tensor]) -> None:
 
 
 def _refuse_while_tracing(what: str) -> None:
-    """Raise TraceError if a compile=True trace is recording (only such tapes set ``traces``)."""
-    for tape in _active.get():
-        if getattr(tape, "traces", False):
-            raise TraceError(
-                f"{what} was called on a Tensor while value_and_grad(..., compile=True) traces "
-                f"the function: the closed form is written once per signature, so a branch on a "
-                f"traced value would be baked in for every later call; use compile=False (the tape "
-                f"records each call afresh), or pass the deciding value as a Python argument")
+    """Raise TraceError if a compile=True trace is recording in this thread or task."""
+    if _tracing.get():
+        raise TraceError(
+            f"{what} was called on a Tensor while value_and_grad(..., compile=True) traces "
+            f"the function: the closed form is written once per signature, so a branch on a "
+            f"traced value would be baked in for every later call; use compile=False (the tape "
+            f"records each call afresh), or pass the deciding value as a Python argument")
 
 
 def _compare_while_tracing(symbol: str):

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import broadcast_hint, check_labels, matmul_hint, reshape_hint
 from .errors import InputError, ShapeError
 from .primitive import Code, primitive
 from .tensor import Tensor
+
+_check_labels = check_labels  # its name before checks.py; models/ imports it so
 
 
 # -- the one helper every binary VJP shares ----------------------------------
@@ -29,21 +32,6 @@ def broadcast_axes(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tuple[
     return tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and out_shape[lead + i] != 1
     )
-
-
-def _broadcast_hint(a_shape, b_shape) -> str:
-    """Which axis breaks numpy's rule: shapes align from the right, each pair equal or 1."""
-    for k in range(1, min(len(a_shape), len(b_shape)) + 1):
-        m, n = a_shape[-k], b_shape[-k]
-        if m != n and m != 1 and n != 1:
-            hint = (f"; axis {-k} has {m} against {n}, but numpy lines shapes up from the last "
-                    f"axis and each pair must be equal or 1")
-            if len(a_shape) == len(b_shape) == 2 and a_shape == b_shape[::-1]:
-                hint += "; did you mean the transpose of one operand?"
-            elif len(b_shape) == 1 and len(a_shape) >= 2 and a_shape[-2] == n:
-                hint += f"; for one value per row, give the second operand shape ({n}, 1)"
-            return hint
-    return ""
 
 
 def _shape(a) -> tuple[int, ...]:
@@ -75,20 +63,7 @@ IN_PLACE_MIN_SIZE = 4096
 
 # -- the four ops of the derivation ------------------------------------------
 
-def _matmul_hint(a_shape, b_shape) -> str:
-    if len(a_shape) >= 1 and len(b_shape) >= 2 and a_shape[-1] == b_shape[-1]:
-        return ("; the inner dimensions differ "
-                f"({a_shape[-1]} vs {b_shape[-2]}): did you mean the transpose of the second operand?")
-    if len(a_shape) >= 2 and len(b_shape) >= 1 and a_shape[-2] == b_shape[0]:
-        return ("; the inner dimensions differ "
-                f"({a_shape[-1]} vs {b_shape[0]}): did you mean the transpose of the first operand?")
-    if len(a_shape) >= 1 and len(b_shape) >= 1:
-        inner_b = b_shape[-2] if len(b_shape) >= 2 else b_shape[0]
-        return f"; the inner dimensions differ ({a_shape[-1]} vs {inner_b})"
-    return "; matmul needs arrays of at least one dimension"
-
-
-@primitive("dA = G Bᵀ,  dB = Aᵀ G", explain=_matmul_hint,
+@primitive("dA = G Bᵀ,  dB = Aᵀ G", explain=matmul_hint,
            code=Code("{A} @ {B}", "{G} @ {B}.T", "{A}.T @ {G}", math=("{G} {B}ᵀ", "{A}ᵀ {G}"),
                      name="{A}{B}", when=lambda c: c.ndims == [2, 2]))
 def matmul(a, b):
@@ -120,7 +95,7 @@ def _matmul_nd_vjps(a, b):
 
 
 @primitive("dA = G,  dB = G  (each summed over the axes it was broadcast along)",
-           broadcasts=True, explain=_broadcast_hint,
+           broadcasts=True, explain=broadcast_hint,
            code=Code("{A} + {B}", "{G}", "{G}", math=("{G}", "{G}")))
 def add(a, b):
     """Elementwise sum C = A + B with numpy broadcasting (the bias add)."""
@@ -182,69 +157,6 @@ def _exp_cap(dtype: np.dtype) -> np.ndarray:
     return cap
 
 
-_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-_SIGNED_MAX = {1: 2**7 - 1, 2: 2**15 - 1, 4: 2**31 - 1, 8: 2**63 - 1}
-
-
-def _check_labels(labels, shape: tuple[int, ...]) -> np.ndarray:
-    """Class indices of shape ``shape[:-1]``, or label rows of ``shape`` summing to 1."""
-    labels = np.asarray(labels)
-    n_classes = shape[-1]
-    if labels.dtype.kind in "iu":
-        if labels.shape != shape[:-1]:
-            raise ShapeError(
-                f"softmax_cross_entropy: class-index labels must have shape {shape[:-1]} for "
-                f"logits of shape {shape}, got {labels.shape}"
-            )
-        # One reduction checks both ends: read as unsigned, a negative index is
-        # huge (at least 2^(bits−1), so only while there are fewer classes).
-        if labels.size and (
-                labels.view(_UNSIGNED[labels.itemsize]).max() >= n_classes
-                or labels.dtype.kind == "i" and n_classes > _SIGNED_MAX[labels.itemsize]
-                and labels.min() < 0):
-            bad = labels[(labels < 0) | (labels >= n_classes)].ravel()[0]
-            raise InputError(
-                f"softmax_cross_entropy: class index {bad} is out of range for {n_classes} "
-                f"classes (valid: 0 to {n_classes - 1})"
-            )
-        if labels.dtype.kind == "u" and labels.itemsize == 8:
-            labels = labels.astype(np.intp)  # in range, so exact; uint64 + int64 would be float
-        return labels
-    if labels.dtype.kind not in "fb":
-        raise InputError(f"softmax_cross_entropy: labels must be class indices or rows of "
-                         f"probabilities, got dtype {labels.dtype}")
-    if labels.shape != shape:
-        if labels.shape == shape[:-1]:
-            # The right shape for class indices: it is the dtype that is wrong.
-            raise InputError(
-                f"softmax_cross_entropy: labels of shape {labels.shape} are class indices only "
-                f"if they are integers, but their dtype is {labels.dtype}; pass an integer array "
-                f"(np.asarray(labels, dtype=int)), or label rows of the logits' shape {shape}"
-            )
-        raise ShapeError(
-            f"softmax_cross_entropy: label rows must have the logits' shape {shape}, got "
-            f"{labels.shape} (or pass integer class indices of shape {shape[:-1]})"
-        )
-    # NaN passes every comparison, so each test is written to fail on it.
-    totals = labels.sum(axis=-1, dtype=np.float64)
-    if totals.size and not np.isfinite(totals).all():
-        row = np.unravel_index(np.argmin(np.isfinite(totals)), totals.shape)
-        raise InputError(f"softmax_cross_entropy: label row {row[0] if row else 0} holds NaN or "
-                         f"inf; label rows must be probabilities")
-    if labels.size and labels.min() < 0:
-        raise InputError("softmax_cross_entropy: label rows must be non-negative")
-    # The derivation's dCE/dθ = ŷ − y uses Σ_i y_i = 1; rows that break it
-    # would silently get a wrong gradient.
-    off = np.abs(totals - 1.0)
-    if off.size and off.max() > (1e-6 if labels.dtype == np.float64 else 1e-4):
-        row = np.unravel_index(np.argmax(off), off.shape)
-        raise InputError(
-            f"softmax_cross_entropy: each label row must sum to 1 (one-hot or a distribution); "
-            f"row {row[0] if row else 0} sums to {totals[row]:.6g}"
-        )
-    return labels
-
-
 @primitive("dv = G (ŷ − y)  (÷ N for the mean; ŷ = softmax(v) saved by the forward pass)",
            code=Code(lambda c: _loss_code(c), lambda c: _loss_vjp_code(c), None,
                      math=(lambda c: _loss_math(c), None), when=lambda c: c.ndims[0] == 2))
@@ -266,7 +178,7 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
         raise InputError(f"softmax_cross_entropy: the batch is empty (logits of shape {v.shape}), "
                          f"and a mean over no examples is undefined; pass at least one example "
                          f"(reduction='sum' gives 0 for an empty batch)")
-    y = _check_labels(labels, v.shape)
+    y = check_labels(labels, v.shape)
     if v.ndim == 2:
         return _softmax_cross_entropy_rows(v, y, reduction)
     loss, (vjp, _) = _softmax_cross_entropy_rows(v[None], y[None], reduction)  # a batch of one
@@ -333,7 +245,7 @@ def _softmax_cross_entropy_rows(v, y, reduction):
 # -- the everyday elementwise ops ---------------------------------------------
 
 @primitive("dA = G,  dB = −G  (each summed over the axes it was broadcast along)",
-           broadcasts=True, explain=_broadcast_hint,
+           broadcasts=True, explain=broadcast_hint,
            code=Code("{A} - {B}", "{G}", "-{G}", math=("{G}", "−{G}")))
 def sub(a, b):
     """Elementwise difference C = A − B with broadcasting."""
@@ -343,7 +255,7 @@ def sub(a, b):
 
 
 @primitive("dA = G ∘ B,  dB = G ∘ A  (each summed over the axes it was broadcast along)",
-           broadcasts=True, explain=_broadcast_hint,
+           broadcasts=True, explain=broadcast_hint,
            code=Code("{A} * {B}", "{G} * {B}", "{G} * {A}", math=("{G} ∘ {B}", "{G} ∘ {A}")))
 def mul(a, b):
     """Elementwise product C = A ∘ B with broadcasting."""
@@ -352,7 +264,7 @@ def mul(a, b):
 
 
 @primitive("dA = G / B,  dB = −G ∘ C / B  (each summed over the axes it was broadcast along)",
-           broadcasts=True, explain=_broadcast_hint,
+           broadcasts=True, explain=broadcast_hint,
            code=Code("{A} / {B}", "{G} / {B}", "-{G} * {C} / {B}",
                      math=("{G} / {B}", "−{G} ∘ {C} / {B}")))
 def div(a, b):
@@ -369,7 +281,7 @@ def neg(a):
 
 
 @primitive("dA = G ∘ p A^(p−1)  (0 where p = 0),  dp = G ∘ C ∘ log A  (0 where A = 0 and p ≥ 0)",
-           broadcasts=True, explain=_broadcast_hint,
+           broadcasts=True, explain=broadcast_hint,
            code=Code("{A} ** {B}", lambda c: _pow_base_code(c),
                      # log A where A is 0 is −inf; the limit of C log A there is 0 (for p ≥ 0)
                      "{G} * {C} * np.log(np.where(({A} == 0) & ({B} >= 0), 1.0, {A}))",
@@ -474,11 +386,7 @@ def transpose(a, *axes):
     return np.transpose(a, perm), (lambda g: np.transpose(g, inverse),)
 
 
-def _reshape_hint(a_shape, *shape) -> str:
-    return f"; {int(np.prod(a_shape))} elements cannot be laid out as {shape}"
-
-
-@primitive("dA = G reshaped to A's shape", explain=_reshape_hint,
+@primitive("dA = G reshaped to A's shape", explain=reshape_hint,
            code=Code(lambda c: f"np.reshape({c.A}, {c.out_shape})",
                      lambda c: f"np.reshape({c.G}, {c.shapes[0]})",
                      math=("{G} reshaped to {A}'s shape",), view=True))

@@ -114,3 +114,19 @@ def test_no_module_level_import_after_code():
                 assert not seen_code, f"{path.name}:{node.lineno}: import after code"
             elif not is_docstring:
                 seen_code = True
+
+
+# -- ops.py holds the maths; checks.py what is checked before it ------------------------
+
+def test_label_checks_and_shape_hints_live_in_checks():
+    from microtape import checks, ops
+    tree = ast.parse((PACKAGE / "ops.py").read_text(encoding="utf-8"))
+    defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert not {d for d in defined if d.endswith("_hint") or d.startswith("_check")}, defined
+    assert ops._check_labels is checks.check_labels  # the name models/ imports still works
+    assert ops.matmul.explain is checks.matmul_hint
+
+
+def test_a_label_check_still_names_the_op_and_the_range():
+    with pytest.raises(mt.InputError, match=r"class index 7 is out of range for 3 classes"):
+        mt.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 7]))

@@ -237,13 +237,14 @@ class Tape:
         """
         self._check_not_spent()
         nodes = self.nodes[:self.index_of(target, caller, sources)]
-        plan, live = _plan(nodes, sources)
+        wanted = set(map(id, sources))
+        plan, live = _plan(nodes, wanted)
         stale = _stale(nodes, plan)
         cotangents = {id(target): _seed_for(target, seed, caller)}
         if not self.persistent:
             self._let_go()
         del nodes
-        keep = live if keep_all else set(map(id, sources))
+        keep = live if keep_all else wanted
         return _sweep(plan, live, cotangents, keep, stale, caller)
 
     def index_of(self, target: Tensor, caller: str = "gradient",
@@ -299,7 +300,7 @@ class Tape:
         return list(seen.values())
 
 
-def _plan(nodes: list[Node], sources: list[Tensor]) -> tuple[list, set[int]]:
+def _plan(nodes: list[Node], wanted: set[int]) -> tuple[list, set[int]]:
     """The nodes between the sources and the target, in order, and the ids they reach.
 
     A forward sweep: a node is planned when one of its inputs depends on a
@@ -308,7 +309,7 @@ def _plan(nodes: list[Node], sources: list[Tensor]) -> tuple[list, set[int]]:
     every tensor is alive; no Tensor is made during the pass, so they stay
     unique even once the record goes.
     """
-    live = set(map(id, sources))
+    live = set(wanted)  # the sources' ids, then every output that depends on them
     plan = []
     for node in nodes:
         inputs = list(map(id, node.inputs))

@@ -23,6 +23,7 @@ from .ops import (
     pow, relu, reshape, sigmoid, softmax, softmax_cross_entropy, stop_gradient, sub, sum, tanh,
     transpose, unbroadcast,
 )
+from . import operators  # noqa: F401  (gives Tensor its operators, now that the ops exist)
 from .functional import grad, value_and_grad
 from .closed_form import ClosedForm
 from .check import GradcheckReport, gradcheck

@@ -27,6 +27,7 @@ import numpy as np
 from .errors import ShapeError
 from .ops import IN_PLACE_MIN_SIZE, broadcast_axes
 from .primitive import _PROMOTES_0D  # on numpy 1.x results are cast back to the traced dtypes
+from .tape import Tape
 from .tensor import Tensor
 
 __all__ = ["ClosedForm"]
@@ -349,15 +350,8 @@ class _Writer:
         return _in_place_forward(forward_lines, later, self.fresh_values)
 
     def _backward(self, contexts: dict) -> tuple[list[str], dict[int, str]]:
-        target, step = self.target, self.step
-        # How many VJPs will hand each tensor a gradient: one gets a plain
-        # name, several get numbered terms and an explicit sum.
-        expected: dict[int, int] = {}
-        for node in self.plan:
-            c = contexts[id(node)]
-            for i, x in enumerate(node.inputs):
-                if self._gets_gradient(node, c, i, x):
-                    expected[id(x)] = expected.get(id(x), 0) + 1
+        target = self.target
+        expected = self._expected_terms(contexts)
         self.terms: dict[int, list[tuple[str, bool, str, np.dtype]]] = {}
         self.grad: dict[int, tuple[str, bool, np.dtype]] = {}   # id -> (name, fresh, dtype)
         self.gmath: dict[int, str] = {}                          # id -> symbol or inlined maths
@@ -365,45 +359,67 @@ class _Writer:
         self.equations: list[str] = []
         node_equations: dict[int, str] = {}
         source_ids = set(map(id, self.sources))
+        seed, seed_line = self._seed()
+        seed_used = False
+        for node in reversed(self.plan):
+            if id(node.output) not in self.grad:
+                continue
+            start = len(self.lines)
+            node_equations[id(node)] = self._backward_step(node, contexts, expected, source_ids)
+            if any(re.search(rf"\b{seed}\b", line) for line in self.lines[start:]):
+                seed_used = True
+        if seed_used or id(target) in source_ids:
+            self.lines.insert(0, seed_line)
+        return self.equations, node_equations
 
+    def _expected_terms(self, contexts: dict) -> dict[int, int]:
+        """How many VJPs will hand each tensor a gradient.
+
+        One gets a plain name, several get numbered terms and an explicit sum.
+        """
+        expected: dict[int, int] = {}
+        for node in self.plan:
+            c = contexts[id(node)]
+            for i, x in enumerate(node.inputs):
+                if self._gets_gradient(node, c, i, x):
+                    expected[id(x)] = expected.get(id(x), 0) + 1
+        return expected
+
+    def _seed(self) -> tuple[str, str]:
+        """The target's gradient: its name and the line that sets it (−lr for a step)."""
+        target, step = self.target, self.step
         seed = self.fresh(f"d_{self.code.get(id(target), target.name or 'target')}")
         seed_line = f"{seed} = -lr" if step else (
             f"{seed} = np.ones({target.shape}, dtype=np.{target.dtype.name})")
         self.grad[id(target)] = (seed, False, target.dtype)
         self.gmath[id(target)] = "G" if step else "1"
         self.symbols[id(target)] = "dJ"
-        seed_used = False
+        return seed, seed_line
 
-        for node in reversed(self.plan):
-            out = node.output
-            if id(out) not in self.grad:
+    def _backward_step(self, node: Any, contexts: dict, expected: dict[int, int],
+                       source_ids: set[int]) -> str:
+        """Write the VJP lines of one node; return its equation for the step page."""
+        out = node.output
+        c = contexts[id(node)]
+        g, _, g_dtype = self.grad[id(out)]
+        c.G, c.one = g, (id(out) == id(self.target) and not self.step)
+        m = _Context(self, node, [self.math.get(id(x), n) for x, n in zip(node.inputs, c.names)],
+                     self.math[id(out)], c.saved)
+        m.G, m.one = _wrap(self.gmath[id(out)]), c.one
+        local = []
+        for i, x in enumerate(node.inputs):
+            if not self._gets_gradient(node, c, i, x):
                 continue
-            c = contexts[id(node)]
-            g, _, g_dtype = self.grad[id(out)]
-            c.G, c.one = g, (id(out) == id(target) and not step)
-            m = _Context(self, node, [self.math.get(id(x), n) for x, n in zip(node.inputs, c.names)],
-                         self.math[id(out)], c.saved)
-            m.G, m.one = _wrap(self.gmath[id(out)]), c.one
-            local = []
-            start = len(self.lines)
-            for i, x in enumerate(node.inputs):
-                if not self._gets_gradient(node, c, i, x):
-                    continue
-                c.i = m.i = i
-                name = self._term_name(x, expected)
-                self._write_vjp(node, c, m, i, x, name, g_dtype)
-                m.G = self._symbol(out, contexts)  # this step alone, its G by name
-                local.append(f"{self._symbol(x, contexts)} = {self.terms[id(x)][-1][2]}"
-                             if "vjps" in c.saved else
-                             f"{self._symbol(x, contexts)} = {self._maths(node, m, i, x)}")
-                m.G = _wrap(self.gmath[id(out)])
-                self._receive(x, expected, source_ids, contexts)
-            if any(re.search(rf"\b{seed}\b", line) for line in self.lines[start:]):
-                seed_used = True
-            node_equations[id(node)] = ";  ".join(local)
-        if seed_used or id(target) in source_ids:
-            self.lines.insert(0, seed_line)
-        return self.equations, node_equations
+            c.i = m.i = i
+            name = self._term_name(x, expected)
+            self._write_vjp(node, c, m, i, x, name, g_dtype)
+            m.G = self._symbol(out, contexts)  # this step alone, its G by name
+            local.append(f"{self._symbol(x, contexts)} = {self.terms[id(x)][-1][2]}"
+                         if "vjps" in c.saved else
+                         f"{self._symbol(x, contexts)} = {self._maths(node, m, i, x)}")
+            m.G = _wrap(self.gmath[id(out)])
+            self._receive(x, expected, source_ids, contexts)
+        return ";  ".join(local)
 
     def _gets_gradient(self, node: Any, c: _Context, i: int, x: Any) -> bool:
         if not isinstance(x, Tensor) or id(x) not in self.live:
@@ -493,11 +509,16 @@ class _Writer:
         else:
             self.gmath[id(x)] = maths
 
-    def _assemble(self, args, forward_lines, equations, node_equations) -> _Written:
-        out = _Written()
+    def _compile(self, source: str, name: str):
+        """The written function, run from its source with numpy and the traced constants."""
+        namespace = {"np": np, **self.consts}
+        exec(compile(source, f"<closed form {name}>", "exec"), namespace)
+        return namespace[name]
+
+    def _results(self) -> tuple[list[str], list[str]]:
+        """What the function returns per source, and (for a step) the updates that end it."""
         returned: set[str] = set()
-        results = []
-        tail = []
+        results, tail = [], []
         for s in self.sources:
             if id(s) in self.grad:
                 name, fresh, dtype = self.grad[id(s)]
@@ -512,6 +533,11 @@ class _Writer:
                 results.append(name)
             elif not self.step:
                 results.append(f"np.zeros({s.shape}, dtype=np.{s.dtype.name})")
+        return results, tail
+
+    def _assemble(self, args, forward_lines, equations, node_equations) -> _Written:
+        out = _Written()
+        results, tail = self._results()
         arg_ids = {id(a) for _, a in args}
         if self.step and any(id(s) not in arg_ids for s in self.sources if id(s) in self.grad):
             out.source, out.function = "", None  # an intermediate source has no array to update
@@ -531,12 +557,9 @@ class _Writer:
         big = {n for n, size in self.sizes.items() if size >= IN_PLACE_MIN_SIZE}
         forward_lines, backward_lines = _free_when_dead([forward_lines, self.lines], ending, big)
         body = ["# forward pass", *forward_lines, "", "# backward pass", *backward_lines, *ending]
-        source = f"def {name}({', '.join(params)}):\n" + "".join(
+        out.source = f"def {name}({', '.join(params)}):\n" + "".join(
             f"    {line}\n" if line else "\n" for line in body)
-        namespace = {"np": np, **self.consts}
-        exec(compile(source, f"<closed form {name}>", "exec"), namespace)
-        out.source = source
-        out.function = namespace[name]
+        out.function = self._compile(out.source, name)
         out.equations = "\n".join(f"- `{e}`" for e in equations) + "\n"
         out.inputs = tuple(n for n, _ in args)
         out.traced = {n: (np.shape(a.value if isinstance(a, Tensor) else a),
@@ -654,3 +677,21 @@ def _defaults(op: Any) -> dict[str, Any]:
             p.name: p.default for p in inspect.signature(op.forward).parameters.values()
             if p.default is not p.empty}
     return found
+
+
+def _tape_closed_form(self: Tape, target: Tensor, sources: Any) -> ClosedForm:
+    """The recorded computation written out as numpy code and equations.
+
+    Returns an ``mt.ClosedForm``: ``.source`` (a plain numpy function, the
+    forward then the backward pass), ``.equations`` (the backward pass in
+    the derivation's notation) and a callable that reruns it on new arrays
+    of the same shapes: ``value, grads = cf(x=new_x)``.
+    """
+    if self.spent:
+        raise RuntimeError("closed_form: this tape was made with persistent=False and has "
+                           "already answered, so its record is gone; record with mt.Tape()")
+    return closed_form(self.nodes, target, sources)
+
+
+# Set here, above the ops the writer reads, so that tape.py imports nothing above it.
+Tape.closed_form = _tape_closed_form

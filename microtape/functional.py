@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .primitive import _PROMOTES_0D
+from .state import _tracing
 from .tape import Tape
 from .tensor import Tensor
 
@@ -79,8 +80,19 @@ def grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0,
 class _TracingTape(Tape):
     """A tape recording for compile=True: Tensors refuse bool/float/item while it is active."""
 
-    __slots__ = ()
-    traces = True
+    __slots__ = ("_trace_token",)
+
+    def __enter__(self) -> "_TracingTape":
+        super().__enter__()
+        self._trace_token = _tracing.set(_tracing.get() + 1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            _tracing.reset(self._trace_token)
+        except (ValueError, RuntimeError):
+            pass  # exited in another thread or task: Tape.__exit__ raises the error that says so
+        super().__exit__(*exc)
 
 
 class _Compiled:

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import broadcast_hint, check_labels, matmul_hint, reshape_hint
 from .errors import InputError, ShapeError
 from .primitive import Code, primitive
 from .tensor import Tensor
+
+_check_labels = check_labels  # its name before checks.py; models/ imports it so
 
 
 # -- the one helper every binary VJP shares ----------------------------------
@@ -29,21 +32,6 @@ def broadcast_axes(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tuple[
     return tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and out_shape[lead + i] != 1
     )
-
-
-def _broadcast_hint(a_shape, b_shape) -> str:
-    """Which axis breaks numpy's rule: shapes align from the right, each pair equal or 1."""
-    for k in range(1, min(len(a_shape), len(b_shape)) + 1):
-        m, n = a_shape[-k], b_shape[-k]
-        if m != n and m != 1 and n != 1:
-            hint = (f"; axis {-k} has {m} against {n}, but numpy lines shapes up from the last "
-                    f"axis and each pair must be equal or 1")
-            if len(a_shape) == len(b_shape) == 2 and a_shape == b_shape[::-1]:
-                hint += "; did you mean the transpose of one operand?"
-            elif len(b_shape) == 1 and len(a_shape) >= 2 and a_shape[-2] == n:
-                hint += f"; for one value per row, give the second operand shape ({n}, 1)"
-            return hint
-    return ""
 
 
 def _shape(a) -> tuple[int, ...]:
@@ -75,20 +63,7 @@ IN_PLACE_MIN_SIZE = 4096
 
 # -- the four ops of the derivation ------------------------------------------
 
-def _matmul_hint(a_shape, b_shape) -> str:
-    if len(a_shape) >= 1 and len(b_shape) >= 2 and a_shape[-1] == b_shape[-1]:
-        return ("; the inner dimensions differ "
-                f"({a_shape[-1]} vs {b_shape[-2]}): did you mean the transpose of the second operand?")
-    if len(a_shape) >= 2 and len(b_shape) >= 1 and a_shape[-2] == b_shape[0]:
-        return ("; the inner dimensions differ "
-                f"({a_shape[-1]} vs {b_shape[0]}): did you mean the transpose of the first operand?")
-    if len(a_shape) >= 1 and len(b_shape) >= 1:
-        inner_b = b_shape[-2] if len(b_shape) >= 2 else b_shape[0]
-        return f"; the inner dimensions differ ({a_shape[-1]} vs {inner_b})"
-    return "; matmul needs arrays of at least one dimension"
-
-
-@primitive("dA = G Bᵀ,  dB = Aᵀ G", explain=_matmul_hint,
+@primitive("dA = G Bᵀ,  dB = Aᵀ G", explain=matmul_hint,
            code=Code("{A} @ {B}", "{G} @ {B}.T", "{A}.T @ {G}", math=("{G} {B}ᵀ", "{A}ᵀ {G}"),
                      name="{A}{B}", when=lambda c: c.ndims == [2, 2]))
 def matmul(a, b):
@@ -120,7 +95,7 @@ def _matmul_nd_vjps(a, b):
 
 
 @primitive("dA = G,  dB = G  (each summed over the axes it was broadcast along)",
-           broadcasts=True, explain=_broadcast_hint,
+           broadcasts=True, explain=broadcast_hint,
            code=Code("{A} + {B}", "{G}", "{G}", math=("{G}", "{G}")))
 def add(a, b):
     """Elementwise sum C = A + B with numpy broadcasting (the bias add)."""
@@ -132,97 +107,58 @@ def add(a, b):
            code=Code(lambda c: _sigmoid_code(c), lambda c: _sigmoid_vjp_code(c),
                      math=("{G} ∘ {C} ∘ (1 − {C})",)))
 def sigmoid(a):
-    """Logistic function S = 1 / (1 + exp(−A)), to a few ulp for every input, without warnings."""
+    """Logistic function S = 1 / (1 + exp(−A)), to a few ulp for every normal result, without warnings."""
     # Every step of 1 / (1 + exp(−A)) is within an ulp or two of exact, so S
     # keeps its relative precision wherever it is a normal float; forms that
     # compute 1 − S first, like (1 + tanh(A/2)) / 2, cancel to 0 for A < 0
-    # long before (at A = −17 in float32). exp(−A) overflows to inf for very
-    # negative A (and underflows to 0 for large A): 1 / inf = 0 and 1 / 1 = 1
-    # are then the right answers, so neither is worth a warning.
+    # long before (at A = −17 in float32). −A is first capped at the largest
+    # x with a finite exp(x), so exp cannot overflow: S changes only where its
+    # true value is below the smallest normal float (A < −709 in float64),
+    # and no np.errstate context is needed (one would add ~40% to a small call).
     a = np.asarray(a)  # a number or a list, if called on a constant
     if a.dtype.kind != "f":
         a = a.astype(np.float64)  # bools cannot be negated
-    if a.size < IN_PLACE_MIN_SIZE:
-        with np.errstate(over="ignore", under="ignore"):
-            s = 1.0 / (1.0 + np.exp(np.negative(a)))
-        return s, (lambda g: g * s * (1.0 - s),)
+    cap = _EXP_CAP.get(a.dtype)
+    if cap is None:
+        cap = _exp_cap(a.dtype)
+    if a.size >= IN_PLACE_MIN_SIZE:
+        return _sigmoid_in_place(a, cap)
+    s = 1.0 / (1.0 + np.exp(np.minimum(np.negative(a), cap)))
+    return s, (lambda g: g * s * (1.0 - s),)
 
-    s = np.negative(a)  # the same S, step by step in one fresh buffer
-    with np.errstate(over="ignore", under="ignore"):
-        np.exp(s, out=s)
+
+def _sigmoid_in_place(a, cap):
+    """S = 1 / (1 + exp(min(−A, cap))), dA = G ∘ S ∘ (1 − S): the same steps in one fresh buffer."""
+    s = np.negative(a)
+    np.minimum(s, cap, out=s)
+    np.exp(s, out=s)
     s += 1.0
     np.divide(1.0, s, out=s)
 
     def vjp(g):
-        d = 1.0 - s  # G ∘ S ∘ (1 − S) in one buffer; S itself is never
-        d *= s       # written, so the tape can be asked again
+        d = 1.0 - s  # one buffer; S itself is never written, so the tape can be asked again
+        d *= s
         d *= g
         return d
 
     return s, (vjp,)
 
 
-_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-_SIGNED_MAX = {1: 2**7 - 1, 2: 2**15 - 1, 4: 2**31 - 1, 8: 2**63 - 1}
+_EXP_CAP: dict[np.dtype, np.ndarray] = {}
 
 
-def _check_labels(labels, shape: tuple[int, ...]) -> np.ndarray:
-    """Class indices of shape ``shape[:-1]``, or label rows of ``shape`` summing to 1."""
-    labels = np.asarray(labels)
-    n_classes = shape[-1]
-    if labels.dtype.kind in "iu":
-        if labels.shape != shape[:-1]:
-            raise ShapeError(
-                f"softmax_cross_entropy: class-index labels must have shape {shape[:-1]} for "
-                f"logits of shape {shape}, got {labels.shape}"
-            )
-        # One reduction checks both ends: read as unsigned, a negative index is
-        # huge (at least 2^(bits−1), so only while there are fewer classes).
-        if labels.size and (
-                labels.view(_UNSIGNED[labels.itemsize]).max() >= n_classes
-                or labels.dtype.kind == "i" and n_classes > _SIGNED_MAX[labels.itemsize]
-                and labels.min() < 0):
-            bad = labels[(labels < 0) | (labels >= n_classes)].ravel()[0]
-            raise InputError(
-                f"softmax_cross_entropy: class index {bad} is out of range for {n_classes} "
-                f"classes (valid: 0 to {n_classes - 1})"
-            )
-        if labels.dtype.kind == "u" and labels.itemsize == 8:
-            labels = labels.astype(np.intp)  # in range, so exact; uint64 + int64 would be float
-        return labels
-    if labels.dtype.kind not in "fb":
-        raise InputError(f"softmax_cross_entropy: labels must be class indices or rows of "
-                         f"probabilities, got dtype {labels.dtype}")
-    if labels.shape != shape:
-        if labels.shape == shape[:-1]:
-            # The right shape for class indices: it is the dtype that is wrong.
-            raise InputError(
-                f"softmax_cross_entropy: labels of shape {labels.shape} are class indices only "
-                f"if they are integers, but their dtype is {labels.dtype}; pass an integer array "
-                f"(np.asarray(labels, dtype=int)), or label rows of the logits' shape {shape}"
-            )
-        raise ShapeError(
-            f"softmax_cross_entropy: label rows must have the logits' shape {shape}, got "
-            f"{labels.shape} (or pass integer class indices of shape {shape[:-1]})"
-        )
-    # NaN passes every comparison, so each test is written to fail on it.
-    totals = labels.sum(axis=-1, dtype=np.float64)
-    if totals.size and not np.isfinite(totals).all():
-        row = np.unravel_index(np.argmin(np.isfinite(totals)), totals.shape)
-        raise InputError(f"softmax_cross_entropy: label row {row[0] if row else 0} holds NaN or "
-                         f"inf; label rows must be probabilities")
-    if labels.size and labels.min() < 0:
-        raise InputError("softmax_cross_entropy: label rows must be non-negative")
-    # The derivation's dCE/dθ = ŷ − y uses Σ_i y_i = 1; rows that break it
-    # would silently get a wrong gradient.
-    off = np.abs(totals - 1.0)
-    if off.size and off.max() > (1e-6 if labels.dtype == np.float64 else 1e-4):
-        row = np.unravel_index(np.argmax(off), off.shape)
-        raise InputError(
-            f"softmax_cross_entropy: each label row must sum to 1 (one-hot or a distribution); "
-            f"row {row[0] if row else 0} sums to {totals[row]:.6g}"
-        )
-    return labels
+def _exp_cap(dtype: np.dtype) -> np.ndarray:
+    """The largest x of ``dtype`` (as a 0-d array) whose exp(x) is finite."""
+    # log(max) rounded to the dtype may lie just above the true log(max), so
+    # step down until exp is finite, checked on a vector so that numpy's
+    # vectorised loop is the one tested.
+    x = np.log(np.asarray(np.finfo(dtype).max, dtype=dtype))
+    with np.errstate(over="ignore"):
+        while not np.isfinite(np.exp(np.full(64, x))).all():
+            x = np.nextafter(x, dtype.type(0))
+    cap = np.asarray(x, dtype=dtype)
+    _EXP_CAP[dtype] = cap
+    return cap
 
 
 @primitive("dv = G (ŷ − y)  (÷ N for the mean; ŷ = softmax(v) saved by the forward pass)",
@@ -246,7 +182,7 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
         raise InputError(f"softmax_cross_entropy: the batch is empty (logits of shape {v.shape}), "
                          f"and a mean over no examples is undefined; pass at least one example "
                          f"(reduction='sum' gives 0 for an empty batch)")
-    y = _check_labels(labels, v.shape)
+    y = check_labels(labels, v.shape)
     if v.ndim == 2:
         return _softmax_cross_entropy_rows(v, y, reduction)
     loss, (vjp, _) = _softmax_cross_entropy_rows(v[None], y[None], reduction)  # a batch of one
@@ -267,35 +203,31 @@ def _reduce_rows(ufunc, a):
 
 
 def _softmax_cross_entropy_rows(v, y, reduction):
+    """J = Σ_rows (log Σ exp v − Σ y v) · scale and dv = G (ŷ − y) · scale, for (N, C) logits."""
     n, c = v.shape
     scale = 1.0 / n if reduction == "mean" else 1.0
-    # log ŷ = z − log Σ exp z with z = v − max v: exp never overflows.
-    # Row-major whatever v's layout, so the flat label picks below address z and ŷ.
-    z = np.subtract(v, _reduce_rows(np.maximum, v), order="C")
+    # log ŷ = z − log Σ exp z, z = v − max v (exp cannot overflow), row-major
+    starts = np.arange(0, n * c, c)
+    top = starts + v.argmax(axis=1)
+    z = np.subtract(v, v.ravel()[top][:, None], order="C")
+    # z is exactly 0 at the max, so Σ exp z = 1 + rest (the other classes'
+    # sum), and log1p(rest) stays precise where log(1 + rest) would round a
+    # tiny rest (a confident row) away against 1.
+    e = np.exp(z)
+    flat_e = e.ravel()
+    flat_e[top] = 0.0
+    rest = _reduce_rows(np.add, e)
+    flat_e[top] = 1.0
+    log_total = np.log1p(rest)
+    yhat = np.divide(e, rest + 1.0, out=e)  # ŷ = softmax(v), in e's buffer
     if y.dtype.kind in "iu":
-        # Each row's label, as a position in the flattened (N, C) array.
-        picked = np.arange(0, n * c, c)
-        picked += y
-        # A row's loss, log Σ exp z − z_label, is log1p(others + expm1(z_label))
-        # − z_label with "others" the sum over the other classes. Written so,
-        # it keeps its relative precision when it is tiny (a confident right
-        # answer), where log(Σ exp z) rounds the others away against 1.
-        # The label entries are left out of the sum as exp(−inf) = 0.
-        flat = z.ravel()
-        z_label = flat[picked]
-        flat[picked] = -np.inf
-        e = np.exp(z)
-        others = _reduce_rows(np.add, e)
-        e_label = np.exp(z_label)
-        e.ravel()[picked] = e_label
-        rows = np.log1p(others[:, 0] + np.expm1(z_label))
-        loss = np.add.reduce(rows - z_label)
-        yhat = np.divide(e, others + e_label[:, None], out=e)  # ŷ = softmax(v), in e's buffer
+        picked = starts
+        picked += y  # each row's label, as a flat position
+        # log1p(rest) − z_label adds two non-negative numbers: no cancellation
+        rows = log_total[:, 0]
+        rows -= z.ravel()[picked]
+        loss = np.add.reduce(rows)
     else:
-        e = np.exp(z)
-        total = _reduce_rows(np.add, e)
-        yhat = np.divide(e, total, out=e)  # ŷ = softmax(v), in e's buffer
-        log_total = np.log(total)
         # −Σ y log ŷ, in the logits' dtype even when the label rows are float64
         loss = (y * (log_total - z)).sum().astype(v.dtype)
 
@@ -315,7 +247,7 @@ def _softmax_cross_entropy_rows(v, y, reduction):
 # -- the everyday elementwise ops ---------------------------------------------
 
 @primitive("dA = G,  dB = −G  (each summed over the axes it was broadcast along)",
-           broadcasts=True, explain=_broadcast_hint,
+           broadcasts=True, explain=broadcast_hint,
            code=Code("{A} - {B}", "{G}", "-{G}", math=("{G}", "−{G}")))
 def sub(a, b):
     """Elementwise difference C = A − B with broadcasting."""
@@ -325,7 +257,7 @@ def sub(a, b):
 
 
 @primitive("dA = G ∘ B,  dB = G ∘ A  (each summed over the axes it was broadcast along)",
-           broadcasts=True, explain=_broadcast_hint,
+           broadcasts=True, explain=broadcast_hint,
            code=Code("{A} * {B}", "{G} * {B}", "{G} * {A}", math=("{G} ∘ {B}", "{G} ∘ {A}")))
 def mul(a, b):
     """Elementwise product C = A ∘ B with broadcasting."""
@@ -334,7 +266,7 @@ def mul(a, b):
 
 
 @primitive("dA = G / B,  dB = −G ∘ C / B  (each summed over the axes it was broadcast along)",
-           broadcasts=True, explain=_broadcast_hint,
+           broadcasts=True, explain=broadcast_hint,
            code=Code("{A} / {B}", "{G} / {B}", "-{G} * {C} / {B}",
                      math=("{G} / {B}", "−{G} ∘ {C} / {B}")))
 def div(a, b):
@@ -351,7 +283,7 @@ def neg(a):
 
 
 @primitive("dA = G ∘ p A^(p−1)  (0 where p = 0),  dp = G ∘ C ∘ log A  (0 where A = 0 and p ≥ 0)",
-           broadcasts=True, explain=_broadcast_hint,
+           broadcasts=True, explain=broadcast_hint,
            code=Code("{A} ** {B}", lambda c: _pow_base_code(c),
                      # log A where A is 0 is −inf; the limit of C log A there is 0 (for p ≥ 0)
                      "{G} * {C} * np.log(np.where(({A} == 0) & ({B} >= 0), 1.0, {A}))",
@@ -456,11 +388,7 @@ def transpose(a, *axes):
     return np.transpose(a, perm), (lambda g: np.transpose(g, inverse),)
 
 
-def _reshape_hint(a_shape, *shape) -> str:
-    return f"; {int(np.prod(a_shape))} elements cannot be laid out as {shape}"
-
-
-@primitive("dA = G reshaped to A's shape", explain=_reshape_hint,
+@primitive("dA = G reshaped to A's shape", explain=reshape_hint,
            code=Code(lambda c: f"np.reshape({c.A}, {c.out_shape})",
                      lambda c: f"np.reshape({c.G}, {c.shapes[0]})",
                      math=("{G} reshaped to {A}'s shape",), view=True))
@@ -558,42 +486,55 @@ def einsum(subscripts, *operands):
     except ValueError as e:
         shapes = " and ".join(str(x.shape) for x in operands)
         raise ShapeError(f"einsum: {subscripts!r} cannot combine shapes {shapes} (numpy: {e})") from None
-    # An index's size is the largest any operand gives it: numpy broadcasts a length-1 axis.
+    sizes = _index_sizes(terms, operands)
+    return out, (None, *[_einsum_vjp(i, terms, output, operands, sizes)
+                         for i in range(len(operands))])
+
+
+def _index_sizes(terms: list[str], operands: list) -> dict[str, int]:
+    """Each index's size: the largest any operand gives it (numpy broadcasts a length-1 axis)."""
     sizes: dict[str, int] = {}
     for term, x in zip(terms, operands):
         for c, n in zip(term, x.shape):
             sizes[c] = max(n, sizes.get(c, 1))
+    return sizes
 
-    def vjp_for(i):
-        def vjp(g):
-            # dA_i[term_i] = Σ over the other indices of G[out] ∏_{j≠i} A_j[term_j]
-            others = [(t, x) for j, (t, x) in enumerate(zip(terms, operands)) if j != i]
-            wanted = "".join(dict.fromkeys(terms[i]))  # each index once
-            seen = set(output).union(*[set(t) for t, _ in others])
-            # Indices of A_i that appear nowhere else were summed in the
-            # forward pass; their gradient is G copied along them (ones).
-            ones = [(c, np.ones(sizes[c], dtype=g.dtype)) for c in wanted if c not in seen]
-            spec = ",".join([output] + [t for t, _ in others] + [c for c, _ in ones]) + "->" + wanted
-            d = np.einsum(spec, g, *[x for _, x in others], *[o for _, o in ones])
-            # Where numpy broadcast A_i's length-1 axis, each copy got its own
-            # gradient: the adjoint of that broadcast is their sum. Where the
-            # other operands were the ones broadcast, G reached A_i's axis
-            # as length 1 and is the same all along it.
-            mine = tuple(operands[i].shape[terms[i].index(c)] for c in wanted)
-            if d.shape != mine:
-                summed = tuple(k for k, n in enumerate(mine) if n == 1 and d.shape[k] != 1)
-                if summed:
-                    d = np.add.reduce(d, axis=summed, keepdims=True)
-                d = np.broadcast_to(d, mine)
-            if wanted == terms[i]:
-                return d
-            # A repeated index (a diagonal, 'ii') gets its gradient on that diagonal.
-            full = np.zeros(operands[i].shape, dtype=d.dtype)
-            np.einsum(f"{terms[i]}->{wanted}", full)[...] = d  # a writable diagonal view
-            return full
-        return vjp
 
-    return out, (None, *[vjp_for(i) for i in range(len(operands))])
+def _einsum_vjp(i: int, terms: list[str], output: str, operands: list, sizes: dict):
+    """The VJP for operand i: dA_i[term_i] = Σ over the other indices of G[out] ∏_{j≠i} A_j[term_j]."""
+    def vjp(g):
+        others = [(t, x) for j, (t, x) in enumerate(zip(terms, operands)) if j != i]
+        wanted = "".join(dict.fromkeys(terms[i]))  # each index once
+        seen = set(output).union(*[set(t) for t, _ in others])
+        # Indices of A_i that appear nowhere else were summed in the
+        # forward pass; their gradient is G copied along them (ones).
+        ones = [(c, np.ones(sizes[c], dtype=g.dtype)) for c in wanted if c not in seen]
+        spec = ",".join([output] + [t for t, _ in others] + [c for c, _ in ones]) + "->" + wanted
+        d = np.einsum(spec, g, *[x for _, x in others], *[o for _, o in ones])
+        d = _fit_broadcast(d, tuple(operands[i].shape[terms[i].index(c)] for c in wanted))
+        if wanted == terms[i]:
+            return d
+        # A repeated index (a diagonal, 'ii') gets its gradient on that diagonal.
+        full = np.zeros(operands[i].shape, dtype=d.dtype)
+        np.einsum(f"{terms[i]}->{wanted}", full)[...] = d  # a writable diagonal view
+        return full
+    return vjp
+
+
+def _fit_broadcast(d: np.ndarray, mine: tuple[int, ...]) -> np.ndarray:
+    """An operand's gradient ``d`` brought to its own axis lengths ``mine``.
+
+    Where numpy broadcast the operand's length-1 axis, each copy got its own
+    gradient: the adjoint of that broadcast is their sum. Where the other
+    operands were the ones broadcast, G reached this axis as length 1 and is
+    the same all along it.
+    """
+    if d.shape == mine:
+        return d
+    summed = tuple(k for k, n in enumerate(mine) if n == 1 and d.shape[k] != 1)
+    if summed:
+        d = np.add.reduce(d, axis=summed, keepdims=True)
+    return np.broadcast_to(d, mine)
 
 
 # -- leaving the tape -----------------------------------------------------------
@@ -609,14 +550,15 @@ def stop_gradient(t) -> Tensor:
 # two to agree on random inputs for every op.
 
 def _sigmoid_code(c):
-    # exp(−A) is inf below A ≈ −709 (−88 in float32), where S = 1 / inf = 0 is right:
-    # no warning for it. One line each, so the writer can treat it as one statement.
-    quiet = 'with np.errstate(over="ignore"): '
+    # −A capped as the op caps it, so exp cannot overflow (S = 1 / (1 + exp(−A))
+    # changes only where it is subnormal), and no warning needs silencing.
+    cap = repr(float(_exp_cap(c.dtype)))
     s = c.target
     if not c.big:
-        return [f"{quiet}{s} = 1.0 / (1.0 + np.exp(-{c.A}))"]
+        return [f"{s} = 1.0 / (1.0 + np.exp(np.minimum(-{c.A}, {cap})))"]
     return [f"{s} = np.negative({c.A})",  # large: the same steps in one fresh buffer
-            f"{quiet}np.exp({s}, out={s})", f"{s} += 1.0", f"np.divide(1.0, {s}, out={s})"]
+            f"np.minimum({s}, {cap}, out={s})", f"np.exp({s}, out={s})", f"{s} += 1.0",
+            f"np.divide(1.0, {s}, out={s})"]
 
 
 def _sigmoid_vjp_code(c):

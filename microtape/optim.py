@@ -32,7 +32,7 @@ import numpy as np
 
 from .errors import InputError, ShapeError
 from .ops import IN_PLACE_MIN_SIZE
-from .tensor import Tensor
+from .tensor import Tensor, mark_all_modified
 
 __all__ = ["Optimizer", "SGD", "Adam"]
 
@@ -84,7 +84,10 @@ class Optimizer:
             grads = self._by_position(grads)
         self._check(grads)
         self.steps += 1
-        self._update(grads)
+        try:
+            self._update(grads)
+        finally:  # tapes that recorded the old values now refuse to answer
+            mark_all_modified(self.params.values())
 
     def _from_grad_slots(self) -> dict[Any, np.ndarray]:
         missing = [k for k, p in self.params.items() if p.grad is None]
@@ -181,7 +184,6 @@ class SGD(Optimizer):
                 p.value -= lr * g
             else:
                 p.value -= np.multiply(g, lr, out=buf)
-            p.mark_modified()  # tapes that recorded the old value now refuse to answer
 
 
 class Adam(Optimizer):
@@ -234,4 +236,3 @@ class Adam(Optimizer):
             np.divide(m, buf, out=buf)                # p = p − lr · m̂ / (√v̂ + eps)
             buf *= step_size
             p.value -= buf
-            p.mark_modified()

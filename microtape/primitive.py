@@ -20,8 +20,9 @@ from typing import Callable
 import numpy as np
 
 from .errors import InputError, ShapeError
+from .state import _EDITS
 from .tape import Node, _active
-from .tensor import _EDITS, Tensor, wrap
+from .tensor import Tensor, wrap
 
 _FLOAT64, _FLOAT32 = np.dtype(np.float64), np.dtype(np.float32)
 

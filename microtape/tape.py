@@ -14,7 +14,8 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 
 from .errors import ShapeError
-from .tensor import _EDITS, Tensor
+from .state import _EDITS
+from .tensor import Tensor
 
 # The tapes recording in this thread (contextvars are per thread), innermost
 # last. An empty tuple means ops only compute values: the cheap mode.
@@ -95,6 +96,8 @@ class Tape:
 
     Tapes nest: every active tape records. A tape can be asked for gradients
     any number of times, and drawn; dropping it frees everything it recorded.
+    ``tape.closed_form(target, sources)`` writes the record out as numpy code;
+    ``closed_form.py`` defines it, since the writer reads the ops.
 
     ``Tape(persistent=False)`` is for training loops: its first ``gradient``
     or ``backward`` call lets go of the record, so each intermediate value is
@@ -127,8 +130,12 @@ class Tape:
         if self._token is not None:
             # Entered twice, it would record every op twice.
             raise RuntimeError("Tape: this tape is already recording; nest a new mt.Tape() instead")
-        # A tape exited from another thread may still sit in this one's stack.
-        stack = tuple(t for t in _active.get() if t._token is not None)
+        stack = _active.get()
+        if stack:
+            for t in stack:
+                if t._token is None:  # exited from another thread, it still sits in this one's stack
+                    stack = tuple(t for t in stack if t._token is not None)
+                    break
         self._token = _active.set(stack + (self,))
         if not self.spent:
             self._record = self.nodes.append
@@ -138,7 +145,9 @@ class Tape:
         token, self._token = self._token, None
         if token is None:
             raise RuntimeError("Tape: exited without being entered; use 'with mt.Tape() as tape:'")
-        self._record = _ignore  # whatever happens below, this tape stops recording
+        # Stacks copied from this one (an asyncio task started in the block)
+        # may still hold the tape: whatever happens below, it stops recording.
+        self._record = _ignore
         try:
             _active.reset(token)
         except (ValueError, RuntimeError):
@@ -217,20 +226,6 @@ class Tape:
                 return  # this node and every later one were recorded after the last change
             _check_node(node, k, caller)
 
-    def closed_form(self, target: Tensor, sources: Sources) -> "ClosedForm":
-        """The recorded computation written out as numpy code and equations.
-
-        Returns an ``mt.ClosedForm``: ``.source`` (a plain numpy function, the
-        forward then the backward pass), ``.equations`` (the backward pass in
-        the derivation's notation) and a callable that reruns it on new arrays
-        of the same shapes: ``value, grads = cf(x=new_x)``.
-        """
-        if self.spent:
-            raise RuntimeError("closed_form: this tape was made with persistent=False and has "
-                               "already answered, so its record is gone; record with mt.Tape()")
-        from .closed_form import closed_form  # the writer loads only when first asked for
-        return closed_form(self.nodes, target, sources)
-
     # -- the backward pass ------------------------------------------------------
     def _backprop(self, target: Tensor, seed: Any, sources: list[Tensor], keep_all: bool,
                   caller: str = "gradient") -> dict:
@@ -240,66 +235,26 @@ class Tape:
         tensor reached); every other cotangent is dropped once its node has
         passed it on.
         """
-        if self.spent:
-            raise RuntimeError(
-                "Tape: this tape was made with persistent=False and has already answered a "
-                "gradient or backward call, so its record is gone; record with mt.Tape() to ask "
-                "more than once"
-            )
-        # Forward sweep: which tensors depend on a source. Only the nodes they
-        # come out of go into the plan; any other VJP would compute a gradient
-        # nobody asked for (the gradient of the input data, above all).
-        # The plan holds ids, taken while every tensor is alive; no Tensor is
-        # made during the pass, so they stay unique even once the record goes.
+        self._check_not_spent()
+        nodes = self.nodes[:self.index_of(target, caller, sources)]
         wanted = set(map(id, sources))
-        live = set(wanted)
-        plan = []
-        # Nodes recorded before a tensor's last in-place update, by output id;
-        # empty unless an optimizer stepped since the first node was recorded.
-        stale: dict[int, tuple[Node, int]] = {}
-        now = _EDITS[0]
-        end = self._index_of(target, sources, caller)
-        for k, node in enumerate(self.nodes[:end]):
-            inputs = list(map(id, node.inputs))
-            if not live.isdisjoint(inputs):
-                out = id(node.output)
-                live.add(out)
-                plan.append((out, inputs, node.vjps))
-                if node.clock != now:
-                    stale[out] = (node, k)
+        plan, live = _plan(nodes, wanted)
+        stale = _stale(nodes, plan)
         cotangents = {id(target): _seed_for(target, seed, caller)}
         if not self.persistent:
-            # Values only the record kept (x W1 before the bias, say) are freed
-            # now, and the rest as soon as their VJPs have run. Nodes recorded
-            # from now on could never be used: recording stops.
-            self.nodes = []
-            self.spent = True
-            self._record = _ignore
-
+            self._let_go()
+        del nodes
         keep = live if keep_all else wanted
-        kept: dict[int, np.ndarray] = {}
-        pop = cotangents.pop
-        while plan:
-            out, inputs, vjps = plan.pop()  # popped, so its VJPs' saved values can go
-            g = pop(out, None)
-            if g is None:
-                continue  # the target does not depend on this node
-            if stale and out in stale:
-                _check_node(*stale.pop(out), caller)
-            if out in keep:
-                kept[out] = g
-            for key, vjp in zip(inputs, vjps):
-                if vjp is not None and key in live:
-                    dx = vjp(g)
-                    # Fan-out: a value used by several ops receives the sum.
-                    cotangents[key] = cotangents[key] + dx if key in cotangents else dx
-        # What is left are the leaves' gradients (and the target's, if a leaf).
-        for key in keep.intersection(cotangents):
-            kept[key] = cotangents[key]
-        return kept
+        return _sweep(plan, live, cotangents, keep, stale, caller)
 
-    def _index_of(self, target: Tensor, sources: list[Tensor], caller: str) -> int:
-        """One past the node that produced ``target`` (0 if it is a source)."""
+    def index_of(self, target: Tensor, caller: str = "gradient",
+                 sources: Sequence[Tensor] = ()) -> int:
+        """One past the node that produced ``target``: the record it depends on is ``nodes[:k]``.
+
+        0 if ``target`` is one of ``sources`` (its own gradient needs no op).
+        ``caller`` starts the error messages: TypeError for a non-Tensor, and
+        ValueError for a tensor this tape did not record.
+        """
         if not isinstance(target, Tensor):
             raise TypeError(f"{caller}: the target must be a Tensor, not {type(target).__name__}")
         nodes = self.nodes
@@ -315,6 +270,25 @@ class Tape:
             f"inside 'with tape:' (and from Tensors, not plain arrays)"
         )
 
+    def _check_not_spent(self) -> None:
+        if self.spent:
+            raise RuntimeError(
+                "Tape: this tape was made with persistent=False and has already answered a "
+                "gradient or backward call, so its record is gone; record with mt.Tape() to ask "
+                "more than once"
+            )
+
+    def _let_go(self) -> None:
+        """Drop the record, so each value is freed once no planned VJP needs it.
+
+        Values only the record kept (x W1 before the bias, say) go at once, the
+        rest as soon as their VJPs have run. Nodes recorded from now on could
+        never be used: recording stops.
+        """
+        self.nodes = []
+        self.spent = True
+        self._record = _ignore
+
     def _tensors(self) -> list[Tensor]:
         """Every Tensor on the tape, each once, in the order it first appears."""
         seen: dict[int, Tensor] = {}
@@ -324,6 +298,66 @@ class Tape:
                     seen.setdefault(id(x), x)
             seen.setdefault(id(node.output), node.output)
         return list(seen.values())
+
+
+def _plan(nodes: list[Node], wanted: set[int]) -> tuple[list, set[int]]:
+    """The nodes between the sources and the target, in order, and the ids they reach.
+
+    A forward sweep: a node is planned when one of its inputs depends on a
+    source. Any other VJP would compute a gradient nobody asked for (the
+    gradient of the input data, above all). The plan holds ids, taken while
+    every tensor is alive; no Tensor is made during the pass, so they stay
+    unique even once the record goes.
+    """
+    live = set(wanted)  # the sources' ids, then every output that depends on them
+    plan = []
+    for node in nodes:
+        inputs = list(map(id, node.inputs))
+        if not live.isdisjoint(inputs):
+            out = id(node.output)
+            live.add(out)
+            plan.append((out, inputs, node.vjps))
+    return plan, live
+
+
+def _stale(nodes: list[Node], plan: list) -> dict[int, tuple[Node, int]]:
+    """Planned nodes recorded before the last in-place update, by output id, with their index."""
+    now = _EDITS[0]
+    if not nodes or nodes[0].clock == now:
+        return {}  # clocks never decrease along a tape: all recorded after the last update
+    planned = {out for out, _, _ in plan}
+    return {id(node.output): (node, k) for k, node in enumerate(nodes)
+            if node.clock != now and id(node.output) in planned}
+
+
+def _sweep(plan: list, live: set[int], cotangents: dict, keep: set[int],
+           stale: dict[int, tuple[Node, int]], caller: str) -> dict[int, np.ndarray]:
+    """The reverse loop: each planned node, last first, passes its G on to its inputs.
+
+    Returns the cotangents of the tensors in ``keep``; every other one is
+    dropped once its node has passed it on. A stale node raises only if the
+    answer depends on it.
+    """
+    kept: dict[int, np.ndarray] = {}
+    pop = cotangents.pop
+    while plan:
+        out, inputs, vjps = plan.pop()  # popped, so its VJPs' saved values can go
+        g = pop(out, None)
+        if g is None:
+            continue  # the target does not depend on this node
+        if stale and out in stale:
+            _check_node(*stale.pop(out), caller)
+        if out in keep:
+            kept[out] = g
+        for key, vjp in zip(inputs, vjps):
+            if vjp is not None and key in live:
+                dx = vjp(g)
+                # Fan-out: a value used by several ops receives the sum.
+                cotangents[key] = cotangents[key] + dx if key in cotangents else dx
+    # What is left are the leaves' gradients (and the target's, if a leaf).
+    for key in keep.intersection(cotangents):
+        kept[key] = cotangents[key]
+    return kept
 
 
 def _ignore(node: Node) -> None:

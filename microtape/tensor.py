@@ -1,15 +1,20 @@
 """Tensor: a numpy array that ops can record on a tape.
 
 A Tensor is deliberately thin: a value, a gradient slot and a name. It knows
-nothing about tapes; ``Primitive.__call__`` records the ops. The operator
-methods below are one-line forwards to those ops.
+nothing about tapes: ``Primitive.__call__`` records each op that runs. Its
+operators (``+``, ``@``, ``.sum()``, ``.T``, numpy's ufuncs) forward to the
+ops, so ``operators.py`` attaches them once the ops exist, and this module
+imports nothing above it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
+
+from .errors import TraceError
+from .state import _EDITS, _tracing
 
 
 class Tensor:
@@ -97,39 +102,6 @@ class Tensor:
         from .display import tensor_html  # only notebooks need it
         return tensor_html(self.value, self.grad, self.name)
 
-    # -- operators: each forwards to its op in ops.py ------------------------
-    def __add__(self, other): return _ops.add(self, other)
-    def __radd__(self, other): return _ops.add(other, self)
-    def __sub__(self, other): return _ops.sub(self, other)
-    def __rsub__(self, other): return _ops.sub(other, self)
-    def __mul__(self, other): return _ops.mul(self, other)
-    def __rmul__(self, other): return _ops.mul(other, self)
-    def __truediv__(self, other): return _ops.div(self, other)
-    def __rtruediv__(self, other): return _ops.div(other, self)
-    def __matmul__(self, other): return _ops.matmul(self, other)
-    def __rmatmul__(self, other): return _ops.matmul(other, self)
-    def __pow__(self, exponent): return _ops.pow(self, exponent)
-    def __rpow__(self, base): return _ops.pow(base, self)
-    def __neg__(self): return _ops.neg(self)
-    def __pos__(self): return self
-    def __getitem__(self, index): return _ops.getitem(self, index)
-
-    @property
-    def T(self) -> Tensor:
-        return _ops.transpose(self)
-
-    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
-        return _ops.sum(self, axis=axis, keepdims=keepdims)
-
-    def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
-        return _ops.mean(self, axis=axis, keepdims=keepdims)
-
-    def reshape(self, *shape: int | tuple[int, ...]) -> Tensor:
-        return _ops.reshape(self, *shape)
-
-    def transpose(self, *axes: int) -> Tensor:
-        return _ops.transpose(self, *axes)
-
     def mark_modified(self) -> None:
         """Declare that ``value`` was changed in place.
 
@@ -152,56 +124,25 @@ class Tensor:
         """The same value as a new Tensor that tapes treat as a constant."""
         return Tensor(self.value, name=self.name)
 
-    # -- numpy interop --------------------------------------------------------
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        """Route numpy's operators to the tape; refuse every other ufunc.
-
-        ``ndarray + Tensor`` reaches here as ``np.add(ndarray, Tensor)``; the
-        ops below are exactly Python's arithmetic operators. Anything else
-        (``np.exp(t)``) would compute on the value and silently leave the tape,
-        so it is an error that names the op to use instead.
-        """
-        op = _OPERATOR_UFUNCS.get(ufunc.__name__)
-        if op is not None and method == "__call__" and not kwargs:
-            return getattr(_ops, op)(*inputs)
-        name = ufunc.__name__
-        hint = f"use mt.{name}(...)" if hasattr(_ops, name) else "use the ops in microtape"
-        raise TypeError(
-            f"np.{name} was called on a Tensor; numpy cannot record it on the tape, "
-            f"so the gradient would be lost: {hint}, or np.{name}(t.value) for a constant"
-        )
-
-    def __array_function__(self, func, types, args, kwargs):
-        name = func.__name__
-        hint = f"use mt.{name}(...)" if hasattr(_ops, name) else "use the ops in microtape"
-        raise TypeError(
-            f"np.{name} was called on a Tensor; numpy cannot record it on the tape: "
-            f"{hint}, or np.{name}(t.value) for a constant"
-        )
-
-
-_OPERATOR_UFUNCS = {
-    "add": "add", "subtract": "sub", "multiply": "mul", "divide": "div",
-    "true_divide": "div", "matmul": "matmul", "power": "pow", "negative": "neg",
-}
 
 _new = object.__new__
 
-# A clock of in-place updates: each mark_modified() takes the next tick, and
-# each recorded node keeps the tick it was recorded at, so "changed after it
-# was recorded" is one comparison. A list, so that other modules read it live.
-_EDITS = [0]
+def mark_all_modified(tensors: Iterable[Tensor]) -> None:
+    """``Tensor.mark_modified`` for several tensors at once, as an optimizer step needs."""
+    _EDITS[0] += 1
+    clock = _EDITS[0]
+    for t in tensors:
+        t._version = clock
 
 
 def _refuse_while_tracing(what: str) -> None:
-    """Raise TraceError if a compile=True trace is recording (only such tapes set ``traces``)."""
-    for tape in _tape._active.get():
-        if getattr(tape, "traces", False):
-            raise TraceError(
-                f"{what} was called on a Tensor while value_and_grad(..., compile=True) traces "
-                f"the function: the closed form is written once per signature, so a branch on a "
-                f"traced value would be baked in for every later call; use compile=False (the tape "
-                f"records each call afresh), or pass the deciding value as a Python argument")
+    """Raise TraceError if a compile=True trace is recording in this thread or task."""
+    if _tracing.get():
+        raise TraceError(
+            f"{what} was called on a Tensor while value_and_grad(..., compile=True) traces "
+            f"the function: the closed form is written once per signature, so a branch on a "
+            f"traced value would be baked in for every later call; use compile=False (the tape "
+            f"records each call afresh), or pass the deciding value as a Python argument")
 
 
 def _compare_while_tracing(symbol: str):
@@ -216,8 +157,3 @@ def wrap(value: np.ndarray) -> Tensor:
     t.grad = None
     t.name = None
     return t
-
-
-from . import ops as _ops  # noqa: E402  (ops import Tensor; this import closes the loop)
-from . import tape as _tape  # noqa: E402
-from .errors import TraceError  # noqa: E402

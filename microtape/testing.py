@@ -39,17 +39,7 @@ def assert_gradients_close(f: Callable[..., Tensor], inputs: Sequence[Any] | Map
     gradients (a list or a dict, like ``inputs``) for further checks.
     """
     keyed = isinstance(inputs, Mapping)
-    names = [str(k) for k in inputs] if keyed else [
-        getattr(v, "name", None) or f"input {i}" for i, v in enumerate(inputs)]
-    values = list(inputs.values()) if keyed else list(inputs)
-    if keyed != isinstance(expected, Mapping) or len(expected) != len(values) or (
-            keyed and set(map(str, expected)) != set(names)):
-        want = f"a dict with keys {names}" if keyed else f"a list of {len(values)} arrays"
-        got = (f"a dict with keys {[str(k) for k in expected]}" if isinstance(expected, Mapping)
-               else f"{len(expected)} arrays")
-        raise TypeError(f"assert_gradients_close: expected must match inputs, {want}; got {got}")
-    wanted = [np.asarray(e) for e in (map(expected.__getitem__, inputs) if keyed else expected)]
-
+    names, values, wanted = _paired(inputs, expected)
     tensors = [v if isinstance(v, Tensor) else Tensor(np.asarray(v, dtype=np.float64), name=n)
                for v, n in zip(values, names)]
     with Tape(persistent=False) as tape:
@@ -72,6 +62,23 @@ def assert_gradients_close(f: Callable[..., Tensor], inputs: Sequence[Any] | Map
                 f"the tape's gradient of {name} differs from the expected one", check,
                 expected="expected", rtol=rtol, atol=atol))
     return dict(zip(inputs.keys(), grads)) if keyed else grads
+
+
+def _paired(inputs: Sequence[Any] | Mapping[str, Any], expected: Sequence[Any] | Mapping[str, Any]
+            ) -> tuple[list[str], list[Any], list[np.ndarray]]:
+    """Each input's name, its value and the expected gradient, in the inputs' order."""
+    keyed = isinstance(inputs, Mapping)
+    names = [str(k) for k in inputs] if keyed else [
+        getattr(v, "name", None) or f"input {i}" for i, v in enumerate(inputs)]
+    values = list(inputs.values()) if keyed else list(inputs)
+    if keyed != isinstance(expected, Mapping) or len(expected) != len(values) or (
+            keyed and set(map(str, expected)) != set(names)):
+        want = f"a dict with keys {names}" if keyed else f"a list of {len(values)} arrays"
+        got = (f"a dict with keys {[str(k) for k in expected]}" if isinstance(expected, Mapping)
+               else f"{len(expected)} arrays")
+        raise TypeError(f"assert_gradients_close: expected must match inputs, {want}; got {got}")
+    wanted = [np.asarray(e) for e in (map(expected.__getitem__, inputs) if keyed else expected)]
+    return names, values, wanted
 
 
 def assert_vjp_matches(op: Callable[..., Tensor], inputs: Sequence[Any], rtol: float = 1e-5,

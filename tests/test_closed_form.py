@@ -151,6 +151,21 @@ def test_every_template_agrees_with_its_closure(dtype):
             _close(g, ref, dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [5, 4000], ids=["allocating", "in place"])
+def test_sigmoid_template_gives_the_ops_bits_at_extreme_inputs(dtype, n):
+    # exp's argument is capped where it would overflow: the generated line
+    # must cap it at the same place, or S(−1e4) would differ (and warn).
+    a = mt.Tensor(np.linspace(-1e4, 1e4, n).astype(dtype))
+    with mt.Tape() as tape:
+        target = mt.sum(mt.sigmoid(a))
+    cf = tape.closed_form(target, [a])
+    with np.errstate(all="raise", under="ignore"):
+        value, (grad,) = cf()
+    assert value == target.value
+    np.testing.assert_array_equal(grad, tape.gradient(target, a))
+
+
 # -- the derivation's network --------------------------------------------------------
 
 def _two_layer(reduction="mean", dtype=np.float64):

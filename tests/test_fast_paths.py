@@ -69,9 +69,11 @@ def test_sigmoid_output_used_by_two_later_ops(shape):
 def test_sigmoid_of_huge_logits_stays_finite_on_both_paths(shape):
     a = np.full(shape, -1e4)
     a[0, 0] = 1e4
-    with np.errstate(all="raise"):
+    with np.errstate(all="raise", under="ignore"):  # numpy's default for underflow
         s = mt.sigmoid(a).value
-    assert s[0, 0] == 1.0 and (s.ravel()[1:] == 0.0).all()
+    # S(−1e4) is 0 or subnormal: exp's argument is capped where it would overflow
+    rest = s.ravel()[1:]
+    assert s[0, 0] == 1.0 and (rest >= 0.0).all() and (rest < np.finfo(s.dtype).tiny).all()
 
 
 def test_both_sigmoid_paths_compute_the_same_bits():

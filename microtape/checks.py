@@ -1,0 +1,112 @@
+"""What the ops check before they compute: label arrays, and hints for shapes numpy rejects.
+
+Kept apart from ``ops.py`` so that each op there reads as its maths. A hint
+(``explain=`` of ``@primitive``) turns the input shapes into the end of the
+ShapeError that ``Primitive.__call__`` raises when numpy refuses them; the
+label check raises ShapeError or InputError naming softmax_cross_entropy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError, ShapeError
+
+
+def broadcast_hint(a_shape, b_shape) -> str:
+    """Which axis breaks numpy's rule: shapes align from the right, each pair equal or 1."""
+    for k in range(1, min(len(a_shape), len(b_shape)) + 1):
+        m, n = a_shape[-k], b_shape[-k]
+        if m != n and m != 1 and n != 1:
+            hint = (f"; axis {-k} has {m} against {n}, but numpy lines shapes up from the last "
+                    f"axis and each pair must be equal or 1")
+            if len(a_shape) == len(b_shape) == 2 and a_shape == b_shape[::-1]:
+                hint += "; did you mean the transpose of one operand?"
+            elif len(b_shape) == 1 and len(a_shape) >= 2 and a_shape[-2] == n:
+                hint += f"; for one value per row, give the second operand shape ({n}, 1)"
+            return hint
+    return ""
+
+
+def matmul_hint(a_shape, b_shape) -> str:
+    if len(a_shape) >= 1 and len(b_shape) >= 2 and a_shape[-1] == b_shape[-1]:
+        return ("; the inner dimensions differ "
+                f"({a_shape[-1]} vs {b_shape[-2]}): did you mean the transpose of the second operand?")
+    if len(a_shape) >= 2 and len(b_shape) >= 1 and a_shape[-2] == b_shape[0]:
+        return ("; the inner dimensions differ "
+                f"({a_shape[-1]} vs {b_shape[0]}): did you mean the transpose of the first operand?")
+    if len(a_shape) >= 1 and len(b_shape) >= 1:
+        inner_b = b_shape[-2] if len(b_shape) >= 2 else b_shape[0]
+        return f"; the inner dimensions differ ({a_shape[-1]} vs {inner_b})"
+    return "; matmul needs arrays of at least one dimension"
+
+
+def reshape_hint(a_shape, *shape) -> str:
+    return f"; {int(np.prod(a_shape))} elements cannot be laid out as {shape}"
+
+
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_SIGNED_MAX = {1: 2**7 - 1, 2: 2**15 - 1, 4: 2**31 - 1, 8: 2**63 - 1}
+
+
+def check_labels(labels, shape: tuple[int, ...]) -> np.ndarray:
+    """Class indices of shape ``shape[:-1]``, or label rows of ``shape`` summing to 1."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        return _check_label_rows(labels, shape)
+    n_classes = shape[-1]
+    if labels.shape != shape[:-1]:
+        raise ShapeError(
+            f"softmax_cross_entropy: class-index labels must have shape {shape[:-1]} for "
+            f"logits of shape {shape}, got {labels.shape}"
+        )
+    # One reduction checks both ends: read as unsigned, a negative index is
+    # huge (at least 2^(bits−1), so only while there are fewer classes).
+    if labels.size and (
+            labels.view(_UNSIGNED[labels.itemsize]).max() >= n_classes
+            or labels.dtype.kind == "i" and n_classes > _SIGNED_MAX[labels.itemsize]
+            and labels.min() < 0):
+        bad = labels[(labels < 0) | (labels >= n_classes)].ravel()[0]
+        raise InputError(
+            f"softmax_cross_entropy: class index {bad} is out of range for {n_classes} "
+            f"classes (valid: 0 to {n_classes - 1})"
+        )
+    if labels.dtype.kind == "u" and labels.itemsize == 8:
+        labels = labels.astype(np.intp)  # in range, so exact; uint64 + int64 would be float
+    return labels
+
+
+def _check_label_rows(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if labels.dtype.kind not in "fb":
+        raise InputError(f"softmax_cross_entropy: labels must be class indices or rows of "
+                         f"probabilities, got dtype {labels.dtype}")
+    if labels.shape != shape:
+        if labels.shape == shape[:-1]:
+            # The right shape for class indices: it is the dtype that is wrong.
+            raise InputError(
+                f"softmax_cross_entropy: labels of shape {labels.shape} are class indices only "
+                f"if they are integers, but their dtype is {labels.dtype}; pass an integer array "
+                f"(np.asarray(labels, dtype=int)), or label rows of the logits' shape {shape}"
+            )
+        raise ShapeError(
+            f"softmax_cross_entropy: label rows must have the logits' shape {shape}, got "
+            f"{labels.shape} (or pass integer class indices of shape {shape[:-1]})"
+        )
+    # NaN passes every comparison, so each test is written to fail on it.
+    totals = labels.sum(axis=-1, dtype=np.float64)
+    if totals.size and not np.isfinite(totals).all():
+        row = np.unravel_index(np.argmin(np.isfinite(totals)), totals.shape)
+        raise InputError(f"softmax_cross_entropy: label row {row[0] if row else 0} holds NaN or "
+                         f"inf; label rows must be probabilities")
+    if labels.size and labels.min() < 0:
+        raise InputError("softmax_cross_entropy: label rows must be non-negative")
+    # The derivation's dCE/dθ = ŷ − y uses Σ_i y_i = 1; rows that break it
+    # would silently get a wrong gradient.
+    off = np.abs(totals - 1.0)
+    if off.size and off.max() > (1e-6 if labels.dtype == np.float64 else 1e-4):
+        row = np.unravel_index(np.argmax(off), off.shape)
+        raise InputError(
+            f"softmax_cross_entropy: each label row must sum to 1 (one-hot or a distribution); "
+            f"row {row[0] if row else 0} sums to {totals[row]:.6g}"
+        )
+    return labels

@@ -1,0 +1,99 @@
+"""Tensor's operators and array methods, attached once the ops exist.
+
+``a + b``, ``a @ b``, ``-a``, ``a ** 2``, ``a[i]``, ``a.T``, ``a.sum()`` and
+numpy's own operators on a Tensor (``ndarray + Tensor``) each forward to one
+op of ``ops.py``. They are set on ``Tensor`` here, above both modules, so that
+imports run one way (tensor, tape, primitive, ops, then this), as HIPS
+autograd attaches its box methods after defining the primitives.
+"""
+
+from __future__ import annotations
+
+from . import ops
+from .ops import add, div, getitem, matmul, mean, mul, neg, pow, reshape, sub, sum, transpose
+from .tensor import Tensor
+
+# numpy ufunc name -> op: exactly Python's arithmetic operators
+_OPERATOR_UFUNCS = {
+    "add": add, "subtract": sub, "multiply": mul, "divide": div,
+    "true_divide": div, "matmul": matmul, "power": pow, "negative": neg,
+}
+
+
+def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+    """Route numpy's operators to the tape; refuse every other ufunc.
+
+    ``ndarray + Tensor`` reaches here as ``np.add(ndarray, Tensor)``; the ops
+    it routes are exactly Python's arithmetic operators. Anything else
+    (``np.exp(t)``) would compute on the value and silently leave the tape, so
+    it is an error that names the op to use instead.
+    """
+    op = _OPERATOR_UFUNCS.get(ufunc.__name__)
+    if op is not None and method == "__call__" and not kwargs:
+        return op(*inputs)
+    name = ufunc.__name__
+    raise TypeError(
+        f"np.{name} was called on a Tensor; numpy cannot record it on the tape, "
+        f"so the gradient would be lost: {_hint(name)}, or np.{name}(t.value) for a constant"
+    )
+
+
+def __array_function__(self, func, types, args, kwargs):
+    name = func.__name__
+    raise TypeError(
+        f"np.{name} was called on a Tensor; numpy cannot record it on the tape: "
+        f"{_hint(name)}, or np.{name}(t.value) for a constant"
+    )
+
+
+def _hint(name: str) -> str:
+    return f"use mt.{name}(...)" if hasattr(ops, name) else "use the ops in microtape"
+
+
+def _T(self) -> Tensor:
+    return transpose(self)
+
+
+def _sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+    return sum(self, axis=axis, keepdims=keepdims)
+
+
+def _mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+    return mean(self, axis=axis, keepdims=keepdims)
+
+
+def _reshape(self, *shape: int | tuple[int, ...]) -> Tensor:
+    return reshape(self, *shape)
+
+
+def _transpose(self, *axes: int) -> Tensor:
+    return transpose(self, *axes)
+
+
+_METHODS = {
+    "__add__": lambda self, other: add(self, other),
+    "__radd__": lambda self, other: add(other, self),
+    "__sub__": lambda self, other: sub(self, other),
+    "__rsub__": lambda self, other: sub(other, self),
+    "__mul__": lambda self, other: mul(self, other),
+    "__rmul__": lambda self, other: mul(other, self),
+    "__truediv__": lambda self, other: div(self, other),
+    "__rtruediv__": lambda self, other: div(other, self),
+    "__matmul__": lambda self, other: matmul(self, other),
+    "__rmatmul__": lambda self, other: matmul(other, self),
+    "__pow__": lambda self, exponent: pow(self, exponent),
+    "__rpow__": lambda self, base: pow(base, self),
+    "__neg__": lambda self: neg(self),
+    "__pos__": lambda self: self,
+    "__getitem__": lambda self, index: getitem(self, index),
+    "__array_ufunc__": __array_ufunc__,
+    "__array_function__": __array_function__,
+    "T": property(_T),
+    "sum": _sum,
+    "mean": _mean,
+    "reshape": _reshape,
+    "transpose": _transpose,
+}
+
+for _name, _method in _METHODS.items():
+    setattr(Tensor, _name, _method)

@@ -1,0 +1,19 @@
+"""State the core shares below ``tensor.py``: open traces, and a clock of in-place updates.
+
+A Tensor refuses conversions while a compile=True trace records, and the
+tape, the ops and the optimizers read the clock; kept here, neither needs a
+module that imports them back. (Which tapes record is the tape's own
+business: ``tape._active``.)
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+# How many compile=True traces are recording in this thread or task.
+_tracing: ContextVar[int] = ContextVar("microtape_open_traces", default=0)
+
+# A clock of in-place updates: each mark_modified() takes the next tick, and
+# each recorded node keeps the tick it was recorded at, so "changed after it
+# was recorded" is one comparison. A list, so that other modules read it live.
+_EDITS = [0]

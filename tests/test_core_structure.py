@@ -132,26 +132,4 @@ def test_a_label_check_still_names_the_op_and_the_range():
         mt.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 7]))
 
 
-# -- function length ---------------------------------------------------------------------
-
-MAX_LINES = 40
-# Reworked elsewhere (one finite-difference routine for gradcheck and the tests' helpers);
-# take them out of this set once that lands.
-NOT_YET: set[str] = set()  # every core file is held to the limit
-
-
-def test_no_function_in_the_core_is_over_40_lines_without_a_reason():
-    """A longer function says why in a comment starting ``# long:``."""
-    long = []
-    for path in sorted(PACKAGE.glob("*.py")):
-        if path.name in NOT_YET:
-            continue
-        text = path.read_text(encoding="utf-8")
-        lines = text.splitlines()
-        for node in ast.walk(ast.parse(text)):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                size = node.end_lineno - node.lineno + 1
-                body = lines[node.lineno - 1:node.end_lineno]
-                if size > MAX_LINES and not any(line.strip().startswith("# long:") for line in body):
-                    long.append(f"{path.name}:{node.lineno} {node.name} ({size} lines)")
-    assert not long, long
+# Function length is held for every package by tests/test_code_shape.py.

@@ -26,7 +26,7 @@ from .ops import (
 from . import operators  # noqa: F401  (gives Tensor its operators, now that the ops exist)
 from .functional import grad, value_and_grad
 from .closed_form import ClosedForm
-from .check import GradcheckReport, gradcheck
+from .gradient_checking import GradcheckReport, gradcheck
 from . import optim, testing
 
 __version__ = "0.1.0"

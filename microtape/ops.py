@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import broadcast_hint, check_labels, matmul_hint, reshape_hint
+from .validation import broadcast_hint, check_labels, matmul_hint, reshape_hint
 from .errors import InputError, ShapeError
 from .primitive import Code, primitive
 from .tensor import Tensor
 
-_check_labels = check_labels  # its name before checks.py; models/ imports it so
 
 
 # -- the one helper every binary VJP shares ----------------------------------

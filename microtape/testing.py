@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .check import (DEFAULT_MAX_ELEMENTS, compare_elements, compare_with_differences,
+from .gradient_checking import (DEFAULT_MAX_ELEMENTS, compare_elements, compare_with_differences,
                     mismatch_message)
 from .tape import Tape, no_grad
 from .tensor import Tensor

@@ -6,7 +6,7 @@
         loss = net.loss(x, labels)
     grads = tape.gradient(loss, net.params)   # dict: W1, b1, W2, b2
 
-``models/two_layer.py`` is the derivation's network, ``closed_form.py`` its
+``models/two_layer.py`` is the derivation's network, ``by_hand.py`` its
 gradients by hand, ``mlp.py`` the same idea at any depth, ``data.py`` the
 data sets, ``fit.py`` the training loop and ``train.py`` the command
 ``python -m models.train``.
@@ -15,7 +15,7 @@ data sets, ``fit.py`` the training loop and ``train.py`` the command
 import microtape  # noqa: F401  first: its import error says what to do when numpy is missing
 
 from .checkpoint import CheckpointError
-from .closed_form import closed_form_gradients
+from .by_hand import closed_form_gradients
 from .fit import History, TrainingError, fit
 from .mlp import MLP
 from .two_layer import TwoLayerNet

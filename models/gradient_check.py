@@ -6,10 +6,10 @@ dJ/dW1, dJ/db1, dJ/dW2, dJ/db2 and dJ/dx by
 - the tape (``tape.gradient`` of ``net.loss``),
 - the closed form (``closed_form_gradients``, models/DERIVATION.md's batched formulas),
 - central finite differences, (J(θ + eps) − J(θ − eps)) / 2eps per element
-  (``microtape.check.central_differences``),
+  (``microtape.gradient_checking.central_differences``),
 
 and reports for each variable how far apart each pair is
-(``microtape.check.relative_error``). Everything runs in
+(``microtape.gradient_checking.relative_error``). Everything runs in
 float64, whatever the network's dtype, so the numbers measure the methods
 rather than float32 rounding.
 """
@@ -22,9 +22,9 @@ from typing import Any, Callable
 import numpy as np
 
 import microtape as mt
-from microtape.check import central_differences, relative_error
+from microtape.gradient_checking import central_differences, relative_error
 
-from .closed_form import closed_form_gradients
+from .by_hand import closed_form_gradients
 from .two_layer import TwoLayerNet
 
 __all__ = ["check_gradients", "GradientCheck", "GradientRow"]

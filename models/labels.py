@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from microtape.errors import InputError, ShapeError
-from microtape.ops import _check_labels as _loss_check  # the one label check; imported here only
+from microtape.validation import check_labels as _loss_check  # the one label check
 
 __all__ = ["check_labels"]
 

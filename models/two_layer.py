@@ -2,7 +2,7 @@
 
     t = x W1 + b1,   h = sigmoid(t),   v = h W2 + b2,   J = CE(y, softmax(v))
 
-Its closed-form gradients are in ``closed_form.py``; the tests hold the two
+Its closed-form gradients, written by hand, are in ``by_hand.py``; the tests hold the two
 to 1e-10 of each other.
 """
 

@@ -114,8 +114,8 @@ def test_the_benchmark_stops_before_timing_when_a_contender_disagrees(monkeypatc
 
 
 def test_the_numpy_baseline_is_the_closed_form_of_models(monkeypatch):
-    """One closed form: the timed baseline and the reference are models.closed_form's."""
-    from models import closed_form, closed_form_gradients
+    """One closed form: the timed baseline and the reference are models.by_hand's."""
+    from models import by_hand, closed_form_gradients
     problem = make_problem("tiny", "float64")
     loss, ref = textbook.reference(problem)
     by_models = closed_form_gradients(problem.params0, problem.x, problem.labels, reduction="sum")
@@ -123,8 +123,8 @@ def test_the_numpy_baseline_is_the_closed_form_of_models(monkeypatch):
         np.testing.assert_allclose(ref[name], by_models[name], rtol=1e-12, atol=1e-15)
     called = []
     for name in ("forward", "loss", "backward"):
-        original = getattr(closed_form, name)
-        monkeypatch.setattr(closed_form, name,
+        original = getattr(by_hand, name)
+        monkeypatch.setattr(by_hand, name,
                             lambda *a, _f=original, _n=name: called.append(_n) or _f(*a))
     contenders.NumpyStep(problem).step()
     assert called == ["forward", "loss", "backward"]

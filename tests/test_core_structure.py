@@ -116,15 +116,15 @@ def test_no_module_level_import_after_code():
                 seen_code = True
 
 
-# -- ops.py holds the maths; checks.py what is checked before it ------------------------
+# -- ops.py holds the maths; validation.py what is checked before it --------------------
 
-def test_label_checks_and_shape_hints_live_in_checks():
-    from microtape import checks, ops
+def test_label_checks_and_shape_hints_live_in_validation():
+    from microtape import ops, validation
     tree = ast.parse((PACKAGE / "ops.py").read_text(encoding="utf-8"))
     defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert not {d for d in defined if d.endswith("_hint") or d.startswith("_check")}, defined
-    assert ops._check_labels is checks.check_labels  # the name models/ imports still works
-    assert ops.matmul.explain is checks.matmul_hint
+    assert not hasattr(ops, "_check_labels")  # no compatibility alias: models/ imports validation
+    assert ops.matmul.explain is validation.matmul_hint
 
 
 def test_a_label_check_still_names_the_op_and_the_range():

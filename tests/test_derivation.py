@@ -6,7 +6,7 @@ db2 = column sums of delta2, delta1 = (delta2 W2ᵀ) ∘ H ∘ (1 − H),
 dW1 = Xᵀ delta1, db1 = column sums of delta1, dX = delta1 W1ᵀ; all ÷ N for
 the mean). The tape must agree to 1e-10, relative to each gradient's size.
 
-``closed_form`` below is written separately from models/closed_form.py on
+``closed_form`` below is written separately from models/by_hand.py on
 purpose, and must stay so: it is the tests' one independent oracle, so a
 mistake copied into the library's closed form (which the benchmark and the
 training command's table use) cannot pass by being compared with itself.
@@ -87,7 +87,7 @@ def test_softmax_then_cross_entropy_unfused_gives_the_same_gradient():
 def closed_form(x, y, W1, b1, W2, b2, reduction):
     """models/DERIVATION.md's gradients in plain numpy; x and y one row each or N rows.
 
-    The independent oracle: deliberately not ``models.closed_form``.
+    The independent oracle: deliberately not ``models.by_hand``.
     """
     single = x.ndim == 1
     X, Y = np.atleast_2d(x), np.atleast_2d(y)
@@ -194,7 +194,7 @@ def test_batched_gradient_is_the_sum_of_per_example_gradients(two_layer):
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_the_library_closed_form_agrees_with_this_oracle(reduction, two_layer, rng):
-    """models.closed_form (the benchmark's baseline, the training table's column) against ours."""
+    """models.by_hand (the benchmark's baseline, the training table's column) against ours."""
     from models import closed_form_gradients
     params = two_layer.params(rng)
     X, index = rng.normal(size=(6, 4)), rng.integers(0, 3, size=6)

@@ -237,7 +237,7 @@ def test_gradcheck_sample_follows_the_seed_and_still_finds_a_wrong_vjp():
 
 
 def test_gradcheck_shows_progress_on_stderr_when_asked_or_when_slow(capsys, monkeypatch):
-    import microtape.check
+    import microtape.gradient_checking
 
     f = lambda a: (a * a).sum()  # noqa: E731
     mt.gradcheck(f, [np.ones(30)], progress=True)
@@ -248,10 +248,10 @@ def test_gradcheck_shows_progress_on_stderr_when_asked_or_when_slow(capsys, monk
     assert capsys.readouterr().err == ""
 
     # Automatic: shown only when the estimate from the first elements exceeds the threshold.
-    monkeypatch.setattr(microtape.check, "PROGRESS_AFTER", float("inf"))
+    monkeypatch.setattr(microtape.gradient_checking, "PROGRESS_AFTER", float("inf"))
     mt.gradcheck(f, [np.ones(30)])
     assert capsys.readouterr().err == ""
-    monkeypatch.setattr(microtape.check, "PROGRESS_AFTER", 0.0)
+    monkeypatch.setattr(microtape.gradient_checking, "PROGRESS_AFTER", 0.0)
     mt.gradcheck(f, [np.ones(30)])
     assert "elements checked in" in capsys.readouterr().err
 

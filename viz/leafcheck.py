@@ -12,7 +12,7 @@ so nothing is recorded. Only nodes downstream of the perturbed leaf rerun.
 The check is bounded: at most ``max_elements`` elements per leaf, spread
 evenly over the flattened array, each costing two replays. It runs in
 float64 whatever the leaves' dtype, with the differences and the relative
-error of ``microtape.gradcheck`` (``microtape.check.central_differences``,
+error of ``microtape.gradcheck`` (``microtape.gradient_checking.central_differences``,
 ``relative_error``).
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from microtape import Tensor
-from microtape.check import central_differences, relative_error
+from microtape.gradient_checking import central_differences, relative_error
 
 from .tapeview import TapeView
 

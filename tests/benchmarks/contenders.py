@@ -24,7 +24,7 @@ import numpy as np
 
 import microtape as mt
 from models import TwoLayerNet
-from models import closed_form as cf
+from models import by_hand as cf
 
 from . import textbook
 from .problem import PARAM_NAMES, Problem
@@ -33,7 +33,7 @@ _clock = time.perf_counter
 
 
 class NumpyStep:
-    """The textbook closed form of models/DERIVATION.md (``models.closed_form``'s ``forward``,
+    """The textbook closed form of models/DERIVATION.md (``models.by_hand``'s ``forward``,
     ``loss`` and ``backward``), labels one-hot once outside the step."""
 
     name = "numpy"

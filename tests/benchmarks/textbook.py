@@ -1,6 +1,6 @@
 """The baseline's formulas as the reference: models/DERIVATION.md's batched closed form in numpy.
 
-The baseline contender (``contenders.NumpyStep``) times ``models.closed_form``'s
+The baseline contender (``contenders.NumpyStep``) times ``models.by_hand``'s
 ``forward``, ``loss`` and ``backward``: deliberately unoptimised, every line
 one formula making its own temporaries, as a textbook writes them. The same
 functions, in float64, give the reference every contender's loss and
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models import closed_form as cf
+from models import by_hand as cf
 
 
 def loss_and_gradients(x, y, params):

@@ -1,4 +1,4 @@
-"""microtape.check's finite differences: one routine, exact where it should be, used everywhere."""
+"""microtape.gradient_checking's finite differences: one routine, exact where it should be, used everywhere."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from microtape.check import central_differences, relative_error
+from microtape.gradient_checking import central_differences, relative_error
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,5 +56,5 @@ def test_finite_differences_are_written_once_in_the_project():
     sources = [p for folder in ("microtape", "models", "viz") for p in (ROOT / folder).glob("*.py")]
     sources += list((ROOT / "tests" / "benchmarks").glob("*.py"))
     written = [hit for p in sources for hit in _defines_differences(p)]
-    assert [hit.split(":")[0] for hit in written] == ["microtape/check.py"], (
-        f"central differences written outside microtape.check: {written}")
+    assert [hit.split(":")[0] for hit in written] == ["microtape/gradient_checking.py"], (
+        f"central differences written outside microtape.gradient_checking: {written}")

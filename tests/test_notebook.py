@@ -58,6 +58,7 @@ def test_the_first_hour_notebook_runs_in_a_kernel_and_shows_tables_graph_and_che
     assert svg.lstrip().startswith(("<?xml", "<svg", "<!--")) and "</svg>" in svg
     for name in ("W1", "b1", "W2", "b2", "sigmoid", "softmax_cross_entropy"):
         assert name in svg
+    assert 'title="x: data (4, 3)' in svg and 'title="W1: parameter (3, 5)' in svg
     assert "gradient" in code[4]["text/html"]       # h, with its gradient set by backward
     report = code[5]["stdout"]
     assert report.count(" yes") == 4 and " NO" not in report and "rtol=" in report

@@ -204,10 +204,12 @@ def test_fan_out_says_the_gradient_is_a_sum_of_contributions():
     assert other == []
 
 
-def test_looks_follow_params_or_names():
+def test_looks_follow_params_never_names():
     net = two_layer()
-    g = viz.draw_graph(net.tape, net.loss)          # default: named leaves are parameters
-    assert f'fillcolor="{LOOKS["parameter"].fill}"' in node_line(g, "T0")   # X is named
+    g = viz.draw_graph(net.tape, net.loss)          # nothing asked about: every leaf is data
+    for name in ("X", "W1", "b1"):
+        line = [ln for ln in g.body if f"<B>{name}</B>" in ln][0]
+        assert f'fillcolor="{LOOKS["data"].fill}"' in line, name    # named, yet data
     g = viz.draw_graph(net.tape, net.loss, params=net.params)
     assert f'fillcolor="{LOOKS["data"].fill}"' in node_line(g, "T0")        # X is data now
     assert "data (2, 3) float64" in node_line(g, "T0")
@@ -291,9 +293,13 @@ def test_constants_are_drawn_and_folded():
     assert "p = 3" in g.source and "A = 2" in g.source
     assert "[:, 1:]" in g.source
     assert "reduction=&#x27;sum&#x27;" in g.source
-    constants = node_lines(g, "C")
-    assert len(constants) == 2 and all("constant" in ln for ln in constants)
-    assert any(ln.startswith("\tC1 -> ") and "labels" in ln for ln in g.body)
+    arrays = node_lines(g, "A")     # plain array operands are data, as leaf Tensors are
+    assert len(arrays) == 2 and all(" data (" in ln for ln in arrays)
+    assert all(f'fillcolor="{LOOKS["data"].fill}"' in ln for ln in arrays)
+    assert any(ln.startswith("\tA1 -> ") and "labels" in ln for ln in g.body)
+    # The numbers folded into an op sit in the constant look, inside the op's box.
+    [power] = [ln for ln in g.body if "p = 3" in ln]
+    assert f'BGCOLOR="{LOOKS["constant"].fill}"' in power and 'STYLE="dashed"' in power
 
 
 def test_check_colours_leaves_green_when_the_tape_agrees():

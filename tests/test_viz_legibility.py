@@ -9,14 +9,15 @@ import pytest
 
 import microtape as mt
 import viz
-from models import TwoLayerNet
+from models import MLP, TwoLayerNet
 from models.data import load_digits
 from models.train import _graph
 from viz import labels as L
 from viz.__main__ import main
 from viz.example import two_layer
+from viz.legend import LOOKS
 
-from .test_viz_graph import SVG, needs_dot, node_line, svg_nodes
+from .test_viz_graph import SVG, by_name, needs_dot, node_line, svg_nodes
 
 SCREEN_WIDTH = 1400     # px: the whole drawing shown this wide...
 LEGIBLE = 9.0           # ...every node's text is at least this many px tall
@@ -77,7 +78,7 @@ def test_the_old_left_to_right_layout_would_fail_the_measure(tmp_path):
 def test_the_training_graph_reads_like_the_derivation(tmp_path):
     svg, labels = training_graph(tmp_path)
     nodes = svg_nodes(svg)
-    names = {n["tooltip"].split(": ")[0] for k, n in nodes.items() if k[0] in "TC"}
+    names = {n["tooltip"].split(": ")[0] for k, n in nodes.items() if k[0] in "TA"}
     assert names == {"x", "W1", "x W1", "b1", "t", "h", "W2", "h W2", "b2", "v", "labels", "J"}
     # The labels are class indices: drawn as the integers they are, not a mean.
     [labels_node] = [n for n in nodes.values() if n["tooltip"].startswith("labels: ")]
@@ -166,8 +167,57 @@ def test_unnamed_leaves_take_names_from_the_op_or_from_names():
     with mt.Tape() as tape:
         loss = mt.softmax_cross_entropy(logits, labels)
     g = viz.draw_graph(tape, loss)
-    assert "<B>logits</B>" in node_line(g, "T0") and "<B>labels</B>" in node_line(g, "C0")
+    assert "<B>logits</B>" in node_line(g, "T0") and "<B>labels</B>" in node_line(g, "A0")
     g = viz.draw_graph(tape, loss, names={"v": logits, "y": labels})
-    assert "<B>v</B>" in node_line(g, "T0") and "<B>y</B>" in node_line(g, "C0")
+    assert "<B>v</B>" in node_line(g, "T0") and "<B>y</B>" in node_line(g, "A0")
     with pytest.raises(TypeError, match="names maps a name"):
         viz.draw_graph(tape, loss, names={"v": [1, 2]})
+
+
+@needs_dot
+def test_every_drawing_calls_the_input_data(tmp_path, monkeypatch, capsys):
+    # One classification for every drawing: x is data, the parameters asked about are
+    # parameters, and a name alone makes nothing a parameter.
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 0                                    # python -m viz
+    demo = svg_nodes((tmp_path / "graph.svg").read_bytes())
+    assert by_name(demo, "X")["tooltip"].startswith("X: data ")
+    assert by_name(demo, "W1")["tooltip"].startswith("W1: parameter ")
+    svg, _ = training_graph(tmp_path)                       # python -m models.train
+    training = svg_nodes(svg)
+    assert by_name(training, "x")["tooltip"].startswith("x: data ")
+    assert by_name(training, "labels")["tooltip"].startswith("labels: data ")
+    assert by_name(training, "W2")["tooltip"].startswith("W2: parameter ")
+    net = MLP([64, 32, 16, 10], seed=0)                     # any MLP
+    x, labels = load_digits()[:2]
+    with mt.Tape() as tape:
+        loss = net.loss(x[:4], labels[:4])
+    for params in (net.params, None):
+        nodes = svg_nodes(viz.draw_graph(tape, loss, params=params).pipe(format="svg"))
+        inputs = [n for k, n in nodes.items() if k.startswith("A")]
+        assert inputs and all(": data " in n["tooltip"] for n in inputs)
+        kind = "parameter" if params else "data"
+        assert by_name(nodes, "W3")["tooltip"].startswith(f"W3: {kind} ")
+
+
+def _rgb(colour: str) -> np.ndarray:
+    return np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=float)
+
+
+def test_data_and_constants_look_plainly_different():
+    data, constant = LOOKS["data"], LOOKS["constant"]
+    assert np.linalg.norm(_rgb(data.fill) - _rgb(constant.fill)) >= 50
+    assert np.linalg.norm(_rgb(data.border) - _rgb(constant.border)) >= 100
+    assert ("dashed" in data.style) != ("dashed" in constant.style)
+    legend = viz.legend.legend_label()
+    assert legend.count('STYLE="ROUNDED,DASHED"') == 1              # the constant swatch only
+    assert f'BGCOLOR="{data.fill}" COLOR="{data.border}"' in legend
+    assert f'BGCOLOR="{constant.fill}" COLOR="{constant.border}"' in legend
+
+
+def test_the_legend_writes_gradients_in_the_targets_name():
+    w = mt.Tensor([1.0, 2.0], name="w")
+    with mt.Tape() as tape:
+        L_ = mt.sum(w * w, name="L")
+    [legend] = [ln for ln in viz.draw_graph(tape, L_).body if "legend [" in ln]
+    assert "dL/d(each tensor)" in legend and "dJ/" not in legend

@@ -246,4 +246,4 @@ def test_names_reach_the_page(tmp_path):
     with mt.Tape() as tape:
         loss = mt.softmax_cross_entropy(v, labels, name="J")
     _, _, svg = page_parts(viz.render_backward_steps(tape, loss, tmp_path, names={"y": labels}))
-    assert any(n["tooltip"].startswith("y: constant (2,) int64") for n in svg_nodes(svg).values())
+    assert any(n["tooltip"].startswith("y: data (2,) int64") for n in svg_nodes(svg).values())

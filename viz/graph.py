@@ -23,7 +23,7 @@ from . import labels as L
 from .leafcheck import LeafCheck, check_leaves
 from .legend import (BROADCAST, CHECK_FAILED, CHECK_PASSED, EDGE, FANOUT, FONT,
                      GRAD_BG, GRAD_COLOR, LOOKS, MUTED, VALUE_BG, Look, legend_label)
-from .tapeview import TapeView, TensorInfo, is_constant_array, parameter_names
+from .tapeview import ArrayInfo, TapeView, TensorInfo, is_data_array, parameter_names
 
 
 def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
@@ -55,10 +55,12 @@ def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
       without the parts for inputs that are constants (they get no gradient).
     - ``rankdir``: "TB" (default) runs the chain top to bottom, which keeps
       a network's drawing about as wide as it is tall; "LR" left to right.
-    - Looks: parameters (the leaves in ``params``; without ``params``, every
-      named leaf), data (other leaves), constants (plain arrays passed to
-      an op), intermediates and the loss (``target``, or the tape's last
-      output) differ, as the legend says.
+    - Looks: parameters (the leaves in ``params``, and only those: a name
+      alone does not make a parameter), data (every other input: leaf
+      Tensors and plain arrays passed to an op), constants (numbers and
+      options folded into an op, inside its box), intermediates and the
+      loss (``target``, or the tape's last output) differ, as the legend
+      says.
     - An edge whose VJP summed a broadcast input back says "summed over axis
       k"; a tensor used by n ops notes that its gradient is the sum of n
       contributions.
@@ -142,11 +144,10 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
         for x in node.inputs:
             if isinstance(x, Tensor):
                 tensor_node(view.info(x))
-            elif is_constant_array(x) and id(x) not in drawn:
+            elif is_data_array(x) and id(x) not in drawn:
                 drawn.add(id(x))
-                c = view.constants[id(x)]
-                label, tip = _constant_text(c.name, c.value, opts)
-                _node(g, c.node_id, label, tip, LOOKS["constant"], ids)
+                _node(g, view.arrays[id(x)].node_id, *_array_text(view.arrays[id(x)], opts),
+                      LOOKS["data"], ids)
         op_id = f"op{view.indices[k]}"
         label, tip = _op_text(view, k, node, opts)
         _node(g, op_id, label, tip, LOOKS["op"], ids)
@@ -157,7 +158,8 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
     for info in view.tensors.values():  # a leaf target with no op
         tensor_node(info)
     if opts.legend:
-        _legend(g, opts.rankdir, bool(checks), page.legend_notes if page is not None else ())
+        _legend(g, view, opts.rankdir, bool(checks),
+                page.legend_notes if page is not None else ())
     return g
 
 
@@ -173,12 +175,13 @@ def _digraph(opts: Options) -> graphviz.Digraph:
     )
 
 
-def _legend(g: graphviz.Digraph, rankdir: str, check: bool,
+def _legend(g: graphviz.Digraph, view: TapeView, rankdir: str, check: bool,
             notes: tuple[tuple[str, str], ...]) -> None:
     """The legend node, explaining the symbols the drawing so far uses."""
+    target = view.info(view.loss).name if view.loss is not None else "J"
     with g.subgraph(name="legend_rank", graph_attr={"rank": LEGEND_RANK[rankdir]}) as s:
         used = "".join(g.body)
-        s.node("legend", legend_label(check=check, notes=notes, text=used),
+        s.node("legend", legend_label(check=check, notes=notes, text=used, target=target),
                shape="box", style="rounded", color="#c8c8c8", fontsize="8.5", tooltip="legend")
 
 
@@ -301,8 +304,10 @@ def _array_block(title: str, a: np.ndarray, max_elements: int, bg: str, color: s
     return L.table([head, body], padding=2, bgcolor=bg)
 
 
-def _constant_text(name: str, value: np.ndarray, opts: Options) -> tuple[str, str]:
-    facts = f"constant {L.shape_text(value.shape)} {value.dtype}"
+def _array_text(array: ArrayInfo, opts: Options) -> tuple[str, str]:
+    """The label and tooltip of a plain array operand: data, as a leaf Tensor is."""
+    name, value = array.name, array.value
+    facts = f"data {L.shape_text(value.shape)} {value.dtype}"
     header = f'<B>{L.html(name)}</B>  <FONT POINT-SIZE="8" COLOR="{MUTED}">{L.html(facts)}</FONT>'
     rows = [f'<TR><TD ALIGN="LEFT">{header}</TD></TR>']
     tip = f"{name}: {facts}"
@@ -361,15 +366,17 @@ def _op_text(view: TapeView, k: int, node: Node, opts: Options) -> tuple[str, st
     names = _argument_names(node)
     folded = []
     for i, x in enumerate(node.inputs):
-        if isinstance(x, Tensor) or is_constant_array(x):
+        if isinstance(x, Tensor) or is_data_array(x):
             continue
         text = L.constant_text(x)
         folded.append(text if isinstance(x, str) or L.is_index(x) else f"{names[i]} = {text}")
     folded += [f"{key}={L.constant_text(v)}" for key, v in node.params.items()]
     index = view.indices[k]
     rows = [f'<TR><TD><B>{L.html(op.name, 40)}</B> <FONT POINT-SIZE="8" COLOR="{MUTED}">#{index}</FONT></TD></TR>']
-    if folded:
-        rows.append(f'<TR><TD><FONT POINT-SIZE="8.5">{L.html(", ".join(folded), 60)}</FONT></TD></TR>')
+    if folded:   # constants, in the constant look the legend shows
+        c = LOOKS["constant"]
+        rows.append(f'<TR><TD BGCOLOR="{c.fill}" COLOR="{c.border}" BORDER="1" STYLE="dashed">'
+                    f'<FONT POINT-SIZE="8.5">{L.html(", ".join(folded), 60)}</FONT></TD></TR>')
     tip = [f"{op.name} (op #{index} on the tape)"] + [f"  {f}" for f in folded]
     if opts.formulas:
         formula = vjp_formula(node)
@@ -392,14 +399,14 @@ CHAIN_WEIGHT = "8"
 def _input_edges(g: graphviz.Digraph, view: TapeView, node: Node, op_id: str) -> None:
     """input -> op, named by argument where the op has several, with the broadcast note."""
     names = _argument_names(node)
-    drawn_inputs = [x for x in node.inputs if isinstance(x, Tensor) or is_constant_array(x)]
+    drawn_inputs = [x for x in node.inputs if isinstance(x, Tensor) or is_data_array(x)]
     out_shape = node.output.shape
     for i, x in enumerate(node.inputs):
         if isinstance(x, Tensor):
             info = view.info(x)
             src, shape = info.node_id, x.shape
-        elif is_constant_array(x):
-            src, shape = view.constants[id(x)].node_id, np.shape(x)
+        elif is_data_array(x):
+            src, shape = view.arrays[id(x)].node_id, np.shape(x)
         else:
             continue
         parts = [names[i]] if len(drawn_inputs) > 1 or len(node.inputs) > 1 else []

@@ -222,6 +222,13 @@ def _index_part(p: object) -> str:
     return repr(p)
 
 
+def gradient_name(of: str, by: str) -> str:
+    """dJ/dW1 in the target's own name (dL/dW1 for a loss named L); a name that
+    is not one word is bracketed, dJ/d(x W1)."""
+    wrap = lambda n: n if n.replace("_", "a").isalnum() else f"({n})"  # noqa: E731
+    return f"d{wrap(of)}/d{wrap(by)}"
+
+
 def is_index(obj: object) -> bool:
     """True for slices, Ellipsis and tuples holding them: text, not a constant array."""
     parts = obj if isinstance(obj, tuple) else (obj,)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from .labels import table
+from .labels import gradient_name, html as html_text, table
 
 FONT = "Helvetica,Arial,sans-serif"
 GRAD_COLOR = "#b3261e"       # gradient numbers and the word "grad"
@@ -32,8 +32,10 @@ class Look:
 
 LOOKS = {
     "parameter": Look("#d0e2ff", "#1c4f9c", penwidth="1.6"),
-    "data": Look("#ececec", "#707070"),
-    "constant": Look("#ececec", "#909090", style="rounded,filled,dashed"),
+    # Data and constants must not be mistaken for each other: grey and solid
+    # for an input array, violet and dashed for a number folded into an op.
+    "data": Look("#d0d0d0", "#505050"),
+    "constant": Look("#f3e8ff", "#8b5cf6", style="rounded,filled,dashed"),
     "intermediate": Look("#ffffff", "#8a8a8a"),
     "loss": Look("#ffe3b3", "#c25e00", penwidth="2.2"),
     "op": Look("#fff7d6", "#b08900", style="filled", shape="box"),
@@ -42,9 +44,9 @@ CHECK_PASSED = Look("#c9f2cf", "#1f7a32", penwidth="2.2")
 CHECK_FAILED = Look("#ffc9c9", "#c92a2a", penwidth="2.2")
 
 _ENTRIES = [
-    ("parameter", "parameter: a leaf asked about (params=, else a named leaf)"),
-    ("data", "data: any other leaf"),
-    ("constant", "constant: an array passed as is (no gradient)"),
+    ("parameter", "parameter: a leaf asked about (params=)"),
+    ("data", "data: any other input, a leaf Tensor or an array passed to an op"),
+    ("constant", "constant: a number or option folded into an op (no gradient)"),
     ("intermediate", "intermediate: computed by an op"),
     ("loss", "loss: the target, seeded with gradient 1"),
     ("op", "op #k (its place on the tape) and the VJP it applies: G = gradient of its "
@@ -71,23 +73,26 @@ SYMBOLS = [
 
 
 def legend_label(check: bool = False, notes: tuple[tuple[str, str], ...] = (),
-                 text: str = "") -> str:
+                 text: str = "", target: str = "J") -> str:
     """The legend as an HTML-like label: a swatch and a sentence per kind, the
     notes on colours (``notes``: more (colour, sentence) pairs, from a page
     around the drawing), then the symbols that ``text`` (the drawing's
-    labels) uses, each explained."""
+    labels) uses, each explained. ``target``: the loss's name, as the
+    gradients are written (dL/d... for a loss named L)."""
     rows = ['<TR><TD COLSPAN="2" ALIGN="LEFT"><B>legend</B></TD></TR>']
     entries = [(LOOKS[k], sentence) for k, sentence in _ENTRIES]
     if check:
         entries += [(CHECK_PASSED, "leaf gradient agrees with finite differences"),
                     (CHECK_FAILED, "leaf gradient disagrees (relative error shown)")]
     for look, sentence in entries:
-        rounded = ' STYLE="ROUNDED"' if "rounded" in look.style else ""
+        kept = [s.upper() for s in ("rounded", "dashed") if s in look.style]
+        style = f' STYLE="{",".join(kept)}"' if kept else ""
         rows.append(f'<TR><TD BGCOLOR="{look.fill}" COLOR="{look.border}" BORDER="1" '
-                    f'WIDTH="18" HEIGHT="12" FIXEDSIZE="TRUE"{rounded}></TD>'
+                    f'WIDTH="18" HEIGHT="12" FIXEDSIZE="TRUE"{style}></TD>'
                     f'<TD ALIGN="LEFT">{sentence}</TD></TR>')
     colours = [
-        (GRAD_COLOR, "red numbers: the gradient dJ/d(tensor); hover for full arrays"),
+        (GRAD_COLOR, f"red numbers: the gradient {html_text(gradient_name(target, 'each tensor'))}"
+                     f"; hover for full arrays"),
         (BROADCAST, "blue edge “summed over axis k”: the VJP summed a broadcast back"),
         (FANOUT, "purple “Σ of n”: a tensor used n times gets the sum of n contributions"),
         *notes,
@@ -99,3 +104,4 @@ def legend_label(check: bool = False, notes: tuple[tuple[str, str], ...] = (),
             rows.append(f'<TR><TD ALIGN="RIGHT">{html.escape(symbol)}</TD>'
                         f'<TD ALIGN="LEFT">{html.escape(meaning)}</TD></TR>')
     return table(rows, spacing=2, padding=1, label=True)
+

@@ -187,7 +187,7 @@ def backward_walk(view: TapeView, max_elements: int = 12) -> Walk:
     sums = _RunningSums(view, order, max_elements)
     walk.captions.append(f"Forward pass: every op has computed its output from its inputs; no "
                          f"gradient yet. Next, the backward pass starts at {J} with the seed "
-                         f"{_d(J, J)} = 1.")
+                         f"{L.gradient_name(J, J)} = 1.")
     walk.equations.append("")
     walk.grads[target.node_id] = [(1, None)]        # the seed enters with the first step
     for s, k in enumerate(order, start=1):
@@ -198,7 +198,7 @@ def backward_walk(view: TapeView, max_elements: int = 12) -> Walk:
             info = view.info(x)
             n, total, texts = sums.arrive(node, x)
             walk.grads.setdefault(info.node_id, []).append((s, texts))
-            sent.append(_d(J, info.name) + (f" ({n} of {total} contributions)" if total > 1
+            sent.append(L.gradient_name(J, info.name) + (f" ({n} of {total} contributions)" if total > 1
                                              else ""))
         walk.captions.append(_step_caption(view, k, f"Step {s} of {len(order)}", sent))
         walk.equations.append(step_equation(node, closed_form))
@@ -244,17 +244,11 @@ def _step_caption(view: TapeView, k: int, step: str, sent: list[str]) -> str:
     """What the op at ``view.nodes[k]`` takes and sends back, for its frame."""
     node = view.nodes[k]
     J = view.info(view.target).name
-    given = (f"the seed G = {_d(J, J)}" if node.output is view.target
-             else f"G = {_d(J, view.info(node.output).name)}")
+    given = (f"the seed G = {L.gradient_name(J, J)}" if node.output is view.target
+             else f"G = {L.gradient_name(J, view.info(node.output).name)}")
     action = ("sends back " + ", ".join(sent)) if sent else \
         "sends nothing back (its inputs are constants)"
     return f"{step}: {node.op.name} #{view.indices[k]} takes {given} and {action}."
-
-
-def _d(of: str, by: str) -> str:
-    """dJ/dW1, or dJ/d(x W1) when a name has spaces."""
-    wrap = lambda n: n if n.replace("_", "a").isalnum() else f"({n})"  # noqa: E731
-    return f"d{wrap(of)}/d{wrap(by)}"
 
 
 def _receivers(node: Node) -> list[Tensor]:

@@ -3,8 +3,13 @@
 A ``TapeView`` reads ``tape.nodes`` once, in creation order, and settles
 everything the drawing needs to be deterministic: the target's ancestors,
 a name and a DOT id for each tensor (by first appearance, never ``id()``;
-see ``TapeView`` for how unnamed tensors are called),
-which leaves are parameters, and how many ops use each tensor (fan-out).
+see ``TapeView`` for how unnamed tensors are called), the kind of each
+leaf, and how many ops use each tensor (fan-out).
+
+Every drawing classifies leaves the same way: a parameter is a leaf asked
+about (``params=``); data is any other array the computation took as an
+input, a leaf Tensor or a plain array operand; a constant is a number or
+option folded into an op, drawn inside the op's box.
 ``id()`` only serves as a dictionary key while the view is alive.
 """
 
@@ -35,11 +40,11 @@ class TensorInfo:
 
 
 @dataclass
-class ConstantInfo:
-    """A constant array passed to an op (data given as a plain array)."""
+class ArrayInfo:
+    """A plain array passed to an op: data the computation took as an input."""
 
     value: np.ndarray
-    node_id: str                 # "C0", "C1", ...
+    node_id: str                 # "A0", "A1", ...
     name: str                    # c0, c1, ...
 
 
@@ -47,7 +52,8 @@ class TapeView:
     """The drawn part of ``tape``: the target's ancestors, or every node.
 
     ``params`` marks which leaves are parameters (a Tensor, a list or a dict
-    of them); without it, named leaves are parameters and unnamed leaves data.
+    of them); every other leaf is data, named or not: a name says what a
+    leaf is called, not whether it is asked about.
     The loss is ``target``, or without one the tape's last output when no op
     uses it.
 
@@ -74,9 +80,8 @@ class TapeView:
         self.target = target
         self.loss = target if target is not None else self._unused_last_output()
         self.tensors: dict[int, TensorInfo] = {}
-        self.constants: dict[int, ConstantInfo] = {}
-        self._name_everything(_param_ids(params) if params is not None else None,
-                              _given_names(names))
+        self.arrays: dict[int, ArrayInfo] = {}
+        self._name_everything(_param_ids(params), _given_names(names))
         if target is not None and not self.nodes:
             self._add_tensor(target)
 
@@ -87,9 +92,9 @@ class TapeView:
         last = self.nodes[-1].output
         return None if any(x is last for node in self.nodes for x in node.inputs) else last
 
-    def _name_everything(self, param_ids: set[int] | None, given: dict[int, str]) -> None:
-        """A TensorInfo or ConstantInfo for everything the drawn nodes use, in order."""
-        self._param_ids = param_ids     # None: named leaves are the parameters
+    def _name_everything(self, param_ids: set[int], given: dict[int, str]) -> None:
+        """A TensorInfo or ArrayInfo for everything the drawn nodes use, in order."""
+        self._param_ids = param_ids
         self._given = given
         self._counters = {"t": 0, "c": 0}
         self._generated: set[str] = set()   # t0, c0, ...: too vague for an expression
@@ -102,10 +107,10 @@ class TapeView:
                 word = params_of[i] if i < len(params_of) and len(params_of[i]) > 1 else None
                 if isinstance(x, Tensor):
                     self._add_tensor(x, word).consumers.append(k)
-                elif is_constant_array(x) and id(x) not in self.constants:
-                    n = len(self.constants)
+                elif is_data_array(x) and id(x) not in self.arrays:
+                    n = len(self.arrays)
                     name = given.get(id(x)) or self._fresh("c", word)
-                    self.constants[id(x)] = ConstantInfo(np.asarray(x), f"C{n}", name)
+                    self.arrays[id(x)] = ArrayInfo(np.asarray(x), f"A{n}", name)
             self._add_tensor(node.output, self._expression(node))
 
     def _fresh(self, prefix: str, suggestion: str | None) -> str:
@@ -134,7 +139,7 @@ class TapeView:
             kind = "loss"
         elif producer is not None:
             kind = "intermediate"
-        elif id(t) in self._param_ids if self._param_ids is not None else t.name is not None:
+        elif id(t) in self._param_ids:
             kind = "parameter"
         else:
             kind = "data"
@@ -148,8 +153,8 @@ class TapeView:
         for x in node.inputs:
             if isinstance(x, Tensor) and id(x) in self.tensors:
                 names.append(self.tensors[id(x)].name)
-            elif is_constant_array(x) and id(x) in self.constants:
-                names.append(self.constants[id(x)].name)
+            elif is_data_array(x) and id(x) in self.arrays:
+                names.append(self.arrays[id(x)].name)
             else:
                 return None   # a folded number or option: the expression would hide it
         if any(not _is_word(n) or n in self._generated for n in names):
@@ -205,8 +210,9 @@ def _given_names(names: Mapping[str, Any] | None) -> dict[int, str]:
     return ids
 
 
-def is_constant_array(x: object) -> bool:
-    """An array argument worth its own node (more than one element, not an index)."""
+def is_data_array(x: object) -> bool:
+    """A plain array operand drawn as its own data node (more than one element, not an
+    index); a smaller one is a constant folded into the op."""
     return isinstance(x, np.ndarray) and x.size > 1 and not is_index(x)
 
 

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 
 from .errors import ShapeError
+from .naming import index_of
 from .state import _EDITS
 from .tensor import Tensor
 
@@ -255,20 +256,7 @@ class Tape:
         ``caller`` starts the error messages: TypeError for a non-Tensor, and
         ValueError for a tensor this tape did not record.
         """
-        if not isinstance(target, Tensor):
-            raise TypeError(f"{caller}: the target must be a Tensor, not {type(target).__name__}")
-        nodes = self.nodes
-        if nodes and nodes[-1].output is target:  # the usual case: the loss came last
-            return len(nodes)
-        for k in range(len(nodes) - 1, -1, -1):
-            if nodes[k].output is target:
-                return k + 1
-        if any(s is target for s in sources):
-            return 0
-        raise ValueError(
-            f"{caller}: the target {_label(target)} was not recorded on this tape; compute it "
-            f"inside 'with tape:' (and from Tensors, not plain arrays)"
-        )
+        return index_of(self.nodes, target, caller, sources)
 
     def _check_not_spent(self) -> None:
         if self.spent:

@@ -1,0 +1,83 @@
+"""The one naming view of a tape: precedence, identifiers, ancestors and the target lookup."""
+
+import keyword
+
+import numpy as np
+import pytest
+
+import microtape as mt
+from microtape.naming import TapeNames, ancestors, identifier, index_of
+
+
+def _two_layer():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 3))
+    W1 = mt.Tensor(rng.normal(size=(3, 5)), name="W1")
+    b1 = mt.Tensor(np.zeros(5), name="b1")
+    labels = np.array([0, 1, 2, 1])
+    with mt.Tape() as tape:
+        t = mt.add(mt.matmul(mt.Tensor(x), W1), b1, name="t")
+        J = mt.softmax_cross_entropy(t, labels)
+    return tape, W1, b1, t, J, labels
+
+
+def test_own_names_then_templates_then_parameter_words():
+    tape, W1, b1, t, J, labels = _two_layer()
+    view = TapeNames(tape.nodes, J)
+    xW1 = tape.nodes[0].output
+    assert [view[x] for x in (tape.nodes[0].inputs[0], W1, xW1, b1, t, labels, J)] == [
+        "x", "W1", "xW1", "b1", "t", "labels", "softmax_cross_entropy"]
+    assert view.of(W1) == "W1" and view.grad(W1) == "d_W1"
+    assert [view[x] for x in view.leaves] == ["x", "W1", "b1", "labels"]
+
+
+def test_user_names_come_after_own_names_and_the_target_keeps_its_name():
+    tape, W1, b1, t, J, labels = _two_layer()
+    J.name = "L"
+    view = TapeNames(tape.nodes, J, names={"y": labels, "ignored": W1})
+    assert view[labels] == "y" and view[W1] == "W1"
+    assert view.grad(J) == "d_L"
+
+
+def test_every_name_is_an_identifier_of_its_own():
+    a = mt.Tensor(np.ones(2), name="lambda")
+    b = mt.Tensor(np.ones(2), name="np")
+    c = mt.Tensor(np.ones(2), name="bad\nname")
+    d = mt.Tensor(np.ones(2), name="self")
+    with mt.Tape() as tape:
+        s = mt.sum(a * b * c * d, name="lr")
+    view = TapeNames(tape.nodes, s)
+    names = [view[x] for x in (a, b, c, d, s)]
+    assert all(n.isidentifier() and not keyword.iskeyword(n) for n in names)
+    assert len(set(names)) == len(names)
+    assert not {"np", "self", "lr", "sum"} & set(names)
+    assert identifier("2x") == "x2x" and identifier("print") == "print_"
+
+
+def test_taken_names_are_numbered():
+    a = mt.Tensor(np.ones(2), name="w")
+    b = mt.Tensor(np.ones(2), name="w")
+    with mt.Tape() as tape:
+        s = mt.sum(mt.tanh(a) * mt.tanh(b))
+    view = TapeNames(tape.nodes, s)
+    assert [view[a], view[b]] == ["w", "w2"]
+    assert [view[n.output] for n in tape.nodes[:2]] == ["tanh", "tanh2"]
+
+
+def test_index_arrays_get_names_and_ancestors_skip_what_the_target_does_not_need():
+    w = mt.Tensor(np.arange(6.0), name="w")
+    idx = np.array([0, 2])
+    with mt.Tape() as tape:
+        unused = mt.exp(w)
+        y = mt.sum(w[idx, ] * 2.0)
+    assert ancestors(tape.nodes, y) == tape.nodes[1:]
+    view = TapeNames(tape.nodes, y)
+    assert unused not in view and view[idx] == "index"
+
+
+def test_the_target_lookup_is_the_tapes():
+    tape, W1, b1, t, J, labels = _two_layer()
+    assert index_of(tape.nodes, t) == tape.index_of(t) == 2
+    with pytest.raises(ValueError, match="was not recorded on this tape"):
+        index_of(tape.nodes, mt.Tensor(1.0), caller="viz")
+    assert ancestors(tape.nodes, W1, end=index_of(tape.nodes, W1, sources=[W1])) == []

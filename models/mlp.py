@@ -1,9 +1,12 @@
 """MLP: a stack of affine layers with a nonlinearity between them, on the tape.
 
 Row-vector convention, as in models/DERIVATION.md: an example is a row, a batch
-stacks rows, and layer i computes ``h_i = act(h_(i-1) W_i + b_i)`` with
-``h_0 = x``. The last layer has no activation: it returns the logits ``v``,
-which ``softmax_cross_entropy`` turns into the loss.
+stacks rows, and layer i computes ``t_i = h_(i-1) W_i + b_i`` and
+``h_i = act(t_i)`` with ``h_0 = x``. The last layer has no activation: it
+returns the logits ``v``, which ``softmax_cross_entropy`` turns into the
+loss ``J``. The tensors carry those names (``t1, h1, t2, h2, ..., v, J``), as
+``TwoLayerNet``'s carry ``t, h, v, J``, so every drawing and the closed form
+call them the same.
 """
 
 from __future__ import annotations
@@ -98,23 +101,24 @@ class MLP:
         """
         act = ACTIVATIONS[self.activation]
         h = x
-        for W, b in self._layers[:-1]:
-            h = act(mt.add(mt.matmul(h, params[W]), params[b]))   # h_i = act(h_(i-1) W_i + b_i)
+        for i, (W, b) in enumerate(self._layers[:-1], start=1):
+            t = mt.add(mt.matmul(h, params[W]), params[b], name=f"t{i}")  # t_i = h_(i-1) W_i + b_i
+            h = act(t, name=f"h{i}")                                      # h_i = act(t_i)
         W, b = self._layers[-1]
-        return mt.add(mt.matmul(h, params[W]), params[b])         # v = h W_k + b_k
+        return mt.add(mt.matmul(h, params[W]), params[b], name="v")      # v = h W_k + b_k
 
     def __call__(self, x: Any) -> Tensor:
         """The logits Tensor ``v`` for a batch ``x`` of shape (N, n_in), or one example (n_in,)."""
         return self.forward(self._input(x), self.params)
 
-    def loss(self, x: Any, labels: Any, reduction: str = "mean") -> Tensor:
+    def loss(self, x: Any, labels: Any, reduction: str = "mean", name: str = "J") -> Tensor:
         """The 0-d cross-entropy loss ``J`` of the logits against ``labels``.
 
         ``labels`` are class indices or label rows, as for
         ``mt.softmax_cross_entropy``; ``reduction`` is "mean" or "sum" over
-        the batch.
+        the batch; ``name`` is what drawings, captions and code call the loss.
         """
-        return mt.softmax_cross_entropy(self(x), labels, reduction=reduction, name="J")
+        return mt.softmax_cross_entropy(self(x), labels, reduction=reduction, name=name)
 
     def predict(self, x: Any) -> np.ndarray:
         """The most likely class of each example (an int array of shape (N,), or an int).

@@ -84,7 +84,7 @@ def test_every_op_and_tensor_of_the_two_layer_net_is_drawn():
     for op_id, node in zip(ops, net.tape.nodes):
         line = node_line(g, op_id)
         assert f"<B>{node.op.name}</B>" in line
-    for name in ("X", "Y", "W1", "b1", "W2", "b2", "t", "h", "v", "J", "X W1", "h W2"):
+    for name in ("X", "Y", "W1", "b1", "W2", "b2", "t", "h", "v", "J", "XW1", "hW2"):
         assert any(f"<B>{name}</B>" in ln for ln in g.body), name
     tensors = node_lines(g, "T")
     assert len(tensors) == 12     # 6 leaves (X Y W1 b1 W2 b2), 5 intermediates, the loss J
@@ -187,7 +187,7 @@ def test_the_bias_edge_says_its_gradient_was_summed_over_the_batch_axis():
     ids = {node_line(g, f"T{k}").split("<B>")[1].split("</B>")[0]: f"T{k}" for k in range(12)}
     assert any(ln.startswith(f"\t{ids['b1']} -> op1") for ln in bias_edges)
     assert any(ln.startswith(f"\t{ids['b2']} -> op4") for ln in bias_edges)
-    assert not any(ln.startswith(f"\t{ids['X W1']} -> op1") for ln in bias_edges)
+    assert not any(ln.startswith(f"\t{ids['XW1']} -> op1") for ln in bias_edges)
 
 
 def test_fan_out_says_the_gradient_is_a_sum_of_contributions():
@@ -220,7 +220,7 @@ def test_looks_follow_params_never_names():
     assert any("<B>legend</B>" in ln for ln in g.body)
 
 
-def test_unnamed_tensors_get_short_names_by_first_appearance():
+def test_unnamed_tensors_are_named_as_the_code_names_them():
     a = mt.Tensor(np.ones((2, 2)))
     b = mt.Tensor(np.ones((2, 2)))
     with mt.Tape() as tape:
@@ -228,7 +228,8 @@ def test_unnamed_tensors_get_short_names_by_first_appearance():
         d = mt.relu(c)
     g = viz.draw_graph(tape)
     names = [ln.split("<B>")[1].split("</B>")[0] for ln in node_lines(g, "T")]
-    assert names == ["t0", "t1", "t2", "t3"]
+    # microtape.naming: unnamed data is x, then x2; an output is named by its op.
+    assert names == ["x", "x2", "xx2", "relu"]
     assert f'fillcolor="{LOOKS["data"].fill}"' in node_line(g, "T0")
     assert f'fillcolor="{LOOKS["loss"].fill}"' in node_line(g, "T3")    # the final output
     assert "grad" not in node_line(g, "T3")          # no target, no backward: no gradients

@@ -79,7 +79,7 @@ def test_the_training_graph_reads_like_the_derivation(tmp_path):
     svg, labels = training_graph(tmp_path)
     nodes = svg_nodes(svg)
     names = {n["tooltip"].split(": ")[0] for k, n in nodes.items() if k[0] in "TA"}
-    assert names == {"x", "W1", "x W1", "b1", "t", "h", "W2", "h W2", "b2", "v", "labels", "J"}
+    assert names == {"x", "W1", "xW1", "b1", "t", "h", "W2", "hW2", "b2", "v", "labels", "J"}
     # The labels are class indices: drawn as the integers they are, not a mean.
     [labels_node] = [n for n in nodes.values() if n["tooltip"].startswith("labels: ")]
     assert "mean" not in " ".join(labels_node["text"])

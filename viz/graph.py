@@ -42,11 +42,12 @@ def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
       tensor has at most ``max_elements`` elements, else as min / max /
       mean / norm; integer arrays (labels) as their integers. Hovering shows
       the full arrays (SVG tooltips).
-    - Names: ``names`` ({name: Tensor or array}) names what the program left
-      unnamed, such as the data and the labels passed as plain arrays;
-      otherwise a tensor's ``name``, the op's parameter name for an
-      unnamed leaf (``labels``), an unnamed output's expression (``x W1``),
-      or t0, t1, ... by first appearance.
+    - Names: the one name ``microtape.naming`` gives each tensor, the one
+      the closed form's code and equations use: a tensor's ``name``, then
+      ``names`` ({name: Tensor or array}) for what the program left
+      unnamed, such as the data and the labels passed as plain arrays, then
+      the op's parameter for an unnamed leaf (``labels``, else ``x``) or
+      the op for an unnamed output (``xW1``, ``tanh``).
     - With a scalar ``target`` and ``grads`` (or ``check``), runs
       ``tape.backward(target)`` when the target's gradient is not yet 1. A
       non-scalar target shows gradients only if you seeded them yourself.

@@ -150,7 +150,7 @@ class _Compiled:
         # identity) or something f read from elsewhere, read as it is now.
         where, leaves = [], []
         for name in cf.inputs:
-            leaf = cf._leaves[name]
+            leaf = cf.leaves[name]
             i = next((k for k, a in enumerate(args) if a is leaf or (
                 isinstance(a, Tensor) and a.value is leaf)), None)
             where.append(i)

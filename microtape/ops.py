@@ -95,7 +95,7 @@ def _matmul_nd_vjps(a, b):
 
 @primitive("dA = G,  dB = G  (each summed over the axes it was broadcast along)",
            broadcasts=True, explain=broadcast_hint,
-           code=Code("{A} + {B}", "{G}", "{G}", math=("{G}", "{G}")))
+           code=Code("{A} + {B}", "{G}", "{G}", math=("{G}", "{G}"), operator="+"))
 def add(a, b):
     """Elementwise sum C = A + B with numpy broadcasting (the bias add)."""
     a_shape, b_shape = _shape(a), _shape(b)  # the VJPs need no values: let them go
@@ -169,7 +169,8 @@ def _exp_cap(dtype: np.dtype) -> np.ndarray:
 
 @primitive("dv = G (ŷ − y)  (÷ N for the mean; ŷ = softmax(v) saved by the forward pass)",
            code=Code(lambda c: _loss_code(c), lambda c: _loss_vjp_code(c), None,
-                     math=(lambda c: _loss_math(c), None), when=lambda c: c.ndims[0] == 2))
+                     math=(lambda c: _loss_math(c), None), when=lambda c: c.ndims[0] == 2,
+                     saved=("yhat", "picks"), temps=("top", "z", "rest", "rows", "e")))
 def softmax_cross_entropy(logits, labels, reduction="mean"):
     """J = −Σ y log softmax(v): the fused, numerically stable loss.
 
@@ -254,7 +255,7 @@ def _softmax_cross_entropy_rows(v, y, reduction):
 
 @primitive("dA = G,  dB = −G  (each summed over the axes it was broadcast along)",
            broadcasts=True, explain=broadcast_hint,
-           code=Code("{A} - {B}", "{G}", "-{G}", math=("{G}", "−{G}")))
+           code=Code("{A} - {B}", "{G}", "-{G}", math=("{G}", "−{G}"), operator="-"))
 def sub(a, b):
     """Elementwise difference C = A − B with broadcasting."""
     a_shape, b_shape = _shape(a), _shape(b)
@@ -264,7 +265,8 @@ def sub(a, b):
 
 @primitive("dA = G ∘ B,  dB = G ∘ A  (each summed over the axes it was broadcast along)",
            broadcasts=True, explain=broadcast_hint,
-           code=Code("{A} * {B}", "{G} * {B}", "{G} * {A}", math=("{G} ∘ {B}", "{G} ∘ {A}")))
+           code=Code("{A} * {B}", "{G} * {B}", "{G} * {A}", math=("{G} ∘ {B}", "{G} ∘ {A}"),
+                     operator="*"))
 def mul(a, b):
     """Elementwise product C = A ∘ B with broadcasting."""
     return np.multiply(a, b), (lambda g: unbroadcast(g * b, a.shape),
@@ -274,7 +276,7 @@ def mul(a, b):
 @primitive("dA = G / B,  dB = −G ∘ C / B  (each summed over the axes it was broadcast along)",
            broadcasts=True, explain=broadcast_hint,
            code=Code("{A} / {B}", "{G} / {B}", "-{G} * {C} / {B}",
-                     math=("{G} / {B}", "−{G} ∘ {C} / {B}")))
+                     math=("{G} / {B}", "−{G} ∘ {C} / {B}"), operator="/"))
 def div(a, b):
     """Elementwise quotient C = A / B with broadcasting."""
     c = np.divide(a, b)
@@ -354,7 +356,7 @@ def _expand(g, shape, axis, keepdims):
 
 @primitive("dA = G copied along the summed axes",
            code=Code(lambda c: _sum_code(c), lambda c: _expand_code(c, c.G),
-                     math=(lambda c: _expand_math(c, c.G),)))
+                     math=(lambda c: _expand_math(c, c.G),), grad_view=True))
 def sum(a, axis=None, keepdims=False):
     """C = Σ A over ``axis`` (all axes by default)."""
     return np.sum(a, axis=axis, keepdims=keepdims), (
@@ -362,9 +364,9 @@ def sum(a, axis=None, keepdims=False):
 
 
 @primitive("dA = G / n copied along the averaged axes (n elements per mean)",
-           code=Code(lambda c: f"{_sum_code(c)} / {_count(c)}",
+           code=Code(lambda c: _mean_code(c),
                      lambda c: _expand_code(c, f"{c.G} / {_count(c)}"),
-                     math=(lambda c: _expand_math(c, f"{c.G} / {_count(c)}"),)))
+                     math=(lambda c: _expand_math(c, f"{c.G} / {_count(c)}"),), grad_view=True))
 def mean(a, axis=None, keepdims=False):
     """C = mean of A over ``axis`` (all axes by default)."""
     c = np.mean(a, axis=axis, keepdims=keepdims)
@@ -375,7 +377,7 @@ def mean(a, axis=None, keepdims=False):
 @primitive("dA = Gᵀ  (axes put back in their order)",
            code=Code(lambda c: _transpose_code(c, c.A, c.values[1:]),
                      lambda c: _transpose_code(c, c.G, c.values[1:], inverse=True),
-                     math=("{G}ᵀ",), view=True))
+                     math=("{G}ᵀ",), view=True, grad_view=True))
 def transpose(a, *axes):
     """C = Aᵀ (reverses the axes, or permutes them as ``axes`` says)."""
     perm = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
@@ -395,9 +397,9 @@ def transpose(a, *axes):
 
 
 @primitive("dA = G reshaped to A's shape", explain=reshape_hint,
-           code=Code(lambda c: f"np.reshape({c.A}, {c.out_shape})",
-                     lambda c: f"np.reshape({c.G}, {c.shapes[0]})",
-                     math=("{G} reshaped to {A}'s shape",), view=True))
+           code=Code(lambda c: f"np.reshape({c.A}, {c.lit(c.out_shape)})",
+                     lambda c: f"np.reshape({c.G}, {c.lit(c.shapes[0])})",
+                     math=("{G} reshaped to {A}'s shape",), view=True, grad_view=True))
 def reshape(a, *shape):
     """C = A with the same elements in ``shape`` (numpy's rules, -1 allowed)."""
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
@@ -438,7 +440,7 @@ def _softmax(x, axis):
 @primitive("dA = S ∘ (G − Σ G ∘ S)  (softmax Jacobian ŷ_a δ_ab − ŷ_a ŷ_b; S saved)",
            code=Code(lambda c: _softmax_code(c),
                      "{C} * ({G} - np.add.reduce({G} * {C}, axis={axis}, keepdims=True))",
-                     math=("{C} ∘ ({G} − Σ {G} ∘ {C})",)))
+                     math=("{C} ∘ ({G} − Σ {G} ∘ {C})",), temps=("e",)))
 def softmax(x, axis=-1):
     """S = exp(x) / Σ exp(x) along ``axis``, shifted by the max so exp never overflows."""
     s = _softmax(x, axis)
@@ -448,7 +450,7 @@ def softmax(x, axis=-1):
 @primitive("dA = G − softmax(A) Σ G",
            code=Code(lambda c: _log_softmax_code(c),
                      "{G} - np.exp({C}) * np.add.reduce({G}, axis={axis}, keepdims=True)",
-                     math=("{G} − softmax({A}) Σ {G}",)))
+                     math=("{G} − softmax({A}) Σ {G}",), temps=("z", "e", "top", "rest")))
 def log_softmax(x, axis=-1):
     """log softmax(x) = x − max − log Σ exp(x − max), stable for any finite x."""
     z = x - np.max(x, axis=axis, keepdims=True)
@@ -482,7 +484,8 @@ def _parse_einsum(subscripts: str, n_operands: int) -> tuple[list[str], str]:
 @primitive("dA_i = einsum(G and the other operands -> A_i's indices): the VJP is again an einsum",
            code=Code(lambda c: f"np.einsum({', '.join(c.names)})",
                      None, *[lambda c: _einsum_vjp_code(c)] * 26,
-                     math=(None, *[lambda c: _einsum_vjp_math(c)] * 26), when=lambda c: _einsum_plain(c)))
+                     math=(None, *[lambda c: _einsum_vjp_math(c)] * 26), when=lambda c: _einsum_plain(c),
+                     view=True, grad_view=True))
 def einsum(subscripts, *operands):
     """Einstein summation over explicit subscripts, e.g. ``'bi,ij->bj'``."""
     terms, output = _parse_einsum(subscripts, len(operands))
@@ -559,17 +562,18 @@ def _sigmoid_code(c):
     # −A capped as the op caps it, so exp cannot overflow (S = 1 / (1 + exp(−A))
     # changes only where it is subnormal), and no warning needs silencing.
     s = c.target
+    if c.textbook:
+        return f"1 / (1 + np.exp(-{c.A}))"
     if not c.big:
-        cap = repr(float(_exp_cap(c.dtype)))
-        return [f"{s} = 1.0 / (1.0 + np.exp(np.minimum(-{c.A}, {cap})))"]
+        return f"1.0 / (1.0 + np.exp(np.minimum(-{c.A}, {c.lit(float(_exp_cap(c.dtype)))})))"
     return [f"{s} = np.negative({c.A})",  # large: the same steps in one fresh buffer
             f'with np.errstate(over="ignore"): np.exp({s}, out={s})', f"{s} += 1.0",
             f"np.divide(1.0, {s}, out={s})"]
 
 
 def _sigmoid_vjp_code(c):
-    if not c.big:
-        return f"{c.G} * {c.C} * (1.0 - {c.C})"
+    if c.textbook or not c.big:
+        return f"{c.G} * {c.C} * (1 - {c.C})" if c.textbook else f"{c.G} * {c.C} * (1.0 - {c.C})"
     d = c.target
     return [f"{d} = 1.0 - {c.C}", f"{d} *= {c.C}", f"{d} *= {c.G}"]
 
@@ -581,13 +585,29 @@ def _pow_base_code(c):
             return f"np.zeros_like({c.A})"
         if p == 2:
             return f"{c.G} * 2 * {c.A}"
-        return f"{c.G} * {p!r} * {c.A} ** {p - 1!r}"
+        return f"{c.G} * {c.lit(p)} * {c.A} ** {c.lit(p - 1)}"
     return f"{c.G} * {c.B} * {c.A} ** np.where({c.B} == 0, 1, {c.B} - 1)"
 
 
+def _axis_args(c, keep=False) -> str:
+    axis = c.params.get("axis")
+    text = "" if axis is None else f"axis={c.lit(axis)}"
+    if keep or c.params.get("keepdims"):
+        text += ", keepdims=True" if text else "keepdims=True"
+    return text
+
+
 def _sum_code(c) -> str:
+    if c.textbook:
+        return f"{c.A}.sum({_axis_args(c)})"
     keep = ", keepdims=True" if c.params.get("keepdims") else ""
-    return f"np.add.reduce({c.A}, axis={c.axis}{keep})"
+    return f"np.add.reduce({c.A}, axis={c.lit(c.params.get('axis'))}{keep})"
+
+
+def _mean_code(c) -> str:
+    if not int(np.prod(c.shapes[0])) and int(np.prod(c.out_shape)):
+        return f"{_sum_code(c)} * np.nan"  # a mean over no elements, as the op gives
+    return f"{_sum_code(c)} / {_count(c)}"
 
 
 def _count(c) -> int:
@@ -604,8 +624,8 @@ def _reduced_axes(c):
 def _expand_code(c, g):
     axis, keepdims = c.params.get("axis"), c.params.get("keepdims", False)
     if axis is not None and not keepdims:
-        g = f"np.expand_dims({g}, {axis!r})"
-    return f"np.broadcast_to({g}, {c.shapes[0]})"
+        g = f"np.expand_dims({g}, {c.lit(axis)})"
+    return f"np.broadcast_to({g}, {c.lit(c.shapes[0])})"
 
 
 def _expand_math(c, g):
@@ -619,25 +639,25 @@ def _transpose_code(c, x, axes, inverse=False):
         return f"{x}.T"
     if inverse:
         perm = tuple(int(i) for i in np.argsort([ax % len(c.shapes[0]) for ax in perm]))
-    return f"np.transpose({x}, {perm})"
+    return f"np.transpose({x}, {c.lit(tuple(int(p) for p in perm))})"
 
 
 def _index_code(c) -> str:
-    """The index as source: numbers and slices written out, arrays held as constants."""
+    """The index as source: numbers and slices written out, arrays by their argument names."""
     index = c.values[1]
+    if isinstance(index, np.ndarray):
+        return c.B
     parts = index if isinstance(index, tuple) else (index,)
 
     def part(p):
-        if p is None or isinstance(p, (bool, np.bool_)):
-            return repr(bool(p)) if p is not None else "None"
         if p is Ellipsis:
             return "..."
-        if isinstance(p, (int, np.integer)):
-            return str(int(p))
         if isinstance(p, slice):
-            text = ":".join("" if v is None else str(v) for v in (p.start, p.stop))
-            return text + (f":{p.step}" if p.step is not None else "")
-        return c.const(np.asarray(p), "index")
+            text = ":".join("" if v is None else c.lit(v) for v in (p.start, p.stop))
+            return text + (f":{c.lit(p.step)}" if p.step is not None else "")
+        if isinstance(p, np.ndarray):
+            return c.name_of(p)
+        return c.lit(p)
 
     text = ", ".join(part(p) for p in parts)
     return text + "," if isinstance(index, tuple) and len(index) == 1 else text or "()"
@@ -646,46 +666,75 @@ def _index_code(c) -> str:
 def _getitem_vjp_code(c):
     d, index = c.target, _index_code(c)
     fill = f"{d}[{index}] = {c.G}" if _is_basic_index(c.values[1]) else f"np.add.at({d}, ({index}), {c.G})"
-    return [f"{d} = np.zeros({c.shapes[0]}, dtype=np.{c.dtypes[0].name})", fill]
+    return [f"{d} = np.zeros({c.lit(c.shapes[0])}, dtype=np.{c.dtypes[0].name})", fill]
 
 
 def _softmax_code(c):
-    e = c.target
-    return [f"{e} = np.exp({c.A} - np.maximum.reduce({c.A}, axis={c.axis}, keepdims=True))",
-            f"{e} /= np.add.reduce({e}, axis={c.axis}, keepdims=True)"]
+    e, axis = c.temps["e"], c.lit(c.params["axis"])
+    if c.textbook:
+        return [f"{e} = np.exp({c.A} - {c.A}.max(axis={axis}, keepdims=True))",
+                f"{c.target} = {e} / {e}.sum(axis={axis}, keepdims=True)"]
+    return [f"{c.target} = np.exp({c.A} - np.maximum.reduce({c.A}, axis={axis}, keepdims=True))",
+            f"{c.target} /= np.add.reduce({c.target}, axis={axis}, keepdims=True)"]
 
 
 def _log_softmax_code(c):
-    z = c.tmp("z")
-    return [f"{z} = {c.A} - np.maximum.reduce({c.A}, axis={c.axis}, keepdims=True)",
-            f"{c.target} = {z} - np.log(np.add.reduce(np.exp({z}), axis={c.axis}, keepdims=True))"]
+    """log softmax as the op computes it: log Σ exp z as log1p of the sum without the largest."""
+    z, e, top, rest = (c.temps[k] for k in ("z", "e", "top", "rest"))
+    axis = c.lit(c.params["axis"])
+    if c.textbook:
+        largest, add = f"{c.A}.max(axis={axis}, keepdims=True)", lambda x, d="": f"{x}.sum(axis={axis}, keepdims=True{d})"
+    else:
+        largest = f"np.maximum.reduce({c.A}, axis={axis}, keepdims=True)"
+        add = lambda x, d="": f"np.add.reduce({x}, axis={axis}, keepdims=True{d})"  # noqa: E731
+    return [f"{z} = {c.A} - {largest}", f"{e} = np.exp({z})", f"{top} = {z} == 0",
+            f"{rest} = {add(f'{e} - {top}')} + ({add(top, f', dtype={e}.dtype')} - 1)"
+            "  # Σ exp z without the largest (ties counted back in)",
+            f"{c.target} = {z} - np.log1p({rest})"]
 
 
 def _loss_code(c):
-    """The fused loss, row by row, keeping ŷ (and the label picks) for its VJP."""
+    """The fused loss as the op computes it, keeping ŷ (and the label picks) for its VJP."""
     v, y = c.A, c.B
     n, k = c.shapes[0]
     per = f" / {n}" if c.params.get("reduction", "mean") == "mean" else ""
-    z, total, yhat = c.tmp("z"), c.tmp("total"), c.tmp("yhat")
-    c.saved.update(yhat=yhat, per=per, n=n)
-    def rows(ufunc, a):  # many short rows: reduced across the rows at once, as _reduce_rows does
-        return (f"np.{ufunc}.reduce({a}.T.copy(), axis=0)[:, None]" if n >= 4 * k else
-                f"np.{ufunc}.reduce({a}, axis=1, keepdims=True)")
-
-    top = c.tmp("top")
-    lines = [f"{top} = {rows('maximum', v)}  # each row's largest logit",
-             f"{z} = np.subtract({v}, {top}, order='C')  # exp(z) cannot overflow; row-major z",
-             f"{yhat} = np.exp({z})",
-             f"{total} = {rows('add', yhat)}  # each row's Σ exp(z)",
-             f"{yhat} /= {total}  # ŷ = softmax({v})"]
+    top, z, rest = c.temps["top"], c.temps["z"], c.temps["rest"]
+    yhat = c.saved["yhat"]
+    if c.textbook:
+        return _loss_textbook(c, v, y, n, per, (top, z, rest), yhat)
+    def rows(a):  # many short rows: summed across the rows at once, as _reduce_rows does
+        return f"np.add.reduce({a}.T.copy(), axis=0)[:, None]" if n >= 4 * k else (
+            f"np.add.reduce({a}, axis=1, keepdims=True)")
+    starts = c.const(np.arange(0, n * k, k), "row_starts")  # where each row begins, flat
+    lines = [f"{y} = _check_labels({y}, {c.lit((n, k))})",
+             f"{top} = {starts} + {v}.argmax(axis=1)  # each row's largest logit, flat",
+             f"{z} = np.subtract({v}, {v}.ravel()[{top}][:, None], order='C')",
+             f"{yhat} = np.exp({z})", f"{yhat}.ravel()[{top}] = 0.0",
+             f"{rest} = {rows(yhat)}  # Σ exp(z) over the other classes",
+             f"{yhat}.ravel()[{top}] = 1.0", f"{yhat} /= {rest} + 1.0  # ŷ = softmax({v})"]
     if c.dtypes[1].kind in "iu":
-        picks = c.saved["picks"] = c.tmp("picks")
-        starts = c.const(np.arange(0, n * k, k), "row_starts")  # where each row begins, flat
-        return lines + [
-            f"{picks} = {starts} + {y}  # each row's label, as a flat position",
-            f"{c.target} = {_over(f'np.add.reduce(np.log({total}), axis=None) - np.add.reduce({z}.take({picks}))', per)}"]
+        picks = c.saved["picks"]
+        body = f"np.add.reduce(np.log1p({rest})[:, 0] - {z}.take({picks}))"
+        return lines + [f"{picks} = {starts} + {y}  # each row's label, as a flat position",
+                        f"{c.target} = {_over(body, per)}"]
     cast = f".astype(np.{c.dtype.name})" if c.dtypes[1] != c.dtype else ""
-    return lines + [f"{c.target} = np.add.reduce({y} * (np.log({total}) - {z}), axis=None){cast}{per}"]
+    body = f"np.add.reduce({y} * (np.log1p({rest}) - {z}), axis=None){cast}"
+    return lines + [f"{c.target} = {_over(body, per)}"]
+
+
+def _loss_textbook(c, v, y, n, per, temps, yhat):
+    top, z, rest = temps
+    rows, e = c.temps["rows"], c.temps["e"]
+    lines = [f"{rows} = np.arange({n})", f"{top} = {v}.argmax(axis=1)",
+             f"{z} = {v} - {v}[{rows}, {top}][:, None]  # each row's largest logit is 0",
+             f"{e} = np.exp({z})", f"{e}[{rows}, {top}] = 0",
+             f"{rest} = {e}.sum(axis=1)  # Σ exp(z) over the other classes",
+             f"{e}[{rows}, {top}] = 1", f"{yhat} = {e} / (1 + {rest})[:, None]  # ŷ = softmax({v})"]
+    if c.dtypes[1].kind in "iu":
+        return lines + [f"{c.target} = (np.log1p({rest}) - {z}[{rows}, {y}]).sum(){per}"]
+    cast = f".astype(np.{c.dtype.name})" if c.dtypes[1] != c.dtype else ""
+    body = f"({y} * (np.log1p({rest})[:, None] - {z})).sum(){cast}"
+    return lines + [f"{c.target} = {body}{per}"]
 
 
 def _over(expr: str, per: str) -> str:
@@ -694,11 +743,16 @@ def _over(expr: str, per: str) -> str:
 
 
 def _loss_vjp_code(c):
-    yhat, per, d = c.saved["yhat"], c.saved["per"], c.target
+    yhat, d = c.saved["yhat"], c.target
+    n = c.shapes[0][0]
+    per = f" / {n}" if c.params.get("reduction", "mean") == "mean" else ""
     scale = per.replace(" / ", "1 / ") if c.one else f"{c.G}{per}"
     if c.dtypes[1].kind not in "iu":
         label = c.B if c.dtypes[1] == c.dtype else f"{c.B}.astype(np.{c.dtype.name})"
         return f"({yhat} - {label}){per}" if c.one else f"({yhat} - {label}) * ({scale})"
+    if c.textbook:
+        first = f"{d} = {yhat}{per}" if c.one else f"{d} = {yhat} * ({scale})"
+        return [first, f"{d}[np.arange({n}), {c.B}] -= {scale or 1}  # y is one-hot"]
     lines = [f"{d} = {yhat}  # ŷ − y in ŷ's own buffer, which nothing else reads"]
     if scale:
         lines.append(f"{d} *= {scale}")

@@ -152,27 +152,40 @@ class Code:
 
     Each template is a format string over the op's operands: ``{A}``,
     ``{B}``, ... the inputs in order, ``{C}`` the output, ``{G}`` the output's
-    gradient, and the op's keyword parameters by name (as Python literals).
-    A template may instead be a function of the writer's context ``c`` (the
-    same names as attributes, plus traced shapes and ``c.const`` for values
-    the code must hold); it returns one expression, or a list of statements
-    that assign ``c.target``. ``None`` in ``vjps`` marks an input without a
-    gradient. ``when(c)`` says whether the templates cover a traced call;
-    where they do not, the closed form calls the op itself.
+    gradient, and the op's keyword parameters by name (written as Python
+    literals). A template may instead be a function of the closed form's
+    ``Context`` ``c`` (closed_form/context.py: the same names as attributes,
+    the raw params in ``c.params``, traced shapes and dtypes); it returns one
+    expression, or a list of statements that assign ``c.target``, and writes
+    the readable form when ``c.textbook``. ``None`` in ``vjps`` marks an
+    input without a gradient. ``when(c)`` says whether the templates cover a
+    traced call; where they do not, the closed form calls the op itself.
 
     ``name`` suggests a name for an unnamed output (``"{A}{B}"`` gives
-    ``xW1``); ``view`` says the forward may return a view of an input, which
-    the writer must then never change in place.
+    ``xW1``). ``view`` says the forward may return a view of an input and
+    ``grad_view`` that a VJP may return a view of ``G`` or an operand: the
+    closed form then never changes them in place. ``saved`` lists the names
+    the forward makes for its VJPs (``c.saved["yhat"]``), ``temps`` the
+    forward's scratch names (``c.temps["z"]``): the closed form allocates
+    both and frees them after their last use. ``operator`` marks an
+    elementwise ``A op B``, which may then run in ``A``'s buffer.
     """
 
-    __slots__ = ("forward", "vjps", "math", "name", "when", "view")
+    __slots__ = ("forward", "vjps", "math", "name", "when", "view", "grad_view", "saved",
+                 "temps", "operator")
 
     def __init__(self, forward: str | Callable, *vjps: str | Callable | None,
                  math: tuple[str | Callable | None, ...] = (), name: str | None = None,
-                 when: Callable | None = None, view: bool = False) -> None:
+                 when: Callable | None = None, view: bool = False, grad_view: bool = False,
+                 saved: tuple[str, ...] = (), temps: tuple[str, ...] = (),
+                 operator: str | None = None) -> None:
         self.forward = forward
         self.vjps = vjps
         self.math = math
         self.name = name
         self.when = when
         self.view = view
+        self.grad_view = grad_view
+        self.saved = saved
+        self.temps = temps
+        self.operator = operator

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MAX_LINES = 40
 # Where the rule is enforced so far; a file joins the list once it is cut to size.
 CHECKED = sorted(str(p.relative_to(ROOT)) for package in ("microtape", "models", "viz")
-                 for p in (ROOT / package).glob("*.py"))
+                 for p in (ROOT / package).glob("*.py")) + sorted(
+    str(p.relative_to(ROOT)) for p in (ROOT / "microtape/closed_form").glob("*.py"))
 
 
 def long_functions(path: Path) -> list[str]:

@@ -1,0 +1,61 @@
+"""From a tape's nodes to a lowered, optimised ``Program``, and from source to a function."""
+
+from __future__ import annotations
+
+import itertools
+import linecache
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..naming import TapeNames, ancestors, index_of
+from ..tape import _seed_for
+from ..tensor import Tensor
+from ..validation import check_labels
+from .backward import Backward
+from .ir import Program
+from .lower import lower_forward
+from .passes import _aliases, frees, in_place
+
+_COUNT = itertools.count(1)
+
+
+def lower(nodes: Sequence[Any], target: Tensor, sources: list[Tensor], names: Any = None):
+    """The program, the naming view and the backward lowering (for its equations)."""
+    end = index_of(nodes, target, "closed_form", sources=[target])
+    _seed_for(target, None, "closed_form")  # a non-scalar target is refused as the tape refuses it
+    view = TapeNames(ancestors(nodes, target, end), target, names, everything=True)
+    args: dict[str, Any] = {}
+    consts: dict[str, Any] = {}
+    forward, contexts = lower_forward(view, args, consts)
+    if view.is_leaf(target):
+        args.setdefault(view.of(target), target)
+    back = Backward(view, {id(s.node): s for s in forward}, contexts, sources)
+    backward = back.run()
+    results, updates = [], []
+    for s in sources:
+        got = back.grad.get(id(s))
+        results.append((got[0], s, got[1], got[2]) if got else ("", s, True, s.dtype))
+        if got and view.of(s) in args:
+            updates.append((view.of(s), got[0]))
+    program = Program(list(args), forward, backward, view.of(target), results, target=target,
+                      seed=back.seed, lr="lr", updates=updates, consts=consts,
+                      before=view.fresh("value"))
+    steps_all = len(updates) == sum(1 for s in sources if id(s) in back.grad)
+    program.value_aliases_update = _aliases_update(program)
+    return frees(in_place(program)), view, back, args, steps_all
+
+
+def _aliases_update(program: Program) -> bool:
+    alias = _aliases(program.statements)
+    holders = {program.value} | alias.get(program.value, set())
+    return any(p in holders for p, _ in program.updates)
+
+
+def compile_function(source: str, name: str, consts: dict) -> Any:
+    """``source`` run into a function; registered with linecache, so tracebacks show its lines."""
+    filename = f"<microtape closed form {next(_COUNT)}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace = {"np": np, "_check_labels": check_labels, **consts}
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace[name]

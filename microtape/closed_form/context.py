@@ -1,0 +1,140 @@
+"""What an op's code template sees: operand names, raw params and traced facts.
+
+A template (``primitive.Code``) is a format string over ``{A}``, ``{B}``,
+``{C}``, ``{G}`` and the op's keyword params, or a function of a ``Context``.
+Params are raw values (``c.params["axis"]`` is ``1``, not ``"1"``); ``c.lit``
+writes one as Python source. The names a template may use besides its
+operands are declared on ``Code``: ``saved`` (made by the forward, read by
+the VJPs) and ``temps`` (the forward's own scratch names). Every name a
+template touches is recorded in ``read``, so passes know what a statement
+reads without reading its text.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from ..ops import IN_PLACE_MIN_SIZE
+from ..tensor import Tensor
+
+
+class _Logged(dict):
+    """A dict of names that remembers which were looked up."""
+
+    __slots__ = ("read",)
+
+    def __getitem__(self, key: str) -> str:
+        name = dict.__getitem__(self, key)
+        self.read.add(name)
+        return name
+
+
+class Context:
+    """One template's view of one node (see the module docstring)."""
+
+    __slots__ = ("_names", "_out", "_g", "target", "i", "one", "textbook", "values", "shapes",
+                 "ndims", "dtypes", "out_shape", "dtype", "big", "params", "saved", "temps",
+                 "read", "_consts", "_fresh", "_view")
+
+    def __init__(self, node: Any, operands: list[str], out: str, saved: dict[str, str],
+                 temps: dict[str, str], consts: dict, view: Any) -> None:
+        self._names, self._out, self._g = operands, out, None
+        self.target, self.i, self.one, self.textbook = out, 0, False, False
+        self.values = [x.value if isinstance(x, Tensor) else x for x in node.inputs]
+        self.shapes = [np.shape(v) if not isinstance(v, str) else () for v in self.values]
+        self.ndims = [len(s) for s in self.shapes]
+        self.dtypes = [np.asarray(v).dtype if not isinstance(v, str) else None for v in self.values]
+        self.out_shape, self.dtype = node.output.shape, node.output.dtype
+        self.big = node.output.size >= IN_PLACE_MIN_SIZE
+        self.params = {**_defaults(node.op), **node.params}
+        self.read: set[str] = set()
+        self.saved, self.temps = _Logged(saved), _Logged(temps)
+        self.saved.read = self.temps.read = self.read
+        self._consts, self._view = consts, view
+
+    def _use(self, name: str | None) -> str | None:
+        if name is not None:
+            self.read.add(name)
+        return name
+
+    A = property(lambda self: self._use(self._names[0] if self._names else None))
+    B = property(lambda self: self._use(self._names[1] if len(self._names) > 1 else None))
+    C = property(lambda self: self._use(self._out))
+    G = property(lambda self: self._use(self._g))
+
+    @property
+    def names(self) -> list[str]:
+        for n in self._names:
+            self._use(n)
+        return list(self._names)
+
+    def name(self, k: int) -> str:
+        """Operand k's name (or literal)."""
+        return self._use(self._names[k])
+
+    def name_of(self, array: Any) -> str:
+        """The argument name of an array inside an operand (an index array of a tuple)."""
+        return self._use(self._view.of(array))
+
+    def lit(self, value: Any) -> str:
+        return literal(value)
+
+    def const(self, value: Any, base: str) -> str:
+        """A value the fast code holds instead of writing out (never in the textbook form)."""
+        name = self._view.fresh(f"_{base}")
+        self._consts[name] = value
+        return name
+
+    def render(self, template: Any) -> Any:
+        """The template's expression or statements for this context."""
+        if callable(template):
+            return template(self)
+        fields = {k: literal(v) for k, v in self.params.items()}
+        for _, field, _, _ in string.Formatter().parse(template):
+            if field in ("A", "B", "C", "G"):
+                fields[field] = getattr(self, field)
+        return template.format(**fields)
+
+
+def literal(x: Any) -> str:
+    """``x`` as Python source that evaluates to the same value (numbers, strings, tuples)."""
+    if isinstance(x, np.ndarray) and x.ndim == 0:
+        x = x.item()
+    if isinstance(x, (bool, np.bool_, type(None), str)):
+        return repr(x if not isinstance(x, np.bool_) else bool(x))
+    if isinstance(x, (int, np.integer)):
+        x = int(x)
+        if not -2**63 <= x < 2**64:
+            return literal(float(x))  # numpy makes an object array of a larger int
+        return f"({x})" if x < 0 else repr(x)
+    if isinstance(x, Fraction):
+        return literal(float(x))
+    if isinstance(x, (float, np.floating)):
+        value = float(x)
+        text = repr(value) if math.isfinite(value) else (
+            "np.nan" if math.isnan(value) else ("np.inf" if value > 0 else "(-np.inf)"))
+        if isinstance(x, np.float32):
+            return f"np.float32({text})"
+        return f"({text})" if text.startswith("-") else text
+    if isinstance(x, (tuple, list)):
+        inner = ", ".join(literal(v) for v in x)
+        if isinstance(x, list):
+            return f"np.array([{inner}])"
+        return f"({inner},)" if len(x) == 1 else f"({inner})"
+    raise TypeError(f"closed_form: cannot write a {type(x).__name__} into code")
+
+
+def _defaults(op: Any) -> dict[str, Any]:
+    """The op's keyword parameters left at their defaults, which a template also needs."""
+    found = getattr(op, "_defaults", None)
+    if found is None:
+        import inspect
+        found = {p.name: p.default for p in inspect.signature(op.forward).parameters.values()
+                 if p.default is not p.empty}
+        op._defaults = found
+    return found

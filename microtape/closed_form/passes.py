@@ -1,0 +1,85 @@
+"""Passes: functions from program to program, driven by what each statement reads and its size.
+
+``in_place`` lets a large elementwise step reuse its input's buffer when
+nothing reads that input again (nor any view of it, nor a called op's VJPs,
+which may hold it); ``frees`` deletes each large name after its last read, so
+a generated step lets go of memory as the tape does. Neither looks at
+generated text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..ops import IN_PLACE_MIN_SIZE
+from .ir import Program, Stmt
+
+
+def _reads(stmt: Stmt) -> frozenset[str]:
+    return stmt.reads if stmt.one_reads is None else stmt.reads | stmt.one_reads
+
+
+def _aliases(stmts: list[Stmt]) -> dict[str, set[str]]:
+    """For each name, the names whose memory it may share (views, and VJPs that hold inputs)."""
+    alias: dict[str, set[str]] = {}
+    for stmt in stmts:
+        if stmt.view:
+            shared = set(stmt.reads).union(*(alias.get(r, ()) for r in stmt.reads))
+            for name in stmt.defines:
+                alias[name] = shared
+    return alias
+
+
+def _kept(program: Program) -> set[str]:
+    """Names the function returns or updates: never freed nor overwritten."""
+    kept = {program.value, program.seed, *program.inputs}
+    kept.update(name for name, *_ in program.results if name)
+    kept.update(g for _, g in program.updates)
+    return kept
+
+
+def in_place(program: Program) -> Program:
+    """``t = xW1 + b1`` as ``t = xW1; t += b1`` when the large buffer x W1 is dead after it."""
+    stmts = program.forward
+    made = {s.name: s for s in stmts if s.kind == "op" and not s.view}
+    alias, kept = _aliases(program.statements), _kept(program)
+    later_reads = [frozenset()] * len(program.statements)
+    seen: set[str] = set()
+    for k in range(len(program.statements) - 1, -1, -1):
+        later_reads[k] = frozenset(seen)
+        seen |= _reads(program.statements[k])
+    out = []
+    for k, stmt in enumerate(stmts):
+        source = stmt.operands[0] if stmt.operands else None
+        donor = made.get(source)
+        if (stmt.operator and stmt.size >= IN_PLACE_MIN_SIZE and donor is not None
+                and donor.node.output.shape == stmt.node.output.shape
+                and donor.node.output.dtype == stmt.node.output.dtype
+                and stmt.operands[1] != source and source not in kept):
+            holders = {source} | {n for n, shared in alias.items() if source in shared}
+            if not holders & later_reads[k] and not holders & kept:
+                stmt = replace(stmt, in_place=True)
+        out.append(stmt)
+    return replace(program, forward=out)
+
+
+def frees(program: Program) -> Program:
+    """``del`` each large name right after the statement that last reads (or makes) it."""
+    stmts = program.statements
+    kept = _kept(program)
+    last: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    for k, stmt in enumerate(stmts):
+        for name, size in ((stmt.name, stmt.size), *stmt.temps.items()):
+            sizes[name] = size
+            last.setdefault(name, k)
+        for name in _reads(stmt):
+            if name in sizes:
+                last[name] = k
+    dead: dict[int, list[str]] = {}
+    for name, k in last.items():
+        if sizes[name] >= IN_PLACE_MIN_SIZE and name not in kept:
+            dead.setdefault(k, []).append(name)
+    new = [replace(s, frees=tuple(sorted(dead[k]))) if k in dead else s for k, s in enumerate(stmts)]
+    n = len(program.forward)
+    return replace(program, forward=new[:n], backward=new[n:])

@@ -1,0 +1,49 @@
+"""The derivation's wording, in one place: how the equations name and describe things.
+
+models/DERIVATION.md writes the two-layer network's backward pass with
+``delta1``, ``delta2`` for the gradients of each layer's ``x W + b`` (numbered
+from the input), ``column sums of`` for a bias gradient, ``dJ`` for the seed
+and ``dW1`` for the gradient of ``W1``. The closed form's equations use the
+same words, so that they read beside the derivation; the code uses ``d_W1``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..tensor import Tensor
+
+
+def delta_names(nodes: list, producer: dict[int, Any]) -> dict[int, str]:
+    """``delta1``, ``delta2``, ...: each add of a bias to a matrix product, by node id."""
+    found, k = {}, 0
+    for node in nodes:
+        first = node.inputs[0] if node.inputs else None
+        made = producer.get(id(first)) if isinstance(first, Tensor) else None
+        if node.op.name == "add" and made is not None and made.op.name == "matmul":
+            k += 1
+            found[id(node)] = f"delta{k}"
+    return found
+
+
+def gradient_symbol(name: str) -> str:
+    """The maths name of a gradient: ``dW1``."""
+    return f"d{name}"
+
+
+
+def summed(maths: str, axes: tuple[int, ...], shape: tuple, out_shape: tuple) -> str:
+    """The adjoint of a broadcast, in words: a bias gradient is the column sums."""
+    if axes == (0,) and len(out_shape) == 2 and len(shape) == 1:
+        return f"column sums of {maths}"
+    return f"Σ over axes {axes} of {wrap(maths)}"
+
+
+def wrap(expr: str) -> str:
+    """Parenthesised for use inside a larger maths expression, unless it is one symbol."""
+    return f"({expr})" if " " in expr and not (expr.startswith("(") and expr.endswith(")")) else expr
+
+
+def shown(is_source: bool, terms: int, maths: str, symbol: str) -> bool:
+    """Whether a gradient gets an equation of its own, or is written inline where it is used."""
+    return is_source or terms > 1 or len(maths) > 48 or symbol.startswith("delta") or "VJP of" in maths

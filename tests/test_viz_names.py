@@ -106,9 +106,20 @@ def test_a_loss_named_L_is_differentiated_as_L_in_every_caption():
     assert {of for of, _, _ in steps} == {"L"} and "L" in drawn and "J" not in drawn
 
 
-@pytest.mark.xfail(strict=True, reason="the closed form writes dJ for any target until its "
-                                       "rewrite (issue 15, item 3); then remove this mark")
 def test_a_loss_named_L_is_L_in_the_equations_too():
     net = MLP([5, 4, 3], activation="tanh", seed=0)
     tape, loss = recorded(net, loss_name="L", mse=True)
     assert_views_agree(TapeView(tape, loss, net.params))
+
+
+def test_names_given_to_the_step_page_reach_its_equations():
+    w = mt.Tensor(np.arange(3.0), name="w")
+    data = np.array([1.0, 2.0, 4.0])
+    with mt.Tape() as tape:
+        loss = mt.sum(mt.tanh(w * data), name="L")
+    tape.backward(loss)
+    view = TapeView(tape, loss, [w], names={"data": data})
+    walk = backward_walk(view)
+    assert "data" in view.drawn_names().values()
+    assert walk.equations[-2] == "dw = dmul ∘ data"      # not the unnamed x
+    assert_views_agree(view)

@@ -130,14 +130,10 @@ def step_equation(node: Node, closed_form: Any = None) -> str:
 
 
 def _closed_form(view: TapeView) -> Any:
-    """The closed form of the drawn computation, with every Tensor leaf as a source."""
-    made = {id(node.output) for node in view.nodes}
-    leaves: dict[int, Tensor] = {}
-    for node in view.nodes:
-        for x in node.inputs:
-            if isinstance(x, Tensor) and id(x) not in made:
-                leaves.setdefault(id(x), x)
-    return view.tape.closed_form(view.target, list(leaves.values()))
+    """The closed form of the drawn computation, with every Tensor leaf as a source and
+    the drawing's ``names``, so its equations say the drawing's names."""
+    leaves = [info.tensor for info in view.leaves if info.tensor is not view.target]
+    return view.tape.closed_form(view.target, leaves, names=view.given_names)
 
 
 # -- the frames --------------------------------------------------------------------

@@ -81,6 +81,7 @@ class TapeView:
         except TypeError as e:
             raise TypeError(f"viz: {e}") from None
         self.tape = tape
+        self.given_names = names      # passed on to the closed form the step page shows
         self.nodes: list[Node] = self.names.nodes
         position = {id(node): k for k, node in enumerate(tape.nodes)}
         self.indices = [position[id(node)] for node in self.nodes]   # tape positions

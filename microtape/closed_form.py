@@ -251,13 +251,19 @@ class _Writer:
         forward.reverse()
         self.forward = forward
         self.producer = {id(node.output): node for node in forward}
-        # Backward: of those, only the ones that depend on a source.
-        live = set(map(id, sources))
-        self.plan = []
+        # Backward: of those, only the ones on a path of VJPs from a source to
+        # the target (a stop_gradient has none, so nothing before it is asked).
+        live, plan = set(map(id, sources)), []
         for node in forward:
-            if any(id(x) in live for x in node.inputs if isinstance(x, Tensor)):
+            if any(id(x) in live for x, vjp in zip(node.inputs, node.vjps) if vjp is not None):
                 live.add(id(node.output))
+                plan.append(node)
+        reached, self.plan = {id(target)}, []
+        for node in reversed(plan):
+            if id(node.output) in reached:
+                reached.update(id(x) for x, vjp in zip(node.inputs, node.vjps) if vjp is not None)
                 self.plan.append(node)
+        self.plan.reverse()
         self.live = live
 
     # -- names -------------------------------------------------------------------

@@ -88,7 +88,7 @@ Sources = Union[Tensor, Sequence[Tensor], Mapping[Any, Tensor]]
 
 
 class Tape:
-    """Records every op whose inputs include a Tensor while the block runs.
+    """Records every op that runs while the block is open (ops on plain arrays too).
 
     >>> with Tape() as tape:
     ...     loss = (w * x).sum()
@@ -267,7 +267,7 @@ class Tape:
             return 0
         raise ValueError(
             f"{caller}: the target {_label(target)} was not recorded on this tape; compute it "
-            f"inside 'with tape:' (and from Tensors, not plain arrays)"
+            f"inside 'with tape:' with microtape's ops"
         )
 
     def _check_not_spent(self) -> None:

@@ -120,9 +120,7 @@ class Tensor:
             "use tape.backward(loss) to set .grad, or tape.gradient(loss, params) to get them"
         )
 
-    def detach(self) -> Tensor:
-        """The same value as a new Tensor that tapes treat as a constant."""
-        return Tensor(self.value, name=self.name)
+    # detach() is set by operators.py: inside a trace it is the op stop_gradient.
 
 
 _new = object.__new__

@@ -13,8 +13,8 @@ from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
-from .errors import ShapeError
-from .state import _EDITS
+from .errors import ShapeError, TraceError
+from .state import _EDITS, _tracing
 from .tensor import Tensor
 
 # The tapes recording in this thread (contextvars are per thread), innermost
@@ -47,6 +47,12 @@ class no_grad:
     __slots__ = ()
 
     def __enter__(self) -> None:
+        if _tracing.get():
+            raise TraceError(
+                "no_grad: entered while value_and_grad(..., compile=True) traces the function; "
+                "ops in the block would not be recorded, so the closed form would keep their "
+                "first call's values; use mt.stop_gradient(t) for values that take no gradient, "
+                "or compile=False")
         _paused.set(_paused.get() + (_active.get(),))
         _active.set(())
 

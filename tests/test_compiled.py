@@ -78,3 +78,139 @@ def test_closed_form_of_w_times_its_stopped_self_takes_one_w():
     value, grad = cf(w=W2)
     np.testing.assert_allclose(value, W2 @ W2)
     np.testing.assert_allclose(grad, W2)  # the stopped factor: no gradient through it
+
+
+@pytest.mark.parametrize("leave", [
+    np.asarray, np.array, np.float64, np.float32, copy.deepcopy, copy.copy,
+    lambda t: np.exp(np.asarray(t))], ids=["asarray", "array", "float64", "float32", "deepcopy",
+                                          "copy", "asarray inside numpy"])
+def test_taking_a_traced_value_off_the_tape_raises_trace_error(leave):
+    def f(w):
+        s = mt.sum(w * w)
+        return s * leave(s)
+
+    with pytest.raises(mt.TraceError, match="leaves the tape.*mt.stop_gradient"):
+        mt.grad(f, compile=True)(W)
+    t = mt.Tensor(W, name="w")  # outside a trace: as before
+    assert np.asarray(t) is t.value and float(np.float64(mt.Tensor(2.0))) == 2.0
+    assert copy.deepcopy(t).value is not t.value and copy.deepcopy(t).name == "w"
+    assert copy.copy(t).value is t.value
+
+
+def test_no_grad_inside_a_compiled_function_raises_trace_error():
+    def f(w):
+        with mt.no_grad():
+            scale = mt.sum(w)
+        return mt.sum(w * scale)
+
+    with pytest.raises(mt.TraceError, match="no_grad.*mt.stop_gradient"):
+        mt.grad(f, compile=True)(W)
+    _same(mt.value_and_grad(f)(W), mt.value_and_grad(lambda w: mt.sum(w * W.sum()))(W))
+
+
+@pytest.mark.parametrize("compile_inner", [False, True])
+def test_a_gradient_inside_a_compiled_function_raises_trace_error(compile_inner):
+    inner = mt.grad(lambda w: mt.sum(w * w), compile=compile_inner)
+    inner(W)  # a compiled inner one has its closed form ready: it would not even record
+
+    def f(w):
+        return mt.sum(w * inner(w))
+
+    with pytest.raises(mt.TraceError, match="grad.*derivatives of derivatives"):
+        mt.grad(f, compile=True)(W)
+    np.testing.assert_allclose(mt.grad(f)(W), 2 * W)  # eager: the inner gradient is a constant
+
+
+# -- what the signature holds, and what is bound at each call ----------------------------------
+
+def test_index_arguments_are_not_baked():
+    f = lambda w, idx: mt.sum(w[idx] * w[idx])  # noqa: E731
+    _agree(f, [(W, [0, 1]), (W, [2, 1]), (W, np.array([0, 1])), (W, np.array([2, 2])),
+               (W, np.array(0)), (W, np.array(2)), (W2, np.array(2)), (W, 1), (W, 2),
+               (W, np.array([True, False, True])), (W, np.array([False, True, True]))])
+    _agree(lambda w, i, j: mt.sum(w[i, j]), [(X, np.array([0, 2]), np.array([1, 1])),
+                                             (X, np.array([3, 3]), np.array([1, 1])),
+                                             (X, np.array([3, 3]), np.array([0, 2]))])
+
+
+def test_arrays_used_as_data_are_keyed_by_shape_not_value():
+    compiled = _agree(lambda w, x, labels: mt.softmax_cross_entropy(x * w, labels),
+                      [(W, X[:, :3], np.array([0, 1, 2, 0])), (W, X2[:, :3], np.array([2, 2, 1, 0]))])
+    assert compiled.cache_info().misses == 1 and compiled.cache_info().hits == 1
+
+
+def test_arguments_are_bound_by_position_whatever_aliases_the_first_call_had():
+    f = lambda w, x, y: mt.sum(w * x - y)  # noqa: E731
+    _agree(f, [(W, W2, W2), (W, W2, W), (W, W, W), (W2, X[0], X[1])])
+    g = lambda a, b: mt.sum(a * b)  # noqa: E731
+    _agree(g, [(W, W), (W, W2), (W2, W2)])
+    _agree(g, [(W, W), (W, W2)], argnums=(0, 1))
+    _agree(g, [(W, W), (W, W2)], argnums=(0, 0))
+
+
+def test_argnums_twice_gives_the_gradient_twice():
+    dw, dw2 = mt.grad(lambda a, b: mt.sum(a * b), (0, 0), compile=True)(W, W2)
+    np.testing.assert_array_equal(dw, W2)
+    np.testing.assert_array_equal(dw2, W2)
+    assert dw is not dw2
+
+
+def test_arguments_are_converted_as_eager_converts_them():
+    big = np.array([2 ** 62, 3], dtype=np.int64)
+    f = lambda w, x: mt.sum(w * w * x)  # noqa: E731
+    _agree(f, [(big, 2.0), (big * 2, 3.0)])
+    _agree(f, [([1.0, 2.0], 3.0), ([3.0, 4.0], 3.0), ([3, 4], 3.0)])
+    _agree(f, [(W, [1.0, 2.0, 3.0]), (W, [4.0, 5.0, 6.0])], argnums=(0, 1))
+    _agree(lambda w, x: mt.sum(w * x), [(W, [1.0, 2.0, 3.0]), (W, [4.0, 5.0, 6.0])])
+    value, grad = mt.value_and_grad(f, compile=True)(big, 2.0)
+    assert value > 0 and grad.dtype == np.float64
+
+
+def test_containers_are_bound_by_place_and_keyed_by_shape():
+    def f(w, data):
+        return mt.sum(w * data["x"][0] + mt.mul(data["x"][1], data["scale"]))
+
+    calls = [(W, {"x": [X[0], X[1]], "scale": 2.0}), (W, {"x": [X[2], X[3]], "scale": 2.0}),
+             (W2, {"x": [X[1], X[1]], "scale": 3.0})]
+    compiled = _agree(f, calls)
+    assert compiled.cache_info().misses == 2  # the scale is a number: a new one is a new signature
+
+
+def test_unhashable_arguments_are_not_keyed_by_their_repr():
+    a, b = np.zeros(2000), np.zeros(2000)
+    b[1000] = 1e6
+    f = lambda w, xs: mt.sum(w * xs[0])  # noqa: E731
+    _agree(f, [(np.ones(1), [a]), (np.ones(1), [b])])
+    _agree(lambda w, xs: mt.sum(w[xs[0]]), [(W, [np.array([0])]), (W, [np.array([2])])])
+
+
+def test_a_tensor_read_from_outside_is_read_at_each_call_and_checked():
+    shift = mt.Tensor(W2, name="shift")
+    compiled = mt.value_and_grad(lambda w: mt.sum(w * shift), compile=True)
+    _same(compiled(W), (W @ W2, W2))
+    shift.value = 2 * W2
+    _same(compiled(W), (2 * W @ W2, 2 * W2))
+    shift.value = np.ones(5)
+    with pytest.raises(mt.ShapeError, match="'shift'.*pass it as an argument"):
+        compiled(W)
+
+
+# -- targets ----------------------------------------------------------------------------------
+
+def test_a_target_that_is_not_a_scalar_is_refused_as_eagerly():
+    for c in (False, True):
+        with pytest.raises(ValueError, match=r"gradient: the target has shape \(3,\), not a scalar"):
+            mt.grad(lambda w: w * 2.0, compile=c)(W)
+
+
+def test_a_source_returned_as_it_is():
+    _agree(lambda w: w, [(np.array(2.0),), (np.array(3.0),)])
+    _agree(lambda w, v: w, [(np.array([2.0]), W), (np.array([3.0]), W)], argnums=(0, 1))
+    with pytest.raises(ValueError, match="not recorded"):
+        mt.grad(lambda w, c: c, compile=True)(W, mt.Tensor(1.0))
+
+
+def test_gradients_of_0d_sources_are_arrays():
+    value, (da, db) = mt.value_and_grad(lambda a, b: a * b + a, (0, 1), compile=True)(2.0, np.array(3.0))
+    assert all(type(g) is np.ndarray and g.shape == () for g in (value, da, db))
+    assert float(da) == 4.0 and float(db) == 2.0

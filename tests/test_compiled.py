@@ -8,6 +8,8 @@ Eager is the reference throughout.
 from __future__ import annotations
 
 import copy
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -214,3 +216,74 @@ def test_gradients_of_0d_sources_are_arrays():
     value, (da, db) = mt.value_and_grad(lambda a, b: a * b + a, (0, 1), compile=True)(2.0, np.array(3.0))
     assert all(type(g) is np.ndarray and g.shape == () for g in (value, da, db))
     assert float(da) == 4.0 and float(db) == 2.0
+
+
+# -- the cache ------------------------------------------------------------------------------
+
+class _Yielding:
+    """A number argument whose hash lets other threads run: a race in the cache shows."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def __hash__(self):
+        time.sleep(0)
+        return hash(self.k)
+
+    def __eq__(self, other):
+        return isinstance(other, _Yielding) and other.k == self.k
+
+
+def test_threads_share_the_cache_without_errors_or_lost_counts():
+    compiled = mt.value_and_grad(lambda w, k: mt.sum(w * k.k), compile=True)
+    errors, calls = [], 200
+
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        try:
+            for k in rng.integers(0, 80, calls):  # 80 signatures: the 64 slots keep evicting
+                value, grad = compiled(W, _Yielding(int(k)))
+                assert value == pytest.approx(W.sum() * k) and np.all(grad == k)
+        except Exception as e:  # noqa: BLE001 (reported below, with the thread's seed)
+            errors.append((seed, repr(e)))
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    info = compiled.cache_info()
+    assert info.hits + info.misses == 8 * calls and info.currsize <= info.maxsize == 64
+
+
+def test_the_cache_drops_the_least_recently_used_signature():
+    compiled = mt.grad(lambda w, k: mt.sum(w * k), compile=True)
+    for k in range(64):
+        compiled(W, k)
+    compiled(W, 0)   # used again: now the most recent
+    compiled(W, 64)  # a 65th signature: k=1, the least recently used, goes
+    before = compiled.cache_info()
+    compiled(W, 0)
+    assert compiled.cache_info().hits == before.hits + 1
+    compiled(W, 1)
+    assert compiled.cache_info().misses == before.misses + 1
+
+
+def test_a_compiled_function_shows_what_it_holds_and_hands_out_its_closed_form():
+    def loss(w, x):
+        return mt.sum(mt.tanh(x @ w))
+
+    compiled = mt.value_and_grad(loss, argnums=(0, 1), compile=True)
+    assert repr(compiled) == "<value_and_grad(loss, argnums=(0, 1), compile=True): 0 closed forms cached>"
+    cf = compiled.closed_form(W, X)
+    assert isinstance(cf, mt.ClosedForm) and cf.inputs == ("x", "w")
+    assert compiled.closed_form(W2, X2) is cf
+    value, (dw, dx) = cf(w=W2, x=X2)
+    _same(compiled(W2, X2), (value, (dw, dx)))
+    compiled(W, X[:2])
+    assert repr(compiled).endswith(": 2 closed forms cached>")
+    g = mt.grad(loss, compile=True)
+    assert repr(g) == "<grad(loss, argnums=0, compile=True): 0 closed forms cached>"
+    assert g.closed_form(W, X).source == mt.value_and_grad(loss, compile=True).closed_form(W, X).source
+    np.testing.assert_array_equal(g(W, X), mt.grad(loss)(W, X))

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import ShapeError
+from .errors import ShapeError, TraceError
 from .ops import getitem
 from .tensor import Tensor
 
@@ -116,8 +116,11 @@ def binder(cf: Any, traced: list, args: tuple, sources: dict) -> Callable:
     for name in cf.inputs:
         leaf = leaves[name]
         place = places.get(id(leaf))
-        getters.append(_outside(name, leaf) if place is None else
-                       _getter(place, at(args, place), place[0] in sources))
+        if place is None:
+            _refuse_views(leaf, places)
+            getters.append(_outside(name, leaf))
+        else:
+            getters.append(_getter(place, at(args, place), place[0] in sources))
     if all(type(g) is int for g in getters):  # arrays passed as they are used: no per-call work
         if len(getters) == 1:
             i = getters[0]
@@ -137,6 +140,21 @@ def _getter(place: tuple, arg: Any, source: bool) -> int | Callable:
     if isinstance(arg, Tensor):
         return lambda args: at(args, place).value
     return lambda args: at(args, place)
+
+
+def _refuse_views(leaf: Any, places: dict[int, tuple]) -> None:
+    """Raise TraceError for a numpy view of an argument (x.T, x[0]): it would keep the first call's values."""
+    base = getattr(leaf, "base", None)
+    while base is not None:
+        place = places.get(id(base))
+        if place is not None:
+            where = "".join(f"[{k!r}]" for k in place[1:])
+            raise TraceError(
+                f"value_and_grad(..., compile=True): the function took a view of argument "
+                f"{place[0]}{where} with numpy (x.T, x.reshape(...), x[...]), so the closed form "
+                f"would keep the first call's values; use microtape's ops, which record ops on "
+                f"data too (mt.transpose, mt.reshape, mt.getitem), or compile=False")
+        base = getattr(base, "base", None)
 
 
 def _outside(name: str, leaf: Any) -> Callable:

@@ -197,6 +197,19 @@ def test_a_tensor_read_from_outside_is_read_at_each_call_and_checked():
         compiled(W)
 
 
+@pytest.mark.parametrize("view, x", [
+    (lambda x: x.T.T, X[:3]), (lambda x: x.reshape(9).reshape(3, 3), X[:3]), (lambda x: x[::-1], X[:3]),
+    (lambda x: x[0], X[:3]), (lambda x: x.value[0], mt.Tensor(X[:3])), (lambda x: x[0][1:], [X[:3]])],
+    ids=["T", "reshape", "slice", "row", "value of a Tensor", "in a list"])
+def test_a_numpy_view_of_an_argument_raises_trace_error(view, x):
+    def f(w, x):
+        return mt.sum(w * view(x))
+
+    with pytest.raises(mt.TraceError, match=r"view of argument 1(\[0\])? with numpy.*mt.transpose"):
+        mt.grad(f, compile=True)(W, x)
+    mt.grad(f)(W, x)  # eager: a constant of each call
+
+
 # -- targets ----------------------------------------------------------------------------------
 
 def test_a_target_that_is_not_a_scalar_is_refused_as_eagerly():
@@ -287,3 +300,74 @@ def test_a_compiled_function_shows_what_it_holds_and_hands_out_its_closed_form()
     assert repr(g) == "<grad(loss, argnums=0, compile=True): 0 closed forms cached>"
     assert g.closed_form(W, X).source == mt.value_and_grad(loss, compile=True).closed_form(W, X).source
     np.testing.assert_array_equal(g(W, X), mt.grad(loss)(W, X))
+
+
+# -- compiled against eager on random programs ------------------------------------------------
+# Each program mixes Tensor ops with what users write beside them: ops on data
+# alone, stop_gradient and detach, index arrays as arguments, views (.T,
+# reshape, basic slices), named outputs; each is called several times with
+# fresh values and with arguments that alias one another.
+
+_UNARY = [mt.tanh, mt.sigmoid, mt.neg, lambda a: mt.exp(mt.tanh(a))]
+_BINARY = [mt.add, mt.sub, mt.mul]
+
+
+def _step(rng, k):
+    """One random step: its kind and the random choices it needs."""
+    kind = rng.choice(["unary", "binary", "data", "stop", "view", "named"])
+    return kind, int(rng.integers(0, 1 << 30)), k
+
+
+def _apply(step, pool, x, y, idx, k0):
+    kind, seed, k = step
+    rng = np.random.default_rng(seed)
+    a, b = pool[rng.integers(len(pool))], pool[rng.integers(len(pool))]
+    if kind == "unary":
+        return _UNARY[rng.integers(len(_UNARY))](a)
+    if kind in ("binary", "named"):
+        return _BINARY[rng.integers(len(_BINARY))](a, b, name=f"n{k}" if kind == "named" else None)
+    if kind == "data":
+        data = [lambda: mt.tanh(x), lambda: mt.mean(y, axis=0), lambda: mt.mul(x, y),
+                lambda: mt.sum(mt.getitem(x, idx), axis=0)]
+        return mt.mul(a, data[rng.integers(len(data))]())
+    if kind == "stop":
+        return mt.mul(b, mt.stop_gradient(a) if rng.integers(2) else a.detach())
+    if a.shape == (4,):
+        return mt.add(a, b[k0] if b.shape == (3, 4) else mt.reshape(b, 2, 2).T.reshape(4))
+    views = [lambda: mt.reshape(a.T, 3, 4), lambda: a[::-1], lambda: a[idx],
+             lambda: mt.sum(a[1:], axis=0), lambda: a[k0]]
+    return views[rng.integers(len(views))]()
+
+
+def _program(rng):
+    steps = [_step(rng, k) for k in range(int(rng.integers(2, 8)))]
+
+    def f(w, v, x, y, idx, k0):
+        pool = [w, v, mt.mul(w, v)]
+        for step in steps:
+            pool.append(_apply(step, pool, x, y, idx, k0))
+        return mt.sum(pool[-1] * pool[-1]) + mt.sum(pool[len(pool) // 2])
+    return f
+
+
+def _calls(rng):
+    """Arguments for several calls: fresh values, new indices, and aliases among them."""
+    calls = []
+    for c in range(4):
+        w, x = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+        y = x if c == 1 else (w if c == 2 else rng.normal(size=(3, 4)))
+        idx = rng.integers(0, 3, 3)
+        calls.append((w, rng.normal(size=4), x, y, idx, np.array(rng.integers(0, 3))))
+    return calls
+
+
+def test_compiled_equals_eager_on_random_programs():
+    rng = np.random.default_rng(15)
+    for n in range(300):
+        f = _program(rng)
+        compiled, eager = _both(f, (0, 1))
+        for args in _calls(rng):
+            try:
+                _same(compiled(*args), eager(*args))
+            except AssertionError as e:
+                raise AssertionError(f"program {n}: {e}") from None

@@ -28,6 +28,8 @@ from .state import _tracing
 from .tape import Tape, _seed_for
 from .tensor import Tensor
 
+_ndarray = np.ndarray  # signature()'s first case, inlined on the hot path
+
 CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
 
 
@@ -63,7 +65,8 @@ class Compiled:
 
     maxsize = 64
 
-    def __init__(self, f: Callable, argnums: Any, positions: tuple[int, ...], single: bool) -> None:
+    def __init__(self, f: Callable, argnums: Any, positions: tuple[int, ...], single: bool,
+                 kind: str = "value_and_grad") -> None:
         self.f, self.positions, self.single = f, positions, single
         self._cache: OrderedDict[tuple, _Entry] = OrderedDict()
         self._by_value: dict[tuple, tuple] = {}  # signature -> places whose values key too
@@ -73,12 +76,12 @@ class Compiled:
             self.arg_names = list(inspect.signature(f).parameters)
         except (TypeError, ValueError):
             self.arg_names = []
-        self._shown = f"{_name(f)}, argnums={argnums!r}, compile=True"
-        self.__name__ = f"value_and_grad({_name(f)}, compile=True)"
+        self._shown = f"{kind}({_name(f)}, argnums={argnums!r}, compile=True)"
+        self.__name__ = f"{kind}({_name(f)}, compile=True)"
 
     def __repr__(self) -> str:
         n = len(self._cache)
-        return f"<{self.__name__.split('(')[0]}({self._shown}): {n} closed form{'s' * (n != 1)} cached>"
+        return f"<{self._shown}: {n} closed form{'s' * (n != 1)} cached>"
 
     def cache_info(self) -> CacheInfo:
         return CacheInfo(self.hits, self.misses, self.maxsize, len(self._cache))
@@ -88,7 +91,17 @@ class Compiled:
         return self._entry(args).cf
 
     def __call__(self, *args: Any) -> tuple[np.ndarray, Any]:
-        entry = self._entry(args)
+        # _entry's lookup, inlined: this is the hot path of a compiled training loop.
+        if _tracing.get():
+            raise TraceError(_NESTED.format(self.__name__))
+        key = tuple([(a.shape, a.dtype) if type(a) is _ndarray else signature(a) for a in args])
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None:
+                self.hits += 1
+                self._cache.move_to_end(key)
+        if entry is None:
+            entry = self._miss(key, args)
         value, grads = entry.function(*entry.bind(args))
         if entry.finish is not None:
             value, grads = entry.finish(value, grads)
@@ -120,8 +133,9 @@ class Compiled:
         entry, held = self._trace(args)  # outside the lock: f may be slow, or compiled itself
         with self._lock:
             self.misses += 1
-            if held:
-                places = tuple(sorted(set(held).union(self._by_value.get(key, ()))))
+            known = self._by_value.get(key, ())
+            if held or known:  # once an array of this signature keys by value, it always does
+                places = tuple(sorted(set(held).union(known)))
                 self._by_value[key] = places
                 if len(self._by_value) > self.maxsize:
                     del self._by_value[next(iter(self._by_value))]

@@ -87,8 +87,7 @@ class CompiledGrad(Compiled):
     """``grad(f, compile=True)``: the gradient part of ``value_and_grad(f, compile=True)``."""
 
     def __init__(self, f: Callable, argnums: Any, positions: tuple[int, ...], single: bool) -> None:
-        super().__init__(f, argnums, positions, single)
-        self.__name__ = f"grad({_name(f)}, compile=True)"
+        super().__init__(f, argnums, positions, single, kind="grad")
 
     def __call__(self, *args: Any) -> Any:
         return Compiled.__call__(self, *args)[1]

@@ -83,7 +83,7 @@ def private(a: Any) -> Any:
 
 
 def _walk(items: Any, path: tuple = ()):
-    """(place, array or Tensor) for each one in the arguments; a place is a path of indices and keys."""
+    """(place, array or Tensor) for each in the arguments; a place is a path of indices and keys."""
     for k, a in (items.items() if type(items) is dict else enumerate(items)):
         if isinstance(a, (np.ndarray, Tensor)):
             yield path + (k,), a
@@ -143,7 +143,7 @@ def _getter(place: tuple, arg: Any, source: bool) -> int | Callable:
 
 
 def _refuse_views(leaf: Any, places: dict[int, tuple]) -> None:
-    """Raise TraceError for a numpy view of an argument (x.T, x[0]): it would keep the first call's values."""
+    """Refuse a numpy view of an argument (x.T, x[0]): the code would keep its first value."""
     base = getattr(leaf, "base", None)
     while base is not None:
         place = places.get(id(base))

@@ -61,7 +61,7 @@ class _Entry:
 
 
 class Compiled:
-    """``value_and_grad(f, compile=True)``: one closed form per signature, least recently used out."""
+    """``value_and_grad(f, compile=True)``: a closed form per signature, least recently used out."""
 
     maxsize = 64
 
@@ -159,7 +159,8 @@ class Compiled:
         with _TracingTape() as tape:
             out = self.f(*traced)
             if not isinstance(out, Tensor):
-                raise TypeError(f"grad: {_name(self.f)} must return a Tensor, not {type(out).__name__}")
+                raise TypeError(f"grad: {_name(self.f)} must return a Tensor, "
+                                f"not {type(out).__name__}")
             if tape.index_of(out, "gradient", listed) == 0:
                 out = reshape(out, out.shape)  # f returned a source itself: record the identity
         _seed_for(out, None, "gradient")  # a target that is not a scalar: refused as eagerly

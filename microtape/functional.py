@@ -30,12 +30,12 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0,
     ``compile=True`` traces ``f`` on the first call of each signature and
     runs its generated closed form afterwards (the same numbers, without the
     per-op bookkeeping); the function then has ``cache_info()`` and
-    ``closed_form(*args)``. ``f`` must not branch on a traced value, nor
-    take one off the tape (``float(t)``, ``np.asarray(t)``, ``no_grad``):
-    those raise ``mt.TraceError``. Nor should it compute with a Tensor's
-    ``.value`` in plain numpy: that number would be written into the code
-    as it was on the first call (``mt.stop_gradient(t)`` is the op for a
-    value that takes no gradient).
+    ``closed_form(*args)``. Branching on a traced value or taking it off
+    the tape (``float(t)``, ``np.asarray(t)``, ``no_grad``, a numpy view of
+    an argument) raises ``mt.TraceError``. An array computed in plain numpy
+    (``x / 255``, ``t.value * 2``) cannot be seen and stays as it was at the
+    first call: microtape's ops work on plain arrays too, and
+    ``mt.stop_gradient(t)`` is the op for a value that takes no gradient.
     """
     positions, single = _positions(argnums)
     if compile:

@@ -545,7 +545,7 @@ def _fit_broadcast(d: np.ndarray, mine: tuple[int, ...]) -> np.ndarray:
 
 # -- leaving the tape -----------------------------------------------------------
 
-@primitive("dA = none: A is a constant to everything after",
+@primitive("dA: none (no gradient flows back)",
            code=Code("{A}", None, math=(None,), name="{A}_const", view=True))
 def stop_gradient(a):
     """C = A, through which no gradient flows back (a constant, computed from A each time)."""

@@ -110,7 +110,7 @@ def _places(traced: list, skip: Any = ()) -> dict[int, tuple]:
 
 def binder(cf: Any, traced: list, args: tuple, sources: dict) -> Callable:
     """A function from a call's arguments to the closed form's inputs, in order."""
-    leaves = getattr(cf, "leaves", None) or cf._leaves
+    leaves = cf.leaves if hasattr(cf, "leaves") else cf._leaves  # the public name, once it has one
     places = _places(traced)
     getters = []
     for name in cf.inputs:

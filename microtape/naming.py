@@ -78,7 +78,7 @@ def index_of(nodes: Sequence[Any], target: Any, caller: str = "gradient",
         return 0
     label = repr(target.name) if target.name is not None else f"of shape {target.shape}"
     raise ValueError(f"{caller}: the target {label} was not recorded on this tape; compute it "
-                     f"inside 'with tape:' (and from Tensors, not plain arrays)")
+                     f"inside 'with tape:' with microtape's ops")
 
 
 def ancestors(nodes: Sequence[Any], target: Tensor | None, end: int | None = None) -> list:

@@ -10,7 +10,9 @@ autograd attaches its box methods after defining the primitives.
 from __future__ import annotations
 
 from . import ops
-from .ops import add, div, getitem, matmul, mean, mul, neg, pow, reshape, sub, sum, transpose
+from .ops import (add, div, getitem, matmul, mean, mul, neg, pow, reshape, stop_gradient, sub, sum,
+                  transpose)
+from .state import _tracing
 from .tensor import Tensor
 
 # numpy ufunc name -> op: exactly Python's arithmetic operators
@@ -70,6 +72,18 @@ def _transpose(self, *axes: int) -> Tensor:
     return transpose(self, *axes)
 
 
+def _detach(self) -> Tensor:
+    """The same value as a new Tensor that tapes treat as a constant.
+
+    While value_and_grad(..., compile=True) traces, it is recorded as
+    ``mt.stop_gradient``, so the closed form computes it at every call
+    instead of keeping the first call's value; outside, nothing is recorded.
+    """
+    if _tracing.get():
+        return stop_gradient(self)
+    return Tensor(self.value, name=self.name)
+
+
 _METHODS = {
     "__add__": lambda self, other: add(self, other),
     "__radd__": lambda self, other: add(other, self),
@@ -93,6 +107,7 @@ _METHODS = {
     "mean": _mean,
     "reshape": _reshape,
     "transpose": _transpose,
+    "detach": _detach,
 }
 
 for _name, _method in _METHODS.items():

@@ -548,9 +548,11 @@ def _fit_broadcast(d: np.ndarray, mine: tuple[int, ...]) -> np.ndarray:
 
 # -- leaving the tape -----------------------------------------------------------
 
-def stop_gradient(t) -> Tensor:
-    """The same value as a new Tensor that tapes treat as a constant."""
-    return t.detach() if isinstance(t, Tensor) else Tensor(t)
+@primitive("dA: none (no gradient flows back)",
+           code=Code("{A}", None, math=(None,), name="{A}_const", view=True))
+def stop_gradient(a):
+    """C = A, through which no gradient flows back (a constant, computed from A each time)."""
+    return a, (None,)
 
 
 # -- the longer ops spelled as numpy source, for Tape.closed_form ----------------

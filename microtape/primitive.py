@@ -73,12 +73,11 @@ class Primitive:
             result.name = name
         tapes = _active.get()
         if tapes:
-            for a in args:
-                if isinstance(a, Tensor):
-                    node = Node(self, args, result, vjps, params, _EDITS[0])
-                    for tape in tapes:
-                        tape._record(node)
-                    break
+            # Ops on data alone are recorded too: a closed form computes them
+            # from its arguments instead of baking in the first call's value.
+            node = Node(self, args, result, vjps, params, _EDITS[0])
+            for tape in tapes:
+                tape._record(node)
         return result
 
     def _as_float(self, out: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """State the core shares below ``tensor.py``: open traces, and a clock of in-place updates.
 
-A Tensor refuses conversions while a compile=True trace records, and the
-tape, the ops and the optimizers read the clock; kept here, neither needs a
+A Tensor refuses conversions while a compile=True trace records (and so do
+no_grad and value_and_grad), and the tape, the ops and the optimizers read
+the clock; kept here, neither needs a
 module that imports them back. (Which tapes record is the tape's own
 business: ``tape._active``.)
 """

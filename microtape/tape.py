@@ -13,9 +13,9 @@ from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
-from .errors import ShapeError
+from .errors import ShapeError, TraceError
 from .naming import index_of
-from .state import _EDITS
+from .state import _EDITS, _tracing
 from .tensor import Tensor
 
 # The tapes recording in this thread (contextvars are per thread), innermost
@@ -48,6 +48,12 @@ class no_grad:
     __slots__ = ()
 
     def __enter__(self) -> None:
+        if _tracing.get():
+            raise TraceError(
+                "no_grad: entered while value_and_grad(..., compile=True) traces the function; "
+                "ops in the block would not be recorded, so the closed form would keep their "
+                "first call's values; use mt.stop_gradient(t) for values that take no gradient, "
+                "or compile=False")
         _paused.set(_paused.get() + (_active.get(),))
         _active.set(())
 
@@ -89,7 +95,7 @@ Sources = Union[Tensor, Sequence[Tensor], Mapping[Any, Tensor]]
 
 
 class Tape:
-    """Records every op whose inputs include a Tensor while the block runs.
+    """Records every op that runs while the block is open (ops on plain arrays too).
 
     >>> with Tape() as tape:
     ...     loss = (w * x).sum()

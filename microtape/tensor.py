@@ -9,6 +9,7 @@ imports nothing above it.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Iterable
 
 import numpy as np
@@ -85,7 +86,8 @@ class Tensor:
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         # Explicit conversion (np.asarray(t), plotting) reads the value; it is
-        # not an op, so nothing is recorded.
+        # not an op, so nothing is recorded, and inside a trace it is refused.
+        _refuse_while_tracing("np.asarray(t) (or np.array, or a numpy scalar type)", _LEAVES)
         if dtype is not None and dtype != self.value.dtype:
             return self.value.astype(dtype)
         return self.value.copy() if copy else self.value
@@ -101,6 +103,21 @@ class Tensor:
         """Jupyter's display: compact tables of the value and, once set, the gradient."""
         from .display import tensor_html  # only notebooks need it
         return tensor_html(self.value, self.grad, self.name)
+
+    def __copy__(self) -> Tensor:
+        _refuse_while_tracing("copy.copy(t)", _LEAVES)
+        return self._copied(lambda v: v)
+
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        _refuse_while_tracing("copy.deepcopy(t)", _LEAVES)
+        return self._copied(lambda v: copy.deepcopy(v, memo))
+
+    def _copied(self, copier) -> Tensor:
+        new = _new(Tensor)
+        for slot in Tensor.__slots__:
+            if hasattr(self, slot):
+                setattr(new, slot, copier(getattr(self, slot)))
+        return new
 
     def mark_modified(self) -> None:
         """Declare that ``value`` was changed in place.
@@ -120,9 +137,7 @@ class Tensor:
             "use tape.backward(loss) to set .grad, or tape.gradient(loss, params) to get them"
         )
 
-    def detach(self) -> Tensor:
-        """The same value as a new Tensor that tapes treat as a constant."""
-        return Tensor(self.value, name=self.name)
+    # detach() is set by operators.py: inside a trace it is the op stop_gradient.
 
 
 _new = object.__new__
@@ -135,14 +150,21 @@ def mark_all_modified(tensors: Iterable[Tensor]) -> None:
         t._version = clock
 
 
-def _refuse_while_tracing(what: str) -> None:
+# Why a call is refused while a trace records: it would decide a branch, or
+# hand out a value the closed form would keep as it was at the first call.
+_BRANCH = ("the closed form is written once per signature, so a branch on a traced value "
+           "would be baked in for every later call; use compile=False (the tape records each "
+           "call afresh), or pass the deciding value as a Python argument")
+_LEAVES = ("what it returns leaves the tape, so the closed form would keep the first call's "
+           "value for every later call; compute with microtape's ops instead "
+           "(mt.stop_gradient(t) for a value that takes no gradient), or use compile=False")
+
+
+def _refuse_while_tracing(what: str, why: str = _BRANCH) -> None:
     """Raise TraceError if a compile=True trace is recording in this thread or task."""
     if _tracing.get():
-        raise TraceError(
-            f"{what} was called on a Tensor while value_and_grad(..., compile=True) traces "
-            f"the function: the closed form is written once per signature, so a branch on a "
-            f"traced value would be baked in for every later call; use compile=False (the tape "
-            f"records each call afresh), or pass the deciding value as a Python argument")
+        raise TraceError(f"{what} was called on a Tensor while value_and_grad(..., compile=True) "
+                         f"traces the function: {why}")
 
 
 def _compare_while_tracing(symbol: str):

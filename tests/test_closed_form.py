@@ -113,6 +113,8 @@ def _cases(rng, dtype):
         ("einsum", lambda: (mt.einsum("ij,jk->ik", a, m), [a, m])),
         ("einsum", lambda: (mt.einsum("bij,jk->bk", cube, t(4, 5)), [cube])),
         ("einsum", lambda: (mt.einsum("ij,jk->i", m, v), [m, v])),
+        ("stop_gradient", lambda: (mt.mul(a, mt.stop_gradient(b)), [a, b])),
+        ("stop_gradient", lambda: (mt.stop_gradient(a), [a])),
     ]
 
 

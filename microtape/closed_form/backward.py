@@ -18,6 +18,27 @@ from .context import Context
 from .ir import Stmt
 
 
+def vjp_path(nodes: list, source_ids: set[int], target: Tensor) -> tuple[set[int], list]:
+    """The nodes on a path of VJPs from a source to the target, and the ids they reach.
+
+    Forward, a node joins when an input it has a VJP for depends on a source;
+    backward, only those the target's gradient reaches stay. A stop_gradient
+    has no VJP, so nothing before it is asked for a gradient that never comes.
+    """
+    live, forward = set(source_ids), []
+    for node in nodes:
+        if any(id(x) in live for x, vjp in zip(node.inputs, node.vjps) if vjp is not None):
+            live.add(id(node.output))
+            forward.append(node)
+    reached, plan = {id(target)}, []
+    for node in reversed(forward):
+        if id(node.output) in reached:
+            reached.update(id(x) for x, vjp in zip(node.inputs, node.vjps) if vjp is not None)
+            plan.append(node)
+    plan.reverse()
+    return live, plan
+
+
 class Backward:
     """The state of one backward lowering: per tensor id, its gradient's terms and name."""
 
@@ -25,12 +46,7 @@ class Backward:
         self.view, self.forward, self.contexts = view, forward, contexts
         self.target = view.target
         self.source_ids = set(map(id, sources))
-        self.live = set(self.source_ids)
-        self.plan = []
-        for node in view.nodes:
-            if any(id(x) in self.live for x in node.inputs if isinstance(x, Tensor)):
-                self.live.add(id(node.output))
-                self.plan.append(node)
+        self.live, self.plan = vjp_path(view.nodes, self.source_ids, self.target)
         producer = {id(node.output): node for node in view.nodes}
         self.deltas = wording.delta_names(view.nodes, producer)
         self.producer = producer

@@ -1,0 +1,198 @@
+"""The arguments of a compiled function: its cache key, and where each input of a closed form sits.
+
+A signature is what a closed form may be reused for: the shapes and dtypes
+of the arrays among the arguments (inside lists, tuples and dicts too) and
+the values of everything else. A place is a path of indices and keys into
+the arguments; the trace runs on private copies, so every array and Tensor
+has one place, and a later call's arguments are read there.
+"""
+
+from __future__ import annotations
+
+from operator import itemgetter
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import ShapeError, TraceError
+from .ops import getitem
+from .tensor import Tensor
+
+
+# -- signatures: what a closed form may be reused for -------------------------------------
+
+def _container(a: Any) -> bool:
+    """Lists, tuples (named ones too) and dicts: looked into, copied, bound by place."""
+    t = type(a)
+    return t is list or t is tuple or t is dict or (isinstance(a, tuple) and hasattr(a, "_fields"))
+
+
+def signature(a: Any) -> Any:
+    """The part of the cache key one argument gives: its arrays' shapes and dtypes, else itself."""
+    if type(a) is np.ndarray:
+        return a.shape, a.dtype
+    if isinstance(a, Tensor):
+        return Tensor, a.value.shape, a.value.dtype
+    if isinstance(a, np.ndarray):
+        return type(a), a.shape, a.dtype
+    if _container(a):
+        items = a.items() if type(a) is dict else enumerate(a)
+        return type(a), tuple((k, signature(v)) for k, v in items)
+    try:
+        hash(a)
+    except TypeError:
+        return _Identity(a)  # read where it is at every call, like anything else f reads
+    return type(a), a
+
+
+def value_key(a: Any) -> tuple:
+    """An array's (or Tensor's) value, for an array the closed form holds as a constant."""
+    a = np.asarray(a.value if isinstance(a, Tensor) else a)
+    return a.shape, a.dtype.str, a.tobytes()
+
+
+class _Identity:
+    """A key part for an object that cannot be hashed: the object itself, by identity."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: Any) -> bool:
+        return type(other) is _Identity and other.obj is self.obj
+
+
+# -- places: where in the arguments each input of the closed form sits -----------------------
+
+def private(a: Any) -> Any:
+    """A copy of an argument's arrays and Tensors (in containers too) for the trace alone."""
+    if isinstance(a, Tensor):
+        return Tensor(a.value.copy(), name=a.name)
+    if isinstance(a, np.ndarray):
+        return a.copy()
+    if not _container(a):
+        return a
+    if type(a) is dict:
+        return {k: private(v) for k, v in a.items()}
+    items = [private(v) for v in a]
+    return type(a)(*items) if hasattr(a, "_fields") else type(a)(items)
+
+
+def _walk(items: Any, path: tuple = ()):
+    """(place, array or Tensor) for each in the arguments; a place is a path of indices and keys."""
+    for k, a in (items.items() if type(items) is dict else enumerate(items)):
+        if isinstance(a, (np.ndarray, Tensor)):
+            yield path + (k,), a
+        elif _container(a):
+            yield from _walk(a, path + (k,))
+
+
+def at(args: Any, place: tuple) -> Any:
+    for k in place:
+        args = args[k]
+    return args
+
+
+def _places(traced: list, skip: Any = ()) -> dict[int, tuple]:
+    """id of each traced array, Tensor and Tensor's value -> its place (outside ``skip``)."""
+    places = {}
+    for place, a in _walk(traced):
+        if place[0] not in skip:
+            places[id(a)] = place
+            if isinstance(a, Tensor):
+                places[id(a.value)] = place
+    return places
+
+
+def binder(cf: Any, traced: list, args: tuple, sources: dict) -> Callable:
+    """A function from a call's arguments to the closed form's inputs, in order."""
+    leaves = cf.leaves
+    places = _places(traced)
+    getters = []
+    for name in cf.inputs:
+        leaf = leaves[name]
+        place = places.get(id(leaf))
+        if place is None:
+            _refuse_views(leaf, places)
+            getters.append(_outside(name, leaf))
+        else:
+            getters.append(_getter(place, at(args, place), place[0] in sources))
+    if all(type(g) is int for g in getters):  # arrays passed as they are used: no per-call work
+        if len(getters) == 1:
+            i = getters[0]
+            return lambda args: (args[i],)
+        return itemgetter(*getters) if getters else (lambda args: ())
+    getters = [itemgetter(g) if type(g) is int else g for g in getters]
+    return lambda args: [g(args) for g in getters]
+
+
+def _getter(place: tuple, arg: Any, source: bool) -> int | Callable:
+    """How to read one input at ``place``: its index when the argument is used as it is."""
+    if len(place) == 1 and type(arg) is np.ndarray and (not source or arg.dtype.kind == "f"):
+        return place[0]
+    if source and not isinstance(arg, Tensor):  # a list, ints: converted as eager's Tensor(...)
+        i = place[0]
+        return lambda args: Tensor(args[i]).value
+    if isinstance(arg, Tensor):
+        return lambda args: at(args, place).value
+    return lambda args: at(args, place)
+
+
+def _refuse_views(leaf: Any, places: dict[int, tuple]) -> None:
+    """Refuse a numpy view of an argument (x.T, x[0]): the code would keep its first value."""
+    base = getattr(leaf, "base", None)
+    while base is not None:
+        place = places.get(id(base))
+        if place is not None:
+            where = "".join(f"[{k!r}]" for k in place[1:])
+            raise TraceError(
+                f"value_and_grad(..., compile=True): the function took a view of argument "
+                f"{place[0]}{where} with numpy (x.T, x.reshape(...), x[...]), so the closed form "
+                f"would keep the first call's values; use microtape's ops, which record ops on "
+                f"data too (mt.transpose, mt.reshape, mt.getitem), or compile=False")
+        base = getattr(base, "base", None)
+
+
+def _outside(name: str, leaf: Any) -> Callable:
+    """How to read an input f took from outside its arguments: as it is at each call."""
+    if not isinstance(leaf, Tensor):
+        return lambda args: leaf
+    shape, dtype = leaf.value.shape, leaf.value.dtype
+
+    def read(args: tuple) -> np.ndarray:
+        value = leaf.value
+        if value.shape != shape or value.dtype != dtype:
+            raise ShapeError(
+                f"compile=True: the Tensor {name!r}, which the function reads from outside its "
+                f"arguments, now has shape {value.shape} and dtype {value.dtype}, but it was "
+                f"traced with shape {shape} and dtype {dtype}; pass it as an argument")
+        return value
+    return read
+
+
+def baked(nodes: list, traced: list, sources: dict) -> list[tuple]:
+    """Places of arrays the closed form holds as constants: their values join the signature."""
+    places = _places(traced, skip=sources)
+    found = {places[id(x)] for node in nodes for x in _held(node) if id(x) in places}
+    return sorted(found)
+
+
+def _held(node: Any) -> list:
+    """What a node's closed form writes as a constant: params, containers, getitem's index."""
+    held = list(_flat(list(node.params.values())))
+    for k, x in enumerate(node.inputs):
+        if _container(x) or (k == 1 and node.op is getitem):  # an index is written out, for now
+            held.extend(_flat(x))
+    return held
+
+
+def _flat(x: Any):
+    if _container(x):
+        for v in (x.values() if type(x) is dict else x):
+            yield from _flat(v)
+    else:
+        yield x

@@ -1,0 +1,198 @@
+"""value_and_grad(..., compile=True): one closed form per signature, bound to each call's arguments.
+
+The first call of a signature (the shapes and dtypes of the arrays among the
+arguments, inside lists, tuples and dicts too, and the values of the rest)
+records ``f`` on a tape and writes its closed form (``Tape.closed_form``).
+``f`` is traced on private copies of the arguments, so each input of the
+closed form is found at exactly one place among them: later calls bind
+their own arguments there, by position, whatever aliases the first call
+had. An array the code holds as a constant instead (an index, for now) makes
+its value part of the signature. Anything else ``f`` reads (a model's
+Tensors, say) is read again at every call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections import OrderedDict, namedtuple
+from typing import Any, Callable
+
+import numpy as np
+
+from .arguments import at, baked, binder, private, signature, value_key
+from .errors import TraceError
+from .ops import reshape
+from .primitive import _PROMOTES_0D
+from .state import _tracing
+from .tape import Tape, _seed_for
+from .tensor import Tensor
+
+_ndarray = np.ndarray  # signature()'s first case, inlined on the hot path
+
+CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
+
+
+class _TracingTape(Tape):
+    """A tape recording for compile=True: Tensors refuse bool/float/item while it is active."""
+
+    __slots__ = ("_trace_token",)
+
+    def __enter__(self) -> "_TracingTape":
+        super().__enter__()
+        self._trace_token = _tracing.set(_tracing.get() + 1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            _tracing.reset(self._trace_token)
+        except (ValueError, RuntimeError):
+            pass  # exited in another thread or task: Tape.__exit__ raises the error that says so
+        super().__exit__(*exc)
+
+
+class _Entry:
+    """One signature's closed form and how a call's arguments become its inputs."""
+
+    __slots__ = ("cf", "function", "bind", "finish")
+
+    def __init__(self, cf: Any, bind: Callable, finish: Callable | None) -> None:
+        self.cf, self.function, self.bind, self.finish = cf, cf.function, bind, finish
+
+
+class Compiled:
+    """``value_and_grad(f, compile=True)``: a closed form per signature, least recently used out."""
+
+    maxsize = 64
+
+    def __init__(self, f: Callable, argnums: Any, positions: tuple[int, ...], single: bool,
+                 kind: str = "value_and_grad") -> None:
+        self.f, self.positions, self.single = f, positions, single
+        self._cache: OrderedDict[tuple, _Entry] = OrderedDict()
+        self._by_value: dict[tuple, tuple] = {}  # signature -> places whose values key too
+        self._lock = threading.Lock()  # the bookkeeping only: tracing runs outside it
+        self.hits = self.misses = 0
+        try:
+            self.arg_names = list(inspect.signature(f).parameters)
+        except (TypeError, ValueError):
+            self.arg_names = []
+        self._shown = f"{kind}({_name(f)}, argnums={argnums!r}, compile=True)"
+        self.__name__ = f"{kind}({_name(f)}, compile=True)"
+
+    def __repr__(self) -> str:
+        n = len(self._cache)
+        return f"<{self._shown}: {n} closed form{'s' * (n != 1)} cached>"
+
+    def cache_info(self) -> CacheInfo:
+        return CacheInfo(self.hits, self.misses, self.maxsize, len(self._cache))
+
+    def closed_form(self, *args: Any) -> Any:
+        """The ``mt.ClosedForm`` that calls with these arguments run (traced now if new)."""
+        return self._entry(args).cf
+
+    def __call__(self, *args: Any) -> tuple[np.ndarray, Any]:
+        # _entry's lookup, inlined: this is the hot path of a compiled training loop.
+        if _tracing.get():
+            raise TraceError(_NESTED.format(self.__name__))
+        key = tuple([(a.shape, a.dtype) if type(a) is _ndarray else signature(a) for a in args])
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None:
+                self.hits += 1
+                self._cache.move_to_end(key)
+        if entry is None:
+            entry = self._miss(key, args)
+        value, grads = entry.function(*entry.bind(args))
+        if entry.finish is not None:
+            value, grads = entry.finish(value, grads)
+        return np.asarray(value), grads[0] if self.single else grads
+
+    def _entry(self, args: tuple) -> _Entry:
+        if _tracing.get():
+            raise TraceError(_NESTED.format(self.__name__))
+        key = tuple(map(signature, args))
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None:
+                self.hits += 1
+                self._cache.move_to_end(key)
+                return entry
+        return self._miss(key, args)
+
+    def _miss(self, key: tuple, args: tuple) -> _Entry:
+        places = self._by_value.get(key)
+        if places is not None:
+            full = (key, places, tuple(value_key(at(args, p)) for p in places))
+            with self._lock:
+                entry = self._cache.get(full)
+                if entry is not None:
+                    self.hits += 1
+                    self._cache.move_to_end(full)
+                    return entry
+        _check_argnums(self.positions, args)
+        entry, held = self._trace(args)  # outside the lock: f may be slow, or compiled itself
+        with self._lock:
+            self.misses += 1
+            known = self._by_value.get(key, ())
+            if held or known:  # once an array of this signature keys by value, it always does
+                places = tuple(sorted(set(held).union(known)))
+                self._by_value[key] = places
+                if len(self._by_value) > self.maxsize:
+                    del self._by_value[next(iter(self._by_value))]
+                key = (key, places, tuple(value_key(at(args, p)) for p in places))
+            self._cache[key] = entry
+            while len(self._cache) > self.maxsize:
+                self._cache.popitem(last=False)  # the least recently used goes
+        return entry
+
+    def _trace(self, args: tuple) -> tuple[_Entry, list]:
+        traced = [private(a) for a in args]  # copies: each found at one place only
+        sources: dict[int, Tensor] = {}
+        for i in self.positions:
+            i %= len(args)
+            if i not in sources:  # argnums=(0, 0): one Tensor, its gradient twice, as eager
+                a = args[i]
+                name = a.name if isinstance(a, Tensor) and a.name else (
+                    self.arg_names[i] if i < len(self.arg_names) else None)
+                sources[i] = traced[i] = Tensor(traced[i], name=name)
+        listed = [sources[i % len(args)] for i in self.positions]
+        with _TracingTape() as tape:
+            out = self.f(*traced)
+            if not isinstance(out, Tensor):
+                raise TypeError(f"grad: {_name(self.f)} must return a Tensor, "
+                                f"not {type(out).__name__}")
+            if tape.index_of(out, "gradient", listed) == 0:
+                out = reshape(out, out.shape)  # f returned a source itself: record the identity
+        _seed_for(out, None, "gradient")  # a target that is not a scalar: refused as eagerly
+        cf = tape.closed_form(out, listed)
+        bind = binder(cf, traced, args, sources)
+        return _Entry(cf, bind, _finisher(cf, listed)), baked(tape.nodes, traced, sources)
+
+
+_NESTED = ("{} was called while value_and_grad(..., compile=True) traces a function: its answer "
+           "would not be recorded, so the closed form would keep the first call's for every later "
+           "call; compute it outside the compiled function and pass it in, or use compile=False "
+           "(derivatives of derivatives are not supported yet)")
+
+
+def _finisher(cf: Any, sources: list[Tensor]) -> Callable | None:
+    """What turns the generated code's results into eager's types, if anything must."""
+    zero_d = any(s.ndim == 0 for s in sources)
+    if not (_PROMOTES_0D or zero_d):
+        return None
+
+    def finish(value: Any, grads: tuple) -> tuple:
+        if _PROMOTES_0D:
+            value, grads = cf.as_traced(value, grads)
+        return value, tuple(map(np.asarray, grads)) if zero_d else grads  # np.float64 -> 0-d array
+    return finish
+
+
+def _check_argnums(positions: tuple[int, ...], args: tuple) -> None:
+    for i in positions:
+        if not -len(args) <= i < len(args):
+            raise IndexError(f"grad: argnums {i} is out of range for {len(args)} arguments")
+
+
+def _name(f: Callable) -> str:
+    return getattr(f, "__name__", repr(f))

@@ -1,0 +1,373 @@
+"""value_and_grad(..., compile=True) held to eager (compile=False) where users leave the tape.
+
+Each test here once failed silently: a value computed off the tape, an index
+or an argument's identity baked into the closed form at the first call.
+Eager is the reference throughout.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import microtape as mt
+
+
+def _both(f, argnums=0):
+    return mt.value_and_grad(f, argnums, compile=True), mt.value_and_grad(f, argnums)
+
+
+def _same(got, want):
+    """(value, gradients) pairs equal to 1e-12, types and shapes included."""
+    (v1, g1), (v2, g2) = got, want
+    assert type(v1) is np.ndarray and v1.shape == np.shape(v2)
+    np.testing.assert_allclose(v1, v2, rtol=1e-12, atol=1e-12)
+    g1, g2 = (g1, g2) if isinstance(g2, tuple) else ((g1,), (g2,))
+    assert len(g1) == len(g2)
+    for a, b in zip(g1, g2):
+        assert type(a) is np.ndarray and a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def _agree(f, calls, argnums=0):
+    """Compiled and eager give the same answers on every call in turn."""
+    compiled, eager = _both(f, argnums)
+    for args in calls:
+        _same(compiled(*args), eager(*args))
+    return compiled
+
+
+_rng = np.random.default_rng(0)
+W, W2 = _rng.normal(size=3), _rng.normal(size=3)
+X, X2 = _rng.normal(size=(4, 3)), _rng.normal(size=(4, 3))
+
+
+# -- values computed off the tape ---------------------------------------------------------
+
+def test_an_op_on_data_alone_is_computed_from_each_call():
+    _agree(lambda w, x: mt.sum(w * mt.mean(x)), [(W, X), (W, X2), (W2, X2)])
+    _agree(lambda w, x: mt.sum(mt.tanh(x) @ w), [(W, X), (W, X2)])
+
+
+@pytest.mark.parametrize("stop", [mt.stop_gradient, lambda t: t.detach()], ids=["stop_gradient", "detach"])
+def test_stop_gradient_and_detach_of_a_traced_value_are_not_frozen(stop):
+    _agree(lambda w, x: mt.sum(w * stop(mt.mean(x, axis=0) * w)), [(W, X), (W2, X), (W2, X2)])
+    _agree(lambda w: mt.sum(w * stop(w)), [(W,), (W2,)])
+
+
+def test_closed_form_computes_data_only_ops_from_its_arguments():
+    w = mt.Tensor(W, name="W")
+    x = X.copy()
+    with mt.Tape() as tape:
+        y = mt.sum(mt.tanh(x) @ w)
+    cf = tape.closed_form(y, w)
+    assert cf.inputs == ("x", "W") and "np.tanh(x)" in cf.source
+    value, grad = cf(x=X2)
+    np.testing.assert_allclose(value, np.tanh(X2).sum(axis=0) @ W)
+    np.testing.assert_allclose(grad, np.tanh(X2).sum(axis=0))
+
+
+def test_closed_form_of_w_times_its_stopped_self_takes_one_w():
+    w = mt.Tensor(W, name="w")
+    with mt.Tape() as tape:
+        y = mt.sum(w * mt.stop_gradient(w))
+    cf = tape.closed_form(y, w)
+    assert cf.inputs == ("w",)
+    value, grad = cf(w=W2)
+    np.testing.assert_allclose(value, W2 @ W2)
+    np.testing.assert_allclose(grad, W2)  # the stopped factor: no gradient through it
+
+
+@pytest.mark.parametrize("leave", [
+    np.asarray, np.array, np.float64, np.float32, copy.deepcopy, copy.copy,
+    lambda t: np.exp(np.asarray(t))], ids=["asarray", "array", "float64", "float32", "deepcopy",
+                                          "copy", "asarray inside numpy"])
+def test_taking_a_traced_value_off_the_tape_raises_trace_error(leave):
+    def f(w):
+        s = mt.sum(w * w)
+        return s * leave(s)
+
+    with pytest.raises(mt.TraceError, match="leaves the tape.*mt.stop_gradient"):
+        mt.grad(f, compile=True)(W)
+    t = mt.Tensor(W, name="w")  # outside a trace: as before
+    assert np.asarray(t) is t.value and float(np.float64(mt.Tensor(2.0))) == 2.0
+    assert copy.deepcopy(t).value is not t.value and copy.deepcopy(t).name == "w"
+    assert copy.copy(t).value is t.value
+
+
+def test_no_grad_inside_a_compiled_function_raises_trace_error():
+    def f(w):
+        with mt.no_grad():
+            scale = mt.sum(w)
+        return mt.sum(w * scale)
+
+    with pytest.raises(mt.TraceError, match="no_grad.*mt.stop_gradient"):
+        mt.grad(f, compile=True)(W)
+    _same(mt.value_and_grad(f)(W), mt.value_and_grad(lambda w: mt.sum(w * W.sum()))(W))
+
+
+@pytest.mark.parametrize("compile_inner", [False, True])
+def test_a_gradient_inside_a_compiled_function_raises_trace_error(compile_inner):
+    inner = mt.grad(lambda w: mt.sum(w * w), compile=compile_inner)
+    inner(W)  # a compiled inner one has its closed form ready: it would not even record
+
+    def f(w):
+        return mt.sum(w * inner(w))
+
+    with pytest.raises(mt.TraceError, match="grad.*derivatives of derivatives"):
+        mt.grad(f, compile=True)(W)
+    np.testing.assert_allclose(mt.grad(f)(W), 2 * W)  # eager: the inner gradient is a constant
+
+
+# -- what the signature holds, and what is bound at each call ----------------------------------
+
+def test_index_arguments_are_not_baked():
+    f = lambda w, idx: mt.sum(w[idx] * w[idx])  # noqa: E731
+    _agree(f, [(W, [0, 1]), (W, [2, 1]), (W, np.array([0, 1])), (W, np.array([2, 2])),
+               (W, np.array(0)), (W, np.array(2)), (W2, np.array(2)), (W, 1), (W, 2),
+               (W, np.array([True, False, True])), (W, np.array([False, True, True]))])
+    _agree(lambda w, i, j: mt.sum(w[i, j]), [(X, np.array([0, 2]), np.array([1, 1])),
+                                             (X, np.array([3, 3]), np.array([1, 1])),
+                                             (X, np.array([3, 3]), np.array([0, 2]))])
+
+
+def test_arrays_used_as_data_are_keyed_by_shape_not_value():
+    compiled = _agree(lambda w, x, labels: mt.softmax_cross_entropy(x * w, labels),
+                      [(W, X[:, :3], np.array([0, 1, 2, 0])), (W, X2[:, :3], np.array([2, 2, 1, 0]))])
+    assert compiled.cache_info().misses == 1 and compiled.cache_info().hits == 1
+
+
+def test_arguments_are_bound_by_position_whatever_aliases_the_first_call_had():
+    f = lambda w, x, y: mt.sum(w * x - y)  # noqa: E731
+    _agree(f, [(W, W2, W2), (W, W2, W), (W, W, W), (W2, X[0], X[1])])
+    g = lambda a, b: mt.sum(a * b)  # noqa: E731
+    _agree(g, [(W, W), (W, W2), (W2, W2)])
+    _agree(g, [(W, W), (W, W2)], argnums=(0, 1))
+    _agree(g, [(W, W), (W, W2)], argnums=(0, 0))
+
+
+def test_argnums_twice_gives_the_gradient_twice():
+    dw, dw2 = mt.grad(lambda a, b: mt.sum(a * b), (0, 0), compile=True)(W, W2)
+    np.testing.assert_array_equal(dw, W2)
+    np.testing.assert_array_equal(dw2, W2)
+    assert dw is not dw2
+
+
+def test_arguments_are_converted_as_eager_converts_them():
+    big = np.array([2 ** 62, 3], dtype=np.int64)
+    f = lambda w, x: mt.sum(w * w * x)  # noqa: E731
+    _agree(f, [(big, 2.0), (big * 2, 3.0)])
+    _agree(f, [([1.0, 2.0], 3.0), ([3.0, 4.0], 3.0), ([3, 4], 3.0)])
+    _agree(f, [(W, [1.0, 2.0, 3.0]), (W, [4.0, 5.0, 6.0])], argnums=(0, 1))
+    _agree(lambda w, x: mt.sum(w * x), [(W, [1.0, 2.0, 3.0]), (W, [4.0, 5.0, 6.0])])
+    value, grad = mt.value_and_grad(f, compile=True)(big, 2.0)
+    assert value > 0 and grad.dtype == np.float64
+
+
+def test_containers_are_bound_by_place_and_keyed_by_shape():
+    def f(w, data):
+        return mt.sum(w * data["x"][0] + mt.mul(data["x"][1], data["scale"]))
+
+    calls = [(W, {"x": [X[0], X[1]], "scale": 2.0}), (W, {"x": [X[2], X[3]], "scale": 2.0}),
+             (W2, {"x": [X[1], X[1]], "scale": 3.0})]
+    compiled = _agree(f, calls)
+    assert compiled.cache_info().misses == 2  # the scale is a number: a new one is a new signature
+
+
+def test_unhashable_arguments_are_not_keyed_by_their_repr():
+    a, b = np.zeros(2000), np.zeros(2000)
+    b[1000] = 1e6
+    f = lambda w, xs: mt.sum(w * xs[0])  # noqa: E731
+    _agree(f, [(np.ones(1), [a]), (np.ones(1), [b])])
+    _agree(lambda w, xs: mt.sum(w[xs[0]]), [(W, [np.array([0])]), (W, [np.array([2])])])
+
+
+def test_a_tensor_read_from_outside_is_read_at_each_call_and_checked():
+    shift = mt.Tensor(W2, name="shift")
+    compiled = mt.value_and_grad(lambda w: mt.sum(w * shift), compile=True)
+    _same(compiled(W), (W @ W2, W2))
+    shift.value = 2 * W2
+    _same(compiled(W), (2 * W @ W2, 2 * W2))
+    shift.value = np.ones(5)
+    with pytest.raises(mt.ShapeError, match="'shift'.*pass it as an argument"):
+        compiled(W)
+
+
+@pytest.mark.parametrize("view, x", [
+    (lambda x: x.T.T, X[:3]), (lambda x: x.reshape(9).reshape(3, 3), X[:3]), (lambda x: x[::-1], X[:3]),
+    (lambda x: x[0], X[:3]), (lambda x: x.value[0], mt.Tensor(X[:3])), (lambda x: x[0][1:], [X[:3]])],
+    ids=["T", "reshape", "slice", "row", "value of a Tensor", "in a list"])
+def test_a_numpy_view_of_an_argument_raises_trace_error(view, x):
+    def f(w, x):
+        return mt.sum(w * view(x))
+
+    with pytest.raises(mt.TraceError, match=r"view of argument 1(\[0\])? with numpy.*mt.transpose"):
+        mt.grad(f, compile=True)(W, x)
+    mt.grad(f)(W, x)  # eager: a constant of each call
+
+
+# -- targets ----------------------------------------------------------------------------------
+
+def test_a_target_that_is_not_a_scalar_is_refused_as_eagerly():
+    for c in (False, True):
+        with pytest.raises(ValueError, match=r"gradient: the target has shape \(3,\), not a scalar"):
+            mt.grad(lambda w: w * 2.0, compile=c)(W)
+
+
+def test_a_source_returned_as_it_is():
+    _agree(lambda w: w, [(np.array(2.0),), (np.array(3.0),)])
+    _agree(lambda w, v: w, [(np.array([2.0]), W), (np.array([3.0]), W)], argnums=(0, 1))
+    with pytest.raises(ValueError, match="not recorded"):
+        mt.grad(lambda w, c: c, compile=True)(W, mt.Tensor(1.0))
+
+
+def test_gradients_of_0d_sources_are_arrays():
+    value, (da, db) = mt.value_and_grad(lambda a, b: a * b + a, (0, 1), compile=True)(2.0, np.array(3.0))
+    assert all(type(g) is np.ndarray and g.shape == () for g in (value, da, db))
+    assert float(da) == 4.0 and float(db) == 2.0
+
+
+# -- the cache ------------------------------------------------------------------------------
+
+class _Yielding:
+    """A number argument whose hash lets other threads run: a race in the cache shows."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def __hash__(self):
+        time.sleep(0)
+        return hash(self.k)
+
+    def __eq__(self, other):
+        return isinstance(other, _Yielding) and other.k == self.k
+
+
+def test_threads_share_the_cache_without_errors_or_lost_counts():
+    compiled = mt.value_and_grad(lambda w, k: mt.sum(w * k.k), compile=True)
+    errors, calls = [], 200
+
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        try:
+            for k in rng.integers(0, 80, calls):  # 80 signatures: the 64 slots keep evicting
+                value, grad = compiled(W, _Yielding(int(k)))
+                assert value == pytest.approx(W.sum() * k) and np.all(grad == k)
+        except Exception as e:  # noqa: BLE001 (reported below, with the thread's seed)
+            errors.append((seed, repr(e)))
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    info = compiled.cache_info()
+    assert info.hits + info.misses == 8 * calls and info.currsize <= info.maxsize == 64
+
+
+def test_the_cache_drops_the_least_recently_used_signature():
+    compiled = mt.grad(lambda w, k: mt.sum(w * k), compile=True)
+    for k in range(64):
+        compiled(W, k)
+    compiled(W, 0)   # used again: now the most recent
+    compiled(W, 64)  # a 65th signature: k=1, the least recently used, goes
+    before = compiled.cache_info()
+    compiled(W, 0)
+    assert compiled.cache_info().hits == before.hits + 1
+    compiled(W, 1)
+    assert compiled.cache_info().misses == before.misses + 1
+
+
+def test_a_compiled_function_shows_what_it_holds_and_hands_out_its_closed_form():
+    def loss(w, x):
+        return mt.sum(mt.tanh(x @ w))
+
+    compiled = mt.value_and_grad(loss, argnums=(0, 1), compile=True)
+    assert repr(compiled) == "<value_and_grad(loss, argnums=(0, 1), compile=True): 0 closed forms cached>"
+    cf = compiled.closed_form(W, X)
+    assert isinstance(cf, mt.ClosedForm) and cf.inputs == ("x", "w")
+    assert compiled.closed_form(W2, X2) is cf
+    value, (dw, dx) = cf(w=W2, x=X2)
+    _same(compiled(W2, X2), (value, (dw, dx)))
+    compiled(W, X[:2])
+    assert repr(compiled).endswith(": 2 closed forms cached>")
+    g = mt.grad(loss, compile=True)
+    assert repr(g) == "<grad(loss, argnums=0, compile=True): 0 closed forms cached>"
+    assert g.closed_form(W, X).source == mt.value_and_grad(loss, compile=True).closed_form(W, X).source
+    np.testing.assert_array_equal(g(W, X), mt.grad(loss)(W, X))
+
+
+# -- compiled against eager on random programs ------------------------------------------------
+# Each program mixes Tensor ops with what users write beside them: ops on data
+# alone, stop_gradient and detach, index arrays as arguments, views (.T,
+# reshape, basic slices), named outputs; each is called several times with
+# fresh values and with arguments that alias one another.
+
+_UNARY = [mt.tanh, mt.sigmoid, mt.neg, lambda a: mt.exp(mt.tanh(a))]
+_BINARY = [mt.add, mt.sub, mt.mul]
+
+
+def _step(rng, k):
+    """One random step: its kind and the random choices it needs."""
+    kind = rng.choice(["unary", "binary", "data", "stop", "view", "named"])
+    return kind, int(rng.integers(0, 1 << 30)), k
+
+
+def _apply(step, pool, x, y, idx, k0):
+    kind, seed, k = step
+    rng = np.random.default_rng(seed)
+    a, b = pool[rng.integers(len(pool))], pool[rng.integers(len(pool))]
+    if kind == "unary":
+        return _UNARY[rng.integers(len(_UNARY))](a)
+    if kind in ("binary", "named"):
+        return _BINARY[rng.integers(len(_BINARY))](a, b, name=f"n{k}" if kind == "named" else None)
+    if kind == "data":
+        data = [lambda: mt.tanh(x), lambda: mt.mean(y, axis=0), lambda: mt.mul(x, y),
+                lambda: mt.sum(mt.getitem(x, idx), axis=0)]
+        return mt.mul(a, data[rng.integers(len(data))]())
+    if kind == "stop":
+        return mt.mul(b, mt.stop_gradient(a) if rng.integers(2) else a.detach())
+    if a.shape == (4,):
+        return mt.add(a, b[k0] if b.shape == (3, 4) else mt.reshape(b, 2, 2).T.reshape(4))
+    views = [lambda: mt.reshape(a.T, 3, 4), lambda: a[::-1], lambda: a[idx],
+             lambda: mt.sum(a[1:], axis=0), lambda: a[k0]]
+    return views[rng.integers(len(views))]()
+
+
+def _program(rng):
+    steps = [_step(rng, k) for k in range(int(rng.integers(2, 8)))]
+
+    def f(w, v, x, y, idx, k0):
+        pool = [w, v, mt.mul(w, v)]
+        for step in steps:
+            pool.append(_apply(step, pool, x, y, idx, k0))
+        return mt.sum(pool[-1] * pool[-1]) + mt.sum(pool[len(pool) // 2])
+    return f
+
+
+def _calls(rng):
+    """Arguments for several calls: fresh values, new indices, and aliases among them."""
+    calls = []
+    for c in range(4):
+        w, x = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+        y = x if c == 1 else (w if c == 2 else rng.normal(size=(3, 4)))
+        idx = rng.integers(0, 3, 3)
+        calls.append((w, rng.normal(size=4), x, y, idx, np.array(rng.integers(0, 3))))
+    return calls
+
+
+def test_compiled_equals_eager_on_random_programs():
+    rng = np.random.default_rng(15)
+    for n in range(300):
+        f = _program(rng)
+        compiled, eager = _both(f, (0, 1))
+        for args in _calls(rng):
+            try:
+                _same(compiled(*args), eager(*args))
+            except AssertionError as e:
+                raise AssertionError(f"program {n}: {e}") from None

@@ -15,7 +15,6 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import ShapeError, TraceError
-from .ops import getitem
 from .tensor import Tensor
 
 
@@ -182,10 +181,13 @@ def baked(nodes: list, traced: list, sources: dict) -> list[tuple]:
 
 
 def _held(node: Any) -> list:
-    """What a node's closed form writes as a constant: params, containers, getitem's index."""
+    """What a node's closed form writes as a constant: params, and lists or dicts among its inputs.
+
+    Arrays, Tensors and the arrays of a tuple index are arguments of the closed form.
+    """
     held = list(_flat(list(node.params.values())))
-    for k, x in enumerate(node.inputs):
-        if _container(x) or (k == 1 and node.op is getitem):  # an index is written out, for now
+    for x in node.inputs:
+        if _container(x) and not isinstance(x, tuple):
             held.extend(_flat(x))
     return held
 

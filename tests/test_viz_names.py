@@ -123,3 +123,47 @@ def test_names_given_to_the_step_page_reach_its_equations():
     assert "data" in view.drawn_names().values()
     assert walk.equations[-2] == "dw = dmul ∘ data"      # not the unnamed x
     assert_views_agree(view)
+
+
+# -- the closed form says the same names: its source and its equations -----------------
+
+ASSIGNED = re.compile(r"^    (\w+) = ", re.M)
+GRADIENT_IN_CODE = re.compile(r"\bd_(\w+?)(?:_\d+)?\b")
+
+
+def closed_form_names(tape, loss, params) -> tuple[set[str], set[str], list[str]]:
+    """The closed form's forward names, the tensors its gradients are named for, its equation words."""
+    cf = tape.closed_form(loss, params)
+    forward = cf.source.split("# backward pass")[0]
+    assigned = set(ASSIGNED.findall(forward)) | set(cf.inputs)
+    grads = set(GRADIENT_IN_CODE.findall(cf.source))
+    words = WORD.findall(cf.equations)
+    return assigned, grads, words
+
+
+@pytest.mark.parametrize("which", NETWORKS)
+def test_the_closed_form_names_every_tensor_as_the_drawing_does(which):
+    net = NETWORKS[which]()
+    tape, loss = recorded(net, mse="squared" in which)
+    view = TapeView(tape, loss, net.params)
+    drawn = set(view.drawn_names().values())
+    assigned, grads, words = closed_form_names(tape, loss, net.params)
+    # Every tensor the drawing shows is computed or passed under the same name,
+    # and no name in the code is one the drawing does not show.
+    tensors = {view.info(t).name for t in (n.output for n in view.nodes)}
+    assert tensors <= assigned, tensors - assigned
+    code_only = assigned - drawn
+    assert all(n in {"rows", "top", "z", "e", "rest", "yhat"} for n in code_only), code_only
+    assert grads <= drawn, grads - drawn           # d_<name>: a drawn tensor's gradient
+    for word in words:
+        assert word[1:] in drawn or word in drawn or DERIVATION.fullmatch(word), (word, drawn)
+
+
+def test_a_loss_named_L_is_d_L_in_the_code_and_dL_nowhere_else():
+    net = MLP([5, 4, 3], activation="tanh", seed=0)
+    tape, loss = recorded(net, loss_name="L", mse=True)
+    cf = tape.closed_form(loss, net.params)
+    assert "d_L = " in cf.source and "d_J" not in cf.source
+    assert "dJ" not in cf.equations
+    view = TapeView(tape, loss, net.params)
+    assert all("dJ" not in c for c in backward_walk(view).captions)

@@ -683,7 +683,9 @@ def _log_softmax_code(c):
     z, e, top, rest = (c.temps[k] for k in ("z", "e", "top", "rest"))
     axis = c.lit(c.params["axis"])
     if c.textbook:
-        largest, add = f"{c.A}.max(axis={axis}, keepdims=True)", lambda x, d="": f"{x}.sum(axis={axis}, keepdims=True{d})"
+        largest = f"{c.A}.max(axis={axis}, keepdims=True)"
+        add = lambda x, d="": f"({x}).sum(axis={axis}, keepdims=True{d})" if " " in x else (  # noqa: E731
+            f"{x}.sum(axis={axis}, keepdims=True{d})")
     else:
         largest = f"np.maximum.reduce({c.A}, axis={axis}, keepdims=True)"
         add = lambda x, d="": f"np.add.reduce({x}, axis={axis}, keepdims=True{d})"  # noqa: E731

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..naming import identifier
 from ..ops import broadcast_axes
 from ..tensor import Tensor
 from . import wording
@@ -97,7 +98,7 @@ class Backward:
             call = f"{name} = {vjps}[{i}]({g})"
             self._emit(Stmt(name, "vjp_call", frozenset({vjps, g}), x.size, view=True, node=node,
                             role=i, fast=[call], text=[call]))
-            maths = f"VJP of {node.op.name}({wording.wrap(self.gmath[id(node.output)])})"
+            maths = f"VJP of {identifier(node.op.name)}({wording.wrap(self.gmath[id(node.output)])})"
             self.terms.setdefault(id(x), []).append((name, False, maths, dtype))
             return maths
         code = node.op.code
@@ -170,7 +171,7 @@ class Backward:
         else:
             name = self.view.grad(x)
             parts = [t[0] for t in terms]
-            line = f"{name} = {' + '.join(parts)}"
+            line = " + ".join(parts)
             self._emit(Stmt(name, "sum", frozenset(parts), x.size, fast=line, text=line,
                             comment=f"{len(terms)} uses of {self.view.of(x)}: their gradients add up"))
             fresh, dtype = True, np.result_type(*[t[3] for t in terms])

@@ -690,3 +690,31 @@ def test_code_from_names_never_runs():
     cf()
     assert "raise SystemExit" not in cf.fast_source.replace("x_raise_SystemExit", "")
     assert all(line.startswith("- `") for line in cf.equations.splitlines())
+
+
+@pytest.mark.parametrize("bad, phrase", [(-1, "class index -1 is out of range"),
+                                         (3, "class index 3 is out of range")])
+def test_the_fused_step_refuses_labels_out_of_range_with_the_ops_error(bad, phrase):
+    net, x, labels, tape, J = _two_layer()
+    cf = tape.closed_form(J, net.params)
+    wrong = np.array(labels)
+    wrong[5] = bad
+    arrays = {"x": x, "labels": wrong, **{n: p.value.copy() for n, p in net.params.items()}}
+    before = {n: a.copy() for n, a in arrays.items()}
+    for run in (lambda: cf.step_function(*[arrays[n] for n in cf.inputs], 0.1),
+                lambda: cf.function(*[arrays[n] for n in cf.inputs]),
+                lambda: cf(**arrays)):
+        with pytest.raises(mt.InputError, match=phrase):
+            run()
+    assert all(np.array_equal(arrays[n], before[n]) for n in arrays)  # nothing updated
+
+
+def test_soft_label_rows_that_do_not_sum_to_one_are_refused_in_generated_code():
+    w = mt.Tensor(np.zeros((2, 3)), name="w")
+    rows = np.full((2, 3), 1 / 3)
+    with mt.Tape() as tape:
+        y = mt.softmax_cross_entropy(w, rows)
+    cf = tape.closed_form(y, w)
+    assert cf.inputs == ("w", "labels")
+    with pytest.raises(mt.InputError, match="must sum to 1"):
+        cf(labels=rows * 2)

@@ -294,7 +294,7 @@ def neg(a):
            broadcasts=True, explain=broadcast_hint,
            code=Code("{A} ** {B}", lambda c: _pow_base_code(c),
                      # log A where A is 0 is −inf; the limit of C log A there is 0 (for p ≥ 0)
-                     "{G} * {C} * np.log(np.where(({A} == 0) & ({B} >= 0), 1.0, {A}))",
+                     lambda c: _pow_exponent_code(c),
                      math=("{G} ∘ {B} {A}^({B} − 1)", "{G} ∘ {C} ∘ log {A}")))
 def pow(a, p):
     """Elementwise power C = A^p (p usually a constant number)."""
@@ -592,6 +592,14 @@ def _pow_base_code(c):
             return f"{c.G} * 2 * {c.A}"
         return f"{c.G} * {c.lit(p)} * {c.A} ** {c.lit(p - 1)}"
     return f"{c.G} * {c.B} * {c.A} ** np.where({c.B} == 0, 1, {c.B} - 1)"
+
+
+def _pow_exponent_code(c):
+    a = c.values[0]
+    if isinstance(a, (int, float, np.integer, np.floating)) and not isinstance(a, bool) and a > 0:
+        # log of a number is a number, which keeps G's dtype (float32 stays float32)
+        return f"{c.G} * {c.C} * {c.lit(float(np.log(float(a))))}"
+    return f"{c.G} * {c.C} * np.log(np.where(({c.A} == 0) & ({c.B} >= 0), 1.0, {c.A}))"
 
 
 def _axis_args(c, keep=False) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -718,3 +719,78 @@ def test_soft_label_rows_that_do_not_sum_to_one_are_refused_in_generated_code():
     assert cf.inputs == ("w", "labels")
     with pytest.raises(mt.InputError, match="must sum to 1"):
         cf(labels=rows * 2)
+
+
+# -- leftovers of the compiler: each once wrong in generated code -----------------------
+
+def _function_and_call(y, w):
+    with mt.Tape() as tape:
+        out = y(w)
+    cf = tape.closed_form(out, w)
+    return out, tape.gradient(out, w), cf
+
+
+def test_the_mean_over_an_empty_axis_is_nan_as_the_op_gives():
+    w = mt.Tensor(np.ones((3, 0)), name="w")
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+        out, _, cf = _function_and_call(lambda w: mt.sum(mt.mean(w, axis=1) * 2.0), w)
+    value, grad = cf()
+    assert np.isnan(out.value) and np.isnan(value) and grad.shape == (3, 0)
+
+
+def test_an_int_past_uint64_as_a_constant_is_a_float_in_the_code():
+    w = mt.Tensor(np.ones(3), name="w")
+    out, grad, cf = _function_and_call(lambda w: mt.sum(w * 2**64), w)
+    value, got = cf.function(w.value)
+    assert value == out.value and np.asarray(value).dtype == np.float64
+    assert got[0].dtype == np.float64 and np.array_equal(got[0], grad)
+    assert "18446744073709551616" not in cf.fast_source  # an object array on numpy 1.24
+
+
+def test_a_fraction_operand_gives_a_float_result_not_an_object_array():
+    w = mt.Tensor(np.arange(3.0), name="w")
+    out, grad, cf = _function_and_call(lambda w: mt.sum(w * Fraction(1, 3)), w)
+    value, got = cf.function(w.value)
+    assert np.asarray(value).dtype == np.float64 and got[0].dtype == np.float64
+    np.testing.assert_allclose(got[0], grad, rtol=1e-15)
+
+
+def test_a_number_to_a_float32_power_keeps_float32_gradients_in_the_function():
+    w = mt.Tensor(np.array([0.5, 1.0, 2.0], dtype=np.float32), name="w")
+    out, grad, cf = _function_and_call(lambda w: mt.sum(2.0 ** w), w)
+    value, got = cf.function(w.value)
+    assert grad.dtype == np.float32 and got[0].dtype == np.float32
+    np.testing.assert_allclose(got[0], grad, rtol=1e-6)
+    assert cf()[1].dtype == np.float32
+
+
+def test_a_node_on_plain_arrays_alone_is_recomputed_from_its_argument():
+    from microtape.tape import Node
+
+    rng = np.random.default_rng(0)
+    x, W = rng.normal(size=(4, 3)), mt.Tensor(rng.normal(size=(3, 2)), name="W")
+    with mt.Tape() as tape:
+        value, vjps = mt.tanh.forward(x)  # recorded as a tape that records data-only ops would
+        t = mt.Tensor(value)
+        tape._record(Node(mt.tanh, (x,), t, vjps, {}))
+        y = mt.sum(t @ W)
+    cf = tape.closed_form(y, W)
+    assert cf.inputs == ("x", "W")
+    fresh = rng.normal(size=(4, 3))
+    value, grad = cf(x=fresh)
+    np.testing.assert_allclose(value, np.sum(np.tanh(fresh) @ W.value), rtol=1e-14)
+    np.testing.assert_allclose(grad, np.tanh(fresh).T @ np.ones((4, 2)), rtol=1e-14)
+
+
+def test_an_op_whose_vjp_is_none_gets_no_dead_gradient():
+    @mt.primitive("dA = nothing: no gradient flows through")
+    def doubled(a):
+        return a * 2, (None,)
+
+    w = mt.Tensor(np.arange(3.0), name="w")
+    out, grad, cf = _function_and_call(lambda w: mt.sum(doubled(w) * w), w)
+    value, got = cf()
+    assert value == out.value and np.array_equal(got, grad)
+    assert "d_doubled" not in cf.fast_source and "d_doubled" not in cf.source
+    out, grad, cf = _function_and_call(lambda w: mt.sum(doubled(w)), w)
+    assert np.array_equal(cf()[1], np.zeros(3)) and "d_sum_" not in cf.fast_source

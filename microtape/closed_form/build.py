@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..naming import TapeNames, ancestors, index_of
-from ..tape import _seed_for
+from ..tape import require_scalar
 from ..tensor import Tensor
 from ..validation import check_labels
 from .backward import Backward
@@ -23,7 +23,7 @@ _COUNT = itertools.count(1)
 def lower(nodes: Sequence[Any], target: Tensor, sources: list[Tensor], names: Any = None):
     """The program, the naming view and the backward lowering (for its equations)."""
     end = index_of(nodes, target, "closed_form", sources=[target])
-    _seed_for(target, None, "closed_form")  # a non-scalar target is refused as the tape refuses it
+    require_scalar(target, "closed_form")
     view = TapeNames(ancestors(nodes, target, end), target, names, everything=True)
     args: dict[str, Any] = {}
     consts: dict[str, Any] = {}

@@ -91,6 +91,20 @@ class Context:
         self._consts[name] = value
         return name
 
+    def both(self, template: Any, one: bool = False) -> tuple[Any, frozenset[str], Any]:
+        """The template for the fast printer, the names that reads, and for the textbook one.
+
+        ``one``: G is the value function's seed of ones, which a template may drop.
+        """
+        self.one, self.textbook = one, False
+        self.read.clear()
+        fast = self.render(template)
+        reads = frozenset(self.read)
+        self.textbook = True
+        text = self.render(template)
+        self.one, self.textbook = False, False
+        return fast, reads, text
+
     def render(self, template: Any) -> Any:
         """The template's expression or statements for this context."""
         if callable(template):

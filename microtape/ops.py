@@ -294,7 +294,7 @@ def neg(a):
            broadcasts=True, explain=broadcast_hint,
            code=Code("{A} ** {B}", lambda c: _pow_base_code(c),
                      # log A where A is 0 is −inf; the limit of C log A there is 0 (for p ≥ 0)
-                     "{G} * {C} * np.log(np.where(({A} == 0) & ({B} >= 0), 1.0, {A}))",
+                     lambda c: _pow_exponent_code(c),
                      math=("{G} ∘ {B} {A}^({B} − 1)", "{G} ∘ {C} ∘ log {A}")))
 def pow(a, p):
     """Elementwise power C = A^p (p usually a constant number)."""
@@ -566,17 +566,22 @@ def _sigmoid_code(c):
     s = c.target
     if c.textbook:
         return f"1 / (1 + np.exp(-{c.A}))"
+    # Either way the steps run in one fresh buffer: no dearer than fresh
+    # arrays at a hundred elements, and a tenth faster at a few thousand.
     if not c.big:
-        return f"1.0 / (1.0 + np.exp(np.minimum(-{c.A}, {c.lit(float(_exp_cap(c.dtype)))})))"
-    return [f"{s} = np.negative({c.A})",  # large: the same steps in one fresh buffer
+        return [f"{s} = np.minimum(-{c.A}, {c.lit(float(_exp_cap(c.dtype)))})",
+                f"np.exp({s}, out={s})", f"{s} += 1.0", f"np.divide(1.0, {s}, out={s})"]
+    return [f"{s} = np.negative({c.A})",  # large: the op's steps, the overflow silenced
             f'with np.errstate(over="ignore"): np.exp({s}, out={s})', f"{s} += 1.0",
             f"np.divide(1.0, {s}, out={s})"]
 
 
 def _sigmoid_vjp_code(c):
-    if c.textbook or not c.big:
-        return f"{c.G} * {c.C} * (1 - {c.C})" if c.textbook else f"{c.G} * {c.C} * (1.0 - {c.C})"
     d = c.target
+    if c.textbook:
+        return f"{c.G} * {c.C} * (1 - {c.C})"
+    if not c.big:  # (G ∘ S) ∘ (1 − S), as the op multiplies, in one fresh buffer
+        return [f"{d} = {c.G} * {c.C}", f"{d} *= 1.0 - {c.C}"]
     return [f"{d} = 1.0 - {c.C}", f"{d} *= {c.C}", f"{d} *= {c.G}"]
 
 
@@ -589,6 +594,14 @@ def _pow_base_code(c):
             return f"{c.G} * 2 * {c.A}"
         return f"{c.G} * {c.lit(p)} * {c.A} ** {c.lit(p - 1)}"
     return f"{c.G} * {c.B} * {c.A} ** np.where({c.B} == 0, 1, {c.B} - 1)"
+
+
+def _pow_exponent_code(c):
+    a = c.values[0]
+    if isinstance(a, (int, float, np.integer, np.floating)) and not isinstance(a, bool) and a > 0:
+        # log of a number is a number, which keeps G's dtype (float32 stays float32)
+        return f"{c.G} * {c.C} * {c.lit(float(np.log(float(a))))}"
+    return f"{c.G} * {c.C} * np.log(np.where(({c.A} == 0) & ({c.B} >= 0), 1.0, {c.A}))"
 
 
 def _axis_args(c, keep=False) -> str:
@@ -685,7 +698,9 @@ def _log_softmax_code(c):
     z, e, top, rest = (c.temps[k] for k in ("z", "e", "top", "rest"))
     axis = c.lit(c.params["axis"])
     if c.textbook:
-        largest, add = f"{c.A}.max(axis={axis}, keepdims=True)", lambda x, d="": f"{x}.sum(axis={axis}, keepdims=True{d})"
+        largest = f"{c.A}.max(axis={axis}, keepdims=True)"
+        add = lambda x, d="": f"({x}).sum(axis={axis}, keepdims=True{d})" if " " in x else (  # noqa: E731
+            f"{x}.sum(axis={axis}, keepdims=True{d})")
     else:
         largest = f"np.maximum.reduce({c.A}, axis={axis}, keepdims=True)"
         add = lambda x, d="": f"np.add.reduce({x}, axis={axis}, keepdims=True{d})"  # noqa: E731
@@ -704,24 +719,41 @@ def _loss_code(c):
     yhat = c.saved["yhat"]
     if c.textbook:
         return _loss_textbook(c, v, y, n, per, (top, z, rest), yhat)
-    def rows(a):  # many short rows: summed across the rows at once, as _reduce_rows does
-        return f"np.add.reduce({a}.T.copy(), axis=0)[:, None]" if n >= 4 * k else (
-            f"np.add.reduce({a}, axis=1, keepdims=True)")
+    # Many short rows are summed across the rows at once, as _reduce_rows does.
+    summed = f"{yhat}.T.copy(), axis=0" if n >= 4 * k else f"{yhat}, axis=1"
     starts = c.const(np.arange(0, n * k, k), "row_starts")  # where each row begins, flat
-    lines = [f"{y} = _check_labels({y}, {c.lit((n, k))})",
+    lines = [*_labels_code(c, y, starts),
              f"{top} = {starts} + {v}.argmax(axis=1)  # each row's largest logit, flat",
              f"{z} = np.subtract({v}, {v}.ravel()[{top}][:, None], order='C')",
              f"{yhat} = np.exp({z})", f"{yhat}.ravel()[{top}] = 0.0",
-             f"{rest} = {rows(yhat)}  # Σ exp(z) over the other classes",
-             f"{yhat}.ravel()[{top}] = 1.0", f"{yhat} /= {rest} + 1.0  # ŷ = softmax({v})"]
+             f"{rest} = np.add.reduce({summed})  # Σ exp(z) over the other classes",
+             f"{yhat}.ravel()[{top}] = 1.0"]
     if c.dtypes[1].kind in "iu":
-        picks = c.saved["picks"]
-        body = f"np.add.reduce(np.log1p({rest})[:, 0] - {z}.take({picks}))"
-        return lines + [f"{picks} = {starts} + {y}  # each row's label, as a flat position",
-                        f"{c.target} = {_over(body, per)}"]
-    cast = f".astype(np.{c.dtype.name})" if c.dtypes[1] != c.dtype else ""
-    body = f"np.add.reduce({y} * (np.log1p({rest}) - {z}), axis=None){cast}"
-    return lines + [f"{c.target} = {_over(body, per)}"]
+        body = f"np.add.reduce(np.log1p({rest}) - {z}.ravel()[{c.saved['picks']}])"
+    else:
+        cast = f".astype(np.{c.dtype.name})" if c.dtypes[1] != c.dtype else ""
+        body = f"np.add.reduce({y} * (np.log1p({rest})[:, None] - {z}), axis=None){cast}"
+    return lines + [f"{c.target} = {_over(body, per)}",
+                    f"{rest} += 1.0  # now Σ exp(z) over every class",
+                    f"{yhat} /= {rest}[:, None]  # ŷ = softmax({v})"]
+
+
+def _labels_code(c, y, starts):
+    """The labels checked as the op checks them; class indices also become flat positions.
+
+    ``ravel_multi_index`` makes each row's flat position and refuses an index
+    outside 0..C-1 in the same pass, so valid labels cost one call; only when
+    it refuses is the op's own check run, for its exact error.
+    """
+    shape = c.lit(c.shapes[0])
+    if c.dtypes[1].kind not in "iu":
+        return [f"{y} = _check_labels({y}, {shape})"]
+    picks, rows = c.saved["picks"], c.const(np.arange(c.shapes[0][0]), "rows")
+    return ["try:  # each row's label as a flat position; an index out of range is refused",
+            f"    {picks} = np.ravel_multi_index(({rows}, {y}), {shape})",
+            "except (TypeError, ValueError):  # the op's own check, for its error",
+            f"    {y} = _check_labels({y}, {shape})",
+            f"    {picks} = {starts} + {y}"]
 
 
 def _loss_textbook(c, v, y, n, per, temps, yhat):

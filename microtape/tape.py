@@ -382,16 +382,25 @@ def _read_only_one(dtype) -> np.ndarray:
 _ONE = {np.dtype(d): _read_only_one(d) for d in (np.float64, np.float32)}
 
 
+def require_scalar(target: Tensor, caller: str) -> None:
+    """Refuse a target that is not a scalar, where no seed says how to weigh its elements.
+
+    The tape's gradient without ``seed=`` and every closed form share this rule.
+    """
+    value = target.value
+    if value.size != 1:
+        named = f" {target.name!r}" if target.name is not None else ""
+        raise ValueError(
+            f"{caller}: the target{named} has shape {value.shape}, not a scalar; "
+            f"reduce it first (e.g. .sum()) or pass seed=, an array of shape {value.shape}"
+        )
+
+
 def _seed_for(target: Tensor, seed: Any, caller: str = "gradient") -> np.ndarray:
     """The output gradient that starts the backward pass."""
     if seed is None:
+        require_scalar(target, caller)
         value = target.value
-        if value.size != 1:
-            named = f" {target.name!r}" if target.name is not None else ""
-            raise ValueError(
-                f"{caller}: the target{named} has shape {value.shape}, not a scalar; "
-                f"reduce it first (e.g. .sum()) or pass seed=, an array of shape {value.shape}"
-            )
         one = _ONE.get(value.dtype)
         if one is None:
             return np.ones(value.shape, dtype=value.dtype)

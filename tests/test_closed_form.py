@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -543,3 +544,255 @@ def test_gradients_of_an_intermediate_come_back_but_sgd_step_refuses_to_update_i
     _close(grads["w"], ref["w"], np.float64)
     with pytest.raises(ValueError, match="nothing to update"):
         cf.sgd_step(0.1)
+
+
+# -- the textbook source, tracebacks and the defects of issue 15 -------------------------
+
+def _textbook(cf, tmp_path):
+    """``cf.source`` run from a real file that imports only numpy."""
+    path = tmp_path / "textbook.py"
+    path.write_text(f"import numpy as np\n\n\n{cf.source}", encoding="utf-8")
+    scope: dict = {}
+    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), scope)
+    return scope["value_and_gradients"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(programs(), st.integers(0, 2**32 - 1))
+def test_the_textbook_source_runs_alone_and_equals_the_tape(tmp_path, program, seed):
+    _, _, dtype, asked = program
+    rng = np.random.default_rng(seed)
+    leaves = [mt.Tensor(rng.uniform(-1, 1, size=(3, 3)).astype(dtype), name=n) for n in "abc"]
+    sources = [s for s, wanted in zip(leaves, asked) if wanted] or leaves[:1]
+    with mt.Tape() as tape:
+        target = _run(program, leaves)
+    cf = tape.closed_form(target, sources)
+    textbook = _textbook(cf, tmp_path)
+    for fresh in (False, True):
+        if fresh:
+            for s in leaves:
+                s.value = rng.uniform(-1, 1, size=(3, 3)).astype(dtype)
+            with mt.Tape() as tape:
+                target = _run(program, leaves)
+        arrays = [_current_value(cf.leaves[n]) for n in cf.inputs]
+        value, grads = textbook(*arrays)
+        _close(value, target.value, dtype)
+        for g, ref in zip(grads, tape.gradient(target, sources)):
+            _close(g, ref, dtype)
+
+
+def _current_value(leaf):
+    return leaf.value if isinstance(leaf, mt.Tensor) else leaf
+
+
+def test_a_traceback_inside_generated_code_shows_its_line():
+    import inspect
+    import traceback
+
+    net, x, labels, tape, J = _two_layer()
+    cf = tape.closed_form(J, net.params)
+    assert inspect.getsource(cf.function) == cf.fast_source
+    bad = np.array(labels)
+    bad[0] = 7
+    with pytest.raises(mt.InputError, match="class index 7 is out of range") as info:
+        cf(labels=bad)  # validated in the generated code, as the op does
+    shown = "".join(traceback.format_tb(info.tb))
+    assert "<microtape closed form" in shown and "_check_labels(labels, (20, 3))" in shown
+
+
+def test_the_loss_keeps_the_ops_precision_for_a_confident_row():
+    w = mt.Tensor(np.array([[0.0, -40.0]]), name="w")
+    for build in (lambda: mt.softmax_cross_entropy(w, np.array([0])),
+                  lambda: -mt.sum(mt.log_softmax(w)[:, 0])):
+        with mt.Tape() as tape:
+            y = build()
+        value, _ = tape.closed_form(y, w)()
+        assert value == y.value and 4e-18 < value < 5e-18
+
+
+def test_unused_sources_are_accepted_and_get_zeros():
+    w, u = mt.Tensor(np.ones(3), name="w"), mt.Tensor(np.ones(2), name="u")
+    with mt.Tape() as tape:
+        y = mt.sum(w * w)
+    cf = tape.closed_form(y, {"w": w, "u": u})
+    value, grads = cf(w=np.full(3, 2.0), u=np.zeros(2))
+    assert value == 12.0 and np.array_equal(grads["u"], np.zeros(2))
+
+
+def test_inputs_named_self_and_lr_can_be_passed():
+    s, lr = mt.Tensor(np.ones(2), name="self"), mt.Tensor(np.ones(2), name="lr")
+    with mt.Tape() as tape:
+        y = mt.sum(s * lr)
+    cf = tape.closed_form(y, [s, lr])
+    assert set(cf.inputs) == {"self_", "lr_"}
+    value, _ = cf(self_=np.full(2, 3.0), lr_=np.ones(2))
+    assert value == 6.0
+    cf.sgd_step(0.5, lr_=lr.value)
+
+
+def test_a_left_out_leaf_with_a_new_shape_is_refused():
+    x, W = mt.Tensor(np.ones(2), name="x"), mt.Tensor(np.ones(3), name="W")
+    with mt.Tape() as tape:
+        y = mt.sum(x * mt.mean(W))
+    cf = tape.closed_form(y, x)
+    W.value = np.ones(6)
+    with pytest.raises(mt.ShapeError, match=r"left-out argument.*'W' has shape \(6,\)"):
+        cf()
+
+
+def test_index_arrays_are_arguments_and_mixed_tuple_indices_work():
+    w = mt.Tensor(np.arange(12.0).reshape(3, 4), name="w")
+    idx = np.array([0, 2])
+    with mt.Tape() as tape:
+        y = mt.sum(w[idx, 1] * w[idx, 1])
+    cf = tape.closed_form(y, w)
+    assert "index" in cf.inputs
+    value, grad = cf(index=np.array([1, 1]))
+    assert value == 2 * 5.0 ** 2 and grad[1, 1] == 4 * 5.0
+
+
+def test_literals_are_valid_python():
+    w = mt.Tensor(np.ones(3), name="w")
+    with mt.Tape() as tape:
+        y = mt.sum(mt.exp(w - float("inf")) + w * float("nan") * 0.0 + mt.sum(w, axis=np.array(0)))
+    cf = tape.closed_form(y, w)
+    value, grad = cf()
+    assert np.isnan(value) and np.isnan(y.value)
+
+
+def test_a_target_that_is_a_source_and_a_non_scalar_target():
+    w = mt.Tensor(np.array(2.0), name="w")
+    with mt.Tape() as tape:
+        v = mt.tanh(mt.Tensor(np.ones(3), name="a"))
+    cf = tape.closed_form(w, w)
+    value, grad = cf()
+    assert value == 2.0 and isinstance(grad, np.ndarray) and grad == 1.0
+    with pytest.raises(ValueError, match="not a scalar"):
+        tape.closed_form(v, v)
+
+
+def test_sgd_step_returns_the_value_before_the_update():
+    w = mt.Tensor(np.array([3.0]), name="w")
+    with mt.Tape() as tape:
+        y = mt.reshape(w, ())
+    cf = tape.closed_form(y, w)
+    assert cf.sgd_step(0.5) == 3.0 and w.value[0] == 2.5
+
+
+def test_code_from_names_never_runs():
+    @mt.primitive("dA = G")
+    def ident(a, **kw):
+        return a, (lambda g: g,)
+    ident.name = "x\nraise SystemExit"
+    w = mt.Tensor(np.ones(2), name="w")
+    with mt.Tape() as tape:
+        h = ident(w, name="h\nimport os")
+        y = mt.sum(h * h)
+    cf = tape.closed_form(y, w)
+    cf()
+    assert "raise SystemExit" not in cf.fast_source.replace("x_raise_SystemExit", "")
+    assert all(line.startswith("- `") for line in cf.equations.splitlines())
+
+
+@pytest.mark.parametrize("bad, phrase", [(-1, "class index -1 is out of range"),
+                                         (3, "class index 3 is out of range")])
+def test_the_fused_step_refuses_labels_out_of_range_with_the_ops_error(bad, phrase):
+    net, x, labels, tape, J = _two_layer()
+    cf = tape.closed_form(J, net.params)
+    wrong = np.array(labels)
+    wrong[5] = bad
+    arrays = {"x": x, "labels": wrong, **{n: p.value.copy() for n, p in net.params.items()}}
+    before = {n: a.copy() for n, a in arrays.items()}
+    for run in (lambda: cf.step_function(*[arrays[n] for n in cf.inputs], 0.1),
+                lambda: cf.function(*[arrays[n] for n in cf.inputs]),
+                lambda: cf(**arrays)):
+        with pytest.raises(mt.InputError, match=phrase):
+            run()
+    assert all(np.array_equal(arrays[n], before[n]) for n in arrays)  # nothing updated
+
+
+def test_soft_label_rows_that_do_not_sum_to_one_are_refused_in_generated_code():
+    w = mt.Tensor(np.zeros((2, 3)), name="w")
+    rows = np.full((2, 3), 1 / 3)
+    with mt.Tape() as tape:
+        y = mt.softmax_cross_entropy(w, rows)
+    cf = tape.closed_form(y, w)
+    assert cf.inputs == ("w", "labels")
+    with pytest.raises(mt.InputError, match="must sum to 1"):
+        cf(labels=rows * 2)
+
+
+# -- leftovers of the compiler: each once wrong in generated code -----------------------
+
+def _function_and_call(y, w):
+    with mt.Tape() as tape:
+        out = y(w)
+    cf = tape.closed_form(out, w)
+    return out, tape.gradient(out, w), cf
+
+
+def test_the_mean_over_an_empty_axis_is_nan_as_the_op_gives():
+    w = mt.Tensor(np.ones((3, 0)), name="w")
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+        out, _, cf = _function_and_call(lambda w: mt.sum(mt.mean(w, axis=1) * 2.0), w)
+    value, grad = cf()
+    assert np.isnan(out.value) and np.isnan(value) and grad.shape == (3, 0)
+
+
+def test_an_int_past_uint64_as_a_constant_is_a_float_in_the_code():
+    w = mt.Tensor(np.ones(3), name="w")
+    out, grad, cf = _function_and_call(lambda w: mt.sum(w * 2**64), w)
+    value, got = cf.function(w.value)
+    assert value == out.value and np.asarray(value).dtype == np.float64
+    assert got[0].dtype == np.float64 and np.array_equal(got[0], grad)
+    assert "18446744073709551616" not in cf.fast_source  # an object array on numpy 1.24
+
+
+def test_a_fraction_operand_gives_a_float_result_not_an_object_array():
+    w = mt.Tensor(np.arange(3.0), name="w")
+    out, grad, cf = _function_and_call(lambda w: mt.sum(w * Fraction(1, 3)), w)
+    value, got = cf.function(w.value)
+    assert np.asarray(value).dtype == np.float64 and got[0].dtype == np.float64
+    np.testing.assert_allclose(got[0], grad, rtol=1e-15)
+
+
+def test_a_number_to_a_float32_power_keeps_float32_gradients_in_the_function():
+    w = mt.Tensor(np.array([0.5, 1.0, 2.0], dtype=np.float32), name="w")
+    out, grad, cf = _function_and_call(lambda w: mt.sum(2.0 ** w), w)
+    value, got = cf.function(w.value)
+    assert grad.dtype == np.float32 and got[0].dtype == np.float32
+    np.testing.assert_allclose(got[0], grad, rtol=1e-6)
+    assert cf()[1].dtype == np.float32
+
+
+def test_a_node_on_plain_arrays_alone_is_recomputed_from_its_argument():
+    from microtape.tape import Node
+
+    rng = np.random.default_rng(0)
+    x, W = rng.normal(size=(4, 3)), mt.Tensor(rng.normal(size=(3, 2)), name="W")
+    with mt.Tape() as tape:
+        value, vjps = mt.tanh.forward(x)  # recorded as a tape that records data-only ops would
+        t = mt.Tensor(value)
+        tape._record(Node(mt.tanh, (x,), t, vjps, {}))
+        y = mt.sum(t @ W)
+    cf = tape.closed_form(y, W)
+    assert cf.inputs == ("x", "W")
+    fresh = rng.normal(size=(4, 3))
+    value, grad = cf(x=fresh)
+    np.testing.assert_allclose(value, np.sum(np.tanh(fresh) @ W.value), rtol=1e-14)
+    np.testing.assert_allclose(grad, np.tanh(fresh).T @ np.ones((4, 2)), rtol=1e-14)
+
+
+def test_an_op_whose_vjp_is_none_gets_no_dead_gradient():
+    @mt.primitive("dA = nothing: no gradient flows through")
+    def doubled(a):
+        return a * 2, (None,)
+
+    w = mt.Tensor(np.arange(3.0), name="w")
+    out, grad, cf = _function_and_call(lambda w: mt.sum(doubled(w) * w), w)
+    value, got = cf()
+    assert value == out.value and np.array_equal(got, grad)
+    assert "d_doubled" not in cf.fast_source and "d_doubled" not in cf.source
+    out, grad, cf = _function_and_call(lambda w: mt.sum(doubled(w)), w)
+    assert np.array_equal(cf()[1], np.zeros(3)) and "d_sum_" not in cf.fast_source

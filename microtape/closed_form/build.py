@@ -9,13 +9,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..naming import TapeNames, ancestors, index_of
-from ..tape import _seed_for
+from ..tape import require_scalar
 from ..tensor import Tensor
 from ..validation import check_labels
 from .backward import Backward
 from .ir import Program
 from .lower import lower_forward
-from .passes import _aliases, frees, in_place
+from .passes import _aliases, frees, in_place, unused
 
 _COUNT = itertools.count(1)
 
@@ -23,7 +23,7 @@ _COUNT = itertools.count(1)
 def lower(nodes: Sequence[Any], target: Tensor, sources: list[Tensor], names: Any = None):
     """The program, the naming view and the backward lowering (for its equations)."""
     end = index_of(nodes, target, "closed_form", sources=[target])
-    _seed_for(target, None, "closed_form")  # a non-scalar target is refused as the tape refuses it
+    require_scalar(target, "closed_form")
     view = TapeNames(ancestors(nodes, target, end), target, names, everything=True)
     args: dict[str, Any] = {}
     consts: dict[str, Any] = {}
@@ -43,7 +43,7 @@ def lower(nodes: Sequence[Any], target: Tensor, sources: list[Tensor], names: An
                       before=view.fresh("value"))
     steps_all = len(updates) == sum(1 for s in sources if id(s) in back.grad)
     program.value_aliases_update = _aliases_update(program)
-    return frees(in_place(program)), view, back, args, steps_all
+    return frees(in_place(unused(program))), view, back, args, steps_all
 
 
 def _aliases_update(program: Program) -> bool:

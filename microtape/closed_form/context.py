@@ -46,9 +46,10 @@ class Context:
         self._names, self._out, self._g = operands, out, None
         self.target, self.i, self.one, self.textbook = out, 0, False, False
         self.values = [x.value if isinstance(x, Tensor) else x for x in node.inputs]
-        self.shapes = [np.shape(v) if not isinstance(v, str) else () for v in self.values]
+        arrays = [isinstance(v, (np.ndarray, np.generic, int, float)) for v in self.values]
+        self.shapes = [np.shape(v) if ok else () for v, ok in zip(self.values, arrays)]
         self.ndims = [len(s) for s in self.shapes]
-        self.dtypes = [np.asarray(v).dtype if not isinstance(v, str) else None for v in self.values]
+        self.dtypes = [np.asarray(v).dtype if ok else None for v, ok in zip(self.values, arrays)]
         self.out_shape, self.dtype = node.output.shape, node.output.dtype
         self.big = node.output.size >= IN_PLACE_MIN_SIZE
         self.params = {**_defaults(node.op), **node.params}
@@ -89,6 +90,20 @@ class Context:
         name = self._view.fresh(f"_{base}")
         self._consts[name] = value
         return name
+
+    def both(self, template: Any, one: bool = False) -> tuple[Any, frozenset[str], Any]:
+        """The template for the fast printer, the names that reads, and for the textbook one.
+
+        ``one``: G is the value function's seed of ones, which a template may drop.
+        """
+        self.one, self.textbook = one, False
+        self.read.clear()
+        fast = self.render(template)
+        reads = frozenset(self.read)
+        self.textbook = True
+        text = self.render(template)
+        self.one, self.textbook = False, False
+        return fast, reads, text
 
     def render(self, template: Any) -> Any:
         """The template's expression or statements for this context."""

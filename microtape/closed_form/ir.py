@@ -2,8 +2,8 @@
 
 Lowering (``lower.py``) turns recorded nodes into a ``Program``; passes
 (``passes.py``) are functions from program to program that read only the
-facts below, never generated text; printers (``fast.py``, ``textbook.py``)
-turn the same program into source.
+facts below, never generated text; the printers (``printing.py``) turn the
+same program into fast and textbook source.
 
 A statement's operation is kept as its op, operand names and raw params
 (``node``, ``operands``, ``role``); ``fast`` and ``text`` are what the op's
@@ -30,8 +30,8 @@ class Stmt:
     node: Any = None               # the recorded node it comes from
     role: int = -1                 # -1: the node's forward; i: the VJP for input i
     operands: tuple[str, ...] = () # the names or literals of the node's inputs
-    fast: Any = None               # expression or statements, for fast.py
-    text: Any = None               # expression or statements, for textbook.py
+    fast: Any = None               # expression or statements, for the fast printer
+    text: Any = None               # expression or statements, for the textbook printer
     temps: dict[str, int] = field(default_factory=dict)  # further names it defines -> size
     comment: str = ""              # why, for the reader of the fast source
     operator: str | None = None    # "+", "-", "*", "/": an elementwise binary op

@@ -64,13 +64,8 @@ def lower_forward(view: TapeNames, args: dict[str, Any], consts: dict) -> tuple[
 
 def _templated(node: Any, c: Context, texts: list[str], out: str) -> Stmt:
     code = node.op.code
-    c.read.clear()
-    fast = c.render(code.forward)
-    reads = set(c.read)
+    fast, reads, text = c.both(code.forward)
     defined = {n for n in (*c.saved.values(), *c.temps.values()) if n in reads}
-    c.textbook = True
-    text = c.render(code.forward)
-    c.textbook = False
     size = node.output.size
     stmt = Stmt(out, "op", frozenset(reads - defined), size, view=code.view, node=node,
                 operands=tuple(texts), fast=fast, text=text,

@@ -1,10 +1,10 @@
 """Passes: functions from program to program, driven by what each statement reads and its size.
 
-``in_place`` lets a large elementwise step reuse its input's buffer when
-nothing reads that input again (nor any view of it, nor a called op's VJPs,
-which may hold it); ``frees`` deletes each large name after its last read, so
-a generated step lets go of memory as the tape does. Neither looks at
-generated text.
+``unused`` drops gradients nothing reads; ``in_place`` lets a large
+elementwise step reuse its input's buffer when nothing reads that input
+again (nor any view of it, nor a called op's VJPs, which may hold it);
+``frees`` deletes each large name after its last read, so a generated step
+lets go of memory as the tape does. None looks at generated text.
 """
 
 from __future__ import annotations
@@ -36,6 +36,23 @@ def _kept(program: Program) -> set[str]:
     kept.update(name for name, *_ in program.results if name)
     kept.update(g for _, g in program.updates)
     return kept
+
+
+def unused(program: Program) -> Program:
+    """Drop backward statements whose names nothing returns or reads.
+
+    A gradient reaches an op's output whenever that output depends on a
+    source, but an op whose VJP for that input is None (or a called op that
+    hands back None) never reads it: its statement would be dead weight.
+    """
+    needed = set(_kept(program))
+    kept = []
+    for stmt in reversed(program.backward):
+        if needed.isdisjoint(stmt.defines):
+            continue
+        needed |= _reads(stmt)
+        kept.append(stmt)
+    return replace(program, backward=kept[::-1])
 
 
 def in_place(program: Program) -> Program:

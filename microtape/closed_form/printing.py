@@ -18,7 +18,8 @@ def _reduce(expr: str, reduce: tuple, textbook: bool) -> str:
     """The adjoint of a broadcast, with the axes fixed from the traced shapes."""
     axes, shape, out_shape = reduce
     axis = axes[0] if len(axes) == 1 else axes
-    summed = f"{expr}.sum(axis={axis})" if textbook else f"np.add.reduce({expr}, axis={axis})"
+    grouped = f"({expr})" if " " in expr else expr
+    summed = f"{grouped}.sum(axis={axis})" if textbook else f"np.add.reduce({expr}, axis={axis})"
     kept = tuple(n for i, n in enumerate(out_shape) if i not in axes)
     return summed if kept == tuple(shape) else f"{summed}.reshape({tuple(shape)})"
 

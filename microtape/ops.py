@@ -680,7 +680,8 @@ def _index_code(c) -> str:
 
 def _getitem_vjp_code(c):
     d, index = c.target, _index_code(c)
-    fill = f"{d}[{index}] = {c.G}" if _is_basic_index(c.values[1]) else f"np.add.at({d}, ({index}), {c.G})"
+    where = f"np.s_[{index}]" if ":" in index or "..." in index else f"({index})"  # a slice needs []
+    fill = f"{d}[{index}] = {c.G}" if _is_basic_index(c.values[1]) else f"np.add.at({d}, {where}, {c.G})"
     return [f"{d} = np.zeros({c.lit(c.shapes[0])}, dtype=np.{c.dtypes[0].name})", fill]
 
 

@@ -58,11 +58,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def check_verdict(net: TwoLayer) -> tuple[str, bool]:
     """One line saying what the --check drawing's green or red leaves found; True if all agree."""
-    checks = check_leaves(TapeView(net.tape, net.loss, net.params))
-    names = {id(t): t.name or "?" for t in [*net.params.values(), *net.data.values()]}
-    failed = [names.get(k, "?") for k, c in checks.items() if not c.passed]
+    view = TapeView(net.tape, net.loss, net.params)
+    checks = check_leaves(view)
+    failed = [view.tensors[k].name for k, c in checks.items() if not c.passed]
     worst = max((c.rel_error for c in checks.values()), default=0.0)
-    leaves = ", ".join(name for k, name in names.items() if k in checks)
+    leaves = ", ".join(view.tensors[k].name for k in checks)
     if failed:
         return (f"finite-difference check: the tape's gradient DISAGREES for {', '.join(failed)} "
                 f"(red in the drawing); largest relative error {worst:.1e}", False)

@@ -25,7 +25,7 @@ from .errors import TraceError
 from .ops import reshape
 from .primitive import _PROMOTES_0D
 from .state import _tracing
-from .tape import Tape, _seed_for
+from .tape import Tape, require_scalar
 from .tensor import Tensor
 
 _ndarray = np.ndarray  # signature()'s first case, inlined on the hot path
@@ -91,17 +91,11 @@ class Compiled:
         return self._entry(args).cf
 
     def __call__(self, *args: Any) -> tuple[np.ndarray, Any]:
-        # _entry's lookup, inlined: this is the hot path of a compiled training loop.
         if _tracing.get():
             raise TraceError(_NESTED.format(self.__name__))
+        # signature(), with its first case inlined: this is a training loop's hot path
         key = tuple([(a.shape, a.dtype) if type(a) is _ndarray else signature(a) for a in args])
-        with self._lock:
-            entry = self._cache.get(key)
-            if entry is not None:
-                self.hits += 1
-                self._cache.move_to_end(key)
-        if entry is None:
-            entry = self._miss(key, args)
+        entry = self._hit(key) or self._miss(key, args)
         value, grads = entry.function(*entry.bind(args))
         if entry.finish is not None:
             value, grads = entry.finish(value, grads)
@@ -111,24 +105,23 @@ class Compiled:
         if _tracing.get():
             raise TraceError(_NESTED.format(self.__name__))
         key = tuple(map(signature, args))
+        return self._hit(key) or self._miss(key, args)
+
+    def _hit(self, key: tuple) -> _Entry | None:
+        """The entry cached under ``key``, now the most recently used, or None."""
         with self._lock:
             entry = self._cache.get(key)
             if entry is not None:
                 self.hits += 1
                 self._cache.move_to_end(key)
-                return entry
-        return self._miss(key, args)
+            return entry
 
     def _miss(self, key: tuple, args: tuple) -> _Entry:
         places = self._by_value.get(key)
         if places is not None:
-            full = (key, places, tuple(value_key(at(args, p)) for p in places))
-            with self._lock:
-                entry = self._cache.get(full)
-                if entry is not None:
-                    self.hits += 1
-                    self._cache.move_to_end(full)
-                    return entry
+            entry = self._hit((key, places, tuple(value_key(at(args, p)) for p in places)))
+            if entry is not None:
+                return entry
         _check_argnums(self.positions, args)
         entry, held = self._trace(args)  # outside the lock: f may be slow, or compiled itself
         with self._lock:
@@ -163,7 +156,7 @@ class Compiled:
                                 f"not {type(out).__name__}")
             if tape.index_of(out, "gradient", listed) == 0:
                 out = reshape(out, out.shape)  # f returned a source itself: record the identity
-        _seed_for(out, None, "gradient")  # a target that is not a scalar: refused as eagerly
+        require_scalar(out, "gradient")  # refused as the eager tape refuses it
         cf = tape.closed_form(out, listed)
         bind = binder(cf, traced, args, sources)
         return _Entry(cf, bind, _finisher(cf, listed)), baked(tape.nodes, traced, sources)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections import OrderedDict, namedtuple
+from collections import namedtuple
 from typing import Any, Callable
 
 import numpy as np
@@ -54,10 +54,11 @@ class _TracingTape(Tape):
 class _Entry:
     """One signature's closed form and how a call's arguments become its inputs."""
 
-    __slots__ = ("cf", "function", "bind", "finish")
+    __slots__ = ("cf", "function", "bind", "finish", "used")
 
     def __init__(self, cf: Any, bind: Callable, finish: Callable | None) -> None:
         self.cf, self.function, self.bind, self.finish = cf, cf.function, bind, finish
+        self.used = 0  # when it was last used, on the cache's clock of calls
 
 
 class Compiled:
@@ -68,7 +69,8 @@ class Compiled:
     def __init__(self, f: Callable, argnums: Any, positions: tuple[int, ...], single: bool,
                  kind: str = "value_and_grad") -> None:
         self.f, self.positions, self.single = f, positions, single
-        self._cache: OrderedDict[tuple, _Entry] = OrderedDict()
+        self._cache: dict[tuple, _Entry] = {}
+        self._clock = 0  # calls so far: each entry keeps the tick of its last use
         self._by_value: dict[tuple, tuple] = {}  # signature -> places whose values key too
         self._lock = threading.Lock()  # the bookkeeping only: tracing runs outside it
         self.hits = self.misses = 0
@@ -113,7 +115,8 @@ class Compiled:
             entry = self._cache.get(key)
             if entry is not None:
                 self.hits += 1
-                self._cache.move_to_end(key)
+                self._clock += 1
+                entry.used = self._clock  # a tick, not a reordering: hits stay cheap
             return entry
 
     def _miss(self, key: tuple, args: tuple) -> _Entry:
@@ -133,9 +136,11 @@ class Compiled:
                 if len(self._by_value) > self.maxsize:
                     del self._by_value[next(iter(self._by_value))]
                 key = (key, places, tuple(value_key(at(args, p)) for p in places))
+            self._clock += 1
+            entry.used = self._clock
             self._cache[key] = entry
-            while len(self._cache) > self.maxsize:
-                self._cache.popitem(last=False)  # the least recently used goes
+            if len(self._cache) > self.maxsize:  # the least recently used goes
+                del self._cache[min(self._cache, key=lambda k: self._cache[k].used)]
         return entry
 
     def _trace(self, args: tuple) -> tuple[_Entry, list]:

@@ -316,7 +316,7 @@ def pow(a, p):
 
 
 @primitive("dA = G ∘ C  (exp is its own derivative; C saved)",
-           code=Code("np.exp({A})", "{G} * {C}", math=("{G} ∘ {C}",)))
+           code=Code("np.exp({A})", lambda c: _exp_vjp_code(c), math=("{G} ∘ {C}",)))
 def exp(a):
     """C = exp(A)."""
     c = np.exp(a)
@@ -330,7 +330,7 @@ def log(a):
 
 
 @primitive("dA = G ∘ (1 − T²)  (from the saved output T)",
-           code=Code("np.tanh({A})", "{G} * (1.0 - {C} * {C})", math=("{G} ∘ (1 − {C}²)",)))
+           code=Code("np.tanh({A})", lambda c: _tanh_vjp_code(c), math=("{G} ∘ (1 − {C}²)",)))
 def tanh(a):
     """T = tanh(A)."""
     t = np.tanh(a)
@@ -582,7 +582,24 @@ def _sigmoid_vjp_code(c):
         return f"{c.G} * {c.C} * (1 - {c.C})"
     if not c.big:  # (G ∘ S) ∘ (1 − S), as the op multiplies, in one fresh buffer
         return [f"{d} = {c.G} * {c.C}", f"{d} *= 1.0 - {c.C}"]
+    if c.spare(c.G, c.C):  # neither read again: the same steps in G's and S's buffers
+        return [f"{d} = {c.G}", f"{d} *= {c.C}", f"np.subtract(1.0, {c.C}, out={c.C})",
+                f"{d} *= {c.C}"]
     return [f"{d} = 1.0 - {c.C}", f"{d} *= {c.C}", f"{d} *= {c.G}"]
+
+
+def _tanh_vjp_code(c):
+    t, d = c.C, c.target
+    if c.big and c.spare(t):  # T not read again: 1 − T² in its buffer, then times G
+        return [f"{d} = {t}", f"np.multiply({d}, {d}, out={d})",
+                f"np.subtract(1.0, {d}, out={d})", f"{d} *= {c.G}"]
+    return f"{c.G} * (1.0 - {t} * {t})"
+
+
+def _exp_vjp_code(c):
+    if c.big and c.spare(c.C):  # C = exp(A) not read again: G ∘ C in its buffer
+        return [f"{c.target} = {c.C}", f"{c.target} *= {c.G}"]
+    return f"{c.G} * {c.C}"
 
 
 def _pow_base_code(c):

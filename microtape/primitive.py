@@ -167,7 +167,10 @@ class Code:
     the forward makes for its VJPs (``c.saved["yhat"]``), ``temps`` the
     forward's scratch names (``c.temps["z"]``): the closed form allocates
     both and frees them after their last use. ``operator`` marks an
-    elementwise ``A op B``, which may then run in ``A``'s buffer.
+    elementwise ``A op B``, which may then run in ``A``'s buffer. A VJP
+    template may likewise ask ``c.spare(c.G, c.C)`` and, if told yes, write
+    its fast form in those buffers; the closed form says yes only where
+    nothing reads, holds or returns them afterwards.
     """
 
     __slots__ = ("forward", "vjps", "math", "name", "when", "view", "grad_view", "saved",

@@ -87,17 +87,26 @@ class Backward:
         if code.vjps[i] == "{G}" and not axes:
             self.terms.setdefault(id(x), []).append((g, False, maths, dtype))  # a rename
             return
-        self.stmts.append(self._vjp(node, i, x, name, g, axes))
+        # A template may work in G's and the output's buffers only where they are
+        # the gradient's own shape and dtype (and G is not the seed, which is kept).
+        spare = (not axes and g != self.seed and g_dtype == node.output.dtype
+                 and x.shape == node.output.shape)
+        self.stmts.append(self._vjp(node, i, x, name, g, axes, spare))
         fresh = bool(axes) or not code.grad_view
         self.terms.setdefault(id(x), []).append((name, fresh, maths, dtype))
 
-    def _vjp(self, node: Any, i: int, x: Tensor, name: str, g: str, axes: tuple) -> Stmt:
+    def _vjp(self, node: Any, i: int, x: Tensor, name: str, g: str, axes: tuple,
+             spare: bool) -> Stmt:
         c, template = self.contexts[id(node)], node.op.code.vjps[i]
         c.target, c.i, c._g = name, i, g
+        c.dead = frozenset() if spare else None
         fast, reads, text = c.both(template)
+        c.dead = None
         stmt = Stmt(name, "vjp", reads, x.size, view=node.op.code.grad_view and not axes,
                     node=node, role=i, fast=fast, text=text,
                     reduce=(axes, x.shape, node.output.shape) if axes else None)
+        if spare and c.asked:
+            stmt.spare, stmt.spare_fast = c.sparing(template)
         if g == self.seed:  # the value function's seed is ones: the template may drop G
             stmt.one_fast, stmt.one_reads, stmt.one_text = c.both(template, one=True)
         return stmt

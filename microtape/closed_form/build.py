@@ -15,7 +15,7 @@ from ..validation import check_labels
 from .backward import Backward
 from .ir import Program
 from .lower import lower_forward
-from .passes import _aliases, frees, in_place, unused
+from .passes import _aliases, frees, in_place, spare, unused
 
 _COUNT = itertools.count(1)
 
@@ -43,7 +43,7 @@ def lower(nodes: Sequence[Any], target: Tensor, sources: list[Tensor], names: An
                       before=view.fresh("value"))
     steps_all = len(updates) == sum(1 for s in sources if id(s) in back.grad)
     program.value_aliases_update = _aliases_update(program)
-    return frees(in_place(unused(program))), view, back, args, steps_all
+    return frees(spare(in_place(unused(program)))), view, back, args, steps_all
 
 
 def _aliases_update(program: Program) -> bool:

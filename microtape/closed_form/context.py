@@ -7,7 +7,8 @@ writes one as Python source. The names a template may use besides its
 operands are declared on ``Code``: ``saved`` (made by the forward, read by
 the VJPs) and ``temps`` (the forward's own scratch names). Every name a
 template touches is recorded in ``read``, so passes know what a statement
-reads without reading its text.
+reads without reading its text. ``c.spare(...)`` lets a VJP template offer a
+fast form that overwrites operands; see ``Context.spare``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Context:
 
     __slots__ = ("_names", "_out", "_g", "target", "i", "one", "textbook", "values", "shapes",
                  "ndims", "dtypes", "out_shape", "dtype", "big", "params", "saved", "temps",
-                 "read", "_consts", "_fresh", "_view")
+                 "read", "_consts", "_fresh", "_view", "dead", "asked")
 
     def __init__(self, node: Any, operands: list[str], out: str, saved: dict[str, str],
                  temps: dict[str, str], consts: dict, view: Any) -> None:
@@ -57,6 +58,8 @@ class Context:
         self.saved, self.temps = _Logged(saved), _Logged(temps)
         self.saved.read = self.temps.read = self.read
         self._consts, self._view = consts, view
+        self.dead: frozenset[str] | None = None  # None: this render may overwrite nothing
+        self.asked: set[str] = set()
 
     def _use(self, name: str | None) -> str | None:
         if name is not None:
@@ -98,12 +101,33 @@ class Context:
         """
         self.one, self.textbook = one, False
         self.read.clear()
+        self.asked.clear()
         fast = self.render(template)
         reads = frozenset(self.read)
         self.textbook = True
         text = self.render(template)
         self.one, self.textbook = False, False
         return fast, reads, text
+
+    def spare(self, *names: str) -> bool:
+        """May the fast form overwrite these operands' buffers (``d_h *= h``)?
+
+        A template asks before writing a form that works in place. The
+        closed form renders such a form apart (``sparing``), and a pass picks
+        it only where nothing reads, holds or returns those names after the
+        statement (passes.spare). The textbook form never asks.
+        """
+        if self.textbook or self.dead is None:
+            return False
+        self.asked.update(names)
+        return self.dead.issuperset(names)
+
+    def sparing(self, template: Any) -> tuple[frozenset[str], Any]:
+        """The names the last fast render asked to overwrite, and the form that overwrites them."""
+        asked = self.dead = frozenset(self.asked)
+        fast = self.render(template)
+        self.dead = None
+        return asked, fast
 
     def render(self, template: Any) -> Any:
         """The template's expression or statements for this context."""

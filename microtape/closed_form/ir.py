@@ -8,7 +8,9 @@ same program into fast and textbook source.
 A statement's operation is kept as its op, operand names and raw params
 (``node``, ``operands``, ``role``); ``fast`` and ``text`` are what the op's
 template wrote for each printer, as one expression or a list of statements
-assigning ``name``. Passes never look inside them.
+assigning ``name``. Passes never look inside them. A VJP template may also
+write a fast form that works in the buffers of operands it names
+(``spare``); a pass picks it when nothing reads, holds or returns them after.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ class Stmt:
     one_fast: Any = None           # fast and text when G is the value function's seed of ones
     one_text: Any = None
     one_reads: frozenset[str] | None = None
+    spare: frozenset[str] = frozenset()  # names the template can overwrite, if dead after it
+    spare_fast: Any = None         # the fast form that overwrites them
     in_place: bool = False         # set by passes: ``name`` reuses operands[0]'s buffer
+    overwrites: tuple[str, ...] = ()  # set by passes: ``spare`` is dead, ``spare_fast`` runs
     frees: tuple[str, ...] = ()    # set by passes: names dead after this statement
 
     @property

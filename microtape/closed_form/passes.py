@@ -3,7 +3,8 @@
 ``unused`` drops gradients nothing reads; ``in_place`` lets a large
 elementwise step reuse its input's buffer when nothing reads that input
 again (nor any view of it, nor a called op's VJPs, which may hold it);
-``frees`` deletes each large name after its last read, so a generated step
+``spare`` does the same for a VJP that offers to work in its operands'
+buffers (the sigmoid's ``d_h *= h``); ``frees`` deletes each large name after its last read, so a generated step
 lets go of memory as the tape does. None looks at generated text.
 """
 
@@ -38,6 +39,21 @@ def _kept(program: Program) -> set[str]:
     return kept
 
 
+def _later_reads(stmts: list[Stmt]) -> list[frozenset[str]]:
+    """For each statement, every name read after it."""
+    later: list[frozenset[str]] = [frozenset()] * len(stmts)
+    seen: set[str] = set()
+    for k in range(len(stmts) - 1, -1, -1):
+        later[k] = frozenset(seen)
+        seen |= _reads(stmts[k])
+    return later
+
+
+def _holders(name: str, alias: dict[str, set[str]]) -> set[str]:
+    """``name`` and every name that may share its memory (its views, VJPs that hold it)."""
+    return {name} | {n for n, shared in alias.items() if name in shared}
+
+
 def unused(program: Program) -> Program:
     """Drop backward statements whose names nothing returns or reads.
 
@@ -60,11 +76,7 @@ def in_place(program: Program) -> Program:
     stmts = program.forward
     made = {s.name: s for s in stmts if s.kind == "op" and not s.view}
     alias, kept = _aliases(program.statements), _kept(program)
-    later_reads = [frozenset()] * len(program.statements)
-    seen: set[str] = set()
-    for k in range(len(program.statements) - 1, -1, -1):
-        later_reads[k] = frozenset(seen)
-        seen |= _reads(program.statements[k])
+    later_reads = _later_reads(program.statements)
     out = []
     for k, stmt in enumerate(stmts):
         source = stmt.operands[0] if stmt.operands else None
@@ -73,11 +85,32 @@ def in_place(program: Program) -> Program:
                 and donor.node.output.shape == stmt.node.output.shape
                 and donor.node.output.dtype == stmt.node.output.dtype
                 and stmt.operands[1] != source and source not in kept):
-            holders = {source} | {n for n, shared in alias.items() if source in shared}
+            holders = _holders(source, alias)
             if not holders & later_reads[k] and not holders & kept:
                 stmt = replace(stmt, in_place=True)
         out.append(stmt)
     return replace(program, forward=out)
+
+
+def spare(program: Program) -> Program:
+    """``d_h *= h`` where the sigmoid's VJP offers it and d_h and h are dead after it.
+
+    A name may be overwritten only if its statement made it as a fresh array
+    (not a view, not an argument), and neither it nor anything that may share
+    its memory is read after, returned or updated.
+    """
+    stmts = program.statements
+    owned = {s.name for s in stmts if s.kind in ("op", "vjp", "sum") and not s.view}
+    alias, kept = _aliases(stmts), _kept(program)
+    later_reads = _later_reads(stmts)
+    n = len(program.forward)
+    backward = []
+    for k, stmt in enumerate(stmts[n:], n):
+        if stmt.spare and all(name in owned and not _holders(name, alias) & (later_reads[k] | kept)
+                              for name in stmt.spare):
+            stmt = replace(stmt, fast=stmt.spare_fast, overwrites=tuple(sorted(stmt.spare)))
+        backward.append(stmt)
+    return replace(program, backward=backward)
 
 
 def frees(program: Program) -> Program:

@@ -39,6 +39,9 @@ def _body(stmt: Stmt, textbook: bool, one: bool) -> list[str]:
         comment = f"  # {stmt.comment}" if stmt.comment and stmt.kind != "call" else ""
         return lines + [f"{stmt.name} = {expr}{comment}"]
     lines += list(code)
+    if stmt.overwrites and not textbook:
+        names = " and ".join(stmt.overwrites)
+        lines[-len(code)] += f"  # in place: {names} {'is' if len(stmt.overwrites) == 1 else 'are'} not read again"
     if stmt.reduce:
         lines.append(f"{stmt.name} = {_reduce(stmt.name, stmt.reduce, textbook)}")
     return lines

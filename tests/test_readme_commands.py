@@ -149,7 +149,7 @@ def test_viz_check_verdict_names_a_leaf_whose_gradient_is_wrong():
     net = two_layer()
     net.tape.backward(net.loss)
     text, passed = check_verdict(net)
-    assert passed and "agree for every leaf (W1, b1, W2, b2, X" in text
+    assert passed and "agree for every leaf (X, W1, b1, W2, b2)" in text  # in the drawing's order
     net.params["b2"].grad = net.params["b2"].grad * 1.1       # as a wrong VJP would leave it
     text, passed = check_verdict(net)
     assert not passed and "DISAGREES for b2" in text

@@ -8,6 +8,7 @@ traced and fresh values, and the derivation's network to a golden file.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import re
 from fractions import Fraction
@@ -840,3 +841,19 @@ def test_a_large_buffer_still_held_by_a_view_or_a_vjp_is_not_worked_in_place(hol
     _close(value, y.value, np.float64)
     for g, ref in zip(grads, tape.gradient(y, [w, b])):
         _close(g, ref, np.float64)
+
+
+def test_the_generated_lines_live_as_long_as_the_function():
+    # linecache holds each closed form's source for tracebacks and inspect;
+    # a compile=True loop that traces many signatures must not keep them all.
+    import gc
+    import linecache
+    w = mt.Tensor(np.ones(3), name="w")
+    with mt.Tape() as tape:
+        y = mt.sum(w * w)
+    cf = tape.closed_form(y, w)
+    files = {cf.function.__code__.co_filename, cf.step_function.__code__.co_filename}
+    assert inspect.getsource(cf.function) == cf.fast_source and files <= set(linecache.cache)
+    del cf
+    gc.collect()
+    assert not files & set(linecache.cache)

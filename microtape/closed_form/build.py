@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import linecache
+import weakref
 from typing import Any, Sequence
 
 import numpy as np
@@ -15,7 +16,7 @@ from ..validation import check_labels
 from .backward import Backward
 from .ir import Program
 from .lower import lower_forward
-from .passes import _aliases, frees, in_place, spare, unused
+from .passes import aliases, frees, in_place, spare, unused
 
 _COUNT = itertools.count(1)
 
@@ -47,7 +48,7 @@ def lower(nodes: Sequence[Any], target: Tensor, sources: list[Tensor], names: An
 
 
 def _aliases_update(program: Program) -> bool:
-    alias = _aliases(program.statements)
+    alias = aliases(program.statements)
     holders = {program.value} | alias.get(program.value, set())
     return any(p in holders for p, _ in program.updates)
 
@@ -58,4 +59,6 @@ def compile_function(source: str, name: str, consts: dict) -> Any:
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = {"np": np, "_check_labels": check_labels, **consts}
     exec(compile(source, filename, "exec"), namespace)
-    return namespace[name]
+    function = namespace[name]
+    weakref.finalize(function, linecache.cache.pop, filename, None)  # the lines live as long as it
+    return function

@@ -13,6 +13,7 @@ fast form that overwrites operands; see ``Context.spare``.
 
 from __future__ import annotations
 
+import inspect
 import math
 import string
 from fractions import Fraction
@@ -171,8 +172,7 @@ def literal(x: Any) -> str:
 def _defaults(op: Any) -> dict[str, Any]:
     """The op's keyword parameters left at their defaults, which a template also needs."""
     found = getattr(op, "_defaults", None)
-    if found is None:
-        import inspect
+    if found is None:  # read once per op from its forward's signature
         found = {p.name: p.default for p in inspect.signature(op.forward).parameters.values()
                  if p.default is not p.empty}
         op._defaults = found

@@ -20,7 +20,7 @@ def _reads(stmt: Stmt) -> frozenset[str]:
     return stmt.reads if stmt.one_reads is None else stmt.reads | stmt.one_reads
 
 
-def _aliases(stmts: list[Stmt]) -> dict[str, set[str]]:
+def aliases(stmts: list[Stmt]) -> dict[str, set[str]]:
     """For each name, the names whose memory it may share (views, and VJPs that hold inputs)."""
     alias: dict[str, set[str]] = {}
     for stmt in stmts:
@@ -75,7 +75,7 @@ def in_place(program: Program) -> Program:
     """``t = xW1 + b1`` as ``t = xW1; t += b1`` when the large buffer x W1 is dead after it."""
     stmts = program.forward
     made = {s.name: s for s in stmts if s.kind == "op" and not s.view}
-    alias, kept = _aliases(program.statements), _kept(program)
+    alias, kept = aliases(program.statements), _kept(program)
     later_reads = _later_reads(program.statements)
     out = []
     for k, stmt in enumerate(stmts):
@@ -101,7 +101,7 @@ def spare(program: Program) -> Program:
     """
     stmts = program.statements
     owned = {s.name for s in stmts if s.kind in ("op", "vjp", "sum") and not s.view}
-    alias, kept = _aliases(stmts), _kept(program)
+    alias, kept = aliases(stmts), _kept(program)
     later_reads = _later_reads(stmts)
     n = len(program.forward)
     backward = []

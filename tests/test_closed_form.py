@@ -857,3 +857,17 @@ def test_the_generated_lines_live_as_long_as_the_function():
     del cf
     gc.collect()
     assert not files & set(linecache.cache)
+
+
+def test_each_equation_belongs_to_the_statement_that_computes_its_gradient():
+    # The program is data: cf.equations is printed from the statements, each
+    # carrying the derivation's line for the gradient it defines.
+    from microtape.closed_form.build import lower
+    net = TwoLayerNet(3, 4, 3, seed=0)
+    with mt.Tape() as tape:
+        loss = net.loss(np.ones((5, 3)), np.array([0, 1, 2, 0, 1]))
+    program, *_ = lower(tape.nodes, loss, list(net.params.values()))
+    carried = {s.name: s.equations for s in program.backward if s.equations}
+    assert carried == {"d_v": ("delta2 = (ŷ − y) / N",), "d_b2": ("db2 = column sums of delta2",),
+                       "d_W2": ("dW2 = hᵀ delta2",), "d_t": ("delta1 = (delta2 W2ᵀ) ∘ h ∘ (1 − h)",),
+                       "d_b1": ("db1 = column sums of delta1",), "d_W1": ("dW1 = xᵀ delta1",)}

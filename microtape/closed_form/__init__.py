@@ -20,7 +20,7 @@ from ..primitive import _PROMOTES_0D
 from ..tape import Tape
 from ..tensor import Tensor
 from .build import compile_function, lower
-from .printing import print_function
+from .printing import print_equations, print_function
 
 __all__ = ["ClosedForm", "closed_form"]
 
@@ -51,7 +51,7 @@ class ClosedForm:
         if steps:
             self.step_source = print_function(program, True, False, "sgd_step")
             self.step_function = compile_function(self.step_source, "sgd_step", program.consts)
-        self.equations: str = "\n".join(f"- `{e}`" for e in back.equations) + "\n"
+        self.equations: str = print_equations(program)
         self._node_equations = back.node_equations
         self._shape = shape
         self._dtypes = (program.target.dtype, tuple(s.dtype for s in sources))

@@ -37,10 +37,7 @@ class Backward:
         self.grad: dict[int, tuple[str, bool, np.dtype]] = {}
         self.stmts: list[Stmt] = []
         self.seed = ""
-
-    @property
-    def equations(self) -> list[str]:
-        return self.maths.lines
+        self.seed_equations: list[str] = []  # for gradients that are the seed, handed on
 
     @property
     def node_equations(self) -> dict[int, str]:
@@ -126,4 +123,14 @@ class Backward:
                                            "their gradients add up"))
             fresh, dtype = True, np.result_type(*[t[3] for t in terms])
         self.grad[id(x)] = (name, fresh, dtype)
-        self.maths.received(x, id(x) in self.sources, [t[2] for t in terms])
+        equation = self.maths.received(x, id(x) in self.sources, [t[2] for t in terms])
+        if equation is not None:
+            self._attach(name, equation)
+
+    def _attach(self, name: str, equation: str) -> None:
+        """Give the statement that computes ``name`` its equation (a rename's too)."""
+        for stmt in reversed(self.stmts):
+            if name in stmt.defines:
+                stmt.equations += (equation,)
+                return
+        self.seed_equations.append(equation)  # the seed itself, handed on unchanged

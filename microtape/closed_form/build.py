@@ -41,7 +41,7 @@ def lower(nodes: Sequence[Any], target: Tensor, sources: list[Tensor], names: An
             updates.append((view.of(s), got[0]))
     program = Program(list(args), forward, backward, view.of(target), results, target=target,
                       seed=back.seed, lr="lr", updates=updates, consts=consts,
-                      before=view.fresh("value"))
+                      before=view.fresh("value"), seed_equations=tuple(back.seed_equations))
     steps_all = len(updates) == sum(1 for s in sources if id(s) in back.grad)
     program.value_aliases_update = _aliases_update(program)
     return frees(spare(in_place(unused(program)))), view, back, args, steps_all

@@ -16,10 +16,10 @@ from . import wording
 
 
 class Equations:
-    """Per tensor id, its gradient's symbol and maths; the equations shown so far."""
+    """Per tensor id, its gradient's symbol and maths; per node, the step page's line."""
 
     __slots__ = ("view", "contexts", "target", "producer", "deltas", "symbols", "gmath",
-                 "lines", "by_node")
+                 "by_node")
 
     def __init__(self, view: Any, contexts: dict) -> None:
         self.view, self.contexts, self.target = view, contexts, view.target
@@ -27,7 +27,6 @@ class Equations:
         self.deltas = wording.delta_names(view.nodes, self.producer)
         self.symbols = {id(self.target): wording.gradient_symbol(view.of(self.target))}
         self.gmath = {id(self.target): "1"}
-        self.lines: list[str] = []
         self.by_node: dict[int, str] = {}
 
     def symbol(self, x: Tensor) -> str:
@@ -59,11 +58,11 @@ class Equations:
             maths = wording.summed(maths, axes, x.shape, out.shape)
         return maths
 
-    def received(self, x: Tensor, is_source: bool, terms: list[str]) -> None:
-        """All of x's terms are in: show its equation, or keep its maths for inline use."""
+    def received(self, x: Tensor, is_source: bool, terms: list[str]) -> str | None:
+        """All of x's terms are in: its equation when shown, else None (its maths goes inline)."""
         maths, symbol = " + ".join(terms), self.symbol(x)
         if wording.shown(is_source, len(terms), maths, symbol):
-            self.lines.append(f"{symbol} = {maths}")
             self.gmath[id(x)] = symbol
-        else:
-            self.gmath[id(x)] = maths
+            return f"{symbol} = {maths}"
+        self.gmath[id(x)] = maths
+        return None

@@ -28,7 +28,7 @@ class Stmt:
     reads: frozenset[str]          # every name it reads
     size: int = 0                  # elements of ``name``
     view: bool = False             # may ``name`` share memory with what it reads?
-    equation: str | None = None    # what it computes, in the derivation's notation
+    equations: tuple[str, ...] = ()  # what it computes, in the derivation's notation
     node: Any = None               # the recorded node it comes from
     role: int = -1                 # -1: the node's forward; i: the VJP for input i
     operands: tuple[str, ...] = () # the names or literals of the node's inputs
@@ -68,6 +68,7 @@ class Program:
     consts: dict[str, Any] = field(default_factory=dict)          # held values (fast only)
     before: str = "value"                 # the step's copy of the value, when an update aliases it
     value_aliases_update: bool = False
+    seed_equations: tuple[str, ...] = ()  # equations of gradients that are the seed itself
 
     @property
     def statements(self) -> list[Stmt]:

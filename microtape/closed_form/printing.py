@@ -105,3 +105,9 @@ def _ending(program: Program, step: bool) -> list[str]:
         lines.insert(1, f"{program.before} = np.array({value})  # the value before the update")
         value = program.before
     return lines + [f"{p} += {g}" for p, g in program.updates] + [f"return {value}"]
+
+
+def print_equations(program: Program) -> str:
+    """The backward pass in the derivation's notation: each statement's equations, in order."""
+    lines = [*program.seed_equations, *(e for stmt in program.backward for e in stmt.equations)]
+    return "".join(f"- `{e}`\n" for e in lines) or "\n"

@@ -25,7 +25,22 @@ __all__ = ["fit", "History", "TrainingError"]
 
 
 class TrainingError(FloatingPointError):
-    """The loss stopped being a finite number; the message says where and why."""
+    """The loss stopped being a finite number or ran away; the message says where and why.
+
+    ``what`` says what happened and where; ``lr`` is the optimizer's learning
+    rate, since a smaller one is what to try (the training command names its
+    ``--lr`` flag instead of the word).
+    """
+
+    def __init__(self, what: str, lr: float | None = None) -> None:
+        self.what, self.lr = what, lr
+        now = f" (now lr={lr:g})" if lr is not None else ""
+        super().__init__(f"{what}; lower the learning rate{now}")
+
+
+# An epoch whose mean loss is this many times the loss training started from
+# has run away: no schedule recovers from that, so training stops and says so.
+DIVERGED = 1000
 
 
 @dataclass
@@ -42,7 +57,8 @@ class History:
 def fit(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray, *,
         epochs: int, batch_size: int, seed: int = 0,
         test: tuple[np.ndarray, np.ndarray] | None = None,
-        on_epoch: Callable[[int, History], Any] | None = None, compile: bool = False) -> History:
+        on_epoch: Callable[[int, History], Any] | None = None, compile: bool = False,
+        detect_anomaly: bool = False) -> History:
     """Train ``net`` in place for ``epochs`` passes over (x, y); return the History.
 
     Each epoch visits the examples in a new order drawn from
@@ -54,39 +70,73 @@ def fit(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray, *
     ``compile=True`` computes each step's gradients with the closed form the
     tape writes for the network (``mt.value_and_grad(..., compile=True)``:
     recorded once per batch shape, then plain generated numpy).
+    ``detect_anomaly=True`` records and differentiates each step under
+    ``mt.detect_anomaly()``: the first op to make a NaN or Inf raises
+    ``mt.AnomalyError``, whose ``tape`` ``viz.render_anomaly`` draws.
 
     Raises ValueError before training for data that do not fit the network
     or hold NaN or inf (``mt.InputError`` or ``mt.ShapeError`` for labels,
     as the loss does), and :class:`TrainingError` as soon as a batch's loss
-    is NaN or infinite, before that batch's update.
+    is NaN or infinite, before that batch's update, or when an epoch's mean
+    loss is over ``DIVERGED`` (1000) times the first step's: the run diverged.
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"fit: epochs and batch_size must be at least 1, got {epochs} and {batch_size}")
+    if compile and detect_anomaly:
+        raise ValueError("fit: detect_anomaly checks the tape's ops, and compile=True trains "
+                         "without a tape; drop one of them")
     x, y = _check_data(net, x, y)
-    rng = np.random.default_rng(seed)
-    history = History()
-    step = _compiled_step(net) if compile else _tape_step(net)
-    start = time.perf_counter()
-    # Overflow on the way to a non-finite loss is reported by the check below,
+    step = _compiled_step(net) if compile else _tape_step(net, detect_anomaly)
+    # Overflow on the way to a non-finite loss is reported by the checks below,
     # with the epoch, the batch and a hint; numpy's warnings would only repeat it.
     with np.errstate(over="ignore", invalid="ignore"):
-        for epoch in range(1, epochs + 1):
-            _epoch(net, optimizer, step, x, y, rng, batch_size, epoch, history)
-            history.train_accuracy.append(net.accuracy(x, y))
-            if test is not None:
-                history.test_accuracy.append(net.accuracy(*test))
-            history.seconds = time.perf_counter() - start
-            if on_epoch is not None:
-                on_epoch(epoch, history)
+        return _epochs(net, optimizer, step, x, y, np.random.default_rng(seed), epochs,
+                       batch_size, test, on_epoch)
+
+
+def _epochs(net: MLP, optimizer: mt.optim.Optimizer, step: Callable, x: np.ndarray,
+            y: np.ndarray, rng: np.random.Generator, epochs: int, batch_size: int,
+            test: tuple[np.ndarray, np.ndarray] | None,
+            on_epoch: Callable[[int, History], Any] | None) -> History:
+    """The training loop of ``fit``, epoch after epoch."""
+    history, first_loss = History(), math.nan
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        first = _epoch(net, optimizer, step, x, y, rng, batch_size, epoch, history)
+        first_loss = first if epoch == 1 else first_loss
+        _check_progress(history, first_loss, epoch, getattr(optimizer, "lr", None))
+        history.train_accuracy.append(net.accuracy(x, y))
+        if test is not None:
+            history.test_accuracy.append(net.accuracy(*test))
+        history.seconds = time.perf_counter() - start
+        if on_epoch is not None:
+            on_epoch(epoch, history)
     return history
 
 
-def _tape_step(net: MLP) -> Callable:
+def _tape_step(net: MLP, detect_anomaly: bool = False) -> Callable:
     """One batch's loss, and a function giving its gradients, from a fresh tape."""
+    if detect_anomaly:
+        return _checked_step(net)
+
     def step(xb: np.ndarray, yb: np.ndarray) -> tuple[float, Callable[[], dict]]:
         with mt.Tape(persistent=False) as tape:  # asked once: frees values as it goes
             loss = net.loss(xb, yb)
         return float(loss.value), lambda: tape.gradient(loss, net.params)
+    return step
+
+
+def _checked_step(net: MLP) -> Callable:
+    """The tape step under anomaly mode, forward and backward. The tape is persistent,
+    so that an anomaly in the backward pass leaves a tape that can still be drawn."""
+    def step(xb: np.ndarray, yb: np.ndarray) -> tuple[float, Callable[[], dict]]:
+        with mt.detect_anomaly(), mt.Tape() as tape:
+            loss = net.loss(xb, yb)
+
+        def gradients() -> dict:
+            with mt.detect_anomaly():
+                return tape.gradient(loss, net.params)
+        return float(loss.value), gradients
     return step
 
 
@@ -108,20 +158,32 @@ def _compiled_step(net: MLP) -> Callable:
 
 def _epoch(net: MLP, optimizer: mt.optim.Optimizer, step: Callable, x: np.ndarray, y: np.ndarray,
            rng: np.random.Generator, batch_size: int, epoch: int, history: History) -> None:
-    """One pass over the data in a fresh random order; appends the mean loss."""
+    """One pass over the data in a fresh random order; appends the mean loss and returns
+    the first batch's."""
     n = len(x)
     order = rng.permutation(n)
     xs, ys = x[order], y[order]  # one gather per epoch; the batches are then views
-    total = 0.0
+    total, first = 0.0, math.nan
     for lo in range(0, n, batch_size):
         xb, yb = xs[lo:lo + batch_size], ys[lo:lo + batch_size]
         value, gradients = step(xb, yb)
         if not math.isfinite(value):
-            raise TrainingError(_diagnose(value, net, epoch, lo // batch_size + 1))
+            raise TrainingError(_diagnose(value, net, epoch, lo // batch_size + 1),
+                                getattr(optimizer, "lr", None))
+        first = value if lo == 0 else first
         optimizer.step(gradients())
         total += value * len(xb)
         history.steps += 1
     history.loss.append(total / n)
+    return first
+
+
+def _check_progress(history: History, start: float, epoch: int, lr: float | None) -> None:
+    """Stop when the epoch's mean loss is not finite or ran away from the first step's."""
+    mean = history.loss[-1]
+    if math.isfinite(mean) and not (start > 0 and mean > DIVERGED * start):
+        return
+    raise TrainingError(f"diverged at epoch {epoch}: loss {mean:.1e} (first step {start:.2g})", lr)
 
 
 def _check_data(net: MLP, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +224,6 @@ def _diagnose(value: float, net: MLP, epoch: int, batch: int) -> str:
     where = f"the loss is {value} at epoch {epoch}, batch {batch}"
     broken = [name for name, p in net.params.items() if not np.isfinite(p.value).all()]
     if broken:
-        return (f"{where}: parameters {broken} hold NaN or inf, so an earlier update overflowed; "
-                f"lower the learning rate")
-    return (f"{where}: training diverged; lower the learning rate (the parameters are left as "
-            f"they were before this batch)")
+        return f"{where}: parameters {broken} hold NaN or inf, so an earlier update overflowed"
+    return (f"{where}: training diverged (the parameters are left as they were before this "
+            f"batch)")

@@ -196,7 +196,7 @@ def _train(net: TwoLayerNet, optimizer: mt.optim.Optimizer, args: argparse.Names
                       seed=args.seed, test=test, on_epoch=progress.update,
                       compile=args.compile)
     except TrainingError as e:
-        raise _Failure(str(e)) from None
+        raise _Failure(f"{e.what}; try a smaller --lr (now {e.lr:g})") from None
     finally:
         progress.close()
     n_test = len(test[0])

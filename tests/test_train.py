@@ -127,6 +127,27 @@ def test_divergence_is_reported_with_a_hint():
         fit(net, mt.optim.SGD(net.params, lr=1e30), x, y, epochs=5, batch_size=10)
 
 
+def test_a_runaway_but_finite_loss_stops_training():
+    # The fused loss stays finite however large the logits, so lr=1e30 never makes a NaN:
+    # it is the epoch's mean loss, a million million times the first step's, that says so.
+    x, y = spirals(40, 3, seed=0)
+    net = TwoLayerNet(2, 8, 3, seed=0)
+    seen = []
+    with pytest.raises(TrainingError, match=r"diverged at epoch 1: loss \d\.\de\+\d+ \(first step "
+                                            r"1\.\d\).*lower the learning rate \(now lr=1e\+30\)"):
+        fit(net, mt.optim.SGD(net.params, lr=1e30), x, y, epochs=3, batch_size=16,
+            on_epoch=lambda epoch, history: seen.append(epoch))
+    assert seen == []  # stopped at the first epoch's check, before its report
+
+
+def test_a_rising_loss_is_not_yet_divergence():
+    x, y = spirals(40, 3, seed=0)
+    net = TwoLayerNet(2, 8, 3, seed=0)
+    history = fit(net, mt.optim.SGD(net.params, lr=20.0, momentum=0.9), x, y, epochs=4,
+                  batch_size=16)
+    assert len(history.loss) == 4 and max(history.loss) > 1.5 * history.loss[0]  # bad, not runaway
+
+
 def test_fit_checks_the_data_before_training():
     net = TwoLayerNet(5, 4, 3, seed=0)
     before = net.params["W1"].value.copy()
@@ -188,6 +209,17 @@ def test_command_runs_end_to_end(tmp_path):
     x_test, y_test = load_digits()[2:]
     assert abs(net.accuracy(x_test, y_test) - accuracy) < 1e-4
     assert result.stderr == "" or not shutil.which("dot")
+
+
+def test_command_stops_a_diverging_run(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "models.train", "--dataset", "spirals", "--hidden", "8",
+         "--epochs", "3", "--lr", "1e30", "--quiet", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "diverged at epoch 1" in result.stderr and "try a smaller --lr (now 1e+30)" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert "gradient check" not in result.stdout and not (tmp_path / "params.npz").exists()
 
 
 def test_command_on_spirals_with_adam(tmp_path, capsys):

@@ -5,6 +5,7 @@
     viz.render(tape, "graph.svg", loss)        # svg, png, pdf or dot; hover for full arrays
     viz.render_backward_steps(tape, loss, "steps")   # steps/index.html: watch backprop
     viz.draw_graph(tape, loss, names={"x": x})       # name what the program left unnamed
+    viz.render_anomaly(err, "anomaly.svg")     # an mt.AnomalyError: the op that made a NaN, in red
 
 In Jupyter, after ``import viz``, a Tape shown as a cell's value is drawn.
 
@@ -21,6 +22,7 @@ except ImportError as e:  # often a fresh shell's python rather than the project
         "graphviz", "pip install 'microtape[viz]' (and Graphviz's dot program to render: "
                     "apt-get/brew/conda install graphviz)")) from None
 
+from .anomaly import draw_anomaly, render_anomaly
 from .graph import draw_graph
 from .render import GraphvizNotFoundError, render
 from .steps import render_backward_steps
@@ -28,4 +30,5 @@ from . import notebook
 
 notebook.register()  # in Jupyter, a Tape shown as a cell's value is drawn as its graph
 
-__all__ = ["draw_graph", "render", "render_backward_steps", "GraphvizNotFoundError"]
+__all__ = ["draw_graph", "render", "render_backward_steps", "draw_anomaly", "render_anomaly",
+           "GraphvizNotFoundError"]

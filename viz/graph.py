@@ -10,7 +10,7 @@ same program always gives the same DOT text.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 import graphviz
@@ -114,12 +114,14 @@ class Page:
 
     With a page, every node carries its DOT id as its SVG id, so the page's
     script can find it; ``grad_block`` rewrites the table of a tensor's
-    gradient (given the tensor and the table), and ``legend_notes``
-    ((colour, sentence) pairs) explain in the legend what the page adds.
+    gradient (given the tensor and the table), ``legend_notes`` ((colour,
+    sentence) pairs) explain in the legend what the page adds, and
+    ``edges`` ({(DOT id, DOT id): attributes}) restyle the edges it stresses.
     """
 
     grad_block: Callable[[TensorInfo, str], str]
     legend_notes: tuple[tuple[str, str], ...] = ()
+    edges: Mapping[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
 
 
 def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = None,
@@ -128,7 +130,7 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
     checks = checks or {}
     g = _digraph(opts)
     drawn: set[int] = set()
-    ids = page is not None
+    ids, marked = page is not None, (page.edges if page is not None else {})
 
     def tensor_node(info: TensorInfo) -> None:
         if id(info.tensor) in drawn:
@@ -152,10 +154,10 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
         op_id = f"op{view.indices[k]}"
         label, tip = _op_text(view, k, node, opts)
         _node(g, op_id, label, tip, LOOKS["op"], ids)
-        _input_edges(g, view, node, op_id)
+        _input_edges(g, view, node, op_id, marked)
         out = view.info(node.output)
         tensor_node(out)
-        g.edge(op_id, out.node_id, weight=CHAIN_WEIGHT)
+        g.edge(op_id, out.node_id, weight=CHAIN_WEIGHT, **marked.get((op_id, out.node_id), {}))
     for info in view.tensors.values():  # a leaf target with no op
         tensor_node(info)
     if opts.legend:
@@ -397,7 +399,8 @@ def _op_text(view: TapeView, k: int, node: Node, opts: Options) -> tuple[str, st
 CHAIN_WEIGHT = "8"
 
 
-def _input_edges(g: graphviz.Digraph, view: TapeView, node: Node, op_id: str) -> None:
+def _input_edges(g: graphviz.Digraph, view: TapeView, node: Node, op_id: str,
+                 marked: Mapping[tuple[str, str], Mapping[str, str]]) -> None:
     """input -> op, named by argument where the op has several, with the broadcast note."""
     names = _argument_names(node)
     drawn_inputs = [x for x in node.inputs if isinstance(x, Tensor) or is_data_array(x)]
@@ -423,4 +426,4 @@ def _input_edges(g: graphviz.Digraph, view: TapeView, node: Node, op_id: str) ->
             attrs["label"] = L.html(" · ".join(parts)).join(("<", ">"))
         if isinstance(x, Tensor) and info.producer is not None:
             attrs["weight"] = CHAIN_WEIGHT
-        g.edge(src, op_id, **attrs)
+        g.edge(src, op_id, **{**attrs, **marked.get((src, op_id), {})})

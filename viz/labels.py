@@ -94,7 +94,7 @@ def number(v: object) -> str:
     if isinstance(v, (int, np.integer)):
         return str(int(v))
     if isinstance(v, (float, np.floating)):
-        return _unsigned_zero(f"{float(v):.3g}")
+        return _special(float(v)) or _unsigned_zero(f"{float(v):.3g}")
     return repr(v)
 
 

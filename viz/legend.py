@@ -19,6 +19,7 @@ EDGE = "#555555"
 BROADCAST = "#1864ab"        # an edge whose VJP summed a broadcast back
 FANOUT = "#7048e8"           # a tensor whose gradient sums several contributions
 CURRENT = "#e8590c"          # step page: the op applying its VJP, the gradients just arrived
+ANOMALY = "#c92a2a"          # the op that made the first NaN or Inf, and what it touched
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ LOOKS = {
 }
 CHECK_PASSED = Look("#c9f2cf", "#1f7a32", penwidth="2.2")
 CHECK_FAILED = Look("#ffc9c9", "#c92a2a", penwidth="2.2")
+ANOMALY_OP = Look("#ffe3e3", ANOMALY, style="filled", penwidth="3")
 
 _ENTRIES = [
     ("parameter", "parameter: a leaf asked about (params=)"),

@@ -33,12 +33,22 @@ def render(tape: Tape, path: str | Path, target: Tensor | None = None, format: s
     program, the DOT source is still written next to ``path`` (same name,
     ``.dot``) and ``GraphvizNotFoundError`` says how to install Graphviz.
     """
+    path, fmt = output_path(path, format)
+    return write_drawing(draw_graph(tape, target, **draw_options), path, fmt)
+
+
+def output_path(path: str | Path, format: str | None) -> tuple[Path, str]:
+    """The file a drawing goes to and its format, checked, with its folder created."""
     path = Path(path)
     fmt = _format_for(path, format)
     if _suffix(path) != fmt:
         path = path.with_name(f"{path.name}.{fmt}")
     _make_folder(path)
-    graph = draw_graph(tape, target, **draw_options)
+    return path, fmt
+
+
+def write_drawing(graph: graphviz.Digraph, path: Path, fmt: str) -> Path:
+    """``graph`` rendered as ``fmt`` into ``path``, atomically; the DOT source for "dot"."""
     if fmt == "dot":
         return write_atomic(path, graph.source)
     return write_atomic(path, pipe(graph, fmt, path))

@@ -15,7 +15,7 @@ except ImportError as e:  # a fresh shell's python, not the project's .venv, mos
                       ) from None
 
 from .tensor import Tensor
-from .errors import GradcheckError, InputError, ShapeError, TraceError
+from .errors import AnomalyError, GradcheckError, InputError, ShapeError, TraceError
 from .tape import Node, Tape, no_grad
 from .primitive import Code, Primitive, primitive
 from .ops import (
@@ -25,6 +25,7 @@ from .ops import (
 )
 from . import operators  # noqa: F401  (gives Tensor its operators, now that the ops exist)
 from .functional import grad, value_and_grad
+from .anomaly import detect_anomaly
 from .closed_form import ClosedForm
 from .gradient_checking import GradcheckReport, gradcheck
 from . import optim, testing
@@ -34,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Tensor", "Tape", "Node", "no_grad", "Primitive", "primitive", "Code", "ClosedForm",
     "ShapeError", "InputError", "GradcheckError", "GradcheckReport", "TraceError",
+    "AnomalyError", "detect_anomaly",
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "tanh", "sigmoid", "relu",
     "matmul", "sum", "mean", "transpose", "reshape", "getitem", "softmax", "log_softmax",
     "softmax_cross_entropy", "einsum", "stop_gradient", "broadcast_axes", "unbroadcast",

@@ -32,3 +32,28 @@ class TraceError(RuntimeError):
     branch for the values of the first call and bake it into the closed form,
     which is then wrong for other values. The message says which call did it.
     """
+
+
+class AnomalyError(RuntimeError):
+    """Anomaly mode (``mt.detect_anomaly()``) met the first NaN or Inf, where it was made.
+
+    ``op`` names the op, ``phase`` is "forward" or "backward", ``kind`` is
+    "NaN" or "Inf", ``index`` the first bad element of the output (forward)
+    or of the gradient (backward). ``input`` says which input's gradient went
+    bad, or which input already held the bad value (``input_name`` its name);
+    ``source`` is the user's "file:line" that called the op, ``tape`` the
+    innermost active tape (or None), ``node`` the recorded ``mt.Node``,
+    ``target`` the Tensor whose gradient was asked (backward only),
+    ``formula`` the op's VJP and ``values`` each operand's value at the bad
+    element. The message says all of it in one block, with a hint where one
+    fits, and the command that draws it.
+    """
+
+    def __init__(self, message: str, *, op: str, phase: str, kind: str, index: tuple,
+                 input: int | None, input_name: str | None, source: str | None, tape, node,
+                 target, formula: str, values: dict) -> None:
+        super().__init__(message)
+        self.op, self.phase, self.kind, self.index = op, phase, kind, index
+        self.input, self.input_name, self.source = input, input_name, source
+        self.tape, self.node, self.target = tape, node, target
+        self.formula, self.values = formula, values

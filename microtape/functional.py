@@ -27,19 +27,19 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0,
     function gives ``(value, gradient)`` as numpy arrays; with a tuple of
     argnums the gradient is a tuple, one array per argument.
 
-    ``compile=True`` traces ``f`` on the first call of each signature and
-    runs its generated closed form afterwards (the same numbers, without the
-    per-op bookkeeping); the function then has ``cache_info()`` and
-    ``closed_form(*args)``. Branching on a traced value or taking it off
-    the tape (``float(t)``, ``np.asarray(t)``, ``no_grad``, a numpy view of
-    an argument) raises ``mt.TraceError``. An array computed in plain numpy
-    (``x / 255``, ``t.value * 2``) cannot be seen and stays as it was at the
-    first call: microtape's ops work on plain arrays too, and
-    ``mt.stop_gradient(t)`` is the op for a value that takes no gradient.
+    ``compile=True`` traces ``f`` on the first call of each signature and runs its
+    generated closed form afterwards (the same numbers, without the per-op bookkeeping;
+    in ``mt.detect_anomaly()`` it runs ``f`` eagerly, each op checked); the function
+    then has ``cache_info()`` and ``closed_form(*args)``. Branching on a traced value or
+    taking it off the tape (``float(t)``, ``np.asarray(t)``, ``no_grad``, a numpy view
+    of an argument) raises ``mt.TraceError``. An array computed in plain numpy
+    (``x / 255``, ``t.value * 2``) cannot be seen and stays as it was at the first call:
+    microtape's ops work on plain arrays too, and ``mt.stop_gradient(t)`` is the op for
+    a value that takes no gradient.
     """
     positions, single = _positions(argnums)
     if compile:
-        return Compiled(f, argnums, positions, single)
+        return Compiled(f, argnums, positions, single, eager=value_and_grad(f, argnums))
 
     def wrapped(*args: Any) -> tuple[np.ndarray, Any]:
         if _tracing.get():
@@ -87,7 +87,8 @@ class CompiledGrad(Compiled):
     """``grad(f, compile=True)``: the gradient part of ``value_and_grad(f, compile=True)``."""
 
     def __init__(self, f: Callable, argnums: Any, positions: tuple[int, ...], single: bool) -> None:
-        super().__init__(f, argnums, positions, single, kind="grad")
+        super().__init__(f, argnums, positions, single, kind="grad",
+                         eager=value_and_grad(f, argnums))
 
     def __call__(self, *args: Any) -> Any:
         return Compiled.__call__(self, *args)[1]

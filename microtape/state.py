@@ -18,3 +18,7 @@ _tracing: ContextVar[int] = ContextVar("microtape_open_traces", default=0)
 # each recorded node keeps the tick it was recorded at, so "changed after it
 # was recorded" is one comparison. A list, so that other modules read it live.
 _EDITS = [0]
+
+# How many anomaly-mode blocks are open, in any thread: while none is, a
+# backward pass or a compiled call need not look for one in its context.
+_ANOMALY = [0]

@@ -15,11 +15,12 @@ import numpy as np
 
 from .errors import ShapeError, TraceError
 from .naming import index_of
-from .state import _EDITS, _tracing
+from .state import _ANOMALY, _EDITS, _tracing
 from .tensor import Tensor
 
 # The tapes recording in this thread (contextvars are per thread), innermost
-# last. An empty tuple means ops only compute values: the cheap mode.
+# last. An empty tuple means ops only compute values: the cheap mode. In
+# anomaly mode (anomaly.py) one more entry, not a Tape, checks each node.
 _active: ContextVar[tuple["Tape", ...]] = ContextVar("microtape_active_tapes", default=())
 
 
@@ -27,7 +28,7 @@ def active_tapes() -> tuple["Tape", ...]:
     """The tapes recording in this thread or task, innermost last."""
     # A tape exited from another thread cannot leave this thread's stack; it
     # no longer records, so it is not listed.
-    return tuple(t for t in _active.get() if t._token is not None)
+    return tuple(t for t in _active.get() if t._token is not None and isinstance(t, Tape))
 
 
 # What each open no_grad block paused, innermost last, per thread and task
@@ -54,8 +55,10 @@ class no_grad:
                 "ops in the block would not be recorded, so the closed form would keep their "
                 "first call's values; use mt.stop_gradient(t) for values that take no gradient, "
                 "or compile=False")
-        _paused.set(_paused.get() + (_active.get(),))
-        _active.set(())
+        stack = _active.get()
+        _paused.set(_paused.get() + (stack,))
+        # Anomaly mode keeps checking: only the tapes pause.
+        _active.set(tuple(t for t in stack if not isinstance(t, Tape)) if stack else ())
 
     def __exit__(self, *exc) -> None:
         paused = _paused.get()
@@ -76,7 +79,8 @@ class Node:
     None where input i gets no gradient (labels, say).
     """
 
-    __slots__ = ("op", "inputs", "output", "vjps", "params", "clock")
+    # source: the user's (file, line) that called the op, noted in anomaly mode only
+    __slots__ = ("op", "inputs", "output", "vjps", "params", "clock", "source")
 
     def __init__(self, op, inputs: tuple, output: Tensor, vjps: tuple, params: dict,
                  clock: int = 0) -> None:
@@ -124,12 +128,13 @@ class Tape:
     from another is an error that stops its recording and leaves it usable.
     """
 
-    __slots__ = ("nodes", "persistent", "spent", "_token", "_record")
+    __slots__ = ("nodes", "persistent", "spent", "anomaly", "_token", "_record")
 
     def __init__(self, persistent: bool = True) -> None:
         self.nodes: list[Node] = []
         self.persistent = persistent
         self.spent = False  # a non-persistent tape that has answered
+        self.anomaly = None  # the anomaly mode it recorded in, if any: its backward pass checks
         self._token = None
         self._record = _ignore  # what ops hand each new node to: nodes.append while open
 
@@ -143,6 +148,9 @@ class Tape:
                 if t._token is None:  # exited from another thread, it still sits in this one's stack
                     stack = tuple(t for t in stack if t._token is not None)
                     break
+            for t in stack:
+                if not isinstance(t, Tape):  # anomaly mode's checker
+                    self.anomaly = t
         self._token = _active.set(stack + (self,))
         if not self.spent:
             self._record = self.nodes.append
@@ -248,11 +256,23 @@ class Tape:
         plan, live = _plan(nodes, wanted)
         stale = _stale(nodes, plan)
         cotangents = {id(target): _seed_for(target, seed, caller)}
+        mode = (_ANOMALY[0] and _anomaly_mode()) or self.anomaly  # the innermost settings win
+        if mode:
+            return self._checked(plan, live, cotangents, keep_all, wanted, stale, caller,
+                                 nodes, target, mode)
         if not self.persistent:
             self._let_go()
         del nodes
         keep = live if keep_all else wanted
         return _sweep(plan, live, cotangents, keep, stale, caller)
+
+    def _checked(self, plan, live, cotangents, keep_all, wanted, stale, caller, nodes, target,
+                 mode) -> dict:
+        """The backward pass in anomaly mode: each VJP's result is checked."""
+        if not self.persistent:
+            self._let_go()
+        keep = live if keep_all else wanted
+        return mode.sweep(plan, live, cotangents, keep, stale, caller, nodes, self, target)
 
     def index_of(self, target: Tensor, caller: str = "gradient",
                  sources: Sequence[Tensor] = ()) -> int:
@@ -352,6 +372,14 @@ def _sweep(plan: list, live: set[int], cotangents: dict, keep: set[int],
     for key in keep.intersection(cotangents):
         kept[key] = cotangents[key]
     return kept
+
+
+def _anomaly_mode():
+    """The checker of the anomaly mode on in this thread or task, or None."""
+    for t in _active.get():
+        if not isinstance(t, Tape):
+            return t
+    return None
 
 
 def _ignore(node: Node) -> None:

@@ -1,0 +1,189 @@
+"""Anomaly mode: the first NaN or Inf, named at the op that made it.
+
+``with mt.detect_anomaly():`` puts a checker among the active tapes, so
+``Primitive.__call__`` hands it each new node as it hands the tapes theirs:
+outside the mode an op does no more work than before. The checker notes the
+user's line that called the op and raises ``mt.AnomalyError`` at the first op
+whose output holds a value it should not. A tape recorded in the mode, or
+asked for a gradient inside it, runs ``checked_sweep`` instead of its plain
+backward loop, and checks what each VJP returns.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import threading
+from contextvars import ContextVar
+from typing import Any, Callable
+
+import numpy as np
+
+from .anomaly_message import backward_error, clean, forward_error, gradient_error
+from .state import _ANOMALY
+from .tape import Node, Tape, _active, _check_node, _ignore
+from .tensor import Tensor
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+# What each open detect_anomaly block set, innermost last, per thread and task.
+_opened: ContextVar[tuple] = ContextVar("microtape_anomaly_blocks", default=())
+_count_lock = threading.Lock()
+
+
+class Checker:
+    """The mode's entry among the active tapes: checks each node handed to it."""
+
+    __slots__ = ("nan", "inf", "_token", "_record")
+
+    def __init__(self, nan: bool, inf: bool) -> None:
+        self.nan, self.inf = nan, inf
+        self._token = None
+        self._record = self.check
+
+    def check(self, node: Node) -> None:
+        """Note where the user called the op; raise if its output is bad and it made that."""
+        node.source = _caller()
+        if not clean(node.output.value, self):
+            for t in _after(self):  # the tapes entered inside the mode get the node too
+                t._record(node)
+            raise forward_error(node, self, innermost_tape())
+
+    def sweep(self, plan: list, live: set, cotangents: dict, keep: set, stale: dict, caller: str,
+              nodes: list, tape: Tape, target: Tensor) -> dict:
+        """``tape._sweep`` with each G and each VJP result checked (see tape.py for the loop).
+
+        Called by the tape itself, so that tape.py need not import this module.
+        """
+        by_out = {id(node.output): node for node in nodes}
+        kept: dict[int, np.ndarray] = {}
+        while plan:
+            out, inputs, vjps = plan.pop()
+            g = cotangents.pop(out, None)
+            if g is None:
+                continue
+            if stale and out in stale:
+                _check_node(*stale.pop(out), caller)
+            node = by_out[out]
+            if not clean(g, self):  # the seed, or finite gradients whose sum overflowed
+                raise gradient_error(node, g, self, tape, target)
+            if out in keep:
+                kept[out] = g
+            for i, (key, vjp) in enumerate(zip(inputs, vjps)):
+                if vjp is not None and key in live:
+                    dx = vjp(g)
+                    if not clean(dx, self):
+                        raise _blame(nodes, node, i, g, dx, self, tape, target)
+                    cotangents[key] = cotangents[key] + dx if key in cotangents else dx
+        for key in keep.intersection(cotangents):
+            kept[key] = cotangents[key]
+        return kept
+
+    def __repr__(self) -> str:
+        return f"<anomaly mode: nan={self.nan}, inf={self.inf}>"
+
+
+class detect_anomaly:
+    """Raise ``mt.AnomalyError`` at the first op that makes a NaN or an Inf.
+
+    A context manager and a decorator. Inside it every op's output is checked
+    as it is computed; an op whose inputs are fine and whose output is not
+    raises at once, naming the op, the first bad element, your line that
+    called it and the VJP formula. An input that already holds a bad value
+    (data, a parameter, a constant, or a value computed outside the mode) is
+    named by the first op whose output it spoils. A tape recorded in the
+    mode, or a gradient asked inside it, checks each VJP's result as well.
+
+    ``inf=False`` lets ±Inf through and checks NaN only (for ``-inf`` masks
+    before a softmax). Blocks nest, the innermost settings winning; the mode
+    holds per thread and asyncio task, as tapes do.
+
+    ``value_and_grad(f, compile=True)`` runs ``f`` eagerly, op by op, while
+    the mode is on (the closed form cannot be checked op by op); its cache
+    is left as it was. The mode costs: the checks and one look at the call
+    stack per op, and a backward pass that keeps every node until it ends.
+    """
+
+    __slots__ = ("nan", "inf")
+
+    def __init__(self, nan: bool = True, inf: bool = True) -> None:
+        if not isinstance(nan, bool) or not isinstance(inf, bool):
+            raise TypeError(f"detect_anomaly: nan and inf must be True or False, "
+                            f"not {nan!r} and {inf!r}")
+        self.nan, self.inf = nan, inf
+
+    def __enter__(self) -> detect_anomaly:
+        checker = Checker(self.nan, self.inf)
+        stack = _active.get()
+        for t in stack:
+            if isinstance(t, Tape):
+                t.anomaly = checker  # recorded in the mode: its backward pass is checked too
+        # One checker at a time: the innermost settings win.
+        kept = tuple(t for t in stack if isinstance(t, Tape) and t._token is not None)
+        checker._token = _active.set(kept + (checker,))
+        _opened.set(_opened.get() + (checker,))
+        with _count_lock:
+            _ANOMALY[0] += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        opened = _opened.get()
+        if not opened:
+            raise RuntimeError("detect_anomaly: exited in a thread or asyncio task where no "
+                               "anomaly block is open; enter and exit it in the same one "
+                               "(a 'with' block does)")
+        checker = opened[-1]
+        _opened.set(opened[:-1])
+        checker._record = _ignore  # stacks copied into tasks stop checking too
+        token, checker._token = checker._token, None
+        with _count_lock:
+            _ANOMALY[0] -= 1
+        try:
+            _active.reset(token)
+        except ValueError:  # a tape entered in the block is still open: leave it recording
+            _active.set(tuple(t for t in _active.get() if t is not checker))
+
+    def __call__(self, f: Callable) -> Callable:
+        """As a decorator: each call of ``f`` runs in anomaly mode."""
+        nan, inf = self.nan, self.inf
+
+        @functools.wraps(f)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            with detect_anomaly(nan, inf):
+                return f(*args, **kwargs)
+        return checked
+
+    def __repr__(self) -> str:
+        return f"detect_anomaly(nan={self.nan}, inf={self.inf})"
+
+
+def innermost_tape() -> Tape | None:
+    for t in reversed(_active.get()):
+        if isinstance(t, Tape) and t._token is not None:
+            return t
+    return None
+
+
+def _after(checker: Checker) -> list:
+    stack = _active.get()
+    return [t for t in stack[stack.index(checker) + 1:]] if checker in stack else []
+
+
+def _caller() -> tuple[str, int] | None:
+    """The first frame outside microtape: the user's line that called the op."""
+    f = sys._getframe(2)
+    while f is not None and f.f_code.co_filename.startswith(_PACKAGE):
+        f = f.f_back
+    return None if f is None else (f.f_code.co_filename, f.f_lineno)
+
+
+def _blame(nodes: list, node: Node, i: int, g, dx, mode: Checker, tape: Tape, target: Tensor):
+    """The error for a bad VJP result: its own, unless the forward pass already went bad."""
+    if all(clean(x, mode) for x in (*node.inputs, node.output)):
+        return backward_error(node, i, g, dx, mode, tape, target)
+    # Recorded outside the mode, the forward pass made the bad value: find where.
+    for earlier in nodes:
+        if not clean(earlier.output, mode):
+            return forward_error(earlier, mode, tape)
+    return backward_error(node, i, g, dx, mode, tape, target)

@@ -1,0 +1,236 @@
+"""What an anomaly says: the bad element, the operands' values there, a hint.
+
+``anomaly.py`` finds the op; this module builds its ``mt.AnomalyError``. Each
+operand is labelled as the op's VJP formula names it (``A`` and ``p`` for
+pow), the output ``C`` (or the formula's ``S`` or ``T``), its gradient ``G``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Any
+
+import numpy as np
+
+from .errors import AnomalyError
+from .tensor import Tensor
+
+DRAW = 'viz.render_anomaly(err, "anomaly.svg")'
+
+# Unary ops whose output element i depends on input element i alone.
+_ELEMENTWISE = frozenset({"neg", "exp", "log", "tanh", "sigmoid", "relu", "stop_gradient"})
+
+
+def forward_error(node, mode, tape) -> AnomalyError:
+    """The op made a bad output, or (if an input was bad already) was the first to read it."""
+    for i, x in enumerate(node.inputs):
+        if not clean(x, mode):
+            return _input_error(node, i, mode, tape)
+    out = node.output.value
+    index, kind = _first_bad(out, mode)
+    values = _values(node, index)
+    where = _shown(values, index, node)
+    head = (f"{node.op.name} made {kind} in the forward pass: {_out_label(node)}{_at(index)} = "
+            f"{_num(out[index])}, from inputs that hold none")
+    return _error(head, where, node, "forward", kind, index, None, mode, tape, None, values)
+
+
+def _input_error(node, i: int, mode, tape) -> AnomalyError:
+    x = node.inputs[i]
+    a = np.asarray(x.value if isinstance(x, Tensor) else x)
+    index, kind = _first_bad(a, mode)
+    name = x.name if isinstance(x, Tensor) else None
+    called = f"{_labels(node)[i]}, {name!r}" if name else _labels(node)[i]
+    head = (f"{node.op.name} read an input that already holds {kind}: input {i} ({called}) is "
+            f"{_num(a[index])} at {list(index)}. No op in anomaly mode made it: it is data, a "
+            f"parameter, a constant, or was computed outside the mode; check where it comes from")
+    values = {_labels(node)[i]: float(a[index])}
+    return _error(head, "", node, "forward", kind, index, i, mode, tape, None, values,
+                  input_name=name)
+
+
+def backward_error(node, i: int, g, dx, mode, tape, target) -> AnomalyError:
+    """The VJP of input ``i`` returned a bad value from a good G and good operands."""
+    dx = np.asarray(dx)
+    index, kind = _first_bad(dx, mode)
+    out_index = _out_index(node, i, index)
+    values = _values(node, out_index)
+    where = _shown(values, out_index, node)
+    if out_index is not None:
+        g = np.broadcast_to(np.asarray(g), node.output.value.shape)
+        values["G"] = float(g[out_index])
+        where += f", G{_at(out_index)} = {_num(values['G'])}"
+    label = _labels(node)[i]
+    x = node.inputs[i]
+    name = x.name if isinstance(x, Tensor) else None
+    named = f", {name!r}" if name else ""
+    head = (f"{node.op.name} made {kind} in the backward pass: its VJP gave d{label}{_at(index)} "
+            f"= {_num(dx[index])} (the gradient of input {i}{named}) from a finite G")
+    return _error(head, where, node, "backward", kind, index, i, mode, tape, target, values,
+                  input_name=name)
+
+
+def gradient_error(node, g, mode, tape, target) -> AnomalyError:
+    """The gradient reaching ``node``'s output is bad: the seed, or a sum that overflowed."""
+    g = np.asarray(g)
+    index, kind = _first_bad(g, mode)
+    head = (f"the gradient G reaching the output of {node.op.name} holds {kind} at "
+            f"{list(index)}: the seed passed in, or the sum of the finite gradients of a value "
+            f"used by several ops, which overflowed")
+    return _error(head, "", node, "backward", kind, index, None, mode, tape, target,
+                  {"G": float(g[index])})
+
+
+def _error(head: str, where: str, node, phase: str, kind: str, index: tuple, i, mode, tape,
+           target, values: dict, input_name: str | None = None) -> AnomalyError:
+    source = _source(node)
+    lines = [head]
+    if source:
+        lines.append(f"  called at {source}")
+    lines.append(f"  VJP: {node.op.formula}")
+    if where:
+        lines.append(f"  values there: {where}")
+    hint = _hint(node.op.name, phase, values, kind)
+    if hint:
+        lines.append(f"  hint: {hint}")
+    lines.append(f"  to draw it: {DRAW}")
+    return AnomalyError("\n".join(lines), op=node.op.name, phase=phase, kind=kind,
+                        index=tuple(int(k) for k in index), input=i, input_name=input_name,
+                        source=source, tape=tape, node=node, target=target,
+                        formula=node.op.formula, values=values)
+
+
+def _hint(op: str, phase: str, v: dict, kind: str) -> str:
+    a, b, g = v.get("A"), v.get("B"), v.get("G")
+    if op == "log" and a is not None and a <= 0:
+        what = "0" if a == 0 else "a negative number"
+        return (f"log of {what}; keep its argument positive (log(x + eps)), or compute the loss "
+                f"from logits with softmax_cross_entropy")
+    if op == "div" and b == 0:
+        return "division by 0; keep the divisor away from 0 (x / (y + eps))"
+    if op == "pow" and a is not None and v.get("p") is not None:
+        if a == 0 and v["p"] < 1:
+            return ("pow at 0 with p < 1: p A^(p−1) is infinite there; keep A away from 0 "
+                    "((x + eps) ** p)")
+        if a < 0 and v["p"] != int(v["p"]):
+            return "a negative number to a non-integer power is NaN"
+    if op == "exp" and phase == "forward" and kind == "Inf":
+        return ("exp overflowed; to turn scores into probabilities and a loss, compute the loss "
+                "from logits with softmax_cross_entropy")
+    operands = [x for x in (a, b, v.get("p"), g) if x is not None]
+    if any(x == 0 for x in operands) and any(np.isinf(x) for x in operands):
+        return "0 · inf is NaN: one factor is 0 and another infinite"
+    return ""
+
+
+# -- the bad element and the operands' values there ------------------------------
+
+def clean(a: Any, mode: Checker) -> bool:
+    """Whether ``a`` holds no value the mode forbids (NaN; and ±Inf unless ``inf=False``)."""
+    a = a.value if isinstance(a, Tensor) else a
+    if type(a) is not np.ndarray:
+        if isinstance(a, (str, bytes, slice, tuple)) or a is None or a is Ellipsis:
+            return True
+        a = np.asarray(a)
+    if a.dtype.kind != "f":
+        return True  # ints, bools and index arrays cannot hold NaN or Inf
+    # One sum is cheaper than a mask: NaN and Inf survive it. Only a sum that
+    # is not finite needs the exact look (finite values may overflow it).
+    total = float(np.add.reduce(a, axis=None))
+    if mode.inf:
+        return math.isfinite(total) or bool(np.isfinite(a).all())
+    return not math.isnan(total) or not bool(np.isnan(a).any())
+
+
+def _first_bad(a: np.ndarray, mode) -> tuple[tuple, str]:
+    bad = np.isnan(a) if not mode.inf else ~np.isfinite(a)
+    index = tuple(int(k) for k in np.unravel_index(int(np.argmax(bad)), a.shape)) if a.ndim else ()
+    return index, "NaN" if np.isnan(a[index]) else "Inf"
+
+
+def _labels(node) -> list[str]:
+    """Each input's name in the op's formula (``dA``, ``dp``), else A, B, ... by position."""
+    named = re.findall(r"\bd([A-Za-z])\w* =", node.op.formula)
+    return [named[i] if i < len(named) else "ABDEFHIJKL"[i] for i in range(len(node.inputs))]
+
+
+def _out_label(node) -> str:
+    saved = re.search(r"saved output (\w)", node.op.formula)
+    return saved.group(1) if saved else "C"
+
+
+def _elementwise(node) -> bool:
+    return node.op.broadcasts or node.op.name in _ELEMENTWISE
+
+
+def _out_index(node, i: int, index: tuple) -> tuple | None:
+    """An output element that input ``i``'s element ``index`` fed (broadcast axes at 0)."""
+    if not _elementwise(node):
+        return None
+    out_shape = node.output.value.shape
+    lead = len(out_shape) - len(index)
+    shape = np.shape(_value(node.inputs[i]))
+    return tuple(0 if k < lead or (shape[k - lead] == 1 and n != 1) else index[k - lead]
+                 for k, n in enumerate(out_shape))
+
+
+def _values(node, out_index: tuple | None) -> dict:
+    """Each operand's value at the output element ``out_index`` (scalars always)."""
+    values = {}
+    for label, x in zip(_labels(node), node.inputs):
+        a = _value(x)
+        if not isinstance(a, np.ndarray) or a.dtype.kind not in "fiub":
+            continue
+        if a.size == 1:
+            values[label] = float(a.reshape(()))
+        elif out_index is not None and _elementwise(node):
+            values[label] = float(a[_operand_index(a.shape, out_index)])
+    if out_index is not None and node.output.value.ndim == len(out_index):
+        values[_out_label(node)] = float(node.output.value[out_index])
+    return values
+
+
+def _shown(values: dict, out_index: tuple | None, node) -> str:
+    shapes = {label: np.shape(_value(x)) for label, x in zip(_labels(node), node.inputs)}
+    shapes[_out_label(node)] = node.output.value.shape
+    parts = []
+    for label, v in values.items():
+        shape = shapes.get(label, ())
+        at = _at(_operand_index(shape, out_index)) if out_index is not None and shape else ""
+        parts.append(f"{label}{at} = {_num(v)}")
+    return ", ".join(parts)
+
+
+def _operand_index(shape: tuple, out_index: tuple) -> tuple:
+    """``out_index`` brought to an operand of ``shape`` that numpy broadcast to the output."""
+    tail = out_index[len(out_index) - len(shape):] if shape else ()
+    return tuple(0 if n == 1 else k for k, n in zip(tail, shape))
+
+
+def _value(x: Any) -> Any:
+    if isinstance(x, Tensor):
+        return x.value
+    return np.asarray(x) if isinstance(x, (int, float, list, np.generic)) else x
+
+
+def _at(index: tuple) -> str:
+    return f"[{', '.join(map(str, index))}]" if index else ""
+
+
+def _num(x: Any) -> str:
+    return f"{float(x):.6g}"
+
+
+def _source(node) -> str | None:
+    where = getattr(node, "source", None)
+    if where is None:
+        return None
+    path, line = where
+    try:
+        shown = os.path.relpath(path)
+        path = path if shown.startswith("..") else shown
+    except ValueError:  # another drive, on Windows
+        pass
+    return f"{path}:{line}"

@@ -1,0 +1,229 @@
+"""Anomaly mode names the op that made the first NaN or Inf, and costs nothing when off."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+
+import numpy as np
+import pytest
+
+import microtape as mt
+
+# numpy warns as it makes each NaN or Inf; these tests make them on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+
+def _line() -> int:
+    """The caller's line number."""
+    return inspect.currentframe().f_back.f_lineno
+
+
+def test_forward_names_the_op_that_made_the_nan_not_the_ones_after():
+    x = mt.Tensor(np.array([3.0, 1.0, 4.0]), name="x")
+    with pytest.raises(mt.AnomalyError) as caught, mt.detect_anomaly():
+        with mt.Tape() as tape:
+            line = _line() + 1
+            y = (x - 2.0) ** 0.5  # NaN at x = 1
+            z = y ** 0.5  # would pass the NaN on
+            (z * 2.0).sum()
+    err = caught.value
+    assert (err.op, err.phase, err.kind, err.index) == ("pow", "forward", "NaN", (1,))
+    assert err.source.endswith(f"test_anomaly.py:{line}")
+    assert err.tape is tape and tape.nodes[-1] is err.node  # the tape holds it, last
+    assert err.node.op is mt.pow and err.input is None and err.target is None
+    assert err.values["A"] == -1.0 and err.values["p"] == 0.5
+    assert err.formula == mt.pow.formula
+    text = str(err)
+    for part in ("pow", "forward", "NaN", "[1]", f"test_anomaly.py:{line}", mt.pow.formula,
+                 "A[1] = -1", "p = 0.5", "non-integer power", 'viz.render_anomaly(err, "anomaly.svg")'):
+        assert part in text, part
+
+
+def test_forward_without_a_tape_still_builds_the_node():
+    with pytest.raises(mt.AnomalyError) as caught, mt.detect_anomaly():
+        mt.log(np.array([[1.0, 2.0], [0.0, 1.0]]))
+    err = caught.value
+    assert (err.op, err.kind, err.index, err.tape) == ("log", "Inf", (1, 0), None)
+    assert isinstance(err.node, mt.Node) and err.node.op is mt.log
+    assert "log of 0" in str(err) and "A[1, 0] = 0" in str(err)
+
+
+@pytest.mark.parametrize("make, op, hint", [
+    (lambda a: mt.div(a, a - 1.0), "div", "division by 0"),
+    (lambda a: mt.exp(a * 1000.0), "exp", "softmax_cross_entropy"),
+    (lambda a: mt.log(a - 2.0), "log", "log of a negative number"),
+])
+def test_each_hint_fits_its_case(make, op, hint):
+    a = mt.Tensor(np.array([1.0, 2.0]))
+    with pytest.raises(mt.AnomalyError) as caught, mt.detect_anomaly():
+        with np.errstate(all="ignore"):
+            make(a)
+    assert caught.value.op == op and hint in str(caught.value)
+
+
+def test_backward_pow_at_zero_is_named_with_its_formula_and_operands():
+    x = mt.Tensor(np.array([1.0, 0.0, 4.0]), name="x")
+    with mt.detect_anomaly():
+        with mt.Tape() as tape:
+            line = _line() + 1
+            loss = (x ** 0.5).sum()  # finite: 0 ** 0.5 = 0
+        assert np.isfinite(loss.value)
+        with pytest.raises(mt.AnomalyError) as caught, np.errstate(all="ignore"):
+            tape.gradient(loss, x)
+    err = caught.value
+    assert (err.op, err.phase, err.kind, err.index, err.input) == ("pow", "backward", "Inf", (1,), 0)
+    assert err.input_name == "x" and err.target is loss and err.tape is tape
+    assert err.source.endswith(f"test_anomaly.py:{line}")
+    assert err.values["A"] == 0.0 and err.values["p"] == 0.5 and err.values["G"] == 1.0
+    text = str(err)
+    for part in ("backward", "dA = G ∘ p A^(p−1)", "A[1] = 0", "p = 0.5", "pow at 0 with p < 1"):
+        assert part in text, part
+
+
+def test_backward_is_checked_when_only_the_gradient_is_asked_in_the_mode():
+    x = mt.Tensor(np.array([1.0, 0.0]), name="x")
+    with mt.Tape() as tape:
+        loss = (x ** 0.5).sum()
+    with pytest.raises(mt.AnomalyError) as caught, mt.detect_anomaly(), np.errstate(all="ignore"):
+        tape.gradient(loss, x)
+    assert caught.value.phase == "backward" and caught.value.source is None  # not captured then
+    with np.errstate(all="ignore"):
+        assert np.isinf(tape.gradient(loss, x)[1])  # outside the mode: as before
+
+
+def test_a_bad_forward_recorded_outside_the_mode_is_blamed_on_its_maker():
+    x = mt.Tensor(np.array([3.0, 1.0]), name="x")
+    with mt.Tape() as tape, np.errstate(all="ignore"):
+        loss = ((x - 2.0) ** 0.5 * 3.0).sum()  # NaN at x = 1, made by pow
+    with pytest.raises(mt.AnomalyError) as caught, mt.detect_anomaly():
+        tape.gradient(loss, x)  # the first NaN in the backward pass is pow's VJP's, too
+    assert (caught.value.op, caught.value.phase, caught.value.index) == ("pow", "forward", (1,))
+
+
+def test_data_already_bad_is_named_as_an_input_of_the_first_op_that_reads_it():
+    data = mt.Tensor(np.array([1.0, np.nan]), name="data")
+    w = mt.Tensor(np.array([2.0, 3.0]), name="w")
+    with pytest.raises(mt.AnomalyError) as caught, mt.detect_anomaly():
+        line = _line() + 1
+        h = mt.tanh(w * data)
+        mt.exp(h)
+    err = caught.value
+    assert (err.op, err.phase, err.kind, err.input, err.input_name) == ("mul", "forward", "NaN", 1, "data")
+    assert err.index == (1,) and err.source.endswith(f"test_anomaly.py:{line}")
+    assert "already holds NaN" in str(err) and "'data'" in str(err)
+
+
+def test_inf_false_lets_masks_through_and_gradients_stay_finite():
+    logits = mt.Tensor(np.array([[1.0, 2.0, 0.5], [0.3, -1.0, 2.0]]), name="logits")
+    mask = np.array([[0.0, -np.inf, 0.0], [0.0, 0.0, -np.inf]])
+    with mt.detect_anomaly(inf=False):
+        with mt.Tape() as tape:
+            p = mt.softmax(logits + mask, axis=1)
+            loss = (p * np.arange(3.0)).sum()
+        g = tape.gradient(loss, logits)
+    assert np.isfinite(g).all() and g[0, 1] == 0.0
+    with pytest.raises(mt.AnomalyError, match="read an input that already holds Inf"), \
+            mt.detect_anomaly():
+        mt.softmax(logits + mask, axis=1)
+    with pytest.raises(mt.AnomalyError) as caught, mt.detect_anomaly(inf=False):
+        mt.mul(mask, 0.0)  # 0 · inf is NaN: still caught
+    assert caught.value.kind == "NaN" and "0 · inf" in str(caught.value)
+
+
+def test_off_by_default_and_bit_identical_with_and_without_the_mode():
+    with np.errstate(divide="ignore"):
+        assert mt.log(mt.Tensor(0.0)).value == -np.inf
+    rng = np.random.default_rng(0)
+    x, w = rng.normal(size=(5, 4)), mt.Tensor(rng.normal(size=(4, 3)), name="w")
+    b = mt.Tensor(rng.normal(size=3), name="b")
+
+    def run():
+        with mt.Tape() as tape:
+            loss = mt.softmax_cross_entropy(mt.tanh(x @ w + b) ** 2.0, np.array([0, 1, 2, 0, 1]))
+        return loss.value, tape.gradient(loss, [w, b])
+
+    plain = run()
+    with mt.detect_anomaly():
+        checked = run()
+    assert plain[0].tobytes() == checked[0].tobytes()
+    for p, c in zip(plain[1], checked[1]):
+        assert p.tobytes() == c.tobytes()
+
+
+def test_the_mode_in_one_thread_does_not_check_ops_in_another():
+    seen, inside = [], threading.Event()
+    release = threading.Event()
+
+    def other():
+        inside.wait()
+        with np.errstate(divide="ignore"):
+            seen.append(mt.log(mt.Tensor(0.0)).value)  # not checked: -inf, silently
+        release.set()
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    with mt.detect_anomaly():
+        inside.set()
+        release.wait()
+        with pytest.raises(mt.AnomalyError):
+            mt.log(mt.Tensor(0.0))
+    worker.join()
+    assert seen == [-np.inf]
+
+
+def test_a_task_started_in_the_mode_stops_checking_once_it_is_left():
+    async def main():
+        with mt.detect_anomaly():
+            task = asyncio.ensure_future(asyncio.sleep(0, 0))
+        await task
+        with np.errstate(divide="ignore"):
+            return mt.log(mt.Tensor(0.0)).value
+
+    assert asyncio.run(main()) == -np.inf
+
+
+def test_a_decorator_nests_and_the_innermost_settings_win():
+    mask = np.array([0.0, -np.inf])
+
+    @mt.detect_anomaly(inf=False)
+    def masked(x):
+        return mt.softmax(x + mask)
+
+    with mt.detect_anomaly():
+        assert np.isfinite(masked(np.array([1.0, 2.0])).value).all()
+        with pytest.raises(mt.AnomalyError):
+            mt.softmax(mt.add(np.array([1.0, 2.0]), mask))
+    assert masked.__name__ == "masked"
+    assert mt.tape.active_tapes() == ()
+
+
+def test_no_grad_pauses_the_tapes_not_the_checks():
+    with mt.detect_anomaly(), mt.Tape() as tape, mt.no_grad():
+        with pytest.raises(mt.AnomalyError):
+            mt.log(mt.Tensor(0.0))
+    assert len(tape) == 0
+
+
+def test_value_and_grad_eager_and_compiled_are_checked_op_by_op():
+    def f(x):
+        return (x ** 0.5).sum()
+
+    x = np.array([4.0, 0.0])
+    for compile in (False, True):
+        both = mt.value_and_grad(f, compile=compile)
+        with pytest.raises(mt.AnomalyError) as caught, mt.detect_anomaly(), np.errstate(all="ignore"):
+            both(x)
+        assert (caught.value.op, caught.value.phase) == ("pow", "backward")
+        if compile:
+            assert both.cache_info().misses == 0  # ran eagerly: nothing traced
+    with np.errstate(all="ignore"):
+        assert np.isinf(mt.value_and_grad(f, compile=True)(x)[1][1])
+
+
+def test_a_block_exited_where_none_is_open_says_so():
+    with pytest.raises(RuntimeError, match="no anomaly block is open"):
+        mt.detect_anomaly().__exit__(None, None, None)
+    with pytest.raises(TypeError, match="True or False"):
+        mt.detect_anomaly(nan="yes")

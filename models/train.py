@@ -114,6 +114,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="train with the closed form the tape writes for the network (recorded "
                              "once per batch shape, then plain generated numpy) instead of a tape "
                              "per step")
+    parser.add_argument("--detect-anomaly", action="store_true",
+                        help="check every op and VJP for NaN or Inf (mt.detect_anomaly); on the "
+                             "first, draw it to anomaly.svg in --out and stop")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar or per-epoch lines; only the results")
     return parser
@@ -153,6 +156,9 @@ class _BadFlag(_Failure):
 
 def run(args: argparse.Namespace) -> int:
     """Train, report, check the gradients and write the files; 1 if the tape is wrong."""
+    if args.compile and args.detect_anomaly:
+        raise _BadFlag("argument --detect-anomaly: it checks the tape's ops, and --compile trains "
+                       "without a tape; drop one of them")
     epochs = args.epochs or DEFAULT_EPOCHS[args.dataset]
     lr = args.lr or DEFAULT_LR[args.optimizer]
     x_train, y_train, x_test, y_test = _load(args.dataset)
@@ -194,9 +200,11 @@ def _train(net: TwoLayerNet, optimizer: mt.optim.Optimizer, args: argparse.Names
     try:
         history = fit(net, optimizer, *train, epochs=epochs, batch_size=args.batch_size,
                       seed=args.seed, test=test, on_epoch=progress.update,
-                      compile=args.compile)
+                      compile=args.compile, detect_anomaly=args.detect_anomaly)
     except TrainingError as e:
         raise _Failure(f"{e.what}; try a smaller --lr (now {e.lr:g})") from None
+    except mt.AnomalyError as e:
+        raise _Failure(_anomaly(e, args.out)) from None
     finally:
         progress.close()
     n_test = len(test[0])
@@ -344,6 +352,18 @@ def _graph(net: TwoLayerNet, x: np.ndarray, labels: np.ndarray, path: Path) -> P
         return path.with_suffix(".dot")
     except OSError as e:
         raise _Failure(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+
+
+def _anomaly(err: mt.AnomalyError, out: Path) -> str:
+    """The error's message, its drawing written to ``out/anomaly.svg`` instead of the hint."""
+    import viz
+
+    message = "\n".join(line for line in str(err).splitlines()
+                        if not line.startswith("  to draw it:"))
+    try:
+        return f"{message}\n  drawn in {viz.render_anomaly(err, out / 'anomaly.svg')}"
+    except viz.GraphvizNotFoundError as e:
+        return f"{message}\n  {e}"
 
 
 def _plot(history: History, path: Path, dataset: str) -> Path | None:

@@ -148,6 +148,29 @@ def test_a_rising_loss_is_not_yet_divergence():
     assert len(history.loss) == 4 and max(history.loss) > 1.5 * history.loss[0]  # bad, not runaway
 
 
+def _broken_net(*sizes):
+    net = TwoLayerNet(*sizes, seed=0)
+    net.params["b1"].value[1] = np.inf  # e.g. parameters loaded from a broken run
+    return net
+
+
+def test_fit_in_anomaly_mode_names_the_op_that_read_the_bad_parameter(tmp_path):
+    x, y = spirals(20, 3, seed=0)
+    net = _broken_net(2, 4, 3)
+    with pytest.raises(mt.AnomalyError) as info:
+        fit(net, mt.optim.SGD(net.params, lr=0.1), x, y, epochs=1, batch_size=10,
+            detect_anomaly=True)
+    err = info.value
+    assert err.phase == "forward" and err.kind == "Inf" and err.input_name == "b1"
+    assert err.op == "add" and err.tape is not None and err.node in err.tape.nodes
+    if shutil.which("dot"):
+        import viz
+        assert "b1" in viz.render_anomaly(err, tmp_path / "anomaly.svg").read_text()
+    with pytest.raises(ValueError, match="drop one"):
+        fit(net, mt.optim.SGD(net.params, lr=0.1), x, y, epochs=1, batch_size=10,
+            detect_anomaly=True, compile=True)
+
+
 def test_fit_checks_the_data_before_training():
     net = TwoLayerNet(5, 4, 3, seed=0)
     before = net.params["W1"].value.copy()
@@ -220,6 +243,23 @@ def test_command_stops_a_diverging_run(tmp_path):
     assert "diverged at epoch 1" in result.stderr and "try a smaller --lr (now 1e+30)" in result.stderr
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
     assert "gradient check" not in result.stdout and not (tmp_path / "params.npz").exists()
+
+
+def test_command_in_anomaly_mode_draws_the_anomaly_and_exits_1(tmp_path, monkeypatch, capsys):
+    import models.train
+    monkeypatch.setattr(models.train, "TwoLayerNet", lambda *sizes, seed: _broken_net(*sizes))
+    assert main(["--dataset", "spirals", "--hidden", "4", "--epochs", "1", "--quiet",
+                 "--detect-anomaly", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("python -m models.train: error: add read an ")
+    assert "'b1'" in err and "to draw it" not in err
+    if shutil.which("dot"):
+        assert f"drawn in {tmp_path / 'anomaly.svg'}" in err
+        ET.parse(tmp_path / "anomaly.svg")
+    assert not (tmp_path / "params.npz").exists()
+    with pytest.raises(SystemExit) as info:
+        main(["--detect-anomaly", "--compile", "--out", str(tmp_path)])
+    assert info.value.code == 2 and "drop one" in capsys.readouterr().err
 
 
 def test_command_on_spirals_with_adam(tmp_path, capsys):

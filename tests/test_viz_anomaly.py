@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -107,3 +108,84 @@ def test_minus_infinity_keeps_its_sign_in_a_label():
     from viz import labels as L
     assert L.number(-np.inf) == "-inf" and L.number(np.float32(-np.inf)) == "-inf"
     assert L.number(-1e-9) == "-1e-09" and L.number(-0.0) == "0"
+
+
+def _real_backward_anomaly():
+    x = mt.Tensor(np.array([1.0, 0.0, 4.0]), name="x")
+    with np.errstate(divide="ignore"), pytest.raises(mt.AnomalyError) as info:
+        with mt.detect_anomaly(), mt.Tape() as tape:
+            J = mt.sum(x ** 0.5 * 3.0, name="J")
+            tape.gradient(J, x)
+    return info.value, tape, J
+
+
+def test_a_real_backward_anomaly_is_drawn_from_its_own_tape():
+    err, tape, J = _real_backward_anomaly()
+    assert err.tape is tape and err.target is J
+    g = viz.draw_anomaly(err)
+    op = _node_line(g, "op0")
+    assert "its VJP made Inf" in op and "A = 0, p = 0.5" in op
+    assert "called at test_viz_anomaly.py:" in op
+    assert sum("#c92a2a" in line for line in g.body if "->" in line) == 5   # x->pow, then to J
+
+
+def test_a_real_forward_anomaly_is_drawn_up_to_the_op_that_made_it():
+    x = mt.Tensor(np.array([1.0, 0.0]), name="x")
+    with np.errstate(divide="ignore"), pytest.raises(mt.AnomalyError) as info:
+        with mt.detect_anomaly(), mt.Tape():
+            mt.sum(mt.log(x) * 2.0)
+    g = viz.draw_anomaly(info.value)
+    assert "made Inf in the forward pass at [1]" in _node_line(g, "op0")
+    assert "op1 [" not in g.source
+
+
+class _Shell:
+    """The parts of IPython's shell that viz.notebook uses."""
+
+    class display_formatter:
+        class _Formatter:
+            def for_type(self, cls, f):
+                pass
+        formatters = {"image/svg+xml": _Formatter()}
+
+    def __init__(self):
+        self.handler, self.shown = None, []
+        shell = self
+
+        class Publisher:
+            def publish(self, data, metadata=None):
+                shell.shown.append(("display", data))
+        self.display_pub = Publisher()
+
+    def set_custom_exc(self, types, handler):
+        self.types, self.handler = types, handler
+
+    def showtraceback(self, exc_tuple=None, tb_offset=None):
+        self.shown.append(("traceback", exc_tuple[1]))
+
+
+@needs_dot
+def test_in_jupyter_the_error_shows_its_traceback_then_its_drawing():
+    from viz import notebook
+    shell = _Shell()
+    assert notebook.register(shell) and shell.types == (mt.AnomalyError,)
+    err, _, _ = _real_backward_anomaly()
+    shell.handler(shell, type(err), err, err.__traceback__)   # as IPython calls it
+    (kind, shown), (then, data) = shell.shown
+    assert kind == "traceback" and shown is err and then == "display"
+    svg = data["image/svg+xml"]
+    assert "</svg>" in svg and "pow" in svg and "Inf" in svg
+
+
+def test_the_readme_example_prints_what_the_readme_shows(tmp_path, monkeypatch, capsys):
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## When a NaN appears")[1]
+    code, shown = re.findall(r"```(?:python|text)\n(.*?)```", section, re.S)[:2]
+    monkeypatch.chdir(tmp_path)                   # the example writes anomaly.svg here
+    with np.errstate(divide="ignore"):
+        exec(compile(code, "my_script.py", "exec"), {})
+    printed = capsys.readouterr().out
+    assert printed == shown
+    assert (tmp_path / "anomaly.svg").exists() or shutil.which("dot") is None

@@ -1,4 +1,5 @@
-"""In Jupyter, a Tape shown as a cell's value is drawn as its graph.
+"""In Jupyter, a Tape shown as a cell's value is drawn as its graph, and an
+``mt.AnomalyError`` shows its drawing under its traceback.
 
 ``import viz`` registers an SVG formatter for ``microtape.Tape`` with the
 running IPython (when there is one), so microtape itself never needs to know
@@ -6,6 +7,10 @@ about drawings. The drawing is ``draw_graph(tape)``: values always, and the
 gradients the tape's last ``backward`` set. When it cannot be drawn (no
 ``dot`` program, a non-persistent tape already spent), the cell falls back
 to the tape's text repr.
+
+The error's drawing comes through IPython's ``set_custom_exc``: the usual
+traceback first, then ``draw_anomaly(err)`` as SVG. IPython keeps one such
+handler per shell, so this one replaces any set before.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import sys
 
 import graphviz
 
-from microtape import Tape
+from microtape import AnomalyError, Tape
 
+from .anomaly import draw_anomaly
 from .graph import draw_graph
 
 
@@ -35,4 +41,22 @@ def register(shell=None) -> bool:
     if shell is None:
         return False
     shell.display_formatter.formatters["image/svg+xml"].for_type(Tape, tape_svg)
+    if hasattr(shell, "set_custom_exc"):
+        shell.set_custom_exc((AnomalyError,), show_anomaly)
     return True
+
+
+def anomaly_svg(err: AnomalyError) -> str | None:
+    """The error's drawing as SVG text, or None when it cannot be drawn here."""
+    try:
+        return draw_anomaly(err).pipe(format="svg", encoding="utf-8")
+    except (graphviz.ExecutableNotFound, graphviz.CalledProcessError, RuntimeError, ValueError):
+        return None
+
+
+def show_anomaly(shell, etype, value, tb, tb_offset=None) -> None:
+    """IPython's handler for an AnomalyError: the traceback, then the drawing."""
+    shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+    svg = anomaly_svg(value)
+    if svg is not None:
+        shell.display_pub.publish(data={"image/svg+xml": svg}, metadata={})

@@ -63,6 +63,9 @@ def test_the_first_hour_notebook_runs_in_a_kernel_and_shows_tables_graph_and_che
     report = code[5]["stdout"]
     assert report.count(" yes") == 4 and " NO" not in report and "rtol=" in report
     assert "the tape agrees with the closed form" in code[6]["stdout"]
+    assert "exp made Inf in the forward pass" in code[7]["stdout"]   # one anomaly, drawn
+    drawn = code[7]["image/svg+xml"]
+    assert "</svg>" in drawn and "#c92a2a" in drawn and "made Inf in the forward" in drawn
 
 
 def test_a_tensor_shows_as_a_compact_table():

@@ -58,6 +58,10 @@ class Checker:
         """
         by_out = {id(node.output): node for node in nodes}
         kept: dict[int, np.ndarray] = {}
+        seed = cotangents[id(target)]
+        if nodes and not clean(seed, self):
+            raise gradient_error(by_out.get(id(target), nodes[-1]), seed, self, tape, target,
+                                 seed=True)
         while plan:
             out, inputs, vjps = plan.pop()
             g = cotangents.pop(out, None)
@@ -66,8 +70,6 @@ class Checker:
             if stale and out in stale:
                 _check_node(*stale.pop(out), caller)
             node = by_out[out]
-            if not clean(g, self):  # the seed, or finite gradients whose sum overflowed
-                raise gradient_error(node, g, self, tape, target)
             if out in keep:
                 kept[out] = g
             for i, (key, vjp) in enumerate(zip(inputs, vjps)):
@@ -75,7 +77,11 @@ class Checker:
                     dx = vjp(g)
                     if not clean(dx, self):
                         raise _blame(nodes, node, i, g, dx, self, tape, target)
-                    cotangents[key] = cotangents[key] + dx if key in cotangents else dx
+                    if key in cotangents:  # fan-out: finite gradients whose sum may overflow
+                        dx = cotangents[key] + dx
+                        if not clean(dx, self):
+                            raise gradient_error(node, dx, self, tape, target)
+                    cotangents[key] = dx
         for key in keep.intersection(cotangents):
             kept[key] = cotangents[key]
         return kept

@@ -72,13 +72,17 @@ def backward_error(node, i: int, g, dx, mode, tape, target) -> AnomalyError:
                   input_name=name)
 
 
-def gradient_error(node, g, mode, tape, target) -> AnomalyError:
-    """The gradient reaching ``node``'s output is bad: the seed, or a sum that overflowed."""
+def gradient_error(node, g, mode, tape, target, seed: bool = False) -> AnomalyError:
+    """A bad gradient no VJP made alone: the seed, or a sum of finite ones that overflowed."""
     g = np.asarray(g)
     index, kind = _first_bad(g, mode)
-    head = (f"the gradient G reaching the output of {node.op.name} holds {kind} at "
-            f"{list(index)}: the seed passed in, or the sum of the finite gradients of a value "
-            f"used by several ops, which overflowed")
+    if seed:
+        head = (f"the seed of the backward pass (the gradient of the output of {node.op.name}) "
+                f"holds {kind} at {list(index)}; pass a finite seed")
+    else:
+        head = (f"the gradients of an input of {node.op.name} and of its other uses, each "
+                f"finite, summed to {kind} at {list(index)} in the backward pass: the values "
+                f"are too large; lower the learning rate or rescale the inputs")
     return _error(head, "", node, "backward", kind, index, None, mode, tape, target,
                   {"G": float(g[index])})
 
@@ -127,18 +131,20 @@ def _hint(op: str, phase: str, v: dict, kind: str) -> str:
 
 # -- the bad element and the operands' values there ------------------------------
 
-def clean(a: Any, mode: Checker) -> bool:
+def clean(a: Any, mode) -> bool:
     """Whether ``a`` holds no value the mode forbids (NaN; and ±Inf unless ``inf=False``)."""
-    a = a.value if isinstance(a, Tensor) else a
     if type(a) is not np.ndarray:
-        if isinstance(a, (str, bytes, slice, tuple)) or a is None or a is Ellipsis:
-            return True
-        a = np.asarray(a)
+        if isinstance(a, Tensor):
+            a = a.value
+        elif isinstance(a, (float, int, list, np.generic)):
+            a = np.asarray(a)
+        else:
+            return True  # an index, an axis, an einsum spec: not a value
     if a.dtype.kind != "f":
         return True  # ints, bools and index arrays cannot hold NaN or Inf
     # One sum is cheaper than a mask: NaN and Inf survive it. Only a sum that
     # is not finite needs the exact look (finite values may overflow it).
-    total = float(np.add.reduce(a, axis=None))
+    total = np.add.reduce(a, axis=None)
     if mode.inf:
         return math.isfinite(total) or bool(np.isfinite(a).all())
     return not math.isnan(total) or not bool(np.isnan(a).any())

@@ -227,3 +227,18 @@ def test_a_block_exited_where_none_is_open_says_so():
         mt.detect_anomaly().__exit__(None, None, None)
     with pytest.raises(TypeError, match="True or False"):
         mt.detect_anomaly(nan="yes")
+
+
+def test_a_bad_seed_and_an_overflowing_sum_of_gradients_are_told_apart():
+    x = mt.Tensor(np.array([1.0, 2.0]), name="x")
+    with mt.detect_anomaly():
+        with mt.Tape() as tape:
+            y = x * 1.0
+        with pytest.raises(mt.AnomalyError, match="the seed of the backward pass"):
+            tape.gradient(y, x, seed=np.array([1.0, np.inf]))
+        tiny = mt.Tensor(np.array([1e-300, 2e-300]), name="tiny")
+        with mt.Tape() as tape:
+            loss = (tiny * 1e308).sum() + (tiny * 1e308).sum()  # tiny's gradients: 1e308 twice
+        with pytest.raises(mt.AnomalyError, match="summed to Inf") as caught:
+            tape.gradient(loss, tiny)
+    assert caught.value.phase == "backward"

@@ -4,6 +4,7 @@ No timing is asserted (the machine is shared); this checks that ``make
 bench`` would check the gradients, time both contenders and write every row.
 """
 
+import importlib.util
 import re
 
 import numpy as np
@@ -11,9 +12,10 @@ import pytest
 
 from tests.benchmarks import agreement, bench, contenders, textbook
 from tests.benchmarks.problem import make_problem
+from tests.benchmarks.timing import Timing
 
 QUICK = ["--quick", "--sizes", "tiny", "--rounds", "1", "--block-ms", "1",
-         "--contenders", "numpy,microtape,compiled", "--chains", "100,1000", "--memory-size", "tiny"]
+         "--contenders", "numpy,microtape,compiled,anomaly,torch-anomaly", "--chains", "100,1000", "--memory-size", "tiny"]
 
 
 def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
@@ -29,7 +31,7 @@ def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
 
     # One step row per dtype and contender, with positive times and a ratio.
     for dtype in ("float64", "float32"):
-        for name in ("numpy", "microtape", "microtape compiled"):
+        for name in ("numpy", "microtape", "microtape compiled", "microtape anomaly"):
             (row,) = rows(f"| tiny (20, 10, 5, 10) | {dtype} | {name} |")
             ratio = float(re.search(r"\| ([0-9.]+)x \|", row).group(1))
             assert ratio > 0
@@ -40,6 +42,9 @@ def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
         (compiled_row,) = rows(f"| tiny (20, 10, 5, 10) | {dtype} | microtape compiled |")
         assert "≤ 0.95x" in compiled_row
         assert re.search(r"\| [0-9.]+ (µs|ms) \|$", compiled_row)  # the one-off build cost
+        # Anomaly mode's cost is read against the tape's own step (no goal at tiny).
+        (anomaly_row,) = rows(f"| tiny (20, 10, 5, 10) | {dtype} | microtape anomaly |")
+        assert float(re.search(r"\| ([0-9.]+)x microtape's step \|", anomaly_row).group(1)) > 0
         for name in ("numpy", "microtape"):
             assert len(rows(f"| tiny | {dtype} | {name} |")) == 1  # where the time goes
     assert not rows("| small")  # only the sizes asked for
@@ -72,6 +77,9 @@ def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
     for line in targets:
         assert line.endswith("| met |") or line.endswith("| **missed** |")
 
+    if importlib.util.find_spec("torch") is None:  # PyTorch's anomaly mode: said, not skipped
+        (line,) = [line for line in lines if line.startswith("Not measured")]
+        assert "torch-anomaly (ModuleNotFoundError" in line
     assert f"| numpy | {np.__version__}, BLAS: " in text
     assert "| thread pools |" in text
 
@@ -128,3 +136,18 @@ def test_the_numpy_baseline_is_the_closed_form_of_models(monkeypatch):
                             lambda *a, _f=original, _n=name: called.append(_n) or _f(*a))
     contenders.NumpyStep(problem).step()
     assert called == ["forward", "loss", "backward"]
+
+
+def test_anomaly_mode_is_held_to_its_goal_over_the_tape_and_against_pytorch():
+    def timing(median):
+        return Timing(per_call=[median], calls_per_block=1)
+
+    res = bench.StepResult("small", "float64", {
+        "numpy": timing(1.0), "microtape": timing(2.0), "anomaly": timing(2.8),
+        "torch-anomaly": timing(4.0)}, {}, [], None, {})
+    row = [""] * 11
+    targets = bench._anomaly_targets(res, "anomaly", row)
+    assert row[6] == "1.40x microtape's step, ≤ 1.5x met"
+    assert targets == [["anomaly-mode step, small, float64", "≤ 1.5x microtape's step", "1.40x", "met"],
+                       ["anomaly-mode step vs PyTorch's, small, float64", "< 1x", "0.70x", "met"]]
+    assert bench._anomaly_targets(res, "torch-anomaly", row) == []

@@ -37,6 +37,8 @@ DEFAULT_OUT = machine.ROOT / "out" / "bench.md"
 STEP_TARGETS = {"tiny": 1.8, "small": 1.4, "medium": 0.95, "large": 0.9}
 # The generated closed form's (meant for OpenBLAS's own kernel choice).
 COMPILED_TARGETS = {"tiny": 0.95, "small": 0.95, "medium": 0.97, "large": 0.97}
+# The step in anomaly mode over the tape's own step, same run (no goal at tiny).
+ANOMALY_TARGETS = {"small": 1.5, "medium": 1.5}
 BUILD_TARGET = 5e-3      # seconds to write a recorded step's closed form
 COMPILED_MEMORY_TARGET = 0.8
 PER_OP_TARGET = 3.0      # sigmoid forward + backward on one element, over bare numpy
@@ -249,6 +251,28 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
+def _anomaly_targets(res: StepResult, name: str, row: list[str]) -> list[list[str]]:
+    """Anomaly mode's cost: over the tape's own step, and against PyTorch's anomaly mode.
+
+    Fills the row's target column too (its ratio stays over numpy's, as every row's).
+    """
+    ours, theirs = res.timings.get("anomaly"), res.timings.get("torch-anomaly")
+    if name == "torch-anomaly" or "microtape" not in res.timings:
+        return []
+    over = ours.median / res.timings["microtape"].median
+    goal = ANOMALY_TARGETS.get(res.size)
+    row[6] = f"{over:.2f}x microtape's step" + (f", ≤ {goal}x {verdict(over, goal)}" if goal else "")
+    targets = []
+    if goal:
+        targets.append([f"anomaly-mode step, {res.size}, {res.dtype}", f"≤ {goal}x microtape's step",
+                        f"{over:.2f}x", verdict(over, goal)])
+    if theirs is not None:
+        ratio = ours.median / theirs.median
+        targets.append([f"anomaly-mode step vs PyTorch's, {res.size}, {res.dtype}", "< 1x",
+                        f"{ratio:.2f}x", verdict(ratio, 0.999)])
+    return targets
+
+
 def report(options: Options, argv: list[str], record: list[tuple[str, str]], missing: dict[str, str],
            worst: dict, steps: list[StepResult], op: dict[str, Timing] | None,
            chains: list[overhead.ChainTiming], memory: dict[str, dict[str, int]],
@@ -294,7 +318,10 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
            "share of the machine other processes used while that size and dtype were timed. "
            "microtape compiled is the closed form the tape wrote for the same step "
            "(`tape.closed_form(loss, params)`, its fused `step_function`); build: the one-off cost "
-           "of writing and compiling that code from a recorded tape (median of 5).", ""]
+           "of writing and compiling that code from a recorded tape (median of 5). microtape "
+           "anomaly is the eager step inside `mt.detect_anomaly()` (each op's output and each "
+           "VJP's result checked), its target over microtape's own step; torch anomaly is "
+           "PyTorch's step under `torch.autograd.set_detect_anomaly(True)`.", ""]
     rows = []
     for res in steps:
         base = res.timings["numpy"].median
@@ -313,6 +340,8 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
                 what = "step" if name == "microtape" else "compiled step"
                 targets.append([f"{what}, {res.size}, {res.dtype}", f"≤ {goal}x", f"{ratio:.2f}x",
                                 verdict(ratio, goal)])
+            if name in ("anomaly", "torch-anomaly"):
+                targets += _anomaly_targets(res, name, rows[-1])
             if build is not None:
                 targets.append([f"building the closed form, {res.size}, {res.dtype}",
                                 f"≤ {fmt_time(BUILD_TARGET)}", fmt_time(build),

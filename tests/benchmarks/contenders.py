@@ -116,6 +116,20 @@ class TapeStep:
         return {name: p.value for name, p in self.net.params.items()}
 
 
+class AnomalyStep(TapeStep):
+    """microtape's eager step inside ``mt.detect_anomaly()``: every op and VJP checked."""
+
+    name = "microtape anomaly"
+
+    def step(self) -> None:
+        with mt.detect_anomaly():
+            TapeStep.step(self)
+
+    def gradients(self) -> tuple[float, dict[str, np.ndarray]]:
+        with mt.detect_anomaly():
+            return TapeStep.gradients(self)
+
+
 class CompiledStep:
     """microtape's closed form: the tape writes the step once, then the generated code runs.
 
@@ -199,6 +213,20 @@ class TorchStep:
 
     def params(self) -> dict[str, np.ndarray]:
         return {name: p.detach().numpy() for name, p in self.p.items()}
+
+
+class TorchAnomalyStep(TorchStep):
+    """PyTorch's eager step under ``torch.autograd.set_detect_anomaly(True)``: anomaly mode's peer."""
+
+    name = "torch anomaly"
+
+    def step(self) -> None:
+        with self.torch.autograd.set_detect_anomaly(True):
+            TorchStep.step(self)
+
+    def gradients(self) -> tuple[float, dict[str, np.ndarray]]:
+        with self.torch.autograd.set_detect_anomaly(True):
+            return TorchStep.gradients(self)
 
 
 class JaxStep:
@@ -300,10 +328,13 @@ class BlasFloor:
         np.matmul(self.x.T, self.delta1, out=self.dW1)
 
 
-REQUIRED = {"numpy": NumpyStep, "microtape": TapeStep, "compiled": CompiledStep}
-LABELS = {"compiled": "microtape compiled"}  # how a contender is named in the tables
+REQUIRED = {"numpy": NumpyStep, "microtape": TapeStep, "compiled": CompiledStep,
+            "anomaly": AnomalyStep}
+LABELS = {"compiled": "microtape compiled", "anomaly": "microtape anomaly",  # in the tables
+          "torch-anomaly": "torch anomaly"}
 OPTIONAL = {  # contender: (the module it needs, the contender)
     "torch": ("torch", TorchStep),
+    "torch-anomaly": ("torch", TorchAnomalyStep),
     "jax": ("jax", JaxStep),
     "autograd": ("autograd", AutogradStep),
 }
@@ -330,7 +361,8 @@ def load(names: list[str]) -> tuple[dict[str, Callable[[Problem], object]], dict
 
 def version_of(name: str) -> str:
     """The contender's library version, for the record."""
-    dist = ("microtape" if name == "compiled" else name) if name in REQUIRED else OPTIONAL[name][0]
+    dist = ("microtape" if name in ("compiled", "anomaly") else name) if name in REQUIRED else (
+        OPTIONAL[name][0])
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:

@@ -76,11 +76,11 @@ class Checker:
                 if vjp is not None and key in live:
                     dx = vjp(g)
                     if not clean(dx, self):
-                        raise _blame(nodes, node, i, g, dx, self, tape, target)
+                        raise _reached(_blame(nodes, node, i, g, dx, self, tape, target), kept, out, g)
                     if key in cotangents:  # fan-out: finite gradients whose sum may overflow
                         dx = cotangents[key] + dx
                         if not clean(dx, self):
-                            raise gradient_error(node, dx, self, tape, target)
+                            raise _reached(gradient_error(node, dx, self, tape, target), kept, out, g)
                     cotangents[key] = dx
         for key in keep.intersection(cotangents):
             kept[key] = cotangents[key]
@@ -182,6 +182,12 @@ def _caller() -> tuple[str, int] | None:
     while f is not None and f.f_code.co_filename.startswith(_PACKAGE):
         f = f.f_back
     return None if f is None else (f.f_code.co_filename, f.f_lineno)
+
+
+def _reached(err, kept: dict, out: int, g) -> Exception:
+    """``err`` with the gradients the pass had finished, its failing op's G included."""
+    err.gradients = {**kept, out: g}
+    return err
 
 
 def _blame(nodes: list, node: Node, i: int, g, dx, mode: Checker, tape: Tape, target: Tensor):

@@ -45,8 +45,11 @@ class AnomalyError(RuntimeError):
     innermost active tape (or None), ``node`` the recorded ``mt.Node``,
     ``target`` the Tensor whose gradient was asked (backward only),
     ``formula`` the op's VJP and ``values`` each operand's value at the bad
-    element. The message says all of it in one block, with a hint where one
-    fits, and the command that draws it.
+    element. In the backward phase, ``gradients`` holds what the pass had
+    finished and kept before it stopped ({id(tensor): gradient}; for
+    ``tape.backward``, the outputs of every op it had visited), the failing
+    op's own G included, so the step page can play the pass up to that op. The message says all of it in one block, with
+    a hint where one fits, and the command that draws it.
     """
 
     def __init__(self, message: str, *, op: str, phase: str, kind: str, index: tuple,
@@ -57,3 +60,4 @@ class AnomalyError(RuntimeError):
         self.input, self.input_name, self.source = input, input_name, source
         self.tape, self.node, self.target = tape, node, target
         self.formula, self.values = formula, values
+        self.gradients: dict = {}

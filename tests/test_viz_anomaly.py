@@ -189,3 +189,24 @@ def test_the_readme_example_prints_what_the_readme_shows(tmp_path, monkeypatch, 
     printed = capsys.readouterr().out
     assert printed == shown
     assert (tmp_path / "anomaly.svg").exists() or shutil.which("dot") is None
+
+
+@needs_dot
+def test_the_step_page_stops_on_the_frame_where_the_anomaly_appears(tmp_path):
+    err, tape, J = _real_backward_anomaly()
+    with np.errstate(divide="ignore"):
+        page = viz.render_backward_steps(tape, J, tmp_path).read_text(encoding="utf-8")
+    # The pass is played up to pow, whose VJP made the Inf, and no further.
+    assert "Step 3 of 3: pow #0 takes G = dJ/dpow_, and its VJP makes Inf in dJ/dx at [1]" in page
+    assert "Stopped at step 3: pow made Inf" in page and "Done:" not in page
+    assert "sends back dJ/dx" not in page
+
+
+def test_the_stopped_pass_keeps_only_the_gradients_it_had_finished():
+    _, tape, J = _real_backward_anomaly()
+    with np.errstate(divide="ignore"), pytest.raises(mt.AnomalyError) as info:
+        tape.backward(J)                                   # keeps every visited op's output
+    err = info.value
+    reached = {id(n.output) for n in tape.nodes}          # sum, mul and pow were visited
+    assert set(err.gradients) == reached
+    assert np.all(err.gradients[id(tape.nodes[0].output)] == 3.0)   # pow's own G

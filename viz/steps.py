@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from microtape import Node, Tape, Tensor
+from microtape import AnomalyError, Node, Tape, Tensor
 from microtape.files import write_atomic
 
 from . import labels as L
@@ -67,10 +67,8 @@ def render_backward_steps(tape: Tape, target: Tensor, out_dir: str | Path, *, pa
         raise ValueError("render_backward_steps: a target is needed (the loss to differentiate)")
     opts = Options(grads=True, **draw_options)
     view = TapeView(tape, target, params, names)
-    if not ensure_gradients(tape, target):
-        raise ValueError(f"render_backward_steps: the target has shape {target.shape}; seed its "
-                         f"gradient first with tape.backward(target, seed=...)")
-    walk = backward_walk(view, opts.max_elements)
+    stopped = _backward_or_stop(view)
+    walk = backward_walk(view, opts.max_elements, stopped)
     if walk.steps == 0:
         raise ValueError("render_backward_steps: the target was not computed by any op on this "
                          "tape, so there is no backward pass to show")
@@ -79,6 +77,27 @@ def render_backward_steps(tape: Tape, target: Tensor, out_dir: str | Path, *, pa
     index = out_dir / "index.html"
     write_atomic(index, page(view.info(target).name, svg, walk))
     return index
+
+
+def _backward_or_stop(view: TapeView) -> AnomalyError | None:
+    """Run the backward pass unless its gradients are there; an anomaly stops it at its op.
+
+    A tape recorded in anomaly mode raises at the first VJP that makes a NaN
+    or an Inf; the page then plays the pass up to that op, with the
+    gradients it had finished (``err.gradients``), and says what went wrong.
+    """
+    target = view.target
+    try:
+        if not ensure_gradients(view.tape, target):
+            raise ValueError(f"render_backward_steps: the target has shape {target.shape}; seed "
+                             f"its gradient first with tape.backward(target, seed=...)")
+    except AnomalyError as err:
+        if err.phase != "backward" or not err.gradients:
+            raise
+        for info in view.tensors.values():
+            info.tensor.grad = err.gradients.get(id(info.tensor))
+        return err
+    return None
 
 
 def _drawing(view: TapeView, opts: Options, out_dir: Path) -> str:
@@ -172,8 +191,13 @@ class Walk:
         return next((op for op, f in self.ops.items() if f == frame), None)
 
 
-def backward_walk(view: TapeView, max_elements: int = 12) -> Walk:
-    """The frames of the backward pass over ``view`` (its target's gradients set)."""
+def backward_walk(view: TapeView, max_elements: int = 12,
+                  stopped: AnomalyError | None = None) -> Walk:
+    """The frames of the backward pass over ``view`` (its target's gradients set).
+
+    ``stopped``: the anomaly that ended the pass early; its op's frame is the
+    last step, and its caption says what went wrong.
+    """
     order = [k for k in range(len(view.nodes) - 1, -1, -1)
              if view.nodes[k].output.grad is not None]
     walk = Walk(steps=len(order))
@@ -198,10 +222,28 @@ def backward_walk(view: TapeView, max_elements: int = 12) -> Walk:
                                              else ""))
         walk.captions.append(_step_caption(view, k, f"Step {s} of {len(order)}", sent))
         walk.equations.append(step_equation(node, closed_form))
-    walk.captions.append(f"Done: the tape was walked in reverse, {len(order)} ops, and every "
-                         f"gradient of {J} is known.")
+    if stopped is not None:
+        walk.captions[-1] = _anomaly_caption(view, order[-1], len(order), stopped)
+        walk.captions.append(f"Stopped at step {len(order)}: {stopped.op} made {stopped.kind} in "
+                             f"the backward pass; draw it with viz.render_anomaly(err, path).")
+    else:
+        walk.captions.append(f"Done: the tape was walked in reverse, {len(order)} ops, and every "
+                             f"gradient of {J} is known.")
     walk.equations.append("")
     return walk
+
+
+def _anomaly_caption(view: TapeView, k: int, s: int, err: AnomalyError) -> str:
+    """The failing op's frame: what its VJP made, and where."""
+    node = view.nodes[k]
+    J = view.info(view.target).name
+    bad = node.inputs[err.input] if err.input is not None else None
+    of = (L.gradient_name(J, view.info(bad).name) if isinstance(bad, Tensor)
+          else f"the gradient of input {err.input}")
+    where = f" at {list(err.index)}" if err.index else ""
+    return (f"Step {s} of {s}: {node.op.name} #{view.indices[k]} takes G = "
+            f"{L.gradient_name(J, view.info(node.output).name)}, and its VJP makes {err.kind} in "
+            f"{of}{where}: the first bad number of the backward pass, so it stops here.")
 
 
 class _RunningSums:

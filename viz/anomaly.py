@@ -43,6 +43,8 @@ def draw_anomaly(err: Any, *, values: bool = True, max_elements: int = 12,
         raise TypeError(f"draw_anomaly: expected an mt.AnomalyError, got {type(err).__name__}")
     tape, target = _record(err)
     view = TapeView(tape, target)
+    if err.phase == "forward":  # the loss was never computed: the bad output is an intermediate
+        view.info(target).kind, view.loss = "intermediate", None
     k = next(k for k, n in enumerate(view.nodes) if n is node)
     op_id = f"op{view.indices[k]}"
     notes = ((ANOMALY, f"red: the op that made the first {err.kind}"

@@ -75,12 +75,13 @@ SYMBOLS = [
 
 
 def legend_label(check: bool = False, notes: tuple[tuple[str, str], ...] = (),
-                 text: str = "", target: str = "J") -> str:
+                 text: str = "", target: str = "J", grads: bool = True) -> str:
     """The legend as an HTML-like label: a swatch and a sentence per kind, the
     notes on colours (``notes``: more (colour, sentence) pairs, from a page
     around the drawing), then the symbols that ``text`` (the drawing's
     labels) uses, each explained. ``target``: the loss's name, as the
-    gradients are written (dL/d... for a loss named L)."""
+    gradients are written (dL/d... for a loss named L); ``grads``: whether the
+    drawing shows gradients, and so the line that explains their colour."""
     rows = ['<TR><TD COLSPAN="2" ALIGN="LEFT"><B>legend</B></TD></TR>']
     entries = [(LOOKS[k], sentence) for k, sentence in _ENTRIES]
     if check:
@@ -93,8 +94,8 @@ def legend_label(check: bool = False, notes: tuple[tuple[str, str], ...] = (),
                     f'WIDTH="18" HEIGHT="12" FIXEDSIZE="TRUE"{style}></TD>'
                     f'<TD ALIGN="LEFT">{sentence}</TD></TR>')
     colours = [
-        (GRAD_COLOR, f"red numbers: the gradient {html_text(gradient_name(target, 'each tensor'))}"
-                     f"; hover for full arrays"),
+        *([(GRAD_COLOR, f"red numbers: the gradient {html_text(gradient_name(target, 'each tensor'))}"
+                        f"; hover for full arrays")] if grads else []),
         (BROADCAST, "blue edge “summed over axis k”: the VJP summed a broadcast back"),
         (FANOUT, "purple “Σ of n”: a tensor used n times gets the sum of n contributions"),
         *notes,

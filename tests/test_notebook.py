@@ -108,3 +108,12 @@ def test_viz_draws_a_tape_for_ipython_and_degrades_without_dot(monkeypatch):
     assert viz.notebook.register(Shell()) is True
     assert Shell.display_formatter.formatters["image/svg+xml"].types[mt.Tape] is notebook.tape_svg
     assert notebook.register() is False     # no IPython running in this process
+
+
+def test_every_cell_of_the_notebook_has_an_id():
+    # nbformat 4.5 requires one; without it Jupyter rewrites the file on open
+    # and nbformat warns that it will become an error.
+    import json
+    cells = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
+    ids = [c.get("id") for c in cells]
+    assert all(ids) and len(set(ids)) == len(ids), ids

@@ -357,15 +357,21 @@ def _run(program, values):
     return mt.softmax_cross_entropy(last, np.full((3, 3), 1 / 3, dtype=dtype))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(programs(), st.integers(0, 2**32 - 1))
-def test_random_programs_equal_the_tape_on_traced_and_fresh_values(program, seed):
+def _recorded(program, seed):
+    """A random program run on a tape over leaves a, b, c: what the tests below compare."""
     _, _, dtype, asked = program
     rng = np.random.default_rng(seed)
     leaves = [mt.Tensor(rng.uniform(-1, 1, size=(3, 3)).astype(dtype), name=n) for n in "abc"]
     sources = [s for s, wanted in zip(leaves, asked) if wanted] or leaves[:1]
     with mt.Tape() as tape:
         target = _run(program, leaves)
+    return rng, dtype, leaves, sources, tape, target
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs(), st.integers(0, 2**32 - 1))
+def test_random_programs_equal_the_tape_on_traced_and_fresh_values(program, seed):
+    rng, dtype, leaves, sources, tape, target = _recorded(program, seed)
     cf = tape.closed_form(target, sources)
     value, grads = cf()
     _close(value, target.value, dtype)
@@ -562,12 +568,7 @@ def _textbook(cf, tmp_path):
     HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(programs(), st.integers(0, 2**32 - 1))
 def test_the_textbook_source_runs_alone_and_equals_the_tape(tmp_path, program, seed):
-    _, _, dtype, asked = program
-    rng = np.random.default_rng(seed)
-    leaves = [mt.Tensor(rng.uniform(-1, 1, size=(3, 3)).astype(dtype), name=n) for n in "abc"]
-    sources = [s for s, wanted in zip(leaves, asked) if wanted] or leaves[:1]
-    with mt.Tape() as tape:
-        target = _run(program, leaves)
+    rng, dtype, leaves, sources, tape, target = _recorded(program, seed)
     cf = tape.closed_form(target, sources)
     textbook = _textbook(cf, tmp_path)
     for fresh in (False, True):

@@ -25,6 +25,7 @@ from .ops import (
 )
 from . import operators  # noqa: F401  (gives Tensor its operators, now that the ops exist)
 from .functional import grad, value_and_grad
+from .derivatives import hessian, hvp, jacobian, jvp
 from .anomaly import detect_anomaly
 from .closed_form import ClosedForm
 from .gradient_checking import GradcheckReport, gradcheck
@@ -39,5 +40,5 @@ __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "tanh", "sigmoid", "relu",
     "matmul", "sum", "mean", "transpose", "reshape", "getitem", "softmax", "log_softmax",
     "softmax_cross_entropy", "einsum", "stop_gradient", "broadcast_axes", "unbroadcast",
-    "grad", "value_and_grad", "gradcheck",
+    "grad", "value_and_grad", "gradcheck", "jacobian", "hessian", "hvp", "jvp",
 ]

@@ -91,7 +91,7 @@ class GradcheckReport:
 def gradcheck(f: Callable[..., Tensor], inputs: Sequence[Any] | Mapping[str, Any],
               eps: float = 1e-6, rtol: float = 1e-5, atol: float = 1e-8,
               max_elements: int | None = DEFAULT_MAX_ELEMENTS, seed: int = 0,
-              progress: bool | None = None) -> GradcheckReport:
+              progress: bool | None = None, order: int = 1) -> GradcheckReport:
     """Check ``f``'s tape gradients against central finite differences.
 
     ``f(*tensors)`` (or ``f(**tensors)`` when ``inputs`` is a dict) must
@@ -101,31 +101,44 @@ def gradcheck(f: Callable[..., Tensor], inputs: Sequence[Any] | Mapping[str, Any
     ``max_elements`` elements drawn at random with ``seed`` (``None``
     checks everything). ``progress`` shows how far the check has got on
     stderr: ``None`` does so when it will take more than a few seconds.
+    ``order=2`` also checks second derivatives: the tape's Hessian-vector
+    products along random directions v against central differences of its
+    gradient along v (``second_order.py``).
 
     Raises :class:`GradcheckError` naming the first failing input, its worst
     element, both values and the tolerance; returns a
     :class:`GradcheckReport` otherwise.
     """
-    if isinstance(inputs, Mapping):
-        names = [str(k) for k in inputs]
-        arrays = [_as_float64(v) for v in inputs.values()]
-        call = lambda xs: f(**dict(zip(inputs.keys(), xs)))  # noqa: E731
-    else:
-        if isinstance(inputs, (Tensor, np.ndarray)):
-            inputs = [inputs]
-        names = [getattr(v, "name", None) or f"input {i}" for i, v in enumerate(inputs)]
-        arrays = [_as_float64(v) for v in inputs]
-        call = lambda xs: f(*xs)  # noqa: E731
-
+    if order not in (1, 2) or isinstance(order, bool):
+        raise ValueError(f"gradcheck: order must be 1 (gradients) or 2 (also Hessian-vector "
+                         f"products), got {order!r}")
+    names, arrays, call = _inputs(f, inputs)
     analytic = _tape_gradients("gradcheck", call, arrays, names)
 
     def value(xs: list[np.ndarray]) -> float:
         with no_grad():  # the cheap mode, even when called inside a tape
             return float(call([Tensor(x) for x in xs]).value)
 
-    return compare_with_differences("gradcheck", value, names, arrays, analytic, eps=eps,
-                                    rtol=rtol, atol=atol, max_elements=max_elements, seed=seed,
-                                    progress=progress)
+    report = compare_with_differences("gradcheck", value, names, arrays, analytic, eps=eps,
+                                      rtol=rtol, atol=atol, max_elements=max_elements, seed=seed,
+                                      progress=progress)
+    if order == 2:
+        from .second_order import check_second_order  # it builds on this module's comparisons
+        check_second_order(call, names, arrays, report, seed=seed)
+    return report
+
+
+def _inputs(f: Callable[..., Tensor], inputs: Any) -> tuple[list[str], list[np.ndarray],
+                                                             Callable[[list[Tensor]], Tensor]]:
+    """The inputs' names, their float64 copies, and ``f`` as a function of a list."""
+    if isinstance(inputs, Mapping):
+        names = [str(k) for k in inputs]
+        arrays = [_as_float64(v) for v in inputs.values()]
+        return names, arrays, lambda xs: f(**dict(zip(inputs.keys(), xs)))
+    if isinstance(inputs, (Tensor, np.ndarray)):
+        inputs = [inputs]
+    names = [getattr(v, "name", None) or f"input {i}" for i, v in enumerate(inputs)]
+    return names, [_as_float64(v) for v in inputs], lambda xs: f(*xs)
 
 
 def _tape_gradients(kind: str, call: Callable[[list[Tensor]], Tensor],
@@ -183,14 +196,16 @@ def central_differences(value: Callable[[], float], array: np.ndarray, picks: Se
     element at a time, and each element put back exactly (so ``array`` must
     be writable and C-contiguous: ``value`` reads the perturbed memory).
     ``each(j)`` is called after the j-th slope (counting from 1), for
-    progress. The error is O(eps²) truncation plus O(1e-16 / eps)
+    progress. ``value()`` may return an array (a gradient, for second
+    derivatives): each of its elements is differenced, and the answer has
+    one row per pick. The error is O(eps²) truncation plus O(1e-16 / eps)
     cancellation: about 1e-10 relative in float64 at the default eps.
     """
     if not (array.flags.c_contiguous and array.flags.writeable):
         raise ValueError("central_differences: array must be writable and C-contiguous, since "
                          "it is perturbed in place; pass np.array(a, dtype=np.float64)")
     flat = array.reshape(-1)  # a view: writing it perturbs array, which value() reads
-    slopes = np.empty(len(picks))
+    slopes = []
     for j, k in enumerate(picks):
         original = flat[k]
         flat[k] = original + eps
@@ -198,10 +213,10 @@ def central_differences(value: Callable[[], float], array: np.ndarray, picks: Se
         flat[k] = original - eps
         f_minus = value()
         flat[k] = original
-        slopes[j] = (f_plus - f_minus) / (2 * eps)
+        slopes.append((np.asarray(f_plus) - np.asarray(f_minus)) / (2 * eps))
         if each is not None:
             each(j + 1)
-    return slopes
+    return np.array(slopes, dtype=np.float64) if slopes else np.empty(0)
 
 
 def relative_error(a: Any, b: Any) -> float:

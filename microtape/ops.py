@@ -372,13 +372,19 @@ def pow(a, p):
 
 
 def _pow_base_grad(g, a, p):
-    """dA = G ∘ p A^(p−1) in ops, 0 where p = 0 (there the exponent is made 0, a constant shift)."""
+    """dA = G ∘ p A^(p−1) in ops, 0 where p = 0.
+
+    Where p = 0 and A = 0 the exponent is shifted by a constant 1, so that the
+    product is p · 1 = 0 rather than 0 · inf; elsewhere p A^(p−1) is used as it
+    is, whose derivative in p stays right at p = 0.
+    """
     if not isinstance(p, Tensor) and np.ndim(p) == 0:
         if p == 0:
             return Tensor(np.zeros(_shape(a), dtype=_value(g).dtype))
         return unbroadcast(mul(mul(g, p), pow(a, p - 1)), _shape(a))
-    at_zero = (_value(p) == 0).astype(_value(g).dtype)
-    return unbroadcast(mul(mul(g, p), pow(a, add(sub(p, 1), at_zero))), _shape(a))
+    zero_power = (_value(p) == 0) & (_value(a) == 0)
+    exponent = add(sub(p, 1), zero_power.astype(_value(g).dtype)) if zero_power.any() else sub(p, 1)
+    return unbroadcast(mul(mul(g, p), pow(a, exponent)), _shape(a))
 
 
 def _pow_exponent_grad(g, c, a, p):

@@ -14,7 +14,7 @@ from .compiled import _NESTED, CacheInfo, Compiled, _check_argnums, _name
 from .errors import TraceError
 from .state import _tracing
 from .ops import reshape
-from .tape import Tape, active_tapes
+from .tape import Tape, _active, active_tapes
 from .tensor import Tensor
 
 __all__ = ["grad", "value_and_grad", "CacheInfo"]
@@ -58,11 +58,12 @@ def _eager(f: Callable[..., Tensor], positions: tuple[int, ...], single: bool) -
         # Under an active tape (inside another grad, say) the answer is part of
         # that outer computation: the backward pass is recorded and Tensors
         # come back, which the outer tape can differentiate again.
-        nested = bool(active_tapes())
+        nested = bool(_active.get()) and bool(active_tapes())  # the first test is the cheap one
         args = list(args)
         sources = []
         for i in positions:
-            args[i] = _variable(args[i], nested)
+            arg = args[i]
+            args[i] = _variable(arg) if nested or not isinstance(arg, Tensor) else arg
             sources.append(args[i])
         with Tape(persistent=False) as tape:  # asked once, never shown
             out = f(*args)
@@ -75,17 +76,15 @@ def _eager(f: Callable[..., Tensor], positions: tuple[int, ...], single: bool) -
     return wrapped
 
 
-def _variable(arg: Any, nested: bool) -> Tensor:
-    """The Tensor this call differentiates with respect to.
+def _variable(arg: Any) -> Tensor:
+    """A new Tensor for this call to differentiate with respect to.
 
-    Nested, a Tensor argument becomes a new Tensor (a recorded copy, so outer
-    tapes still see it depend on the argument): the function may also use the
-    argument itself, through a closure, and that use must not count as this
+    Nested, a Tensor argument becomes a recorded copy, so outer tapes still
+    see it depend on the argument: the function may also use the argument
+    itself, through a closure, and that use must not count as this
     variable's. Without it d/dx [x · d/dy (x + y)] at y = x would be 2, not 1.
     """
-    if not isinstance(arg, Tensor):
-        return Tensor(arg)
-    return reshape(arg, arg.shape) if nested else arg
+    return reshape(arg, arg.shape) if isinstance(arg, Tensor) else Tensor(arg)
 
 
 def grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0,

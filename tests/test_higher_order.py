@@ -203,3 +203,57 @@ def test_create_graph_false_is_unchanged():
     g = tape.gradient(y, x)
     assert type(g) is np.ndarray
     np.testing.assert_array_equal(g, tape.gradient(y, x, create_graph=True).value)
+
+
+def test_a_seed_tensor_is_differentiable_so_a_vjp_transposes_to_a_jvp():
+    # J v as the derivative of uᵀJ (a VJP with seed u) with respect to u
+    rng = np.random.default_rng(5)
+    W = rng.normal(size=(3, 4))
+    x = mt.Tensor(rng.normal(size=3))
+    v = rng.normal(size=3)
+    u = mt.Tensor(np.zeros(4))
+    with mt.Tape() as outer:
+        with mt.Tape() as inner:
+            y = mt.tanh(x @ W)
+        g = inner.gradient(y, x, seed=u, create_graph=True)
+        s = mt.sum(g * v)
+    jv = outer.gradient(s, u)
+    np.testing.assert_allclose(jv, (1 - np.tanh(x.value @ W) ** 2) * (v @ W), rtol=1e-12)
+
+
+def test_the_hessian_of_the_two_layer_loss_is_symmetric(two_layer):
+    rng = np.random.default_rng(6)
+    p = two_layer.params(rng, n_in=3, n_hidden=2, n_out=3)
+    x, y = rng.normal(size=(4, 3)), np.array([0, 2, 1, 2])
+    W1 = mt.Tensor(p["W1"])
+    with mt.Tape() as outer:
+        with mt.Tape() as inner:
+            loss = two_layer.loss(x, {**p, "W1": W1}, y)
+        g = inner.gradient(loss, W1, create_graph=True)
+        flat = mt.reshape(g, -1)
+        H = np.array([outer.gradient(flat[k], W1).ravel() for k in range(flat.shape[0])])
+    np.testing.assert_allclose(H, H.T, atol=1e-12)
+    assert np.abs(H).max() > 1e-3  # not symmetric by being zero
+
+
+def test_create_graph_refuses_a_spent_tape_and_a_seed_of_the_wrong_shape():
+    x = mt.Tensor(np.ones(3))
+    with mt.Tape() as tape:
+        y = mt.tanh(x)
+    with pytest.raises(mt.ShapeError, match="seed has shape"):
+        tape.gradient(y, x, seed=mt.Tensor(np.ones(2)), create_graph=True)
+    with mt.Tape(persistent=False) as once:
+        z = mt.sum(mt.tanh(x))
+    once.gradient(z, x, create_graph=True)
+    with pytest.raises(RuntimeError, match="persistent=False"):
+        once.gradient(z, x, create_graph=True)
+
+
+def test_create_graph_refuses_a_tape_whose_tensor_changed_in_place():
+    w = mt.Tensor(np.array([0.5, -1.0]), name="w")
+    with mt.Tape() as tape:
+        y = mt.sum(mt.exp(w))
+    w.value += 1.0
+    w.mark_modified()
+    with pytest.raises(RuntimeError, match="'w' was changed in place"):
+        tape.gradient(y, w, create_graph=True)

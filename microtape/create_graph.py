@@ -38,7 +38,7 @@ def sweep_graph(nodes: list, target: Tensor, seed: Tensor, wanted: set[int], sta
             continue  # the target does not depend on this node
         if stale and out in stale:
             check(*stale.pop(out))
-        if out in wanted:
+        if out in wanted:  # an intermediate asked for (tape.backward asks for all)
             kept[out] = g
         for i, x in enumerate(node.inputs):
             key = id(x)

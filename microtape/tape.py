@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
+from .create_graph import as_tensors, sweep_graph
 from .errors import ShapeError, TraceError
 from .naming import index_of
 from .state import _ANOMALY, _EDITS, _tracing
@@ -219,33 +220,37 @@ class Tape:
                     f"Tensor; wrap it as mt.Tensor(...) before the ops that use it"
                 )
         if create_graph:
-            return self._graph_gradients(target, sources, seed)
+            return as_tensors(self._graph_gradients(target, sources, seed, "gradient"), sources)
         grads = self._backprop(target, seed, sources, keep_all=False, caller="gradient")
         return _distinct([grads.get(id(s)) for s in sources], sources, seed)
 
-    def _graph_gradients(self, target: Tensor, sources: list, seed: Any) -> list:
-        """The backward pass as recorded ops (create_graph.py); gradients as Tensors."""
-        from .create_graph import as_tensors, sweep_graph  # it imports this module
+    def _graph_gradients(self, target: Tensor, sources: list, seed: Any, caller: str) -> dict:
+        """The backward pass as recorded ops (create_graph.py): {id(source): gradient Tensor}."""
         self._check_not_spent()
-        nodes = self.nodes[:self.index_of(target, "gradient", sources)]
+        nodes = self.nodes[:self.index_of(target, caller, sources)]
         stale = _stale(nodes, _plan(nodes, set(map(id, sources)))[0])
         if not isinstance(seed, Tensor):
-            seed = Tensor(_seed_for(target, seed))
+            seed = Tensor(_seed_for(target, seed, caller))
         elif seed.shape != target.shape:
-            _seed_for(target, seed)  # raises the ShapeError that names both shapes
+            _seed_for(target, seed, caller)  # raises the ShapeError that names both shapes
         if not self.persistent:
             self._let_go()
-        grads = sweep_graph(nodes, target, seed, set(map(id, sources)), stale,
-                            lambda node, k: _check_node(node, k, "gradient"))
-        return as_tensors(grads, sources)
+        return sweep_graph(nodes, target, seed, set(map(id, sources)), stale,
+                           lambda node, k: _check_node(node, k, caller))
 
-    def backward(self, target: Tensor, seed: Any = None) -> None:
+    def backward(self, target: Tensor, seed: Any = None, create_graph: bool = False) -> None:
         """Set ``.grad`` on every tensor of this tape that ``target`` depends on.
 
         Intermediates included, so that a drawing can show them. Each call
         overwrites: tensors the target does not depend on get ``grad = None``.
+        ``create_graph=True`` sets Tensors, recorded as in ``gradient``.
         """
         tensors = self._tensors()
+        if create_graph:
+            grads = self._graph_gradients(target, tensors, seed, "backward")
+            for t in tensors:
+                t.grad = grads.get(id(t))
+            return
         grads = self._backprop(target, seed, tensors, keep_all=True, caller="backward")
         for t in tensors:
             t.grad = None

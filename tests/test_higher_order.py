@@ -257,3 +257,17 @@ def test_create_graph_refuses_a_tape_whose_tensor_changed_in_place():
     w.mark_modified()
     with pytest.raises(RuntimeError, match="'w' was changed in place"):
         tape.gradient(y, w, create_graph=True)
+
+
+def test_backward_with_create_graph_sets_tensors_an_outer_tape_differentiates():
+    x = mt.Tensor(np.array([0.3, -0.7]))
+    with mt.Tape() as outer:
+        with mt.Tape() as inner:
+            h = mt.tanh(x)
+            y = mt.sum(h * h)
+        inner.backward(y, create_graph=True)
+        assert isinstance(x.grad, mt.Tensor) and isinstance(h.grad, mt.Tensor)
+        s = mt.sum(x.grad)
+    t = np.tanh(x.value)
+    np.testing.assert_allclose(x.grad.value, 2 * t * (1 - t * t), rtol=1e-12)
+    np.testing.assert_allclose(outer.gradient(s, x), 2 * (1 - t * t) * (1 - 3 * t * t), rtol=1e-12)

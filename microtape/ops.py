@@ -389,6 +389,9 @@ def _pow_base_grad(g, a, p):
 
 def _pow_exponent_grad(g, c, a, p):
     """dp = G ∘ C ∘ log A in ops, with log A read as 0 where A = 0 and p ≥ 0 (C log A → 0 there)."""
+    if isinstance(a, (int, float, np.integer, np.floating)) and not isinstance(a, bool) and a > 0:
+        # log of a number as a number, which keeps G's dtype (float32 stays float32)
+        return unbroadcast(mul(mul(g, c), float(np.log(float(a)))), _shape(p))
     limit = (_value(a) == 0) & (_value(p) >= 0)
     base = add(a, limit.astype(_value(g).dtype)) if limit.any() else a
     return unbroadcast(mul(mul(g, c), log(base)), _shape(p))

@@ -96,3 +96,206 @@ def test_bad_argnums_are_named(transform, argnums, error, phrase):
 def test_jacobian_wants_a_tensor_back():
     with pytest.raises(TypeError, match="must return a Tensor, not float"):
         mt.jacobian(lambda x: 1.0)(np.ones(2))
+
+
+# -- hessian -----------------------------------------------------------------------
+
+def loss(x, W1, W2, labels):
+    return mt.softmax_cross_entropy(two_layer(x, W1, W2), labels)
+
+
+def differences_of_the_gradient(f, x, eps=1e-6):
+    """∂(∇f)/∂x_k by central differences of the tape's gradient: H's rows, numerically."""
+    x = np.array(x, dtype=np.float64)
+    rows = central_differences(lambda: mt.grad(f)(x), x, np.arange(x.size), eps)
+    return rows.reshape(x.shape + x.shape)
+
+
+def test_hessian_is_symmetric_and_matches_differences_of_the_gradient():
+    x, W2 = RNG.normal(size=(3, 2)), RNG.normal(size=(4, 3))
+    labels = np.array([0, 2, 1])
+    f = lambda W1: loss(x, W1, W2, labels)  # noqa: E731
+    W1 = RNG.normal(size=(2, 4))
+    H = mt.hessian(f)(W1)
+    assert H.shape == (2, 4, 2, 4)
+    flat = H.reshape(8, 8)
+    np.testing.assert_allclose(flat, flat.T, atol=1e-14)
+    np.testing.assert_allclose(H, differences_of_the_gradient(f, W1), atol=1e-8)
+
+
+def test_hessian_of_the_loss_wrt_the_logits_is_the_softmax_jacobian_over_n():
+    N, C = 4, 3
+    logits, labels = RNG.normal(size=(N, C)), np.array([0, 2, 1, 1])
+    H = mt.hessian(lambda z: mt.softmax_cross_entropy(z, labels))(logits)
+    Y = softmax(logits)
+    for n in range(N):
+        for m in range(N):
+            want = (np.diag(Y[n]) - np.outer(Y[n], Y[n])) / N if n == m else np.zeros((C, C))
+            np.testing.assert_allclose(H[n, :, m, :], want, atol=1e-15)
+    Hsum = mt.hessian(lambda z: mt.softmax_cross_entropy(z, labels, reduction="sum"))(logits)
+    np.testing.assert_allclose(Hsum, N * H, atol=1e-14)
+
+
+def test_hessian_with_a_tuple_of_argnums_is_nested_blocks():
+    x, labels = RNG.normal(size=(3, 2)), np.array([0, 1, 2])
+    W1, W2 = RNG.normal(size=(2, 4)), RNG.normal(size=(4, 3))
+    H = mt.hessian(loss, argnums=(1, 2))(x, W1, W2, labels)
+    assert [[b.shape for b in row] for row in H] == [[(2, 4, 2, 4), (2, 4, 4, 3)],
+                                                     [(4, 3, 2, 4), (4, 3, 4, 3)]]
+    np.testing.assert_allclose(H[0][1], H[1][0].transpose(2, 3, 0, 1), atol=1e-14)
+    np.testing.assert_allclose(H[0][0], mt.hessian(loss, argnums=1)(x, W1, W2, labels), atol=0)
+    # The mixed block, column by column: ∂(∂f/∂W1)/∂W2 by differences of the gradient.
+    mixed = central_differences(lambda: mt.grad(loss, argnums=1)(x, W1, W2, labels), W2,
+                                np.arange(W2.size)).reshape(W2.shape + W1.shape)
+    np.testing.assert_allclose(H[1][0], mixed, atol=1e-8)
+
+
+def test_hessian_of_a_linear_function_is_zero_and_of_a_quadratic_is_constant():
+    A = RNG.normal(size=(3, 3))
+    x = RNG.normal(size=3)
+    np.testing.assert_array_equal(mt.hessian(lambda x: mt.sum(x * 2.0))(x), np.zeros((3, 3)))
+    np.testing.assert_allclose(mt.hessian(lambda x: mt.sum(x * (x @ A)))(x), A + A.T, atol=1e-15)
+
+
+def test_hessian_wants_a_scalar():
+    with pytest.raises(ValueError, match="f must return a scalar"):
+        mt.hessian(lambda x: x * x)(np.ones(3))
+    with pytest.raises(TypeError, match="must return a Tensor"):
+        mt.hessian(lambda x: 3.0)(np.ones(3))
+
+
+def test_hessian_keeps_float32():
+    x = RNG.normal(size=4).astype(np.float32)
+    H = mt.hessian(lambda x: mt.sum(mt.tanh(x) * x))(x)
+    assert H.dtype == np.float32
+    t = np.tanh(x.astype(np.float64))
+    want = np.diag(2 * (1 - t ** 2) - 2 * x * t * (1 - t ** 2))  # (x tanh x)''
+    np.testing.assert_allclose(H, want, rtol=1e-5, atol=1e-6)
+
+
+# -- hvp ---------------------------------------------------------------------------
+
+def test_hvp_is_the_hessian_times_v():
+    x, labels = RNG.normal(size=(3, 2)), np.array([0, 1, 2])
+    W1, W2 = RNG.normal(size=(2, 4)), RNG.normal(size=(4, 3))
+    v1, v2 = RNG.normal(size=W1.shape), RNG.normal(size=W2.shape)
+    f = lambda W1, W2: loss(x, W1, W2, labels)  # noqa: E731
+    value, (h1, h2) = mt.hvp(f, (W1, W2), (v1, v2))
+    H = mt.hessian(f, argnums=(0, 1))(W1, W2)
+    np.testing.assert_allclose(value, f(mt.Tensor(W1), mt.Tensor(W2)).value, atol=0)
+    for i, h in enumerate((h1, h2)):
+        want = sum(np.tensordot(H[i][j], v, axes=v.ndim) for j, v in enumerate((v1, v2)))
+        np.testing.assert_allclose(h, want, atol=1e-13)
+
+
+def test_hvp_never_forms_the_hessian():
+    # (Σx²)² has the dense Hessian 4(Σx²)I + 8xxᵀ: 10⁸ numbers for 10⁴ of x.
+    n = 10_000
+    x, v = RNG.normal(size=n) / 100, RNG.normal(size=n)
+    f = lambda x: mt.sum(x * x) * mt.sum(x * x)  # noqa: E731
+    mt.hvp(f, (x,), (v,))  # warm up
+    tracemalloc.start()
+    start = time.perf_counter()
+    value, (hv,) = mt.hvp(f, (x,), (v,))
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    s = x @ x
+    np.testing.assert_allclose(value, s * s, rtol=1e-14)
+    np.testing.assert_allclose(hv, 4 * s * v + 8 * x * (x @ v), rtol=1e-12, atol=1e-14)
+    assert peak < 4_000_000, f"hvp allocated {peak:,} bytes at its peak; H alone is 800 MB"
+    assert seconds < 1.0
+
+
+def test_hvp_keeps_float32_and_checks_its_tangents():
+    x = RNG.normal(size=3).astype(np.float32)
+    value, (hv,) = mt.hvp(lambda x: mt.sum(x * x * x), (x,), (np.ones(3),))
+    assert value.dtype == hv.dtype == np.float32
+    np.testing.assert_allclose(hv, 6 * x, rtol=1e-6)
+    with pytest.raises(mt.ShapeError, match="tangent 0 has shape \\(2,\\) but primal 0 has shape"):
+        mt.hvp(lambda x: mt.sum(x), (x,), (np.ones(2),))
+    with pytest.raises(ValueError, match="1 primals but 2 tangents"):
+        mt.hvp(lambda x: mt.sum(x), (x,), (np.ones(3), np.ones(3)))
+    with pytest.raises(TypeError, match="primals must be a tuple"):
+        mt.hvp(lambda x: mt.sum(x), x, (np.ones(3),))
+    with pytest.raises(ValueError, match="f must return a scalar"):
+        mt.hvp(lambda x: x, (x,), (np.ones(3),))
+
+
+# -- jvp ---------------------------------------------------------------------------
+
+def test_jvp_is_the_jacobian_times_v():
+    x, W1, W2 = RNG.normal(size=(2, 3)), RNG.normal(size=(3, 4)), RNG.normal(size=(4, 2))
+    vx, v1, v2 = (RNG.normal(size=a.shape) for a in (x, W1, W2))
+    value, jv = mt.jvp(two_layer, (x, W1, W2), (vx, v1, v2))
+    assert jv.shape == value.shape == (2, 2)
+    Js = mt.jacobian(two_layer, argnums=(0, 1, 2))(x, W1, W2)
+    want = sum(np.tensordot(J, v, axes=v.ndim) for J, v in zip(Js, (vx, v1, v2)))
+    np.testing.assert_allclose(jv, want, atol=1e-13)
+    np.testing.assert_allclose(value, two_layer(x, W1, W2).value, atol=0)
+
+
+def test_jvp_of_softmax_and_of_a_scalar():
+    z, v = RNG.normal(size=5), RNG.normal(size=5)
+    y = softmax(z)
+    _, jv = mt.jvp(mt.softmax, (z,), (v,))
+    np.testing.assert_allclose(jv, (np.diag(y) - np.outer(y, y)) @ v, atol=1e-15)
+    value, jv = mt.jvp(lambda z: mt.sum(mt.exp(z)), (z,), (v,))
+    assert np.shape(jv) == ()
+    np.testing.assert_allclose(jv, np.exp(z) @ v, rtol=1e-14)
+
+
+def test_jvp_of_identity_constant_and_float32():
+    x = RNG.normal(size=3).astype(np.float32)
+    v = np.arange(3.0)
+    np.testing.assert_array_equal(mt.jvp(lambda x: x, (x,), (v,))[1], v.astype(np.float32))
+    value, jv = mt.jvp(lambda x: mt.Tensor(np.ones(2)) * 2.0, (x,), (v,))
+    np.testing.assert_array_equal(jv, np.zeros(2))
+    _, jv = mt.jvp(mt.tanh, (x,), (v,))
+    assert jv.dtype == np.float32
+    with pytest.raises(mt.ShapeError, match="tangent 0 has shape"):
+        mt.jvp(mt.tanh, (x,), (np.ones((3, 1)),))
+
+
+# -- gradcheck(order=2) ------------------------------------------------------------
+
+def _sigmoid(a):
+    s = 1 / (1 + np.exp(-a))
+    return s, (lambda g: g * s * (1 - s),)
+
+
+# S recorded as the Tensor C: its own dependence on A is differentiated again.
+good_sigmoid = mt.primitive("dA = G S(1 − S)",
+                            grads=(lambda g, c, a: g * c * (1.0 - c),))(_sigmoid)
+# S frozen as numbers: the first derivative is right, the second misses S's slope.
+frozen_sigmoid = mt.primitive("dA = G S(1 − S)",
+                              grads=(lambda g, c, a: g * (c.value * (1.0 - c.value)),))(_sigmoid)
+
+
+def test_gradcheck_order_2_passes_correct_ops():
+    x, labels = RNG.normal(size=(3, 2)), np.array([0, 1, 2])
+    W1, W2 = RNG.normal(size=(2, 4)), RNG.normal(size=(4, 3))
+    report = mt.gradcheck(lambda W1, W2: loss(x, W1, W2, labels), [W1, W2], order=2)
+    names = [c.name for c in report.inputs]
+    assert names[:2] == ["input 0", "input 1"] and "input 1 H·v 2" in names
+    assert all(c.checked == c.total for c in report.inputs[2:])
+    assert mt.gradcheck(lambda a: mt.sum(good_sigmoid(a) * a), [RNG.normal(size=5)], order=2)
+
+
+def test_gradcheck_order_2_catches_a_wrong_second_derivative():
+    a = RNG.normal(size=5)
+    f = lambda a: mt.sum(frozen_sigmoid(a) * a)  # noqa: E731
+    assert mt.gradcheck(f, [a])  # right to first order
+    with pytest.raises(mt.GradcheckError, match="the second derivative of input 0 disagrees"):
+        mt.gradcheck(f, [a], order=2)
+
+
+def test_gradcheck_order_is_1_or_2():
+    with pytest.raises(ValueError, match="order must be 1"):
+        mt.gradcheck(lambda a: mt.sum(a), [np.ones(2)], order=3)
+
+
+def test_central_differences_of_an_array_valued_function():
+    x = np.array([0.3, -1.2])
+    rows = central_differences(lambda: np.array([x[0] * x[1], x[0] ** 2, 1.0]), x, [0, 1])
+    np.testing.assert_allclose(rows, [[x[1], 2 * x[0], 0.0], [x[0], 0.0, 0.0]], atol=1e-9)

@@ -8,7 +8,11 @@ Each is a few reverse passes of the tape, never a new kind of differentiation:
 - ``jvp``: J·v as the gradient, with respect to a cotangent u, of ⟨uᵀJ, v⟩. The VJP
   uᵀJ is linear in u, so this is exact, whatever u's value (zeros here).
 
-Every function gives numpy arrays of the arguments' dtype, as ``mt.grad`` does.
+Every function gives numpy arrays of the arguments' dtype, as ``mt.grad`` does;
+called while a tape records (inside ``mt.grad``, say) it gives Tensors that tape
+recorded, so they can be differentiated again. Each differentiates with respect to
+a fresh variable holding the argument's value: a use of the same Tensor through a
+closure counts as a constant, not as the variable (no perturbation confusion).
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ import numpy as np
 
 from .compiled import _NESTED, _name
 from .errors import ShapeError, TraceError
-from .ops import mul, sum as _sum
+from .ops import add, reshape, scatter_add, sum as _sum
 from .state import _tracing
-from .tape import Tape
+from .tape import Tape, _active, active_tapes
 from .tensor import Tensor
 
 __all__ = ["jacobian", "hessian", "hvp", "jvp"]
@@ -38,11 +42,12 @@ def jacobian(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -> Call
     positions, single = _argnums("jacobian", argnums)
 
     def wrapped(*args: Any) -> Any:
-        args, sources = _sources(wrapped.__name__, args, positions)
+        nested = _nested()
+        args, sources = _sources(wrapped.__name__, args, positions, nested)
         with Tape() as tape:
             out = f(*args)
         _require_tensor("jacobian", f, out)
-        rows = _rows(tape, out, sources)
+        rows = _rows(tape, out, sources, nested)
         return rows[0] if single else tuple(rows)
 
     wrapped.__name__ = f"jacobian({_name(f)})"
@@ -60,10 +65,11 @@ def hessian(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -> Calla
     positions, single = _argnums("hessian", argnums)
 
     def wrapped(*args: Any) -> Any:
-        args, sources = _sources(wrapped.__name__, args, positions)
+        nested = _nested()
+        args, sources = _sources(wrapped.__name__, args, positions, nested)
         with Tape() as outer:  # records the forward pass and the first backward pass
             out, grads = _gradient("hessian", f, lambda: f(*args), sources)
-        blocks = tuple(tuple(_rows(outer, g, sources)) for g in grads)
+        blocks = tuple(tuple(_rows(outer, g, sources, nested)) for g in grads)
         return blocks[0][0] if single else blocks
 
     wrapped.__name__ = f"hessian({_name(f)})"
@@ -78,11 +84,12 @@ def hvp(f: Callable[..., Tensor], primals: Sequence[Any],
     (H·v)_i = Σ_j ∂²f/∂x_i∂x_j v_j, one array per primal. Two backward passes: the
     gradient recorded with ``create_graph=True``, then the gradient of ⟨∇f, v⟩.
     """
-    sources, tangents = _primals("hvp", f, primals, tangents)
+    nested = _nested()
+    sources, tangents = _primals("hvp", f, primals, tangents, nested)
     with Tape(persistent=False) as outer:
         out, grads = _gradient("hvp", f, lambda: f(*sources), sources)
         dot = _dot(grads, tangents)
-    return out.value, _answers(outer, dot, sources)
+    return out if nested else out.value, _answers(outer, dot, sources, nested)
 
 
 def jvp(f: Callable[..., Tensor], primals: Sequence[Any],
@@ -93,15 +100,15 @@ def jvp(f: Callable[..., Tensor], primals: Sequence[Any],
     ``f``'s output. Exact: the VJP uᵀJ recorded with ``create_graph=True`` for a
     cotangent u, dotted with v, and differentiated with respect to u.
     """
-    sources, tangents = _primals("jvp", f, primals, tangents)
+    nested = _nested()
+    sources, tangents = _primals("jvp", f, primals, tangents, nested)
     with Tape(persistent=False) as inner:
         out = f(*sources)
-        _require_tensor("jvp", f, out)
-        u = Tensor(np.zeros(out.shape, dtype=out.dtype), name="u")
-        weighed = _sum(mul(out, u))  # ⟨u, out⟩: its gradient is uᵀJ
+    _require_tensor("jvp", f, out)
+    u = Tensor(np.zeros(out.shape, dtype=out.dtype), name="u")
     with Tape(persistent=False) as outer:
-        dot = _dot(inner.gradient(weighed, sources, create_graph=True), tangents)
-    return out.value, _answers(outer, dot, [u])[0]
+        dot = _dot(inner.gradient(out, sources, seed=u, create_graph=True), tangents)
+    return out if nested else out.value, _answers(outer, dot, [u], nested)[0]
 
 
 # -- the passes ------------------------------------------------------------------
@@ -119,17 +126,34 @@ def _gradient(kind: str, f: Callable, call: Callable[[], Any],
     return out, inner.gradient(out, sources, create_graph=True)
 
 
-def _rows(tape: Tape, out: Any, sources: list[Tensor]) -> list[np.ndarray]:
+def _rows(tape: Tape, out: Any, sources: list[Tensor], nested: bool) -> list[Any]:
     """∂out/∂source for each source, one backward pass of ``tape`` per element of ``out``."""
     shape = np.shape(out.value if isinstance(out, Tensor) else out)
-    blocks = [np.zeros((int(np.prod(shape)), s.size), dtype=s.dtype) for s in sources]
-    if _recorded(tape, out, sources):  # else a constant: its rows stay zero
-        for k in range(blocks[0].shape[0] if blocks else 0):
+    size = int(np.prod(shape))
+    rows: list[list] = [[] for _ in sources]
+    if _recorded(tape, out, sources):  # else a constant: its rows are zero
+        for k in range(size if sources else 0):
             seed = np.zeros(shape, dtype=out.dtype)
             seed.flat[k] = 1
-            for block, g in zip(blocks, tape.gradient(out, sources, seed=seed)):
-                block[k] = _array(g).reshape(-1)
-    return [b.reshape(shape + s.shape) for b, s in zip(blocks, sources)]
+            for row, g in zip(rows, tape.gradient(out, sources, seed=seed, create_graph=nested)):
+                row.append(g)
+    return [_stack(r, size, s, nested).reshape(shape + s.shape) if r or not nested
+            else Tensor(np.zeros(shape + s.shape, dtype=s.dtype)) for r, s in zip(rows, sources)]
+
+
+def _stack(rows: list, size: int, source: Tensor, nested: bool) -> Any:
+    """The rows as one (size, source.size) array, or as a recorded Tensor when nested."""
+    if not nested:
+        block = np.zeros((size, source.size), dtype=source.dtype)
+        for k, g in enumerate(rows):
+            block[k] = _array(g).reshape(-1)
+        return block
+    placed = [scatter_add(reshape(g, (source.size,)), k, (size, source.size))
+              for k, g in enumerate(rows)]
+    while len(placed) > 1:  # added pairwise: the sum's depth grows as log(size)
+        placed = [add(*placed[i:i + 2]) if i + 1 < len(placed) else placed[i]
+                  for i in range(0, len(placed), 2)]
+    return reshape(placed[0], (size, source.size))
 
 
 def _dot(grads: Sequence[Any], tangents: Sequence[np.ndarray]) -> Tensor | None:
@@ -137,21 +161,35 @@ def _dot(grads: Sequence[Any], tangents: Sequence[np.ndarray]) -> Tensor | None:
     dot = None
     for g, v in zip(grads, tangents):
         if isinstance(g, Tensor):  # a plain array is a constant: its derivative is zero
-            term = _sum(mul(g, v.astype(g.dtype, copy=False)))
+            term = _sum(g * v.astype(g.dtype, copy=False))
             dot = term if dot is None else dot + term
     return dot
 
 
-def _answers(tape: Tape, dot: Tensor | None, sources: list[Tensor]) -> tuple[np.ndarray, ...]:
+def _answers(tape: Tape, dot: Tensor | None, sources: list[Tensor], nested: bool) -> tuple:
     """The gradient of ``dot`` with respect to each source, zeros where it is a constant."""
     if dot is None or not _recorded(tape, dot, sources):
-        return tuple(np.zeros(s.shape, dtype=s.dtype) for s in sources)
-    return tuple(_array(g) for g in tape.gradient(dot, sources))
+        zeros = [np.zeros(s.shape, dtype=s.dtype) for s in sources]
+        return tuple(Tensor(z) if nested else z for z in zeros)
+    grads = tape.gradient(dot, sources, create_graph=nested)
+    return tuple(grads) if nested else tuple(_array(g) for g in grads)
 
 
 def _recorded(tape: Tape, t: Any, sources: Sequence[Tensor]) -> bool:
     return isinstance(t, Tensor) and (any(s is t for s in sources)
                                       or any(n.output is t for n in tape.nodes))
+
+
+def _nested() -> bool:
+    """Whether a tape records this call, so that its answers must be recorded Tensors."""
+    return bool(_active.get()) and bool(active_tapes())  # the first test is the cheap one
+
+
+def _variable(arg: Any, nested: bool) -> Tensor:
+    """A fresh Tensor to differentiate with respect to; nested, a recorded copy of ``arg``."""
+    if nested and isinstance(arg, Tensor):
+        return reshape(arg, arg.shape)  # outer tapes still see it depend on the argument
+    return Tensor(arg)
 
 
 def _array(g: Any) -> np.ndarray:
@@ -173,7 +211,8 @@ def _argnums(kind: str, argnums: Any) -> tuple[tuple[int, ...], bool]:
     return positions, single
 
 
-def _sources(kind: str, args: tuple, positions: tuple[int, ...]) -> tuple[list, list[Tensor]]:
+def _sources(kind: str, args: tuple, positions: tuple[int, ...],
+             nested: bool) -> tuple[list, list[Tensor]]:
     """``args`` with the differentiated ones as Tensors, and those Tensors in argnums order."""
     if _tracing.get():
         raise TraceError(_NESTED.format(kind))
@@ -184,12 +223,12 @@ def _sources(kind: str, args: tuple, positions: tuple[int, ...]) -> tuple[list, 
     if len({i % len(args) for i in positions}) < len(positions):
         raise ValueError(f"{kind}: argnums {positions} names an argument twice; name each once")
     for i in positions:
-        args[i] = args[i] if isinstance(args[i], Tensor) else Tensor(args[i])
+        args[i] = _variable(args[i], nested)
     return args, [args[i] for i in positions]
 
 
-def _primals(kind: str, f: Callable, primals: Any,
-             tangents: Any) -> tuple[list[Tensor], list[np.ndarray]]:
+def _primals(kind: str, f: Callable, primals: Any, tangents: Any,
+             nested: bool) -> tuple[list[Tensor], list[np.ndarray]]:
     """The primals as Tensors and the tangents as arrays of their shapes and dtypes."""
     if _tracing.get():
         raise TraceError(_NESTED.format(kind))
@@ -200,7 +239,7 @@ def _primals(kind: str, f: Callable, primals: Any,
     if len(primals) != len(tangents):
         raise ValueError(f"{kind}: {len(primals)} primals but {len(tangents)} tangents; pass one "
                          f"tangent per primal, of its shape")
-    sources = [p if isinstance(p, Tensor) else Tensor(p) for p in primals]
+    sources = [_variable(p, nested) for p in primals]
     vs = [np.asarray(_array(v)) for v in tangents]
     for i, (x, v) in enumerate(zip(sources, vs)):
         if v.shape != x.shape:

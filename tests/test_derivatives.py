@@ -299,3 +299,41 @@ def test_central_differences_of_an_array_valued_function():
     x = np.array([0.3, -1.2])
     rows = central_differences(lambda: np.array([x[0] * x[1], x[0] ** 2, 1.0]), x, [0, 1])
     np.testing.assert_allclose(rows, [[x[1], 2 * x[0], 0.0], [x[0], 0.0, 0.0]], atol=1e-9)
+
+
+# -- nested: answers an outer tape can differentiate again ---------------------------
+
+def test_no_perturbation_confusion_through_a_closure():
+    x = mt.Tensor(RNG.normal(size=3))
+    # The closure's x is a constant to the transform: only the argument varies.
+    np.testing.assert_array_equal(mt.jacobian(lambda y: x * y)(x), np.diag(x.value))
+    _, (hv,) = mt.hvp(lambda y: mt.sum(x * y * y), (x,), (np.ones(3),))
+    np.testing.assert_allclose(hv, 2 * x.value, atol=1e-15)
+    _, jv = mt.jvp(lambda y: x * y, (x,), (np.ones(3),))
+    np.testing.assert_array_equal(jv, x.value)
+
+
+def test_third_derivatives_through_hvp_jvp_and_jacobian():
+    x, v = RNG.normal(size=4), RNG.normal(size=4)
+    # d/dx Σ (H·v) for Σ exp(x), whose H·v is exp(x)·v: exp(x)·v again.
+    third = mt.grad(lambda x: mt.sum(mt.hvp(lambda y: mt.sum(mt.exp(y)), (x,), (v,))[1][0]))(x)
+    np.testing.assert_allclose(third, np.exp(x) * v, rtol=1e-14)
+    second = mt.grad(lambda x: mt.sum(mt.jvp(mt.exp, (x,), (v,))[1]))(x)
+    np.testing.assert_allclose(second, np.exp(x) * v, rtol=1e-14)
+    # The Jacobian of tanh's Hessian: tanh''' = (1 − t²)(6t² − 2) on the diagonal i = j = k.
+    T = mt.jacobian(lambda x: mt.hessian(lambda y: mt.sum(mt.tanh(y)))(x))(x)
+    t = np.tanh(x)
+    want = np.zeros((4, 4, 4))
+    want[np.arange(4), np.arange(4), np.arange(4)] = (1 - t ** 2) * (6 * t ** 2 - 2)
+    np.testing.assert_allclose(T, want, atol=1e-14)
+
+
+def test_under_a_tape_the_answers_are_recorded_tensors():
+    x = mt.Tensor(RNG.normal(size=3))
+    with mt.Tape() as tape:
+        J = mt.jacobian(mt.tanh)(x)
+        value, (hv,) = mt.hvp(lambda y: mt.sum(y * y * y), (x,), (np.ones(3),))
+        total = mt.sum(J) + mt.sum(hv)
+    assert isinstance(J, mt.Tensor) and isinstance(hv, mt.Tensor) and isinstance(value, mt.Tensor)
+    t = np.tanh(x.value)
+    np.testing.assert_allclose(tape.gradient(total, x), -2 * t * (1 - t ** 2) + 6, atol=1e-14)

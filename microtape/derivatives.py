@@ -17,7 +17,7 @@ closure counts as a constant, not as the variable (no perturbation confusion).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from .tape import Tape, _active, active_tapes
 from .tensor import Tensor
 
 __all__ = ["jacobian", "hessian", "hvp", "jvp"]
+
+#: What the functions give: arrays, or Tensors when called while a tape records.
+Array = Union[np.ndarray, Tensor]
 
 
 def jacobian(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -> Callable:
@@ -77,7 +80,7 @@ def hessian(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -> Calla
 
 
 def hvp(f: Callable[..., Tensor], primals: Sequence[Any],
-        tangents: Sequence[Any]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        tangents: Sequence[Any]) -> tuple[Array, tuple[Array, ...]]:
     """``(f(*primals), H·v)`` for the scalar ``f``, without forming the Hessian H.
 
     ``tangents`` holds one array v_i per primal, of its shape; the answer holds
@@ -93,7 +96,7 @@ def hvp(f: Callable[..., Tensor], primals: Sequence[Any],
 
 
 def jvp(f: Callable[..., Tensor], primals: Sequence[Any],
-        tangents: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        tangents: Sequence[Any]) -> tuple[Array, Array]:
     """``(f(*primals), J·v)``: the directional derivative of ``f`` along ``tangents``.
 
     ``tangents`` holds one array per primal, of its shape; J·v has the shape of
@@ -131,29 +134,27 @@ def _rows(tape: Tape, out: Any, sources: list[Tensor], nested: bool) -> list[Any
     shape = np.shape(out.value if isinstance(out, Tensor) else out)
     size = int(np.prod(shape))
     rows: list[list] = [[] for _ in sources]
-    if _recorded(tape, out, sources):  # else a constant: its rows are zero
-        for k in range(size if sources else 0):
-            seed = np.zeros(shape, dtype=out.dtype)
-            seed.flat[k] = 1
-            for row, g in zip(rows, tape.gradient(out, sources, seed=seed, create_graph=nested)):
-                row.append(g)
-    return [_stack(r, size, s, nested).reshape(shape + s.shape) if r or not nested
-            else Tensor(np.zeros(shape + s.shape, dtype=s.dtype)) for r, s in zip(rows, sources)]
+    for k in range(size if _recorded(tape, out, sources) else 0):  # else a constant: zeros
+        seed = np.zeros(shape, dtype=out.dtype)
+        seed.flat[k] = 1
+        for row, g in zip(rows, tape.gradient(out, sources, seed=seed, create_graph=nested)):
+            row.append(g)
+    return [_stack(r, size, s, nested).reshape(shape + s.shape) for r, s in zip(rows, sources)]
 
 
 def _stack(rows: list, size: int, source: Tensor, nested: bool) -> Any:
-    """The rows as one (size, source.size) array, or as a recorded Tensor when nested."""
-    if not nested:
+    """The rows as one (size, source.size) array (zeros if none), or a recorded Tensor nested."""
+    if not nested or not rows:
         block = np.zeros((size, source.size), dtype=source.dtype)
         for k, g in enumerate(rows):
             block[k] = _array(g).reshape(-1)
-        return block
+        return Tensor(block) if nested else block
     placed = [scatter_add(reshape(g, (source.size,)), k, (size, source.size))
               for k, g in enumerate(rows)]
     while len(placed) > 1:  # added pairwise: the sum's depth grows as log(size)
         placed = [add(*placed[i:i + 2]) if i + 1 < len(placed) else placed[i]
                   for i in range(0, len(placed), 2)]
-    return reshape(placed[0], (size, source.size))
+    return placed[0]
 
 
 def _dot(grads: Sequence[Any], tangents: Sequence[np.ndarray]) -> Tensor | None:

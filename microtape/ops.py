@@ -723,6 +723,19 @@ def _einsum_grad(i: int, g, subscripts: str, operands: tuple):
     return einsum(f"{wanted},{','.join(t for t, _ in eyes)}->{full}", d, *[e for _, e in eyes])
 
 
+@primitive("dA = G in A's dtype",
+           code=Code(lambda c: f"{c.A}.astype(np.{np.dtype(c.params['dtype']).name})",
+                     lambda c: f"{c.G}.astype(np.{c.dtypes[0].name})",
+                     math=("{G} in {A}'s dtype",)),
+           grads=(lambda g, c, a, dtype: astype(g, dtype=_value(a).dtype.name),))
+def astype(a, dtype):
+    """C = A in ``dtype``, a float type by name ('float32'), which a closed form can write down."""
+    if np.dtype(dtype).kind != "f":
+        raise InputError(f"astype: microtape differentiates floats; got dtype {np.dtype(dtype)}")
+    a_dtype = np.result_type(a)
+    return np.asarray(a).astype(dtype), (lambda g: g.astype(a_dtype),)
+
+
 # -- leaving the tape -----------------------------------------------------------
 
 @primitive("dA: none (no gradient flows back)",

@@ -276,3 +276,14 @@ def test_backward_with_create_graph_sets_tensors_an_outer_tape_differentiates():
     t = np.tanh(x.value)
     np.testing.assert_allclose(x.grad.value, 2 * t * (1 - t * t), rtol=1e-12)
     np.testing.assert_allclose(outer.gradient(s, x), 2 * (1 - t * t) * (1 - 3 * t * t), rtol=1e-12)
+
+
+def test_a_float32_source_gets_float32_gradients_when_float64_constants_join_in():
+    x = mt.Tensor(np.array([0.5, 1.5], dtype=np.float32))
+    with mt.Tape() as outer:
+        with mt.Tape() as inner:
+            y = mt.sum(mt.tanh(x) * np.array([2.0, 3.0]))  # float64 constant: y is float64
+        g = inner.gradient(y, x, create_graph=True)
+        s = mt.sum(g)
+    assert g.dtype == np.float32 and outer.gradient(s, x).dtype == np.float32
+    np.testing.assert_allclose(g.value, inner.gradient(y, x), rtol=1e-6)

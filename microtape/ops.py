@@ -6,6 +6,14 @@ elementwise product. Each forward returns ``(output, vjps)`` with one VJP per
 positional argument (None where that argument gets no gradient). VJPs reuse
 what the forward computed and never write into an array they did not create,
 so a tape can be asked twice.
+
+Each op also spells its VJPs in these same ops (``grads=``, see primitive.py),
+reading the recorded output ``C`` as a Tensor: ``tape.gradient(...,
+create_graph=True)`` runs those, so the backward pass is recorded and can be
+differentiated again. The numpy VJPs stay the fast eager path;
+tests/test_higher_order.py holds the two spellings to each other on every op
+case. ``broadcast_to`` and ``scatter_add`` exist for the ops spelling: they are
+the adjoints of a sum and of getitem.
 """
 
 from __future__ import annotations

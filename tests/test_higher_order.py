@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import microtape as mt
+from microtape import ops
 from tests.op_cases import op_cases
 
 CASES = op_cases(np.random.default_rng(0), np.float64)
@@ -28,6 +29,13 @@ def _record(call):
 
 
 CASES32 = op_cases(np.random.default_rng(0), np.float32)
+
+
+def test_every_op_has_differentiable_vjps_and_cases():
+    primitives = {name for name, op in vars(ops).items() if isinstance(op, mt.Primitive)}
+    assert {name for name, _ in CASES} == primitives
+    for name in primitives:
+        assert getattr(ops, name).grads is not None, name
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -60,5 +60,7 @@ def as_tensors(grads: dict[int, Tensor], sources: list[Tensor]) -> list[Tensor]:
             g = Tensor(np.zeros(s.shape, dtype=s.dtype))
         elif not isinstance(g, Tensor):  # a VJP that gave a constant array
             g = Tensor(g)
+        if g.dtype != s.dtype:  # float64 constants met a float32 source: cast back, as recorded
+            g = g.astype(s.dtype)
         out.append(g)
     return out

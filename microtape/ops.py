@@ -6,6 +6,14 @@ elementwise product. Each forward returns ``(output, vjps)`` with one VJP per
 positional argument (None where that argument gets no gradient). VJPs reuse
 what the forward computed and never write into an array they did not create,
 so a tape can be asked twice.
+
+Each op also spells its VJPs in these same ops (``grads=``, see primitive.py),
+reading the recorded output ``C`` as a Tensor: ``tape.gradient(...,
+create_graph=True)`` runs those, so the backward pass is recorded and can be
+differentiated again. The numpy VJPs stay the fast eager path;
+tests/test_higher_order.py holds the two spellings to each other on every op
+case. ``broadcast_to`` and ``scatter_add`` exist for the ops spelling: they are
+the adjoints of a sum and of getitem.
 """
 
 from __future__ import annotations
@@ -721,6 +729,19 @@ def _einsum_grad(i: int, g, subscripts: str, operands: tuple):
             eyes.append((ch + new, np.eye(shapes[i][k], dtype=_value(g).dtype)))
         full += new
     return einsum(f"{wanted},{','.join(t for t, _ in eyes)}->{full}", d, *[e for _, e in eyes])
+
+
+@primitive("dA = G in A's dtype",
+           code=Code(lambda c: f"{c.A}.astype(np.{np.dtype(c.params['dtype']).name})",
+                     lambda c: f"{c.G}.astype(np.{c.dtypes[0].name})",
+                     math=("{G} in {A}'s dtype",)),
+           grads=(lambda g, c, a, dtype: astype(g, dtype=_value(a).dtype.name),))
+def astype(a, dtype):
+    """C = A in ``dtype``, a float type by name ('float32'), which a closed form can write down."""
+    if np.dtype(dtype).kind != "f":
+        raise InputError(f"astype: microtape differentiates floats; got dtype {np.dtype(dtype)}")
+    a_dtype = np.result_type(a)
+    return np.asarray(a).astype(dtype), (lambda g: g.astype(a_dtype),)
 
 
 # -- leaving the tape -----------------------------------------------------------

@@ -228,7 +228,9 @@ class Tape:
         """The backward pass as recorded ops (create_graph.py): {id(source): gradient Tensor}."""
         self._check_not_spent()
         nodes = self.nodes[:self.index_of(target, caller, sources)]
-        stale = _stale(nodes, _plan(nodes, set(map(id, sources)))[0])
+        # _stale needs the plan only if something changed in place since the first node
+        stale = _stale(nodes, _plan(nodes, set(map(id, sources)))[0]) if (
+            nodes and nodes[0].clock != _EDITS[0]) else {}
         if not isinstance(seed, Tensor):
             seed = Tensor(_seed_for(target, seed, caller))
         elif seed.shape != target.shape:

@@ -115,6 +115,7 @@ def op_cases(rng, dtype, templated_only: bool = False):
         ("stop_gradient", lambda: (mt.stop_gradient(a), [a])),
         ("transpose", lambda: (mt.transpose(cube, (-1, 0, 1)), [cube])),
         ("mean", lambda: (mt.mean(cube, axis=(0, -1), keepdims=True), [cube])),
+        ("astype", lambda: (mt.astype(a, dtype="float64"), [a])),  # a cast only in float32
         ("broadcast_to", lambda: (mt.broadcast_to(col, shape=(2, 3, 4)), [col])),
         ("broadcast_to", lambda: (mt.broadcast_to(row, shape=(3, 4)), [row])),
         ("scatter_add", lambda: (mt.scatter_add(row, np.array([0, 2, 0, 0]), shape=(3,)), [row])),

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import microtape as mt
+from microtape import ops
 from tests.op_cases import op_cases
 
 CASES = op_cases(np.random.default_rng(0), np.float64)
@@ -28,6 +29,13 @@ def _record(call):
 
 
 CASES32 = op_cases(np.random.default_rng(0), np.float32)
+
+
+def test_every_op_has_differentiable_vjps_and_cases():
+    primitives = {name for name, op in vars(ops).items() if isinstance(op, mt.Primitive)}
+    assert {name for name, _ in CASES} == primitives
+    for name in primitives:
+        assert getattr(ops, name).grads is not None, name
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -276,3 +284,14 @@ def test_backward_with_create_graph_sets_tensors_an_outer_tape_differentiates():
     t = np.tanh(x.value)
     np.testing.assert_allclose(x.grad.value, 2 * t * (1 - t * t), rtol=1e-12)
     np.testing.assert_allclose(outer.gradient(s, x), 2 * (1 - t * t) * (1 - 3 * t * t), rtol=1e-12)
+
+
+def test_a_float32_source_gets_float32_gradients_when_float64_constants_join_in():
+    x = mt.Tensor(np.array([0.5, 1.5], dtype=np.float32))
+    with mt.Tape() as outer:
+        with mt.Tape() as inner:
+            y = mt.sum(mt.tanh(x) * np.array([2.0, 3.0]))  # float64 constant: y is float64
+        g = inner.gradient(y, x, create_graph=True)
+        s = mt.sum(g)
+    assert g.dtype == np.float32 and outer.gradient(s, x).dtype == np.float32
+    np.testing.assert_allclose(g.value, inner.gradient(y, x), rtol=1e-6)

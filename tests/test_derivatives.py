@@ -337,3 +337,10 @@ def test_under_a_tape_the_answers_are_recorded_tensors():
     assert isinstance(J, mt.Tensor) and isinstance(hv, mt.Tensor) and isinstance(value, mt.Tensor)
     t = np.tanh(x.value)
     np.testing.assert_allclose(tape.gradient(total, x), -2 * t * (1 - t ** 2) + 6, atol=1e-14)
+
+
+def test_gradcheck_order_2_with_named_inputs_reports_each_direction():
+    W = RNG.normal(size=(3, 2))
+    report = mt.gradcheck(lambda W: mt.sum(mt.tanh(W) ** 3), {"W": W}, order=2)
+    assert [c.name for c in report.inputs] == ["W", "W H·v 1", "W H·v 2"]
+    assert "W H·v 2" in str(report) and report.passed

@@ -54,16 +54,20 @@ class GradcheckReport:
     def __str__(self) -> str:
         checked = [f"{c.checked:,} of {c.total:,}" for c in self.inputs]
         width = max([len("checked")] + [len(s) for s in checked])
-        rows = [f"{'input':<12} {'shape':<14} {'checked':>{width}} {'max abs err':>12} "
+        name = max([12] + [len(c.name) for c in self.inputs])
+        rows = [f"{'input':<{name}} {'shape':<14} {'checked':>{width}} {'max abs err':>12} "
                 f"{'max rel err':>12} {'err/tol':>8}  ok"]
         for c, n in zip(self.inputs, checked):
-            rows.append(f"{c.name:<12} {str(c.shape):<14} {n:>{width}} {c.max_abs_error:>12.3e} "
-                        f"{c.max_rel_error:>12.3e} {c.tolerance_used:>8.2g}  "
-                        f"{'yes' if c.passed else 'NO'}")
+            rows.append(f"{c.name:<{name}} {str(c.shape):<14} {n:>{width}} "
+                        f"{c.max_abs_error:>12.3e} {c.max_rel_error:>12.3e} "
+                        f"{c.tolerance_used:>8.2g}  {'yes' if c.passed else 'NO'}")
         rows.append(f"An element passes when |tape − numeric| <= atol + rtol·|numeric|, with "
                     f"rtol={self.rtol:g} and atol={self.atol:g};")
         rows.append(f"err/tol is the worst element's error over that bound. Central differences, "
                     f"eps={self.eps:g}.")
+        if any(" H·v " in c.name for c in self.inputs):
+            rows.append("A row 'H·v k' is the tape's Hessian-vector product along random "
+                        "direction k against central differences of the gradient along it.")
         return "\n".join(rows)
 
 

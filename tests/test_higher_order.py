@@ -184,6 +184,17 @@ def test_a_user_op_with_a_numpy_vjp_works_once_and_is_refused_by_name_twice():
         mt.grad(lambda x: mt.sum(mt.grad(lambda y: mt.sum(cube(y)))(x)))(x)
 
 
+def test_a_user_op_missing_one_differentiable_vjp_is_refused_naming_the_input():
+    @mt.primitive("dA = G B, dB = G A", grads=(lambda g, c, a, b: g * b, None))
+    def times(a, b):
+        return a * b, (lambda g: g * b, lambda g: g * a)
+
+    f = lambda a, b: times(a, b)  # noqa: E731
+    assert mt.grad(lambda a: mt.grad(f)(a, 3.0))(2.0) == 0.0  # input 0's VJP is in ops
+    with pytest.raises(TypeError, match="times: this op is once-differentiable: the VJP of its input 1"):
+        mt.grad(lambda b: mt.grad(f, argnums=1)(2.0, b))(3.0)
+
+
 def test_a_user_op_with_differentiable_vjps_goes_to_second_order():
     @mt.primitive("dA = G ∘ 3 A²", grads=(lambda g, c, a: g * 3 * a ** 2,))
     def cube(a):

@@ -13,6 +13,7 @@ import pytest
 
 import microtape as mt
 from microtape import ops
+from microtape.tape import active_tapes
 from tests.op_cases import op_cases
 
 CASES = op_cases(np.random.default_rng(0), np.float64)
@@ -306,3 +307,48 @@ def test_a_float32_source_gets_float32_gradients_when_float64_constants_join_in(
         s = mt.sum(g)
     assert g.dtype == np.float32 and outer.gradient(s, x).dtype == np.float32
     np.testing.assert_allclose(g.value, inner.gradient(y, x), rtol=1e-6)
+
+
+def _directional(call, sources, R, v, order):
+    """D^order of Σ R ∘ op, along v in every slot, as a Tensor, and the outer tape that recorded it.
+
+    order + 1 nested tapes: each inner one is differentiated with create_graph
+    while the ones outside it record.
+    """
+    tapes = [mt.Tape() for _ in range(order + 1)]
+    for t in tapes:
+        t.__enter__()
+    try:
+        out, _ = call()
+        scalar = mt.sum(out * R)
+        for level in range(order, 0, -1):
+            tapes[level].__exit__(None, None, None)
+            grads = tapes[level].gradient(scalar, sources, create_graph=True)
+            scalar = mt.sum(mt.Tensor(np.zeros(())))
+            for g, vi in zip(grads, v):
+                scalar = scalar + mt.sum(g * vi)
+    finally:  # whatever failed, leave no tape of this test recording
+        for t in reversed(tapes):
+            if t in active_tapes():
+                t.__exit__(None, None, None)
+    return scalar, tapes[0]
+
+
+@pytest.mark.parametrize("case", [c for c, _ in DIFFERENTIABLE], ids=[i for _, i in DIFFERENTIABLE])
+def test_third_derivatives_equal_differences_of_the_second(case):
+    name, call = case
+    _, out, sources = _record(call)
+    rng = np.random.default_rng(7)
+    R = rng.normal(size=out.shape)
+    v = [rng.normal(size=s.shape) for s in sources]
+    second, tape = _directional(call, sources, R, v, 2)  # vᵀ H v, recorded
+    third = sum(float(np.sum(g * vi)) for g, vi in zip(tape.gradient(second, sources), v))
+    eps, base = 1e-4, [s.value for s in sources]
+    at = []
+    for sign in (1, -1):
+        for s, b, vi in zip(sources, base, v):
+            s.value = b + sign * eps * vi
+        at.append(float(_directional(call, sources, R, v, 2)[0].value))
+    for s, b in zip(sources, base):
+        s.value = b
+    np.testing.assert_allclose(third, (at[0] - at[1]) / (2 * eps), rtol=1e-5, atol=1e-5, err_msg=name)

@@ -1,9 +1,10 @@
 """Derivatives of derivatives: each op's VJP spelled in ops, and the tape differentiating itself.
 
 Every op is drawn from the one table of op cases (tests/op_cases.py): its
-differentiable VJP must give the numpy VJP's numbers for a random G, and its
-second derivatives (the gradient of Σ grad ∘ v) must equal central
-differences of the first gradient along v.
+differentiable VJP must give the numpy VJP's numbers for a random G (float64
+and float32), its second derivatives (the gradient of Σ grad ∘ v) must equal
+central differences of the first gradient along v, and its third (the
+gradient of vᵀHv) differences of vᵀHv.
 """
 
 from __future__ import annotations

@@ -18,12 +18,16 @@ the adjoints of a sum and of getitem.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from .validation import broadcast_hint, check_labels, matmul_hint, reshape_hint
 from .errors import InputError, ShapeError
 from .primitive import Code, primitive
 from .tensor import Tensor
+
+_THIS_MODULE = sys.modules[__name__]  # the ops as a namespace like numpy's, for _einsum_vjp
 
 
 
@@ -637,18 +641,18 @@ def _parse_einsum(subscripts: str, n_operands: int) -> tuple[list[str], str]:
                      None, *[lambda c: _einsum_vjp_code(c)] * 26,
                      math=(None, *[lambda c: _einsum_vjp_math(c)] * 26), when=lambda c: _einsum_plain(c),
                      view=True, grad_view=True),
-           grads=lambda i, g, c, subscripts, *operands: _einsum_grad(i - 1, g, subscripts, operands))
+           grads=lambda i, g, c, subscripts, *operands: _einsum_vjp(i - 1, g, subscripts, operands,
+                                                                    _THIS_MODULE))
 def einsum(subscripts, *operands):
     """Einstein summation over explicit subscripts, e.g. ``'bi,ij->bj'``."""
-    terms, output = _parse_einsum(subscripts, len(operands))
+    _parse_einsum(subscripts, len(operands))  # the forms it refuses, before numpy sees them
     operands = [np.asarray(x) for x in operands]
     try:
         out = np.einsum(subscripts, *operands)
     except ValueError as e:
         shapes = " and ".join(str(x.shape) for x in operands)
         raise ShapeError(f"einsum: {subscripts!r} cannot combine shapes {shapes} (numpy: {e})") from None
-    sizes = _index_sizes(terms, [x.shape for x in operands])
-    return out, (None, *[_einsum_vjp(i, terms, output, operands, sizes)
+    return out, (None, *[lambda g, i=i: _einsum_vjp(i, g, subscripts, operands, np)
                          for i in range(len(operands))])
 
 
@@ -661,74 +665,46 @@ def _index_sizes(terms: list[str], shapes: list) -> dict[str, int]:
     return sizes
 
 
-def _einsum_vjp(i: int, terms: list[str], output: str, operands: list, sizes: dict):
-    """The VJP for operand i: dA_i[term_i] = Σ over the other indices of G[out] ∏_{j≠i} A_j[term_j]."""
-    def vjp(g):
-        others = [(t, x) for j, (t, x) in enumerate(zip(terms, operands)) if j != i]
-        wanted = "".join(dict.fromkeys(terms[i]))  # each index once
-        seen = set(output).union(*[set(t) for t, _ in others])
-        # Indices of A_i that appear nowhere else were summed in the
-        # forward pass; their gradient is G copied along them (ones).
-        ones = [(c, np.ones(sizes[c], dtype=g.dtype)) for c in wanted if c not in seen]
-        spec = ",".join([output] + [t for t, _ in others] + [c for c, _ in ones]) + "->" + wanted
-        d = np.einsum(spec, g, *[x for _, x in others], *[o for _, o in ones])
-        d = _fit_broadcast(d, tuple(operands[i].shape[terms[i].index(c)] for c in wanted))
-        if wanted == terms[i]:
-            return d
-        # A repeated index (a diagonal, 'ii') gets its gradient on that diagonal.
-        full = np.zeros(operands[i].shape, dtype=d.dtype)
-        np.einsum(f"{terms[i]}->{wanted}", full)[...] = d  # a writable diagonal view
-        return full
-    return vjp
+def _einsum_vjp(i: int, g, subscripts: str, operands, xp):
+    """Operand i's VJP: one einsum of G and the other operands, spelled once for two kinds.
 
-
-def _fit_broadcast(d: np.ndarray, mine: tuple[int, ...]) -> np.ndarray:
-    """An operand's gradient ``d`` brought to its own axis lengths ``mine``.
-
-    Where numpy broadcast the operand's length-1 axis, each copy got its own
-    gradient: the adjoint of that broadcast is their sum. Where the other
-    operands were the ones broadcast, G reached this axis as length 1 and is
-    the same all along it.
-    """
-    if d.shape == mine:
-        return d
-    summed = tuple(k for k, n in enumerate(mine) if n == 1 and d.shape[k] != 1)
-    if summed:
-        d = np.add.reduce(d, axis=summed, keepdims=True)
-    return np.broadcast_to(d, mine)
-
-
-def _einsum_grad(i: int, g, subscripts: str, operands: tuple):
-    """Operand i's VJP in ops: one einsum of G and the other operands, as ``_einsum_vjp``.
-
-    Indices summed away get ones, a broadcast length-1 axis is summed back, and
-    a repeated index ('ii') is spread onto its diagonal by identity matrices.
+    ``xp`` is numpy (the eager VJP, on arrays) or this module (the
+    differentiable one, on Tensors): both give einsum, sum and broadcast_to.
+    dA_i[term_i] = Σ over the other indices of G[out] ∏_{j≠i} A_j[term_j].
     """
     terms, output = _parse_einsum(subscripts, len(operands))
     shapes = [_shape(x) for x in operands]
     sizes = _index_sizes(terms, shapes)
     others = [(t, x) for j, (t, x) in enumerate(zip(terms, operands)) if j != i]
-    wanted = "".join(dict.fromkeys(terms[i]))
+    wanted = "".join(dict.fromkeys(terms[i]))  # each index once
     seen = set(output).union(*[set(t) for t, _ in others])
+    # Indices of A_i that appear nowhere else were summed in the forward
+    # pass; their gradient is G copied along them (ones).
     ones = [(ch, np.ones(sizes[ch], dtype=_value(g).dtype)) for ch in wanted if ch not in seen]
     spec = ",".join([output] + [t for t, _ in others] + [ch for ch, _ in ones]) + "->" + wanted
-    d = einsum(spec, g, *[x for _, x in others], *[o for _, o in ones])
+    d = xp.einsum(spec, g, *[x for _, x in others], *[o for _, o in ones])
+    # Where numpy broadcast A_i's length-1 axis, each copy got its own
+    # gradient: their sum. Where the others were broadcast, G reached this
+    # axis as length 1 and is the same all along it.
     mine = tuple(shapes[i][terms[i].index(ch)] for ch in wanted)
     summed = tuple(k for k, n in enumerate(mine) if n == 1 and d.shape[k] != 1)
     if summed:
-        d = sum(d, axis=summed, keepdims=True)
+        d = xp.sum(d, axis=summed, keepdims=True)
     if d.shape != mine:
-        d = broadcast_to(d, shape=mine)
-    if wanted == terms[i]:
-        return d
-    free = iter(ch for ch in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if ch not in terms[i])
+        d = xp.broadcast_to(d, shape=mine)
+    return d if wanted == terms[i] else _onto_diagonal(d, wanted, terms[i], shapes[i], xp)
+
+
+def _onto_diagonal(d, wanted: str, term: str, shape: tuple, xp):
+    """A repeated index ('ii') gets its gradient on that diagonal: d times identity matrices."""
+    free = iter(ch for ch in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if ch not in term)
     full, eyes = "", []
-    for k, ch in enumerate(terms[i]):
-        new = next(free) if ch in terms[i][:k] else ch
+    for k, ch in enumerate(term):
+        new = next(free) if ch in term[:k] else ch
         if new != ch:
-            eyes.append((ch + new, np.eye(shapes[i][k], dtype=_value(g).dtype)))
+            eyes.append((ch + new, np.eye(shape[k], dtype=_value(d).dtype)))
         full += new
-    return einsum(f"{wanted},{','.join(t for t, _ in eyes)}->{full}", d, *[e for _, e in eyes])
+    return xp.einsum(f"{wanted},{','.join(t for t, _ in eyes)}->{full}", d, *[e for _, e in eyes])
 
 
 @primitive("dA = G in A's dtype",

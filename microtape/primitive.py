@@ -106,15 +106,17 @@ class Primitive:
     def differentiable_vjp(self, i: int) -> Callable:
         """Input i's VJP written in ops: ``grad(G, C, *inputs, **params)`` gives a Tensor."""
         grads = self.grads
-        if grads is None:
+        if callable(grads):
+            return partial(grads, i)
+        grad = None if grads is None or i >= len(grads) else grads[i]
+        if grad is None:  # its numpy VJP exists (the tape asks only then), but no spelling in ops
+            which = "its VJP is" if grads is None else f"the VJP of its input {i} is"
             raise TypeError(
-                f"{self.name}: this op is once-differentiable: its VJP is plain numpy, so a "
+                f"{self.name}: this op is once-differentiable: {which} plain numpy, so a "
                 f"derivative of its derivative (create_graph=True, or a nested mt.grad) cannot "
                 f"go through it; declare its VJPs once more in microtape's ops, as "
                 f"@mt.primitive(formula, grads=(lambda g, c, *inputs: ...,)) (see mt.primitive)")
-        if callable(grads):
-            return partial(grads, i)
-        return grads[i]
+        return grad
 
     def _as_float(self, out: np.ndarray) -> np.ndarray:
         """Tensor()'s rule for an output: ints and bools become float64, complex is refused."""

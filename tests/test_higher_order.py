@@ -1,9 +1,10 @@
 """Derivatives of derivatives: each op's VJP spelled in ops, and the tape differentiating itself.
 
 Every op is drawn from the one table of op cases (tests/op_cases.py): its
-differentiable VJP must give the numpy VJP's numbers for a random G, and its
-second derivatives (the gradient of Σ grad ∘ v) must equal central
-differences of the first gradient along v.
+differentiable VJP must give the numpy VJP's numbers for a random G (float64
+and float32), its second derivatives (the gradient of Σ grad ∘ v) must equal
+central differences of the first gradient along v, and its third (the
+gradient of vᵀHv) differences of vᵀHv.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 
 import microtape as mt
 from microtape import ops
+from microtape.tape import active_tapes
 from tests.op_cases import op_cases
 
 CASES = op_cases(np.random.default_rng(0), np.float64)
@@ -184,6 +186,17 @@ def test_a_user_op_with_a_numpy_vjp_works_once_and_is_refused_by_name_twice():
         mt.grad(lambda x: mt.sum(mt.grad(lambda y: mt.sum(cube(y)))(x)))(x)
 
 
+def test_a_user_op_missing_one_differentiable_vjp_is_refused_naming_the_input():
+    @mt.primitive("dA = G B, dB = G A", grads=(lambda g, c, a, b: g * b, None))
+    def times(a, b):
+        return a * b, (lambda g: g * b, lambda g: g * a)
+
+    f = lambda a, b: times(a, b)  # noqa: E731
+    assert mt.grad(lambda a: mt.grad(f)(a, 3.0))(2.0) == 0.0  # input 0's VJP is in ops
+    with pytest.raises(TypeError, match="times: this op is once-differentiable: the VJP of its input 1"):
+        mt.grad(lambda b: mt.grad(f, argnums=1)(2.0, b))(3.0)
+
+
 def test_a_user_op_with_differentiable_vjps_goes_to_second_order():
     @mt.primitive("dA = G ∘ 3 A²", grads=(lambda g, c, a: g * 3 * a ** 2,))
     def cube(a):
@@ -295,3 +308,48 @@ def test_a_float32_source_gets_float32_gradients_when_float64_constants_join_in(
         s = mt.sum(g)
     assert g.dtype == np.float32 and outer.gradient(s, x).dtype == np.float32
     np.testing.assert_allclose(g.value, inner.gradient(y, x), rtol=1e-6)
+
+
+def _directional(call, sources, R, v, order):
+    """D^order of Σ R ∘ op, along v in every slot, as a Tensor, and the outer tape that recorded it.
+
+    order + 1 nested tapes: each inner one is differentiated with create_graph
+    while the ones outside it record.
+    """
+    tapes = [mt.Tape() for _ in range(order + 1)]
+    for t in tapes:
+        t.__enter__()
+    try:
+        out, _ = call()
+        scalar = mt.sum(out * R)
+        for level in range(order, 0, -1):
+            tapes[level].__exit__(None, None, None)
+            grads = tapes[level].gradient(scalar, sources, create_graph=True)
+            scalar = mt.sum(mt.Tensor(np.zeros(())))
+            for g, vi in zip(grads, v):
+                scalar = scalar + mt.sum(g * vi)
+    finally:  # whatever failed, leave no tape of this test recording
+        for t in reversed(tapes):
+            if t in active_tapes():
+                t.__exit__(None, None, None)
+    return scalar, tapes[0]
+
+
+@pytest.mark.parametrize("case", [c for c, _ in DIFFERENTIABLE], ids=[i for _, i in DIFFERENTIABLE])
+def test_third_derivatives_equal_differences_of_the_second(case):
+    name, call = case
+    _, out, sources = _record(call)
+    rng = np.random.default_rng(7)
+    R = rng.normal(size=out.shape)
+    v = [rng.normal(size=s.shape) for s in sources]
+    second, tape = _directional(call, sources, R, v, 2)  # vᵀ H v, recorded
+    third = sum(float(np.sum(g * vi)) for g, vi in zip(tape.gradient(second, sources), v))
+    eps, base = 1e-4, [s.value for s in sources]
+    at = []
+    for sign in (1, -1):
+        for s, b, vi in zip(sources, base, v):
+            s.value = b + sign * eps * vi
+        at.append(float(_directional(call, sources, R, v, 2)[0].value))
+    for s, b in zip(sources, base):
+        s.value = b
+    np.testing.assert_allclose(third, (at[0] - at[1]) / (2 * eps), rtol=1e-5, atol=1e-5, err_msg=name)

@@ -344,3 +344,11 @@ def test_gradcheck_order_2_with_named_inputs_reports_each_direction():
     report = mt.gradcheck(lambda W: mt.sum(mt.tanh(W) ** 3), {"W": W}, order=2)
     assert [c.name for c in report.inputs] == ["W", "W H·v 1", "W H·v 2"]
     assert "W H·v 2" in str(report) and "A row 'H·v k' is the tape's Hessian-vector" in str(report)
+
+
+def test_gradcheck_order_2_names_a_once_differentiable_op():
+    once = mt.primitive("dA = G S(1 − S)")(_sigmoid)
+    f = lambda a: mt.sum(once(a) * a)  # noqa: E731
+    assert mt.gradcheck(f, [RNG.normal(size=3)])
+    with pytest.raises(TypeError, match="_sigmoid: this op is once-differentiable"):
+        mt.gradcheck(f, [RNG.normal(size=3)], order=2)

@@ -641,18 +641,18 @@ def _parse_einsum(subscripts: str, n_operands: int) -> tuple[list[str], str]:
                      None, *[lambda c: _einsum_vjp_code(c)] * 26,
                      math=(None, *[lambda c: _einsum_vjp_math(c)] * 26), when=lambda c: _einsum_plain(c),
                      view=True, grad_view=True),
-           grads=lambda i, g, c, subscripts, *operands: _einsum_vjp(i - 1, g, subscripts, operands,
-                                                                    _THIS_MODULE))
+           grads=lambda i, g, c, subscripts, *operands: _einsum_vjp(
+               i - 1, g, _einsum_plan(subscripts, operands), operands, _THIS_MODULE))
 def einsum(subscripts, *operands):
     """Einstein summation over explicit subscripts, e.g. ``'bi,ij->bj'``."""
-    _parse_einsum(subscripts, len(operands))  # the forms it refuses, before numpy sees them
     operands = [np.asarray(x) for x in operands]
+    plan = _einsum_plan(subscripts, operands)  # refuses the forms it does not take, before numpy
     try:
         out = np.einsum(subscripts, *operands)
     except ValueError as e:
         shapes = " and ".join(str(x.shape) for x in operands)
         raise ShapeError(f"einsum: {subscripts!r} cannot combine shapes {shapes} (numpy: {e})") from None
-    return out, (None, *[lambda g, i=i: _einsum_vjp(i, g, subscripts, operands, np)
+    return out, (None, *[lambda g, i=i: _einsum_vjp(i, g, plan, operands, np)
                          for i in range(len(operands))])
 
 
@@ -665,16 +665,21 @@ def _index_sizes(terms: list[str], shapes: list) -> dict[str, int]:
     return sizes
 
 
-def _einsum_vjp(i: int, g, subscripts: str, operands, xp):
+def _einsum_plan(subscripts: str, operands) -> tuple:
+    """What every operand's VJP reads: the terms, the output's, the shapes and each index's size."""
+    terms, output = _parse_einsum(subscripts, len(operands))
+    shapes = [_shape(x) for x in operands]
+    return terms, output, shapes, _index_sizes(terms, shapes)
+
+
+def _einsum_vjp(i: int, g, plan: tuple, operands, xp):
     """Operand i's VJP: one einsum of G and the other operands, spelled once for two kinds.
 
     ``xp`` is numpy (the eager VJP, on arrays) or this module (the
     differentiable one, on Tensors): both give einsum, sum and broadcast_to.
     dA_i[term_i] = Σ over the other indices of G[out] ∏_{j≠i} A_j[term_j].
     """
-    terms, output = _parse_einsum(subscripts, len(operands))
-    shapes = [_shape(x) for x in operands]
-    sizes = _index_sizes(terms, shapes)
+    terms, output, shapes, sizes = plan
     others = [(t, x) for j, (t, x) in enumerate(zip(terms, operands)) if j != i]
     wanted = "".join(dict.fromkeys(terms[i]))  # each index once
     seen = set(output).union(*[set(t) for t, _ in others])

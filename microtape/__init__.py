@@ -19,12 +19,13 @@ from .errors import AnomalyError, GradcheckError, InputError, ShapeError, TraceE
 from .tape import Node, Tape, no_grad
 from .primitive import Code, Primitive, primitive
 from .ops import (
-    add, broadcast_axes, div, einsum, exp, getitem, log, log_softmax, matmul, mean, mul, neg,
-    pow, relu, reshape, sigmoid, softmax, softmax_cross_entropy, stop_gradient, sub, sum, tanh,
-    transpose, unbroadcast,
+    add, astype, broadcast_axes, broadcast_to, div, einsum, exp, getitem, log, log_softmax,
+    matmul, mean, mul, neg, pow, relu, reshape, scatter_add, sigmoid, softmax,
+    softmax_cross_entropy, stop_gradient, sub, sum, tanh, transpose, unbroadcast,
 )
 from . import operators  # noqa: F401  (gives Tensor its operators, now that the ops exist)
 from .functional import grad, value_and_grad
+from .derivatives import hessian, hvp, jacobian, jvp
 from .anomaly import detect_anomaly
 from .closed_form import ClosedForm
 from .gradient_checking import GradcheckReport, gradcheck
@@ -39,5 +40,7 @@ __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "tanh", "sigmoid", "relu",
     "matmul", "sum", "mean", "transpose", "reshape", "getitem", "softmax", "log_softmax",
     "softmax_cross_entropy", "einsum", "stop_gradient", "broadcast_axes", "unbroadcast",
+    "broadcast_to", "scatter_add", "astype",
     "grad", "value_and_grad", "gradcheck",
+    "jacobian", "hessian", "hvp", "jvp",
 ]

@@ -25,7 +25,7 @@ from .errors import TraceError
 from .ops import reshape
 from .primitive import _PROMOTES_0D
 from .state import _ANOMALY, _tracing
-from .tape import Tape, _anomaly_mode, require_scalar
+from .tape import Tape, _active, _anomaly_mode, active_tapes, require_scalar
 from .tensor import Tensor
 
 _ndarray = np.ndarray  # signature()'s first case, inlined on the hot path
@@ -96,6 +96,8 @@ class Compiled:
     def __call__(self, *args: Any) -> tuple[np.ndarray, Any]:
         if _tracing.get():
             raise TraceError(_NESTED.format(self.__name__))
+        if _active.get() and active_tapes():
+            raise TraceError(_RECORDING.format(self.__name__))
         if _ANOMALY[0] and _anomaly_mode():
             return self.eager(*args)  # the closed form cannot be checked op by op
         # signature(), with its first case inlined: this is a training loop's hot path
@@ -173,7 +175,12 @@ class Compiled:
 _NESTED = ("{} was called while value_and_grad(..., compile=True) traces a function: its answer "
            "would not be recorded, so the closed form would keep the first call's for every later "
            "call; compute it outside the compiled function and pass it in, or use compile=False "
-           "(derivatives of derivatives are not supported yet)")
+           "(derivatives of derivatives need it: a nested eager grad records its backward pass)")
+
+_RECORDING = ("{} was called while a tape records (inside another mt.grad, say): a compiled "
+              "function gives first-order arrays, which an outer tape would take for constants, "
+              "so derivatives of derivatives through it would be silently wrong; use "
+              "compile=False there (a nested eager grad records its backward pass)")
 
 
 def _finisher(cf: Any, sources: list[Tensor]) -> Callable | None:

@@ -13,7 +13,8 @@ import numpy as np
 from .compiled import _NESTED, CacheInfo, Compiled, _check_argnums, _name
 from .errors import TraceError
 from .state import _tracing
-from .tape import Tape
+from .ops import reshape
+from .tape import Tape, _active, active_tapes
 from .tensor import Tensor
 
 __all__ = ["grad", "value_and_grad", "CacheInfo"]
@@ -26,6 +27,11 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0,
     ``f`` takes arrays or Tensors and returns a 0-d Tensor. The returned
     function gives ``(value, gradient)`` as numpy arrays; with a tuple of
     argnums the gradient is a tuple, one array per argument.
+
+    Called while a tape records (inside another ``mt.grad``, say), it gives
+    Tensors instead, computed by recorded ops (``create_graph=True``), so the
+    outer computation can differentiate them again:
+    ``mt.grad(lambda x: mt.sum(mt.grad(f)(x)))`` is a second derivative.
 
     ``compile=True`` traces ``f`` on the first call of each signature and runs its
     generated closed form afterwards (the same numbers, without the per-op bookkeeping;
@@ -40,25 +46,45 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0,
     positions, single = _positions(argnums)
     if compile:
         return Compiled(f, argnums, positions, single, eager=value_and_grad(f, argnums))
+    return _eager(f, positions, single)
 
-    def wrapped(*args: Any) -> tuple[np.ndarray, Any]:
+
+def _eager(f: Callable[..., Tensor], positions: tuple[int, ...], single: bool) -> Callable:
+    """value_and_grad(f) without compile: a tape around each call."""
+    def wrapped(*args: Any) -> tuple[Any, Any]:
         if _tracing.get():
             raise TraceError(_NESTED.format(wrapped.__name__))
         _check_argnums(positions, args)
+        # Under an active tape (inside another grad, say) the answer is part of
+        # that outer computation: the backward pass is recorded and Tensors
+        # come back, which the outer tape can differentiate again.
+        nested = bool(_active.get()) and bool(active_tapes())  # the first test is the cheap one
         args = list(args)
         sources = []
         for i in positions:
-            args[i] = args[i] if isinstance(args[i], Tensor) else Tensor(args[i])
+            arg = args[i]
+            args[i] = _variable(arg) if nested or not isinstance(arg, Tensor) else arg
             sources.append(args[i])
         with Tape(persistent=False) as tape:  # asked once, never shown
             out = f(*args)
         if not isinstance(out, Tensor):
             raise TypeError(f"grad: {_name(f)} must return a Tensor, not {type(out).__name__}")
-        grads = tape.gradient(out, sources)
-        return out.value, grads[0] if single else tuple(grads)
+        grads = tape.gradient(out, sources, create_graph=nested)
+        return out if nested else out.value, grads[0] if single else tuple(grads)
 
     wrapped.__name__ = f"value_and_grad({_name(f)})"
     return wrapped
+
+
+def _variable(arg: Any) -> Tensor:
+    """A new Tensor for this call to differentiate with respect to.
+
+    Nested, a Tensor argument becomes a recorded copy, so outer tapes still
+    see it depend on the argument: the function may also use the argument
+    itself, through a closure, and that use must not count as this
+    variable's. Without it d/dx [x · d/dy (x + y)] at y = x would be 2, not 1.
+    """
+    return reshape(arg, arg.shape) if isinstance(arg, Tensor) else Tensor(arg)
 
 
 def grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0,

@@ -13,85 +13,44 @@ everywhere, and a thousand elements find it as surely as a hundred thousand.
 The differences themselves are :func:`central_differences`, the one place
 in the project that perturbs an element; ``gradcheck``, microtape.testing,
 the training command's gradient table and the drawings' ``check=True`` all
-call it, and compare with :func:`relative_error` or an element-wise bound.
+call it, and compare with :func:`relative_error` or an element-wise bound
+(``gradcheck_report.py``, imported here too).
+
+``order=2`` checks second derivatives the same way, a direction at a time:
+along a random v, (∇f(x + eps·v) − ∇f(x − eps·v)) / 2eps approximates H·v at
+every element at once, two gradients per direction whatever the inputs' size.
+A VJP whose first derivative is right but whose own derivative is wrong (a
+saved intermediate frozen as a constant, say) passes the first check and
+fails this one.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
 import numpy as np
 
+from .derivatives import hvp
 from .errors import GradcheckError
+from .gradcheck_report import (GradcheckReport, InputCheck, compare_elements,  # noqa: F401
+                               mismatch_message, relative_error)
 from .tape import Tape, no_grad
 from .tensor import Tensor
 
 #: Elements checked per input by default; larger inputs are sampled.
 DEFAULT_MAX_ELEMENTS = 1000
+#: Random directions v along which gradcheck(order=2) checks H·v.
+DIRECTIONS = 2
 #: A check expected to take longer than this (in seconds) reports its progress on stderr.
 PROGRESS_AFTER = 5.0
-
-
-@dataclass
-class InputCheck:
-    """How one input fared: its worst element and the errors there."""
-
-    name: str
-    shape: tuple[int, ...]
-    worst_index: tuple[int, ...]
-    analytic: float
-    numeric: float
-    max_abs_error: float
-    max_rel_error: float
-    passed: bool
-    checked: int = 0            # elements compared
-    total: int = 0              # elements in the input
-    tolerance_used: float = 0.0  # worst |tape − numeric| / (atol + rtol·|numeric|): ≤ 1 passes
-
-
-@dataclass
-class GradcheckReport:
-    """What ``gradcheck`` compared; truthy when every input passed."""
-
-    inputs: list[InputCheck] = field(default_factory=list)
-    eps: float = 1e-6
-    rtol: float = 1e-5
-    atol: float = 1e-8
-
-    @property
-    def passed(self) -> bool:
-        return all(c.passed for c in self.inputs)
-
-    @property
-    def max_rel_error(self) -> float:
-        return max((c.max_rel_error for c in self.inputs), default=0.0)
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def __str__(self) -> str:
-        checked = [f"{c.checked:,} of {c.total:,}" for c in self.inputs]
-        width = max([len("checked")] + [len(s) for s in checked])
-        rows = [f"{'input':<12} {'shape':<14} {'checked':>{width}} {'max abs err':>12} "
-                f"{'max rel err':>12} {'err/tol':>8}  ok"]
-        for c, n in zip(self.inputs, checked):
-            rows.append(f"{c.name:<12} {str(c.shape):<14} {n:>{width}} {c.max_abs_error:>12.3e} "
-                        f"{c.max_rel_error:>12.3e} {c.tolerance_used:>8.2g}  "
-                        f"{'yes' if c.passed else 'NO'}")
-        rows.append(f"An element passes when |tape − numeric| <= atol + rtol·|numeric|, with "
-                    f"rtol={self.rtol:g} and atol={self.atol:g};")
-        rows.append(f"err/tol is the worst element's error over that bound. Central differences, "
-                    f"eps={self.eps:g}.")
-        return "\n".join(rows)
 
 
 def gradcheck(f: Callable[..., Tensor], inputs: Sequence[Any] | Mapping[str, Any],
               eps: float = 1e-6, rtol: float = 1e-5, atol: float = 1e-8,
               max_elements: int | None = DEFAULT_MAX_ELEMENTS, seed: int = 0,
-              progress: bool | None = None) -> GradcheckReport:
+              progress: bool | None = None, order: int = 1) -> GradcheckReport:
     """Check ``f``'s tape gradients against central finite differences.
 
     ``f(*tensors)`` (or ``f(**tensors)`` when ``inputs`` is a dict) must
@@ -101,31 +60,43 @@ def gradcheck(f: Callable[..., Tensor], inputs: Sequence[Any] | Mapping[str, Any
     ``max_elements`` elements drawn at random with ``seed`` (``None``
     checks everything). ``progress`` shows how far the check has got on
     stderr: ``None`` does so when it will take more than a few seconds.
+    ``order=2`` also checks second derivatives: the tape's Hessian-vector
+    products along random directions v against central differences of its
+    gradient along v (``second_order.py``).
 
     Raises :class:`GradcheckError` naming the first failing input, its worst
     element, both values and the tolerance; returns a
     :class:`GradcheckReport` otherwise.
     """
-    if isinstance(inputs, Mapping):
-        names = [str(k) for k in inputs]
-        arrays = [_as_float64(v) for v in inputs.values()]
-        call = lambda xs: f(**dict(zip(inputs.keys(), xs)))  # noqa: E731
-    else:
-        if isinstance(inputs, (Tensor, np.ndarray)):
-            inputs = [inputs]
-        names = [getattr(v, "name", None) or f"input {i}" for i, v in enumerate(inputs)]
-        arrays = [_as_float64(v) for v in inputs]
-        call = lambda xs: f(*xs)  # noqa: E731
-
+    if order not in (1, 2) or isinstance(order, bool):
+        raise ValueError(f"gradcheck: order must be 1 (gradients) or 2 (also Hessian-vector "
+                         f"products), got {order!r}")
+    names, arrays, call = _inputs(f, inputs)
     analytic = _tape_gradients("gradcheck", call, arrays, names)
 
     def value(xs: list[np.ndarray]) -> float:
         with no_grad():  # the cheap mode, even when called inside a tape
             return float(call([Tensor(x) for x in xs]).value)
 
-    return compare_with_differences("gradcheck", value, names, arrays, analytic, eps=eps,
-                                    rtol=rtol, atol=atol, max_elements=max_elements, seed=seed,
-                                    progress=progress)
+    report = compare_with_differences("gradcheck", value, names, arrays, analytic, eps=eps,
+                                      rtol=rtol, atol=atol, max_elements=max_elements, seed=seed,
+                                      progress=progress)
+    if order == 2:
+        _check_second_order(call, names, arrays, report, seed=seed)
+    return report
+
+
+def _inputs(f: Callable[..., Tensor], inputs: Any) -> tuple[list[str], list[np.ndarray],
+                                                             Callable[[list[Tensor]], Tensor]]:
+    """The inputs' names, their float64 copies, and ``f`` as a function of a list."""
+    if isinstance(inputs, Mapping):
+        names = [str(k) for k in inputs]
+        arrays = [_as_float64(v) for v in inputs.values()]
+        return names, arrays, lambda xs: f(**dict(zip(inputs.keys(), xs)))
+    if isinstance(inputs, (Tensor, np.ndarray)):
+        inputs = [inputs]
+    names = [getattr(v, "name", None) or f"input {i}" for i, v in enumerate(inputs)]
+    return names, [_as_float64(v) for v in inputs], lambda xs: f(*xs)
 
 
 def _tape_gradients(kind: str, call: Callable[[list[Tensor]], Tensor],
@@ -183,14 +154,16 @@ def central_differences(value: Callable[[], float], array: np.ndarray, picks: Se
     element at a time, and each element put back exactly (so ``array`` must
     be writable and C-contiguous: ``value`` reads the perturbed memory).
     ``each(j)`` is called after the j-th slope (counting from 1), for
-    progress. The error is O(eps²) truncation plus O(1e-16 / eps)
+    progress. ``value()`` may return an array (a gradient, for second
+    derivatives): each of its elements is differenced, and the answer has
+    one row per pick. The error is O(eps²) truncation plus O(1e-16 / eps)
     cancellation: about 1e-10 relative in float64 at the default eps.
     """
     if not (array.flags.c_contiguous and array.flags.writeable):
         raise ValueError("central_differences: array must be writable and C-contiguous, since "
                          "it is perturbed in place; pass np.array(a, dtype=np.float64)")
     flat = array.reshape(-1)  # a view: writing it perturbs array, which value() reads
-    slopes = np.empty(len(picks))
+    slopes = []
     for j, k in enumerate(picks):
         original = flat[k]
         flat[k] = original + eps
@@ -198,67 +171,48 @@ def central_differences(value: Callable[[], float], array: np.ndarray, picks: Se
         flat[k] = original - eps
         f_minus = value()
         flat[k] = original
-        slopes[j] = (f_plus - f_minus) / (2 * eps)
+        slopes.append((np.asarray(f_plus) - np.asarray(f_minus)) / (2 * eps))
         if each is not None:
             each(j + 1)
-    return slopes
+    return np.array(slopes, dtype=np.float64) if slopes else np.empty(0)
 
 
-def relative_error(a: Any, b: Any) -> float:
-    """max|a − b| over the larger of the two arrays' largest magnitudes (0 for empty or all-zero).
+def _check_second_order(call: Callable[[list[Tensor]], Tensor], names: Sequence[str],
+                       arrays: list[np.ndarray], report: GradcheckReport, seed: int = 0) -> None:
+    """Append one check per input and direction to ``report``; raise at the first that fails.
 
-    Scaled by the whole gradient, not element by element: an element whose
-    true gradient is ~1e-12 would otherwise show finite differences' 1e-11
-    noise as a 10x error. This is the number the training command's table
-    and the drawings' ``check=True`` report.
+    ``call(tensors)`` is the scalar function and ``arrays`` its float64 inputs.
     """
-    a, b = np.asarray(a), np.asarray(b)
-    if a.size == 0:
-        return 0.0
-    scale = max(np.abs(a).max(), np.abs(b).max())
-    return float(np.abs(a - b).max() / scale) if scale > 0 else 0.0
+    rng = np.random.default_rng([seed, 2])  # not the first-order check's sample
+    for d in range(1, DIRECTIONS + 1):
+        vs = [rng.standard_normal(a.shape) for a in arrays]
+        _, products = hvp(lambda *xs: call(list(xs)), [Tensor(a) for a in arrays], vs)
+        numeric = _differences(call, names, arrays, vs, report.eps)
+        for name, a, got, want in zip(names, arrays, products, numeric):
+            check = compare_elements(f"{name} H·v {d}", a.shape, np.arange(a.size),
+                                     np.asarray(got, np.float64).reshape(-1), want,
+                                     report.rtol, report.atol)
+            report.inputs.append(check)
+            if not check.passed:
+                raise GradcheckError(mismatch_message(
+                    f"gradcheck: the second derivative of {name} disagrees with differences of "
+                    f"the gradient (H·v along random direction {d} of {DIRECTIONS})", check,
+                    expected="numeric", rtol=report.rtol, atol=report.atol,
+                    extra=f"central differences of the gradient along v, eps={report.eps:g}"))
 
 
-def mismatch_message(headline: str, c: InputCheck, expected: str, rtol: float, atol: float,
-                     extra: str = "") -> str:
-    """One readable block: the input, its worst element, both values, the error and the bound."""
-    sampled = "" if c.checked == c.total else f" (a random sample of {c.checked:,} of {c.total:,})"
-    lines = [
-        headline,
-        f"  input:           {c.name}, shape {c.shape}",
-        f"  worst element:   index {c.worst_index}{sampled}",
-        f"  tape:            {c.analytic:.10g}",
-        f"  {expected + ':':<16} {c.numeric:.10g}",
-        f"  relative error:  {c.max_rel_error:.3g} (|tape − {expected}| / the larger of the two)",
-        f"  tolerance:       |tape − {expected}| <= atol + rtol·|{expected}|, rtol={rtol:g}, "
-        f"atol={atol:g}" + (f"; {extra}" if extra else ""),
-    ]
-    return "\n".join(lines)
+def _differences(call: Callable[[list[Tensor]], Tensor], names: Sequence[str],
+                 arrays: list[np.ndarray], vs: list[np.ndarray], eps: float) -> list[np.ndarray]:
+    """(∇f(x + eps·v) − ∇f(x − eps·v)) / 2eps, flat, one array per input."""
+    t = np.zeros(1)  # the step along v, which central_differences perturbs
 
+    def gradient() -> np.ndarray:
+        moved = [a + t[0] * v for a, v in zip(arrays, vs)]
+        grads = _tape_gradients("gradcheck", call, moved, list(names))
+        return np.concatenate([np.asarray(g, np.float64).reshape(-1) for g in grads])
 
-def compare_elements(name: str, shape: tuple[int, ...], picks: np.ndarray,
-                     analytic: np.ndarray, numeric: np.ndarray, rtol: float,
-                     atol: float) -> InputCheck:
-    """Compare the flat values at ``picks``; the worst is the element furthest past its bound."""
-    err = np.abs(analytic - numeric)
-    bound = atol + rtol * np.abs(numeric)
-    excess = err - bound  # > 0 where an element fails
-    larger = np.maximum(np.abs(analytic), np.abs(numeric))
-    rel = np.zeros_like(err)
-    np.divide(err, larger, out=rel, where=err > 0)
-    used = np.full_like(err, np.inf)
-    np.divide(err, bound, out=used, where=bound > 0)
-    used[err == 0] = 0.0
-    w = int(np.argmax(excess)) if excess.size else 0
-    worst = np.unravel_index(picks[w], shape) if excess.size else ()
-    return InputCheck(
-        name=name, shape=tuple(shape), worst_index=tuple(int(i) for i in worst),
-        analytic=float(analytic[w]) if analytic.size else 0.0,
-        numeric=float(numeric[w]) if numeric.size else 0.0,
-        max_abs_error=float(err.max(initial=0.0)), max_rel_error=float(rel.max(initial=0.0)),
-        passed=bool((excess <= 0).all()), checked=int(len(picks)),
-        total=int(np.prod(shape, dtype=np.int64)), tolerance_used=float(used.max(initial=0.0)),
-    )
+    flat = central_differences(gradient, t, [0], eps)[0]
+    return np.split(flat, np.cumsum([a.size for a in arrays])[:-1])
 
 
 def _sample(size: int, max_elements: int | None, rng: np.random.Generator) -> np.ndarray:

@@ -9,9 +9,11 @@ autograd attaches its box methods after defining the primitives.
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import ops
-from .ops import (add, div, getitem, matmul, mean, mul, neg, pow, reshape, stop_gradient, sub, sum,
-                  transpose)
+from .ops import (add, astype, div, getitem, matmul, mean, mul, neg, pow, reshape, stop_gradient,
+                  sub, sum, transpose)
 from .state import _tracing
 from .tensor import Tensor
 
@@ -108,6 +110,7 @@ _METHODS = {
     "reshape": _reshape,
     "transpose": _transpose,
     "detach": _detach,
+    "astype": lambda self, dtype: astype(self, dtype=np.dtype(dtype).name),
 }
 
 for _name, _method in _METHODS.items():

@@ -6,9 +6,19 @@ elementwise product. Each forward returns ``(output, vjps)`` with one VJP per
 positional argument (None where that argument gets no gradient). VJPs reuse
 what the forward computed and never write into an array they did not create,
 so a tape can be asked twice.
+
+Each op also spells its VJPs in these same ops (``grads=``, see primitive.py),
+reading the recorded output ``C`` as a Tensor: ``tape.gradient(...,
+create_graph=True)`` runs those, so the backward pass is recorded and can be
+differentiated again. The numpy VJPs stay the fast eager path;
+tests/test_higher_order.py holds the two spellings to each other on every op
+case. ``broadcast_to`` and ``scatter_add`` exist for the ops spelling: they are
+the adjoints of a sum and of getitem.
 """
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -16,6 +26,8 @@ from .validation import broadcast_hint, check_labels, matmul_hint, reshape_hint
 from .errors import InputError, ShapeError
 from .primitive import Code, primitive
 from .tensor import Tensor
+
+_THIS_MODULE = sys.modules[__name__]  # the ops as a namespace like numpy's, for _einsum_vjp
 
 
 
@@ -35,7 +47,12 @@ def broadcast_axes(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tuple[
 
 def _shape(a) -> tuple[int, ...]:
     """An operand's shape; np.shape for numbers and lists (slower, and rarely needed)."""
-    return a.shape if type(a) is np.ndarray else np.shape(a)
+    return a.shape if type(a) is np.ndarray or isinstance(a, Tensor) else np.shape(a)
+
+
+def _value(a) -> np.ndarray:
+    """An operand's numbers, whether a Tensor, an array or a number."""
+    return a.value if isinstance(a, Tensor) else np.asarray(a)
 
 
 def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -47,6 +64,8 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """
     if g.shape == shape:
         return g
+    if isinstance(g, Tensor):  # in ops, so that a tape records it (create_graph=True)
+        return reshape(sum(g, axis=broadcast_axes(shape, g.shape)), shape)
     # np.add.reduce is g.sum without numpy's Python-level wrapper.
     if g.shape[1:] == shape:  # the bias add: a row added to every example
         return np.add.reduce(g, axis=0)
@@ -64,7 +83,9 @@ IN_PLACE_MIN_SIZE = 4096
 
 @primitive("dA = G Bᵀ,  dB = Aᵀ G", explain=matmul_hint,
            code=Code("{A} @ {B}", "{G} @ {B}.T", "{A}.T @ {G}", math=("{G} {B}ᵀ", "{A}ᵀ {G}"),
-                     name="{A}{B}", when=lambda c: c.ndims == [2, 2]))
+                     name="{A}{B}", when=lambda c: c.ndims == [2, 2]),
+           grads=(lambda g, c, a, b: _matmul_grad(0, g, a, b),
+                  lambda g, c, a, b: _matmul_grad(1, g, a, b)))
 def matmul(a, b):
     """Matrix product C = A B (numpy's ``@``)."""
     if getattr(a, "ndim", 0) == 2 and getattr(b, "ndim", 0) == 2:
@@ -93,9 +114,36 @@ def _matmul_nd_vjps(a, b):
     return da, db
 
 
+def _matmul_grad(i, g, a, b):
+    """dA = G Bᵀ or dB = Aᵀ G in ops; vectors as one-row (or one-column) matrices, stacks summed back."""
+    a_shape, b_shape = _shape(a), _shape(b)
+    if len(a_shape) == 2 and len(b_shape) == 2:
+        return matmul(g, transpose(b)) if i == 0 else matmul(transpose(a), g)
+    a2 = _reshaped(a, (1,) + a_shape) if len(a_shape) == 1 else a
+    b2 = _reshaped(b, b_shape + (1,)) if len(b_shape) == 1 else b
+    gs = g.shape
+    if len(a_shape) == 1:
+        gs = gs[:-1] + (1,) + gs[-1:] if len(b_shape) > 1 else (1,)
+    g2 = _reshaped(g, gs + (1,) if len(b_shape) == 1 else gs)
+    if i == 0:
+        return _reshaped(unbroadcast(matmul(g2, _swap_last(b2)), _shape(a2)), a_shape)
+    return _reshaped(unbroadcast(matmul(_swap_last(a2), g2), _shape(b2)), b_shape)
+
+
+def _reshaped(x, shape):
+    return x if _shape(x) == tuple(shape) else reshape(x, shape)
+
+
+def _swap_last(x):
+    n = len(_shape(x))
+    return transpose(x, tuple(range(n - 2)) + (n - 1, n - 2))
+
+
 @primitive("dA = G,  dB = G  (each summed over the axes it was broadcast along)",
            broadcasts=True, explain=broadcast_hint,
-           code=Code("{A} + {B}", "{G}", "{G}", math=("{G}", "{G}"), operator="+"))
+           code=Code("{A} + {B}", "{G}", "{G}", math=("{G}", "{G}"), operator="+"),
+           grads=(lambda g, c, a, b: unbroadcast(g, _shape(a)),
+                  lambda g, c, a, b: unbroadcast(g, _shape(b))))
 def add(a, b):
     """Elementwise sum C = A + B with numpy broadcasting (the bias add)."""
     a_shape, b_shape = _shape(a), _shape(b)  # the VJPs need no values: let them go
@@ -104,7 +152,8 @@ def add(a, b):
 
 @primitive("dA = G ∘ S ∘ (1 − S)  (from the saved output S)",
            code=Code(lambda c: _sigmoid_code(c), lambda c: _sigmoid_vjp_code(c),
-                     math=("{G} ∘ {C} ∘ (1 − {C})",)))
+                     math=("{G} ∘ {C} ∘ (1 − {C})",)),
+           grads=(lambda g, c, a: mul(mul(g, c), sub(1.0, c)),))
 def sigmoid(a):
     """Logistic function S = 1 / (1 + exp(−A)), to a few ulp for every normal result, without warnings."""
     # Every step of 1 / (1 + exp(−A)) is within an ulp or two of exact, so S
@@ -170,7 +219,8 @@ def _exp_cap(dtype: np.dtype) -> np.ndarray:
 @primitive("dv = G (ŷ − y)  (÷ N for the mean; ŷ = softmax(v) saved by the forward pass)",
            code=Code(lambda c: _loss_code(c), lambda c: _loss_vjp_code(c), None,
                      math=(lambda c: _loss_math(c), None), when=lambda c: c.ndims[0] == 2,
-                     saved=("yhat", "picks"), temps=("top", "z", "rest", "rows", "e")))
+                     saved=("yhat", "picks"), temps=("top", "z", "rest", "rows", "e")),
+           grads=(lambda g, c, v, y, reduction="mean": _loss_grad(g, v, y, reduction), None))
 def softmax_cross_entropy(logits, labels, reduction="mean"):
     """J = −Σ y log softmax(v): the fused, numerically stable loss.
 
@@ -251,11 +301,22 @@ def _softmax_cross_entropy_rows(v, y, reduction):
     return loss * v.dtype.type(scale), (vjp, None)
 
 
+def _loss_grad(g, logits, labels, reduction):
+    """dv = G (softmax(v) − y) · scale in ops: softmax recorded, so ŷ's own Jacobian follows."""
+    shape, dtype = _shape(logits), _value(logits).dtype
+    y = check_labels(_value(labels), shape)
+    y = np.eye(shape[-1], dtype=dtype)[y] if y.dtype.kind in "iu" else y.astype(dtype)
+    n = shape[0] if len(shape) == 2 and reduction == "mean" else 1
+    return mul(mul(g, dtype.type(1.0 / n)), sub(softmax(logits, axis=-1), y))
+
+
 # -- the everyday elementwise ops ---------------------------------------------
 
 @primitive("dA = G,  dB = −G  (each summed over the axes it was broadcast along)",
            broadcasts=True, explain=broadcast_hint,
-           code=Code("{A} - {B}", "{G}", "-{G}", math=("{G}", "−{G}"), operator="-"))
+           code=Code("{A} - {B}", "{G}", "-{G}", math=("{G}", "−{G}"), operator="-"),
+           grads=(lambda g, c, a, b: unbroadcast(g, _shape(a)),
+                  lambda g, c, a, b: unbroadcast(neg(g), _shape(b))))
 def sub(a, b):
     """Elementwise difference C = A − B with broadcasting."""
     a_shape, b_shape = _shape(a), _shape(b)
@@ -266,7 +327,9 @@ def sub(a, b):
 @primitive("dA = G ∘ B,  dB = G ∘ A  (each summed over the axes it was broadcast along)",
            broadcasts=True, explain=broadcast_hint,
            code=Code("{A} * {B}", "{G} * {B}", "{G} * {A}", math=("{G} ∘ {B}", "{G} ∘ {A}"),
-                     operator="*"))
+                     operator="*"),
+           grads=(lambda g, c, a, b: unbroadcast(mul(g, b), _shape(a)),
+                  lambda g, c, a, b: unbroadcast(mul(g, a), _shape(b))))
 def mul(a, b):
     """Elementwise product C = A ∘ B with broadcasting."""
     return np.multiply(a, b), (lambda g: unbroadcast(g * b, a.shape),
@@ -276,7 +339,9 @@ def mul(a, b):
 @primitive("dA = G / B,  dB = −G ∘ C / B  (each summed over the axes it was broadcast along)",
            broadcasts=True, explain=broadcast_hint,
            code=Code("{A} / {B}", "{G} / {B}", "-{G} * {C} / {B}",
-                     math=("{G} / {B}", "−{G} ∘ {C} / {B}"), operator="/"))
+                     math=("{G} / {B}", "−{G} ∘ {C} / {B}"), operator="/"),
+           grads=(lambda g, c, a, b: unbroadcast(div(g, b), _shape(a)),
+                  lambda g, c, a, b: unbroadcast(neg(div(mul(g, c), b)), _shape(b))))
 def div(a, b):
     """Elementwise quotient C = A / B with broadcasting."""
     c = np.divide(a, b)
@@ -284,7 +349,8 @@ def div(a, b):
                lambda g: unbroadcast(-g * c / b, b.shape))
 
 
-@primitive("dA = −G", code=Code("-{A}", "-{G}", math=("−{G}",)))
+@primitive("dA = −G", code=Code("-{A}", "-{G}", math=("−{G}",)),
+           grads=(lambda g, c, a: neg(g),))
 def neg(a):
     """C = −A."""
     return np.negative(a), (np.negative,)
@@ -295,7 +361,9 @@ def neg(a):
            code=Code("{A} ** {B}", lambda c: _pow_base_code(c),
                      # log A where A is 0 is −inf; the limit of C log A there is 0 (for p ≥ 0)
                      lambda c: _pow_exponent_code(c),
-                     math=("{G} ∘ {B} {A}^({B} − 1)", "{G} ∘ {C} ∘ log {A}")))
+                     math=("{G} ∘ {B} {A}^({B} − 1)", "{G} ∘ {C} ∘ log {A}")),
+           grads=(lambda g, c, a, p: _pow_base_grad(g, a, p),
+                  lambda g, c, a, p: _pow_exponent_grad(g, c, a, p)))
 def pow(a, p):
     """Elementwise power C = A^p (p usually a constant number)."""
     c = np.power(a, p)
@@ -315,22 +383,51 @@ def pow(a, p):
     return c, (da, dp)
 
 
+def _pow_base_grad(g, a, p):
+    """dA = G ∘ p A^(p−1) in ops, 0 where p = 0.
+
+    Where p = 0 and A = 0 the exponent is shifted by a constant 1, so that the
+    product is p · 1 = 0 rather than 0 · inf; elsewhere p A^(p−1) is used as it
+    is, whose derivative in p stays right at p = 0.
+    """
+    if not isinstance(p, Tensor) and np.ndim(p) == 0:
+        if p == 0:
+            return Tensor(np.zeros(_shape(a), dtype=_value(g).dtype))
+        return unbroadcast(mul(mul(g, p), pow(a, p - 1)), _shape(a))
+    zero_power = (_value(p) == 0) & (_value(a) == 0)
+    exponent = add(sub(p, 1), zero_power.astype(_value(g).dtype)) if zero_power.any() else sub(p, 1)
+    return unbroadcast(mul(mul(g, p), pow(a, exponent)), _shape(a))
+
+
+def _pow_exponent_grad(g, c, a, p):
+    """dp = G ∘ C ∘ log A in ops, with log A read as 0 where A = 0 and p ≥ 0 (C log A → 0 there)."""
+    if isinstance(a, (int, float, np.integer, np.floating)) and not isinstance(a, bool) and a > 0:
+        # log of a number as a number, which keeps G's dtype (float32 stays float32)
+        return unbroadcast(mul(mul(g, c), float(np.log(float(a)))), _shape(p))
+    limit = (_value(a) == 0) & (_value(p) >= 0)
+    base = add(a, limit.astype(_value(g).dtype)) if limit.any() else a
+    return unbroadcast(mul(mul(g, c), log(base)), _shape(p))
+
+
 @primitive("dA = G ∘ C  (exp is its own derivative; C saved)",
-           code=Code("np.exp({A})", lambda c: _exp_vjp_code(c), math=("{G} ∘ {C}",)))
+           code=Code("np.exp({A})", lambda c: _exp_vjp_code(c), math=("{G} ∘ {C}",)),
+           grads=(lambda g, c, a: mul(g, c),))
 def exp(a):
     """C = exp(A)."""
     c = np.exp(a)
     return c, (lambda g: g * c,)
 
 
-@primitive("dA = G / A", code=Code("np.log({A})", "{G} / {A}", math=("{G} / {A}",)))
+@primitive("dA = G / A", code=Code("np.log({A})", "{G} / {A}", math=("{G} / {A}",)),
+           grads=(lambda g, c, a: div(g, a),))
 def log(a):
     """C = log(A)."""
     return np.log(a), (lambda g: g / a,)
 
 
 @primitive("dA = G ∘ (1 − T²)  (from the saved output T)",
-           code=Code("np.tanh({A})", lambda c: _tanh_vjp_code(c), math=("{G} ∘ (1 − {C}²)",)))
+           code=Code("np.tanh({A})", lambda c: _tanh_vjp_code(c), math=("{G} ∘ (1 − {C}²)",)),
+           grads=(lambda g, c, a: mul(g, sub(1.0, mul(c, c))),))
 def tanh(a):
     """T = tanh(A)."""
     t = np.tanh(a)
@@ -338,7 +435,9 @@ def tanh(a):
 
 
 @primitive("dA = G ∘ [A > 0]",
-           code=Code("np.maximum({A}, 0)", "{G} * ({C} > 0)", math=("{G} ∘ [{A} > 0]",)))
+           code=Code("np.maximum({A}, 0)", "{G} * ({C} > 0)", math=("{G} ∘ [{A} > 0]",)),
+           # [A > 0] is a constant: relu's second derivative is 0 (away from the kink)
+           grads=(lambda g, c, a: mul(g, (c.value > 0).astype(c.dtype)),))
 def relu(a):
     """C = max(A, 0)."""
     c = np.maximum(a, 0)
@@ -356,7 +455,8 @@ def _expand(g, shape, axis, keepdims):
 
 @primitive("dA = G copied along the summed axes",
            code=Code(lambda c: _sum_code(c), lambda c: _expand_code(c, c.G),
-                     math=(lambda c: _expand_math(c, c.G),), grad_view=True))
+                     math=(lambda c: _expand_math(c, c.G),), grad_view=True),
+           grads=(lambda g, c, a, axis=None, keepdims=False: _expand_in_ops(g, a, axis, keepdims),))
 def sum(a, axis=None, keepdims=False):
     """C = Σ A over ``axis`` (all axes by default)."""
     return np.sum(a, axis=axis, keepdims=keepdims), (
@@ -366,7 +466,10 @@ def sum(a, axis=None, keepdims=False):
 @primitive("dA = G / n copied along the averaged axes (n elements per mean)",
            code=Code(lambda c: _mean_code(c),
                      lambda c: _expand_code(c, f"{c.G} / {_count(c)}"),
-                     math=(lambda c: _expand_math(c, f"{c.G} / {_count(c)}"),), grad_view=True))
+                     math=(lambda c: _expand_math(c, f"{c.G} / {_count(c)}"),), grad_view=True),
+           grads=(lambda g, c, a, axis=None, keepdims=False:
+                  _expand_in_ops(div(g, _size(a) // max(c.size, 1) if _size(a) else 1), a, axis,
+                                 keepdims),))
 def mean(a, axis=None, keepdims=False):
     """C = mean of A over ``axis`` (all axes by default)."""
     c = np.mean(a, axis=axis, keepdims=keepdims)
@@ -374,10 +477,35 @@ def mean(a, axis=None, keepdims=False):
     return c, (lambda g: _expand(g / n, np.shape(a), axis, keepdims),)
 
 
+def _size(a) -> int:
+    return int(np.prod(_shape(a)))
+
+
+def _expand_in_ops(g, a, axis, keepdims):
+    """G put back on the reduced axes and copied along them, in ops (the adjoint of a sum)."""
+    shape = _shape(a)
+    if axis is not None and not keepdims:
+        axes = {ax % len(shape) for ax in (axis if isinstance(axis, tuple) else (axis,))}
+        g = _reshaped(g, tuple(1 if k in axes else n for k, n in enumerate(shape)))
+    return broadcast_to(g, shape=shape) if g.shape != shape else g
+
+
+@primitive("dA = G summed over the axes A was broadcast along",
+           code=Code(lambda c: f"np.broadcast_to({c.A}, {c.lit(tuple(c.params['shape']))})",
+                     lambda c: _unbroadcast_code(c), math=("{G} summed back to {A}'s shape",),
+                     view=True, grad_view=True),
+           grads=(lambda g, c, a, shape: unbroadcast(g, _shape(a)),))
+def broadcast_to(a, shape):
+    """C = A copied along new or length-1 axes to ``shape`` (numpy's broadcasting, as a view)."""
+    a_shape = _shape(a)
+    return np.broadcast_to(a, shape), (lambda g: unbroadcast(g, a_shape),)
+
+
 @primitive("dA = Gᵀ  (axes put back in their order)",
            code=Code(lambda c: _transpose_code(c, c.A, c.values[1:]),
                      lambda c: _transpose_code(c, c.G, c.values[1:], inverse=True),
-                     math=("{G}ᵀ",), view=True, grad_view=True))
+                     math=("{G}ᵀ",), view=True, grad_view=True),
+           grads=(lambda g, c, a, *axes: _transpose_grad(g, a, axes),))
 def transpose(a, *axes):
     """C = Aᵀ (reverses the axes, or permutes them as ``axes`` says)."""
     perm = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
@@ -396,10 +524,19 @@ def transpose(a, *axes):
     return np.transpose(a, perm), (lambda g: np.transpose(g, inverse),)
 
 
+def _transpose_grad(g, a, axes):
+    perm = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+    if not perm:
+        return transpose(g)
+    ndim = len(_shape(a))
+    return transpose(g, tuple(int(i) for i in np.argsort([ax % ndim for ax in perm])))
+
+
 @primitive("dA = G reshaped to A's shape", explain=reshape_hint,
            code=Code(lambda c: f"np.reshape({c.A}, {c.lit(c.out_shape)})",
                      lambda c: f"np.reshape({c.G}, {c.lit(c.shapes[0])})",
-                     math=("{G} reshaped to {A}'s shape",), view=True, grad_view=True))
+                     math=("{G} reshaped to {A}'s shape",), view=True, grad_view=True),
+           grads=(lambda g, c, a, *shape: reshape(g, _shape(a)),))
 def reshape(a, *shape):
     """C = A with the same elements in ``shape`` (numpy's rules, -1 allowed)."""
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
@@ -415,7 +552,8 @@ def _is_basic_index(index) -> bool:
 @primitive("dA = zeros of A's shape with G added at the indexed places",
            code=Code(lambda c: f"{c.A}[{_index_code(c)}]", lambda c: _getitem_vjp_code(c), None,
                      math=(lambda c: f"{c.G} added into zeros of {c.A}'s shape at [{_index_code(c)}]",),
-                     view=True))
+                     view=True),
+           grads=(lambda g, c, a, index: scatter_add(g, index, shape=_shape(a)), None))
 def getitem(a, index):
     """C = A[index] (numpy indexing)."""
     def vjp(g):
@@ -429,6 +567,21 @@ def getitem(a, index):
     return np.asarray(a)[index], (vjp,)
 
 
+@primitive("dA = G at the indexed places (a getitem)",
+           code=Code(lambda c: _scatter_code(c, c.A, c.params["shape"], c.dtypes[0]),
+                     lambda c: f"{c.G}[{_index_code(c)}]", None,
+                     math=(lambda c: f"{c.G}[{_index_code(c)}]", None)),
+           grads=(lambda g, c, a, index, shape: getitem(g, index), None))
+def scatter_add(a, index, shape):
+    """C = zeros of ``shape`` with A added at ``index`` (getitem's adjoint: a repeated index adds)."""
+    c = np.zeros(shape, dtype=np.result_type(a))
+    if _is_basic_index(index):
+        c[index] = a
+    else:
+        np.add.at(c, index, a)
+    return c, (lambda g: g[index], None)
+
+
 # -- softmax and its log -------------------------------------------------------
 
 def _softmax(x, axis):
@@ -440,7 +593,8 @@ def _softmax(x, axis):
 @primitive("dA = S ∘ (G − Σ G ∘ S)  (softmax Jacobian ŷ_a δ_ab − ŷ_a ŷ_b; S saved)",
            code=Code(lambda c: _softmax_code(c),
                      "{C} * ({G} - np.add.reduce({G} * {C}, axis={axis}, keepdims=True))",
-                     math=("{C} ∘ ({G} − Σ {G} ∘ {C})",), temps=("e",)))
+                     math=("{C} ∘ ({G} − Σ {G} ∘ {C})",), temps=("e",)),
+           grads=(lambda g, c, x, axis=-1: mul(c, sub(g, sum(mul(g, c), axis=axis, keepdims=True))),))
 def softmax(x, axis=-1):
     """S = exp(x) / Σ exp(x) along ``axis``, shifted by the max so exp never overflows."""
     s = _softmax(x, axis)
@@ -450,7 +604,8 @@ def softmax(x, axis=-1):
 @primitive("dA = G − softmax(A) Σ G",
            code=Code(lambda c: _log_softmax_code(c),
                      "{G} - np.exp({C}) * np.add.reduce({G}, axis={axis}, keepdims=True)",
-                     math=("{G} − softmax({A}) Σ {G}",), temps=("z", "e", "top", "rest")))
+                     math=("{G} − softmax({A}) Σ {G}",), temps=("z", "e", "top", "rest")),
+           grads=(lambda g, c, x, axis=-1: sub(g, mul(exp(c), sum(g, axis=axis, keepdims=True))),))
 def log_softmax(x, axis=-1):
     """log softmax(x) = x − max − log Σ exp(x − max), stable for any finite x."""
     z = x - np.max(x, axis=axis, keepdims=True)
@@ -485,71 +640,95 @@ def _parse_einsum(subscripts: str, n_operands: int) -> tuple[list[str], str]:
            code=Code(lambda c: f"np.einsum({', '.join(c.names)})",
                      None, *[lambda c: _einsum_vjp_code(c)] * 26,
                      math=(None, *[lambda c: _einsum_vjp_math(c)] * 26), when=lambda c: _einsum_plain(c),
-                     view=True, grad_view=True))
+                     view=True, grad_view=True),
+           grads=lambda i, g, c, subscripts, *operands: _einsum_vjp(
+               i - 1, g, _einsum_plan(subscripts, operands), operands, _THIS_MODULE))
 def einsum(subscripts, *operands):
     """Einstein summation over explicit subscripts, e.g. ``'bi,ij->bj'``."""
-    terms, output = _parse_einsum(subscripts, len(operands))
     operands = [np.asarray(x) for x in operands]
+    plan = _einsum_plan(subscripts, operands)  # refuses the forms it does not take, before numpy
     try:
         out = np.einsum(subscripts, *operands)
     except ValueError as e:
         shapes = " and ".join(str(x.shape) for x in operands)
         raise ShapeError(f"einsum: {subscripts!r} cannot combine shapes {shapes} (numpy: {e})") from None
-    sizes = _index_sizes(terms, operands)
-    return out, (None, *[_einsum_vjp(i, terms, output, operands, sizes)
+    return out, (None, *[lambda g, i=i: _einsum_vjp(i, g, plan, operands, np)
                          for i in range(len(operands))])
 
 
-def _index_sizes(terms: list[str], operands: list) -> dict[str, int]:
+def _index_sizes(terms: list[str], shapes: list) -> dict[str, int]:
     """Each index's size: the largest any operand gives it (numpy broadcasts a length-1 axis)."""
     sizes: dict[str, int] = {}
-    for term, x in zip(terms, operands):
-        for c, n in zip(term, x.shape):
+    for term, shape in zip(terms, shapes):
+        for c, n in zip(term, shape):
             sizes[c] = max(n, sizes.get(c, 1))
     return sizes
 
 
-def _einsum_vjp(i: int, terms: list[str], output: str, operands: list, sizes: dict):
-    """The VJP for operand i: dA_i[term_i] = Σ over the other indices of G[out] ∏_{j≠i} A_j[term_j]."""
-    def vjp(g):
-        others = [(t, x) for j, (t, x) in enumerate(zip(terms, operands)) if j != i]
-        wanted = "".join(dict.fromkeys(terms[i]))  # each index once
-        seen = set(output).union(*[set(t) for t, _ in others])
-        # Indices of A_i that appear nowhere else were summed in the
-        # forward pass; their gradient is G copied along them (ones).
-        ones = [(c, np.ones(sizes[c], dtype=g.dtype)) for c in wanted if c not in seen]
-        spec = ",".join([output] + [t for t, _ in others] + [c for c, _ in ones]) + "->" + wanted
-        d = np.einsum(spec, g, *[x for _, x in others], *[o for _, o in ones])
-        d = _fit_broadcast(d, tuple(operands[i].shape[terms[i].index(c)] for c in wanted))
-        if wanted == terms[i]:
-            return d
-        # A repeated index (a diagonal, 'ii') gets its gradient on that diagonal.
-        full = np.zeros(operands[i].shape, dtype=d.dtype)
-        np.einsum(f"{terms[i]}->{wanted}", full)[...] = d  # a writable diagonal view
-        return full
-    return vjp
+def _einsum_plan(subscripts: str, operands) -> tuple:
+    """What every operand's VJP reads: the terms, the output's, the shapes and each index's size."""
+    terms, output = _parse_einsum(subscripts, len(operands))
+    shapes = [_shape(x) for x in operands]
+    return terms, output, shapes, _index_sizes(terms, shapes)
 
 
-def _fit_broadcast(d: np.ndarray, mine: tuple[int, ...]) -> np.ndarray:
-    """An operand's gradient ``d`` brought to its own axis lengths ``mine``.
+def _einsum_vjp(i: int, g, plan: tuple, operands, xp):
+    """Operand i's VJP: one einsum of G and the other operands, spelled once for two kinds.
 
-    Where numpy broadcast the operand's length-1 axis, each copy got its own
-    gradient: the adjoint of that broadcast is their sum. Where the other
-    operands were the ones broadcast, G reached this axis as length 1 and is
-    the same all along it.
+    ``xp`` is numpy (the eager VJP, on arrays) or this module (the
+    differentiable one, on Tensors): both give einsum, sum and broadcast_to.
+    dA_i[term_i] = Σ over the other indices of G[out] ∏_{j≠i} A_j[term_j].
     """
-    if d.shape == mine:
-        return d
+    terms, output, shapes, sizes = plan
+    others = [(t, x) for j, (t, x) in enumerate(zip(terms, operands)) if j != i]
+    wanted = "".join(dict.fromkeys(terms[i]))  # each index once
+    seen = set(output).union(*[set(t) for t, _ in others])
+    # Indices of A_i that appear nowhere else were summed in the forward
+    # pass; their gradient is G copied along them (ones).
+    ones = [(ch, np.ones(sizes[ch], dtype=_value(g).dtype)) for ch in wanted if ch not in seen]
+    spec = ",".join([output] + [t for t, _ in others] + [ch for ch, _ in ones]) + "->" + wanted
+    d = xp.einsum(spec, g, *[x for _, x in others], *[o for _, o in ones])
+    # Where numpy broadcast A_i's length-1 axis, each copy got its own
+    # gradient: their sum. Where the others were broadcast, G reached this
+    # axis as length 1 and is the same all along it.
+    mine = tuple(shapes[i][terms[i].index(ch)] for ch in wanted)
     summed = tuple(k for k, n in enumerate(mine) if n == 1 and d.shape[k] != 1)
     if summed:
-        d = np.add.reduce(d, axis=summed, keepdims=True)
-    return np.broadcast_to(d, mine)
+        d = xp.sum(d, axis=summed, keepdims=True)
+    if d.shape != mine:
+        d = xp.broadcast_to(d, shape=mine)
+    return d if wanted == terms[i] else _onto_diagonal(d, wanted, terms[i], shapes[i], xp)
+
+
+def _onto_diagonal(d, wanted: str, term: str, shape: tuple, xp):
+    """A repeated index ('ii') gets its gradient on that diagonal: d times identity matrices."""
+    free = iter(ch for ch in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ" if ch not in term)
+    full, eyes = "", []
+    for k, ch in enumerate(term):
+        new = next(free) if ch in term[:k] else ch
+        if new != ch:
+            eyes.append((ch + new, np.eye(shape[k], dtype=_value(d).dtype)))
+        full += new
+    return xp.einsum(f"{wanted},{','.join(t for t, _ in eyes)}->{full}", d, *[e for _, e in eyes])
+
+
+@primitive("dA = G in A's dtype",
+           code=Code(lambda c: f"{c.A}.astype(np.{np.dtype(c.params['dtype']).name})",
+                     lambda c: f"{c.G}.astype(np.{c.dtypes[0].name})",
+                     math=("{G} in {A}'s dtype",)),
+           grads=(lambda g, c, a, dtype: astype(g, dtype=_value(a).dtype.name),))
+def astype(a, dtype):
+    """C = A in ``dtype``, a float type by name ('float32'), which a closed form can write down."""
+    if np.dtype(dtype).kind != "f":
+        raise InputError(f"astype: microtape differentiates floats; got dtype {np.dtype(dtype)}")
+    a_dtype = np.result_type(a)
+    return np.asarray(a).astype(dtype), (lambda g: g.astype(a_dtype),)
 
 
 # -- leaving the tape -----------------------------------------------------------
 
 @primitive("dA: none (no gradient flows back)",
-           code=Code("{A}", None, math=(None,), name="{A}_const", view=True))
+           code=Code("{A}", None, math=(None,), name="{A}_const", view=True), grads=(None,))
 def stop_gradient(a):
     """C = A, through which no gradient flows back (a constant, computed from A each time)."""
     return a, (None,)
@@ -696,10 +875,22 @@ def _index_code(c) -> str:
 
 
 def _getitem_vjp_code(c):
+    return _scatter_code(c, c.G, c.shapes[0], c.dtypes[0])
+
+
+def _scatter_code(c, value, shape, dtype):
+    """Zeros of ``shape`` with ``value`` added at the op's index (getitem's VJP, scatter_add)."""
     d, index = c.target, _index_code(c)
     where = f"np.s_[{index}]" if ":" in index or "..." in index else f"({index})"  # a slice needs []
-    fill = f"{d}[{index}] = {c.G}" if _is_basic_index(c.values[1]) else f"np.add.at({d}, {where}, {c.G})"
-    return [f"{d} = np.zeros({c.lit(c.shapes[0])}, dtype=np.{c.dtypes[0].name})", fill]
+    fill = f"{d}[{index}] = {value}" if _is_basic_index(c.values[1]) else f"np.add.at({d}, {where}, {value})"
+    return [f"{d} = np.zeros({c.lit(tuple(shape))}, dtype=np.{dtype.name})", fill]
+
+
+def _unbroadcast_code(c):
+    axes = broadcast_axes(tuple(c.shapes[0]), tuple(c.out_shape))
+    if not axes:
+        return f"np.reshape({c.G}, {c.lit(tuple(c.shapes[0]))})"
+    return f"np.reshape(np.add.reduce({c.G}, axis={c.lit(axes)}), {c.lit(tuple(c.shapes[0]))})"
 
 
 def _softmax_code(c):

@@ -11,11 +11,32 @@ The VJPs close over exactly what the forward computed, so the backward pass
 recomputes nothing. ``Primitive.__call__`` unwraps Tensors, runs the forward,
 wraps the result and appends one node to every active tape. That is all the
 machinery there is; adding an op is one block in ``ops.py``.
+
+Those numpy VJPs give first derivatives only: their results are constants to
+any tape. For derivatives of derivatives (``tape.gradient(...,
+create_graph=True)``, nested ``mt.grad``) an op also declares its VJPs once
+more, written in microtape's own ops, so that the backward pass is itself
+recorded::
+
+    @primitive("dA = G Bᵀ,  dB = Aᵀ G",
+               grads=(lambda g, c, a, b: matmul(g, transpose(b)),
+                      lambda g, c, a, b: matmul(transpose(a), g)))
+
+Each is called as ``grad(G, C, *inputs, **params)``: ``G`` the output's
+gradient (a Tensor), ``C`` the recorded output (a Tensor: use it, not a
+value saved by the forward, so that its own dependence on the inputs is
+differentiated too), then the inputs and keyword parameters exactly as the
+op was called (Tensors, arrays or numbers). ``None`` marks an input without a
+gradient. An op taking any number of inputs (einsum) may give one function
+``grads(i, G, C, *inputs, **params)`` instead. An op declared without
+``grads`` is once-differentiable: its first derivatives work as always, and
+a second derivative through it raises an error naming it.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from functools import partial
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -40,7 +61,9 @@ class Primitive:
     """
 
     def __init__(self, forward: Callable, formula: str, broadcasts: bool = False,
-                 explain: Callable[..., str] | None = None, code: Code | None = None) -> None:
+                 explain: Callable[..., str] | None = None, code: Code | None = None,
+                 grads: Sequence[Callable | None] | Callable | None = None) -> None:
+        self.grads = grads  # the VJPs in ops, for create_graph=True (see the module's docstring)
         self.code = code  # how the closed-form writer spells it (None: it calls forward)
         self.name = forward.__name__
         self.forward = forward
@@ -79,6 +102,21 @@ class Primitive:
             for tape in tapes:
                 tape._record(node)
         return result
+
+    def differentiable_vjp(self, i: int) -> Callable:
+        """Input i's VJP written in ops: ``grad(G, C, *inputs, **params)`` gives a Tensor."""
+        grads = self.grads
+        if callable(grads):
+            return partial(grads, i)
+        grad = None if grads is None or i >= len(grads) else grads[i]
+        if grad is None:  # its numpy VJP exists (the tape asks only then), but no spelling in ops
+            which = "its VJP is" if grads is None else f"the VJP of its input {i} is"
+            raise TypeError(
+                f"{self.name}: this op is once-differentiable: {which} plain numpy, so a "
+                f"derivative of its derivative (create_graph=True, or a nested mt.grad) cannot "
+                f"go through it; declare its VJPs once more in microtape's ops, as "
+                f"@mt.primitive(formula, grads=(lambda g, c, *inputs: ...,)) (see mt.primitive)")
+        return grad
 
     def _as_float(self, out: np.ndarray) -> np.ndarray:
         """Tensor()'s rule for an output: ints and bools become float64, complex is refused."""
@@ -137,13 +175,17 @@ def _broadcastable(shapes: list) -> bool:
 
 
 def primitive(formula: str, *, broadcasts: bool = False, explain: Callable[..., str] | None = None,
-              code: Code | None = None) -> Callable[[Callable], Primitive]:
+              code: Code | None = None, grads: Sequence[Callable | None] | Callable | None = None
+              ) -> Callable[[Callable], Primitive]:
     """Declare ``forward`` as an op whose VJP applies ``formula``.
 
     ``code`` spells the same forward and VJPs as numpy source and equations,
     for ``Tape.closed_form``; without it the closed form calls ``forward``.
+    ``grads`` spells the VJPs in microtape's ops, one per input, each called
+    as ``grad(G, C, *inputs, **params)`` with the output ``C`` as a Tensor;
+    without it the op is once-differentiable (see the module's docstring).
     """
-    return lambda forward: Primitive(forward, formula, broadcasts, explain, code)
+    return lambda forward: Primitive(forward, formula, broadcasts, explain, code, grads)
 
 
 class Code:

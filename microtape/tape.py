@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
+from .create_graph import as_tensors, sweep_graph
 from .errors import ShapeError, TraceError
 from .naming import index_of
 from .state import _ANOMALY, _EDITS, _tracing
@@ -183,43 +184,75 @@ class Tape:
         return f"<Tape of {len(self.nodes)} ops{', spent' if self.spent else ''}>"
 
     # -- asking for gradients -------------------------------------------------
-    def gradient(self, target: Tensor, sources: Sources, seed: Any = None):
+    def gradient(self, target: Tensor, sources: Sources, seed: Any = None,
+                 create_graph: bool = False):
         """The gradient of ``target`` with respect to each source.
 
         ``sources`` is a Tensor (returns one ndarray), a list or tuple of them
         (returns a list) or a dict (returns a dict with the same keys). A
         source the target does not depend on gets zeros. Only the VJPs on a
         path from a source to the target run.
+
+        ``create_graph=True`` runs the VJPs as microtape ops instead
+        (create_graph.py): every tape active meanwhile records the backward
+        pass, and the gradients are Tensors, which an outer tape can
+        differentiate again (a ``seed`` Tensor too). It needs ops declared
+        with differentiable VJPs (every built-in op is).
         """
         if isinstance(sources, Tensor):
-            return self._gradients(target, [sources], seed)[0]
+            return self._gradients(target, [sources], seed, create_graph=create_graph)[0]
         if isinstance(sources, (dict, Mapping)):  # dict first: the ABC check is slow
-            return dict(zip(sources.keys(), self._gradients(target, list(sources.values()), seed,
-                                                            keys=list(sources))))
+            return dict(zip(sources.keys(), self._gradients(
+                target, list(sources.values()), seed, keys=list(sources), create_graph=create_graph)))
         if isinstance(sources, (list, tuple)):
-            return self._gradients(target, list(sources), seed)
+            return self._gradients(target, list(sources), seed, create_graph=create_graph)
         raise TypeError(
             f"gradient: sources must be a Tensor, a list/tuple of Tensors or a dict of "
             f"Tensors, not {type(sources).__name__}"
         )
 
-    def _gradients(self, target: Tensor, sources: list, seed: Any, keys: list | None = None) -> list:
+    def _gradients(self, target: Tensor, sources: list, seed: Any, keys: list | None = None,
+                   create_graph: bool = False) -> list:
         for i, s in enumerate(sources):
             if not isinstance(s, Tensor):
                 raise TypeError(
                     f"gradient: source {keys[i] if keys else i!r} is a {type(s).__name__}, not a "
                     f"Tensor; wrap it as mt.Tensor(...) before the ops that use it"
                 )
+        if create_graph:
+            return as_tensors(self._graph_gradients(target, sources, seed, "gradient"), sources)
         grads = self._backprop(target, seed, sources, keep_all=False, caller="gradient")
         return _distinct([grads.get(id(s)) for s in sources], sources, seed)
 
-    def backward(self, target: Tensor, seed: Any = None) -> None:
+    def _graph_gradients(self, target: Tensor, sources: list, seed: Any, caller: str) -> dict:
+        """The backward pass as recorded ops (create_graph.py): {id(source): gradient Tensor}."""
+        self._check_not_spent()
+        nodes = self.nodes[:self.index_of(target, caller, sources)]
+        # _stale needs the plan only if something changed in place since the first node
+        stale = _stale(nodes, _plan(nodes, set(map(id, sources)))[0]) if (
+            nodes and nodes[0].clock != _EDITS[0]) else {}
+        if not isinstance(seed, Tensor):
+            seed = Tensor(_seed_for(target, seed, caller))
+        elif seed.shape != target.shape:
+            _seed_for(target, seed, caller)  # raises the ShapeError that names both shapes
+        if not self.persistent:
+            self._let_go()
+        return sweep_graph(nodes, target, seed, set(map(id, sources)), stale,
+                           lambda node, k: _check_node(node, k, caller))
+
+    def backward(self, target: Tensor, seed: Any = None, create_graph: bool = False) -> None:
         """Set ``.grad`` on every tensor of this tape that ``target`` depends on.
 
         Intermediates included, so that a drawing can show them. Each call
         overwrites: tensors the target does not depend on get ``grad = None``.
+        ``create_graph=True`` sets Tensors, recorded as in ``gradient``.
         """
         tensors = self._tensors()
+        if create_graph:
+            grads = self._graph_gradients(target, tensors, seed, "backward")
+            for t in tensors:
+                t.grad = grads.get(id(t))
+            return
         grads = self._backprop(target, seed, tensors, keep_all=True, caller="backward")
         for t in tensors:
             t.grad = None

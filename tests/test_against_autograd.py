@@ -10,6 +10,8 @@ most two axes of length 1 or 3, so any two values broadcast and most ops
 apply. A value that grows past 20 is scaled back to 1 by a constant factor (a
 step like any other), so exp and pow never overflow. The autograd side computes in float64 from the
 same inputs: for float32 programs it is the more precise reference.
+The same programs' Hessian-vector products (the recorded backward pass
+differentiated again) are held to autograd's in float64.
 """
 
 from __future__ import annotations
@@ -394,3 +396,45 @@ def _compare_einsum(spec, arrays):
 def test_matmul_on_length_one_axes(shapes):
     rng = np.random.default_rng(4)
     _compare("matmul", [rng.choice(EDGES[np.abs(EDGES) < 1e4], size=s) for s in shapes])
+
+
+# -- second derivatives of the same random programs ---------------------------------
+
+@pytest.mark.filterwarnings("ignore:Output seems independent of input")
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), n_ops=st.integers(3, 10), n_inputs=st.integers(1, 3),
+       seed=st.integers(0, 2**16))
+def test_random_programs_hessian_vector_products_agree_with_autograd(data, n_ops, n_inputs, seed):
+    """H v by differentiating the recorded backward pass (create_graph=True), against autograd's."""
+    rng = np.random.default_rng(seed)
+    inputs = [mt.Tensor(rng.uniform(-2, 2, size=data.draw(st.sampled_from(SHAPES))), name=f"x{i}")
+              for i in range(n_inputs)]
+    builder = Builder(data, np.float64, inputs)
+    for _ in range(n_ops):
+        builder.one()
+    program, pool = builder.program, builder.pool
+    w = rng.normal(size=np.shape(pool[-1].value))
+    v = [rng.normal(size=x.shape) for x in inputs]
+
+    def target(ops, xs):
+        return ops["sum"](run(program, xs, ops)[-1] * w, axis=None)
+
+    with mt.Tape() as outer:
+        with mt.Tape() as inner:
+            out = target(MICROTAPE, inputs)
+        grads = inner.gradient(out, inputs, create_graph=True)
+        total = mt.add(0.0, 0.0)
+        for g, vi in zip(grads, v):
+            total = total + mt.sum(g * vi)
+    got = outer.gradient(total, inputs)
+
+    def directional(xs):
+        first = autograd.grad(lambda xs: target(AUTOGRAD, xs))(xs)
+        return sum(anp.sum(g * vi) for g, vi in zip(first, v))
+
+    with np.errstate(over="ignore"):
+        want = autograd.grad(directional)([x.value for x in inputs])
+    what = " -> ".join(name for name, _, _ in program)
+    for i, (g, wi) in enumerate(zip(got, want)):
+        assert_close(g, wi, np.float64, f"H v of x{i} through {what}")
+

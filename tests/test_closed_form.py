@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 import microtape as mt
 from microtape import ops
 from models import TwoLayerNet
+from tests.op_cases import op_cases, tensor as _t
 
 GOLDEN = Path(__file__).parent / "golden/two_layer_closed_form.md"
 TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
@@ -63,61 +64,10 @@ def _leaves(cf, sources):
 
 
 # -- every primitive's template against its closure ---------------------------------
-
-def _t(rng, *shape, low=-2.0, high=2.0, dtype=np.float64, name=None):
-    return mt.Tensor(rng.uniform(low, high, size=shape).astype(dtype), name=name)
-
+# The cases are the one table of op cases (tests/op_cases.py) the per-op tests share.
 
 def _cases(rng, dtype):
-    """(op name, call) pairs; each call returns the op's output and the sources."""
-    t = lambda *shape, **kw: _t(rng, *shape, dtype=dtype, **kw)  # noqa: E731
-    a, b, row, col, pos = t(3, 4), t(3, 4), t(4), t(3, 1), t(3, 4, low=0.5, high=2.0)
-    m, v = t(4, 2), t(2, 3)
-    cube = t(2, 3, 4)
-    logits = t(5, 4)
-    soft = rng.dirichlet(np.ones(4), size=5).astype(dtype)
-    return [
-        ("matmul", lambda: (mt.matmul(a, m), [a, m])),
-        ("add", lambda: (mt.add(a, row), [a, row])),
-        ("add", lambda: (mt.add(col, a), [col, a])),
-        ("sub", lambda: (mt.sub(a, col), [a, col])),
-        ("mul", lambda: (mt.mul(row, a), [row, a])),
-        ("div", lambda: (mt.div(a, pos), [a, pos])),
-        ("div", lambda: (mt.div(a, 3.0), [a])),
-        ("neg", lambda: (mt.neg(a), [a])),
-        ("pow", lambda: (mt.pow(pos, 3), [pos])),
-        ("pow", lambda: (mt.pow(pos, 2), [pos])),
-        ("pow", lambda: (mt.pow(pos, row), [pos, row])),
-        ("exp", lambda: (mt.exp(a), [a])),
-        ("log", lambda: (mt.log(pos), [pos])),
-        ("tanh", lambda: (mt.tanh(a), [a])),
-        ("sigmoid", lambda: (mt.sigmoid(a), [a])),
-        ("sigmoid", lambda: (mt.sigmoid(t(80, 60)), [])),  # the in-place form, large
-        ("relu", lambda: (mt.relu(a), [a])),
-        ("sum", lambda: (mt.sum(cube, axis=1), [cube])),
-        ("sum", lambda: (mt.sum(cube, axis=(0, 2), keepdims=True), [cube])),
-        ("sum", lambda: (mt.sum(a), [a])),
-        ("mean", lambda: (mt.mean(cube, axis=-1), [cube])),
-        ("mean", lambda: (mt.mean(a), [a])),
-        ("transpose", lambda: (mt.transpose(a), [a])),
-        ("transpose", lambda: (mt.transpose(cube, (2, 0, 1)), [cube])),
-        ("reshape", lambda: (mt.reshape(cube, 6, -1), [cube])),
-        ("getitem", lambda: (mt.getitem(a, (slice(1, None), 2)), [a])),
-        ("getitem", lambda: (mt.getitem(a, np.array([0, 2, 0, 0])), [a])),
-        ("getitem", lambda: (mt.getitem(a, (np.array([1, 1]), np.array([3, 3]))), [a])),
-        ("softmax", lambda: (mt.softmax(a), [a])),
-        ("softmax", lambda: (mt.softmax(a, axis=0), [a])),
-        ("log_softmax", lambda: (mt.log_softmax(a, axis=1), [a])),
-        ("softmax_cross_entropy", lambda: (mt.softmax_cross_entropy(logits, np.array([0, 3, 1, 1, 2])), [logits])),
-        ("softmax_cross_entropy", lambda: (mt.softmax_cross_entropy(
-            logits, np.eye(4, dtype=dtype)[[2, 0, 1, 3, 3]], reduction="sum"), [logits])),
-        ("softmax_cross_entropy", lambda: (mt.softmax_cross_entropy(logits, soft), [logits])),
-        ("einsum", lambda: (mt.einsum("ij,jk->ik", a, m), [a, m])),
-        ("einsum", lambda: (mt.einsum("bij,jk->bk", cube, t(4, 5)), [cube])),
-        ("einsum", lambda: (mt.einsum("ij,jk->i", m, v), [m, v])),
-        ("stop_gradient", lambda: (mt.mul(a, mt.stop_gradient(b)), [a, b])),
-        ("stop_gradient", lambda: (mt.stop_gradient(a), [a])),
-    ]
+    return op_cases(rng, dtype, templated_only=True)
 
 
 def _primitives():

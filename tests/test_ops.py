@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import microtape as mt
+from tests.op_cases import EINSUMS, MATMUL_CASES
 
 EPS = 1e-6
 
@@ -180,18 +181,6 @@ def test_relu_gradient_is_the_indicator_of_positive_inputs():
 
 # -- matmul ---------------------------------------------------------------------
 
-MATMUL_CASES = {
-    "matrix @ matrix": ((3, 4), (4, 2)),
-    "vector @ matrix": ((4,), (4, 2)),
-    "matrix @ vector": ((3, 4), (4,)),
-    "vector @ vector": ((4,), (4,)),
-    "stack @ stack": ((2, 3, 4), (2, 4, 5)),
-    "stack @ matrix": ((2, 3, 4), (4, 5)),
-    "matrix @ stack": ((3, 4), (2, 4, 5)),
-    "vector @ stack": ((4,), (2, 4, 5)),
-    "stack @ vector": ((2, 3, 4), (4,)),
-    "broadcast stacks": ((2, 1, 3, 4), (5, 4, 2)),
-}
 
 
 @pytest.mark.parametrize("case", MATMUL_CASES)
@@ -382,19 +371,6 @@ def test_softmax_vjp_is_the_jacobian_of_the_derivation():
 
 # -- einsum -----------------------------------------------------------------------
 
-EINSUMS = {
-    "matrix product": ("ij,jk->ik", [(3, 4), (4, 2)]),
-    "batched dot": ("bi,bi->b", [(3, 4), (3, 4)]),
-    "summed index": ("ij->i", [(3, 4)]),
-    "diagonal": ("ii->i", [(4, 4)]),
-    "trace": ("ii->", [(4, 4)]),
-    "transpose": ("ij->ji", [(3, 4)]),
-    "outer product": ("i,j->ij", [(3,), (4,)]),
-    "three operands": ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 2)]),
-    "three operands, summed": ("ab,bc,c->", [(2, 3), (3, 4), (4,)]),
-    "batched matrix product": ("bij,bjk->bik", [(2, 3, 4), (2, 4, 2)]),
-    "with spaces": ("ij, jk -> ik", [(3, 4), (4, 2)]),
-}
 
 
 @pytest.mark.parametrize("case", EINSUMS)

@@ -54,3 +54,24 @@ def test_the_readme_testing_example_passes_and_catches_a_wrong_vjp():
         raise AssertionError("a wrong VJP passed the README's test")
     assert "assert_vjp_matches(square)" in message and "worst element" in message
     assert "relative error:  0.333" in message
+
+
+def test_the_derivatives_example_runs_and_its_numbers_are_right():
+    import microtape as mt
+    scope: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(_block("create_graph=True"), str(README), "exec"), scope)
+    x = scope["x"]
+    t = np.tanh(x)
+    grad = 2 * t * (1 - t * t)                       # d/dx Σ tanh²
+    second = 2 * (1 - t * t) * (1 - 3 * t * t)       # its derivative, elementwise
+    np.testing.assert_allclose(scope["outer"].gradient(scope["s"], scope["w"]),
+                               2 * grad * second, rtol=1e-12)
+    np.testing.assert_allclose(scope["hv"], second, rtol=1e-12)   # H is diagonal here
+    np.testing.assert_allclose(scope["jv"], 1 - t * t, rtol=1e-12)
+    assert mt.hessian(scope["f"])(x).shape == (3, 3)
+
+
+def test_adding_an_op_quotes_the_op_as_ops_py_declares_it():
+    ops = (README.parent / "microtape" / "ops.py").read_text(encoding="utf-8")
+    assert _block("def log(a):").strip() in ops

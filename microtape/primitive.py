@@ -46,6 +46,7 @@ from .tape import Node, _active
 from .tensor import Tensor, wrap
 
 _FLOAT64, _FLOAT32 = np.dtype(np.float64), np.dtype(np.float32)
+_CONTAINERS = frozenset((list, tuple))  # what may hide a Tensor from an op
 
 # numpy's AxisError moved to numpy.exceptions in 1.25; both are ValueErrors.
 _AxisError = getattr(getattr(np, "exceptions", np), "AxisError")
@@ -75,7 +76,8 @@ class Primitive:
 
     def __call__(self, *args, name: str | None = None, **params) -> Tensor:
         """Run the op on ``args`` and record it; ``name`` names the output Tensor."""
-        values = [a.value if isinstance(a, Tensor) else a for a in args]
+        values = [a.value if isinstance(a, Tensor) else
+                  (self._unhidden(a) if type(a) in _CONTAINERS else a) for a in args]
         try:
             out, vjps = self.forward(*values, **params)
         except (ShapeError, InputError):
@@ -117,6 +119,19 @@ class Primitive:
                 f"go through it; declare its VJPs once more in microtape's ops, as "
                 f"@mt.primitive(formula, grads=(lambda g, c, *inputs: ...,)) (see mt.primitive)")
         return grad
+
+    def _unhidden(self, a: list | tuple) -> list | tuple:
+        """``a``, unless a Tensor hides in it: numpy would read it as a constant, and no
+        gradient would reach it, silently."""
+        for v in a:
+            if type(v) in _CONTAINERS:
+                self._unhidden(v)
+            elif isinstance(v, Tensor):
+                raise TypeError(
+                    f"{self.name}: a {type(a).__name__} holding a Tensor was passed; the op would "
+                    f"read it as a constant and send it no gradient. Pass the Tensor itself, or "
+                    f"combine Tensors with microtape's ops first")
+        return a
 
     def _as_float(self, out: np.ndarray) -> np.ndarray:
         """Tensor()'s rule for an output: ints and bools become float64, complex is refused."""

@@ -389,3 +389,17 @@ def test_float_class_indices_are_a_dtype_problem_not_a_shape_one(labels):
     assert not isinstance(info.value, mt.ShapeError)
     assert "only if they are integers, but their dtype is float64" in message
     assert "dtype=int" in message and " ;" not in message
+
+
+@pytest.mark.parametrize("hidden", [lambda t: (t,), lambda t: [[t]], lambda t: [t, 1.0]])
+def test_a_tensor_hidden_in_a_list_or_tuple_is_refused_not_read_as_a_constant(hidden):
+    # numpy would turn it into an array and the tape would send it no gradient.
+    t = mt.Tensor(np.ones(3), name="t")
+    with mt.Tape(), pytest.raises(TypeError, match=r"sum: a (tuple|list) holding a Tensor"):
+        mt.sum(hidden(t))
+
+
+def test_lists_of_numbers_and_tuple_indices_of_arrays_still_pass():
+    w = mt.Tensor(np.arange(12.0).reshape(4, 3))
+    assert mt.sum(w[np.array([0, 1]), 1:]).value == 12.0
+    assert mt.sum(mt.mul(mt.Tensor(np.ones(2)), [1.0, 2.0])).value == 3.0

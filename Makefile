@@ -7,13 +7,16 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 ARGS   ?=
 
-.PHONY: demo train test test-oldest bench graph steps dot chromium clean
+.PHONY: demo train jacobians test test-oldest bench graph steps dot chromium clean
 
 demo: $(STAMP) dot
 	$(BIN)/python -m models.train
 
 train: $(STAMP) dot
 	$(BIN)/python -m models.train $(ARGS)
+
+jacobians: $(STAMP)
+	$(BIN)/python -m models.jacobians
 
 test: $(STAMP) dot chromium
 	$(BIN)/python -m pytest -q $(ARGS)

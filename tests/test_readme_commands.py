@@ -108,6 +108,8 @@ def test_readme_command_works_as_printed_in_a_fresh_shell(clone, command):
         assert (clone / "steps" / "index.html").exists()
     elif command in ("python -m viz", "make graph"):
         assert (clone / "graph.svg").exists()
+    elif command in ("python -m models.jacobians", "make jacobians"):
+        assert out.count("largest difference:") == 7
     # Whatever it wrote is ignored by git.
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone,
                             capture_output=True, text=True, check=True).stdout

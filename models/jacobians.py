@@ -125,10 +125,13 @@ def _cost_table(n_in: int, n_hidden: int, n_out: int, batch: int) -> str:
     for n in (1, batch):
         for way, (entries, ops) in chain_costs(n_in, n_hidden, n_out, n).items():
             lines.append(f"    {n:<10}{way:<44}{entries:>18,}{ops:>16,}")
+    lines.append("Each VJP is one factor applied to a vector, its structure used: no Jacobian is "
+                 "formed\n(models/DERIVATION.md, \"Why the tape never forms a Jacobian\").")
     return "\n".join(lines)
 
 
 def main() -> int:
+    """Print the chain for one example of a small net, then the digits network's cost table."""
     net = TwoLayerNet(4, 3, 3, seed=0)
     x, label = np.random.default_rng(0).normal(size=4), 1
     print(f"One example of {net}: x = {_show(x)}, label {label}\n")

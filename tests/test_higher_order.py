@@ -62,6 +62,13 @@ def _first_gradient(call, sources, R):
     return tape.gradient(out, sources, seed=R)
 
 
+def _directions(call, seed: int):
+    """The case's sources, a random output weighting R and a random direction v per source."""
+    _, out, sources = _record(call)
+    rng = np.random.default_rng(seed)
+    return sources, rng.normal(size=out.shape), [rng.normal(size=s.shape) for s in sources]
+
+
 # Differences see a stop_gradient's input change the value; no derivative of any order does.
 DIFFERENTIABLE = [(c, i) for c, i in zip(CASES, IDS) if c[0] != "stop_gradient"]
 
@@ -69,10 +76,7 @@ DIFFERENTIABLE = [(c, i) for c, i in zip(CASES, IDS) if c[0] != "stop_gradient"]
 @pytest.mark.parametrize("case", [c for c, _ in DIFFERENTIABLE], ids=[i for _, i in DIFFERENTIABLE])
 def test_second_derivatives_equal_differences_of_the_gradient(case):
     name, call = case
-    _, out, sources = _record(call)
-    rng = np.random.default_rng(2)
-    R = rng.normal(size=out.shape)
-    v = [rng.normal(size=s.shape) for s in sources]
+    sources, R, v = _directions(call, seed=2)
     with mt.Tape() as outer:
         with mt.Tape() as inner:
             out, _ = call()
@@ -338,10 +342,7 @@ def _directional(call, sources, R, v, order):
 @pytest.mark.parametrize("case", [c for c, _ in DIFFERENTIABLE], ids=[i for _, i in DIFFERENTIABLE])
 def test_third_derivatives_equal_differences_of_the_second(case):
     name, call = case
-    _, out, sources = _record(call)
-    rng = np.random.default_rng(7)
-    R = rng.normal(size=out.shape)
-    v = [rng.normal(size=s.shape) for s in sources]
+    sources, R, v = _directions(call, seed=7)
     second, tape = _directional(call, sources, R, v, 2)  # vᵀ H v, recorded
     third = sum(float(np.sum(g * vi)) for g, vi in zip(tape.gradient(second, sources), v))
     eps, base = 1e-4, [s.value for s in sources]

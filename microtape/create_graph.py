@@ -5,6 +5,10 @@ are the ones its op spells in microtape's ops (``Primitive.differentiable_vjp``)
 and run on Tensors, so every tape active meanwhile records the backward pass
 and the gradients come back as Tensors: an outer tape can differentiate them
 again. A derivative of a derivative is nothing more than that.
+
+Each op a VJP records is marked with where it came from (``Node.origin``:
+the forward node and the input whose gradient it computes), so a drawing or
+a closed form can tell the backward pass from the forward one.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from .tensor import Tensor
 
 
 def sweep_graph(nodes: list, target: Tensor, seed: Tensor, wanted: set[int], stale: dict,
-                check: Callable) -> dict[int, Tensor]:
+                check: Callable, recording: tuple = ()) -> dict[int, Tensor]:
     """Walk ``nodes`` (the tape's) in reverse from ``target``; return {id(source): gradient Tensor}.
 
     ``check(node, k)`` raises for a ``stale`` node (changed in place since recorded).
+    ``recording`` are the tapes active meanwhile, whose new nodes get their origin.
     """
     live = set(wanted)
     plan = []
@@ -30,6 +35,8 @@ def sweep_graph(nodes: list, target: Tensor, seed: Tensor, wanted: set[int], sta
             plan.append(node)
     cotangents = {id(target): seed}
     kept: dict[int, Tensor] = {}
+    # Every active tape records the same Node objects: reading one tape tells them all.
+    recorder = next((t for t in reversed(recording) if not t.spent), None)
     while plan:
         node = plan.pop()
         out = id(node.output)
@@ -43,9 +50,13 @@ def sweep_graph(nodes: list, target: Tensor, seed: Tensor, wanted: set[int], sta
         for i, x in enumerate(node.inputs):
             key = id(x)
             if key in live and node.vjps[i] is not None:
+                start = len(recorder.nodes) if recorder is not None else 0
                 dx = node.op.differentiable_vjp(i)(g, node.output, *node.inputs, **node.params)
                 # Fan-out: the sum is an op too, so the outer tape sees it.
                 cotangents[key] = cotangents[key] + dx if key in cotangents else dx
+                if recorder is not None:
+                    for recorded in recorder.nodes[start:]:
+                        recorded.origin = (node, i)
     for key in wanted.intersection(cotangents):
         kept[key] = cotangents[key]
     return kept

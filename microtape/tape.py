@@ -80,8 +80,10 @@ class Node:
     None where input i gets no gradient (labels, say).
     """
 
-    # source: the user's (file, line) that called the op, noted in anomaly mode only
-    __slots__ = ("op", "inputs", "output", "vjps", "params", "clock", "source")
+    # source: the user's (file, line) that called the op, noted in anomaly mode only.
+    # origin: for an op a recorded backward pass ran (create_graph=True), the
+    # (forward node, input index) whose VJP it belongs to; None for the user's ops.
+    __slots__ = ("op", "inputs", "output", "vjps", "params", "clock", "source", "origin")
 
     def __init__(self, op, inputs: tuple, output: Tensor, vjps: tuple, params: dict,
                  clock: int = 0) -> None:
@@ -91,6 +93,7 @@ class Node:
         self.vjps = vjps
         self.params = params
         self.clock = clock  # the in-place update count when recorded (see Tensor.mark_modified)
+        self.origin = None
 
     def __repr__(self) -> str:
         return f"Node({self.op.name}, {len(self.inputs)} inputs -> {self.output.shape})"
@@ -238,7 +241,7 @@ class Tape:
         if not self.persistent:
             self._let_go()
         return sweep_graph(nodes, target, seed, set(map(id, sources)), stale,
-                           lambda node, k: _check_node(node, k, caller))
+                           lambda node, k: _check_node(node, k, caller), active_tapes())
 
     def backward(self, target: Tensor, seed: Any = None, create_graph: bool = False) -> None:
         """Set ``.grad`` on every tensor of this tape that ``target`` depends on.

@@ -354,3 +354,17 @@ def test_third_derivatives_equal_differences_of_the_second(case):
     for s, b in zip(sources, base):
         s.value = b
     np.testing.assert_allclose(third, (at[0] - at[1]) / (2 * eps), rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_a_recorded_backward_pass_marks_each_op_with_the_vjp_it_came_from():
+    x = mt.Tensor(np.array([0.5, -1.0, 2.0]), name="x")
+    with mt.Tape() as outer:
+        with mt.Tape() as inner:
+            y = mt.sum(mt.sigmoid(x), name="y")
+        (dx,) = inner.gradient(y, [x], create_graph=True)
+        mt.sum(dx * dx)
+    forward = [n for n in outer.nodes if n.origin is None]
+    backward = [n for n in outer.nodes if n.origin is not None]
+    assert [n.op.name for n in forward] == ["sigmoid", "sum", "mul", "sum"]
+    assert {(n.origin[0].op.name, n.origin[1]) for n in backward} == {("sum", 0), ("sigmoid", 0)}
+    assert all(n.origin[0] in forward[:2] for n in backward)

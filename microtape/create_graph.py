@@ -7,8 +7,11 @@ and the gradients come back as Tensors: an outer tape can differentiate them
 again. A derivative of a derivative is nothing more than that.
 
 Each op a VJP records is marked with where it came from (``Node.origin``:
-the forward node and the input whose gradient it computes), so a drawing or
-a closed form can tell the backward pass from the forward one.
+the forward node and the input whose gradient it computes) and with what
+it is (``Node.part``: the ``RecordedPass`` and which part of the gradient),
+so that the naming view, the drawings and the closed form can tell the
+passes apart and name a gradient for what it is (``dJ_dh``) without
+retracing the loop.
 """
 
 from __future__ import annotations
@@ -20,29 +23,87 @@ import numpy as np
 from .tensor import Tensor
 
 
+class RecordedPass:
+    """One recorded backward pass: its target, and its seed (the target's gradient).
+
+    ``ones`` says the pass made the seed itself (ones, for a scalar target),
+    so it is a constant of the recording and not an input; a seed the user
+    gave is an input like any other Tensor.
+    """
+
+    __slots__ = ("target", "seed", "ones")
+
+    def __init__(self, target: Tensor, seed: Tensor, ones: bool) -> None:
+        self.target, self.seed, self.ones = target, seed, ones
+
+    def __repr__(self) -> str:
+        return f"RecordedPass(of {self.target!r})"
+
+
+class _Marks:
+    """What each recorded node of one pass is, set on ``Node.origin`` and ``Node.part``.
+
+    ``part`` is ``(pass, k)``: k = 0 for the whole gradient of the input
+    ``origin`` names, j > 0 for its j-th term when that input feeds several
+    ops, −j for the sum of its first j terms, None for a step inside a VJP.
+    """
+
+    __slots__ = ("recorded", "terms", "last")
+
+    def __init__(self, recorded: RecordedPass) -> None:
+        self.recorded = recorded
+        self.terms: dict[int, int] = {}   # id(x) -> terms of its gradient so far
+        self.last: dict[int, object] = {}  # id(x) -> the node whose output is its gradient so far
+
+    def vjp(self, made: list, node, i: int, dx, total) -> None:
+        """The nodes ``made`` by input i's VJP of ``node`` (and the fan-out sum, if any)."""
+        key = id(node.inputs[i])
+        k = self.terms[key] = self.terms.get(key, 0) + 1
+        summed = k > 1 and made and made[-1].output is total
+        for recorded in made:
+            recorded.origin = (node, i)
+            recorded.part = (self.recorded, None)
+        term = next((n for n in reversed(made[:-1] if summed else made) if n.output is dx), None)
+        if term is not None:
+            term.part = (self.recorded, k)
+        if summed:
+            made[-1].part = (self.recorded, -k)
+        self.last[key] = made[-1] if summed else term
+
+    def complete(self, key: int, g) -> None:
+        """Every term of ``key``'s gradient is in: the node that made ``g`` made all of it."""
+        last = self.last.pop(key, None)
+        if last is not None and last.output is g:
+            last.part = (self.recorded, 0)
+
+    def finish(self, cotangents: dict) -> None:
+        """The pass is over: what is left are the leaves' gradients, each complete now."""
+        for key, g in cotangents.items():
+            self.complete(key, g)
+
+
 def sweep_graph(nodes: list, target: Tensor, seed: Tensor, wanted: set[int], stale: dict,
-                check: Callable, recording: tuple = ()) -> dict[int, Tensor]:
+                check: Callable, recording: tuple = (), ones: bool = False) -> dict[int, Tensor]:
     """Walk ``nodes`` (the tape's) in reverse from ``target``; return {id(source): gradient Tensor}.
 
     ``check(node, k)`` raises for a ``stale`` node (changed in place since recorded).
-    ``recording`` are the tapes active meanwhile, whose new nodes get their origin.
+    ``recording`` are the tapes active meanwhile, whose new nodes get marked;
+    ``ones`` says the seed is the pass's own ones, not the user's.
     """
-    live = set(wanted)
-    plan = []
-    for node in nodes:  # as tape._plan: only the nodes between the sources and the target
-        if not live.isdisjoint(map(id, node.inputs)):
-            live.add(id(node.output))
-            plan.append(node)
+    plan, live = _plan(nodes, wanted)
     cotangents = {id(target): seed}
     kept: dict[int, Tensor] = {}
     # Every active tape records the same Node objects: reading one tape tells them all.
     recorder = next((t for t in reversed(recording) if not t.spent), None)
+    marks = _Marks(RecordedPass(target, seed, ones)) if recorder is not None else None
     while plan:
         node = plan.pop()
         out = id(node.output)
         g = cotangents.pop(out, None)
         if g is None:
             continue  # the target does not depend on this node
+        if marks is not None:
+            marks.complete(out, g)
         if stale and out in stale:
             check(*stale.pop(out))
         if out in wanted:  # an intermediate asked for (tape.backward asks for all)
@@ -54,12 +115,24 @@ def sweep_graph(nodes: list, target: Tensor, seed: Tensor, wanted: set[int], sta
                 dx = node.op.differentiable_vjp(i)(g, node.output, *node.inputs, **node.params)
                 # Fan-out: the sum is an op too, so the outer tape sees it.
                 cotangents[key] = cotangents[key] + dx if key in cotangents else dx
-                if recorder is not None:
-                    for recorded in recorder.nodes[start:]:
-                        recorded.origin = (node, i)
+                if marks is not None:
+                    marks.vjp(recorder.nodes[start:], node, i, dx, cotangents[key])
+    if marks is not None:
+        marks.finish(cotangents)
     for key in wanted.intersection(cotangents):
         kept[key] = cotangents[key]
     return kept
+
+
+def _plan(nodes: list, wanted: set[int]) -> tuple[list, set[int]]:
+    """As tape._plan: the nodes between the sources and the target, and the ids they reach."""
+    live = set(wanted)
+    plan = []
+    for node in nodes:
+        if not live.isdisjoint(map(id, node.inputs)):
+            live.add(id(node.output))
+            plan.append(node)
+    return plan, live
 
 
 def as_tensors(grads: dict[int, Tensor], sources: list[Tensor]) -> list[Tensor]:

@@ -15,7 +15,9 @@ captions and the picture. The API is small and stable:
   name of its gradient (``d_W1``; a target named ``L`` gives ``d_L``);
   ``view.leaves`` the operands no node in the view computed, in order of
   first appearance; ``view.nodes`` the nodes named; ``view.fresh(base)`` an
-  unused name for a temporary of generated code.
+  unused name for a temporary of generated code; ``view.part(x)`` what ``x``
+  is when a recorded backward pass made it, and ``view.is_seed(x)`` whether
+  it is such a pass's own seed of ones (a constant, not an input).
 
 Every name is a Python identifier, unique in the view, and never a keyword,
 a builtin, ``np``, ``self`` or ``lr``: generated code holds only identifiers
@@ -27,6 +29,22 @@ first op that reads it when that is a word (``labels``, ``logits``; else
 ``x @ W1``) or the op's name. A name already taken gets 2, 3, ... appended.
 The derivation's roles (``t``, ``h``, ``v``, ``J``) are names the models give
 with ``name=``.
+
+A backward pass recorded with ``create_graph=True`` (gradient_names.py
+reads its marks) is named in Leibniz's way, so that its tensors read apart
+from the forward pass and from a later backward pass (``d_`` names):
+
+- the gradient of a target ``J`` with respect to ``h`` is ``dJ_dh``;
+  ``dJ_dJ`` is the pass's seed of ones;
+- when ``h`` feeds several ops its terms are ``dJ_dh_1``, ``dJ_dh_2``, ...,
+  the sum of the first two ``dJ_dh_1to2``, and the whole sum ``dJ_dh``;
+- the steps inside the VJP that computes a gradient or a term are that name
+  and ``_t1``, ``_t2``, ... in the order they run (``dJ_dxW_t1``,
+  ``dJ_dh_2_t1``).
+
+``J`` and ``h`` are the names those tensors have in the view, or would have
+if it held them. A backward pass of such a tensor gives ``d_dJ_dW``. An
+own name (``name=``) or a user's name still comes first.
 """
 
 from __future__ import annotations
@@ -40,6 +58,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from .gradient_names import GradientPart, gradient_parts, producers
 from .tensor import Tensor
 
 __all__ = ["TapeNames", "ancestors", "index_of", "identifier"]
@@ -124,6 +143,10 @@ class TapeNames:
         self._taken: set[str] = set(_RESERVED)
         self._next: dict[str, int] = {}
         given = _given(names)
+        self._parts = gradient_parts(self.nodes)  # what a recorded backward pass made
+        self._made: dict[int, Any] | None = None
+        self._outside: dict[int, Any] = {}  # tensors named for a gradient's name only
+        self._given = given
         self.leaves: list = []
         self._claim_own_names(given)
         self._name_in_order(given)
@@ -159,6 +182,15 @@ class TapeNames:
     def is_leaf(self, x: Any) -> bool:
         return id(x) in self._names and id(x) not in self._produced
 
+    def part(self, x: Any) -> GradientPart | None:
+        """What ``x`` is, if a recorded backward pass made it (gradient_names.py); else None."""
+        return self._parts.get(id(x))
+
+    def is_seed(self, x: Any) -> bool:
+        """Whether ``x`` is the ones a recorded backward pass made to start from (``dJ_dJ``)."""
+        part = self._parts.get(id(x))
+        return part is not None and part.wrt is part.target and id(x) not in self._produced
+
     # -- naming ----------------------------------------------------------------------
     def _everything(self) -> Iterator[tuple[Any, Any, int]]:
         """(object, node or None, input position) in order of first appearance."""
@@ -191,7 +223,10 @@ class TapeNames:
                     self.leaves.append(obj)
             if key in self._names:
                 continue
-            if pos >= 0 or node is None:
+            part = self._parts.get(key)
+            if part is not None:
+                self._names[key] = self.fresh(self._gradient_base(part))
+            elif pos >= 0 or node is None:
                 self._names[key] = self.fresh(_parameter_word(node.op, pos) if node else "x")
             else:
                 self._names[key] = self.fresh(self._output_base(node))
@@ -205,6 +240,27 @@ class TapeNames:
             if all(isinstance(x, (Tensor, np.ndarray)) for x in node.inputs[:2]) and all(first):
                 return template.format(A=first[0], B=first[1] if len(first) > 1 else "")
         return node.op.name
+
+
+    def _gradient_base(self, part: GradientPart) -> str:
+        """``dJ_dh`` and its part's suffix: the rule in the module docstring."""
+        return f"d{self._named(part.target)}_d{self._named(part.wrt, part.reader)}{part.suffix}"
+
+    def _named(self, x: Tensor, reader: tuple = ()) -> str:
+        """``x``'s name, given now if the view has not reached it (or does not hold it)."""
+        key = id(x)
+        name = self._names.get(key)
+        if name is None:
+            if self._made is None:
+                self._made = producers(self.nodes)
+            node = self._made.get(key)
+            base = x.name if x.name is not None else self._given.get(key)
+            if base is None:
+                base = (self._output_base(node) if node is not None else
+                        _parameter_word(reader[0].op, reader[1]) if reader else "y")
+            name = self._names[key] = self.fresh(base)
+            self._outside[key] = x  # held, so that its id stays its own
+        return name
 
 
 def _given(names: Mapping[str, Any] | None) -> dict[int, str]:

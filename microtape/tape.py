@@ -83,7 +83,9 @@ class Node:
     # source: the user's (file, line) that called the op, noted in anomaly mode only.
     # origin: for an op a recorded backward pass ran (create_graph=True), the
     # (forward node, input index) whose VJP it belongs to; None for the user's ops.
-    __slots__ = ("op", "inputs", "output", "vjps", "params", "clock", "source", "origin")
+    # part: for such an op, (pass, k): which gradient part it makes (create_graph.py);
+    # unset for the user's ops, so recording pays nothing for it: read it with getattr.
+    __slots__ = ("op", "inputs", "output", "vjps", "params", "clock", "source", "origin", "part")
 
     def __init__(self, op, inputs: tuple, output: Tensor, vjps: tuple, params: dict,
                  clock: int = 0) -> None:
@@ -234,6 +236,7 @@ class Tape:
         # _stale needs the plan only if something changed in place since the first node
         stale = _stale(nodes, _plan(nodes, set(map(id, sources)))[0]) if (
             nodes and nodes[0].clock != _EDITS[0]) else {}
+        ones = seed is None  # ones it makes itself: a constant of the recording, not an input
         if not isinstance(seed, Tensor):
             seed = Tensor(_seed_for(target, seed, caller))
         elif seed.shape != target.shape:
@@ -241,7 +244,7 @@ class Tape:
         if not self.persistent:
             self._let_go()
         return sweep_graph(nodes, target, seed, set(map(id, sources)), stale,
-                           lambda node, k: _check_node(node, k, caller), active_tapes())
+                           lambda node, k: _check_node(node, k, caller), active_tapes(), ones)
 
     def backward(self, target: Tensor, seed: Any = None, create_graph: bool = False) -> None:
         """Set ``.grad`` on every tensor of this tape that ``target`` depends on.

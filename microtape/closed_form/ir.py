@@ -69,6 +69,8 @@ class Program:
     before: str = "value"                 # the step's copy of the value, when an update aliases it
     value_aliases_update: bool = False
     seed_equations: tuple[str, ...] = ()  # equations of gradients that are the seed itself
+    headings: dict[int, str] = field(default_factory=dict)  # forward index -> a pass starting
+    backward_heading: str = "backward pass"
 
     @property
     def statements(self) -> list[Stmt]:

@@ -24,7 +24,7 @@ def operand_texts(node: Any, view: TapeNames, args: dict[str, Any], consts: dict
     texts = []
     for x in node.inputs:
         for obj in operands(x):
-            if view.is_leaf(obj):
+            if view.is_leaf(obj) and not view.is_seed(obj):
                 args.setdefault(view.of(obj), obj)
         if isinstance(x, (Tensor, np.ndarray)):
             texts.append(view.of(x))
@@ -45,8 +45,9 @@ def _held(x: Any, view: TapeNames, consts: dict) -> str:
 
 def lower_forward(view: TapeNames, args: dict[str, Any], consts: dict) -> tuple[list[Stmt], dict]:
     """One statement per node of the view; also each node's template context, by node id."""
-    stmts, contexts = [], {}
+    stmts, contexts, seeds = [], {}, set()
     for node in view.nodes:
+        stmts += _seeds(node, view, seeds)
         texts = operand_texts(node, view, args, consts)
         out = view.of(node.output)
         code = node.op.code
@@ -60,6 +61,17 @@ def lower_forward(view: TapeNames, args: dict[str, Any], consts: dict) -> tuple[
         contexts[id(node)] = c
         stmts.append(stmt)
     return stmts, contexts
+
+
+def _seeds(node: Any, view: TapeNames, written: set[int]) -> list[Stmt]:
+    """A recorded backward pass's seed of ones, where it is first read: a constant, not an argument."""
+    stmts = []
+    for x in node.inputs:
+        if isinstance(x, Tensor) and id(x) not in written and view.is_seed(x):
+            written.add(id(x))
+            ones = f"np.ones({x.shape}, dtype=np.{x.dtype.name})"
+            stmts.append(Stmt(view.of(x), "seed", frozenset(), x.size, fast=ones, text=ones))
+    return stmts
 
 
 def _templated(node: Any, c: Context, texts: list[str], out: str) -> Stmt:

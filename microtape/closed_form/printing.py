@@ -47,9 +47,12 @@ def _body(stmt: Stmt, textbook: bool, one: bool) -> list[str]:
     return lines
 
 
-def _statements(stmts: list[Stmt], textbook: bool, one: bool) -> list[str]:
+def _statements(stmts: list[Stmt], textbook: bool, one: bool,
+                headings: dict[int, str] | None = None) -> list[str]:
     lines = []
-    for stmt in stmts:
+    for k, stmt in enumerate(stmts):
+        if headings and k in headings:  # a recorded backward pass, or the user's ops after one
+            lines += ["", f"# {headings[k]}"]
         lines += _body(stmt, textbook, one)
         if stmt.frees and not textbook:
             lines.append(f"del {', '.join(stmt.frees)}  # not read again: free it now")
@@ -83,7 +86,8 @@ def print_function(program: Program, step: bool, textbook: bool, name: str) -> s
     """The program as one Python function's source."""
     one = not step
     params = [*program.inputs, program.lr] if step else list(program.inputs)
-    body = ["# forward pass", *_statements(program.forward, textbook, one), "", "# backward pass"]
+    body = ["# forward pass", *_statements(program.forward, textbook, one, program.headings), "",
+            f"# {program.backward_heading}"]
     if _seed_used(program, one):
         t = program.target
         body.append(f"{program.seed} = -{program.lr}" if step else

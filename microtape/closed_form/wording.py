@@ -27,8 +27,12 @@ def delta_names(nodes: list, producer: dict[int, Any]) -> dict[int, str]:
 
 
 def gradient_symbol(name: str) -> str:
-    """The maths name of a gradient: ``dW1``."""
-    return f"d{name}"
+    """The maths name of a gradient: ``dW1``; ``d_dJ_dW`` for a name that is itself one.
+
+    A recorded backward pass names its gradients ``dJ_dW`` (microtape/naming.py),
+    so the next pass's gradient of it is written as in the code.
+    """
+    return f"d_{name}" if name.startswith("d") and "_d" in name else f"d{name}"
 
 
 

@@ -1,0 +1,73 @@
+"""What a recorded backward pass made, for the naming view to name it (see naming.py).
+
+A backward pass run with ``create_graph=True`` marks each op it records
+(create_graph.py): ``Node.origin`` is the forward node and input whose VJP
+it belongs to, ``Node.part`` the pass and which part of that input's
+gradient its output is. From those marks alone, and without the tape that
+ran the pass, this module says what each such tensor is: the gradient of
+which target with respect to which tensor, and which piece of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, NamedTuple
+
+from .tensor import Tensor
+
+
+class GradientPart(NamedTuple):
+    """A tensor of a recorded pass: a part of the gradient of ``target`` w.r.t. ``wrt``.
+
+    ``suffix`` tells the part: ``""`` the whole gradient, ``"_2"`` its second
+    term (``wrt`` feeds several ops), ``"_1to2"`` the sum of its first two
+    terms, ``"_t1"`` (after a term's suffix) the first step inside the VJP
+    that computes it.
+    """
+
+    target: Tensor
+    wrt: Tensor
+    suffix: str
+    reader: tuple = ()  # (forward node, input position): where ``wrt`` is read
+
+
+def _suffix(k: int) -> str:
+    return "" if k == 0 else (f"_{k}" if k > 0 else f"_1to{-k}")
+
+
+def gradient_parts(nodes: Iterable[Any]) -> dict[int, GradientPart]:
+    """By tensor id: what each output of a recorded pass in ``nodes`` is, and each seed of ones."""
+    nodes = [n for n in nodes if getattr(n, "part", None) is not None and n.origin is not None]
+    terms: dict[tuple, str] = {}  # (pass, forward node, input) -> the suffix of the term it makes
+    for node in nodes:
+        recorded, k = node.part
+        if k is not None and k >= 0:
+            terms[(id(recorded), id(node.origin[0]), node.origin[1])] = _suffix(k)
+    parts: dict[int, GradientPart] = {}
+    steps: dict[tuple, int] = {}
+    for node in nodes:
+        (recorded, k), (forward, i) = node.part, node.origin
+        if recorded.ones and id(recorded.seed) not in parts:
+            parts[id(recorded.seed)] = GradientPart(recorded.target, recorded.target, "")
+        if k is None:
+            group = (id(recorded), id(forward), i)
+            steps[group] = steps.get(group, 0) + 1
+            suffix = f"{terms.get(group, '')}_t{steps[group]}"
+        else:
+            suffix = _suffix(k)
+        parts[id(node.output)] = GradientPart(recorded.target, forward.inputs[i], suffix, (forward, i))
+    return parts
+
+
+def producers(nodes: Iterable[Any]) -> dict[int, Any]:
+    """By tensor id, the node that made it: ``nodes``, and the forward nodes their passes ran.
+
+    So a tensor the view does not hold (the first target, say) can still be
+    named as a view holding it would name it.
+    """
+    found: dict[int, Any] = {}
+    for node in nodes:
+        found[id(node.output)] = node
+        origin = getattr(node, "origin", None)
+        if origin is not None:
+            found.setdefault(id(origin[0].output), origin[0])
+    return found

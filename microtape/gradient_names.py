@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, NamedTuple
 
+import numpy as np
+
 from .tensor import Tensor
 
 
@@ -71,3 +73,33 @@ def producers(nodes: Iterable[Any]) -> dict[int, Any]:
         if origin is not None:
             found.setdefault(id(origin[0].output), origin[0])
     return found
+
+
+def _forward_input(obj: Any, node: Any) -> tuple[Any, int] | None:
+    """(forward op, position) if ``node`` is a recorded step and ``obj`` an input of its forward op."""
+    origin = getattr(node, "origin", None)
+    if origin is None:
+        return None
+    for j, x in enumerate(origin[0].inputs):
+        if x is obj or isinstance(x, tuple) and any(part is obj for part in x):
+            return origin[0].op, j
+    return None
+
+
+def read_as(obj: Any, node: Any, pos: int) -> tuple[Any, int]:
+    """The op and position whose parameter names a leaf first read at ``node``'s input ``pos``.
+
+    A recorded step reading an input of its forward op (the labels, say)
+    names it as that op would: as the view that holds the forward op does.
+    """
+    return _forward_input(obj, node) or (node.op, pos)
+
+
+def made_by_vjp(obj: Any, node: Any) -> bool:
+    """Whether the array ``obj``, first read by ``node``, is one a VJP made with numpy.
+
+    Read by a recorded step and no input of the forward op, it is a constant
+    of the recording (``np.eye(C)`` of the fused loss), not an input.
+    """
+    return (isinstance(obj, np.ndarray) and getattr(node, "origin", None) is not None
+            and _forward_input(obj, node) is None)

@@ -58,7 +58,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .gradient_names import GradientPart, gradient_parts, producers
+from .gradient_names import GradientPart, gradient_parts, made_by_vjp, producers, read_as
 from .tensor import Tensor
 
 __all__ = ["TapeNames", "ancestors", "index_of", "identifier"]
@@ -147,6 +147,7 @@ class TapeNames:
         self._made: dict[int, Any] | None = None
         self._outside: dict[int, Any] = {}  # tensors named for a gradient's name only
         self._given = given
+        self._constants: set[int] = set()  # arrays a recorded VJP made: not inputs
         self.leaves: list = []
         self._claim_own_names(given)
         self._name_in_order(given)
@@ -186,6 +187,10 @@ class TapeNames:
         """What ``x`` is, if a recorded backward pass made it (gradient_names.py); else None."""
         return self._parts.get(id(x))
 
+    def is_constant(self, x: Any) -> bool:
+        """Whether ``x`` is an array a recorded VJP made with numpy: held, not an input."""
+        return id(x) in self._constants
+
     def is_seed(self, x: Any) -> bool:
         """Whether ``x`` is the ones a recorded backward pass made to start from (``dJ_dJ``)."""
         part = self._parts.get(id(x))
@@ -221,13 +226,16 @@ class TapeNames:
                 self._objects[key] = obj
                 if key not in self._produced:
                     self.leaves.append(obj)
+                    if node is not None and made_by_vjp(obj, node):
+                        self._constants.add(key)
             if key in self._names:
                 continue
             part = self._parts.get(key)
             if part is not None:
                 self._names[key] = self.fresh(self._gradient_base(part))
             elif pos >= 0 or node is None:
-                self._names[key] = self.fresh(_parameter_word(node.op, pos) if node else "x")
+                self._names[key] = self.fresh(_parameter_word(*read_as(obj, node, pos)) if node
+                                              else "x")
             else:
                 self._names[key] = self.fresh(self._output_base(node))
 

@@ -305,7 +305,11 @@ def _loss_grad(g, logits, labels, reduction):
     """dv = G (softmax(v) − y) · scale in ops: softmax recorded, so ŷ's own Jacobian follows."""
     shape, dtype = _shape(logits), _value(logits).dtype
     y = check_labels(_value(labels), shape)
-    y = np.eye(shape[-1], dtype=dtype)[y] if y.dtype.kind in "iu" else y.astype(dtype)
+    # y read from the labels by recorded ops, so a closed form of this pass reads its labels
+    if y.dtype.kind in "iu":
+        y = getitem(np.eye(shape[-1], dtype=dtype), y)
+    elif y.dtype != dtype:
+        y = astype(y, dtype=dtype.name)
     n = shape[0] if len(shape) == 2 and reduction == "mean" else 1
     return mul(mul(g, dtype.type(1.0 / n)), sub(softmax(logits, axis=-1), y))
 

@@ -24,9 +24,11 @@ def operand_texts(node: Any, view: TapeNames, args: dict[str, Any], consts: dict
     texts = []
     for x in node.inputs:
         for obj in operands(x):
-            if view.is_leaf(obj) and not view.is_seed(obj):
+            if view.is_leaf(obj) and not view.is_seed(obj) and not view.is_constant(obj):
                 args.setdefault(view.of(obj), obj)
-        if isinstance(x, (Tensor, np.ndarray)):
+        if isinstance(x, np.ndarray) and view.is_constant(x):
+            texts.append(_held(x, view, consts))
+        elif isinstance(x, (Tensor, np.ndarray)):
             texts.append(view.of(x))
         else:
             try:

@@ -28,13 +28,16 @@ class RecordedPass:
 
     ``ones`` says the pass made the seed itself (ones, for a scalar target),
     so it is a constant of the recording and not an input; a seed the user
-    gave is an input like any other Tensor.
+    gave is an input like any other Tensor. ``steps`` lists every VJP it ran
+    as (forward node, input), in order, those that recorded no op (an add's
+    ``dA = G``) too: the closed form writes each one's equation.
     """
 
-    __slots__ = ("target", "seed", "ones")
+    __slots__ = ("target", "seed", "ones", "steps")
 
     def __init__(self, target: Tensor, seed: Tensor, ones: bool) -> None:
         self.target, self.seed, self.ones = target, seed, ones
+        self.steps: list[tuple] = []
 
     def __repr__(self) -> str:
         return f"RecordedPass(of {self.target!r})"
@@ -58,6 +61,7 @@ class _Marks:
     def vjp(self, made: list, node, i: int, dx, total) -> None:
         """The nodes ``made`` by input i's VJP of ``node`` (and the fan-out sum, if any)."""
         key = id(node.inputs[i])
+        self.recorded.steps.append((node, i))
         k = self.terms[key] = self.terms.get(key, 0) + 1
         summed = k > 1 and made and made[-1].output is total
         for recorded in made:

@@ -16,8 +16,10 @@ captions and the picture. The API is small and stable:
   ``view.leaves`` the operands no node in the view computed, in order of
   first appearance; ``view.nodes`` the nodes named; ``view.fresh(base)`` an
   unused name for a temporary of generated code; ``view.part(x)`` what ``x``
-  is when a recorded backward pass made it, and ``view.is_seed(x)`` whether
-  it is such a pass's own seed of ones (a constant, not an input).
+  is when a recorded backward pass made it, ``view.is_seed(x)`` whether it is
+  such a pass's own seed of ones and ``view.is_constant(x)`` whether it is an
+  array one of its VJPs made (constants, not inputs); ``view.named(x)`` the
+  name of a tensor the view need not hold (the target of a recorded pass).
 
 Every name is a Python identifier, unique in the view, and never a keyword,
 a builtin, ``np``, ``self`` or ``lr``: generated code holds only identifiers
@@ -180,6 +182,28 @@ class TapeNames:
         self._taken.add(name)
         return name
 
+    def named(self, x: Tensor, reader: tuple = ()) -> str:
+        """``x``'s name, given now if the view has not reached it, or does not hold it.
+
+        A recorded pass's gradient names the tensors it is of (``J`` in
+        ``dJ_dh``) even when the view does not compute them; they are named
+        as a view holding them would (``reader``: the op and position that
+        read ``x``, for a leaf's word), and their names are then taken.
+        """
+        key = id(x)
+        name = self._names.get(key)
+        if name is None:
+            if self._made is None:
+                self._made = producers(self.nodes)
+            node = self._made.get(key)
+            base = x.name if x.name is not None else self._given.get(key)
+            if base is None:
+                base = (self._output_base(node) if node is not None else
+                        _parameter_word(reader[0].op, reader[1]) if reader else "y")
+            name = self._names[key] = self.fresh(base)
+            self._outside[key] = x  # held, so that its id stays its own
+        return name
+
     def is_leaf(self, x: Any) -> bool:
         return id(x) in self._names and id(x) not in self._produced
 
@@ -239,6 +263,12 @@ class TapeNames:
             else:
                 self._names[key] = self.fresh(self._output_base(node))
 
+    def _gradient_base(self, part: GradientPart) -> str:
+        """``dJ_dh`` and its part's suffix: the rule in the module docstring."""
+        # pow_ (the name that does not shadow pow) reads as pow inside a longer name
+        target = self.named(part.target).rstrip("_")
+        return f"d{target}_d{self.named(part.wrt, part.reader).rstrip('_')}{part.suffix}"
+
     def _output_base(self, node: Any) -> str:
         """``xW1`` from the op's template when its operands have names, else the op's name."""
         code = getattr(node.op, "code", None)
@@ -248,27 +278,6 @@ class TapeNames:
             if all(isinstance(x, (Tensor, np.ndarray)) for x in node.inputs[:2]) and all(first):
                 return template.format(A=first[0], B=first[1] if len(first) > 1 else "")
         return node.op.name
-
-
-    def _gradient_base(self, part: GradientPart) -> str:
-        """``dJ_dh`` and its part's suffix: the rule in the module docstring."""
-        return f"d{self._named(part.target)}_d{self._named(part.wrt, part.reader)}{part.suffix}"
-
-    def _named(self, x: Tensor, reader: tuple = ()) -> str:
-        """``x``'s name, given now if the view has not reached it (or does not hold it)."""
-        key = id(x)
-        name = self._names.get(key)
-        if name is None:
-            if self._made is None:
-                self._made = producers(self.nodes)
-            node = self._made.get(key)
-            base = x.name if x.name is not None else self._given.get(key)
-            if base is None:
-                base = (self._output_base(node) if node is not None else
-                        _parameter_word(reader[0].op, reader[1]) if reader else "y")
-            name = self._names[key] = self.fresh(base)
-            self._outside[key] = x  # held, so that its id stays its own
-        return name
 
 
 def _given(names: Mapping[str, Any] | None) -> dict[int, str]:

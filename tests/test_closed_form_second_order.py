@@ -11,6 +11,7 @@ and keep float32 in float32.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -265,3 +266,51 @@ def test_a_first_order_closed_form_keeps_its_two_headings():
     source = tape.closed_form(y, x).source
     assert [line.strip() for line in source.splitlines() if line.strip().startswith("# ")] == [
         "# forward pass", "# backward pass"]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_equations_write_both_passes_and_define_every_gradient_they_use(name):
+    case = CASES[name]
+    cf = _closed_form(case, _leaves(case, 0, np.float64))
+    first, second = cf.equations.split("\n\n")
+    assert first.startswith("First backward pass (of J), recorded:\n")
+    assert second.startswith("Second backward pass (of s):\n")
+    defined = set()
+    for line in first.splitlines()[1:]:
+        left, right = line.strip("-` ").split(" = ", 1)
+        used = set(re.findall(r"\bdJ_d\w+", right))
+        assert used <= defined, (line, used - defined)  # each G is an earlier line's gradient
+        defined.add(left)
+    assert {f"dJ_d{w}" for w in case.wrt} <= defined
+
+
+def test_the_two_layer_recorded_pass_reads_as_the_derivation():
+    cf = _closed_form(CASES["two_layer_gradient_norm"], _leaves(CASES["two_layer_gradient_norm"],
+                                                                  0, np.float64))
+    for line in ("dJ_dh = dJ_dhW2 W2ᵀ", "dJ_dt = dJ_dh ∘ h ∘ (1 − h)", "dJ_dW1 = xᵀ dJ_dxW1"):
+        assert f"- `{line}`" in cf.equations
+
+
+def test_a_third_order_tape_numbers_its_passes_by_the_order_of_derivative():
+    x = mt.Tensor(np.array([0.3, -0.5, 1.2]), name="x")
+
+    def record(t):
+        with mt.Tape() as t0:
+            with mt.Tape() as t1:
+                with mt.Tape() as t2:
+                    J = mt.sum(mt.tanh(t) ** 3, name="J")
+                s = mt.sum(t2.gradient(J, t, create_graph=True) ** 2, name="s")
+            u = mt.sum(mt.exp(t1.gradient(s, t, create_graph=True)), name="u")
+        return t0, u
+
+    t0, u = record(x)
+    cf = t0.closed_form(u, x)
+    headings = [line.strip() for line in cf.source.splitlines() if line.strip().startswith("# ")
+                and "pass" in line]
+    assert headings == ["# forward pass", "# first backward pass (of J), recorded",
+                        "# second backward pass (of s), recorded", "# forward pass, continued",
+                        "# third backward pass (of u)"]
+    assert "ds_ddJ_dx" in cf.source and cf.inputs == ("x",)
+    fresh = mt.Tensor(np.array([0.1, 0.2, -0.7]))
+    t0, u = record(fresh)
+    np.testing.assert_allclose(cf(x=fresh.value)[1], t0.gradient(u, fresh), rtol=1e-10)

@@ -17,6 +17,7 @@ from .backward import Backward
 from .ir import Program
 from .lower import lower_forward
 from .passes import aliases, frees, in_place, spare, unused
+from .recorded import recorded_equations
 from .sections import headings
 
 _COUNT = itertools.count(1)
@@ -43,7 +44,9 @@ def lower(nodes: Sequence[Any], target: Tensor, sources: list[Tensor], names: An
     program = Program(list(args), forward, backward, view.of(target), results, target=target,
                       seed=back.seed, lr="lr", updates=updates, consts=consts,
                       before=view.fresh("value"), seed_equations=tuple(back.seed_equations))
-    program.headings, program.backward_heading = headings(view, forward)
+    program.headings, program.backward_heading, passes = headings(view, forward)
+    program.recorded = [(passes.get(id(target), "recorded backward pass"), lines)
+                        for target, lines in recorded_equations(view, contexts, consts)]
     steps_all = len(updates) == sum(1 for s in sources if id(s) in back.grad)
     program.value_aliases_update = _aliases_update(program)
     return frees(spare(in_place(unused(program)))), view, back, args, steps_all

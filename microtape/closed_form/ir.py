@@ -71,6 +71,7 @@ class Program:
     seed_equations: tuple[str, ...] = ()  # equations of gradients that are the seed itself
     headings: dict[int, str] = field(default_factory=dict)  # forward index -> a pass starting
     backward_heading: str = "backward pass"
+    recorded: list[tuple[str, list[str]]] = field(default_factory=list)  # (heading, equations)
 
     @property
     def statements(self) -> list[Stmt]:

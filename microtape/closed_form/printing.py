@@ -112,6 +112,18 @@ def _ending(program: Program, step: bool) -> list[str]:
 
 
 def print_equations(program: Program) -> str:
-    """The backward pass in the derivation's notation: each statement's equations, in order."""
+    """The backward pass in the derivation's notation: each statement's equations, in order.
+
+    A recorded backward pass comes first, under its heading, then this one under its own.
+    """
     lines = [*program.seed_equations, *(e for stmt in program.backward for e in stmt.equations)]
-    return "".join(f"- `{e}`\n" for e in lines) or "\n"
+    own = "".join(f"- `{e}`\n" for e in lines)
+    if not program.recorded:
+        return own or "\n"
+    parts = [f"{_capital(heading)}:\n" + "".join(f"- `{e}`\n" for e in eqs)
+             for heading, eqs in program.recorded]
+    return "\n".join([*parts, f"{_capital(program.backward_heading)}:\n" + own])
+
+
+def _capital(heading: str) -> str:
+    return heading[:1].upper() + heading[1:]

@@ -28,39 +28,38 @@ def _ordinal(order: int) -> str:
     return _ORDINALS[order - 1] if order <= len(_ORDINALS) else f"order-{order}"
 
 
-def headings(view: Any, forward: list[Stmt]) -> tuple[dict[int, str], str]:
-    """{forward statement index: heading} where a new pass starts, and the backward heading.
+def headings(view: Any, forward: list[Stmt]) -> tuple[dict[int, str], str, dict[int, str]]:
+    """{forward statement index: heading} where a new pass starts, the backward heading, and
+    {id(target): heading} of each recorded pass.
 
     The first statement's heading, ``forward pass``, is the printer's own.
     """
     orders: dict[int, int] = {}  # id(tensor) -> the order of derivative it holds
-    found, previous, recorded = {}, None, False
+    found, previous, passes = {}, None, {}
     for k, stmt in enumerate(forward):
         if stmt.kind == "seed":  # a seed starts its pass: it belongs with the statement after it
             stmt = next((s for s in forward[k + 1:] if s.node is not None), stmt)
-        part = view.part(stmt.node.output) if stmt.node is not None else None
-        order = _order(stmt.node, part, orders)
+        node = stmt.node
+        part = view.part(node.output) if node is not None else None
+        if part is not None:
+            order = orders[id(node.output)] = _order(node.part[0], orders)
+        elif node is not None:  # the user's op: as high as its highest input
+            orders[id(node.output)] = max((orders.get(id(x), 0) for x in node.inputs), default=0)
         key = ("pass", id(part.target)) if part is not None else "forward"
         if key != previous and (k > 0 or key != "forward"):
-            found[k] = (f"{_ordinal(order)} backward pass (of {view.of(part.target)}), recorded"
+            found[k] = (f"{_ordinal(order)} backward pass (of {view.named(part.target)}), recorded"
                         if part is not None else "forward pass, continued")
-        recorded |= part is not None
+            if part is not None:
+                passes.setdefault(id(part.target), found[k])
         previous = key
-    if not recorded:
-        return {}, "backward pass"
+    if not passes:
+        return {}, "backward pass", {}
     target = view.target
     order = 1 + orders.get(id(target), 0)
-    return found, f"{_ordinal(order)} backward pass (of {view.of(target)})"
+    return found, f"{_ordinal(order)} backward pass (of {view.of(target)})", passes
 
 
-def _order(node: Any, part: Any, orders: dict[int, int]) -> int:
-    """Note the order of derivative ``node``'s output holds; for a recorded op, its pass's order."""
-    if node is None:
-        return 1
-    if part is None:  # the user's op: as high as its highest input
-        orders[id(node.output)] = max((orders.get(id(x), 0) for x in node.inputs), default=0)
-        return 0
-    forward, i = node.origin
-    order = 1 + max(orders.get(id(forward.output), 0), orders.get(id(forward.inputs[i]), 0))
-    orders[id(node.output)] = order
-    return order
+def _order(recorded: Any, orders: dict[int, int]) -> int:
+    """The order of derivative a recorded pass computes: one more than what its VJPs read."""
+    return 1 + max((orders.get(id(x), 0) for f, i in recorded.steps for x in (f.output, f.inputs[i])),
+                   default=0)

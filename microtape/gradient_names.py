@@ -42,8 +42,8 @@ def gradient_parts(nodes: Iterable[Any]) -> dict[int, GradientPart]:
     terms: dict[tuple, str] = {}  # (pass, forward node, input) -> the suffix of the term it makes
     for node in nodes:
         recorded, k = node.part
-        if k is not None and k >= 0:
-            terms[(id(recorded), id(node.origin[0]), node.origin[1])] = _suffix(k)
+        if k is not None and k >= 0:  # the term comes before the fan-out sum that may follow it
+            terms.setdefault((id(recorded), id(node.origin[0]), node.origin[1]), _suffix(k))
     parts: dict[int, GradientPart] = {}
     steps: dict[tuple, int] = {}
     for node in nodes:
@@ -56,7 +56,8 @@ def gradient_parts(nodes: Iterable[Any]) -> dict[int, GradientPart]:
             suffix = f"{terms.get(group, '')}_t{steps[group]}"
         else:
             suffix = _suffix(k)
-        parts[id(node.output)] = GradientPart(recorded.target, forward.inputs[i], suffix, (forward, i))
+        wrt = forward.inputs[i]
+        parts[id(node.output)] = GradientPart(recorded.target, wrt, suffix, (forward, i))
     return parts
 
 
@@ -76,7 +77,7 @@ def producers(nodes: Iterable[Any]) -> dict[int, Any]:
 
 
 def _forward_input(obj: Any, node: Any) -> tuple[Any, int] | None:
-    """(forward op, position) if ``node`` is a recorded step and ``obj`` an input of its forward op."""
+    """(forward op, position) if ``node`` is a recorded step and ``obj`` its forward op's input."""
     origin = getattr(node, "origin", None)
     if origin is None:
         return None

@@ -66,7 +66,7 @@ def lower_forward(view: TapeNames, args: dict[str, Any], consts: dict) -> tuple[
 
 
 def _seeds(node: Any, view: TapeNames, written: set[int]) -> list[Stmt]:
-    """A recorded backward pass's seed of ones, where it is first read: a constant, not an argument."""
+    """A recorded backward pass's seed of ones, where first read: a constant, not an argument."""
     stmts = []
     for x in node.inputs:
         if isinstance(x, Tensor) and id(x) not in written and view.is_seed(x):

@@ -61,5 +61,5 @@ def headings(view: Any, forward: list[Stmt]) -> tuple[dict[int, str], str, dict[
 
 def _order(recorded: Any, orders: dict[int, int]) -> int:
     """The order of derivative a recorded pass computes: one more than what its VJPs read."""
-    return 1 + max((orders.get(id(x), 0) for f, i in recorded.steps for x in (f.output, f.inputs[i])),
-                   default=0)
+    read = (x for f, i in recorded.steps for x in (f.output, f.inputs[i]))
+    return 1 + max((orders.get(id(x), 0) for x in read), default=0)

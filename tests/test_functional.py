@@ -107,6 +107,16 @@ def test_grad_errors():
         mt.grad(lambda a: a * 2.0)(np.ones(2))
 
 
+@pytest.mark.parametrize("compile_", [False, True])
+def test_grad_of_a_function_with_several_outputs_points_to_jacobian(compile_):
+    # grad takes no seed=, so the tape's own hint would send the user nowhere.
+    for make in (mt.grad, mt.value_and_grad):
+        with pytest.raises(ValueError) as info:
+            make(lambda a: a * 2.0, compile=compile_)(np.ones(2))
+        message = str(info.value)
+        assert "mt.jacobian(f)" in message and "seed" not in message
+
+
 # -- gradcheck ---------------------------------------------------------------------------
 
 def test_gradcheck_passes_and_reports():

@@ -110,6 +110,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=_seed, default=0,
                         help="seed for the initial weights and the batch order; the data split "
                              "is fixed (default: 0)")
+    _add_run_flags(parser)
+    return parser
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags about how the run goes and where it writes, after those of the training."""
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                         help="the parameters' and the data's dtype while training; the gradient "
                              "check runs in float64 either way (default: float64)")
@@ -130,7 +136,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true",
                         help="print only the results: the accuracy, the gradient check's verdict "
                              "and the files written")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,10 +183,7 @@ def run(args: argparse.Namespace) -> int:
     out = _prepare_out(args.out)
 
     net = TwoLayerNet(x_train.shape[1], args.hidden, n_classes, seed=args.seed, dtype=args.dtype)
-    if args.optimizer == "sgd":
-        optimizer = mt.optim.SGD(net.params, lr=lr, momentum=args.momentum)
-    else:
-        optimizer = mt.optim.Adam(net.params, lr=lr)
+    optimizer = _optimizer(net, args, lr)
     say = (lambda *lines: None) if args.quiet else print  # --quiet: the results only
     say(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test examples, "
         f"{x_train.shape[1]} features, {n_classes} classes")
@@ -206,6 +208,12 @@ def run(args: argparse.Namespace) -> int:
     written.append(_graph(net, *batch, out / "graph.svg"))
     print("wrote " + ", ".join(str(p) for p in written))
     return _verdict(check)
+
+
+def _optimizer(net: TwoLayerNet, args: argparse.Namespace, lr: float) -> mt.optim.Optimizer:
+    if args.optimizer == "sgd":
+        return mt.optim.SGD(net.params, lr=lr, momentum=args.momentum)
+    return mt.optim.Adam(net.params, lr=lr)
 
 
 def _train(net: TwoLayerNet, optimizer: mt.optim.Optimizer, args: argparse.Namespace,

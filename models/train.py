@@ -14,8 +14,8 @@ After the check it prints the closed form the tape derived for the network
 as the numpy function it generated. ``--compile`` trains with that generated
 code instead of recording every step.
 
-The defaults reach 98.89% test accuracy on the digits (355 of 359) in well
-under a second of training. The same --seed gives bit-identical results.
+The defaults reach 98.89% test accuracy on the digits (355 of 359) after 1,350
+steps. The same --seed gives bit-identical results.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ import warnings
 from types import FrameType
 from typing import Any
 
+from .primitive import Primitive
+
 __all__ = ["install"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -70,8 +72,6 @@ def _restate(message: Any, category: type, filename: str, lineno: int) -> bool:
 def _op_at(frame: FrameType) -> str | None:
     """The op a frame of microtape runs: ``Primitive.__call__`` (a forward), or a VJP,
     which is a closure of its op's forward called from the backward pass's loop."""
-    from .primitive import Primitive
-
     code = frame.f_code
     if code is Primitive.__call__.__code__:
         op = frame.f_locals.get("self")

@@ -139,30 +139,12 @@ class Optimizer:
         these parameters and settings, their shapes), so a refused state
         changes nothing. Hyperparameters (``lr``, ...) stay as constructed.
         """
-        kind, saved = self._kind, str(np.asarray(state.get("optimizer", "")))
-        if saved != kind:
-            what = (f"was saved by {saved}" if saved else
-                    "has no 'optimizer' entry; pass what state_dict() returned")
-            raise InputError(f"{kind}.load_state_dict: the state {what}, not by {kind}"
-                             if saved else f"{kind}.load_state_dict: the state {what}")
-        steps = np.asarray(state.get("steps", -1))
-        if steps.shape != () or steps.dtype.kind not in "iu" or steps < 0:
-            raise InputError(f"{kind}.load_state_dict: 'steps' must be a count of steps, got {steps!r}")
         wanted = {f"{slot}.{key}": buffer for slot, buffers in self._state_buffers().items()
                   for key, buffer in buffers.items()}
-        given = set(state) - {"optimizer", "steps"}
-        if given != set(wanted):
-            raise InputError(
-                f"{kind}.load_state_dict: the state holds {sorted(given)} but {self!r} with these "
-                f"params keeps {sorted(wanted)}; load it into an optimizer made with the same "
-                f"params and settings")
-        for name, buffer in wanted.items():
-            if np.shape(state[name]) != buffer.shape:
-                raise ShapeError(f"{kind}.load_state_dict: {name!r} has shape {np.shape(state[name])} "
-                                 f"but the parameter has shape {buffer.shape}")
+        steps = _checked_state(self, state, wanted)
         for name, buffer in wanted.items():
             np.copyto(buffer, state[name], casting="same_kind")
-        self.steps = int(steps)
+        self.steps = steps
 
     def _check(self, grads) -> None:
         """Keys and shapes only: cheap enough to run every step."""
@@ -187,6 +169,30 @@ class Optimizer:
 
     def _buffers(self) -> dict[str, np.ndarray]:
         return {name: np.zeros_like(p.value) for name, p in self.params.items()}
+
+
+def _checked_state(opt: Optimizer, state: Mapping[str, Any], wanted: dict[str, np.ndarray]) -> int:
+    """The step count of ``state``, once it proves to fit ``opt`` and its ``wanted`` buffers."""
+    kind, saved = opt._kind, str(np.asarray(state.get("optimizer", "")))
+    if not saved:
+        raise InputError(f"{kind}.load_state_dict: the state has no 'optimizer' entry; pass "
+                         f"what state_dict() returned")
+    if saved != kind:
+        raise InputError(f"{kind}.load_state_dict: the state was saved by {saved}, not by {kind}")
+    steps = np.asarray(state.get("steps", -1))
+    if steps.shape != () or steps.dtype.kind not in "iu" or steps < 0:
+        raise InputError(f"{kind}.load_state_dict: 'steps' must be a count of steps, got {steps!r}")
+    given = set(state) - {"optimizer", "steps"}
+    if given != set(wanted):
+        raise InputError(
+            f"{kind}.load_state_dict: the state holds {sorted(given)} but {opt!r} with these "
+            f"params keeps {sorted(wanted)}; load it into an optimizer made with the same "
+            f"params and settings")
+    for name, buffer in wanted.items():
+        if np.shape(state[name]) != buffer.shape:
+            raise ShapeError(f"{kind}.load_state_dict: {name!r} has shape {np.shape(state[name])} "
+                             f"but the parameter has shape {buffer.shape}")
+    return int(steps)
 
 
 def _check_hyper(kind: str, name: str, value: float, low: float, high: float = math.inf,

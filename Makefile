@@ -38,10 +38,13 @@ $(OLDEST)/.installed-numpy-$(NUMPY_OLDEST): pyproject.toml
 # Twice: as the machine is set, then with OpenBLAS choosing its own kernel (some
 # machines force one through these variables; users' machines do not). Only
 # this command unsets them, never the tests.
+# --quick is a rough look: one run, one short table; the full run is made twice (see README).
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.bench $(ARGS)
+ifeq (,$(findstring --quick,$(ARGS)))
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
 	  $(BIN)/python -m tests.benchmarks.bench --out out/bench-openblas-own-kernel.md $(ARGS)
+endif
 
 graph: $(STAMP) dot
 	$(BIN)/python -m viz $(ARGS)

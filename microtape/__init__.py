@@ -30,6 +30,9 @@ from .anomaly import detect_anomaly
 from .closed_form import ClosedForm
 from .gradient_checking import GradcheckReport, gradcheck
 from . import optim, testing
+from .op_warnings import install as _install_op_warnings
+
+_install_op_warnings()  # numpy's warnings inside an op name the op and the caller's line
 
 __version__ = "0.1.0"
 

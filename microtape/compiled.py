@@ -25,7 +25,7 @@ from .errors import TraceError
 from .ops import reshape
 from .primitive import _PROMOTES_0D
 from .state import _ANOMALY, _tracing
-from .tape import Tape, _active, _anomaly_mode, active_tapes, require_scalar
+from .tape import Tape, _active, _anomaly_mode, active_tapes
 from .tensor import Tensor
 
 _ndarray = np.ndarray  # signature()'s first case, inlined on the hot path
@@ -166,7 +166,7 @@ class Compiled:
                                 f"not {type(out).__name__}")
             if tape.index_of(out, "gradient", listed) == 0:
                 out = reshape(out, out.shape)  # f returned a source itself: record the identity
-        require_scalar(out, "gradient")  # refused as the eager tape refuses it
+        require_scalar_output(self.f, out)  # refused as the eager grad refuses it
         cf = tape.closed_form(out, listed)
         bind = binder(cf, traced, args, sources)
         return _Entry(cf, bind, _finisher(cf, listed)), baked(tape.nodes, traced, sources)
@@ -200,6 +200,15 @@ def _check_argnums(positions: tuple[int, ...], args: tuple) -> None:
     for i in positions:
         if not -len(args) <= i < len(args):
             raise IndexError(f"grad: argnums {i} is out of range for {len(args)} arguments")
+
+
+def require_scalar_output(f: Callable, out: Tensor) -> None:
+    """grad needs a scalar ``f``; the tape's own hint (seed=) is no option grad has."""
+    if out.size != 1:
+        raise ValueError(
+            f"gradient: the target has shape {out.shape}, not a scalar: grad differentiates a "
+            f"function with one output (a loss); reduce what {_name(f)} returns (mt.sum(...)), "
+            f"or use mt.jacobian(f) for the derivative of each output element")
 
 
 def _name(f: Callable) -> str:

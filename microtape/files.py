@@ -14,6 +14,8 @@ midway therefore leaves the old file as it was, never half of a new one.
   (as ``open(path, "w")`` does) and keeps the link. A file with several hard
   links gets a new inode, so its other names keep the old contents.
 - A folder, FIFO or device at ``path`` is refused, never replaced.
+- ``make_folder(path)`` creates the folders ``path`` needs, for writers that
+  create them (a checkpoint's, a drawing's), with errors that name ``path``.
 - Temporary files are named ``.<name>.<pid>-<host>-<random>.tmp`` next to
   ``<name>``. A process killed while saving (SIGKILL, power loss) leaves one
   behind; the next save to the same name on the same machine deletes those
@@ -34,7 +36,7 @@ import threading
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-__all__ = ["open_atomic", "write_atomic", "file_kind"]
+__all__ = ["open_atomic", "write_atomic", "make_folder", "file_kind"]
 
 # The names of the temporary files this process is writing now (see _is_stale).
 _writing: set[str] = set()
@@ -104,6 +106,20 @@ def _target(path: str | os.PathLike) -> tuple[str, Path]:
         if os.path.islink(target):
             raise OSError(errno.ELOOP, "the symlink does not lead to a file (a loop of links)", shown)
     return shown, target
+
+
+def make_folder(path: str | os.PathLike) -> None:
+    """Create the folder ``path`` goes in, and any above it; errors name ``path``."""
+    shown = os.fspath(path)
+    folder = Path(shown).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise NotADirectoryError(errno.ENOTDIR, f"part of {str(folder)!r} is a file, not a "
+                                                f"folder", shown) from None
+    except OSError as e:
+        raise OSError(e.errno, f"cannot create the folder {str(folder)!r}: {e.strerror}",
+                      shown) from None
 
 
 def file_kind(mode: int) -> str:

@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .compiled import _NESTED, CacheInfo, Compiled, _check_argnums, _name
+from .compiled import _NESTED, CacheInfo, Compiled, _check_argnums, _name, require_scalar_output
 from .errors import TraceError
 from .state import _tracing
 from .ops import reshape
@@ -69,6 +69,7 @@ def _eager(f: Callable[..., Tensor], positions: tuple[int, ...], single: bool) -
             out = f(*args)
         if not isinstance(out, Tensor):
             raise TypeError(f"grad: {_name(f)} must return a Tensor, not {type(out).__name__}")
+        require_scalar_output(f, out)
         grads = tape.gradient(out, sources, create_graph=nested)
         return out if nested else out.value, grads[0] if single else tuple(grads)
 

@@ -21,6 +21,10 @@ faster than it writes into a given buffer (see ``ops.IN_PLACE_MIN_SIZE``).
 The gradients passed in are read, never written. Each update is marked on the
 parameter (``Tensor.mark_modified``), so a tape recorded before the step
 refuses to answer rather than mix old and new values.
+
+``opt.state_dict()`` gives the optimizer's progress (its step count, Adam's
+moments, SGD's velocity) as named arrays, and ``opt.load_state_dict(state)``
+puts it back, so a run saved with its parameters resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -108,6 +112,40 @@ class Optimizer:
     def _update(self, grads: Mapping[str, np.ndarray]) -> None:
         raise NotImplementedError
 
+    def _state_buffers(self) -> dict[str, dict[Any, np.ndarray]]:
+        """The running buffers a resumed run needs, by slot name ("m", "velocity", ...)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The optimizer's progress as named arrays (copies), to save and resume from.
+
+        ``optimizer`` (the class's name), ``steps`` (the step count) and one
+        entry per running buffer and parameter: Adam's ``m.W1``, ``v.W1``, ...,
+        SGD's ``velocity.W1``, ... (with momentum); a list of parameters is
+        keyed by position (``m.0``). Plain arrays, so
+        ``models.checkpoint.save_arrays(path, opt.state_dict())`` writes them
+        and ``opt.load_state_dict(load_arrays(path))`` continues the run.
+        """
+        state = {"optimizer": np.array(self._kind), "steps": np.array(self.steps, dtype=np.int64)}
+        for slot, buffers in self._state_buffers().items():
+            for key, buffer in buffers.items():
+                state[f"{slot}.{key}"] = buffer.copy()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state_dict()``: the step count and buffers are copied in.
+
+        The whole state is checked first (its optimizer, its entries against
+        these parameters and settings, their shapes), so a refused state
+        changes nothing. Hyperparameters (``lr``, ...) stay as constructed.
+        """
+        wanted = {f"{slot}.{key}": buffer for slot, buffers in self._state_buffers().items()
+                  for key, buffer in buffers.items()}
+        steps = _checked_state(self, state, wanted)
+        for name, buffer in wanted.items():
+            np.copyto(buffer, state[name], casting="same_kind")
+        self.steps = steps
+
     def _check(self, grads) -> None:
         """Keys and shapes only: cheap enough to run every step."""
         if not isinstance(grads, (dict, Mapping)):  # dict first: the ABC check is slow
@@ -131,6 +169,30 @@ class Optimizer:
 
     def _buffers(self) -> dict[str, np.ndarray]:
         return {name: np.zeros_like(p.value) for name, p in self.params.items()}
+
+
+def _checked_state(opt: Optimizer, state: Mapping[str, Any], wanted: dict[str, np.ndarray]) -> int:
+    """The step count of ``state``, once it proves to fit ``opt`` and its ``wanted`` buffers."""
+    kind, saved = opt._kind, str(np.asarray(state.get("optimizer", "")))
+    if not saved:
+        raise InputError(f"{kind}.load_state_dict: the state has no 'optimizer' entry; pass "
+                         f"what state_dict() returned")
+    if saved != kind:
+        raise InputError(f"{kind}.load_state_dict: the state was saved by {saved}, not by {kind}")
+    steps = np.asarray(state.get("steps", -1))
+    if steps.shape != () or steps.dtype.kind not in "iu" or steps < 0:
+        raise InputError(f"{kind}.load_state_dict: 'steps' must be a count of steps, got {steps!r}")
+    given = set(state) - {"optimizer", "steps"}
+    if given != set(wanted):
+        raise InputError(
+            f"{kind}.load_state_dict: the state holds {sorted(given)} but {opt!r} with these "
+            f"params keeps {sorted(wanted)}; load it into an optimizer made with the same "
+            f"params and settings")
+    for name, buffer in wanted.items():
+        if np.shape(state[name]) != buffer.shape:
+            raise ShapeError(f"{kind}.load_state_dict: {name!r} has shape {np.shape(state[name])} "
+                             f"but the parameter has shape {buffer.shape}")
+    return int(steps)
 
 
 def _check_hyper(kind: str, name: str, value: float, low: float, high: float = math.inf,
@@ -166,6 +228,9 @@ class SGD(Optimizer):
 
     def __repr__(self) -> str:
         return f"SGD(lr={self.lr:g}, momentum={self.momentum:g}, weight_decay={self.weight_decay:g})"
+
+    def _state_buffers(self) -> dict[str, dict[Any, np.ndarray]]:
+        return {"velocity": self._velocity} if self._velocity is not None else {}
 
     def _update(self, grads) -> None:
         lr, momentum, decay = self.lr, self.momentum, self.weight_decay
@@ -214,6 +279,9 @@ class Adam(Optimizer):
 
     def __repr__(self) -> str:
         return f"Adam(lr={self.lr:g}, betas=({self.betas[0]:g}, {self.betas[1]:g}), eps={self.eps:g})"
+
+    def _state_buffers(self) -> dict[str, dict[Any, np.ndarray]]:
+        return {"m": self._m, "v": self._v}
 
     def _update(self, grads) -> None:
         beta1, beta2 = self.betas

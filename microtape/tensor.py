@@ -167,8 +167,15 @@ def _refuse_while_tracing(what: str, why: str = _BRANCH) -> None:
                          f"traces the function: {why}")
 
 
+# Comparing Tensors is not supported even eagerly (Python then raises TypeError), so
+# the way out is to branch on the value, eagerly.
+_COMPARE = ("the closed form is written once per signature, so a branch on a traced value "
+            "would be baked in for every later call; use compile=False and branch on the "
+            "value (t.value > 0), or pass the deciding value as a Python argument")
+
+
 def _compare_while_tracing(symbol: str):
-    _refuse_while_tracing(f"a comparison ({symbol})")
+    _refuse_while_tracing(f"a comparison ({symbol})", _COMPARE)
     return NotImplemented
 
 

@@ -1,8 +1,8 @@
 """Parameters on disk: .npz archives written atomically and read without pickle.
 
 A checkpoint is a plain numpy .npz: one array per parameter, under its name
-(``W1``, ``b1``, ...), plus any small string entries the network needs to
-rebuild itself (its activation). Loading never unpickles: a file holding
+(``W1``, ``b1``, ...), plus the configuration the network needs to rebuild
+itself (its activation), which ``load`` requires. Loading never unpickles: a file holding
 Python objects is refused, since unpickling runs code from the file. Each
 entry's .npy header (shape, dtype) is checked against the size the archive
 gives it, and against what the caller expects, before any data is read, so a
@@ -21,7 +21,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from microtape.files import file_kind, open_atomic
+from microtape.files import file_kind, make_folder, open_atomic
 
 __all__ = ["CheckpointError", "save_arrays", "load_arrays"]
 
@@ -46,8 +46,10 @@ def save_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Pa
     The archive is written to a temporary file in the same folder and renamed
     over ``path`` only when complete (see ``microtape.files``), so an
     interrupted save leaves either the old file or the new one, never half of
-    one. ``path`` is used exactly as given (no ``.npz`` is appended).
+    one. Missing folders on the way to ``path`` are created. ``path`` is used
+    exactly as given (no ``.npz`` is appended).
     """
+    make_folder(path)
     with open_atomic(path) as f:
         # What np.savez writes, but with the archive closed on every error: numpy 1.x's
         # savez leaves it open after a failed write (a full disk), to fail again when collected.

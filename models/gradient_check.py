@@ -78,7 +78,19 @@ class GradientCheck:
                 f"{r.name:<4} {str(r.shape):<10} {r.tape_vs_closed:>15.1e} {r.tape_vs_numeric:>15.1e} "
                 f"{r.closed_vs_numeric:>17.1e} {f'{r.checked}/{size}':>11}  {'yes' if r.passed else 'NO'}"
             )
+        lines.append(f"ok: tape vs closed <= {EXACT_TOL:g} (the same arithmetic in another order) "
+                     f"and each vs finite <= {NUMERIC_TOL:g} (what differences can resolve)")
         return "\n".join(lines)
+
+    def summary(self) -> str:
+        """The table's verdict in one line: the worst of each comparison, against its bound."""
+        names = ", ".join(r.name for r in self.rows)
+        closed = max((r.tape_vs_closed for r in self.rows), default=0.0)
+        finite = max((max(r.tape_vs_numeric, r.closed_vs_numeric) for r in self.rows), default=0.0)
+        verdict = "passed" if self.passed else "FAILED"
+        return (f"gradient check {verdict} on {names}: worst relative error tape vs closed form "
+                f"{closed:.1e} (limit {EXACT_TOL:g}), vs finite differences {finite:.1e} "
+                f"(limit {NUMERIC_TOL:g})")
 
 
 def check_gradients(net: TwoLayerNet, x: Any, labels: Any, reduction: str = "mean",

@@ -155,7 +155,10 @@ class MLP:
 
     # -- on disk -------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the parameters (and the activation) to an .npz at ``path``, atomically."""
+        """Write the parameters and the activation to an .npz at ``path``, atomically.
+
+        Missing folders on the way to ``path`` are created.
+        """
         arrays = {name: p.value for name, p in self.params.items()}
         return save_arrays(path, {**arrays, "activation": np.array(self.activation)})
 
@@ -164,7 +167,7 @@ class MLP:
         """The network saved at ``path`` by ``save``.
 
         The file is read without pickle; its names, shapes and dtypes must
-        describe a consistent network. Raises FileNotFoundError, or
+        describe a consistent network, and it must record the activation. Raises FileNotFoundError, or
         :class:`~models.checkpoint.CheckpointError` naming the file and the problem.
         """
         # The shapes and dtypes are checked from the headers before any data is read.
@@ -214,7 +217,11 @@ def _check_dtype(kind: str, dtype: Any) -> np.dtype:
 def _read_activation(arrays: dict, path: Any) -> str:
     entry = arrays.pop("activation", None)
     if entry is None:
-        return "sigmoid"  # a bare archive of W/b arrays: the derivation's network
+        # Guessing would load a tanh or relu network as sigmoid without a word.
+        raise CheckpointError(
+            f"{str(path)!r} holds weights but not the network's configuration (an 'activation' "
+            f"entry naming one of {sorted(ACTIVATIONS)}), so it cannot be rebuilt; save with "
+            f"net.save(path), or add the entry: np.savez(path, **arrays, activation='sigmoid')")
     if entry.shape != () or entry.dtype.kind != "U" or str(entry) not in ACTIVATIONS:
         raise CheckpointError(f"{str(path)!r}: entry 'activation' must name one of "
                               f"{sorted(ACTIVATIONS)}, got {entry!r}")

@@ -4,17 +4,18 @@ Trains a TwoLayerNet (the network of models/DERIVATION.md) with mini-batches, sh
 the progress, prints the test accuracy and a gradient-check table (tape vs
 closed form vs finite differences on one batch), and writes to --out:
 
-    params.npz   the trained parameters (TwoLayerNet.load reads them back)
-    loss.png     training loss and accuracy per epoch
-    graph.svg    the computation graph of one batch with its gradients (viz/)
+    params.npz     the trained parameters (TwoLayerNet.load reads them back)
+    optimizer.npz  the optimizer's state (opt.state_dict()), which --resume continues from
+    loss.png       training loss and accuracy per epoch
+    graph.svg      the computation graph of one batch with its gradients (viz/)
 
 After the check it prints the closed form the tape derived for the network
 (``tape.closed_form``): its backward pass as the derivation's equations and
 as the numpy function it generated. ``--compile`` trains with that generated
 code instead of recording every step.
 
-The defaults reach 98.89% test accuracy on the digits (355 of 359) in well
-under a second of training. The same --seed gives bit-identical results.
+The defaults reach 98.89% test accuracy on the digits (355 of 359) after 1,350
+steps. The same --seed gives bit-identical results.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from microtape._install import missing_package
 from microtape.files import open_atomic
 
 from . import data
+from .checkpoint import CheckpointError, load_arrays, save_arrays
 from .fit import History, TrainingError, fit
 from .gradient_check import EXACT_TOL, GradientCheck, check_gradients
 from .two_layer import TwoLayerNet
@@ -108,8 +110,22 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=_seed, default=0,
                         help="seed for the initial weights and the batch order; the data split "
                              "is fixed (default: 0)")
+    _add_run_flags(parser)
+    return parser
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags about how the run goes and where it writes, after those of the training."""
+    parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                        help="the parameters' and the data's dtype while training; the gradient "
+                             "check runs in float64 either way (default: float64)")
     parser.add_argument("--out", type=Path, default=Path("out"), metavar="DIR",
-                        help="folder for params.npz, loss.png and graph.svg (default: ./out)")
+                        help="folder for params.npz, optimizer.npz, loss.png and graph.svg "
+                             "(default: ./out)")
+    parser.add_argument("--resume", action="store_true",
+                        help="start from params.npz and optimizer.npz in --out, written by an "
+                             "earlier run with the same --dataset, --hidden, --optimizer and "
+                             "--dtype, and train --epochs more")
     parser.add_argument("--compile", action="store_true",
                         help="train with the closed form the tape writes for the network (recorded "
                              "once per batch shape, then plain generated numpy) instead of a tape "
@@ -118,8 +134,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="check every op and VJP for NaN or Inf (mt.detect_anomaly); on the "
                              "first, draw it to anomaly.svg in --out and stop")
     parser.add_argument("--quiet", action="store_true",
-                        help="no progress bar or per-epoch lines; only the results")
-    return parser
+                        help="print only the results: the accuracy, the gradient check's verdict "
+                             "and the files written")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -166,30 +182,38 @@ def run(args: argparse.Namespace) -> int:
     _check_memory(args, x_train.shape[1], n_classes, max(len(x_train), len(x_test)))
     out = _prepare_out(args.out)
 
-    net = TwoLayerNet(x_train.shape[1], args.hidden, n_classes, seed=args.seed)
-    if args.optimizer == "sgd":
-        optimizer = mt.optim.SGD(net.params, lr=lr, momentum=args.momentum)
-    else:
-        optimizer = mt.optim.Adam(net.params, lr=lr)
-    print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test examples, "
-          f"{x_train.shape[1]} features, {n_classes} classes")
-    print(f"{net}, {optimizer}, batch size {args.batch_size}, {epochs} epochs, seed {args.seed}")
+    net = TwoLayerNet(x_train.shape[1], args.hidden, n_classes, seed=args.seed, dtype=args.dtype)
+    optimizer = _optimizer(net, args, lr)
+    say = (lambda *lines: None) if args.quiet else print  # --quiet: the results only
+    say(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test examples, "
+        f"{x_train.shape[1]} features, {n_classes} classes")
+    say(f"{net}, {optimizer}, batch size {args.batch_size}, {epochs} epochs, seed {args.seed}")
+    if args.resume:
+        _resume(net, optimizer, out)
+        say(f"resumed from {out / 'params.npz'} and {out / 'optimizer.npz'} after "
+            f"{optimizer.steps} steps")
     history = _train(net, optimizer, args, epochs, (x_train, y_train), (x_test, y_test))
 
     batch = (x_train[:CHECK_BATCH], y_train[:CHECK_BATCH])
     check = check_gradients(net, *batch)
-    print()
-    print(check)
-    print()
-    print(_closed_form(net, *batch))
-    print()
-    written = [_write(out / "params.npz", net.save)]
+    if args.quiet:
+        print(check.summary())
+    else:
+        print(f"\n{check}\n\n{_closed_form(net, *batch)}\n")
+    written = [_write(out / "params.npz", net.save),
+               _write(out / "optimizer.npz", lambda path: save_arrays(path, optimizer.state_dict()))]
     plotted = _plot(history, out / "loss.png", args.dataset)
     if plotted:
         written.append(plotted)
     written.append(_graph(net, *batch, out / "graph.svg"))
     print("wrote " + ", ".join(str(p) for p in written))
     return _verdict(check)
+
+
+def _optimizer(net: TwoLayerNet, args: argparse.Namespace, lr: float) -> mt.optim.Optimizer:
+    if args.optimizer == "sgd":
+        return mt.optim.SGD(net.params, lr=lr, momentum=args.momentum)
+    return mt.optim.Adam(net.params, lr=lr)
 
 
 def _train(net: TwoLayerNet, optimizer: mt.optim.Optimizer, args: argparse.Namespace,
@@ -235,6 +259,21 @@ def _prog() -> str:
     return "microtape-train" if Path(sys.argv[0]).name == "microtape-train" else "python -m models.train"
 
 
+def _resume(net: TwoLayerNet, optimizer: mt.optim.Optimizer, out: Path) -> None:
+    """Put the parameters and the optimizer's state saved in ``out`` into ``net`` and ``optimizer``."""
+    try:
+        saved = TwoLayerNet.load(out / "params.npz")
+        if saved.sizes != net.sizes or saved.dtype != net.dtype:
+            raise CheckpointError(f"{str(out / 'params.npz')!r} holds {saved}, and these flags make "
+                                  f"{net}; give the flags of the run that wrote it")
+        state = load_arrays(out / "optimizer.npz")
+        optimizer.load_state_dict(state)
+    except (OSError, CheckpointError, mt.InputError, mt.ShapeError) as e:
+        raise _Failure(f"--resume: {e}") from None
+    for name, p in net.params.items():
+        p.value[...] = saved.params[name].value  # in place: the optimizer holds these Tensors
+
+
 def _prepare_out(out: Path) -> Path:
     """Create --out and prove it writable before spending time on training."""
     try:
@@ -266,7 +305,7 @@ def _check_memory(args: argparse.Namespace, n_in: int, n_out: int, n_rows: int) 
     params = n_in * args.hidden + args.hidden + args.hidden * n_out + n_out
     state = 2 if args.optimizer == "adam" else 1  # moment buffers per parameter
     # values, gradients and optimizer state, plus the hidden layer of a whole-set accuracy pass
-    need = 8 * ((2 + state) * params + 3 * n_rows * args.hidden)
+    need = np.dtype(args.dtype).itemsize * ((2 + state) * params + 3 * n_rows * args.hidden)
     if need > limit:
         raise _BadFlag(f"argument --hidden: {args.hidden} hidden units need about {_bytes(need)} "
                        f"of memory to train, and this machine has {_bytes(limit)}")

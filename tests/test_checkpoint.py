@@ -105,7 +105,8 @@ def test_a_zip_bomb_entry_is_refused_before_unpacking(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint, "SMALL_ENTRY", 2**20)  # so that the test stays small
     zeros = np.zeros((1000, 1000))
     path = archive(tmp_path / "bomb.npz", {"W1": npy(zeros.shape, zeros.dtype), "b1": npy((1000,), "<f8"),
-                                           "W2": npy((1000, 2), "<f8"), "b2": npy((2,), "<f8")},
+                                           "W2": npy((1000, 2), "<f8"), "b2": npy((2,), "<f8"),
+                                           "activation": npy((), "<U7", np.array("sigmoid").tobytes())},
                    compression=zipfile.ZIP_DEFLATED)
     with pytest.raises(CheckpointError, match=r"entry 'W1' would unpack .* into 8.0 MB"):
         TwoLayerNet.load(path)
@@ -175,3 +176,25 @@ def test_saving_refuses_object_arrays(tmp_path):
     with pytest.raises(ValueError, match="pickle"):
         checkpoint.save_arrays(tmp_path / "objects.npz", {"W1": np.array([{"a": 1}], dtype=object)})
     assert os.listdir(tmp_path) == []
+
+
+def test_save_creates_the_folders_it_needs(tmp_path):
+    net = MLP((3, 4, 2), activation="tanh", seed=0)
+    path = net.save(tmp_path / "ckpt" / "run1" / "mlp.npz")
+    assert MLP.load(path).activation == "tanh"
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        net.save(blocker / "mlp.npz")
+
+
+def test_a_file_without_the_networks_configuration_is_refused(tmp_path):
+    # A tanh network's weights, saved without its activation: loading it as sigmoid
+    # would give another network silently.
+    net = MLP((3, 4, 2), activation="tanh", seed=0)
+    path = tmp_path / "bare.npz"
+    np.savez(path, **{name: p.value for name, p in net.params.items()})
+    for kind in (MLP, TwoLayerNet):
+        with pytest.raises(CheckpointError, match="not the network's configuration") as info:
+            kind.load(path)
+        assert "'activation'" in str(info.value) and "net.save(path)" in str(info.value)

@@ -418,7 +418,7 @@ def test_fit_with_compile_trains_to_the_same_parameters():
 def test_the_training_command_prints_the_closed_form_and_takes_compile(tmp_path, capsys):
     from models.train import main
 
-    assert main(["--dataset", "spirals", "--epochs", "2", "--hidden", "8", "--quiet", "--compile",
+    assert main(["--dataset", "spirals", "--epochs", "2", "--hidden", "8", "--compile",
                  "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "    delta1 = (delta2 W2ᵀ) ∘ h ∘ (1 − h)\n" in out

@@ -5,9 +5,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import math
+
 import numpy as np
 import pytest
 
+import microtape as mt
 from microtape.gradient_checking import central_differences, relative_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +42,37 @@ def test_relative_error_is_scaled_by_the_larger_gradient():
     assert relative_error([2.0, 0.0], [1.0, 0.0]) == pytest.approx(0.5)
     assert relative_error([], []) == 0.0
     assert relative_error([0.0], [0.0]) == 0.0
+    assert math.isnan(relative_error([1.0, np.nan], [1.0, 2.0]))
+    assert math.isnan(relative_error([np.nan], [np.nan]))
+
+
+def test_a_passing_report_never_shows_an_error_that_reads_as_a_failure():
+    # Gradients near zero: tape and differences differ by ~1e-10, a large *relative*
+    # error on those elements, yet far inside atol. The table's one number is the verdict.
+    x = np.array([0.0, 1e-9, 2.0])
+    report = mt.gradcheck(lambda x: mt.sum(x ** 3), [x])
+    (check,) = report.inputs
+    assert check.passed and check.max_rel_error > 1e-3 and check.tolerance_used < 1
+    text = str(report)
+    header, row = text.splitlines()[:2]
+    assert "worst |error| / tolerance" in header and header.endswith("passed")
+    assert "rel" not in text and f"{check.tolerance_used:.2g}" in row and row.endswith("yes")
+    assert "a worst |error| / tolerance of at most 1 passes" in text
+
+
+def test_a_function_that_is_nan_is_reported_as_nan():
+    with pytest.raises(mt.GradcheckError) as info:
+        mt.gradcheck(lambda w: mt.sum(w * np.nan), [np.ones(3)])
+    message = str(info.value)
+    assert "relative error:  nan" in message and "NaN is never within the tolerance" in message
+    report = mt.GradcheckReport(inputs=[])
+    from microtape.gradcheck_report import compare_elements
+    check = compare_elements("w", (2,), np.arange(2), np.array([1.0, 0.0]),
+                             np.array([1.0, np.nan]), 1e-5, 1e-8)
+    report.inputs.append(check)
+    assert not check.passed and check.worst_index == (1,)
+    assert math.isnan(check.max_rel_error) and math.isnan(check.tolerance_used)
+    assert math.isnan(report.max_rel_error) and "nan" in str(report)
 
 
 def _defines_differences(path: Path) -> list[str]:

@@ -214,3 +214,73 @@ def test_step_without_grads_needs_backward_first():
     opt = mt.optim.Adam([mt.Tensor(np.zeros(2), name="w")])
     with pytest.raises(ValueError, match=r"params \[0\] have no .grad; call tape.backward"):
         opt.step()
+
+
+# -- resuming -------------------------------------------------------------------------------
+
+def _run(opt, params, steps):
+    for _ in range(steps):
+        with mt.Tape() as tape:
+            loss = quadratic(params["w"]) + mt.sum(params["u"] * params["u"])
+        opt.step(tape.gradient(loss, params))
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: mt.optim.Adam(p, lr=0.05),
+    lambda p: mt.optim.SGD(p, lr=0.1, momentum=0.9),
+    lambda p: mt.optim.SGD(p, lr=0.1),
+])
+def test_a_run_saved_and_resumed_takes_the_same_steps_as_one_run(make, tmp_path):
+    from models.checkpoint import load_arrays, save_arrays
+
+    def fresh():
+        return {"w": mt.Tensor(np.zeros(4)), "u": mt.Tensor(np.ones((2, 3)))}
+
+    straight = fresh()
+    _run(make(straight), straight, 10)
+
+    first = fresh()
+    opt = make(first)
+    _run(opt, first, 4)
+    save_arrays(tmp_path / "opt.npz", opt.state_dict())
+    resumed = {k: mt.Tensor(v.value.copy()) for k, v in first.items()}
+    again = make(resumed)
+    again.load_state_dict(load_arrays(tmp_path / "opt.npz"))
+    assert again.steps == 4
+    _run(again, resumed, 6)
+    for k in straight:
+        np.testing.assert_array_equal(resumed[k].value, straight[k].value)
+
+
+def test_state_dict_names_its_entries_and_copies():
+    params = [mt.Tensor(np.zeros(2)), mt.Tensor(np.zeros((2, 2)))]
+    opt = mt.optim.Adam(params, lr=0.1)
+    opt.step([np.ones(2), np.ones((2, 2))])
+    state = opt.state_dict()
+    assert sorted(state) == ["m.0", "m.1", "optimizer", "steps", "v.0", "v.1"]
+    assert str(state["optimizer"]) == "Adam" and int(state["steps"]) == 1
+    np.testing.assert_allclose(state["m.0"], 0.1)          # (1 − β1) g
+    state["m.0"][:] = 5                                     # a copy: the optimizer keeps its own
+    assert opt.state_dict()["m.0"][0] == pytest.approx(0.1)
+    sgd = mt.optim.SGD({"w": mt.Tensor(np.zeros(3))}, lr=0.1, momentum=0.5)
+    assert sorted(sgd.state_dict()) == ["optimizer", "steps", "velocity.w"]
+
+
+def test_a_state_that_does_not_fit_is_refused_and_changes_nothing():
+    w = {"w": mt.Tensor(np.zeros(3))}
+    adam = mt.optim.Adam(w, lr=0.1)
+    adam.step({"w": np.ones(3)})
+    before = adam.state_dict()
+    sgd_state = mt.optim.SGD(w, lr=0.1, momentum=0.9).state_dict()
+    with pytest.raises(mt.InputError, match="saved by SGD, not by Adam"):
+        adam.load_state_dict(sgd_state)
+    with pytest.raises(mt.InputError, match="no 'optimizer' entry"):
+        adam.load_state_dict({"m.w": np.zeros(3)})
+    plain = mt.optim.SGD(w, lr=0.1)   # no momentum: no velocity to take
+    with pytest.raises(mt.InputError, match=r"holds \['velocity.w'\] but .* keeps \[\]"):
+        plain.load_state_dict(sgd_state)
+    wrong = {**before, "v.w": np.zeros(4), "m.w": np.full(3, 7.0)}
+    with pytest.raises(mt.ShapeError, match=r"'v.w' has shape \(4,\)"):
+        adam.load_state_dict(wrong)
+    for name, value in adam.state_dict().items():
+        np.testing.assert_array_equal(value, before[name])

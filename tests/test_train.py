@@ -210,7 +210,7 @@ def test_gradient_check_table(digits):
 def test_command_runs_end_to_end(tmp_path):
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "models.train", "--epochs", "3", "--quiet", "--out", str(out)],
+        [sys.executable, "-m", "models.train", "--epochs", "3", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
@@ -247,7 +247,7 @@ def test_command_stops_a_diverging_run(tmp_path):
 
 def test_command_in_anomaly_mode_draws_the_anomaly_and_exits_1(tmp_path, monkeypatch, capsys):
     import models.train
-    monkeypatch.setattr(models.train, "TwoLayerNet", lambda *sizes, seed: _broken_net(*sizes))
+    monkeypatch.setattr(models.train, "TwoLayerNet", lambda *sizes, seed, dtype: _broken_net(*sizes))
     assert main(["--dataset", "spirals", "--hidden", "4", "--epochs", "1", "--quiet",
                  "--detect-anomaly", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
@@ -264,11 +264,55 @@ def test_command_in_anomaly_mode_draws_the_anomaly_and_exits_1(tmp_path, monkeyp
 
 def test_command_on_spirals_with_adam(tmp_path, capsys):
     assert main(["--dataset", "spirals", "--optimizer", "adam", "--epochs", "5", "--hidden", "8",
-                 "--quiet", "--out", str(tmp_path)]) == 0
+                 "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "spirals: 480 training and 120 test examples, 2 features, 3 classes" in out
     assert "Adam(lr=0.01, betas=(0.9, 0.999), eps=1e-08)" in out
     assert TwoLayerNet.load(tmp_path / "params.npz").sizes == (2, 8, 3)
+
+
+def test_quiet_prints_only_the_result_lines(tmp_path, capsys):
+    assert main(["--dataset", "spirals", "--epochs", "2", "--hidden", "8", "--quiet",
+                 "--out", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("test accuracy: ")
+    assert lines[1].startswith("gradient check passed on W1, b1, W2, b2, x: worst relative error")
+    assert lines[2].startswith("wrote ") and "params.npz" in lines[2]
+
+
+def test_dtype_float32_trains_in_float32(tmp_path, capsys):
+    assert main(["--dataset", "spirals", "--epochs", "2", "--hidden", "8", "--dtype", "float32",
+                 "--out", str(tmp_path)]) == 0
+    assert "dtype=float32" in capsys.readouterr().out
+    assert TwoLayerNet.load(tmp_path / "params.npz").dtype == np.float32
+    with pytest.raises(SystemExit):
+        main(["--dtype", "float16"])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_resume_continues_a_run_where_it_stopped(tmp_path, capsys, optimizer):
+    flags = ["--dataset", "spirals", "--hidden", "8", "--optimizer", optimizer, "--quiet"]
+    assert main([*flags, "--epochs", "1", "--out", str(tmp_path / "a")]) == 0
+    saved = mt.optim.SGD if optimizer == "sgd" else mt.optim.Adam
+    from models.checkpoint import load_arrays
+    state = load_arrays(tmp_path / "a" / "optimizer.npz")
+    assert str(state["optimizer"]) == saved.__name__ and int(state["steps"]) == 15
+    assert main([*flags, "--epochs", "1", "--resume", "--out", str(tmp_path / "a")]) == 0
+    assert int(load_arrays(tmp_path / "a" / "optimizer.npz")["steps"]) == 30
+    # The same as training the two epochs by hand, with the batch order starting over.
+    x_train, y_train, x_test, y_test = stratified_split(*spirals(200, 3, seed=0), 0.2, seed=0)
+    net = TwoLayerNet(2, 8, 3, seed=0)
+    opt = (mt.optim.SGD(net.params, lr=0.5, momentum=0.9) if optimizer == "sgd"
+           else mt.optim.Adam(net.params, lr=0.01))
+    for _ in range(2):
+        fit(net, opt, x_train, y_train, epochs=1, batch_size=32, seed=0)
+    resumed = TwoLayerNet.load(tmp_path / "a" / "params.npz")
+    for name, p in net.params.items():
+        np.testing.assert_array_equal(resumed.params[name].value, p.value)
+    capsys.readouterr()
+    assert main([*flags, "--epochs", "1", "--resume", "--out", str(tmp_path / "none")]) == 1
+    assert "--resume: [Errno 2] no such checkpoint file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -1,7 +1,7 @@
 """``make bench``: one SGD step of the derivation's network, microtape against numpy.
 
     python -m tests.benchmarks.bench                  # the full run (a few minutes)
-    python -m tests.benchmarks.bench --quick          # a rough look (seconds)
+    python -m tests.benchmarks.bench --quick          # a rough look (seconds): one short table
     python -m tests.benchmarks.bench --profile tiny   # cProfile of the tape's step
 
 In one process, and interleaved over rounds, it times one training step
@@ -58,6 +58,7 @@ class Options:
     chain_budget: int
     memory_size: str | None
     out: Path
+    quick: bool = False
 
 
 def parse(argv: list[str] | None) -> tuple[Options, str | None]:
@@ -117,16 +118,18 @@ def parse(argv: list[str] | None) -> tuple[Options, str | None]:
         chains=a.chains or ([1000, 10_000] if a.quick else [1000, 10_000, 100_000]),
         chain_budget=20_000 if a.quick else 300_000,
         memory_size=None if a.memory_size == "none" else a.memory_size,
-        out=a.out,
+        out=a.out, quick=a.quick,
     )
     return options, a.profile
 
 
 _START = time.perf_counter()
+_QUIET = [False]  # --quick: its table is the whole output, without the progress lines
 
 
-def log(message: str) -> None:
-    print(f"[{time.perf_counter() - _START:5.1f} s] {message}", file=sys.stderr, flush=True)
+def log(message: str, always: bool = False) -> None:
+    if always or not _QUIET[0]:
+        print(f"[{time.perf_counter() - _START:5.1f} s] {message}", file=sys.stderr, flush=True)
 
 
 # -- the measurements --------------------------------------------------------------
@@ -443,12 +446,34 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
     return "\n".join(md) + "\n"
 
 
+def quick_table(options: Options, steps: list[StepResult]) -> str:
+    """--quick's output: each contender's median step beside numpy's, one row per size and dtype.
+
+    Rounds this short measure the machine's mood as much as the code, so no goal
+    is judged here; the full report, with the goals, is written to ``options.out``.
+    """
+    names = list(dict.fromkeys(name for res in steps for name in res.timings))
+    rows = []
+    for res in steps:
+        base = res.timings["numpy"].median
+        cells = [fmt_time(base) if name == "numpy" else
+                 f"{fmt_time(res.timings[name].median)} ({res.timings[name].median / base:.2f}x)"
+                 if name in res.timings else "" for name in names]
+        rows.append([f"{res.size} {SIZES[res.size]}", res.dtype, *cells])
+    header = ["size (N, in, hidden, out)", "dtype", *(contenders.LABELS.get(n, n) for n in names)]
+    return "\n".join([
+        f"One SGD step, median of {options.rounds} short rounds, and its ratio to numpy's closed "
+        f"form: a rough look, not a measurement (make bench measures and judges the goals).", "",
+        *table(header, rows), "", f"Full report: {options.out}"])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     options, profile_size = parse(argv)
     if profile_size:
         print(profile(profile_size, options.dtypes[0]))
         return 0
+    _QUIET[0] = options.quick
     found, missing = contenders.load(options.contenders)
 
     start = time.perf_counter()
@@ -457,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         built, worst = build_and_check(options, found)
     except agreement.DisagreementError as e:
-        log(f"error: {e}")
+        log(f"error: {e}", always=True)
         return 1
     steps = time_steps(options, built)
     del built
@@ -474,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
                   time.perf_counter() - start, watch.shares())
     options.out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(options.out, text)
-    print(text)
+    print(quick_table(options, steps) if options.quick else text)
     log(f"wrote {options.out}")
     return 0
 

@@ -16,6 +16,7 @@ import numpy as np
 from ..naming import TapeNames, identifier, operands
 from ..tensor import Tensor
 from .context import Context, literal
+from .derive import Derived, derive
 from .ir import Stmt
 
 
@@ -43,9 +44,11 @@ def _held(x: Any, view: TapeNames, consts: dict) -> str:
     return name
 
 
-def lower_forward(view: TapeNames, args: dict[str, Any], consts: dict) -> tuple[list[Stmt], dict]:
-    """One statement per node of the view; also each node's template context, by node id."""
-    stmts, contexts = [], {}
+def lower_forward(view: TapeNames, args: dict[str, Any], consts: dict
+                  ) -> tuple[list[Stmt], dict, dict]:
+    """One statement per node of the view; also, by node id, each node's template context
+    and its VJPs recorded from its grads (derive.py), {input index: Derived}."""
+    stmts, contexts, derived = [], {}, {}
     for node in view.nodes:
         texts = operand_texts(node, view, args, consts)
         out = view.of(node.output)
@@ -53,13 +56,27 @@ def lower_forward(view: TapeNames, args: dict[str, Any], consts: dict) -> tuple[
         saved = {k: view.fresh(k) for k in (code.saved if code else ())}
         temps = {k: view.fresh(k) for k in (code.temps if code else ())}
         c = Context(node, texts, out, saved, temps, consts, view)
-        if code is not None and (code.when is None or code.when(c)):
+        vjps = _derived(node) if code is not None and (code.when is None or code.when(c)) else None
+        if vjps is not None:
             stmt = _templated(node, c, texts, out)
+            derived[id(node)] = vjps
         else:
             stmt = _called(node, view, texts, out, consts)
         contexts[id(node)] = c
         stmts.append(stmt)
-    return stmts, contexts
+    return stmts, contexts, derived
+
+
+def _derived(node: Any) -> dict[int, Derived] | None:
+    """Each differentiable input's VJP, recorded from the op's grads; None if one cannot be."""
+    found = {}
+    for i, x in enumerate(node.inputs):
+        if isinstance(x, Tensor) and i < len(node.vjps) and node.vjps[i] is not None:
+            d = derive(node, i)
+            if d is None:
+                return None
+            found[i] = d
+    return found
 
 
 def _templated(node: Any, c: Context, texts: list[str], out: str) -> Stmt:

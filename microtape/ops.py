@@ -24,7 +24,7 @@ import numpy as np
 
 from .validation import broadcast_hint, check_labels, matmul_hint, reshape_hint
 from .errors import InputError, ShapeError
-from .primitive import NEGATION_BINDS, POWER_BINDS, PRODUCT_BINDS, Code, primitive
+from .primitive import ATOM, NEGATION_BINDS, POWER_BINDS, PRODUCT_BINDS, Code, primitive
 from .tensor import Tensor
 
 _THIS_MODULE = sys.modules[__name__]  # the ops as a namespace like numpy's, for _einsum_vjp
@@ -152,7 +152,8 @@ def add(a, b):
 
 
 @primitive("dA = G ∘ S ∘ (1 − S)  (from the saved output S)",
-           code=Code(lambda c: _sigmoid_code(c), math="σ({A})", tight=("fast", "textbook"),
+           code=Code(lambda c: _sigmoid_code(c), math="σ({A})", binds=PRODUCT_BINDS,
+                     math_binds=ATOM, tight=("fast", "textbook"),
                      fast_vjps=(lambda c: _sigmoid_vjp_code(c),)),
            grads=(lambda g, c, a: mul(mul(g, c), sub(1.0, c)),))
 def sigmoid(a):
@@ -218,7 +219,8 @@ def _exp_cap(dtype: np.dtype) -> np.ndarray:
 
 
 @primitive("dv = G (ŷ − y)  (÷ N for the mean; ŷ = softmax(v) saved by the forward pass)",
-           code=Code(lambda c: _loss_code(c), math="J({A}, {B})", tight=("fast", "textbook", "maths"), when=lambda c: c.ndims[0] == 2,
+           code=Code(lambda c: _loss_code(c), math="J({A}, {B})", binds=PRODUCT_BINDS,
+                     math_binds=ATOM, tight=("fast", "textbook", "maths"), when=lambda c: c.ndims[0] == 2,
                      saved=("yhat", "picks"), temps=("top", "z", "rest", "rows", "e"),
                      fast_vjps=(lambda c: _loss_vjp_code(c), None)),
            grads=(lambda g, c, v, y, reduction="mean": _loss_grad(g, v, y, reduction), None))
@@ -483,6 +485,7 @@ def sum(a, axis=None, keepdims=False):
 
 @primitive("dA = G / n copied along the averaged axes (n elements per mean)",
            code=Code(lambda c: _mean_code(c), math=lambda c: _sum_math(c, "mean"),
+                     binds=PRODUCT_BINDS, math_binds=ATOM,
                      tight=("textbook", "maths")),
            grads=(lambda g, c, a, axis=None, keepdims=False:
                   _expand_in_ops(div(g, _size(a) // max(c.size, 1) if _size(a) else 1), a, axis,

@@ -257,7 +257,8 @@ class Code:
     templates (closed_form/derive.py), so the code and the equation of each VJP
     come from its one spelling. ``binds`` says how tightly the forward
     expression binds (``operator`` sets it for ``A op B``; calls and names
-    bind tightest, ``ATOM``); ``tight`` names the printings ("fast",
+    bind tightest, ``ATOM``), and ``math_binds`` how tightly its maths does
+    where that differs (σ(A) is one symbol, its code a quotient); ``tight`` names the printings ("fast",
     "textbook", "maths") in which an operand sits next to ``.``, ``[``, a
     unary minus or words, so that a compound one needs parentheses.
 
@@ -278,11 +279,12 @@ class Code:
     afterwards.
     """
 
-    __slots__ = ("forward", "math", "binds", "tight", "fast_vjps", "name", "when", "view",
-                 "saved", "temps", "operator")
+    __slots__ = ("forward", "math", "binds", "math_binds", "tight", "fast_vjps", "name", "when",
+                 "view", "saved", "temps", "operator")
 
     def __init__(self, forward: str | Callable, *vjps: Any, math: str | Callable | None = None,
-                 binds: int | None = None, tight: tuple[str, ...] = (),
+                 binds: int | None = None, math_binds: int | None = None,
+                 tight: tuple[str, ...] = (),
                  fast_vjps: tuple[str | Callable | None, ...] = (), name: str | None = None,
                  when: Callable | None = None, view: bool = False, saved: tuple[str, ...] = (),
                  temps: tuple[str, ...] = (), operator: str | None = None) -> None:
@@ -294,6 +296,7 @@ class Code:
         self.forward = forward
         self.math = math
         self.binds = binds if binds is not None else _OPERATOR_BINDS.get(operator, ATOM)
+        self.math_binds = self.binds if math_binds is None else math_binds
         self.tight = tight
         self.fast_vjps = fast_vjps
         self.name = name

@@ -17,6 +17,7 @@ from .backward import Backward
 from .ir import Program
 from .lower import lower_forward
 from .passes import aliases, frees, in_place, spare, unused
+from .plan import vjp_path
 
 _COUNT = itertools.count(1)
 
@@ -33,7 +34,8 @@ def lower(nodes: Sequence[Any], target: Tensor, sources: list[Tensor], names: An
     view = TapeNames(ancestors(nodes, target, end), target, names, everything=True)
     args: dict[str, Any] = {}
     consts: dict[str, Any] = {}
-    forward, contexts, derived = lower_forward(view, args, consts)
+    live, _ = vjp_path(view.nodes, set(map(id, sources)), target)
+    forward, contexts, derived = lower_forward(view, args, consts, live)
     if view.is_leaf(target):
         args.setdefault(view.of(target), target)
     back = Backward(view, {id(s.node): s for s in forward}, contexts, sources, derived, consts,

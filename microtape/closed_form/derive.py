@@ -119,7 +119,7 @@ class Writer:
             if maths:
                 text = c.render(code.math) if code.math else f"{sub.op.name}({', '.join(texts)})"
                 named = sub.output.name  # a name the grads gave it (ŷ): the derivation's symbol
-                exprs[id(sub.output)] = (named, ATOM) if named else (text, code.binds)
+                exprs[id(sub.output)] = (named, ATOM) if named else (text, code.math_binds)
                 continue
             c.textbook = textbook
             made = c.render(code.forward)
@@ -145,11 +145,12 @@ class Writer:
                  maths: bool) -> str:
         """Input j of an op as its template reads it, in parentheses where it binds too loosely."""
         text, binds = exprs.get(id(x)) or self._atom(x, exprs, textbook, maths)
+        outer = code.math_binds if maths else code.binds
         if binds >= ATOM:
             return text
-        if code.binds >= ATOM:
+        if outer >= ATOM:
             return f"({text})" if tight else text
-        if binds < code.binds or binds == code.binds and (j > 0 or binds == POWER_BINDS):
+        if binds < outer or binds == outer and (j > 0 or binds == POWER_BINDS):
             return f"({text})"
         return text
 

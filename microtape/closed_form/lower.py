@@ -44,10 +44,11 @@ def _held(x: Any, view: TapeNames, consts: dict) -> str:
     return name
 
 
-def lower_forward(view: TapeNames, args: dict[str, Any], consts: dict
+def lower_forward(view: TapeNames, args: dict[str, Any], consts: dict, live: set[int]
                   ) -> tuple[list[Stmt], dict, dict]:
     """One statement per node of the view; also, by node id, each node's template context
-    and its VJPs recorded from its grads (derive.py), {input index: Derived}."""
+    and its VJPs recorded from its grads (derive.py), {input index: Derived}, for the
+    inputs in ``live`` (those that depend on a source)."""
     stmts, contexts, derived = [], {}, {}
     for node in view.nodes:
         texts = operand_texts(node, view, args, consts)
@@ -56,7 +57,7 @@ def lower_forward(view: TapeNames, args: dict[str, Any], consts: dict
         saved = {k: view.fresh(k) for k in (code.saved if code else ())}
         temps = {k: view.fresh(k) for k in (code.temps if code else ())}
         c = Context(node, texts, out, saved, temps, consts, view)
-        vjps = _derived(node) if code is not None and (code.when is None or code.when(c)) else None
+        vjps = _derived(node, live) if code is not None and (code.when is None or code.when(c)) else None
         if vjps is not None:
             stmt = _templated(node, c, texts, out)
             derived[id(node)] = vjps
@@ -67,11 +68,11 @@ def lower_forward(view: TapeNames, args: dict[str, Any], consts: dict
     return stmts, contexts, derived
 
 
-def _derived(node: Any) -> dict[int, Derived] | None:
-    """Each differentiable input's VJP, recorded from the op's grads; None if one cannot be."""
+def _derived(node: Any, live: set[int]) -> dict[int, Derived] | None:
+    """Each live input's VJP, recorded from the op's grads; None if one cannot be."""
     found = {}
     for i, x in enumerate(node.inputs):
-        if isinstance(x, Tensor) and i < len(node.vjps) and node.vjps[i] is not None:
+        if id(x) in live and isinstance(x, Tensor) and node.vjps[i] is not None:
             d = derive(node, i)
             if d is None:
                 return None

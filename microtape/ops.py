@@ -352,7 +352,7 @@ def mul(a, b):
            broadcasts=True, explain=broadcast_hint,
            code=Code("{A} / {B}", math="{A} / {B}", operator="/"),
            grads=(lambda g, c, a, b: unbroadcast(div(g, b), _shape(a)),
-                  lambda g, c, a, b: unbroadcast(neg(div(mul(g, c), b)), _shape(b))))
+                  lambda g, c, a, b: unbroadcast(div(mul(neg(g), c), b), _shape(b))))
 def div(a, b):
     """Elementwise quotient C = A / B with broadcasting."""
     c = np.divide(a, b)
@@ -371,7 +371,7 @@ def neg(a):
            broadcasts=True, explain=broadcast_hint,
            # The hand VJPs keep 0^0 exact on any values the closed form is called on
            # (np.where); the grads branch on the traced values instead.
-           code=Code("{A} ** {B}", math="{A}^{B}", binds=POWER_BINDS,
+           code=Code("{A} ** {B}", math=lambda c: _power_math(c), binds=POWER_BINDS,
                      fast_vjps=(lambda c: _pow_base_code(c), lambda c: _pow_exponent_code(c))),
            grads=(lambda g, c, a, p: _pow_base_grad(g, a, p),
                   lambda g, c, a, p: _pow_exponent_grad(g, c, a, p)))
@@ -392,6 +392,12 @@ def pow(a, p):
         return unbroadcast(g * c * np.log(base), np.shape(p))
 
     return c, (da, dp)
+
+
+def _power_math(c) -> str:
+    """A^p, with a square written A²."""
+    p = c.values[1]
+    return f"{c.A}²" if isinstance(p, (int, float)) and p == 2 else f"{c.A}^{c.B}"
 
 
 def _pow_base_grad(g, a, p):
@@ -438,14 +444,14 @@ def log(a):
 
 @primitive("dA = G ∘ (1 − T²)  (from the saved output T)",
            code=Code("np.tanh({A})", math="tanh({A})", fast_vjps=(lambda c: _tanh_vjp_code(c),)),
-           grads=(lambda g, c, a: mul(g, sub(1.0, mul(c, c))),))
+           grads=(lambda g, c, a: mul(g, sub(1.0, pow(c, 2))),))
 def tanh(a):
     """T = tanh(A)."""
     t = np.tanh(a)
     return t, (lambda g: g * (1.0 - t * t),)
 
 
-@primitive("dA = G ∘ [A > 0]",
+@primitive("dA = G ∘ [C > 0]",
            # The boolean mask is cheaper than is_positive's float one.
            code=Code("np.maximum({A}, 0)", math="max({A}, 0)", fast_vjps=("{G} * ({C} > 0)",)),
            grads=(lambda g, c, a: mul(g, is_positive(c)),))

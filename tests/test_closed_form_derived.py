@@ -8,6 +8,8 @@ works everywhere: eagerly, differentiated again and in the closed form.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -75,7 +77,7 @@ def test_without_fast_vjps_the_two_layer_code_is_its_grads_and_the_equations_do_
 
 @pytest.mark.parametrize("op, expected", [
     (lambda x: mt.sigmoid(x), "dx = G ∘ sigmoid ∘ (1 − sigmoid)"),
-    (lambda x: mt.div(1.0, x), "dx = −(G ∘ div / x)"),
+    (lambda x: mt.div(1.0, x), "dx = −G ∘ div / x"),
     (lambda x: mt.mul(mt.exp(x), x), None),
 ])
 def test_each_equation_is_its_grads_printed_with_the_forward_maths(op, expected):
@@ -140,3 +142,34 @@ def test_a_forward_that_returns_its_output_alone_needs_grads():
 def test_vjp_templates_after_the_forward_are_refused_with_what_to_do():
     with pytest.raises(TypeError, match="derives each VJP from the op's grads="):
         mt.Code("np.log({A})", "{G} / {A}")
+
+
+# -- the formula strings ----------------------------------------------------------------
+
+# The letter each formula gives the op's output (the derivation's S and T).
+OUTPUT_LETTER = {"sigmoid": "S", "tanh": "T"}
+FORMULA_OPS = {
+    "matmul": ((3, 4), (4, 2)), "add": ((3, 4), (3, 4)), "sub": ((3, 4), (3, 4)),
+    "mul": ((3, 4), (3, 4)), "div": ((3, 4), (3, 4)), "neg": ((3, 4),), "exp": ((3, 4),),
+    "log": ((3, 4),), "tanh": ((3, 4),), "sigmoid": ((3, 4),), "relu": ((3, 4),),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORMULA_OPS))
+def test_each_formula_is_its_grads_printed_with_generic_names(name):
+    """The docstring formula (dA = ..., before its note) is what the op's grads print as."""
+    from microtape.closed_form.derive import Writer, derive
+    op = getattr(mt, name)
+    rng = np.random.default_rng(0)
+    inputs = [mt.Tensor(rng.uniform(0.5, 2.0, size=shape), name=letter)
+              for shape, letter in zip(FORMULA_OPS[name], "AB")]
+    with mt.Tape() as tape:
+        op(*inputs, name="C")
+    (node,) = tape.nodes
+    formulas = dict(re.findall(r"d([A-Z]) = (.*?)(?:,  |  \(|$)", op.formula))
+    assert sorted(formulas) == ["AB"[i] for i in range(len(inputs))]
+    for i, x in enumerate(inputs):
+        outer = {id(node.output): "C", **{id(t): t.name for t in inputs}}
+        printed = Writer(derive(node, i), outer, "", None, {}).maths("G", False)
+        expected = formulas[x.name].replace(OUTPUT_LETTER.get(name, "C"), "C")
+        assert printed == expected, (name, x.name)

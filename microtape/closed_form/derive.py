@@ -112,15 +112,16 @@ class Writer:
             where = "maths" if maths else "textbook" if textbook else "fast"
             texts = [self._operand(x, exprs, code, j, where == code.tight or where in code.tight,
                                    textbook, maths) for j, x in enumerate(sub.inputs)]
-            last = sub.output is d.result
-            out = self.target if last else self._name(k, sub.op.name)
-            c = Context(sub, texts, out, {}, {key: self._name((k, key), key) for key in code.temps},
-                        self.consts, self.view)
             if maths:
+                c = Context(sub, texts, "", {}, {}, {}, self.view)
                 text = c.render(code.math) if code.math else f"{sub.op.name}({', '.join(texts)})"
                 named = sub.output.name  # a name the grads gave it (ŷ): the derivation's symbol
                 exprs[id(sub.output)] = (named, ATOM) if named else (text, code.math_binds)
                 continue
+            last = sub.output is d.result
+            out = self.target if last else self._name(k, sub.op.name)
+            c = Context(sub, texts, out, {}, {key: self._name((k, key), key) for key in code.temps},
+                        self.consts, self.view)
             c.textbook = textbook
             made = c.render(code.forward)
             self.read |= {r for r in c.read if r.isidentifier()}

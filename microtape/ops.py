@@ -2,18 +2,25 @@
 
 Notation is models/DERIVATION.md's: ``G`` is the gradient of the output (same shape
 as the output), ``dA`` the gradient passed to input ``A``, ``∘`` the
-elementwise product. Each forward returns ``(output, vjps)`` with one VJP per
-positional argument (None where that argument gets no gradient). VJPs reuse
-what the forward computed and never write into an array they did not create,
-so a tape can be asked twice.
+elementwise product.
 
-Each op also spells its VJPs in these same ops (``grads=``, see primitive.py),
-reading the recorded output ``C`` as a Tensor: ``tape.gradient(...,
-create_graph=True)`` runs those, so the backward pass is recorded and can be
-differentiated again. The numpy VJPs stay the fast eager path;
-tests/test_higher_order.py holds the two spellings to each other on every op
-case. ``broadcast_to`` and ``scatter_add`` exist for the ops spelling: they are
-the adjoints of a sum and of getitem.
+Each op's VJPs are written once, in these same ops (``grads=``, see
+primitive.py), reading the recorded output ``C`` as a Tensor:
+``tape.gradient(..., create_graph=True)`` runs them, so the backward pass is
+recorded and can be differentiated again, and the closed form prints them
+with each op's forward template (``Code``), so its code and equations come
+from them too. A test holds each formula line to its grads
+(tests/test_closed_form_derived.py).
+
+Each forward here also returns one numpy VJP per positional argument (None
+where that argument gets no gradient): the eager fast path, which reuses
+what the forward computed and never writes into an array it did not create,
+so a tape can be asked twice; tests/test_higher_order.py holds them to the
+grads on every op case. A few ops keep a hand-tuned VJP template for the
+closed form (``Code(fast_vjps=...)``) where it beats the derived code, held
+to it by tests/test_closed_form_derived.py. ``broadcast_to``, ``scatter_add``
+and ``is_positive`` exist for the grads: the adjoints of a sum and of getitem,
+and relu's derivative.
 """
 
 from __future__ import annotations
@@ -756,7 +763,9 @@ def stop_gradient(a):
 # -- the longer ops spelled as numpy source, for Tape.closed_form ----------------
 # Each function reads the writer's context ``c`` (see primitive.Code) and states
 # the same maths as its op's closure above; tests/test_closed_form.py holds the
-# two to agree on random inputs for every op.
+# two to agree on random inputs for every op. The VJP templates among them are
+# the hand-tuned fast paths (Code.fast_vjps): buffers reused in place, the
+# loss's saved ŷ and label picks, 0^0 kept exact.
 
 def _sigmoid_code(c):
     # −A capped as the op caps it, so exp cannot overflow (S = 1 / (1 + exp(−A))

@@ -1,36 +1,35 @@
-"""How an op is declared: a forward, its VJPs and the formula they apply.
+"""How an op is declared: a forward, its VJPs written once, and the formula they apply.
 
-A primitive's forward receives plain numpy values and returns the output
-together with one VJP per positional argument::
+An op's VJPs are written once, in microtape's own ops, one per positional
+input (``grads=``); the forward returns its output::
 
-    @primitive("dA = G Bᵀ,  dB = Aᵀ G")
-    def matmul(a, b):
-        return a @ b, (lambda g: g @ b.T, lambda g: a.T @ g)
+    @primitive("dA = G ∘ σ(A)", code=Code("np.logaddexp(0, {A})", math="softplus({A})"),
+               grads=(lambda g, c, a: mul(g, sigmoid(a)),))
+    def softplus(a):
+        return np.logaddexp(0, a)
 
-The VJPs close over exactly what the forward computed, so the backward pass
-recomputes nothing. ``Primitive.__call__`` unwraps Tensors, runs the forward,
-wraps the result and appends one node to every active tape. That is all the
-machinery there is; adding an op is one block in ``ops.py``.
-
-Those numpy VJPs give first derivatives only: their results are constants to
-any tape. For derivatives of derivatives (``tape.gradient(...,
-create_graph=True)``, nested ``mt.grad``) an op also declares its VJPs once
-more, written in microtape's own ops, so that the backward pass is itself
-recorded::
-
-    @primitive("dA = G Bᵀ,  dB = Aᵀ G",
-               grads=(lambda g, c, a, b: matmul(g, transpose(b)),
-                      lambda g, c, a, b: matmul(transpose(a), g)))
-
-Each is called as ``grad(G, C, *inputs, **params)``: ``G`` the output's
-gradient (a Tensor), ``C`` the recorded output (a Tensor: use it, not a
-value saved by the forward, so that its own dependence on the inputs is
-differentiated too), then the inputs and keyword parameters exactly as the
-op was called (Tensors, arrays or numbers). ``None`` marks an input without a
+Each grad is called as ``grad(G, C, *inputs, **params)``: ``G`` the output's
+gradient (a Tensor), ``C`` the recorded output (a Tensor: use it, not a value
+saved by the forward, so that its own dependence on the inputs is
+differentiated too), then the inputs and keyword parameters exactly as the op
+was called (Tensors, arrays or numbers). ``None`` marks an input without a
 gradient. An op taking any number of inputs (einsum) may give one function
-``grads(i, G, C, *inputs, **params)`` instead. An op declared without
-``grads`` is once-differentiable: its first derivatives work as always, and
-a second derivative through it raises an error naming it.
+``grads(i, G, C, *inputs, **params)`` instead.
+
+Everything else comes from that one spelling. The tape's backward pass runs
+the grads on arrays, recording nothing; ``tape.gradient(...,
+create_graph=True)`` and nested ``mt.grad`` run them on Tensors, so the
+backward pass is itself recorded and can be differentiated again; and the
+closed form prints them with the templates of the ops they use (``Code``,
+closed_form/derive.py), code and equation alike.
+
+A forward may also return ``(output, vjps)``, one numpy VJP per input that
+closes over what the forward computed: the built-in ops do, as their eager
+fast path, and a test holds each to its grads. An op declared with numpy
+VJPs and no ``grads`` is once-differentiable: its first derivatives work as
+always, and a second derivative through it raises an error naming it.
+``Primitive.__call__`` unwraps Tensors, runs the forward, wraps the result and
+appends one node to every active tape; adding an op is one block in ``ops.py``.
 """
 
 from __future__ import annotations
@@ -223,11 +222,13 @@ def primitive(formula: str, *, broadcasts: bool = False, explain: Callable[..., 
               ) -> Callable[[Callable], Primitive]:
     """Declare ``forward`` as an op whose VJP applies ``formula``.
 
-    ``code`` spells the same forward and VJPs as numpy source and equations,
-    for ``Tape.closed_form``; without it the closed form calls ``forward``.
     ``grads`` spells the VJPs in microtape's ops, one per input, each called
     as ``grad(G, C, *inputs, **params)`` with the output ``C`` as a Tensor;
-    without it the op is once-differentiable (see the module's docstring).
+    the forward may then return its output alone. Without ``grads`` the
+    forward returns ``(output, numpy VJPs)`` and the op is once-differentiable
+    (see the module's docstring). ``code`` spells the forward as numpy source
+    and maths for ``Tape.closed_form``, which derives the VJPs' code from
+    ``grads``; without it the closed form calls ``forward``.
     """
     return lambda forward: Primitive(forward, formula, broadcasts, explain, code, grads)
 

@@ -173,3 +173,17 @@ def test_each_formula_is_its_grads_printed_with_generic_names(name):
         printed = Writer(derive(node, i), outer, "", None, {}).maths("G", False)
         expected = formulas[x.name].replace(OUTPUT_LETTER.get(name, "C"), "C")
         assert printed == expected, (name, x.name)
+
+
+def test_an_op_of_one_block_without_code_is_called_by_the_closed_form_and_its_grads_run():
+    @mt.primitive("dA = G ∘ σ(A)", grads=(lambda g, c, a: mt.mul(g, mt.sigmoid(a)),))
+    def softplus_called(a):
+        return np.logaddexp(0, a)
+
+    x = mt.Tensor(np.linspace(-2, 2, 6), name="x")
+    with mt.Tape() as tape:
+        J = mt.sum(softplus_called(x))
+    cf = tape.closed_form(J, x)
+    assert "softplus_called has no code template" in cf.source
+    _, dx = cf(x=x.value + 1.0)
+    np.testing.assert_allclose(dx, 1 / (1 + np.exp(-(x.value + 1.0))), rtol=1e-12)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..naming import TapeNames, identifier, operands
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap
 from .context import Context, literal
 from .derive import Derived, derive
 from .ir import Stmt
@@ -99,7 +99,7 @@ def _size_of(node: Any) -> int:
 def _called(node: Any, view: TapeNames, texts: list[str], out: str, consts: dict) -> Stmt:
     """An op without a template: its forward is called, and keeps its VJPs for the backward pass."""
     forward = view.fresh(f"_{node.op.name}")
-    consts[forward] = node.op.forward
+    consts[forward] = _forward_with_vjps(node.op)
     params = ""
     if node.params:
         held = view.fresh("_params")
@@ -111,3 +111,14 @@ def _called(node: Any, view: TapeNames, texts: list[str], out: str, consts: dict
     return Stmt(out, "call", reads, node.output.size, view=True, node=node, operands=tuple(texts),
                 fast=call, text=call, temps={vjps: 0},
                 comment=f"{identifier(node.op.name)} has no code template: call its forward and its VJPs")
+
+
+def _forward_with_vjps(op: Any) -> Any:
+    """The op's forward as the generated code calls it: ``(output, numpy VJPs)``, also for a
+    forward that returns its output alone (its VJPs are then its grads, run on arrays)."""
+    def call(*args: Any, **params: Any) -> tuple:
+        out = op.forward(*args, **params)
+        if type(out) is tuple:
+            return out
+        return out, op._eager_vjps(args, wrap(np.asarray(out)), params)
+    return call

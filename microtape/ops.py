@@ -320,10 +320,8 @@ def _loss_grad(g, logits, labels, reduction):
     given = labels if isinstance(labels, np.ndarray) and labels.dtype == y.dtype else y
     if y.dtype.kind in "iu":  # class indices pick rows of the identity: one-hot rows
         y = getitem(Tensor(np.eye(shape[-1], dtype=dtype), name="I"), given, name="y")
-    elif y.dtype != dtype:
+    else:  # rows of probabilities, in the logits' dtype
         y = astype(given, dtype=dtype.name, name="y")
-    else:
-        y = given
     d = sub(softmax(logits, axis=-1, name="ŷ"), y)
     if reduction == "mean" and len(shape) == 2:
         d = div(d, Tensor(np.asarray(shape[0], dtype=dtype), name="N"))

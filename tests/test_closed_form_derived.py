@@ -187,3 +187,13 @@ def test_an_op_of_one_block_without_code_is_called_by_the_closed_form_and_its_gr
     assert "softplus_called has no code template" in cf.source
     _, dx = cf(x=x.value + 1.0)
     np.testing.assert_allclose(dx, 1 / (1 + np.exp(-(x.value + 1.0))), rtol=1e-12)
+
+
+def test_a_gradient_that_is_an_input_times_the_seed_is_an_array_of_its_own():
+    a, b = mt.Tensor(2.0, name="a"), mt.Tensor(3.0, name="b")
+    with mt.Tape() as tape:
+        J = mt.mul(a, b)
+    cf = tape.closed_form(J, [a, b])
+    _, (da, db) = cf()
+    da += 1.0  # the caller's own array: b's value is untouched
+    assert b.value == 3.0 and da == 4.0 and db == 2.0

@@ -105,9 +105,12 @@ class Writer:
         exprs: dict[int, tuple[str, int]] = {}
         for k, sub in enumerate(d.nodes):
             code = sub.op.code
-            if one and sub.op.name == "mul" and any(x is d.g for x in sub.inputs):
+            # G is the seed of ones: 1 ∘ X is X. Not for the result in code, which
+            # would then be X's array itself, or a view of it, not an array of its own.
+            if one and sub.op.name == "mul" and any(x is d.g for x in sub.inputs) and (
+                    maths or sub.output is not d.result):
                 other = sub.inputs[1] if sub.inputs[0] is d.g else sub.inputs[0]
-                exprs[id(sub.output)] = self._atom(other, exprs, textbook, maths)  # 1 ∘ X is X
+                exprs[id(sub.output)] = self._atom(other, exprs, textbook, maths)
                 continue
             where = "maths" if maths else "textbook" if textbook else "fast"
             texts = [self._operand(x, exprs, code, j, where == code.tight or where in code.tight,

@@ -19,7 +19,8 @@ from .errors import AnomalyError, GradcheckError, InputError, ShapeError, TraceE
 from .tape import Node, Tape, no_grad
 from .primitive import Code, Primitive, primitive
 from .ops import (
-    add, astype, broadcast_axes, broadcast_to, div, einsum, exp, getitem, log, log_softmax,
+    add, astype, broadcast_axes, broadcast_to, div, einsum, exp, getitem, is_positive, log,
+    log_softmax,
     matmul, mean, mul, neg, pow, relu, reshape, scatter_add, sigmoid, softmax,
     softmax_cross_entropy, stop_gradient, sub, sum, tanh, transpose, unbroadcast,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "ShapeError", "InputError", "GradcheckError", "GradcheckReport", "TraceError",
     "AnomalyError", "detect_anomaly",
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "tanh", "sigmoid", "relu",
+    "is_positive",
     "matmul", "sum", "mean", "transpose", "reshape", "getitem", "softmax", "log_softmax",
     "softmax_cross_entropy", "einsum", "stop_gradient", "broadcast_axes", "unbroadcast",
     "broadcast_to", "scatter_add", "astype",

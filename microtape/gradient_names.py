@@ -97,10 +97,14 @@ def read_as(obj: Any, node: Any, pos: int) -> tuple[Any, int]:
 
 
 def made_by_vjp(obj: Any, node: Any) -> bool:
-    """Whether the array ``obj``, first read by ``node``, is one a VJP made with numpy.
+    """Whether the array or leaf Tensor ``obj``, first read by ``node``, is one a VJP made.
 
     Read by a recorded step and no input of the forward op, it is a constant
-    of the recording (``np.eye(C)`` of the fused loss), not an input.
+    of the recording (``np.eye(C)`` of the fused loss, its ``N``), not an input.
     """
-    return (isinstance(obj, np.ndarray) and getattr(node, "origin", None) is not None
+    if isinstance(obj, Tensor):  # a seed the user gave the pass is an input, not a constant
+        part = getattr(node, "part", None)
+        if part is not None and obj is part[0].seed:
+            return False
+    return (isinstance(obj, (np.ndarray, Tensor)) and getattr(node, "origin", None) is not None
             and _forward_input(obj, node) is None)

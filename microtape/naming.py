@@ -234,10 +234,16 @@ class TapeNames:
     def _claim_own_names(self, given: dict[int, str]) -> None:
         """Tensors' own names first, then the user's: they win over anything generated."""
         self._produced = {id(node.output) for node in self.nodes}
+        # An op's grads may name the steps inside a VJP (the loss's ŷ): in a recorded
+        # pass its own names (dJ_dv_t1) say more, so those names give way. A gradient
+        # the pass hands back keeps a name its user gives it.
+        in_pass = {id(node.output) for node in self.nodes
+                   if node.origin is not None and getattr(node, "part", (None, 0))[1] is None}
         wanted: dict[int, str] = {}
         for obj, _, _ in self._everything():
             if id(obj) not in wanted:
-                own = obj.name if isinstance(obj, Tensor) and obj.name is not None else None
+                own = obj.name if isinstance(obj, Tensor) and obj.name is not None and (
+                    id(obj) not in in_pass) else None
                 if own is not None or id(obj) in given:
                     wanted[id(obj)] = own if own is not None else given[id(obj)]
         for key, name in wanted.items():

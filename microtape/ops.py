@@ -2,18 +2,25 @@
 
 Notation is models/DERIVATION.md's: ``G`` is the gradient of the output (same shape
 as the output), ``dA`` the gradient passed to input ``A``, ``∘`` the
-elementwise product. Each forward returns ``(output, vjps)`` with one VJP per
-positional argument (None where that argument gets no gradient). VJPs reuse
-what the forward computed and never write into an array they did not create,
-so a tape can be asked twice.
+elementwise product.
 
-Each op also spells its VJPs in these same ops (``grads=``, see primitive.py),
-reading the recorded output ``C`` as a Tensor: ``tape.gradient(...,
-create_graph=True)`` runs those, so the backward pass is recorded and can be
-differentiated again. The numpy VJPs stay the fast eager path;
-tests/test_higher_order.py holds the two spellings to each other on every op
-case. ``broadcast_to`` and ``scatter_add`` exist for the ops spelling: they are
-the adjoints of a sum and of getitem.
+Each op's VJPs are written once, in these same ops (``grads=``, see
+primitive.py), reading the recorded output ``C`` as a Tensor:
+``tape.gradient(..., create_graph=True)`` runs them, so the backward pass is
+recorded and can be differentiated again, and the closed form prints them
+with each op's forward template (``Code``), so its code and equations come
+from them too. A test holds each formula line to its grads
+(tests/test_closed_form_derived.py).
+
+Each forward here also returns one numpy VJP per positional argument (None
+where that argument gets no gradient): the eager fast path, which reuses
+what the forward computed and never writes into an array it did not create,
+so a tape can be asked twice; tests/test_higher_order.py holds them to the
+grads on every op case. A few ops keep a hand-tuned VJP template for the
+closed form (``Code(fast_vjps=...)``) where it beats the derived code, held
+to it by tests/test_closed_form_derived.py. ``broadcast_to``, ``scatter_add``
+and ``is_positive`` exist for the grads: the adjoints of a sum and of getitem,
+and relu's derivative.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import numpy as np
 
 from .validation import broadcast_hint, check_labels, matmul_hint, reshape_hint
 from .errors import InputError, ShapeError
-from .primitive import Code, primitive
+from .primitive import ATOM, NEGATION_BINDS, POWER_BINDS, PRODUCT_BINDS, Code, primitive
 from .tensor import Tensor
 
 _THIS_MODULE = sys.modules[__name__]  # the ops as a namespace like numpy's, for _einsum_vjp
@@ -65,7 +72,8 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if g.shape == shape:
         return g
     if isinstance(g, Tensor):  # in ops, so that a tape records it (create_graph=True)
-        return reshape(sum(g, axis=broadcast_axes(shape, g.shape)), shape)
+        axes = broadcast_axes(shape, g.shape)
+        return _reshaped(sum(g, axis=axes[0] if len(axes) == 1 else axes), shape)
     # np.add.reduce is g.sum without numpy's Python-level wrapper.
     if g.shape[1:] == shape:  # the bias add: a row added to every example
         return np.add.reduce(g, axis=0)
@@ -82,8 +90,8 @@ IN_PLACE_MIN_SIZE = 4096
 # -- the four ops of the derivation ------------------------------------------
 
 @primitive("dA = G Bᵀ,  dB = Aᵀ G", explain=matmul_hint,
-           code=Code("{A} @ {B}", "{G} @ {B}.T", "{A}.T @ {G}", math=("{G} {B}ᵀ", "{A}ᵀ {G}"),
-                     name="{A}{B}", when=lambda c: c.ndims == [2, 2]),
+           code=Code("{A} @ {B}", math="{A} {B}", binds=PRODUCT_BINDS, name="{A}{B}",
+                     when=lambda c: c.ndims == [2, 2]),
            grads=(lambda g, c, a, b: _matmul_grad(0, g, a, b),
                   lambda g, c, a, b: _matmul_grad(1, g, a, b)))
 def matmul(a, b):
@@ -141,7 +149,7 @@ def _swap_last(x):
 
 @primitive("dA = G,  dB = G  (each summed over the axes it was broadcast along)",
            broadcasts=True, explain=broadcast_hint,
-           code=Code("{A} + {B}", "{G}", "{G}", math=("{G}", "{G}"), operator="+"),
+           code=Code("{A} + {B}", math="{A} + {B}", operator="+"),
            grads=(lambda g, c, a, b: unbroadcast(g, _shape(a)),
                   lambda g, c, a, b: unbroadcast(g, _shape(b))))
 def add(a, b):
@@ -151,8 +159,9 @@ def add(a, b):
 
 
 @primitive("dA = G ∘ S ∘ (1 − S)  (from the saved output S)",
-           code=Code(lambda c: _sigmoid_code(c), lambda c: _sigmoid_vjp_code(c),
-                     math=("{G} ∘ {C} ∘ (1 − {C})",)),
+           code=Code(lambda c: _sigmoid_code(c), math="σ({A})", binds=PRODUCT_BINDS,
+                     math_binds=ATOM, tight=("fast", "textbook"),
+                     fast_vjps=(lambda c: _sigmoid_vjp_code(c),)),
            grads=(lambda g, c, a: mul(mul(g, c), sub(1.0, c)),))
 def sigmoid(a):
     """Logistic function S = 1 / (1 + exp(−A)), to a few ulp for every normal result, without warnings."""
@@ -217,9 +226,10 @@ def _exp_cap(dtype: np.dtype) -> np.ndarray:
 
 
 @primitive("dv = G (ŷ − y)  (÷ N for the mean; ŷ = softmax(v) saved by the forward pass)",
-           code=Code(lambda c: _loss_code(c), lambda c: _loss_vjp_code(c), None,
-                     math=(lambda c: _loss_math(c), None), when=lambda c: c.ndims[0] == 2,
-                     saved=("yhat", "picks"), temps=("top", "z", "rest", "rows", "e")),
+           code=Code(lambda c: _loss_code(c), math="J({A}, {B})", binds=PRODUCT_BINDS,
+                     math_binds=ATOM, tight=("fast", "textbook", "maths"), when=lambda c: c.ndims[0] == 2,
+                     saved=("yhat", "picks"), temps=("top", "z", "rest", "rows", "e"),
+                     fast_vjps=(lambda c: _loss_vjp_code(c), None)),
            grads=(lambda g, c, v, y, reduction="mean": _loss_grad(g, v, y, reduction), None))
 def softmax_cross_entropy(logits, labels, reduction="mean"):
     """J = −Σ y log softmax(v): the fused, numerically stable loss.
@@ -305,20 +315,24 @@ def _loss_grad(g, logits, labels, reduction):
     """dv = G (softmax(v) − y) · scale in ops: softmax recorded, so ŷ's own Jacobian follows."""
     shape, dtype = _shape(logits), _value(logits).dtype
     y = check_labels(_value(labels), shape)
-    # y read from the labels by recorded ops, so a closed form of this pass reads its labels
-    if y.dtype.kind in "iu":
-        y = getitem(np.eye(shape[-1], dtype=dtype), y)
-    elif y.dtype != dtype:
-        y = astype(y, dtype=dtype.name)
-    n = shape[0] if len(shape) == 2 and reduction == "mean" else 1
-    return mul(mul(g, dtype.type(1.0 / n)), sub(softmax(logits, axis=-1), y))
+    # The labels are read as the op was given them where they are an array, so
+    # that a closed form written from this reads its own labels argument.
+    given = labels if isinstance(labels, np.ndarray) and labels.dtype == y.dtype else y
+    if y.dtype.kind in "iu":  # class indices pick rows of the identity: one-hot rows
+        y = getitem(Tensor(np.eye(shape[-1], dtype=dtype), name="I"), given, name="y")
+    else:  # rows of probabilities, in the logits' dtype
+        y = astype(given, dtype=dtype.name, name="y")
+    d = sub(softmax(logits, axis=-1, name="ŷ"), y)
+    if reduction == "mean" and len(shape) == 2:
+        d = div(d, Tensor(np.asarray(shape[0], dtype=dtype), name="N"))
+    return mul(g, d)
 
 
 # -- the everyday elementwise ops ---------------------------------------------
 
 @primitive("dA = G,  dB = −G  (each summed over the axes it was broadcast along)",
            broadcasts=True, explain=broadcast_hint,
-           code=Code("{A} - {B}", "{G}", "-{G}", math=("{G}", "−{G}"), operator="-"),
+           code=Code("{A} - {B}", math="{A} − {B}", operator="-"),
            grads=(lambda g, c, a, b: unbroadcast(g, _shape(a)),
                   lambda g, c, a, b: unbroadcast(neg(g), _shape(b))))
 def sub(a, b):
@@ -330,8 +344,7 @@ def sub(a, b):
 
 @primitive("dA = G ∘ B,  dB = G ∘ A  (each summed over the axes it was broadcast along)",
            broadcasts=True, explain=broadcast_hint,
-           code=Code("{A} * {B}", "{G} * {B}", "{G} * {A}", math=("{G} ∘ {B}", "{G} ∘ {A}"),
-                     operator="*"),
+           code=Code("{A} * {B}", math="{A} ∘ {B}", operator="*"),
            grads=(lambda g, c, a, b: unbroadcast(mul(g, b), _shape(a)),
                   lambda g, c, a, b: unbroadcast(mul(g, a), _shape(b))))
 def mul(a, b):
@@ -342,10 +355,9 @@ def mul(a, b):
 
 @primitive("dA = G / B,  dB = −G ∘ C / B  (each summed over the axes it was broadcast along)",
            broadcasts=True, explain=broadcast_hint,
-           code=Code("{A} / {B}", "{G} / {B}", "-{G} * {C} / {B}",
-                     math=("{G} / {B}", "−{G} ∘ {C} / {B}"), operator="/"),
+           code=Code("{A} / {B}", math="{A} / {B}", operator="/"),
            grads=(lambda g, c, a, b: unbroadcast(div(g, b), _shape(a)),
-                  lambda g, c, a, b: unbroadcast(neg(div(mul(g, c), b)), _shape(b))))
+                  lambda g, c, a, b: unbroadcast(div(mul(neg(g), c), b), _shape(b))))
 def div(a, b):
     """Elementwise quotient C = A / B with broadcasting."""
     c = np.divide(a, b)
@@ -353,7 +365,7 @@ def div(a, b):
                lambda g: unbroadcast(-g * c / b, b.shape))
 
 
-@primitive("dA = −G", code=Code("-{A}", "-{G}", math=("−{G}",)),
+@primitive("dA = −G", code=Code("-{A}", math="−{A}", binds=NEGATION_BINDS),
            grads=(lambda g, c, a: neg(g),))
 def neg(a):
     """C = −A."""
@@ -362,10 +374,10 @@ def neg(a):
 
 @primitive("dA = G ∘ p A^(p−1)  (0 where p = 0),  dp = G ∘ C ∘ log A  (0 where A = 0 and p ≥ 0)",
            broadcasts=True, explain=broadcast_hint,
-           code=Code("{A} ** {B}", lambda c: _pow_base_code(c),
-                     # log A where A is 0 is −inf; the limit of C log A there is 0 (for p ≥ 0)
-                     lambda c: _pow_exponent_code(c),
-                     math=("{G} ∘ {B} {A}^({B} − 1)", "{G} ∘ {C} ∘ log {A}")),
+           # The hand VJPs keep 0^0 exact on any values the closed form is called on
+           # (np.where); the grads branch on the traced values instead.
+           code=Code("{A} ** {B}", math=lambda c: _power_math(c), binds=POWER_BINDS,
+                     fast_vjps=(lambda c: _pow_base_code(c), lambda c: _pow_exponent_code(c))),
            grads=(lambda g, c, a, p: _pow_base_grad(g, a, p),
                   lambda g, c, a, p: _pow_exponent_grad(g, c, a, p)))
 def pow(a, p):
@@ -387,6 +399,12 @@ def pow(a, p):
     return c, (da, dp)
 
 
+def _power_math(c) -> str:
+    """A^p, with a square written A²."""
+    p = c.values[1]
+    return f"{c.A}²" if isinstance(p, (int, float)) and p == 2 else f"{c.A}^{c.B}"
+
+
 def _pow_base_grad(g, a, p):
     """dA = G ∘ p A^(p−1) in ops, 0 where p = 0.
 
@@ -397,7 +415,7 @@ def _pow_base_grad(g, a, p):
     if not isinstance(p, Tensor) and np.ndim(p) == 0:
         if p == 0:
             return Tensor(np.zeros(_shape(a), dtype=_value(g).dtype))
-        return unbroadcast(mul(mul(g, p), pow(a, p - 1)), _shape(a))
+        return unbroadcast(mul(mul(g, p), pow(a, p - 1) if p != 2 else a), _shape(a))
     zero_power = (_value(p) == 0) & (_value(a) == 0)
     exponent = add(sub(p, 1), zero_power.astype(_value(g).dtype)) if zero_power.any() else sub(p, 1)
     return unbroadcast(mul(mul(g, p), pow(a, exponent)), _shape(a))
@@ -414,7 +432,7 @@ def _pow_exponent_grad(g, c, a, p):
 
 
 @primitive("dA = G ∘ C  (exp is its own derivative; C saved)",
-           code=Code("np.exp({A})", lambda c: _exp_vjp_code(c), math=("{G} ∘ {C}",)),
+           code=Code("np.exp({A})", math="exp({A})", fast_vjps=(lambda c: _exp_vjp_code(c),)),
            grads=(lambda g, c, a: mul(g, c),))
 def exp(a):
     """C = exp(A)."""
@@ -422,7 +440,7 @@ def exp(a):
     return c, (lambda g: g * c,)
 
 
-@primitive("dA = G / A", code=Code("np.log({A})", "{G} / {A}", math=("{G} / {A}",)),
+@primitive("dA = G / A", code=Code("np.log({A})", math="log({A})"),
            grads=(lambda g, c, a: div(g, a),))
 def log(a):
     """C = log(A)."""
@@ -430,22 +448,31 @@ def log(a):
 
 
 @primitive("dA = G ∘ (1 − T²)  (from the saved output T)",
-           code=Code("np.tanh({A})", lambda c: _tanh_vjp_code(c), math=("{G} ∘ (1 − {C}²)",)),
-           grads=(lambda g, c, a: mul(g, sub(1.0, mul(c, c))),))
+           code=Code("np.tanh({A})", math="tanh({A})", fast_vjps=(lambda c: _tanh_vjp_code(c),)),
+           grads=(lambda g, c, a: mul(g, sub(1.0, pow(c, 2))),))
 def tanh(a):
     """T = tanh(A)."""
     t = np.tanh(a)
     return t, (lambda g: g * (1.0 - t * t),)
 
 
-@primitive("dA = G ∘ [A > 0]",
-           code=Code("np.maximum({A}, 0)", "{G} * ({C} > 0)", math=("{G} ∘ [{A} > 0]",)),
-           # [A > 0] is a constant: relu's second derivative is 0 (away from the kink)
-           grads=(lambda g, c, a: mul(g, (c.value > 0).astype(c.dtype)),))
+@primitive("dA = G ∘ [C > 0]",
+           # The boolean mask is cheaper than is_positive's float one.
+           code=Code("np.maximum({A}, 0)", math="max({A}, 0)", fast_vjps=("{G} * ({C} > 0)",)),
+           grads=(lambda g, c, a: mul(g, is_positive(c)),))
 def relu(a):
     """C = max(A, 0)."""
     c = np.maximum(a, 0)
     return c, (lambda g: g * (c > 0),)
+
+
+@primitive("dA: none ([A > 0] is flat wherever it is defined)",
+           code=Code(lambda c: f"({c.A} > 0).astype(np.{c.dtype.name})", math="[{A} > 0]"),
+           grads=(None,))
+def is_positive(a):
+    """C = [A > 0]: 1 where A is positive, else 0 (relu's derivative, so relu's second is 0)."""
+    a = np.asarray(a)
+    return (a > 0).astype(a.dtype if a.dtype.kind == "f" else np.float64), (None,)
 
 
 # -- reductions and shape ops -------------------------------------------------
@@ -458,8 +485,8 @@ def _expand(g, shape, axis, keepdims):
 
 
 @primitive("dA = G copied along the summed axes",
-           code=Code(lambda c: _sum_code(c), lambda c: _expand_code(c, c.G),
-                     math=(lambda c: _expand_math(c, c.G),), grad_view=True),
+           code=Code(lambda c: _sum_code(c), math=lambda c: _sum_math(c, "Σ"),
+                     tight=("textbook", "maths")),
            grads=(lambda g, c, a, axis=None, keepdims=False: _expand_in_ops(g, a, axis, keepdims),))
 def sum(a, axis=None, keepdims=False):
     """C = Σ A over ``axis`` (all axes by default)."""
@@ -468,9 +495,9 @@ def sum(a, axis=None, keepdims=False):
 
 
 @primitive("dA = G / n copied along the averaged axes (n elements per mean)",
-           code=Code(lambda c: _mean_code(c),
-                     lambda c: _expand_code(c, f"{c.G} / {_count(c)}"),
-                     math=(lambda c: _expand_math(c, f"{c.G} / {_count(c)}"),), grad_view=True),
+           code=Code(lambda c: _mean_code(c), math=lambda c: _sum_math(c, "mean"),
+                     binds=PRODUCT_BINDS, math_binds=ATOM,
+                     tight=("textbook", "maths")),
            grads=(lambda g, c, a, axis=None, keepdims=False:
                   _expand_in_ops(div(g, _size(a) // max(c.size, 1) if _size(a) else 1), a, axis,
                                  keepdims),))
@@ -496,8 +523,8 @@ def _expand_in_ops(g, a, axis, keepdims):
 
 @primitive("dA = G summed over the axes A was broadcast along",
            code=Code(lambda c: f"np.broadcast_to({c.A}, {c.lit(tuple(c.params['shape']))})",
-                     lambda c: _unbroadcast_code(c), math=("{G} summed back to {A}'s shape",),
-                     view=True, grad_view=True),
+                     math=lambda c: _copied_math(c), tight=("maths",),
+                     view=True),
            grads=(lambda g, c, a, shape: unbroadcast(g, _shape(a)),))
 def broadcast_to(a, shape):
     """C = A copied along new or length-1 axes to ``shape`` (numpy's broadcasting, as a view)."""
@@ -506,9 +533,8 @@ def broadcast_to(a, shape):
 
 
 @primitive("dA = Gᵀ  (axes put back in their order)",
-           code=Code(lambda c: _transpose_code(c, c.A, c.values[1:]),
-                     lambda c: _transpose_code(c, c.G, c.values[1:], inverse=True),
-                     math=("{G}ᵀ",), view=True, grad_view=True),
+           code=Code(lambda c: _transpose_code(c, c.A, c.values[1:]), math="{A}ᵀ", tight=("fast", "textbook", "maths"),
+                     view=True),
            grads=(lambda g, c, a, *axes: _transpose_grad(g, a, axes),))
 def transpose(a, *axes):
     """C = Aᵀ (reverses the axes, or permutes them as ``axes`` says)."""
@@ -538,8 +564,7 @@ def _transpose_grad(g, a, axes):
 
 @primitive("dA = G reshaped to A's shape", explain=reshape_hint,
            code=Code(lambda c: f"np.reshape({c.A}, {c.lit(c.out_shape)})",
-                     lambda c: f"np.reshape({c.G}, {c.lit(c.shapes[0])})",
-                     math=("{G} reshaped to {A}'s shape",), view=True, grad_view=True),
+                     math=lambda c: _reshape_math(c), tight=("maths",), view=True),
            grads=(lambda g, c, a, *shape: reshape(g, _shape(a)),))
 def reshape(a, *shape):
     """C = A with the same elements in ``shape`` (numpy's rules, -1 allowed)."""
@@ -554,9 +579,8 @@ def _is_basic_index(index) -> bool:
 
 
 @primitive("dA = zeros of A's shape with G added at the indexed places",
-           code=Code(lambda c: f"{c.A}[{_index_code(c)}]", lambda c: _getitem_vjp_code(c), None,
-                     math=(lambda c: f"{c.G} added into zeros of {c.A}'s shape at [{_index_code(c)}]",),
-                     view=True),
+           code=Code(lambda c: f"{c.A}[{_index_code(c)}]", math=lambda c: f"{c.A}[{_index_code(c)}]",
+                     tight=("fast", "textbook", "maths"), view=True),
            grads=(lambda g, c, a, index: scatter_add(g, index, shape=_shape(a)), None))
 def getitem(a, index):
     """C = A[index] (numpy indexing)."""
@@ -573,8 +597,8 @@ def getitem(a, index):
 
 @primitive("dA = G at the indexed places (a getitem)",
            code=Code(lambda c: _scatter_code(c, c.A, c.params["shape"], c.dtypes[0]),
-                     lambda c: f"{c.G}[{_index_code(c)}]", None,
-                     math=(lambda c: f"{c.G}[{_index_code(c)}]", None)),
+                     math=lambda c: f"{c.A} added into zeros of shape {c.out_shape} at "
+                                    f"[{_index_code(c)}]", tight=("maths",)),
            grads=(lambda g, c, a, index, shape: getitem(g, index), None))
 def scatter_add(a, index, shape):
     """C = zeros of ``shape`` with A added at ``index`` (getitem's adjoint: a repeated index adds)."""
@@ -595,9 +619,7 @@ def _softmax(x, axis):
 
 
 @primitive("dA = S ∘ (G − Σ G ∘ S)  (softmax Jacobian ŷ_a δ_ab − ŷ_a ŷ_b; S saved)",
-           code=Code(lambda c: _softmax_code(c),
-                     "{C} * ({G} - np.add.reduce({G} * {C}, axis={axis}, keepdims=True))",
-                     math=("{C} ∘ ({G} − Σ {G} ∘ {C})",), temps=("e",)),
+           code=Code(lambda c: _softmax_code(c), math="softmax({A})", tight=("textbook",), temps=("e",)),
            grads=(lambda g, c, x, axis=-1: mul(c, sub(g, sum(mul(g, c), axis=axis, keepdims=True))),))
 def softmax(x, axis=-1):
     """S = exp(x) / Σ exp(x) along ``axis``, shifted by the max so exp never overflows."""
@@ -606,9 +628,8 @@ def softmax(x, axis=-1):
 
 
 @primitive("dA = G − softmax(A) Σ G",
-           code=Code(lambda c: _log_softmax_code(c),
-                     "{G} - np.exp({C}) * np.add.reduce({G}, axis={axis}, keepdims=True)",
-                     math=("{G} − softmax({A}) Σ {G}",), temps=("z", "e", "top", "rest")),
+           code=Code(lambda c: _log_softmax_code(c), math="log softmax({A})", tight=("textbook",),
+                     temps=("z", "e", "top", "rest")),
            grads=(lambda g, c, x, axis=-1: sub(g, mul(exp(c), sum(g, axis=axis, keepdims=True))),))
 def log_softmax(x, axis=-1):
     """log softmax(x) = x − max − log Σ exp(x − max), stable for any finite x."""
@@ -642,9 +663,8 @@ def _parse_einsum(subscripts: str, n_operands: int) -> tuple[list[str], str]:
 
 @primitive("dA_i = einsum(G and the other operands -> A_i's indices): the VJP is again an einsum",
            code=Code(lambda c: f"np.einsum({', '.join(c.names)})",
-                     None, *[lambda c: _einsum_vjp_code(c)] * 26,
-                     math=(None, *[lambda c: _einsum_vjp_math(c)] * 26), when=lambda c: _einsum_plain(c),
-                     view=True, grad_view=True),
+                     math=lambda c: f"einsum({', '.join(c.names)})", when=lambda c: _einsum_plain(c),
+                     view=True),
            grads=lambda i, g, c, subscripts, *operands: _einsum_vjp(
                i - 1, g, _einsum_plan(subscripts, operands), operands, _THIS_MODULE))
 def einsum(subscripts, *operands):
@@ -718,8 +738,8 @@ def _onto_diagonal(d, wanted: str, term: str, shape: tuple, xp):
 
 @primitive("dA = G in A's dtype",
            code=Code(lambda c: f"{c.A}.astype(np.{np.dtype(c.params['dtype']).name})",
-                     lambda c: f"{c.G}.astype(np.{c.dtypes[0].name})",
-                     math=("{G} in {A}'s dtype",)),
+                     math=lambda c: f"{c.A} in {np.dtype(c.params['dtype']).name}",
+                     tight=("fast", "textbook", "maths")),
            grads=(lambda g, c, a, dtype: astype(g, dtype=_value(a).dtype.name),))
 def astype(a, dtype):
     """C = A in ``dtype``, a float type by name ('float32'), which a closed form can write down."""
@@ -732,7 +752,7 @@ def astype(a, dtype):
 # -- leaving the tape -----------------------------------------------------------
 
 @primitive("dA: none (no gradient flows back)",
-           code=Code("{A}", None, math=(None,), name="{A}_const", view=True), grads=(None,))
+           code=Code("{A}", math="{A}", name="{A}_const", view=True), grads=(None,))
 def stop_gradient(a):
     """C = A, through which no gradient flows back (a constant, computed from A each time)."""
     return a, (None,)
@@ -741,7 +761,9 @@ def stop_gradient(a):
 # -- the longer ops spelled as numpy source, for Tape.closed_form ----------------
 # Each function reads the writer's context ``c`` (see primitive.Code) and states
 # the same maths as its op's closure above; tests/test_closed_form.py holds the
-# two to agree on random inputs for every op.
+# two to agree on random inputs for every op. The VJP templates among them are
+# the hand-tuned fast paths (Code.fast_vjps): buffers reused in place, the
+# loss's saved ŷ and label picks, 0^0 kept exact.
 
 def _sigmoid_code(c):
     # −A capped as the op caps it, so exp cannot overflow (S = 1 / (1 + exp(−A))
@@ -831,21 +853,28 @@ def _count(c) -> int:
     return size // max(int(np.prod(c.out_shape)), 1) if size else 1
 
 
-def _reduced_axes(c):
+def _sum_math(c, what: str) -> str:
+    """Σ A (or mean of A) over the op's axes; the derivation's words for a bias gradient."""
     axis = c.params.get("axis")
-    return axis if axis is None or isinstance(axis, tuple) else (axis,)
+    if axis is None:
+        return f"{what} {c.A}" if what == "Σ" else f"mean of {c.A}"
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    if what == "Σ" and axes in ((0,), (-2,)) and c.ndims[0] == 2 and len(c.out_shape) == 1:
+        return f"column sums of {c.A}"
+    return f"{what} over axes {axes} of {c.A}"
 
 
-def _expand_code(c, g):
-    axis, keepdims = c.params.get("axis"), c.params.get("keepdims", False)
-    if axis is not None and not keepdims:
-        g = f"np.expand_dims({g}, {c.lit(axis)})"
-    return f"np.broadcast_to({g}, {c.lit(c.shapes[0])})"
+def _copied_math(c) -> str:
+    if int(np.prod(c.shapes[0])) == 1:
+        return f"{c.A} copied to every element"
+    return f"{c.A} copied along axes {broadcast_axes(tuple(c.shapes[0]), tuple(c.out_shape))}"
 
 
-def _expand_math(c, g):
-    axes = _reduced_axes(c)
-    return f"{g} copied to every element" if axes is None else f"{g} copied along axes {axes}"
+def _reshape_math(c) -> str:
+    """Only length-1 axes put in or taken out: the same numbers, the same symbol."""
+    if [n for n in c.shapes[0] if n != 1] == [n for n in c.out_shape if n != 1]:
+        return c.A
+    return f"{c.A} reshaped to {c.out_shape}"
 
 
 def _transpose_code(c, x, axes, inverse=False):
@@ -878,23 +907,12 @@ def _index_code(c) -> str:
     return text + "," if isinstance(index, tuple) and len(index) == 1 else text or "()"
 
 
-def _getitem_vjp_code(c):
-    return _scatter_code(c, c.G, c.shapes[0], c.dtypes[0])
-
-
 def _scatter_code(c, value, shape, dtype):
     """Zeros of ``shape`` with ``value`` added at the op's index (getitem's VJP, scatter_add)."""
     d, index = c.target, _index_code(c)
     where = f"np.s_[{index}]" if ":" in index or "..." in index else f"({index})"  # a slice needs []
     fill = f"{d}[{index}] = {value}" if _is_basic_index(c.values[1]) else f"np.add.at({d}, {where}, {value})"
     return [f"{d} = np.zeros({c.lit(tuple(shape))}, dtype=np.{dtype.name})", fill]
-
-
-def _unbroadcast_code(c):
-    axes = broadcast_axes(tuple(c.shapes[0]), tuple(c.out_shape))
-    if not axes:
-        return f"np.reshape({c.G}, {c.lit(tuple(c.shapes[0]))})"
-    return f"np.reshape(np.add.reduce({c.G}, axis={c.lit(axes)}), {c.lit(tuple(c.shapes[0]))})"
 
 
 def _softmax_code(c):
@@ -1006,12 +1024,6 @@ def _loss_vjp_code(c):
     return lines + [f"{d}.ravel()[{c.saved['picks']}] -= {scale or 1}  # y is one-hot: subtract at each label"]
 
 
-def _loss_math(c):
-    mean = c.params.get("reduction", "mean") == "mean"
-    body = "(ŷ − y) / N" if mean else "ŷ − y"
-    return body if c.one else f"{c.G} {body if mean else '(ŷ − y)'}"
-
-
 def _einsum_terms(c):
     terms, output = _parse_einsum(c.values[0], len(c.values) - 1)
     return terms, output
@@ -1020,8 +1032,6 @@ def _einsum_terms(c):
 def _einsum_plain(c) -> bool:
     """No diagonals and one size per index: the VJP is then a single einsum."""
     terms, _ = _einsum_terms(c)
-    if len(terms) > 26:  # past the VJP templates listed on the op: it is called as recorded
-        return False
     sizes = {}
     for term, shape in zip(terms, c.shapes[1:]):
         if len(set(term)) != len(term):
@@ -1030,24 +1040,3 @@ def _einsum_plain(c) -> bool:
             if sizes.setdefault(letter, n) != n:
                 return False
     return True
-
-
-def _einsum_vjp_spec(c):
-    terms, output = _einsum_terms(c)
-    i = c.i - 1
-    others = [(t, name) for j, (t, name) in enumerate(zip(terms, c.names[1:])) if j != i]
-    seen = set(output).union(*[set(t) for t, _ in others])
-    sizes = {ch: n for term, shape in zip(terms, c.shapes[1:]) for ch, n in zip(term, shape)}
-    ones = [f"np.ones({sizes[ch]}, dtype=np.{c.dtype.name})" for ch in terms[i] if ch not in seen]
-    spec = ",".join([output] + [t for t, _ in others] + [ch for ch in terms[i] if ch not in seen])
-    return f"'{spec}->{terms[i]}'", [name for _, name in others], ones
-
-
-def _einsum_vjp_code(c):
-    spec, others, ones = _einsum_vjp_spec(c)
-    return f"np.einsum({', '.join([spec, c.G, *others, *ones])})"
-
-
-def _einsum_vjp_math(c):
-    spec, others, ones = _einsum_vjp_spec(c)
-    return f"einsum({', '.join([spec, c.G, *others, *(['1'] * len(ones))])})"

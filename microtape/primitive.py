@@ -1,42 +1,41 @@
-"""How an op is declared: a forward, its VJPs and the formula they apply.
+"""How an op is declared: a forward, its VJPs written once, and the formula they apply.
 
-A primitive's forward receives plain numpy values and returns the output
-together with one VJP per positional argument::
+An op's VJPs are written once, in microtape's own ops, one per positional
+input (``grads=``); the forward returns its output::
 
-    @primitive("dA = G Bᵀ,  dB = Aᵀ G")
-    def matmul(a, b):
-        return a @ b, (lambda g: g @ b.T, lambda g: a.T @ g)
+    @primitive("dA = G ∘ σ(A)", code=Code("np.logaddexp(0, {A})", math="softplus({A})"),
+               grads=(lambda g, c, a: mul(g, sigmoid(a)),))
+    def softplus(a):
+        return np.logaddexp(0, a)
 
-The VJPs close over exactly what the forward computed, so the backward pass
-recomputes nothing. ``Primitive.__call__`` unwraps Tensors, runs the forward,
-wraps the result and appends one node to every active tape. That is all the
-machinery there is; adding an op is one block in ``ops.py``.
-
-Those numpy VJPs give first derivatives only: their results are constants to
-any tape. For derivatives of derivatives (``tape.gradient(...,
-create_graph=True)``, nested ``mt.grad``) an op also declares its VJPs once
-more, written in microtape's own ops, so that the backward pass is itself
-recorded::
-
-    @primitive("dA = G Bᵀ,  dB = Aᵀ G",
-               grads=(lambda g, c, a, b: matmul(g, transpose(b)),
-                      lambda g, c, a, b: matmul(transpose(a), g)))
-
-Each is called as ``grad(G, C, *inputs, **params)``: ``G`` the output's
-gradient (a Tensor), ``C`` the recorded output (a Tensor: use it, not a
-value saved by the forward, so that its own dependence on the inputs is
-differentiated too), then the inputs and keyword parameters exactly as the
-op was called (Tensors, arrays or numbers). ``None`` marks an input without a
+Each grad is called as ``grad(G, C, *inputs, **params)``: ``G`` the output's
+gradient (a Tensor), ``C`` the recorded output (a Tensor: use it, not a value
+saved by the forward, so that its own dependence on the inputs is
+differentiated too), then the inputs and keyword parameters exactly as the op
+was called (Tensors, arrays or numbers). ``None`` marks an input without a
 gradient. An op taking any number of inputs (einsum) may give one function
-``grads(i, G, C, *inputs, **params)`` instead. An op declared without
-``grads`` is once-differentiable: its first derivatives work as always, and
-a second derivative through it raises an error naming it.
+``grads(i, G, C, *inputs, **params)`` instead.
+
+Everything else comes from that one spelling. The tape's backward pass runs
+the grads on arrays, recording nothing; ``tape.gradient(...,
+create_graph=True)`` and nested ``mt.grad`` run them on Tensors, so the
+backward pass is itself recorded and can be differentiated again; and the
+closed form prints them with the templates of the ops they use (``Code``,
+closed_form/derive.py), code and equation alike.
+
+A forward may also return ``(output, vjps)``, one numpy VJP per input that
+closes over what the forward computed: the built-in ops do, as their eager
+fast path, and a test holds each to its grads. An op declared with numpy
+VJPs and no ``grads`` is once-differentiable: its first derivatives work as
+always, and a second derivative through it raises an error naming it.
+``Primitive.__call__`` unwraps Tensors, runs the forward, wraps the result and
+appends one node to every active tape; adding an op is one block in ``ops.py``.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -79,13 +78,17 @@ class Primitive:
         values = [a.value if isinstance(a, Tensor) else
                   (self._unhidden(a) if type(a) in _CONTAINERS else a) for a in args]
         try:
-            out, vjps = self.forward(*values, **params)
+            out = self.forward(*values, **params)
         except (ShapeError, InputError):
             raise
         except _AxisError as e:
             raise self._axis_error(values, e) from None
         except ValueError as e:
             raise self._value_error(values, e) from None
+        if type(out) is tuple:
+            out, vjps = out
+        else:  # the forward gave its output alone: the VJPs are its grads, run on arrays
+            vjps = None
         if type(out) is not np.ndarray:
             out = np.asarray(out)  # numpy reductions return scalars; keep .value an array
         dtype = out.dtype  # two identity tests: cheaper than reading dtype.kind every op
@@ -100,6 +103,8 @@ class Primitive:
         if tapes:
             # Ops on data alone are recorded too: a closed form computes them
             # from its arguments instead of baking in the first call's value.
+            if vjps is None:
+                vjps = self._eager_vjps(args, result, params)
             node = Node(self, args, result, vjps, params, _EDITS[0])
             for tape in tapes:
                 tape._record(node)
@@ -119,6 +124,29 @@ class Primitive:
                 f"go through it; declare its VJPs once more in microtape's ops, as "
                 f"@mt.primitive(formula, grads=(lambda g, c, *inputs: ...,)) (see mt.primitive)")
         return grad
+
+    def _eager_vjps(self, args: tuple, output: Tensor, params: dict) -> tuple:
+        """One numpy VJP per input, each running the op's grads on Tensors, recording nothing."""
+        if self.grads is None:
+            raise TypeError(
+                f"{self.name}: the forward returned its output alone, so the op's VJPs must come "
+                f"from grads=; declare them, or return (output, vjps) with one numpy VJP per input")
+
+        def vjp(i: int) -> Callable:
+            grad = self.differentiable_vjp(i)
+
+            def run(g: np.ndarray) -> np.ndarray:
+                token = _active.set(())  # the eager backward pass: no tape records these ops
+                try:
+                    d = grad(wrap(np.asarray(g)), output, *args, **params)
+                finally:
+                    _active.reset(token)
+                return d.value if isinstance(d, Tensor) else np.asarray(d)
+            return run
+
+        grads = self.grads
+        return tuple(vjp(i) if callable(grads) or (i < len(grads) and grads[i] is not None)
+                     else None for i in range(len(args)))
 
     def _unhidden(self, a: list | tuple) -> list | tuple:
         """``a``, unless a Tensor hides in it: numpy would read it as a constant, and no
@@ -194,57 +222,87 @@ def primitive(formula: str, *, broadcasts: bool = False, explain: Callable[..., 
               ) -> Callable[[Callable], Primitive]:
     """Declare ``forward`` as an op whose VJP applies ``formula``.
 
-    ``code`` spells the same forward and VJPs as numpy source and equations,
-    for ``Tape.closed_form``; without it the closed form calls ``forward``.
     ``grads`` spells the VJPs in microtape's ops, one per input, each called
     as ``grad(G, C, *inputs, **params)`` with the output ``C`` as a Tensor;
-    without it the op is once-differentiable (see the module's docstring).
+    the forward may then return its output alone. Without ``grads`` the
+    forward returns ``(output, numpy VJPs)`` and the op is once-differentiable
+    (see the module's docstring). ``code`` spells the forward as numpy source
+    and maths for ``Tape.closed_form``, which derives the VJPs' code from
+    ``grads``; without it the closed form calls ``forward``.
     """
     return lambda forward: Primitive(forward, formula, broadcasts, explain, code, grads)
 
 
-class Code:
-    """An op's forward and VJPs as numpy source, and each VJP as an equation.
+# How tightly a template's expression binds, as Python and the maths read it:
+# an operand that binds more loosely than the template it goes into is written
+# in parentheses (see closed_form/derive.py).
+SUM_BINDS, PRODUCT_BINDS, NEGATION_BINDS, POWER_BINDS, ATOM = 1, 2, 3, 4, 9
+_OPERATOR_BINDS = {"+": SUM_BINDS, "-": SUM_BINDS, "*": PRODUCT_BINDS, "/": PRODUCT_BINDS}
 
-    Each template is a format string over the op's operands: ``{A}``,
-    ``{B}``, ... the inputs in order, ``{C}`` the output, ``{G}`` the output's
-    gradient, and the op's keyword parameters by name (written as Python
-    literals). A template may instead be a function of the closed form's
-    ``Context`` ``c`` (closed_form/context.py: the same names as attributes,
-    the raw params in ``c.params``, traced shapes and dtypes); it returns one
-    expression, or a list of statements that assign ``c.target``, and writes
-    the readable form when ``c.textbook``. ``None`` in ``vjps`` marks an
-    input without a gradient. ``when(c)`` says whether the templates cover a
-    traced call; where they do not, the closed form calls the op itself.
+
+class Code:
+    """An op's forward as numpy source and as maths; the closed form derives its VJPs.
+
+    ``forward`` and ``math`` are templates over the op's operands: ``{A}``,
+    ``{B}``, ... the inputs in order, ``{C}`` the output, and the op's
+    keyword parameters by name (written as Python literals). A template may
+    instead be a function of the closed form's ``Context`` ``c``
+    (closed_form/context.py: the same names as attributes, the raw params in
+    ``c.params``, traced shapes and dtypes); it returns one expression, or a
+    list of statements that assign ``c.target``, and writes the readable form
+    when ``c.textbook``. ``when(c)`` says whether the template covers a traced
+    call; where it does not, the closed form calls the op itself.
+
+    The VJPs are not spelled here: the closed form runs the op's ``grads`` on
+    the traced values and prints the few ops they record with those ops' own
+    templates (closed_form/derive.py), so the code and the equation of each VJP
+    come from its one spelling. ``binds`` says how tightly the forward
+    expression binds (``operator`` sets it for ``A op B``; calls and names
+    bind tightest, ``ATOM``), and ``math_binds`` how tightly its maths does
+    where that differs (σ(A) is one symbol, its code a quotient); ``tight`` names the printings ("fast",
+    "textbook", "maths") in which an operand sits next to ``.``, ``[``, a
+    unary minus or words, so that a compound one needs parentheses.
+
+    ``fast_vjps`` are hand-tuned VJP templates (over ``{G}`` too, the output's
+    gradient; None where the derived one serves), kept only where they beat
+    the derived code: the sigmoid's work in spare buffers, the loss's row
+    kernel. A test holds them to the derived ones on every op case.
 
     ``name`` suggests a name for an unnamed output (``"{A}{B}"`` gives
-    ``xW1``). ``view`` says the forward may return a view of an input and
-    ``grad_view`` that a VJP may return a view of ``G`` or an operand: the
-    closed form then never changes them in place. ``saved`` lists the names
-    the forward makes for its VJPs (``c.saved["yhat"]``), ``temps`` the
-    forward's scratch names (``c.temps["z"]``): the closed form allocates
-    both and frees them after their last use. ``operator`` marks an
-    elementwise ``A op B``, which may then run in ``A``'s buffer. A VJP
-    template may likewise ask ``c.spare(c.G, c.C)`` and, if told yes, write
-    its fast form in those buffers; the closed form says yes only where
-    nothing reads, holds or returns them afterwards.
+    ``xW1``). ``view`` says the forward may return a view of an input: the
+    closed form then never changes it in place. ``saved`` lists the names the
+    forward makes for a fast VJP (``c.saved["yhat"]``), ``temps`` the forward's
+    scratch names (``c.temps["z"]``): the closed form allocates both and frees
+    them after their last use. ``operator`` marks an elementwise ``A op B``,
+    which may then run in ``A``'s buffer. A fast VJP template may ask
+    ``c.spare(c.G, c.C)`` and, if told yes, write its form in those buffers;
+    the closed form says yes only where nothing reads, holds or returns them
+    afterwards.
     """
 
-    __slots__ = ("forward", "vjps", "math", "name", "when", "view", "grad_view", "saved",
-                 "temps", "operator")
+    __slots__ = ("forward", "math", "binds", "math_binds", "tight", "fast_vjps", "name", "when",
+                 "view", "saved", "temps", "operator")
 
-    def __init__(self, forward: str | Callable, *vjps: str | Callable | None,
-                 math: tuple[str | Callable | None, ...] = (), name: str | None = None,
-                 when: Callable | None = None, view: bool = False, grad_view: bool = False,
-                 saved: tuple[str, ...] = (), temps: tuple[str, ...] = (),
-                 operator: str | None = None) -> None:
+    def __init__(self, forward: str | Callable, *vjps: Any, math: str | Callable | None = None,
+                 binds: int | None = None, math_binds: int | None = None,
+                 tight: tuple[str, ...] = (),
+                 fast_vjps: tuple[str | Callable | None, ...] = (), name: str | None = None,
+                 when: Callable | None = None, view: bool = False, saved: tuple[str, ...] = (),
+                 temps: tuple[str, ...] = (), operator: str | None = None) -> None:
+        if vjps:
+            raise TypeError(
+                "Code: VJP templates are no longer passed after the forward; the closed form "
+                "derives each VJP from the op's grads=. Give the forward's maths as math=, and "
+                "a hand-tuned VJP template, if one is faster, as fast_vjps=(...)")
         self.forward = forward
-        self.vjps = vjps
         self.math = math
+        self.binds = binds if binds is not None else _OPERATOR_BINDS.get(operator, ATOM)
+        self.math_binds = self.binds if math_binds is None else math_binds
+        self.tight = tight
+        self.fast_vjps = fast_vjps
         self.name = name
         self.when = when
         self.view = view
-        self.grad_view = grad_view
         self.saved = saved
         self.temps = temps
         self.operator = operator

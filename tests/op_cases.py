@@ -90,6 +90,7 @@ def op_cases(rng, dtype, templated_only: bool = False):
         ("sigmoid", lambda: (mt.sigmoid(a), [a])),
         ("sigmoid", lambda: (mt.sigmoid(big), [])),  # the in-place form, large
         ("relu", lambda: (mt.relu(a), [a])),
+        ("is_positive", lambda: (mt.mul(a, mt.is_positive(b)), [a, b])),  # b gets no gradient
         ("sum", lambda: (mt.sum(cube, axis=1), [cube])),
         ("sum", lambda: (mt.sum(cube, axis=(0, 2), keepdims=True), [cube])),
         ("sum", lambda: (mt.sum(a), [a])),

@@ -324,7 +324,7 @@ def test_the_steps_of_a_term_carry_the_terms_number_and_backward_records_the_sam
 
     outer, s = record(x)
     cf = outer.closed_form(s, x)
-    for line in ("dJ_dx_1 = ", "dJ_dx_2_t1 = h * h", "dJ_dx_2 = ", "dJ_dx = dJ_dx_1 + dJ_dx_2"):
+    for line in ("dJ_dx_1 = ", "dJ_dx_2_t1 = h ** 2", "dJ_dx_2 = ", "dJ_dx = dJ_dx_1 + dJ_dx_2"):
         assert f"    {line}" in cf.source
     fresh = mt.Tensor(np.array([-0.4, 0.9, 0.1]))
     outer, s = record(fresh)

@@ -140,7 +140,7 @@ def test_each_step_shows_the_line_the_closed_form_writes_for_it():
     with mt.Tape() as tape:
         loss = mt.sum(mt.pow(x, 3.0))
     walk, _ = walk_of(tape, loss)
-    assert walk.equations[2] == "dx = dpow_ ∘ 3.0 x^(3.0 − 1)"  # no dp: the exponent is a number
+    assert walk.equations[2] == "dx = dpow_ ∘ 3 ∘ x²"  # no dp: the exponent is a number
 
 
 def test_without_a_closed_form_line_the_equation_is_the_ops_formula():

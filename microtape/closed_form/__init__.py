@@ -124,8 +124,12 @@ def _current(x: Any) -> Any:
 
 
 def closed_form(nodes: Sequence[Any], target: Tensor, sources: Any,
-                names: Mapping[str, Any] | None = None) -> ClosedForm:
-    """Write the closed form of ``target`` over ``sources`` from a tape's ``nodes``."""
+                names: Mapping[str, Any] | None = None, fast_vjps: bool = True) -> ClosedForm:
+    """Write the closed form of ``target`` over ``sources`` from a tape's ``nodes``.
+
+    ``fast_vjps=False`` derives every VJP from its op's grads, without the
+    hand-tuned templates, for tests that hold the two to each other.
+    """
     if isinstance(sources, Tensor):
         shape, listed = ("one",), [sources]
     elif isinstance(sources, Mapping):
@@ -138,7 +142,7 @@ def closed_form(nodes: Sequence[Any], target: Tensor, sources: Any,
     for s in listed:
         if not isinstance(s, Tensor):
             raise TypeError(f"closed_form: every source must be a Tensor, got {type(s).__name__}")
-    program, view, back, args, steps = lower(nodes, target, listed, names)
+    program, view, back, args, steps = lower(nodes, target, listed, names, fast_vjps)
     return ClosedForm(program, view, back, args, steps, shape, listed)
 
 

@@ -1,9 +1,11 @@
 """Lowering, second half: the backward pass as statements.
 
 The nodes to visit come from plan.py and the equations beside the code from
-equations.py. A gradient handed on unchanged (``dA = G`` of an add) is a
-rename, not a statement; a tensor used by several ops gets numbered terms
-and one sum.
+equations.py. Each VJP's statement is printed from the ops its grads recorded
+(derive.py), or from the op's hand-tuned template where it has one
+(``Code.fast_vjps``). A gradient handed on unchanged (``dA = G`` of an add)
+is a rename, not a statement; a tensor used by several ops gets numbered
+terms and one sum.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 
 from ..ops import broadcast_axes
 from ..tensor import Tensor
+from .derive import Writer
 from .equations import Equations
 from .ir import Stmt
 from .plan import Plan
@@ -27,12 +30,14 @@ class Backward:
     returned as it is.
     """
 
-    def __init__(self, view: Any, forward: dict[int, Stmt], contexts: dict, sources: list) -> None:
+    def __init__(self, view: Any, forward: dict[int, Stmt], contexts: dict, sources: list,
+                 derived: dict, consts: dict, fast_vjps: bool = True) -> None:
         self.view, self.forward, self.contexts = view, forward, contexts
+        self.derived, self.consts, self.fast_vjps = derived, consts, fast_vjps
         self.called = {key for key, stmt in forward.items() if stmt.kind == "call"}
-        self.plan = Plan(view, sources, self.called)
+        self.plan = Plan(view, sources, self.called, derived)
         self.sources = set(map(id, sources))
-        self.maths = Equations(view, contexts)
+        self.maths = Equations(view, contexts, derived)
         self.terms: dict[int, list[tuple[str, bool, str, np.dtype]]] = {}
         self.grad: dict[int, tuple[str, bool, np.dtype]] = {}
         self.stmts: list[Stmt] = []
@@ -78,28 +83,50 @@ class Backward:
                                    node=node, role=i, fast=[call], text=[call]))
             self.terms.setdefault(id(x), []).append((name, False, maths, dtype))
             return
-        code, axes = node.op.code, ()
-        if node.op.broadcasts and x.shape != node.output.shape:
-            axes = broadcast_axes(x.shape, node.output.shape)
-        if code.vjps[i] == "{G}" and not axes:
+        fast = node.op.code.fast_vjps
+        if self.fast_vjps and i < len(fast) and fast[i] is not None:
+            axes = ()
+            if node.op.broadcasts and x.shape != node.output.shape:
+                axes = broadcast_axes(x.shape, node.output.shape)
+            # A template may work in G's and the output's buffers only where they are
+            # the gradient's own shape and dtype (and G is not the seed, which is kept).
+            spare = (not axes and g != self.seed and g_dtype == node.output.dtype
+                     and x.shape == node.output.shape)
+            self.stmts.append(self._vjp(node, i, x, name, g, axes, spare))
+            self.terms.setdefault(id(x), []).append((name, True, maths, dtype))
+            return
+        d = self.derived[id(node)][i]
+        if d.renames_g:
             self.terms.setdefault(id(x), []).append((g, False, maths, dtype))  # a rename
             return
-        # A template may work in G's and the output's buffers only where they are
-        # the gradient's own shape and dtype (and G is not the seed, which is kept).
-        spare = (not axes and g != self.seed and g_dtype == node.output.dtype
-                 and x.shape == node.output.shape)
-        self.stmts.append(self._vjp(node, i, x, name, g, axes, spare))
-        fresh = bool(axes) or not code.grad_view
-        self.terms.setdefault(id(x), []).append((name, fresh, maths, dtype))
+        self.stmts.append(self._derived(node, i, x, name, g, d))
+        self.terms.setdefault(id(x), []).append((name, d.fresh, maths, dtype))
+
+    def _derived(self, node: Any, i: int, x: Tensor, name: str, g: str, d: Any) -> Stmt:
+        """Input i's VJP printed from the ops its grads recorded, in this program's names."""
+        c = self.contexts[id(node)]
+        outer = {id(d.g): g, id(node.output): c._out}
+        outer.update((id(v), text) for v, text in zip(node.inputs, c._names)
+                     if isinstance(v, (Tensor, np.ndarray)))
+        writer = Writer(d, outer, name, self.view, self.consts)
+        fast, reads = writer.code(False, False)
+        text, _ = writer.code(True, False)
+        stmt = Stmt(name, "vjp", reads, x.size, view=not d.fresh, node=node, role=i, fast=fast,
+                    text=text, temps=dict(writer.temps))
+        if g == self.seed:  # the value function's seed is ones: G ∘ X is X
+            stmt.one_fast, stmt.one_reads = writer.code(False, True)
+            stmt.one_text, _ = writer.code(True, True)
+        return stmt
 
     def _vjp(self, node: Any, i: int, x: Tensor, name: str, g: str, axes: tuple,
              spare: bool) -> Stmt:
-        c, template = self.contexts[id(node)], node.op.code.vjps[i]
+        """Input i's VJP from the op's hand-tuned template (``Code.fast_vjps``)."""
+        c, template = self.contexts[id(node)], node.op.code.fast_vjps[i]
         c.target, c.i, c._g = name, i, g
         c.dead = frozenset() if spare else None
         fast, reads, text = c.both(template)
         c.dead = None
-        stmt = Stmt(name, "vjp", reads, x.size, view=node.op.code.grad_view and not axes,
+        stmt = Stmt(name, "vjp", reads, x.size,
                     node=node, role=i, fast=fast, text=text,
                     reduce=(axes, x.shape, node.output.shape) if axes else None)
         if spare and c.asked:

@@ -17,23 +17,31 @@ from .backward import Backward
 from .ir import Program
 from .lower import lower_forward
 from .passes import aliases, frees, in_place, spare, unused
+from .plan import vjp_path
 from .recorded import recorded_equations
 from .sections import headings
 
 _COUNT = itertools.count(1)
 
 
-def lower(nodes: Sequence[Any], target: Tensor, sources: list[Tensor], names: Any = None):
-    """The program, the naming view and the backward lowering (for its equations)."""
+def lower(nodes: Sequence[Any], target: Tensor, sources: list[Tensor], names: Any = None,
+          fast_vjps: bool = True):
+    """The program, the naming view and the backward lowering (for its equations).
+
+    ``fast_vjps=False`` writes every VJP from its op's grads, leaving out the
+    hand-tuned templates (``Code.fast_vjps``); the tests compare the two.
+    """
     end = index_of(nodes, target, "closed_form", sources=[target])
     require_scalar(target, "closed_form")
     view = TapeNames(ancestors(nodes, target, end), target, names, everything=True)
     args: dict[str, Any] = {}
     consts: dict[str, Any] = {}
-    forward, contexts = lower_forward(view, args, consts)
+    live, _ = vjp_path(view.nodes, set(map(id, sources)), target)
+    forward, contexts, derived = lower_forward(view, args, consts, live)
     if view.is_leaf(target):
         args.setdefault(view.of(target), target)
-    back = Backward(view, {id(s.node): s for s in forward}, contexts, sources)
+    back = Backward(view, {id(s.node): s for s in forward}, contexts, sources, derived, consts,
+                    fast_vjps)
     backward = back.run()
     results, updates = [], []
     for s in sources:

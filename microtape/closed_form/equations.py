@@ -10,19 +10,22 @@ from __future__ import annotations
 from typing import Any
 
 from ..naming import identifier
-from ..ops import broadcast_axes
+import numpy as np
+
 from ..tensor import Tensor
 from . import wording
+from .derive import Writer
 
 
 class Equations:
     """Per tensor id, its gradient's symbol and maths; per node, the step page's line."""
 
-    __slots__ = ("view", "contexts", "target", "producer", "deltas", "symbols", "gmath",
-                 "by_node")
+    __slots__ = ("view", "contexts", "derived", "target", "producer", "deltas", "symbols",
+                 "gmath", "by_node")
 
-    def __init__(self, view: Any, contexts: dict) -> None:
+    def __init__(self, view: Any, contexts: dict, derived: dict) -> None:
         self.view, self.contexts, self.target = view, contexts, view.target
+        self.derived = derived  # by node id: {input index: its VJP recorded from grads}
         self.producer = {id(node.output): node for node in view.nodes}
         self.deltas = wording.delta_names(view.nodes, self.producer)
         self.symbols = {id(self.target): wording.gradient_symbol(view.of(self.target))}
@@ -41,22 +44,20 @@ class Equations:
     def term(self, node: Any, i: int, x: Tensor, called: bool, by_name: bool = False) -> str:
         """Input i's gradient term as maths, from G's maths (or, ``by_name``, G's symbol).
 
-        A called op (no code template) has no formula to show: its term is
-        the VJP applied to G's maths either way.
+        The term is the op's grads printed with each recorded op's forward
+        maths (derive.py), the node's operands by their names. A called op
+        (no code template) has no formula to show: its term is the VJP
+        applied to G's maths either way.
         """
         out = node.output
         if called:
             return f"VJP of {identifier(node.op.name)}({wording.wrap(self.gmath[id(out)])})"
         g = self.symbol(out) if by_name else wording.wrap(self.gmath[id(out)])
-        c, code = self.contexts[id(node)], node.op.code
-        kept = c._g, c.i, c.one
-        c._g, c.i, c.one = g, i, id(out) == id(self.target)
-        maths = c.render(code.math[i]) if i < len(code.math) and code.math[i] else "?"
-        c._g, c.i, c.one = kept
-        if node.op.broadcasts and x.shape != out.shape:
-            axes = broadcast_axes(x.shape, out.shape)
-            maths = wording.summed(maths, axes, x.shape, out.shape)
-        return maths
+        d, c = self.derived[id(node)][i], self.contexts[id(node)]
+        outer = {id(node.output): self.view.of(node.output)}
+        outer.update((id(v), self.view.of(v)) for v in node.inputs
+                     if isinstance(v, (Tensor, np.ndarray)) and v in self.view)
+        return Writer(d, outer, "", self.view, {}).maths(g, id(out) == id(self.target))
 
     def received(self, x: Tensor, is_source: bool, terms: list[str]) -> str | None:
         """All of x's terms are in: its equation when shown, else None (its maths goes inline)."""

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from ..naming import TapeNames, identifier, operands
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap
 from .context import Context, literal
+from .derive import Derived, derive
 from .ir import Stmt
 
 
@@ -28,6 +29,9 @@ def operand_texts(node: Any, view: TapeNames, args: dict[str, Any], consts: dict
                 args.setdefault(view.of(obj), obj)
         if isinstance(x, np.ndarray) and view.is_constant(x):
             texts.append(_held(x, view, consts))
+        elif isinstance(x, Tensor) and view.is_constant(x):  # a VJP's own Tensor (the loss's N)
+            consts[view.of(x)] = x.value
+            texts.append(view.of(x))
         elif isinstance(x, (Tensor, np.ndarray)):
             texts.append(view.of(x))
         else:
@@ -45,9 +49,12 @@ def _held(x: Any, view: TapeNames, consts: dict) -> str:
     return name
 
 
-def lower_forward(view: TapeNames, args: dict[str, Any], consts: dict) -> tuple[list[Stmt], dict]:
-    """One statement per node of the view; also each node's template context, by node id."""
-    stmts, contexts, seeds = [], {}, set()
+def lower_forward(view: TapeNames, args: dict[str, Any], consts: dict, live: set[int]
+                  ) -> tuple[list[Stmt], dict, dict]:
+    """One statement per node of the view; also, by node id, each node's template context
+    and its VJPs recorded from its grads (derive.py), {input index: Derived}, for the
+    inputs in ``live`` (those that depend on a source)."""
+    stmts, contexts, derived, seeds = [], {}, {}, set()
     for node in view.nodes:
         stmts += _seeds(node, view, seeds)
         texts = operand_texts(node, view, args, consts)
@@ -56,13 +63,27 @@ def lower_forward(view: TapeNames, args: dict[str, Any], consts: dict) -> tuple[
         saved = {k: view.fresh(k) for k in (code.saved if code else ())}
         temps = {k: view.fresh(k) for k in (code.temps if code else ())}
         c = Context(node, texts, out, saved, temps, consts, view)
-        if code is not None and (code.when is None or code.when(c)):
+        vjps = _derived(node, live) if code is not None and (code.when is None or code.when(c)) else None
+        if vjps is not None:
             stmt = _templated(node, c, texts, out)
+            derived[id(node)] = vjps
         else:
             stmt = _called(node, view, texts, out, consts)
         contexts[id(node)] = c
         stmts.append(stmt)
-    return stmts, contexts
+    return stmts, contexts, derived
+
+
+def _derived(node: Any, live: set[int]) -> dict[int, Derived] | None:
+    """Each live input's VJP, recorded from the op's grads; None if one cannot be."""
+    found = {}
+    for i, x in enumerate(node.inputs):
+        if id(x) in live and isinstance(x, Tensor) and node.vjps[i] is not None:
+            d = derive(node, i)
+            if d is None:
+                return None
+            found[i] = d
+    return found
 
 
 def _seeds(node: Any, view: TapeNames, written: set[int]) -> list[Stmt]:
@@ -95,7 +116,7 @@ def _size_of(node: Any) -> int:
 def _called(node: Any, view: TapeNames, texts: list[str], out: str, consts: dict) -> Stmt:
     """An op without a template: its forward is called, and keeps its VJPs for the backward pass."""
     forward = view.fresh(f"_{node.op.name}")
-    consts[forward] = node.op.forward
+    consts[forward] = _forward_with_vjps(node.op)
     params = ""
     if node.params:
         held = view.fresh("_params")
@@ -107,3 +128,14 @@ def _called(node: Any, view: TapeNames, texts: list[str], out: str, consts: dict
     return Stmt(out, "call", reads, node.output.size, view=True, node=node, operands=tuple(texts),
                 fast=call, text=call, temps={vjps: 0},
                 comment=f"{identifier(node.op.name)} has no code template: call its forward and its VJPs")
+
+
+def _forward_with_vjps(op: Any) -> Any:
+    """The op's forward as the generated code calls it: ``(output, numpy VJPs)``, also for a
+    forward that returns its output alone (its VJPs are then its grads, run on arrays)."""
+    def call(*args: Any, **params: Any) -> tuple:
+        out = op.forward(*args, **params)
+        if type(out) is tuple:
+            return out
+        return out, op._eager_vjps(args, wrap(np.asarray(out)), params)
+    return call

@@ -2,7 +2,7 @@
 
 Only nodes on a path from a source to the target get VJPs; an input gets a
 gradient when it is a Tensor on such a path and the op has a VJP for it
-(``None`` in the template or in the recorded VJPs means none). ``expected``
+(``None`` among the recorded VJPs means none). ``expected``
 counts the terms each tensor's gradient will have, so that a tensor used by
 several ops is summed once all its terms are in.
 """
@@ -38,10 +38,11 @@ def vjp_path(nodes: list, source_ids: set[int], target: Tensor) -> tuple[set[int
 class Plan:
     """The live nodes, in recorded order, and how many gradient terms each tensor gets."""
 
-    __slots__ = ("nodes", "live", "called", "expected")
+    __slots__ = ("nodes", "live", "called", "derived", "expected")
 
-    def __init__(self, view: Any, sources: list, called: set[int]) -> None:
+    def __init__(self, view: Any, sources: list, called: set[int], derived: dict) -> None:
         self.called = called  # ids of nodes whose forward is called (no code template)
+        self.derived = derived  # by node id: {input index: its VJP recorded from grads}
         self.live, self.nodes = vjp_path(view.nodes, set(map(id, sources)), view.target)
         self.expected: dict[int, int] = {}
         for node in self.nodes:
@@ -56,5 +57,4 @@ class Plan:
         recorded = i < len(node.vjps) and node.vjps[i] is not None
         if id(node) in self.called:
             return recorded
-        vjps = node.op.code.vjps
-        return recorded and i < len(vjps) and vjps[i] is not None
+        return recorded and i in self.derived[id(node)]

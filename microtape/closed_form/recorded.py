@@ -17,6 +17,7 @@ import numpy as np
 
 from ..tensor import Tensor
 from .context import Context, literal
+from .derive import derive
 from .equations import Equations
 
 
@@ -40,7 +41,8 @@ def _equations(view: Any, recorded: Any, contexts: dict, consts: dict) -> list[s
     expected: dict[int, int] = {}
     for f, i in recorded.steps:
         expected[id(f.inputs[i])] = expected.get(id(f.inputs[i]), 0) + 1
-    maths = Equations(view, contexts)
+    derived: dict[int, dict] = {}
+    maths = Equations(view, contexts, derived)
     terms: dict[int, list[str]] = {}
     lines = []
     for f, i in recorded.steps:
@@ -48,6 +50,9 @@ def _equations(view: Any, recorded: Any, contexts: dict, consts: dict) -> list[s
             contexts[id(f)] = _context(f, view, consts)
         x, code = f.inputs[i], f.op.code
         called = code is None or code.when is not None and not code.when(contexts[id(f)])
+        if not called:  # the VJP's maths, from the op's grads as the closed form's own pass
+            d = derived.setdefault(id(f), {}).get(i) or derive(f, i)
+            derived[id(f)][i], called = d, d is None
         maths.symbols[id(f.output)] = symbol(f.output)
         terms.setdefault(id(x), []).append(maths.term(f, i, x, called, by_name=True))
         if len(terms[id(x)]) == expected[id(x)]:

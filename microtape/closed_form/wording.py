@@ -2,8 +2,7 @@
 
 models/DERIVATION.md writes the two-layer network's backward pass with
 ``delta1``, ``delta2`` for the gradients of each layer's ``x W + b`` (numbered
-from the input), ``column sums of`` for a bias gradient, ``dJ`` for the seed
-and ``dW1`` for the gradient of ``W1``. The closed form's equations use the
+from the input), ``dJ`` for the seed and ``dW1`` for the gradient of ``W1``. The closed form's equations use the
 same words, so that they read beside the derivation; the code uses ``d_W1``.
 """
 
@@ -34,13 +33,6 @@ def gradient_symbol(name: str) -> str:
     """
     return f"d_{name}" if name.startswith("d") and "_d" in name else f"d{name}"
 
-
-
-def summed(maths: str, axes: tuple[int, ...], shape: tuple, out_shape: tuple) -> str:
-    """The adjoint of a broadcast, in words: a bias gradient is the column sums."""
-    if axes == (0,) and len(out_shape) == 2 and len(shape) == 1:
-        return f"column sums of {maths}"
-    return f"Σ over axes {axes} of {wrap(maths)}"
 
 
 def wrap(expr: str) -> str:

@@ -61,7 +61,8 @@ def test_a_forward_anomaly_marks_the_op_and_its_bad_output_and_stops_there():
     assert "#c92a2a" in op and "made Inf in the forward pass at [1]" in op
     assert "A = 0, C = -inf" in op and "called at nb.py:3" in op
     assert "dA = G / A" in op                                    # the formula it applies
-    assert "op1 [" not in g.source and "<B>sum</B>" not in g.source   # drawn up to the failing op
+    assert "<B>log #0</B>" in op                                 # the op number, spaced
+    assert "op1 [" not in g.source and "<B>sum #" not in g.source    # drawn up to the failing op
     assert "log made Inf in the forward pass" in g.source        # the message heads the drawing
 
 

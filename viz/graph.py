@@ -350,19 +350,33 @@ def vjp_formula(node: Node) -> str:
 
     ``pow(x, 3)`` applies ``dA = G ∘ p A^(p−1)`` only: a constant exponent
     gets no gradient, so ``dp = ...`` is left out. The k-th ``dX =`` part
-    belongs to the k-th argument, as ``_argument_names`` reads it.
+    belongs to the k-th argument, as ``_argument_names`` reads it. The note
+    that gradients are summed over broadcast axes stays only where an input
+    was broadcast.
     """
     formula = node.op.formula
     # A note after the last part that speaks of "each" belongs to every part.
     main, sep, note = formula.rpartition("  (each ")
     if not sep:
         main, sep, note = formula, "", ""
+    elif "broadcast" in note and not broadcast_inputs(node):
+        sep = note = ""     # "summed over the axes it was broadcast along": none were
     parts = _PARTS.split(main)
     if len(parts) < 2:
-        return formula
+        return main + sep + note
     kept = [p for i, p in enumerate(parts)
             if i >= len(node.inputs) or isinstance(node.inputs[i], Tensor)]
     return ",  ".join(kept or parts) + sep + note
+
+
+def broadcast_inputs(node: Node) -> list[int]:
+    """The positions of the Tensor inputs a broadcasting op stretched to its output's
+    shape, whose gradients its VJP sums back over the stretched axes."""
+    if not node.op.broadcasts:
+        return []
+    out = tuple(node.output.shape)
+    return [i for i, x in enumerate(node.inputs)
+            if isinstance(x, Tensor) and mt.broadcast_axes(tuple(x.shape), out)]
 
 
 def _op_text(view: TapeView, k: int, node: Node, opts: Options) -> tuple[str, str]:
@@ -376,7 +390,7 @@ def _op_text(view: TapeView, k: int, node: Node, opts: Options) -> tuple[str, st
         folded.append(text if isinstance(x, str) or L.is_index(x) else f"{names[i]} = {text}")
     folded += [f"{key}={L.constant_text(v)}" for key, v in node.params.items()]
     index = view.indices[k]
-    rows = [f'<TR><TD><B>{L.html(op.name, 40)}</B> <FONT POINT-SIZE="8" COLOR="{MUTED}">#{index}</FONT></TD></TR>']
+    rows = [f'<TR><TD>{L.op_title(op.name, index)}</TD></TR>']
     if folded:   # constants, in the constant look the legend shows
         c = LOOKS["constant"]
         rows.append(f'<TR><TD BGCOLOR="{c.fill}" COLOR="{c.border}" BORDER="1" STYLE="dashed">'

@@ -229,6 +229,17 @@ def gradient_name(of: str, by: str) -> str:
     return f"d{wrap(of)}/d{wrap(by)}"
 
 
+def op_title(name: str, index: int) -> str:
+    """An op's name and its place on the tape, ``softmax_cross_entropy #5``, as one
+    bold run of an HTML-like label.
+
+    One run, not a name and a muted number side by side: Graphviz places each
+    run where its own font measure ends the previous one, and a browser's
+    bold face is a few percent wider, so a long name ran into its number.
+    """
+    return f"<B>{html(name, 40)} #{index}</B>"
+
+
 def is_index(obj: object) -> bool:
     """True for slices, Ellipsis and tuples holding them: text, not a constant array."""
     parts = obj if isinstance(obj, tuple) else (obj,)

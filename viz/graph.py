@@ -162,7 +162,7 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
         tensor_node(info)
     if opts.legend:
         _legend(g, view, opts.rankdir, bool(checks),
-                page.legend_notes if page is not None else (), opts.grads)
+                page.legend_notes if page is not None else (), opts.grads, svg_id=ids)
     return g
 
 
@@ -179,14 +179,17 @@ def _digraph(opts: Options) -> graphviz.Digraph:
 
 
 def _legend(g: graphviz.Digraph, view: TapeView, rankdir: str, check: bool,
-            notes: tuple[tuple[str, str], ...], grads: bool = True) -> None:
-    """The legend node, explaining the symbols the drawing so far uses."""
+            notes: tuple[tuple[str, str], ...], grads: bool = True, svg_id: bool = False) -> None:
+    """The legend node, explaining the symbols the drawing so far uses (with
+    ``svg_id``, ``legend`` is its SVG id too, for a page's script)."""
     target = view.info(view.loss).name if view.loss is not None else "J"
     with g.subgraph(name="legend_rank", graph_attr={"rank": LEGEND_RANK[rankdir]}) as s:
         used = "".join(g.body)
         s.node("legend", legend_label(check=check, notes=notes, text=used, target=target,
                                       grads=grads),
-               shape="box", style="rounded", color="#c8c8c8", fontsize="8.5", tooltip="legend")
+               shape="box", style="rounded", color="#c8c8c8", fontsize="8.5", tooltip="legend",
+               margin="0.1,0.05",
+               **({"id": "legend"} if svg_id else {}))
 
 
 # Top to bottom, the legend sits in the first row, beside the inputs: below

@@ -20,6 +20,7 @@ import microtape as mt
 from microtape import Node, Tape, Tensor
 
 from . import labels as L
+from . import layout
 from .leafcheck import LeafCheck, check_leaves
 from .legend import (BROADCAST, CHECK_FAILED, CHECK_PASSED, EDGE, FANOUT, FONT,
                      GRAD_BG, GRAD_COLOR, LOOKS, MUTED, VALUE_BG, Look, legend_label)
@@ -54,8 +55,10 @@ def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
     - Op nodes: the op's name, its constant arguments and keyword params,
       and with ``formulas`` the VJP it applies (``Primitive.formula``),
       without the parts for inputs that are constants (they get no gradient).
-    - ``rankdir``: "TB" (default) runs the chain top to bottom, which keeps
-      a network's drawing about as wide as it is tall; "LR" left to right.
+    - ``rankdir``: "TB" (default) runs the chain top to bottom, wrapped into
+      columns side by side when it is four ops deep or more (``layout.py``),
+      which keeps a network's drawing about as wide as it is tall; "LR" left
+      to right.
     - Looks: parameters (the leaves in ``params``, and only those: a name
       alone does not make a parameter), data (every other input: leaf
       Tensors and plain arrays passed to an op), constants (numbers and
@@ -106,6 +109,7 @@ class Options:
     max_elements: int = 12
     rankdir: str = "TB"
     legend: bool = True
+    wrap: bool = True       # a deep chain top to bottom in columns (layout.py)
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,10 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
     checks = checks or {}
     g = _digraph(opts)
     drawn: set[int] = set()
-    ids, marked = page is not None, (page.edges if page is not None else {})
+    crossing, tops = layout.wrap(view, opts.rankdir) if opts.wrap else ({}, [])
+    ids, marked = page is not None, dict(crossing)
+    for key, attrs in (page.edges if page is not None else {}).items():
+        marked[key] = {**marked.get(key, {}), **attrs}
 
     def tensor_node(info: TensorInfo) -> None:
         if id(info.tensor) in drawn:
@@ -140,7 +147,7 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
         check = checks.get(id(info.tensor))
         if check is not None:
             look = CHECK_PASSED if check.passed else CHECK_FAILED
-        label, tip = _tensor_text(view, info, opts, check, page)
+        label, tip = _tensor_text(view, info, opts, check, page, stacked=bool(tops))
         _node(g, info.node_id, label, tip, look, ids)
 
     for k, node in enumerate(view.nodes):
@@ -160,6 +167,7 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
         g.edge(op_id, out.node_id, weight=CHAIN_WEIGHT, **marked.get((op_id, out.node_id), {}))
     for info in view.tensors.values():  # a leaf target with no op
         tensor_node(info)
+    layout.order_columns(g, tops)
     if opts.legend:
         _legend(g, view, opts.rankdir, bool(checks),
                 page.legend_notes if page is not None else (), opts.grads, svg_id=ids)
@@ -212,8 +220,9 @@ _KIND_TEXT = {"parameter": "parameter", "data": "data", "intermediate": "", "los
 
 
 def _tensor_text(view: TapeView, info: TensorInfo, opts: Options, check: LeafCheck | None,
-                 page: Page | None) -> tuple[str, str]:
-    """The HTML-like label and the tooltip of a tensor node."""
+                 page: Page | None, stacked: bool = False) -> tuple[str, str]:
+    """The HTML-like label and the tooltip of a tensor node; ``stacked``: the value
+    above the gradient, whatever the direction."""
     t = info.tensor
     facts = " ".join(s for s in (_KIND_TEXT[info.kind], L.shape_text(t.shape), str(t.dtype)) if s)
     header = (f'<B>{L.html(info.name, 32)}</B>  '
@@ -222,8 +231,12 @@ def _tensor_text(view: TapeView, info: TensorInfo, opts: Options, check: LeafChe
     blocks = _tensor_blocks(info, opts, page, tip)
 
     # Left to right, nodes stack their blocks so the long chain stays narrow;
-    # top to bottom, they put them side by side.
-    side_by_side = opts.rankdir in ("TB", "BT")
+    # top to bottom, they put them side by side, unless the chain is wrapped
+    # into columns (layout.py): then the gradient goes below the value, but
+    # for a tall array (a column), whose blocks stacked would be twice as tall.
+    cells = array_cells(t.value, opts.max_elements)
+    tall = cells is not None and len(cells) >= 2 * len(cells[0])
+    side_by_side = opts.rankdir in ("TB", "BT") and (tall or not stacked)
     span = len(blocks) if side_by_side and blocks else 1
     rows = [f'<TR><TD ALIGN="LEFT" COLSPAN="{span}">{header}</TD></TR>']
     if side_by_side and blocks:

@@ -57,7 +57,7 @@ _ENTRIES = [
 
 # The legend's sentences are wrapped to this many characters: a compact box,
 # and short lines, which Graphviz's font measure and a browser's agree on.
-LEGEND_WIDTH = 62
+LEGEND_WIDTH = 50
 
 # Symbols the drawing may use, each explained when it appears.
 SYMBOLS = [
@@ -111,7 +111,10 @@ def legend_label(check: bool = False, notes: tuple[tuple[str, str], ...] = (),
                  f'</TD></TR>' for line in wrap(note, LEGEND_WIDTH)]
     for marker, symbol, meaning in SYMBOLS:
         if marker in text or html.escape(marker) in text:
+            first, *more = wrap(meaning, LEGEND_WIDTH)
             rows.append(f'<TR><TD ALIGN="RIGHT">{html.escape(symbol)}</TD>'
-                        f'<TD ALIGN="LEFT">{html.escape(meaning)}</TD></TR>')
+                        f'<TD ALIGN="LEFT">{html.escape(first)}</TD></TR>')
+            rows += [f'<TR><TD></TD><TD ALIGN="LEFT">{html.escape(line)}</TD></TR>'
+                     for line in more]
     return table(rows, spacing=2, padding=1, label=True)
 

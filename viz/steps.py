@@ -65,7 +65,8 @@ def render_backward_steps(tape: Tape, target: Tensor, out_dir: str | Path, *, pa
                         f"the page accepts {', '.join(_DRAW_OPTIONS)}, params and names")
     if target is None:
         raise ValueError("render_backward_steps: a target is needed (the loss to differentiate)")
-    opts = Options(grads=True, **draw_options)
+    # One column, unwrapped: each op's frame then shows its inputs just above it.
+    opts = Options(grads=True, wrap=False, **draw_options)
     view = TapeView(tape, target, params, names)
     stopped = _backward_or_stop(view)
     walk = backward_walk(view, opts.max_elements, stopped)

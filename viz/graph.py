@@ -134,10 +134,7 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
     checks = checks or {}
     g = _digraph(opts)
     drawn: set[int] = set()
-    crossing, tops = layout.wrap(view, opts.rankdir) if opts.wrap else ({}, [])
-    ids, marked = page is not None, dict(crossing)
-    for key, attrs in (page.edges if page is not None else {}).items():
-        marked[key] = {**marked.get(key, {}), **attrs}
+    ids, (marked, tops) = page is not None, _edge_styles(view, opts, page)
 
     def tensor_node(info: TensorInfo) -> None:
         if id(info.tensor) in drawn:
@@ -159,8 +156,7 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
                 _node(g, view.arrays[id(x)].node_id, *_array_text(view.arrays[id(x)], opts),
                       LOOKS["data"], ids)
         op_id = f"op{view.indices[k]}"
-        label, tip = _op_text(view, k, node, opts)
-        _node(g, op_id, label, tip, LOOKS["op"], ids)
+        _node(g, op_id, *_op_text(view, k, node, opts), LOOKS["op"], ids)
         _input_edges(g, view, node, op_id, marked)
         out = view.info(node.output)
         tensor_node(out)
@@ -169,9 +165,19 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
         tensor_node(info)
     layout.order_columns(g, tops)
     if opts.legend:
-        _legend(g, view, opts.rankdir, bool(checks),
-                page.legend_notes if page is not None else (), opts.grads, svg_id=ids)
+        _legend(g, view, opts.rankdir, bool(checks), page, opts.grads)
     return g
+
+
+def _edge_styles(view: TapeView, opts: Options, page: Page | None
+                 ) -> tuple[dict[tuple[str, str], dict[str, str]], list[str]]:
+    """The attributes of the edges the layout and the page restyle ({(DOT id, DOT id):
+    attributes}), and the first op of each column of a wrapped chain."""
+    crossing, tops = layout.wrap(view, opts.rankdir) if opts.wrap else ({}, [])
+    marked = dict(crossing)
+    for key, attrs in (page.edges if page is not None else {}).items():
+        marked[key] = {**marked.get(key, {}), **attrs}
+    return marked, tops
 
 
 def _digraph(opts: Options) -> graphviz.Digraph:
@@ -187,17 +193,18 @@ def _digraph(opts: Options) -> graphviz.Digraph:
 
 
 def _legend(g: graphviz.Digraph, view: TapeView, rankdir: str, check: bool,
-            notes: tuple[tuple[str, str], ...], grads: bool = True, svg_id: bool = False) -> None:
-    """The legend node, explaining the symbols the drawing so far uses (with
-    ``svg_id``, ``legend`` is its SVG id too, for a page's script)."""
+            page: Page | None, grads: bool = True) -> None:
+    """The legend node, explaining the symbols the drawing so far uses; on a page,
+    with its notes, and ``legend`` as its SVG id for the page's script."""
     target = view.info(view.loss).name if view.loss is not None else "J"
+    notes = page.legend_notes if page is not None else ()
     with g.subgraph(name="legend_rank", graph_attr={"rank": LEGEND_RANK[rankdir]}) as s:
         used = "".join(g.body)
         s.node("legend", legend_label(check=check, notes=notes, text=used, target=target,
                                       grads=grads),
                shape="box", style="rounded", color="#c8c8c8", fontsize="8.5", tooltip="legend",
                margin="0.1,0.05",
-               **({"id": "legend"} if svg_id else {}))
+               **({"id": "legend"} if page is not None else {}))
 
 
 # Top to bottom, the legend sits in the first row, beside the inputs: below

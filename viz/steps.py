@@ -220,14 +220,13 @@ def backward_walk(view: TapeView, max_elements: int = 12,
              if view.nodes[k].output.grad is not None]
     walk = Walk(steps=len(order), stopped=stopped is not None)
     closed_form = _closed_form(view)
-    target = view.info(view.target)
-    J = target.name
+    J = view.info(view.target).name
     sums = _RunningSums(view, order, max_elements)
     walk.captions.append(f"Forward pass: every op has computed its output from its inputs; no "
                          f"gradient yet. Next, the backward pass starts at {J} with the seed "
                          f"{L.gradient_name(J, J)} = 1.")
     walk.equations.append("")
-    walk.grads[target.node_id] = [(1, None)]        # the seed enters with the first step
+    walk.grads[view.info(view.target).node_id] = [(1, None)]   # the seed, with the first step
     for s, k in enumerate(order, start=1):
         node = view.nodes[k]
         walk.ops[f"op{view.indices[k]}"] = s

@@ -61,7 +61,8 @@ def test_a_forward_anomaly_marks_the_op_and_its_bad_output_and_stops_there():
     assert "#c92a2a" in op and "made Inf in the forward pass at [1]" in op
     assert "A = 0, C = -inf" in op and "called at nb.py:3" in op
     assert "dA = G / A" in op                                    # the formula it applies
-    assert "op1 [" not in g.source and "<B>sum</B>" not in g.source   # drawn up to the failing op
+    assert ">log #0</FONT>" in op                                # the op number, spaced
+    assert "op1 [" not in g.source and ">sum #" not in g.source    # drawn up to the failing op
     assert "log made Inf in the forward pass" in g.source        # the message heads the drawing
 
 
@@ -199,6 +200,7 @@ def test_the_step_page_stops_on_the_frame_where_the_anomaly_appears(tmp_path):
     # The pass is played up to pow, whose VJP made the Inf, and no further.
     assert "Step 3 of 3: pow #0 takes G = dJ/dpow_, and its VJP makes Inf in dJ/dx at [1]" in page
     assert "Stopped at step 3: pow made Inf" in page and "Done:" not in page
+    assert '"counters":["forward pass","step 1 of 3","step 2 of 3","step 3 of 3","stopped"]' in page
     assert "sends back dJ/dx" not in page
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 
 import microtape as mt
@@ -38,6 +39,8 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 # Where each frame stands, read from the page itself.
 STATE = """
 var view = document.getElementById("view").getBoundingClientRect();
+var legend = document.getElementById("legend").getBoundingClientRect();
+var svg = document.querySelector("#view svg").getBoundingClientRect();
 var current = document.querySelector("#view .current");
 var box = current ? current.getBoundingClientRect() : null;
 var title = current ? current.querySelector("text").getBoundingClientRect() : null;
@@ -52,6 +55,9 @@ return {frame: document.querySelector("#view svg").getAttribute("data-frame"),
         caption: document.getElementById("caption").textContent,
         current: current ? current.id : null,
         box: box && [box.left, box.top, box.right, box.bottom],
+        legend: [legend.left, legend.top, legend.right, legend.bottom],
+        svg: [svg.left, svg.top, svg.right, svg.bottom],
+        zoomed: document.getElementById("zoomed").textContent,
         view: [view.left, view.top, view.right, view.bottom],
         window: [window.innerWidth, window.innerHeight],
         titleHeight: title && title.height,
@@ -99,7 +105,7 @@ def test_stepping_through_every_frame_with_the_keys(tmp_path, browser):
         if frame:
             body.send_keys(Keys.ARROW_RIGHT)
         state = browser.execute_script(STATE)
-        assert state["frame"] == str(frame) and state["counter"] == f"{frame} / {walk.frames - 1}"
+        assert state["frame"] == str(frame) and state["counter"] == walk.counters[frame]
         assert state["caption"] == walk.captions[frame]
         assert state["shown"] == sorted(walk.shown(frame)), frame
         assert state["fresh"] == sorted(walk.fresh(frame)), frame
@@ -109,6 +115,10 @@ def test_stepping_through_every_frame_with_the_keys(tmp_path, browser):
             assert inside(state["box"], state["view"]), state
             assert inside(state["box"], [0, 0, *state["window"]]), state
             assert state["titleHeight"] >= 9, state
+        else:
+            # The forward pass and the end show the legend: its top, its width.
+            left, top, right, bottom = state["legend"]
+            assert inside([left, top, right, min(bottom, state["view"][3])], state["view"]), state
     body.send_keys(Keys.ARROW_RIGHT)                        # past the end: stays there
     assert browser.execute_script(STATE)["frame"] == str(walk.frames - 1)
     body.send_keys(Keys.HOME)
@@ -141,3 +151,97 @@ def test_partial_sums_are_written_into_the_drawing(tmp_path, browser):
     assert frames[first] == partial                      # exp(h): one of two contributions
     assert frames[last] == frames[walk.frames - 1] != partial   # 2 + exp(h), the tape's sum
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+# Every text of the drawing that is showing: its box on screen and the node or
+# edge it belongs to, with that node's outline.
+TEXTS = """
+var out = [];
+document.querySelectorAll("#view svg text").forEach(function (t) {
+  if (!t.textContent.trim() || getComputedStyle(t).visibility === "hidden") { return; }
+  var r = t.getBoundingClientRect(), g = t.closest("g.node, g.edge");
+  var shape = g && g.classList.contains("node") ? g.querySelector("path, polygon") : null;
+  var s = shape && shape.getBoundingClientRect();
+  out.push({text: t.textContent, owner: g ? g.id : null, box: [r.left, r.top, r.right, r.bottom],
+            outline: s && [s.left, s.top, s.right, s.bottom]});
+});
+return out;
+"""
+
+
+def clashes(texts: list[dict]) -> list[tuple[str, str]]:
+    """Pairs of texts drawn over each other. Stacked lines' boxes (a font's ascent
+    and descent) may graze by under a pixel, so more than 1 px each way counts."""
+    found = []
+    for i, a in enumerate(texts):
+        for b in texts[i + 1:]:
+            w = min(a["box"][2], b["box"][2]) - max(a["box"][0], b["box"][0])
+            h = min(a["box"][3], b["box"][3]) - max(a["box"][1], b["box"][1])
+            if w > 1 and h > 1:
+                found.append((a["text"], b["text"]))
+    return found
+
+
+def outside_their_node(texts: list[dict], margin: float = 2.0) -> list[str]:
+    """Texts that reach within ``margin`` px of their node's outline, or past it."""
+    return [t["text"] for t in texts if t["outline"] is not None
+            and not inside([t["box"][0] - margin, t["box"][1], t["box"][2] + margin, t["box"][3]],
+                           t["outline"])]
+
+
+def tanh_mse():
+    """A learner's first regression: scalars and a column, a tanh layer, mean squared error."""
+    rng = np.random.default_rng(0)
+    x = mt.Tensor(rng.normal(size=(4, 2)), name="x")
+    y = mt.Tensor(rng.normal(size=(4, 1)), name="y")
+    W = mt.Tensor(rng.normal(size=(2, 1)), name="W")
+    b = mt.Tensor(0.1, name="b")
+    with mt.Tape() as tape:
+        out = mt.tanh(x @ W + b, name="out")
+        loss = mt.mean((out - y) ** 2, name="L")
+    return tape, loss, {"W": W, "b": b}
+
+
+@pytest.mark.parametrize("which", ["derivation", "tanh_mse"])
+def test_no_text_is_drawn_over_another_in_any_frame(tmp_path, browser, which):
+    from selenium.webdriver.common.keys import Keys
+
+    if which == "derivation":
+        net = two_layer()
+        tape, loss, params = net.tape, net.loss, net.params
+    else:
+        tape, loss, params = tanh_mse()
+    index = viz.render_backward_steps(tape, loss, tmp_path / "steps", params=params)
+    frames = backward_walk(TapeView(tape, loss, params)).frames
+    browser.set_window_size(1400, 900)
+    browser.get(index.as_uri())
+    body = browser.find_element("tag name", "body")
+    for frame in range(frames):
+        if frame:
+            body.send_keys(Keys.ARROW_RIGHT)
+        texts = browser.execute_script(TEXTS)
+        pending = any(t["text"] == "grad: not yet" for t in texts)
+        assert pending or frame > 0                      # the texts the forward pass shows...
+        assert not pending or frame < frames - 1
+        assert clashes(texts) == [], frame
+        assert outside_their_node(texts) == [], frame       # the legend's lines too
+
+
+def test_fit_shows_the_whole_drawing_and_starts_where_100_percent_would_not(tmp_path, browser):
+    net = two_layer()
+    index = viz.render_backward_steps(net.tape, net.loss, tmp_path / "steps", params=net.params)
+    # Wide enough for every op with its inputs and output at 100%: the page starts there.
+    browser.set_window_size(1400, 1000)
+    browser.get(index.as_uri())
+    state = browser.execute_script(STATE)
+    assert state["zoomed"] == "100%" and not inside(state["svg"], state["view"])
+    browser.find_element("id", "fit").click()
+    state = browser.execute_script(STATE)
+    assert inside(state["svg"], state["view"]), state
+    browser.find_element("tag name", "body").send_keys("0")
+    assert browser.execute_script(STATE)["zoomed"] == "100%"
+    # Too narrow for add #1 with XW1 and b1 side by side: the page starts fitted.
+    browser.set_window_size(640, 720)
+    browser.get(index.as_uri())
+    state = browser.execute_script(STATE)
+    assert state["zoomed"] != "100%" and inside(state["svg"], state["view"]), state

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
+import graphviz
 import numpy as np
 import pytest
 
@@ -91,6 +93,97 @@ def test_the_training_graph_reads_like_the_derivation(tmp_path):
     assert not any("dA" in t for t in first_matmul["text"])
 
 
+def node_boxes(svg: bytes) -> tuple[float, float, list[tuple[float, float, float, float]]]:
+    """Width and height (pt) of a drawing, and each node's bounding box in it
+    (x0, y0, x1, y1 from the top left), from the points of its outline."""
+    root = ET.fromstring(svg)
+    _, _, width, height = (float(v) for v in root.get("viewBox").split())
+    dx, dy = (float(v) for v in re.search(r"translate\(([-\d.]+)[ ,]([-\d.]+)\)",
+                                          root.find(f"{SVG}g").get("transform")).groups())
+    boxes = []
+    for g in root.iter(f"{SVG}g"):
+        if g.get("class") == "node":
+            points = [(float(x), float(y)) for el in g.iter() if el.tag in (f"{SVG}polygon", f"{SVG}path")
+                      for x, y in re.findall(r"([-\d.]+),([-\d.]+)", el.get("points") or el.get("d"))]
+            xs, ys = zip(*points)
+            boxes.append((min(xs) + dx, min(ys) + dy, max(xs) + dx, max(ys) + dy))
+    return width, height, boxes
+
+
+def empty_share(svg: bytes, cells: int = 200) -> float:
+    """The largest rectangle of the canvas that no node touches, as a share of its area.
+
+    The canvas is cut into cells x cells; a cell is taken when a node's bounding
+    box reaches into it (edges and their labels cross empty canvas freely). The
+    largest rectangle of free cells is found row by row, as the largest
+    rectangle under a histogram of free cells above each cell.
+    """
+    width, height, boxes = node_boxes(svg)
+    free = np.ones((cells, cells), dtype=bool)
+    for x0, y0, x1, y1 in boxes:
+        free[int(y0 / height * cells):int(np.ceil(y1 / height * cells)),
+             int(x0 / width * cells):int(np.ceil(x1 / width * cells))] = False
+    best, heights = 0, np.zeros(cells, dtype=int)
+    for row in free:
+        heights = np.where(row, heights + 1, 0)
+        stack: list[tuple[int, int]] = []          # (first column, height), heights rising
+        for i, h in enumerate([*heights.tolist(), 0]):
+            start = i
+            while stack and stack[-1][1] >= h:
+                start, top = stack.pop()
+                best = max(best, top * (i - start))
+            stack.append((start, h))
+    return best / cells ** 2
+
+
+@needs_dot
+def test_the_derivations_graph_leaves_little_canvas_empty():
+    # Was 29.5%: the chain in one column, the legend alone in the top right.
+    net = two_layer()
+    svg = viz.draw_graph(net.tape, net.loss, params=net.params).pipe(format="svg")
+    assert empty_share(svg) <= 0.15, empty_share(svg)
+    # The measure has teeth: a lone box in one corner leaves most of the canvas empty.
+    lone = graphviz.Digraph(graph_attr={"size": "4,4!", "ratio": "fill"})
+    lone.node("a", shape="box")
+    assert empty_share(lone.pipe(format="svg")) > 0.5
+
+
+def tanh_regression():
+    """A three-layer tanh network fitting one number per example by mean squared error."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 2)), rng.normal(size=(8, 1))
+    net = MLP([2, 16, 16, 1], activation="tanh", seed=0)
+    with mt.Tape() as tape:
+        out = net(x)
+        loss = mt.mean((out - y) ** 2, name="L")
+    return tape, loss, net.params
+
+
+@needs_dot
+@pytest.mark.parametrize("which", ["mlp", "tanh_mse"])
+def test_deeper_chains_are_wrapped_into_columns_and_stay_within_2_to_1(which):
+    # Were 0.51 and 0.40 wide over high: one row per op and per tensor.
+    if which == "mlp":
+        net = MLP([64, 32, 16, 10], seed=0)
+        x, labels = load_digits()[:2]
+        with mt.Tape() as tape:
+            loss = net.loss(x[:16], labels[:16])
+        params = net.params
+    else:
+        tape, loss, params = tanh_regression()
+    g = viz.draw_graph(tape, loss, params=params)
+    assert_readable_at_a_glance(g.pipe(format="svg"))
+    assert "column_tops" in g.source
+
+
+def test_a_short_chain_stays_in_one_column():
+    x = mt.Tensor([1.0, 2.0], name="x")
+    with mt.Tape() as tape:
+        loss = mt.sum(mt.exp(mt.tanh(x)))
+    assert "column_tops" not in viz.draw_graph(tape, loss).source
+    assert "constraint=false" not in viz.draw_graph(tape, loss).source
+
+
 def legend_text(svg: bytes) -> str:
     return " ".join(svg_nodes(svg)["legend"]["text"])
 
@@ -119,6 +212,15 @@ def test_the_legend_explains_every_symbol_the_nodes_use(tmp_path, which):
     assert not unexplained, unexplained
     if which == "summaries":
         assert "‖·‖" in legend and "Euclidean norm" in legend
+
+
+@needs_dot
+def test_the_legend_is_compact():
+    # Its lines are wrapped short: the longest was 115 characters, and touched the border.
+    net = two_layer()
+    svg = viz.draw_graph(net.tape, net.loss, params=net.params).pipe(format="svg")
+    lines = svg_nodes(svg)["legend"]["text"]
+    assert max(len(line) for line in lines) <= 52, max(lines, key=len)
 
 
 def test_the_legend_leaves_out_symbols_the_drawing_does_not_use():

@@ -67,6 +67,16 @@ def test_each_frame_shows_exactly_the_gradients_its_op_sent():
     assert "takes G = dJ/dhW2 and sends back dJ/dh, dJ/dW2" in walk.captions[3]
 
 
+def test_the_counter_says_what_the_caption_says():
+    net = two_layer()
+    walk, _ = walk_of(net.tape, net.loss)
+    assert len(walk.counters) == len(walk.captions) == walk.frames
+    assert walk.counters[0] == "forward pass" and walk.captions[0].startswith("Forward pass:")
+    for s in range(1, walk.frames - 1):                 # "step 1 of 6" beside "Step 1 of 6: ..."
+        assert walk.captions[s].startswith(walk.counters[s].capitalize() + ":"), s
+    assert walk.counters[-1] == "done" and walk.captions[-1].startswith("Done:")
+
+
 def test_a_tensor_used_twice_shows_its_partial_sum_until_the_last_contribution():
     x = mt.Tensor([0.5, -1.0], name="x")
     with mt.Tape() as tape:

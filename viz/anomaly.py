@@ -136,8 +136,7 @@ def _op_label(err: Any, index: int) -> str:
         what = f"read {err.kind} already in input {err.input}{name} {where}"
     else:
         what = f"made {err.kind} in the {err.phase} pass {where}"
-    rows = [f'<TR><TD><B>{L.html(err.op, 40)}</B> '
-            f'<FONT POINT-SIZE="8" COLOR="{MUTED}">#{index}</FONT></TD></TR>']
+    rows = [f'<TR><TD>{L.op_title(err.op, index)}</TD></TR>']
     rows += [f'<TR><TD><FONT COLOR="{ANOMALY}"><B>{L.html(line)}</B></FONT></TD></TR>'
              for line in L.wrap(what.strip(), 40)]
     rows += [f'<TR><TD><FONT POINT-SIZE="9.5" COLOR="#5c3d00">{L.html(line)}</FONT></TD></TR>'

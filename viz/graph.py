@@ -20,6 +20,7 @@ import microtape as mt
 from microtape import Node, Tape, Tensor
 
 from . import labels as L
+from . import layout
 from .leafcheck import LeafCheck, check_leaves
 from .legend import (BROADCAST, CHECK_FAILED, CHECK_PASSED, EDGE, FANOUT, FONT,
                      GRAD_BG, GRAD_COLOR, LOOKS, MUTED, VALUE_BG, Look, legend_label)
@@ -54,8 +55,10 @@ def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
     - Op nodes: the op's name, its constant arguments and keyword params,
       and with ``formulas`` the VJP it applies (``Primitive.formula``),
       without the parts for inputs that are constants (they get no gradient).
-    - ``rankdir``: "TB" (default) runs the chain top to bottom, which keeps
-      a network's drawing about as wide as it is tall; "LR" left to right.
+    - ``rankdir``: "TB" (default) runs the chain top to bottom, wrapped into
+      columns side by side when it is four ops deep or more (``layout.py``),
+      which keeps a network's drawing about as wide as it is tall; "LR" left
+      to right.
     - Looks: parameters (the leaves in ``params``, and only those: a name
       alone does not make a parameter), data (every other input: leaf
       Tensors and plain arrays passed to an op), constants (numbers and
@@ -106,6 +109,7 @@ class Options:
     max_elements: int = 12
     rankdir: str = "TB"
     legend: bool = True
+    wrap: bool = True       # a deep chain top to bottom in columns (layout.py)
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,7 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
     checks = checks or {}
     g = _digraph(opts)
     drawn: set[int] = set()
-    ids, marked = page is not None, (page.edges if page is not None else {})
+    ids, (marked, tops) = page is not None, _edge_styles(view, opts, page)
 
     def tensor_node(info: TensorInfo) -> None:
         if id(info.tensor) in drawn:
@@ -140,7 +144,7 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
         check = checks.get(id(info.tensor))
         if check is not None:
             look = CHECK_PASSED if check.passed else CHECK_FAILED
-        label, tip = _tensor_text(view, info, opts, check, page)
+        label, tip = _tensor_text(view, info, opts, check, page, stacked=bool(tops))
         _node(g, info.node_id, label, tip, look, ids)
 
     for k, node in enumerate(view.nodes):
@@ -152,18 +156,28 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
                 _node(g, view.arrays[id(x)].node_id, *_array_text(view.arrays[id(x)], opts),
                       LOOKS["data"], ids)
         op_id = f"op{view.indices[k]}"
-        label, tip = _op_text(view, k, node, opts)
-        _node(g, op_id, label, tip, LOOKS["op"], ids)
+        _node(g, op_id, *_op_text(view, k, node, opts), LOOKS["op"], ids)
         _input_edges(g, view, node, op_id, marked)
         out = view.info(node.output)
         tensor_node(out)
         g.edge(op_id, out.node_id, weight=CHAIN_WEIGHT, **marked.get((op_id, out.node_id), {}))
     for info in view.tensors.values():  # a leaf target with no op
         tensor_node(info)
+    layout.order_columns(g, tops)
     if opts.legend:
-        _legend(g, view, opts.rankdir, bool(checks),
-                page.legend_notes if page is not None else (), opts.grads)
+        _legend(g, view, opts.rankdir, bool(checks), page, opts.grads)
     return g
+
+
+def _edge_styles(view: TapeView, opts: Options, page: Page | None
+                 ) -> tuple[dict[tuple[str, str], dict[str, str]], list[str]]:
+    """The attributes of the edges the layout and the page restyle ({(DOT id, DOT id):
+    attributes}), and the first op of each column of a wrapped chain."""
+    crossing, tops = layout.wrap(view, opts.rankdir) if opts.wrap else ({}, [])
+    marked = dict(crossing)
+    for key, attrs in (page.edges if page is not None else {}).items():
+        marked[key] = {**marked.get(key, {}), **attrs}
+    return marked, tops
 
 
 def _digraph(opts: Options) -> graphviz.Digraph:
@@ -179,14 +193,18 @@ def _digraph(opts: Options) -> graphviz.Digraph:
 
 
 def _legend(g: graphviz.Digraph, view: TapeView, rankdir: str, check: bool,
-            notes: tuple[tuple[str, str], ...], grads: bool = True) -> None:
-    """The legend node, explaining the symbols the drawing so far uses."""
+            page: Page | None, grads: bool = True) -> None:
+    """The legend node, explaining the symbols the drawing so far uses; on a page,
+    with its notes, and ``legend`` as its SVG id for the page's script."""
     target = view.info(view.loss).name if view.loss is not None else "J"
+    notes = page.legend_notes if page is not None else ()
     with g.subgraph(name="legend_rank", graph_attr={"rank": LEGEND_RANK[rankdir]}) as s:
         used = "".join(g.body)
         s.node("legend", legend_label(check=check, notes=notes, text=used, target=target,
                                       grads=grads),
-               shape="box", style="rounded", color="#c8c8c8", fontsize="8.5", tooltip="legend")
+               shape="box", style="rounded", color="#c8c8c8", fontsize="8.5", tooltip="legend",
+               margin="0.1,0.05",
+               **({"id": "legend"} if page is not None else {}))
 
 
 # Top to bottom, the legend sits in the first row, beside the inputs: below
@@ -209,8 +227,9 @@ _KIND_TEXT = {"parameter": "parameter", "data": "data", "intermediate": "", "los
 
 
 def _tensor_text(view: TapeView, info: TensorInfo, opts: Options, check: LeafCheck | None,
-                 page: Page | None) -> tuple[str, str]:
-    """The HTML-like label and the tooltip of a tensor node."""
+                 page: Page | None, stacked: bool = False) -> tuple[str, str]:
+    """The HTML-like label and the tooltip of a tensor node; ``stacked``: the value
+    above the gradient, whatever the direction."""
     t = info.tensor
     facts = " ".join(s for s in (_KIND_TEXT[info.kind], L.shape_text(t.shape), str(t.dtype)) if s)
     header = (f'<B>{L.html(info.name, 32)}</B>  '
@@ -219,8 +238,12 @@ def _tensor_text(view: TapeView, info: TensorInfo, opts: Options, check: LeafChe
     blocks = _tensor_blocks(info, opts, page, tip)
 
     # Left to right, nodes stack their blocks so the long chain stays narrow;
-    # top to bottom, they put them side by side.
-    side_by_side = opts.rankdir in ("TB", "BT")
+    # top to bottom, they put them side by side, unless the chain is wrapped
+    # into columns (layout.py): then the gradient goes below the value, but
+    # for a tall array (a column), whose blocks stacked would be twice as tall.
+    cells = array_cells(t.value, opts.max_elements)
+    tall = cells is not None and len(cells) >= 2 * len(cells[0])
+    side_by_side = opts.rankdir in ("TB", "BT") and (tall or not stacked)
     span = len(blocks) if side_by_side and blocks else 1
     rows = [f'<TR><TD ALIGN="LEFT" COLSPAN="{span}">{header}</TD></TR>']
     if side_by_side and blocks:
@@ -350,19 +373,33 @@ def vjp_formula(node: Node) -> str:
 
     ``pow(x, 3)`` applies ``dA = G ∘ p A^(p−1)`` only: a constant exponent
     gets no gradient, so ``dp = ...`` is left out. The k-th ``dX =`` part
-    belongs to the k-th argument, as ``_argument_names`` reads it.
+    belongs to the k-th argument, as ``_argument_names`` reads it. The note
+    that gradients are summed over broadcast axes stays only where an input
+    was broadcast.
     """
     formula = node.op.formula
     # A note after the last part that speaks of "each" belongs to every part.
     main, sep, note = formula.rpartition("  (each ")
     if not sep:
         main, sep, note = formula, "", ""
+    elif "broadcast" in note and not broadcast_inputs(node):
+        sep = note = ""     # "summed over the axes it was broadcast along": none were
     parts = _PARTS.split(main)
     if len(parts) < 2:
-        return formula
+        return main + sep + note
     kept = [p for i, p in enumerate(parts)
             if i >= len(node.inputs) or isinstance(node.inputs[i], Tensor)]
     return ",  ".join(kept or parts) + sep + note
+
+
+def broadcast_inputs(node: Node) -> list[int]:
+    """The positions of the Tensor inputs a broadcasting op stretched to its output's
+    shape, whose gradients its VJP sums back over the stretched axes."""
+    if not node.op.broadcasts:
+        return []
+    out = tuple(node.output.shape)
+    return [i for i, x in enumerate(node.inputs)
+            if isinstance(x, Tensor) and mt.broadcast_axes(tuple(x.shape), out)]
 
 
 def _op_text(view: TapeView, k: int, node: Node, opts: Options) -> tuple[str, str]:
@@ -376,7 +413,7 @@ def _op_text(view: TapeView, k: int, node: Node, opts: Options) -> tuple[str, st
         folded.append(text if isinstance(x, str) or L.is_index(x) else f"{names[i]} = {text}")
     folded += [f"{key}={L.constant_text(v)}" for key, v in node.params.items()]
     index = view.indices[k]
-    rows = [f'<TR><TD><B>{L.html(op.name, 40)}</B> <FONT POINT-SIZE="8" COLOR="{MUTED}">#{index}</FONT></TD></TR>']
+    rows = [f'<TR><TD>{L.op_title(op.name, index)}</TD></TR>']
     if folded:   # constants, in the constant look the legend shows
         c = LOOKS["constant"]
         rows.append(f'<TR><TD BGCOLOR="{c.fill}" COLOR="{c.border}" BORDER="1" STYLE="dashed">'

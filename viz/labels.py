@@ -229,6 +229,19 @@ def gradient_name(of: str, by: str) -> str:
     return f"d{wrap(of)}/d{wrap(by)}"
 
 
+def op_title(name: str, index: int) -> str:
+    """An op's name and its place on the tape, ``softmax_cross_entropy #5``, as one
+    run of an HTML-like label, in a regular face.
+
+    One run, because Graphviz places each run where its own measure of the
+    previous one ends; regular, because it measures a bold face about 4%
+    narrower than browsers draw it. A bold name and a muted number side by
+    side read "softmax_cross_entropy#5" in a browser, the title touching the
+    box's edge.
+    """
+    return f'<FONT POINT-SIZE="10.5">{html(name, 40)} #{index}</FONT>'
+
+
 def is_index(obj: object) -> bool:
     """True for slices, Ellipsis and tuples holding them: text, not a constant array."""
     parts = obj if isinstance(obj, tuple) else (obj,)

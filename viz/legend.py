@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from .labels import gradient_name, html as html_text, table
+from .labels import gradient_name, html as html_text, table, wrap
 
 FONT = "Helvetica,Arial,sans-serif"
 GRAD_COLOR = "#b3261e"       # gradient numbers and the word "grad"
@@ -47,13 +47,17 @@ ANOMALY_OP = Look("#ffe3e3", ANOMALY, style="filled", penwidth="3")
 
 _ENTRIES = [
     ("parameter", "parameter: a leaf asked about (params=)"),
-    ("data", "data: any other input, a leaf Tensor or an array passed to an op"),
-    ("constant", "constant: a number or option folded into an op (no gradient)"),
+    ("data", "data: any other input, a leaf Tensor or an array"),
+    ("constant", "constant: a number or option folded into an op"),
     ("intermediate", "intermediate: computed by an op"),
     ("loss", "loss: the target, seeded with gradient 1"),
-    ("op", "op #k (its place on the tape) and the VJP it applies: G = gradient of its "
-           "output, dA = what it sends back to input A"),
+    ("op", "op #k, k-th on the tape, and the VJP it applies: G = gradient of its output, "
+           "dA = what it sends back to input A"),
 ]
+
+# The legend's sentences are wrapped to this many characters: a compact box,
+# and short lines, which Graphviz's font measure and a browser's agree on.
+LEGEND_WIDTH = 50
 
 # Symbols the drawing may use, each explained when it appears.
 SYMBOLS = [
@@ -90,21 +94,27 @@ def legend_label(check: bool = False, notes: tuple[tuple[str, str], ...] = (),
     for look, sentence in entries:
         kept = [s.upper() for s in ("rounded", "dashed") if s in look.style]
         style = f' STYLE="{",".join(kept)}"' if kept else ""
+        first, *more = wrap(sentence, LEGEND_WIDTH)
         rows.append(f'<TR><TD BGCOLOR="{look.fill}" COLOR="{look.border}" BORDER="1" '
                     f'WIDTH="18" HEIGHT="12" FIXEDSIZE="TRUE"{style}></TD>'
-                    f'<TD ALIGN="LEFT">{sentence}</TD></TR>')
+                    f'<TD ALIGN="LEFT">{html_text(first)}</TD></TR>')
+        rows += [f'<TR><TD></TD><TD ALIGN="LEFT">{html_text(line)}</TD></TR>' for line in more]
     colours = [
-        *([(GRAD_COLOR, f"red numbers: the gradient {html_text(gradient_name(target, 'each tensor'))}"
-                        f"; hover for full arrays")] if grads else []),
+        *([(GRAD_COLOR, f"red numbers: the gradient {gradient_name(target, 'each tensor')}; "
+                        f"hover for full arrays")] if grads else []),
         (BROADCAST, "blue edge “summed over axis k”: the VJP summed a broadcast back"),
         (FANOUT, "purple “Σ of n”: a tensor used n times gets the sum of n contributions"),
         *notes,
     ]
     for color, note in colours:
-        rows.append(f'<TR><TD></TD><TD ALIGN="LEFT"><FONT COLOR="{color}">{note}</FONT></TD></TR>')
+        rows += [f'<TR><TD></TD><TD ALIGN="LEFT"><FONT COLOR="{color}">{html_text(line)}</FONT>'
+                 f'</TD></TR>' for line in wrap(note, LEGEND_WIDTH)]
     for marker, symbol, meaning in SYMBOLS:
         if marker in text or html.escape(marker) in text:
+            first, *more = wrap(meaning, LEGEND_WIDTH)
             rows.append(f'<TR><TD ALIGN="RIGHT">{html.escape(symbol)}</TD>'
-                        f'<TD ALIGN="LEFT">{html.escape(meaning)}</TD></TR>')
+                        f'<TD ALIGN="LEFT">{html.escape(first)}</TD></TR>')
+            rows += [f'<TR><TD></TD><TD ALIGN="LEFT">{html.escape(line)}</TD></TR>'
+                     for line in more]
     return table(rows, spacing=2, padding=1, label=True)
 

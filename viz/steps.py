@@ -37,7 +37,7 @@ from . import labels as L
 from .graph import Options, Page, block_texts, build, ensure_gradients, vjp_formula
 from .legend import CURRENT, MUTED
 from .render import INSTALL_HINT, GraphvizNotFoundError, pipe
-from .tapeview import TapeView, TensorInfo
+from .tapeview import TapeView, TensorInfo, is_data_array
 
 _DRAW_OPTIONS = ("values", "formulas", "max_elements", "rankdir", "legend")
 
@@ -65,7 +65,8 @@ def render_backward_steps(tape: Tape, target: Tensor, out_dir: str | Path, *, pa
                         f"the page accepts {', '.join(_DRAW_OPTIONS)}, params and names")
     if target is None:
         raise ValueError("render_backward_steps: a target is needed (the loss to differentiate)")
-    opts = Options(grads=True, **draw_options)
+    # One column, unwrapped: each op's frame then shows its inputs just above it.
+    opts = Options(grads=True, wrap=False, **draw_options)
     view = TapeView(tape, target, params, names)
     stopped = _backward_or_stop(view)
     walk = backward_walk(view, opts.max_elements, stopped)
@@ -117,6 +118,13 @@ def _drawing(view: TapeView, opts: Options, out_dir: Path) -> str:
     return svg.decode("utf-8")
 
 
+# Until its gradient arrives, a tensor's gradient block says this, in 11 px
+# (8.25 pt) type; the block is drawn at least this wide (pt) to hold it, so it
+# never spills over the value beside it (a scalar's block is one short number).
+PENDING = "grad: not yet"
+PENDING_WIDTH = 64
+
+
 def _grad_link(info: TensorInfo, block: str) -> str:
     """A gradient table as a link with the id ``<node id>_grad`` (Graphviz writes
     ``a_<node id>_grad``), so the page can hide, show and rewrite it frame by frame.
@@ -125,8 +133,8 @@ def _grad_link(info: TensorInfo, block: str) -> str:
     """
     hover = "&#10;".join(L.html(line) for line in
                          f"{info.name}: grad =\n{L.full(info.tensor.grad)}".split("\n"))
-    return L.table([f'<TR><TD ID="{info.node_id}_grad" HREF="#" TOOLTIP="{hover}">{block}</TD>'
-                    f'</TR>'])
+    return L.table([f'<TR><TD ID="{info.node_id}_grad" HREF="#" TOOLTIP="{hover}" '
+                    f'WIDTH="{PENDING_WIDTH}">{block}</TD></TR>'])
 
 
 # The step page's drawing: each node's DOT id is its SVG id, each gradient a
@@ -165,14 +173,24 @@ class Walk:
     steps + 1 the end. ``ops``: DOT id of an op -> its frame. ``grads``:
     DOT id of a tensor -> the frames where gradient reaches it, each with
     the texts of the partial sum so far, or None once it is complete (the
-    drawing's own numbers). ``captions`` and ``equations``: one per frame.
+    drawing's own numbers). ``inputs``: DOT id of an op -> the DOT ids of
+    its inputs, which its frame must show beside it. ``captions`` and
+    ``equations``: one per frame. ``stopped``: an anomaly ended the pass.
     """
 
     steps: int
+    stopped: bool = False
     ops: dict[str, int] = field(default_factory=dict)
     grads: dict[str, list[tuple[int, list[str] | None]]] = field(default_factory=dict)
+    inputs: dict[str, list[str]] = field(default_factory=dict)
     captions: list[str] = field(default_factory=list)
     equations: list[str] = field(default_factory=list)
+
+    @property
+    def counters(self) -> list[str]:
+        """What the counter beside the buttons says at each frame, in the captions' words."""
+        return (["forward pass"] + [f"step {s} of {self.steps}" for s in range(1, self.steps + 1)]
+                + ["stopped" if self.stopped else "done"])
 
     @property
     def frames(self) -> int:
@@ -200,19 +218,19 @@ def backward_walk(view: TapeView, max_elements: int = 12,
     """
     order = [k for k in range(len(view.nodes) - 1, -1, -1)
              if view.nodes[k].output.grad is not None]
-    walk = Walk(steps=len(order))
+    walk = Walk(steps=len(order), stopped=stopped is not None)
     closed_form = _closed_form(view)
-    target = view.info(view.target)
-    J = target.name
+    J = view.info(view.target).name
     sums = _RunningSums(view, order, max_elements)
     walk.captions.append(f"Forward pass: every op has computed its output from its inputs; no "
                          f"gradient yet. Next, the backward pass starts at {J} with the seed "
                          f"{L.gradient_name(J, J)} = 1.")
     walk.equations.append("")
-    walk.grads[target.node_id] = [(1, None)]        # the seed enters with the first step
+    walk.grads[view.info(view.target).node_id] = [(1, None)]   # the seed, with the first step
     for s, k in enumerate(order, start=1):
         node = view.nodes[k]
         walk.ops[f"op{view.indices[k]}"] = s
+        walk.inputs[f"op{view.indices[k]}"] = _input_ids(view, node)
         sent = []
         for x in _receivers(node):
             info = view.info(x)
@@ -289,6 +307,12 @@ def _step_caption(view: TapeView, k: int, step: str, sent: list[str]) -> str:
     return f"{step}: {node.op.name} #{view.indices[k]} takes {given} and {action}."
 
 
+def _input_ids(view: TapeView, node: Node) -> list[str]:
+    """The DOT ids of the tensors and arrays drawn as ``node``'s inputs."""
+    return [view.info(x).node_id if isinstance(x, Tensor) else view.arrays[id(x)].node_id
+            for x in node.inputs if isinstance(x, Tensor) or is_data_array(x)]
+
+
 def _receivers(node: Node) -> list[Tensor]:
     """The Tensors the node's VJPs send gradient to, each once, in argument order."""
     out: list[Tensor] = []
@@ -309,7 +333,7 @@ header { padding: .5em 1em; border-bottom: 1px solid #ddd; }
 h1 { font-size: 16px; margin: 0 0 .3em; }
 nav { display: flex; gap: .4em; align-items: center; flex-wrap: wrap; }
 button { font: inherit; padding: .1em .7em; }
-#counter { min-width: 5em; text-align: center; font-variant-numeric: tabular-nums; }
+#counter { min-width: 7em; text-align: center; font-variant-numeric: tabular-nums; }
 #caption { margin: .4em 0 0; min-height: 1.4em; }
 #equation { margin: .1em 0 0; min-height: 1.4em; font-size: 16px; color: #5c3d00; }
 #view { flex: 1; overflow: auto; position: relative; }
@@ -330,7 +354,9 @@ _SCRIPT = """
   var counter = document.getElementById("counter");
   var play = document.getElementById("play");
   var ns = "http://www.w3.org/2000/svg";
+  var legend = document.getElementById("legend");
   var width = svg.viewBox.baseVal.width, height = svg.viewBox.baseVal.height;
+  var PX = 4 / 3;                              // CSS px per pt, the SVG's unit
   var zoom = 1, k = 0, timer = null;
 
   function byId(id) { return document.getElementById(id); }
@@ -354,8 +380,11 @@ _SCRIPT = """
     pending.setAttribute("x", box.x + box.width / 2);
     pending.setAttribute("y", box.y + box.height / 2 + 4);
     pending.setAttribute("text-anchor", "middle");
-    pending.textContent = "grad: not yet";
+    pending.textContent = data.pending;
     block.parentNode.insertBefore(pending, block.nextSibling);
+    // The drawing leaves room for it; should a font run wider, it shrinks to fit.
+    var room = box.width - 2, wide = pending.getComputedTextLength();
+    if (wide > room) { pending.style.fontSize = (11 * room / wide) + "px"; }
     grads[id] = {node: node, block: block, texts: texts, pending: pending,
                  final: texts.slice(1).map(function (t) { return t.textContent; }),
                  arrivals: data.grads[id]};
@@ -366,17 +395,39 @@ _SCRIPT = """
     if (e.target.closest && e.target.closest("a")) { e.preventDefault(); }
   });
 
+  // Scrolls ``el`` to the middle of the view; when it is taller or wider than
+  // the view, its top left corner stays in sight.
   function centre(el) {
     var r = el.getBoundingClientRect(), v = view.getBoundingClientRect();
-    view.scrollLeft += (r.left + r.right) / 2 - (v.left + v.right) / 2;
-    view.scrollTop += (r.top + r.bottom) / 2 - (v.top + v.bottom) / 2;
+    view.scrollLeft += Math.min((r.left + r.right) / 2 - (v.left + v.right) / 2, r.left - v.left);
+    view.scrollTop += Math.min((r.top + r.bottom) / 2 - (v.top + v.bottom) / 2, r.top - v.top);
   }
   function setZoom(z) {
-    zoom = Math.max(0.25, Math.min(3, z));
+    zoom = Math.max(0.02, Math.min(3, z));
     svg.setAttribute("width", (width * zoom) + "pt");
     svg.setAttribute("height", (height * zoom) + "pt");
     document.getElementById("zoomed").textContent = Math.round(zoom * 100) + "%";
     show(k);
+  }
+  // The zoom at which the whole drawing fits the view.
+  function fitZoom() {
+    return Math.min(1, view.clientWidth / (width * PX), view.clientHeight / (height * PX));
+  }
+  // Fit is where the page starts when, at 100%, some op's frame could not show
+  // the op with its inputs at once.
+  function fitsAtFullSize() {
+    return Object.keys(data.inputs).every(function (op) {
+      var ids = [op].concat(data.inputs[op]), box = null;
+      ids.forEach(function (id) {
+        var g = byId(id);
+        if (!g) { return; }
+        var b = g.getBBox();
+        box = box ? [Math.min(box[0], b.x), Math.min(box[1], b.y), Math.max(box[2], b.x + b.width),
+                     Math.max(box[3], b.y + b.height)] : [b.x, b.y, b.x + b.width, b.y + b.height];
+      });
+      return !box || ((box[2] - box[0]) * PX <= view.clientWidth
+                      && (box[3] - box[1]) * PX <= view.clientHeight);
+    });
   }
   function show(i) {
     k = Math.max(0, Math.min(data.frames - 1, i));
@@ -404,9 +455,10 @@ _SCRIPT = """
     });
     caption.textContent = data.captions[k];
     equation.textContent = data.equations[k];
-    counter.textContent = k + " / " + (data.frames - 1);
+    counter.textContent = data.counters[k];
     svg.setAttribute("data-frame", String(k));
-    if (current) { centre(current); }
+    // The forward pass and the end show the legend, which says how to read them.
+    if (current) { centre(current); } else if (legend) { centre(legend); }
   }
   function stop() { if (timer) { clearInterval(timer); timer = null; play.textContent = "play"; } }
   function toggle() {
@@ -423,6 +475,8 @@ _SCRIPT = """
   byId("last").addEventListener("click", function () { stop(); show(data.frames - 1); });
   byId("smaller").addEventListener("click", function () { setZoom(zoom / 1.25); });
   byId("larger").addEventListener("click", function () { setZoom(zoom * 1.25); });
+  byId("fit").addEventListener("click", function () { setZoom(fitZoom()); });
+  byId("actual").addEventListener("click", function () { setZoom(1); });
   play.addEventListener("click", toggle);
   document.addEventListener("keydown", function (e) {
     var keys = {ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1};
@@ -431,10 +485,12 @@ _SCRIPT = """
     else if (e.key === "End") { stop(); show(data.frames - 1); }
     else if (e.key === "+" || e.key === "=") { setZoom(zoom * 1.25); }
     else if (e.key === "-") { setZoom(zoom / 1.25); }
+    else if (e.key === "f") { setZoom(fitZoom()); }
+    else if (e.key === "0") { setZoom(1); }
     else { return; }
     e.preventDefault();
   });
-  setZoom(1);
+  setZoom(fitsAtFullSize() ? 1 : fitZoom());
 })();
 """
 
@@ -446,7 +502,8 @@ def _text(s: str) -> str:
 
 def _json(walk: Walk) -> str:
     """The frames as JSON that is safe inside <script>: no "<", "&" or ">" as such."""
-    data = {"frames": walk.frames, "ops": walk.ops,
+    data = {"frames": walk.frames, "ops": walk.ops, "inputs": walk.inputs,
+            "pending": PENDING, "counters": walk.counters,
             "grads": {t: [list(arrival) for arrival in arrivals]
                       for t, arrivals in walk.grads.items()},
             "captions": [L.visible(c) for c in walk.captions],
@@ -484,14 +541,17 @@ def page(target_name: str, svg: str, walk: Walk) -> str:
 <nav>
 <button id="first" type="button" title="Home">&laquo; forward pass</button>
 <button id="prev" type="button" title="&larr;">&larr; back</button>
-<span id="counter">0 / {walk.frames - 1}</span>
+<span id="counter">{_text(walk.counters[0])}</span>
 <button id="next" type="button" title="&rarr;">next &rarr;</button>
 <button id="last" type="button" title="End">end &raquo;</button>
 <button id="play" type="button">play</button>
 <button id="smaller" type="button" title="-">&minus;</button>
 <span id="zoomed">100%</span>
 <button id="larger" type="button" title="+">+</button>
-<span>keys: &larr; &rarr; step, Home / End, + &minus; zoom; hover a node for its full arrays</span>
+<button id="fit" type="button" title="f">fit</button>
+<button id="actual" type="button" title="0">100%</button>
+<span>keys: &larr; &rarr; step, Home / End, + &minus; zoom, f fit, 0 100%; hover a node for its
+full arrays</span>
 </nav>
 <p id="caption">{_text(walk.captions[0])}</p>
 <p id="equation"></p>

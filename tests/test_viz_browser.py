@@ -141,3 +141,35 @@ def test_partial_sums_are_written_into_the_drawing(tmp_path, browser):
     assert frames[first] == partial                      # exp(h): one of two contributions
     assert frames[last] == frames[walk.frames - 1] != partial   # 2 + exp(h), the tape's sum
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_the_step_page_of_a_recorded_backward_pass_plays_every_frame(tmp_path, browser):
+    # z = Σ d/dx Σ x³: the page walks the user's ops and the ops of the recorded VJPs alike.
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from .test_viz_passes import second_derivative_tape
+
+    tape, x, z = second_derivative_tape()
+    index = viz.render_backward_steps(tape, z, tmp_path / "steps")
+    walk = backward_walk(TapeView(tape, z))
+    browser.get(index.as_uri())
+    body = browser.find_element(By.TAG_NAME, "body")
+    recorded = 0
+    for frame in range(walk.frames):
+        if frame:
+            body.send_keys(Keys.ARROW_RIGHT)
+        state = browser.execute_script(STATE)
+        assert state["frame"] == str(frame) and state["caption"] == walk.captions[frame]
+        assert state["shown"] == sorted(walk.shown(frame)), frame
+        assert state["current"] == walk.current(frame)
+        if state["current"] is not None:
+            assert inside(state["box"], state["view"]), state
+        caption = state["caption"]
+        recorded += caption.startswith("Step") and "recorded by a backward pass" in caption
+    assert recorded == 4                       # broadcast_to, mul, pow, mul: two VJPs' ops
+    frames = browser.execute_script(
+        "return Array.prototype.map.call(document.querySelectorAll('#view g.cluster text'),"
+        " function (t) { return t.textContent; });")
+    assert any(f.startswith("backward of pow #0 → dA") for f in frames), frames
+    assert [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")] == []

@@ -20,10 +20,12 @@ import microtape as mt
 from microtape import Node, Tape, Tensor
 
 from . import labels as L
+from . import passes
 from .leafcheck import LeafCheck, check_leaves
 from .legend import (BROADCAST, CHECK_FAILED, CHECK_PASSED, EDGE, FANOUT, FONT,
                      GRAD_BG, GRAD_COLOR, LOOKS, MUTED, VALUE_BG, Look, legend_label)
-from .tapeview import ArrayInfo, TapeView, TensorInfo, is_data_array, parameter_names
+from .tapeview import ArrayInfo, TapeView, TensorInfo, is_data_array
+from .tapeview import argument_names as _argument_names
 
 
 def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
@@ -65,6 +67,9 @@ def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
     - An edge whose VJP summed a broadcast input back says "summed over axis
       k"; a tensor used by n ops notes that its gradient is the sum of n
       contributions.
+    - A tape that recorded a backward pass (``create_graph=True``): the ops
+      each VJP ran sit in a teal frame naming it, "backward of pow #0 → dA"
+      (``viz.passes``, from each node's ``origin``).
     - ``check``: central finite differences on each leaf (at most
       ``check_elements`` elements per leaf, two replays of the tape each);
       leaves turn green when the tape agrees, red with the relative error
@@ -160,9 +165,9 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
         g.edge(op_id, out.node_id, weight=CHAIN_WEIGHT, **marked.get((op_id, out.node_id), {}))
     for info in view.tensors.values():  # a leaf target with no op
         tensor_node(info)
+    notes = (page.legend_notes if page is not None else ()) + passes.frame_ops(g, view)
     if opts.legend:
-        _legend(g, view, opts.rankdir, bool(checks),
-                page.legend_notes if page is not None else (), opts.grads)
+        _legend(g, view, opts.rankdir, bool(checks), notes, opts.grads)
     return g
 
 
@@ -322,25 +327,6 @@ def _array_text(array: ArrayInfo, opts: Options) -> tuple[str, str]:
 
 
 # -- ops ------------------------------------------------------------------------
-
-_GRAD_OF = re.compile(r"\bd([A-Za-z]\w*)\s*=")
-
-
-def _argument_names(node: Node) -> list[str]:
-    """What to call each argument: the formula's letter (A, B, v, p), else the
-    parameter's name in the op's signature, else ``arg k``."""
-    letters = _GRAD_OF.findall(node.op.formula)
-    params = parameter_names(node.op)
-    names = []
-    for i in range(len(node.inputs)):
-        if i < len(letters) and not isinstance(node.inputs[i], str):
-            names.append(letters[i])
-        elif i < len(params):
-            names.append(params[i])
-        else:
-            names.append(f"arg {i}")
-    return names
-
 
 _PARTS = re.compile(r",\s+(?=d[A-Za-z]\w*\s*=)")
 

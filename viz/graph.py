@@ -171,10 +171,13 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
     return g
 
 
+DRAWING_NAME = "microtape"   # every drawing's graph name: how a notebook tells viz's apart
+
+
 def _digraph(opts: Options) -> graphviz.Digraph:
     """An empty drawing with the look every node and edge shares."""
     return graphviz.Digraph(
-        "microtape",
+        DRAWING_NAME,
         graph_attr={"rankdir": opts.rankdir, "fontname": FONT, "nodesep": "0.25",
                     "ranksep": "0.35", "bgcolor": "white", "pad": "0.15"},
         node_attr={"fontname": FONT, "fontsize": "10", "margin": "0.06,0.04"},

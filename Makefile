@@ -5,9 +5,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
+NOTEBOOK_STAMP := $(VENV)/.installed-notebook
 ARGS   ?=
 
-.PHONY: demo train jacobians test test-oldest bench graph steps dot chromium clean
+.PHONY: demo train jacobians test test-oldest bench graph steps notebook notebook-outputs dot chromium clean
 
 demo: $(STAMP) dot
 	$(BIN)/python -m models.train
@@ -52,6 +53,16 @@ graph: $(STAMP) dot
 steps: $(STAMP) dot
 	$(BIN)/python -m viz --steps steps $(ARGS)
 
+# JupyterLab comes with the notebook extra, installed into ./.venv the first time.
+# As root (a container, say) it refuses to start without --allow-root.
+notebook: $(NOTEBOOK_STAMP) dot
+	$(BIN)/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/first_hour.ipynb
+
+# Runs the notebook from the top in a fresh kernel and stores its outputs in it
+# (notebooks/execute.py; the same file again on the same machine).
+notebook-outputs: $(STAMP) dot
+	$(BIN)/python notebooks/execute.py
+
 # A fresh Debian/Ubuntu python3 may lack the venv module (package python3-venv).
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -69,6 +80,10 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
+
+$(NOTEBOOK_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,notebook]'
+	@touch $(NOTEBOOK_STAMP)
 
 # Graphviz's `dot` renders the graphs; the Python package alone cannot.
 dot:

@@ -28,6 +28,7 @@ STAMP = VENV / ".installed-dev"
 NOT_RUN = {
     "make test": "it is this test suite",
     "make bench": "a full benchmark takes minutes; make bench ARGS=--quick runs the same code",
+    "make notebook": "it starts JupyterLab, a server that runs until it is stopped",
     ". .venv/bin/activate": "it prefixes every python command below",
 }
 

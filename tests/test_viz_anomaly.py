@@ -147,7 +147,7 @@ class _Shell:
         class _Formatter:
             def for_type(self, cls, f):
                 pass
-        formatters = {"image/svg+xml": _Formatter()}
+        formatters = {"image/svg+xml": _Formatter(), "text/html": _Formatter()}
 
     def __init__(self):
         self.handler, self.shown = None, []
@@ -176,6 +176,7 @@ def test_in_jupyter_the_error_shows_its_traceback_then_its_drawing():
     assert kind == "traceback" and shown is err and then == "display"
     svg = data["image/svg+xml"]
     assert "</svg>" in svg and "pow" in svg and "Inf" in svg
+    assert data["text/html"] == notebook.fitted(svg)      # the same drawing, fitted to the width
 
 
 def test_the_readme_example_prints_what_the_readme_shows(tmp_path, monkeypatch, capsys):

@@ -245,3 +245,77 @@ def test_fit_shows_the_whole_drawing_and_starts_where_100_percent_would_not(tmp_
     browser.get(index.as_uri())
     state = browser.execute_script(STATE)
     assert state["zoomed"] != "100%" and inside(state["svg"], state["view"]), state
+
+
+def test_the_step_page_of_a_recorded_backward_pass_plays_every_frame(tmp_path, browser):
+    # z = Σ d/dx Σ x³: the page walks the user's ops and the ops of the recorded VJPs alike.
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from .test_viz_passes import second_derivative_tape
+
+    tape, x, z = second_derivative_tape()
+    index = viz.render_backward_steps(tape, z, tmp_path / "steps")
+    walk = backward_walk(TapeView(tape, z))
+    browser.get(index.as_uri())
+    body = browser.find_element(By.TAG_NAME, "body")
+    recorded = 0
+    for frame in range(walk.frames):
+        if frame:
+            body.send_keys(Keys.ARROW_RIGHT)
+        state = browser.execute_script(STATE)
+        assert state["frame"] == str(frame) and state["caption"] == walk.captions[frame]
+        assert state["shown"] == sorted(walk.shown(frame)), frame
+        assert state["current"] == walk.current(frame)
+        if state["current"] is not None:
+            assert inside(state["box"], state["view"]), state
+        caption = state["caption"]
+        recorded += caption.startswith("Step") and "recorded by a backward pass" in caption
+    assert recorded == 4                       # broadcast_to, mul, pow, mul: two VJPs' ops
+    frames = browser.execute_script(
+        "return Array.prototype.map.call(document.querySelectorAll('#view g.cluster text'),"
+        " function (t) { return t.textContent; });")
+    assert any(f.startswith("backward of pow #0 → dA") for f in frames), frames
+    assert [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")] == []
+
+
+def test_a_drawing_in_a_notebook_shrinks_to_the_output_width_and_never_grows(tmp_path, browser):
+    # The HTML a notebook shows for a drawing (viz.notebook.fitted), in an output area
+    # 600 px wide: the derivation's graph is wider and shrinks, keeping its shape; a
+    # small drawing keeps its own size.
+    import xml.etree.ElementTree as ET
+
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from viz.notebook import fitted
+
+    net = two_layer()
+    big = viz.draw_graph(net.tape, net.loss, params=net.params).pipe(format="svg", encoding="utf-8")
+    x = mt.Tensor([1.0, 2.0], name="x")
+    with mt.Tape() as tape:
+        loss = mt.sum(x * x, name="L")
+    small = viz.draw_graph(tape, loss, legend=False).pipe(format="svg", encoding="utf-8")
+    page = tmp_path / "outputs.html"
+    page.write_text('<!DOCTYPE html><html><body style="margin: 0">'
+                    + "".join(f'<div id="{k}" style="width: 600px">{fitted(s)}</div>'
+                              for k, s in (("big", big), ("small", small)))
+                    + "</body></html>", encoding="utf-8")
+    browser.get(page.as_uri())
+    WebDriverWait(browser, 10).until(lambda b: b.execute_script(
+        "return Array.prototype.every.call(document.images, function (i) { return i.complete; })"))
+    sizes = browser.execute_script(
+        "return ['big', 'small'].map(function (id) {"
+        " var r = document.querySelector('#' + id + ' img').getBoundingClientRect();"
+        " return [r.width, r.height]; });")
+
+    def points(svg):   # the drawing's own size, pt
+        root = ET.fromstring(svg.encode("utf-8"))
+        return float(root.get("width").rstrip("pt")), float(root.get("height").rstrip("pt"))
+
+    (big_w, big_h), (small_w, small_h) = sizes
+    width, height = points(big)
+    assert width * 4 / 3 > 600 and abs(big_w - 600) < 1      # 1 pt = 4/3 CSS px
+    assert abs(big_h / big_w - height / width) < 0.01
+    width, height = points(small)
+    assert width * 4 / 3 < 600 and abs(small_w - width * 4 / 3) < 1.5
+    assert abs(small_h - height * 4 / 3) < 1.5

@@ -323,3 +323,21 @@ def test_the_legend_writes_gradients_in_the_targets_name():
         L_ = mt.sum(w * w, name="L")
     [legend] = [ln for ln in viz.draw_graph(tape, L_).body if "legend [" in ln]
     assert "dL/d(each tensor)" in legend and "dJ/" not in legend
+
+
+@needs_dot
+@pytest.mark.parametrize("order, whole_tape", [(2, False), (2, True), (3, True)])
+def test_a_tape_that_recorded_backward_passes_is_readable_at_a_glance(order, whole_tape):
+    # Σ x³ differentiated twice (and three times), drawn with the gradients of the
+    # last target, the ops of each recorded VJP in their frames. (The third
+    # derivative's target alone is 2.8 high over wide: its frames nest three deep,
+    # and a framed chain wraps into columns only within the frames.)
+    from .test_viz_passes import second_derivative_tape, third_derivative_tape
+
+    tape, x, target = (second_derivative_tape if order == 2 else third_derivative_tape)()
+    svg = viz.draw_graph(tape, None if whole_tape else target).pipe(format="svg")
+    if whole_tape:      # no target: the drawing shows the gradients a backward pass set
+        tape.backward(target)
+        svg = viz.draw_graph(tape).pipe(format="svg")
+    assert 'class="cluster"' in svg.decode() and "grad" in legend_text(svg)
+    assert_readable_at_a_glance(svg)

@@ -20,11 +20,12 @@ import microtape as mt
 from microtape import Node, Tape, Tensor
 
 from . import labels as L
-from . import layout
+from . import layout, passes
 from .leafcheck import LeafCheck, check_leaves
 from .legend import (BROADCAST, CHECK_FAILED, CHECK_PASSED, EDGE, FANOUT, FONT,
                      GRAD_BG, GRAD_COLOR, LOOKS, MUTED, VALUE_BG, Look, legend_label)
-from .tapeview import ArrayInfo, TapeView, TensorInfo, is_data_array, parameter_names
+from .tapeview import ArrayInfo, TapeView, TensorInfo, is_data_array
+from .tapeview import argument_names as _argument_names
 
 
 def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
@@ -68,6 +69,9 @@ def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
     - An edge whose VJP summed a broadcast input back says "summed over axis
       k"; a tensor used by n ops notes that its gradient is the sum of n
       contributions.
+    - A tape that recorded a backward pass (``create_graph=True``): the ops
+      each VJP ran sit in a teal frame naming it, "backward of pow #0 → dA"
+      (``viz.passes``, from each node's ``origin``).
     - ``check``: central finite differences on each leaf (at most
       ``check_elements`` elements per leaf, two replays of the tape each);
       leaves turn green when the tape agrees, red with the relative error
@@ -164,8 +168,9 @@ def build(view: TapeView, opts: Options, checks: dict[int, LeafCheck] | None = N
     for info in view.tensors.values():  # a leaf target with no op
         tensor_node(info)
     layout.order_columns(g, tops)
+    frames = passes.frame_ops(g, view)
     if opts.legend:
-        _legend(g, view, opts.rankdir, bool(checks), page, opts.grads)
+        _legend(g, view, opts.rankdir, bool(checks), page, opts.grads, frames)
     return g
 
 
@@ -174,16 +179,23 @@ def _edge_styles(view: TapeView, opts: Options, page: Page | None
     """The attributes of the edges the layout and the page restyle ({(DOT id, DOT id):
     attributes}), and the first op of each column of a wrapped chain."""
     crossing, tops = layout.wrap(view, opts.rankdir) if opts.wrap else ({}, [])
+    if passes.has_recorded_pass(view):
+        # Its ops are framed VJP by VJP: a row shared by the columns' first ops would
+        # pull ops out of their frames, so the columns are left to find their order.
+        tops = []
     marked = dict(crossing)
     for key, attrs in (page.edges if page is not None else {}).items():
         marked[key] = {**marked.get(key, {}), **attrs}
     return marked, tops
 
 
+DRAWING_NAME = "microtape"   # every drawing's graph name: how a notebook tells viz's apart
+
+
 def _digraph(opts: Options) -> graphviz.Digraph:
     """An empty drawing with the look every node and edge shares."""
     return graphviz.Digraph(
-        "microtape",
+        DRAWING_NAME,
         graph_attr={"rankdir": opts.rankdir, "fontname": FONT, "nodesep": "0.25",
                     "ranksep": "0.35", "bgcolor": "white", "pad": "0.15"},
         node_attr={"fontname": FONT, "fontsize": "10", "margin": "0.06,0.04"},
@@ -193,11 +205,12 @@ def _digraph(opts: Options) -> graphviz.Digraph:
 
 
 def _legend(g: graphviz.Digraph, view: TapeView, rankdir: str, check: bool,
-            page: Page | None, grads: bool = True) -> None:
-    """The legend node, explaining the symbols the drawing so far uses; on a page,
-    with its notes, and ``legend`` as its SVG id for the page's script."""
+            page: Page | None, grads: bool = True, frames: tuple = ()) -> None:
+    """The legend node, explaining the symbols the drawing so far uses (``frames``: the
+    recorded backward pass's note, if any); on a page, with its notes, and ``legend`` as
+    its SVG id for the page's script."""
     target = view.info(view.loss).name if view.loss is not None else "J"
-    notes = page.legend_notes if page is not None else ()
+    notes = (page.legend_notes if page is not None else ()) + tuple(frames)
     with g.subgraph(name="legend_rank", graph_attr={"rank": LEGEND_RANK[rankdir]}) as s:
         used = "".join(g.body)
         s.node("legend", legend_label(check=check, notes=notes, text=used, target=target,
@@ -345,25 +358,6 @@ def _array_text(array: ArrayInfo, opts: Options) -> tuple[str, str]:
 
 
 # -- ops ------------------------------------------------------------------------
-
-_GRAD_OF = re.compile(r"\bd([A-Za-z]\w*)\s*=")
-
-
-def _argument_names(node: Node) -> list[str]:
-    """What to call each argument: the formula's letter (A, B, v, p), else the
-    parameter's name in the op's signature, else ``arg k``."""
-    letters = _GRAD_OF.findall(node.op.formula)
-    params = parameter_names(node.op)
-    names = []
-    for i in range(len(node.inputs)):
-        if i < len(letters) and not isinstance(node.inputs[i], str):
-            names.append(letters[i])
-        elif i < len(params):
-            names.append(params[i])
-        else:
-            names.append(f"arg {i}")
-    return names
-
 
 _PARTS = re.compile(r",\s+(?=d[A-Za-z]\w*\s*=)")
 

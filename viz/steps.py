@@ -34,6 +34,7 @@ from microtape import AnomalyError, Node, Tape, Tensor
 from microtape.files import write_atomic
 
 from . import labels as L
+from . import passes
 from .graph import Options, Page, block_texts, build, ensure_gradients, vjp_formula
 from .legend import CURRENT, MUTED
 from .render import INSTALL_HINT, GraphvizNotFoundError, pipe
@@ -222,9 +223,8 @@ def backward_walk(view: TapeView, max_elements: int = 12,
     closed_form = _closed_form(view)
     J = view.info(view.target).name
     sums = _RunningSums(view, order, max_elements)
-    walk.captions.append(f"Forward pass: every op has computed its output from its inputs; no "
-                         f"gradient yet. Next, the backward pass starts at {J} with the seed "
-                         f"{L.gradient_name(J, J)} = 1.")
+    made = passes.origins(view)
+    walk.captions.append(_forward_caption(J, made))
     walk.equations.append("")
     walk.grads[view.info(view.target).node_id] = [(1, None)]   # the seed, with the first step
     for s, k in enumerate(order, start=1):
@@ -238,7 +238,7 @@ def backward_walk(view: TapeView, max_elements: int = 12,
             walk.grads.setdefault(info.node_id, []).append((s, texts))
             sent.append(L.gradient_name(J, info.name) + (f" ({n} of {total} contributions)" if total > 1
                                              else ""))
-        walk.captions.append(_step_caption(view, k, f"Step {s} of {len(order)}", sent))
+        walk.captions.append(_step_caption(view, k, f"Step {s} of {len(order)}", sent, made))
         walk.equations.append(step_equation(node, closed_form))
     if stopped is not None:
         walk.captions[-1] = _anomaly_caption(view, order[-1], len(order), stopped)
@@ -249,6 +249,13 @@ def backward_walk(view: TapeView, max_elements: int = 12,
                              f"gradient of {J} is known.")
     walk.equations.append("")
     return walk
+
+
+def _forward_caption(J: str, made: dict[int, passes.Origin]) -> str:
+    """Frame 0: the forward pass done (and which of its ops a backward pass recorded)."""
+    return (f"Forward pass: every op has computed its output from its inputs; no gradient yet. "
+            f"{passes.recorded_note(made)}Next, the backward pass starts at {J} with the seed "
+            f"{L.gradient_name(J, J)} = 1.")
 
 
 def _anomaly_caption(view: TapeView, k: int, s: int, err: AnomalyError) -> str:
@@ -296,15 +303,18 @@ class _RunningSums:
         return n, total, texts
 
 
-def _step_caption(view: TapeView, k: int, step: str, sent: list[str]) -> str:
-    """What the op at ``view.nodes[k]`` takes and sends back, for its frame."""
+def _step_caption(view: TapeView, k: int, step: str, sent: list[str],
+                  made: dict[int, passes.Origin]) -> str:
+    """What the op at ``view.nodes[k]`` takes and sends back, for its frame, and the VJP
+    it belongs to when a recorded backward pass ran it (``made``: ``passes.origins``)."""
     node = view.nodes[k]
     J = view.info(view.target).name
     given = (f"the seed G = {L.gradient_name(J, J)}" if node.output is view.target
              else f"G = {L.gradient_name(J, view.info(node.output).name)}")
     action = ("sends back " + ", ".join(sent)) if sent else \
         "sends nothing back (its inputs are constants)"
-    return f"{step}: {node.op.name} #{view.indices[k]} takes {given} and {action}."
+    return (f"{step}: {node.op.name} #{view.indices[k]}{passes.op_phrase(made.get(k))} takes "
+            f"{given} and {action}.")
 
 
 def _input_ids(view: TapeView, node: Node) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -151,6 +152,25 @@ def parameter_names(op: Any) -> tuple[str, ...]:
                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
     except (TypeError, ValueError):
         return ()
+
+
+_GRAD_OF = re.compile(r"\bd([A-Za-z]\w*)\s*=")
+
+
+def argument_names(node: Node) -> list[str]:
+    """What to call each argument: the formula's letter (A, B, v, p), else the
+    parameter's name in the op's signature, else ``arg k``."""
+    letters = _GRAD_OF.findall(node.op.formula)
+    params = parameter_names(node.op)
+    names = []
+    for i in range(len(node.inputs)):
+        if i < len(letters) and not isinstance(node.inputs[i], str):
+            names.append(letters[i])
+        elif i < len(params):
+            names.append(params[i])
+        else:
+            names.append(f"arg {i}")
+    return names
 
 
 def is_data_array(x: object) -> bool:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ops
+from . import joining, losses, ops, selection
 from .ops import (add, astype, div, getitem, matmul, mean, mul, neg, pow, reshape, stop_gradient,
                   sub, sum, transpose)
+from .selection import abs as _abs, max as _max_op, min as _min_op
 from .state import _tracing
 from .tensor import Tensor
 
@@ -22,6 +23,12 @@ _OPERATOR_UFUNCS = {
     "add": add, "subtract": sub, "multiply": mul, "divide": div,
     "true_divide": div, "matmul": matmul, "power": pow, "negative": neg,
 }
+# ...and its comparisons (``ndarray > Tensor``), which read the values as Tensor's own do
+_COMPARISON_UFUNCS = {"less": "__gt__", "less_equal": "__ge__", "greater": "__lt__",
+                      "greater_equal": "__le__", "equal": "__eq__", "not_equal": "__ne__"}
+# numpy's names for functions microtape spells otherwise
+_ALIASES = {"absolute": "abs", "amax": "max", "amin": "min", "fmax": "maximum",
+            "fmin": "minimum", "concat": "concatenate"}
 
 
 def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
@@ -35,10 +42,14 @@ def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
     op = _OPERATOR_UFUNCS.get(ufunc.__name__)
     if op is not None and method == "__call__" and not kwargs:
         return op(*inputs)
+    mirrored = _COMPARISON_UFUNCS.get(ufunc.__name__)
+    if mirrored is not None and method == "__call__" and not kwargs and len(inputs) == 2:
+        return getattr(inputs[1], mirrored)(inputs[0])  # ndarray < t is t > ndarray
     name = ufunc.__name__
     raise TypeError(
         f"np.{name} was called on a Tensor; numpy cannot record it on the tape, "
-        f"so the gradient would be lost: {_hint(name)}, or np.{name}(t.value) for a constant"
+        f"so the gradient would be lost: {_hint(name)}, or call np.{name} on t.value for a "
+        f"constant"
     )
 
 
@@ -46,12 +57,15 @@ def __array_function__(self, func, types, args, kwargs):
     name = func.__name__
     raise TypeError(
         f"np.{name} was called on a Tensor; numpy cannot record it on the tape: "
-        f"{_hint(name)}, or np.{name}(t.value) for a constant"
+        f"{_hint(name)}, or call np.{name} on t.value for a constant"
     )
 
 
 def _hint(name: str) -> str:
-    return f"use mt.{name}(...)" if hasattr(ops, name) else "use the ops in microtape"
+    name = _ALIASES.get(name, name)
+    if any(hasattr(module, name) for module in (ops, selection, joining, losses)):
+        return f"use mt.{name}(...)"
+    return "use the ops in microtape"
 
 
 def _T(self) -> Tensor:
@@ -64,6 +78,14 @@ def _sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False
 
 def _mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
     return mean(self, axis=axis, keepdims=keepdims)
+
+
+def _max(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+    return _max_op(self, axis=axis, keepdims=keepdims)
+
+
+def _min(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+    return _min_op(self, axis=axis, keepdims=keepdims)
 
 
 def _reshape(self, *shape: int | tuple[int, ...]) -> Tensor:
@@ -100,6 +122,7 @@ _METHODS = {
     "__pow__": lambda self, exponent: pow(self, exponent),
     "__rpow__": lambda self, base: pow(base, self),
     "__neg__": lambda self: neg(self),
+    "__abs__": lambda self: _abs(self),
     "__pos__": lambda self: self,
     "__getitem__": lambda self, index: getitem(self, index),
     "__array_ufunc__": __array_ufunc__,
@@ -107,6 +130,8 @@ _METHODS = {
     "T": property(_T),
     "sum": _sum,
     "mean": _mean,
+    "max": _max,
+    "min": _min,
     "reshape": _reshape,
     "transpose": _transpose,
     "detach": _detach,

@@ -32,7 +32,7 @@ def _check(op: str, a, b, what: str, reduction: str) -> tuple[np.ndarray, np.nda
     if reduction == "mean" and a.size == 0:
         raise InputError(f"{op}: a mean over no elements (shape {a.shape}) is undefined; "
                          f"pass at least one, or reduction='sum'")
-    return a, b
+    return a, b.astype(a.dtype, copy=False)
 
 
 def _reduced(x: np.ndarray, reduction: str) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Tensor's operators and array methods, attached once the ops exist.
 
-``a + b``, ``a @ b``, ``-a``, ``a ** 2``, ``a[i]``, ``a.T``, ``a.sum()`` and
-numpy's own operators on a Tensor (``ndarray + Tensor``) each forward to one
-op of ``ops.py``. They are set on ``Tensor`` here, above both modules, so that
+``a + b``, ``a @ b``, ``-a``, ``abs(a)``, ``a ** 2``, ``a[i]``, ``a.T``,
+``a.sum()``, ``a.max()`` and numpy's own operators on a Tensor (``ndarray +
+Tensor``) each forward to one op of ``ops.py`` or ``selection.py``;
+``ndarray < Tensor`` is the Tensor's own comparison, which reads the values. They are set on ``Tensor`` here, above both modules, so that
 imports run one way (tensor, tape, primitive, ops, then this), as HIPS
 autograd attaches its box methods after defining the primitives.
 """
@@ -35,7 +36,8 @@ def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
     """Route numpy's operators to the tape; refuse every other ufunc.
 
     ``ndarray + Tensor`` reaches here as ``np.add(ndarray, Tensor)``; the ops
-    it routes are exactly Python's arithmetic operators. Anything else
+    it routes are exactly Python's arithmetic operators, and its comparisons
+    go to the Tensor's own (``ndarray < t`` is ``t > ndarray``). Anything else
     (``np.exp(t)``) would compute on the value and silently leave the tape, so
     it is an error that names the op to use instead.
     """

@@ -122,7 +122,7 @@ def clip(a, lo=None, hi=None, /):
     return np.clip(a, lo, hi)
 
 
-@primitive(f"dA = G where the condition holds, else 0;  dB = G where it does not  "
+@primitive(f"da = G where the condition holds, else 0;  db = G where it does not  "
            f"(the condition gets none; {_SUMMED})", broadcasts=True, explain=broadcast_hint,
            code=Code(lambda c: f"np.where({c.A}, {c.B}, {c.name(2)})",
                      math=lambda c: f"({c.B} where {c.A}, else {c.name(2)})"),

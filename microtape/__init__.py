@@ -24,6 +24,11 @@ from .ops import (
     matmul, mean, mul, neg, pow, relu, reshape, scatter_add, sigmoid, softmax,
     softmax_cross_entropy, stop_gradient, sub, sum, tanh, transpose, unbroadcast,
 )
+from .selection import (
+    abs, clip, heaviside, is_equal, max, maximum, min, minimum, sign, sqrt, where,
+)
+from .joining import concatenate, stack
+from .losses import binary_cross_entropy_with_logits, mse
 from . import operators  # noqa: F401  (gives Tensor its operators, now that the ops exist)
 from .functional import grad, value_and_grad
 from .derivatives import hessian, hvp, jacobian, jvp
@@ -46,6 +51,8 @@ __all__ = [
     "matmul", "sum", "mean", "transpose", "reshape", "getitem", "softmax", "log_softmax",
     "softmax_cross_entropy", "einsum", "stop_gradient", "broadcast_axes", "unbroadcast",
     "broadcast_to", "scatter_add", "astype",
+    "abs", "sqrt", "maximum", "minimum", "clip", "where", "max", "min", "sign", "heaviside",
+    "is_equal", "concatenate", "stack", "mse", "binary_cross_entropy_with_logits",
     "grad", "value_and_grad", "gradcheck",
     "jacobian", "hessian", "hvp", "jvp",
 ]

@@ -1,8 +1,9 @@
 """Tensor's operators and array methods, attached once the ops exist.
 
-``a + b``, ``a @ b``, ``-a``, ``a ** 2``, ``a[i]``, ``a.T``, ``a.sum()`` and
-numpy's own operators on a Tensor (``ndarray + Tensor``) each forward to one
-op of ``ops.py``. They are set on ``Tensor`` here, above both modules, so that
+``a + b``, ``a @ b``, ``-a``, ``abs(a)``, ``a ** 2``, ``a[i]``, ``a.T``,
+``a.sum()``, ``a.max()`` and numpy's own operators on a Tensor (``ndarray +
+Tensor``) each forward to one op of ``ops.py`` or ``selection.py``;
+``ndarray < Tensor`` is the Tensor's own comparison, which reads the values. They are set on ``Tensor`` here, above both modules, so that
 imports run one way (tensor, tape, primitive, ops, then this), as HIPS
 autograd attaches its box methods after defining the primitives.
 """
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ops
+from . import joining, losses, ops, selection
 from .ops import (add, astype, div, getitem, matmul, mean, mul, neg, pow, reshape, stop_gradient,
                   sub, sum, transpose)
+from .selection import abs as _abs, max as _max_op, min as _min_op
 from .state import _tracing
 from .tensor import Tensor
 
@@ -22,23 +24,34 @@ _OPERATOR_UFUNCS = {
     "add": add, "subtract": sub, "multiply": mul, "divide": div,
     "true_divide": div, "matmul": matmul, "power": pow, "negative": neg,
 }
+# ...and its comparisons (``ndarray > Tensor``), which read the values as Tensor's own do
+_COMPARISON_UFUNCS = {"less": "__gt__", "less_equal": "__ge__", "greater": "__lt__",
+                      "greater_equal": "__le__", "equal": "__eq__", "not_equal": "__ne__"}
+# numpy's names for functions microtape spells otherwise
+_ALIASES = {"absolute": "abs", "amax": "max", "amin": "min", "fmax": "maximum",
+            "fmin": "minimum", "concat": "concatenate"}
 
 
 def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
     """Route numpy's operators to the tape; refuse every other ufunc.
 
     ``ndarray + Tensor`` reaches here as ``np.add(ndarray, Tensor)``; the ops
-    it routes are exactly Python's arithmetic operators. Anything else
+    it routes are exactly Python's arithmetic operators, and its comparisons
+    go to the Tensor's own (``ndarray < t`` is ``t > ndarray``). Anything else
     (``np.exp(t)``) would compute on the value and silently leave the tape, so
     it is an error that names the op to use instead.
     """
     op = _OPERATOR_UFUNCS.get(ufunc.__name__)
     if op is not None and method == "__call__" and not kwargs:
         return op(*inputs)
+    mirrored = _COMPARISON_UFUNCS.get(ufunc.__name__)
+    if mirrored is not None and method == "__call__" and not kwargs and len(inputs) == 2:
+        return getattr(inputs[1], mirrored)(inputs[0])  # ndarray < t is t > ndarray
     name = ufunc.__name__
     raise TypeError(
         f"np.{name} was called on a Tensor; numpy cannot record it on the tape, "
-        f"so the gradient would be lost: {_hint(name)}, or np.{name}(t.value) for a constant"
+        f"so the gradient would be lost: {_hint(name)}, or call np.{name} on t.value for a "
+        f"constant"
     )
 
 
@@ -46,12 +59,15 @@ def __array_function__(self, func, types, args, kwargs):
     name = func.__name__
     raise TypeError(
         f"np.{name} was called on a Tensor; numpy cannot record it on the tape: "
-        f"{_hint(name)}, or np.{name}(t.value) for a constant"
+        f"{_hint(name)}, or call np.{name} on t.value for a constant"
     )
 
 
 def _hint(name: str) -> str:
-    return f"use mt.{name}(...)" if hasattr(ops, name) else "use the ops in microtape"
+    name = _ALIASES.get(name, name)
+    if any(hasattr(module, name) for module in (ops, selection, joining, losses)):
+        return f"use mt.{name}(...)"
+    return "use the ops in microtape"
 
 
 def _T(self) -> Tensor:
@@ -64,6 +80,14 @@ def _sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False
 
 def _mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
     return mean(self, axis=axis, keepdims=keepdims)
+
+
+def _max(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+    return _max_op(self, axis=axis, keepdims=keepdims)
+
+
+def _min(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+    return _min_op(self, axis=axis, keepdims=keepdims)
 
 
 def _reshape(self, *shape: int | tuple[int, ...]) -> Tensor:
@@ -100,6 +124,7 @@ _METHODS = {
     "__pow__": lambda self, exponent: pow(self, exponent),
     "__rpow__": lambda self, base: pow(base, self),
     "__neg__": lambda self: neg(self),
+    "__abs__": lambda self: _abs(self),
     "__pos__": lambda self: self,
     "__getitem__": lambda self, index: getitem(self, index),
     "__array_ufunc__": __array_ufunc__,
@@ -107,6 +132,8 @@ _METHODS = {
     "T": property(_T),
     "sum": _sum,
     "mean": _mean,
+    "max": _max,
+    "min": _min,
     "reshape": _reshape,
     "transpose": _transpose,
     "detach": _detach,

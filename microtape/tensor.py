@@ -77,12 +77,27 @@ class Tensor:
         _refuse_while_tracing("bool(t) (an `if` or `while` on a Tensor)")
         return bool(self.value)
 
-    # Comparisons are not ops (no gradient flows through them): outside a
-    # trace they stay unsupported, inside one they say why.
-    def __lt__(self, other): return _compare_while_tracing("<")
-    def __le__(self, other): return _compare_while_tracing("<=")
-    def __gt__(self, other): return _compare_while_tracing(">")
-    def __ge__(self, other): return _compare_while_tracing(">=")
+    # Comparisons read the values and are not recorded (no gradient flows
+    # through one): they give numpy bool arrays, for an `if` on a scalar or a
+    # condition for mt.where. A trace refuses them, as it refuses bool(t).
+    def __lt__(self, other): return _compare(self, other, "<", np.less)
+    def __le__(self, other): return _compare(self, other, "<=", np.less_equal)
+    def __gt__(self, other): return _compare(self, other, ">", np.greater)
+    def __ge__(self, other): return _compare(self, other, ">=", np.greater_equal)
+    def __eq__(self, other): return _compare(self, other, "==", np.equal)
+    def __ne__(self, other): return _compare(self, other, "!=", np.not_equal)
+
+    # == is elementwise, so identity keeps hashing: tapes and closed forms key
+    # tensors by identity (dicts by id, `is`), never by ==.
+    __hash__ = object.__hash__
+
+    def numpy(self) -> np.ndarray:
+        """The value as a read-only view: no copy, so it follows later in-place updates
+        (an optimizer's step); ``t.numpy().copy()`` keeps a snapshot."""
+        _refuse_while_tracing("t.numpy()", _LEAVES)
+        view = self.value.view()
+        view.flags.writeable = False
+        return view
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         # Explicit conversion (np.asarray(t), plotting) reads the value; it is
@@ -160,6 +175,10 @@ _LEAVES = ("what it returns leaves the tape, so the closed form would keep the f
            "(mt.stop_gradient(t) for a value that takes no gradient), or use compile=False")
 
 
+_COMPARED = (_BRANCH + "; for a choice made per element, mt.where(mt.is_positive(a - b), x, y) "
+             "is recorded, and computed again at every call")
+
+
 def _refuse_while_tracing(what: str, why: str = _BRANCH) -> None:
     """Raise TraceError if a compile=True trace is recording in this thread or task."""
     if _tracing.get():
@@ -167,16 +186,17 @@ def _refuse_while_tracing(what: str, why: str = _BRANCH) -> None:
                          f"traces the function: {why}")
 
 
-# Comparing Tensors is not supported even eagerly (Python then raises TypeError), so
-# the way out is to branch on the value, eagerly.
-_COMPARE = ("the closed form is written once per signature, so a branch on a traced value "
-            "would be baked in for every later call; use compile=False and branch on the "
-            "value (t.value > 0), or pass the deciding value as a Python argument")
+_COMPARABLE = (np.ndarray, np.generic, int, float, bool, list, tuple)
 
 
-def _compare_while_tracing(symbol: str):
-    _refuse_while_tracing(f"a comparison ({symbol})", _COMPARE)
-    return NotImplemented
+def _compare(t: Tensor, other: Any, symbol: str, ufunc: np.ufunc) -> Any:
+    """``t symbol other`` on the values, as numpy gives it; refused while tracing."""
+    if isinstance(other, Tensor):
+        other = other.value
+    elif not isinstance(other, _COMPARABLE):
+        return NotImplemented  # None, a string: Python's own answer (== is then `is`)
+    _refuse_while_tracing(f"a comparison ({symbol})", _COMPARED)
+    return ufunc(t.value, other)
 
 
 def wrap(value: np.ndarray) -> Tensor:

@@ -45,6 +45,13 @@ EINSUMS = {
 }
 
 
+def primitives() -> dict[str, mt.Primitive]:
+    """Every op microtape defines, by the name a tape records, from each module that holds ops."""
+    from microtape import joining, losses, ops, selection
+    return {op.name: op for module in (ops, selection, joining, losses)
+            for op in vars(module).values() if isinstance(op, mt.Primitive)}
+
+
 def tensor(rng, *shape, low=-2.0, high=2.0, dtype=np.float64, name=None):
     return mt.Tensor(rng.uniform(low, high, size=shape).astype(dtype), name=name)
 
@@ -121,7 +128,53 @@ def op_cases(rng, dtype, templated_only: bool = False):
         ("broadcast_to", lambda: (mt.broadcast_to(row, shape=(3, 4)), [row])),
         ("scatter_add", lambda: (mt.scatter_add(row, np.array([0, 2, 0, 0]), shape=(3,)), [row])),
         ("scatter_add", lambda: (mt.scatter_add(m, (slice(1, None), slice(None)), shape=(5, 2)), [m])),
-    ] + ([] if templated_only else beyond)
+    ] + _choosing_joining_and_loss_cases(t, rng, dtype) + ([] if templated_only else beyond)
+
+
+def _choosing_joining_and_loss_cases(t, rng, dtype):
+    """selection.py's, joining.py's and losses.py's ops: broadcasting, ties, params.
+
+    A tie is made where a difference step keeps it (the same Tensor on both
+    sides, or copies of one row), since a tie is a kink: the second-derivative
+    test differentiates the gradient across its step.
+    """
+    a, b, row, col, pos = t(3, 4), t(3, 4), t(4), t(3, 1), t(3, 4, low=0.5, high=2.0)
+    cube, copies = t(2, 3, 4), t(4)
+    probs = rng.uniform(0.0, 1.0, size=(3, 4)).astype(dtype)
+    return [
+        ("abs", lambda: (mt.abs(a), [a])),
+        ("sign", lambda: (mt.mul(a, mt.sign(b)), [a, b])),  # b gets no gradient
+        ("heaviside", lambda: (mt.mul(a, mt.heaviside(b)), [a, b])),
+        ("is_equal", lambda: (mt.mul(a, mt.is_equal(b, mt.maximum(b, 0.0))), [a, b])),
+        ("sqrt", lambda: (mt.sqrt(pos), [pos])),
+        ("maximum", lambda: (mt.maximum(a, row), [a, row])),
+        ("maximum", lambda: (mt.maximum(a, a), [a])),  # a tie everywhere: half of G each way
+        ("maximum", lambda: (mt.maximum(0.0, a), [a])),
+        ("minimum", lambda: (mt.minimum(col, a), [col, a])),
+        ("minimum", lambda: (mt.minimum(b, b), [b])),
+        ("clip", lambda: (mt.clip(a, -0.5, 1.0), [a])),
+        ("clip", lambda: (mt.clip(a, None, row.value), [a])),  # bounds as an array
+        ("where", lambda: (mt.where(b.value > 0, a, row), [a, row])),
+        ("where", lambda: (mt.where(mt.is_positive(b), a, 0.5), [a])),  # the condition recorded
+        ("max", lambda: (mt.max(cube, axis=1), [cube])),
+        ("max", lambda: (mt.max(a), [a])),
+        ("max", lambda: (mt.max(mt.broadcast_to(copies, shape=(3, 4)), axis=0), [copies])),  # ties
+        ("min", lambda: (mt.min(cube, axis=(0, 2), keepdims=True), [cube])),
+        ("min", lambda: (mt.min(mt.broadcast_to(col, shape=(3, 4))), [col])),  # four tie
+        ("concatenate", lambda: (mt.concatenate([a, col, b], axis=1), [a, col, b])),
+        ("concatenate", lambda: (mt.concatenate([cube, cube], axis=-3), [cube])),
+        ("stack", lambda: (mt.stack([a, b, a]), [a, b])),
+        ("stack", lambda: (mt.stack([row, row * 2.0], axis=-1), [row])),
+        ("mse", lambda: (mt.mse(a, b), [a, b])),
+        ("mse", lambda: (mt.mse(a, probs, reduction="sum"), [a])),
+        ("mse", lambda: (mt.mse(cube, cube * 0.5, reduction="none"), [cube])),
+        ("binary_cross_entropy_with_logits",
+         lambda: (mt.binary_cross_entropy_with_logits(a, probs), [a])),
+        ("binary_cross_entropy_with_logits",
+         lambda: (mt.binary_cross_entropy_with_logits(a * 15.0, (probs > 0.5), reduction="sum"), [a])),
+        ("binary_cross_entropy_with_logits",
+         lambda: (mt.binary_cross_entropy_with_logits(b, probs, reduction="none"), [b])),
+    ]
 
 
 def _pair(op, *inputs):

@@ -69,6 +69,24 @@ def _ag_einsum(spec, *xs):
     return anp.einsum(spec, *wide)
 
 
+def _ag_clip(a, lo=None, hi=None):
+    # clip as maximum then minimum, whose ties autograd splits in half, as microtape's clip
+    # does on a bound (autograd's own clip gives 0 there)
+    a = a if lo is None else anp.maximum(a, lo)
+    return a if hi is None else anp.minimum(a, hi)
+
+
+def _ag_where(condition, a, b):
+    # autograd's where hands a broadcast operand a gradient of the result's shape: the
+    # broadcast is made explicit, as an add of zeros whose VJP sums it back
+    zeros = np.zeros(np.broadcast_shapes(np.shape(condition), anp.shape(a), anp.shape(b)))
+    return anp.where(condition, a + zeros, b + zeros)
+
+
+def _reduced(x, reduction):
+    return x if reduction == "none" else anp.mean(x) if reduction == "mean" else anp.sum(x)
+
+
 AUTOGRAD = {
     "add": lambda a, b: a + b,
     "sub": lambda a, b: a - b,
@@ -93,6 +111,19 @@ AUTOGRAD = {
     "log_softmax": lambda a, axis=-1: _ag_log_softmax(a, axis),
     "einsum": lambda spec, *xs: _ag_einsum(spec, *xs),
     "softmax_cross_entropy": _ag_cross_entropy,
+    "abs": lambda a: anp.abs(a),  # gradient 0 at 0, as microtape's
+    "sqrt": lambda a: anp.sqrt(a),
+    "maximum": lambda a, b: anp.maximum(a, b),  # a tie: half of G each way, as microtape's
+    "minimum": lambda a, b: anp.minimum(a, b),
+    "clip": _ag_clip,
+    "where": lambda condition, a, b: _ag_where(condition, a, b),
+    "max": lambda a, axis=None, keepdims=False: anp.max(a, axis=axis, keepdims=keepdims),
+    "min": lambda a, axis=None, keepdims=False: anp.min(a, axis=axis, keepdims=keepdims),
+    "concatenate": lambda *xs, axis=0: anp.concatenate(list(xs), axis=axis),
+    "stack": lambda *xs, axis=0: anp.stack(list(xs), axis=axis),
+    "mse": lambda p, t, reduction="mean": _reduced((p - t) ** 2, reduction),
+    "binary_cross_entropy_with_logits": lambda z, y, reduction="mean": _reduced(
+        anp.logaddexp(0.0, z) - z * y, reduction),
 }
 
 MICROTAPE = {
@@ -103,6 +134,14 @@ MICROTAPE = {
     "reshape": lambda a, shape: mt.reshape(a, shape), "getitem": mt.getitem,
     "softmax": mt.softmax, "log_softmax": mt.log_softmax, "einsum": mt.einsum,
     "softmax_cross_entropy": mt.softmax_cross_entropy,
+    "abs": mt.abs, "sqrt": mt.sqrt, "maximum": mt.maximum, "minimum": mt.minimum,
+    "clip": lambda a, lo=None, hi=None: mt.clip(a, lo, hi), "where": mt.where,
+    "max": mt.max, "min": mt.min,
+    "concatenate": lambda *xs, axis=0: mt.concatenate(list(xs), axis=axis),
+    "stack": lambda *xs, axis=0: mt.stack(list(xs), axis=axis),
+    "mse": lambda p, t, reduction="mean": mt.mse(p, t, reduction=reduction),
+    "binary_cross_entropy_with_logits": lambda z, y, reduction="mean":
+        mt.binary_cross_entropy_with_logits(z, y, reduction=reduction),
 }
 
 
@@ -166,7 +205,9 @@ class Builder:
         kind = self.draw(st.sampled_from(
             ["add", "sub", "mul", "div", "pow", "pow_const", "neg", "exp", "log", "tanh",
              "sigmoid", "relu", "matmul", "sum", "mean", "transpose", "reshape", "getitem",
-             "softmax", "log_softmax", "einsum", "einsum_unary", "cross_entropy"]))
+             "softmax", "log_softmax", "einsum", "einsum_unary", "cross_entropy",
+             "abs", "sqrt", "maximum", "minimum", "clip", "where", "max", "min", "concatenate",
+             "stack", "mse", "bce"]))
         a, b = self.operand(), self.operand()
         if not isinstance(a, int) and not isinstance(b, int):
             a = self.usable[-1]  # at least one operand from the pool
@@ -215,8 +256,48 @@ class Builder:
             labels = rng.integers(0, sa[-1], size=sa[:-1])
             self.step("softmax_cross_entropy", [a, ("c", labels)],
                       reduction=self.draw(st.sampled_from(["mean", "sum"])))
-        else:
+        elif not self.choosing_joining_or_loss(kind, a, b, sa, sb):
             self.step("add", [a, b])
+
+    def choosing_joining_or_loss(self, kind, a, b, sa, sb) -> bool:
+        """selection.py's, joining.py's and losses.py's ops; False where ``kind`` is another's."""
+        if kind == "abs":
+            self.step("abs", [a])
+        elif kind == "sqrt":
+            self.step("sqrt", [self.positive(a)])
+        elif kind in ("maximum", "minimum"):  # b may be a itself: a tie everywhere
+            self.step(kind, [a, self.draw(st.sampled_from([b, a, ("c", 0.0)]))])
+        elif kind == "clip":
+            lo, hi = self.draw(st.sampled_from([(-0.5, 0.5), (None, 0.0), (0.0, None), (-1.0, 1.0)]))
+            self.step("clip", [a], lo=lo, hi=hi)
+        elif kind == "where":
+            seed = self.draw(st.integers(0, 2**16))
+            condition = np.random.default_rng(seed).random(np.broadcast_shapes(sa, sb)) > 0.5
+            self.step("where", [("c", condition), a, b])
+        elif kind in ("max", "min"):
+            axis = self.draw(st.sampled_from([None] + list(range(-len(sa), len(sa)))))
+            self.step(kind, [a], axis=axis, keepdims=self.draw(st.booleans()))
+        elif kind == "concatenate" and len(sa) >= 1 and sa[1:] == sb[1:] and len(sb) == len(sa):
+            # lengths stay 1 or 3: three of length 1, or the middle three of 3 + 3
+            if sa[0] == sb[0] == 1:
+                self.step("concatenate", [a, b, a], axis=0)
+            elif sa[0] == sb[0]:
+                joined = self.step("concatenate", [a, b], axis=0)
+                self.usable.remove(joined)  # length 6 broadcasts with nothing: not an operand
+                self.step("getitem", [joined], index=slice(1, 4))
+        elif kind == "stack" and len(sa) <= 1:  # at most two axes after it
+            self.step("stack", [a, b if sa == sb else a, a], axis=self.draw(st.sampled_from([0, -1])))
+        elif kind == "mse":
+            self.step("mse", [a, b if sa == sb else a],
+                      reduction=self.draw(st.sampled_from(["mean", "sum", "none"])))
+        elif kind == "bce":
+            seed = self.draw(st.integers(0, 2**16))
+            targets = np.random.default_rng(seed).random(sa).astype(self.dtype)
+            self.step("binary_cross_entropy_with_logits", [a, ("c", targets)],
+                      reduction=self.draw(st.sampled_from(["mean", "sum", "none"])))
+        else:
+            return False
+        return True
 
 
 TOLERANCE = {np.float64: (1e-8, 1e-10), np.float32: (2e-3, 2e-4)}  # (rtol, atol per unit of scale)
@@ -396,6 +477,56 @@ def _compare_einsum(spec, arrays):
 def test_matmul_on_length_one_axes(shapes):
     rng = np.random.default_rng(4)
     _compare("matmul", [rng.choice(EDGES[np.abs(EDGES) < 1e4], size=s) for s in shapes])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_abs_and_sqrt_at_edge_values(dtype):
+    _compare("abs", [EDGES], dtype)  # ±0 included: gradient 0 there, as autograd's
+    _compare("sqrt", [np.array([1e-8, 1e-4, 1.0, 2.0, 1e4])], dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", ["maximum", "minimum"])
+def test_maximum_and_minimum_split_a_tie_as_autograd_does(name, dtype):
+    a = np.array([[0.0, 1.0, -3.5], [1e4, -1e4, 2.0]])
+    b = np.array([[0.0, 2.0, -3.5], [1e4, 1e4, -2.0]])  # three ties, one each at ±1e4
+    _compare(name, [a, b], dtype)
+    _compare(name, [a, np.array([1.0, 1.0, -3.5])], dtype)  # a broadcast row, tying in places
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("lo, hi", [(-1.0, 1.0), (0.0, None), (None, -1.0), (-3.5, -3.5)])
+def test_clip_at_its_bounds_is_maximum_then_minimum(lo, hi, dtype):
+    _compare("clip", [EDGES], dtype, lo=lo, hi=hi)  # values on the bounds get half of G
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", ["max", "min"])
+@pytest.mark.parametrize("axis, keepdims", [(None, False), (0, False), (1, True), ((0, 1), True)])
+def test_max_and_min_share_a_tie_equally(name, axis, keepdims, dtype):
+    x = np.array([[1e4, 1e4, -1.0, 1e4], [-1e4, 0.0, -1e4, -0.0]])  # ties for both, ±0 too
+    _compare(name, [x], dtype, axis=axis, keepdims=keepdims)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_losses_at_edge_values(reduction, dtype):
+    z = EDGES.reshape(2, 4)
+    y = np.array([[1.0, 0.0, 1.0, 0.0], [0.5, 1.0, 0.0, 1.0]])  # ±1e4 right and wrong
+    _compare("binary_cross_entropy_with_logits", [z], dtype, y=y, reduction=reduction)
+    _compare("mse", [z, y], dtype, reduction=reduction)
+
+
+def test_where_concatenate_and_stack_with_broadcasting_and_fan_out():
+    rng = np.random.default_rng(5)
+    a, row = rng.choice(EDGES, size=(2, 4)), rng.choice(EDGES, size=(4,))
+    condition = a > 0
+    got = mt.grad(lambda x, r: mt.sum(mt.where(condition, x, r) * a), argnums=(0, 1))(a, row)
+    want = autograd.grad(lambda xs: anp.sum(_ag_where(condition, *xs) * a))([a, row])
+    for g, w in zip(got, want):
+        assert_close(g, w, np.float64, "where")
+    _compare("concatenate", [a, row[None], a], axis=0)
+    _compare("stack", [row, row], axis=-1)
 
 
 # -- second derivatives of the same random programs ---------------------------------

@@ -20,9 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import microtape as mt
-from microtape import ops
 from models import TwoLayerNet
-from tests.op_cases import op_cases, tensor as _t
+from tests.op_cases import op_cases, primitives, tensor as _t
 
 GOLDEN = Path(__file__).parent / "golden/two_layer_closed_form.md"
 TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
@@ -70,15 +69,11 @@ def _cases(rng, dtype):
     return op_cases(rng, dtype, templated_only=True)
 
 
-def _primitives():
-    return sorted(name for name, op in vars(ops).items() if isinstance(op, mt.Primitive))
-
-
 def test_every_primitive_has_a_template_and_a_case():
     cased = {name for name, _ in _cases(np.random.default_rng(0), np.float64)}
-    assert cased == set(_primitives())
-    for name in _primitives():
-        assert getattr(ops, name).code is not None, name
+    assert cased == set(primitives())
+    for name, op in primitives().items():
+        assert op.code is not None, name
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

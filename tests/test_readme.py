@@ -89,3 +89,14 @@ def test_adding_an_op_shows_one_block_that_works_eagerly_again_and_in_the_closed
         assert shown in text
     assert "1 / (1 + np.exp(-x))" in cf.source and "∘ σ(x)" in cf.equations
     np.testing.assert_allclose(cf()[1], G.value / (1 + np.exp(-x.value)), rtol=1e-12)
+
+
+def test_every_op_the_package_exports_is_in_the_readmes_op_list():
+    from tests.op_cases import primitives
+    text = README.read_text()
+    ops_bullet = text[text.index("- Ops: "):text.index("\n- `tape.gradient(")]
+    listed = set(re.findall(r"\b[a-z_]+\b", ops_bullet))
+    public = {name for name in primitives() if hasattr(mt, name)} | {"concatenate", "stack"}
+    # getitem is "indexing" in the bullet above; the others exist for the grads (ops.py)
+    missing = public - listed - {"getitem", "broadcast_to", "scatter_add", "astype"}
+    assert not missing, missing

@@ -166,6 +166,65 @@ def test_operators_between_tensors_record_both_sides():
         np.testing.assert_allclose(grad, numeric, rtol=1e-6)
 
 
+# -- comparisons, t.numpy(), identity -------------------------------------------------------
+
+def test_comparisons_give_numpy_bool_arrays_and_record_nothing():
+    t, u = mt.Tensor(np.array([-1.0, 0.0, 2.0])), mt.Tensor(np.array([0.0, 0.0, 1.0]))
+    with mt.Tape() as tape:
+        results = {
+            "<": (t < u, [True, False, False]), "<=": (t <= 0, [True, True, False]),
+            ">": (t > u, [False, False, True]), ">=": (0.0 >= t, [True, True, False]),
+            "==": (t == u, [False, True, False]), "!=": (t != np.zeros(3), [True, False, True]),
+            "ndarray <": (np.zeros(3) < t, [False, False, True]),
+            "ndarray ==": (np.zeros(3) == t, [False, True, False]),
+        }
+    assert tape.nodes == []
+    for what, (got, want) in results.items():
+        assert type(got) is np.ndarray and got.dtype == bool, what
+        np.testing.assert_array_equal(got, want, err_msg=what)
+    assert type(mt.Tensor(2.0) > 1) is np.bool_ and (mt.Tensor(2.0) > 1)  # `if loss > 1:` works
+
+
+def test_a_comparison_with_something_that_is_not_an_array_is_pythons_own():
+    t = mt.Tensor(np.ones(2))
+    assert (t == None) is False and (t != "a") is True  # noqa: E711
+    with pytest.raises(TypeError, match="'<' not supported"):
+        t < "a"  # noqa: B015
+
+
+def test_tensors_keep_hashing_and_membership_by_identity():
+    a, b = mt.Tensor(np.ones(3)), mt.Tensor(np.ones(3))  # equal values, two tensors
+    assert hash(a) != hash(b) and len({a, b}) == 2 and {a: 1, b: 2}[b] == 2
+    assert a in [a] and a in {a}
+    with pytest.raises(ValueError, match="ambiguous"):
+        a in [b]  # noqa: B015: == is elementwise now, so `in` a list compares values
+    grads = mt.grad(lambda x, y: mt.sum(x * y), argnums=(0, 1))(a.value, b.value)
+    np.testing.assert_array_equal(grads[0], np.ones(3))
+
+
+@pytest.mark.parametrize("compare", [
+    lambda s: s == 1.0, lambda s: s != 1.0, lambda s: np.zeros(()) < s])
+def test_every_comparison_is_refused_while_a_trace_records(compare):
+    def f(w):
+        s = mt.sum(w)
+        return s if compare(s) else -s
+
+    with pytest.raises(mt.TraceError, match=r"a comparison .*mt\.where"):
+        mt.grad(f, compile=True)(np.ones(3))
+
+
+def test_numpy_gives_a_read_only_view_of_the_value():
+    t = mt.Tensor(np.arange(3.0))
+    view = t.numpy()
+    assert np.shares_memory(view, t.value) and not view.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        view[0] = 5.0
+    t.value[0] = 7.0  # an in-place update of the tensor shows through the view
+    assert view[0] == 7.0 and t.value.flags.writeable
+    with pytest.raises(mt.TraceError, match=r"t\.numpy\(\)"):
+        mt.grad(lambda w: mt.sum(w) * float(w.numpy()[0]), compile=True)(np.ones(3))
+
+
 # -- numpy functions are refused, never silently off the tape -----------------------------
 
 @pytest.mark.parametrize("ufunc, pointer", [
@@ -185,8 +244,19 @@ def test_ufuncs_without_a_microtape_op_still_refuse():
     t = mt.Tensor(np.ones(3))
     with pytest.raises(TypeError, match="np.sin"):
         np.sin(t)
-    with pytest.raises(TypeError, match="np.maximum"):
-        np.maximum(t, 0)
+
+
+@pytest.mark.parametrize("call, pointer", [
+    (lambda t: np.maximum(t, 0), "mt.maximum"), (lambda t: np.minimum(0, t), "mt.minimum"),
+    (lambda t: np.abs(t), "mt.abs"), (lambda t: np.sqrt(t), "mt.sqrt"),
+    (lambda t: np.max(t, axis=0), "mt.max"), (lambda t: np.where(True, t, 0), "mt.where"),
+    (lambda t: np.concatenate([t, t]), "mt.concatenate"), (lambda t: np.stack([t]), "mt.stack"),
+])
+def test_numpy_calls_of_ops_microtape_has_point_to_them_and_keep_every_argument(call, pointer):
+    with pytest.raises(TypeError) as info:
+        call(mt.Tensor(np.ones(3)))
+    assert pointer in str(info.value)
+    assert "on t.value for a constant" in str(info.value)  # not np.maximum(t.value), one argument
 
 
 def test_ufunc_with_keyword_arguments_is_refused():

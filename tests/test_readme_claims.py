@@ -41,28 +41,25 @@ def test_the_closed_form_returns_arrays_as_the_readme_says():
 
 
 def test_the_branching_advice_works_as_written():
-    assert "`compile=False` and branch on the value: `if t.value > 0:`" in TEXT
-    assert "outside a trace it raises `TypeError: '>' not supported`" in TEXT
-
-    def f(x):
-        t = mt.sum(x)
-        if t.value > 0:              # as the README says to branch
-            return t * 2.0
-        return t * 3.0
-
-    np.testing.assert_array_equal(mt.grad(f)(np.ones(2)), [2.0, 2.0])
-    np.testing.assert_array_equal(mt.grad(f)(-np.ones(2)), [3.0, 3.0])
+    assert "Without `compile=True` each call is recorded afresh, so such a" in TEXT
+    assert "`mt.where(mt.is_positive(t), t, 0.1 * t)` is recorded" in TEXT
 
     def compares(x):
         t = mt.sum(x)
-        return t * 2.0 if t > 0 else t
+        return t * 2.0 if t > 0 else t * 3.0   # a branch on a comparison, as the README shows
 
-    # Until comparisons on Tensors exist, the README must say this, and nothing else.
-    with pytest.raises(TypeError, match="'>' not supported"):
-        mt.grad(compares)(np.ones(2))
+    np.testing.assert_array_equal(mt.grad(compares)(np.ones(2)), [2.0, 2.0])
+    np.testing.assert_array_equal(mt.grad(compares)(-np.ones(2)), [3.0, 3.0])
     with pytest.raises(mt.TraceError, match=r"a comparison \(>\)") as info:
         mt.grad(compares, compile=True)(np.ones(2))
-    assert "use compile=False and branch on the value (t.value > 0)" in str(info.value)
+    assert "mt.where(mt.is_positive(a - b), x, y)" in str(info.value)
+
+    def leaky(x):   # the per-element choice, written with ops, compiles
+        return mt.sum(mt.where(mt.is_positive(x), x, 0.1 * x))
+
+    x = np.array([2.0, -1.0])
+    np.testing.assert_allclose(mt.grad(leaky, compile=True)(x), [1.0, 0.1])
+    np.testing.assert_allclose(mt.grad(leaky, compile=True)(-x), [0.1, 1.0])
 
 
 def test_the_training_timings_come_from_named_measured_runs():

@@ -416,9 +416,11 @@ def _pow_base_grad(g, a, p):
         if p == 0:
             return Tensor(np.zeros(_shape(a), dtype=_value(g).dtype))
         return unbroadcast(mul(mul(g, p), pow(a, p - 1) if p != 2 else a), _shape(a))
-    zero_power = (_value(p) == 0) & (_value(a) == 0)
-    exponent = add(sub(p, 1), zero_power.astype(_value(g).dtype)) if zero_power.any() else sub(p, 1)
-    return unbroadcast(mul(mul(g, p), pow(a, exponent)), _shape(a))
+    # The masks are ops on the recorded values, never arrays read off them: a
+    # closed form of a recorded pass then computes them from the values it is given.
+    from .selection import is_equal  # selection.py builds on this module
+    zero_power = mul(is_equal(p, 0.0), is_equal(a, 0.0))
+    return unbroadcast(mul(mul(g, p), pow(a, add(sub(p, 1), zero_power))), _shape(a))
 
 
 def _pow_exponent_grad(g, c, a, p):
@@ -426,9 +428,9 @@ def _pow_exponent_grad(g, c, a, p):
     if isinstance(a, (int, float, np.integer, np.floating)) and not isinstance(a, bool) and a > 0:
         # log of a number as a number, which keeps G's dtype (float32 stays float32)
         return unbroadcast(mul(mul(g, c), float(np.log(float(a)))), _shape(p))
-    limit = (_value(a) == 0) & (_value(p) >= 0)
-    base = add(a, limit.astype(_value(g).dtype)) if limit.any() else a
-    return unbroadcast(mul(mul(g, c), log(base)), _shape(p))
+    from .selection import is_equal  # as in _pow_base_grad: the mask is recorded
+    limit = mul(is_equal(a, 0.0), sub(1.0, is_positive(neg(p))))  # [A = 0] [p ≥ 0]
+    return unbroadcast(mul(mul(g, c), log(add(a, limit))), _shape(p))
 
 
 @primitive("dA = G ∘ C  (exp is its own derivative; C saved)",

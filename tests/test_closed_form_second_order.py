@@ -329,3 +329,30 @@ def test_the_steps_of_a_term_carry_the_terms_number_and_backward_records_the_sam
     fresh = mt.Tensor(np.array([-0.4, 0.9, 0.1]))
     outer, s = record(fresh)
     np.testing.assert_allclose(cf(x=fresh.value)[1], outer.gradient(s, fresh), rtol=1e-10)
+
+
+def test_pows_masks_are_computed_from_the_values_given_not_the_recorded_ones():
+    # dA is 0 where p = 0 and dp is 0 where A = 0 ≤ p: masks that move with the
+    # zeros. Read off the recorded values, they were wrong at every fresh zero
+    # (and, shifting an exponent, at a fresh nonzero too).
+    def record(base, exponent):
+        a, p = mt.Tensor(base, name="a"), mt.Tensor(exponent, name="p")
+        with mt.Tape() as outer:
+            with mt.Tape() as inner:
+                J = mt.sum(a ** p, name="J")
+            da, dp = inner.gradient(J, [a, p], create_graph=True)
+            s = mt.sum(da * da + dp * dp, name="s")
+        return outer, s, a, p
+
+    outer, s, a, p = record(np.array([0.0, 1.5, 2.0]), np.array([0.0, 2.0, 3.0]))
+    cf = outer.closed_form(s, [a, p])
+    fresh = np.array([1.2, 0.0, 0.0]), np.array([2.0, 0.0, 1.0])
+    again, s2, a2, p2 = record(*fresh)
+    expected = again.gradient(s2, [a2, p2])
+    got = cf(a=fresh[0], p=fresh[1])[1]
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-12)
+    # s = Σ (p a^(p−1))² + (a^p log a)² at a = 1.2, p = 2: its a-derivative by hand
+    x = 1.2
+    by_hand = 8 * x + 2 * x ** 4 * np.log(x) * (2 * np.log(x) + 1) / x
+    np.testing.assert_allclose(got[0][0], by_hand, rtol=1e-12)

@@ -79,37 +79,23 @@ class Optimizer:
         or tuple). Without it, each parameter's ``.grad`` is used, as
         ``tape.backward(loss)`` sets it.
         """
-        if grads is None:
-            grads = self._from_grad_slots()
-        elif self._keyed:
+        if self._keyed and grads is not None:
             grads = self._by_name(grads)
-        elif type(grads) is not tuple and type(grads) is not list:  # exact types first: cheap
-            grads = self._by_position(grads)
-        self._check_shapes(grads)
+        else:
+            grads = self._in_order(grads)
         self.steps += 1
         try:
             self._update(grads)
         finally:  # tapes that recorded the old values now refuse to answer
             mark_all_modified(self.params.values())
 
-    # The checks take and give the gradients as a list in params' order, which
-    # _update walks beside the parameters and their buffers.
-
-    def _from_grad_slots(self) -> list[np.ndarray]:
-        missing = [k for k, p in self.params.items() if p.grad is None]
-        if missing:
-            raise InputError(f"{self._kind}.step: params {missing} have no .grad; call "
-                             f"tape.backward(loss) first, or pass tape.gradient(loss, params)")
-        return [p.grad for p in self.params.values()]
-
-    def _by_position(self, grads) -> list[np.ndarray]:
-        if isinstance(grads, Mapping) or not isinstance(grads, (list, tuple)):
-            raise TypeError(f"{self._kind}.step: params were given as a list, so grads must be the "
-                            f"list tape.gradient(loss, params) returns, not {type(grads).__name__}")
-        return grads
+    # Both checks give the gradients as a list in params' order, which _update
+    # walks beside the parameters and their buffers; one call per step, cheap
+    # enough to run every step.
 
     def _by_name(self, grads) -> list[np.ndarray]:
-        if not isinstance(grads, (dict, Mapping)):  # dict first: the ABC check is slow
+        """A dict's gradients in params' order, its keys and shapes checked."""
+        if type(grads) is not dict and not isinstance(grads, Mapping):  # the ABC check is slow
             raise TypeError(f"{self._kind}.step: grads must be the dict tape.gradient(loss, params) "
                             f"returns, not {type(grads).__name__}")
         if grads.keys() != self.params.keys():
@@ -118,18 +104,41 @@ class Optimizer:
             parts = ([f"missing {missing}"] if missing else []) + ([f"unexpected {extra}"] if extra else [])
             raise InputError(f"{self._kind}.step: grads must have the same keys as params "
                              f"({list(self.params)}): {', '.join(parts)}")
-        return list(map(grads.__getitem__, self.params))
+        ordered = []
+        for name, p in self.params.items():
+            g = grads[name]
+            if getattr(g, "shape", None) != p.value.shape:
+                self._refuse_shape(name, g, p)
+            ordered.append(g)
+        return ordered
 
-    def _check_shapes(self, grads) -> None:
-        """Count and shapes only: cheap enough to run every step."""
+    def _in_order(self, grads) -> list[np.ndarray]:
+        """A list or tuple of gradients (each parameter's .grad if None), count and shapes checked."""
+        if grads is None:
+            grads = self._from_grad_slots()
+        elif type(grads) is not tuple and type(grads) is not list and (
+                isinstance(grads, Mapping) or not isinstance(grads, (list, tuple))):
+            raise TypeError(f"{self._kind}.step: params were given as a list, so grads must be the "
+                            f"list tape.gradient(loss, params) returns, not {type(grads).__name__}")
         if len(grads) != len(self.params):
             raise InputError(f"{self._kind}.step: {len(grads)} gradients for {len(self.params)} "
                              f"parameters; pass tape.gradient(loss, params) for the same params")
-        for (name, p), g in zip(self.params.items(), grads):
-            shape = getattr(g, "shape", None)
-            if shape != p.value.shape:
-                raise ShapeError(f"{self._kind}.step: grads[{name!r}] has shape {shape} but the "
-                                 f"parameter has shape {p.value.shape}")
+        for p, g in zip(self.params.values(), grads):
+            if getattr(g, "shape", None) != p.value.shape:
+                name = next(k for k, q in self.params.items() if q is p)
+                self._refuse_shape(name, g, p)
+        return grads
+
+    def _from_grad_slots(self) -> list[np.ndarray]:
+        missing = [k for k, p in self.params.items() if p.grad is None]
+        if missing:
+            raise InputError(f"{self._kind}.step: params {missing} have no .grad; call "
+                             f"tape.backward(loss) first, or pass tape.gradient(loss, params)")
+        return [p.grad for p in self.params.values()]
+
+    def _refuse_shape(self, name: Any, g: Any, p: Tensor) -> None:
+        raise ShapeError(f"{self._kind}.step: grads[{name!r}] has shape {getattr(g, 'shape', None)} "
+                         f"but the parameter has shape {p.value.shape}")
 
     def _update(self, grads: list[np.ndarray]) -> None:
         """Change each parameter in place from its gradient, given in params' order."""

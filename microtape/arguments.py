@@ -125,14 +125,48 @@ def binder(cf: Any, traced: list, args: tuple, sources: dict) -> Callable:
             i = getters[0]
             return lambda args: (args[i],)
         return itemgetter(*getters) if getters else (lambda args: ())
-    getters = [itemgetter(g) if type(g) is int else g for g in getters]
+    if all(isinstance(g, int) for g in getters):  # some are Tensors: their values are read
+        return _picker(getters)
+    getters = [itemgetter(g) if type(g) is int else _value_at(g) if type(g) is _TensorAt else g
+               for g in getters]
     return lambda args: [g(args) for g in getters]
+
+
+class _TensorAt(int):
+    """The index of an argument that is a Tensor: the input is its value."""
+
+
+def _value_at(i: int) -> Callable:
+    return lambda args: args[i].value
+
+
+def _picker(getters: list[int]) -> Callable:
+    """Arguments by index, Tensors among them read for their values.
+
+    Parameters passed as the Tensors an optimizer holds are a training loop's
+    common case: one pick, then a loop over the Tensors alone, keeps binding
+    them to a few lookups each.
+    """
+    if len(getters) == 1:
+        i = getters[0]
+        return lambda args: (args[i].value,)
+    pick = itemgetter(*getters)
+    tensors = [k for k, g in enumerate(getters) if type(g) is _TensorAt]
+
+    def bind(args: tuple) -> list:
+        picked = list(pick(args))
+        for k in tensors:
+            picked[k] = picked[k].value
+        return picked
+    return bind
 
 
 def _getter(place: tuple, arg: Any, source: bool) -> int | Callable:
     """How to read one input at ``place``: its index when the argument is used as it is."""
     if len(place) == 1 and type(arg) is np.ndarray and (not source or arg.dtype.kind == "f"):
         return place[0]
+    if len(place) == 1 and isinstance(arg, Tensor):
+        return _TensorAt(place[0])
     if source and not isinstance(arg, Tensor):  # a list, ints: converted as eager's Tensor(...)
         i = place[0]
         return lambda args: Tensor(args[i]).value

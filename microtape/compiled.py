@@ -100,9 +100,18 @@ class Compiled:
             raise TraceError(_RECORDING.format(self.__name__))
         if _ANOMALY[0] and _anomaly_mode():
             return self.eager(*args)  # the closed form cannot be checked op by op
-        # signature(), with its first case inlined: this is a training loop's hot path
-        key = tuple([(a.shape, a.dtype) if type(a) is _ndarray else signature(a) for a in args])
-        entry = self._hit(key) or self._miss(key, args)
+        # signature(), its array and Tensor cases inlined, and _hit(): a training loop's hot path
+        key = tuple([(a.shape, a.dtype) if type(a) is _ndarray else
+                     (Tensor, a.value.shape, a.value.dtype) if type(a) is Tensor else signature(a)
+                     for a in args])
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None:
+                self.hits += 1
+                self._clock += 1
+                entry.used = self._clock
+        if entry is None:
+            entry = self._miss(key, args)
         value, grads = entry.function(*entry.bind(args))
         if entry.finish is not None:
             value, grads = entry.finish(value, grads)

@@ -30,6 +30,7 @@ puts it back, so a run saved with its parameters resumes where it stopped.
 from __future__ import annotations
 
 import math
+from itertools import repeat
 from typing import Any, Iterable, Mapping, Union
 
 import numpy as np
@@ -82,34 +83,69 @@ class Optimizer:
         or tuple). Without it, each parameter's ``.grad`` is used, as
         ``tape.backward(loss)`` sets it.
         """
-        if grads is None:
-            grads = self._from_grad_slots()
-        elif not self._keyed:
-            grads = self._by_position(grads)
-        self._check(grads)
+        if self._keyed and grads is not None:
+            grads = self._by_name(grads)
+        else:
+            grads = self._in_order(grads)
         self.steps += 1
         try:
             self._update(grads)
         finally:  # tapes that recorded the old values now refuse to answer
             mark_all_modified(self.params.values())
 
-    def _from_grad_slots(self) -> dict[Any, np.ndarray]:
-        missing = [k for k, p in self.params.items() if p.grad is None]
-        if missing:
-            raise InputError(f"{self._kind}.step: params {missing} have no .grad; call "
-                             f"tape.backward(loss) first, or pass tape.gradient(loss, params)")
-        return {k: p.grad for k, p in self.params.items()}
+    # Both checks give the gradients as a list in params' order, which _update
+    # walks beside the parameters and their buffers; one call per step, cheap
+    # enough to run every step.
 
-    def _by_position(self, grads) -> dict[int, np.ndarray]:
-        if isinstance(grads, Mapping) or not isinstance(grads, (list, tuple)):
+    def _by_name(self, grads) -> list[np.ndarray]:
+        """A dict's gradients in params' order, its keys and shapes checked."""
+        if type(grads) is not dict and not isinstance(grads, Mapping):  # the ABC check is slow
+            raise TypeError(f"{self._kind}.step: grads must be the dict tape.gradient(loss, params) "
+                            f"returns, not {type(grads).__name__}")
+        if grads.keys() != self.params.keys():
+            missing = [k for k in self.params if k not in grads]
+            extra = [k for k in grads if k not in self.params]
+            parts = ([f"missing {missing}"] if missing else []) + ([f"unexpected {extra}"] if extra else [])
+            raise InputError(f"{self._kind}.step: grads must have the same keys as params "
+                             f"({list(self.params)}): {', '.join(parts)}")
+        ordered = []
+        for name, p in self.params.items():
+            g = grads[name]
+            if getattr(g, "shape", None) != p.value.shape:
+                self._refuse_shape(name, g, p)
+            ordered.append(g)
+        return ordered
+
+    def _in_order(self, grads) -> list[np.ndarray]:
+        """A list or tuple of gradients (each parameter's .grad if None), count and shapes checked."""
+        if grads is None:
+            grads = self._from_grad_slots()
+        elif type(grads) is not tuple and type(grads) is not list and (
+                isinstance(grads, Mapping) or not isinstance(grads, (list, tuple))):
             raise TypeError(f"{self._kind}.step: params were given as a list, so grads must be the "
                             f"list tape.gradient(loss, params) returns, not {type(grads).__name__}")
         if len(grads) != len(self.params):
             raise InputError(f"{self._kind}.step: {len(grads)} gradients for {len(self.params)} "
                              f"parameters; pass tape.gradient(loss, params) for the same params")
-        return dict(enumerate(grads))
+        for p, g in zip(self.params.values(), grads):
+            if getattr(g, "shape", None) != p.value.shape:
+                name = next(k for k, q in self.params.items() if q is p)
+                self._refuse_shape(name, g, p)
+        return grads
 
-    def _update(self, grads: Mapping[str, np.ndarray]) -> None:
+    def _from_grad_slots(self) -> list[np.ndarray]:
+        missing = [k for k, p in self.params.items() if p.grad is None]
+        if missing:
+            raise InputError(f"{self._kind}.step: params {missing} have no .grad; call "
+                             f"tape.backward(loss) first, or pass tape.gradient(loss, params)")
+        return [p.grad for p in self.params.values()]
+
+    def _refuse_shape(self, name: Any, g: Any, p: Tensor) -> None:
+        raise ShapeError(f"{self._kind}.step: grads[{name!r}] has shape {getattr(g, 'shape', None)} "
+                         f"but the parameter has shape {p.value.shape}")
+
+    def _update(self, grads: list[np.ndarray]) -> None:
+        """Change each parameter in place from its gradient, given in params' order."""
         raise NotImplementedError
 
     def _state_buffers(self) -> dict[str, dict[Any, np.ndarray]]:
@@ -145,23 +181,6 @@ class Optimizer:
         for name, buffer in wanted.items():
             np.copyto(buffer, state[name], casting="same_kind")
         self.steps = steps
-
-    def _check(self, grads) -> None:
-        """Keys and shapes only: cheap enough to run every step."""
-        if not isinstance(grads, (dict, Mapping)):  # dict first: the ABC check is slow
-            raise TypeError(f"{self._kind}.step: grads must be the dict tape.gradient(loss, params) "
-                            f"returns, not {type(grads).__name__}")
-        if grads.keys() != self.params.keys():
-            missing = [k for k in self.params if k not in grads]
-            extra = [k for k in grads if k not in self.params]
-            parts = ([f"missing {missing}"] if missing else []) + ([f"unexpected {extra}"] if extra else [])
-            raise InputError(f"{self._kind}.step: grads must have the same keys as params "
-                             f"({list(self.params)}): {', '.join(parts)}")
-        for name, p in self.params.items():
-            shape = getattr(grads[name], "shape", None)
-            if shape != p.value.shape:
-                raise ShapeError(f"{self._kind}.step: grads[{name!r}] has shape {shape} but the "
-                                 f"parameter has shape {p.value.shape}")
 
     @property
     def _kind(self) -> str:
@@ -234,14 +253,13 @@ class SGD(Optimizer):
 
     def _update(self, grads) -> None:
         lr, momentum, decay = self.lr, self.momentum, self.weight_decay
-        for name, p in self.params.items():
-            g, buf = grads[name], self._scratch[name]
+        velocity = self._velocity.values() if momentum else repeat(None)
+        for p, g, buf, u in zip(self.params.values(), grads, self._scratch.values(), velocity):
             if decay:
                 np.multiply(p.value, decay, out=buf)  # g' = g + weight_decay · p
                 buf += g
                 g = buf
             if momentum:
-                u = self._velocity[name]
                 u *= momentum                         # u = momentum · u + g'
                 u += g
                 g = u
@@ -289,18 +307,19 @@ class Adam(Optimizer):
         # lr · m̂ / (√v̂ + eps) = (lr / c1) · m / (√v / √c2 + eps), c = 1 − β^k
         step_size = self.lr / (1.0 - beta1 ** k)
         root_c2 = math.sqrt(1.0 - beta2 ** k)
-        for name, p in self.params.items():
-            g, m, v, buf = grads[name], self._m[name], self._v[name], self._scratch[name]
+        keep1, keep2, eps = 1.0 - beta1, 1.0 - beta2, self.eps
+        for p, g, m, v, buf in zip(self.params.values(), grads, self._m.values(), self._v.values(),
+                                   self._scratch.values()):
             m *= beta1                                # m = β1 m + (1 − β1) g
-            np.multiply(g, 1.0 - beta1, out=buf)
+            np.multiply(g, keep1, out=buf)
             m += buf
             v *= beta2                                # v = β2 v + (1 − β2) g²
             np.multiply(g, g, out=buf)
-            buf *= 1.0 - beta2
+            buf *= keep2
             v += buf
             np.sqrt(v, out=buf)                       # buf = √v̂ + eps
             buf /= root_c2
-            buf += self.eps
+            buf += eps
             np.divide(m, buf, out=buf)                # p = p − lr · m̂ / (√v̂ + eps)
             buf *= step_size
             p.value -= buf

@@ -10,12 +10,12 @@ import re
 import numpy as np
 import pytest
 
-from tests.benchmarks import agreement, bench, contenders, textbook
+from tests.benchmarks import agreement, bench, contenders, machine, textbook
 from tests.benchmarks.problem import make_problem
 from tests.benchmarks.timing import Timing
 
 QUICK = ["--quick", "--sizes", "tiny", "--rounds", "1", "--block-ms", "1",
-         "--contenders", "numpy,microtape,compiled,anomaly,torch-anomaly", "--chains", "100,1000", "--memory-size", "tiny"]
+         "--contenders", "numpy,microtape,kept,compiled,fused,anomaly,torch-anomaly", "--chains", "100,1000", "--memory-size", "tiny"]
 
 
 def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
@@ -31,7 +31,8 @@ def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
 
     # One step row per dtype and contender, with positive times and a ratio.
     for dtype in ("float64", "float32"):
-        for name in ("numpy", "microtape", "microtape compiled", "microtape anomaly"):
+        for name in ("numpy", "microtape", "microtape kept tape", "microtape compiled",
+                     "microtape fused", "microtape anomaly"):
             (row,) = rows(f"| tiny (20, 10, 5, 10) | {dtype} | {name} |")
             ratio = float(re.search(r"\| ([0-9.]+)x \|", row).group(1))
             assert ratio > 0
@@ -40,8 +41,10 @@ def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
         (tape_row,) = rows(f"| tiny (20, 10, 5, 10) | {dtype} | microtape |")
         assert "≤ 1.8x" in tape_row
         (compiled_row,) = rows(f"| tiny (20, 10, 5, 10) | {dtype} | microtape compiled |")
-        assert "≤ 0.95x" in compiled_row
-        assert re.search(r"\| [0-9.]+ (µs|ms) \|$", compiled_row)  # the one-off build cost
+        assert "≤ 0.95x" in compiled_row and compiled_row.endswith("|  |")  # the user's: no build
+        (fused_row,) = rows(f"| tiny (20, 10, 5, 10) | {dtype} | microtape fused |")
+        assert "≤ 0.95x" in fused_row
+        assert re.search(r"\| [0-9.]+ (µs|ms) \|$", fused_row)  # the one-off build cost
         # Anomaly mode's cost is read against the tape's own step (no goal at tiny).
         (anomaly_row,) = rows(f"| tiny (20, 10, 5, 10) | {dtype} | microtape anomaly |")
         assert float(re.search(r"\| ([0-9.]+)x microtape's step \|", anomaly_row).group(1)) > 0
@@ -62,18 +65,43 @@ def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
         (row,) = rows(f"| {dtype} | ")
         assert row.count("MiB") == 4  # numpy, microtape, the kept tape, the compiled step
 
+    # The user's compiled step taken apart, each piece beside the work it wraps.
+    pieces = text.split("## The compiled step as a user writes it, taken apart (tiny, float64)")[1]
+    pieces = [line for line in pieces.split("\n## ")[0].splitlines() if line.startswith("| ")][2:]
+    assert [line.split("|")[1].strip() for line in pieces] == [
+        "the generated code (`cf.function`)", "the compiled call (`vg(*args)`)",
+        "the compiled call + `SGD.step`", "the fused step (`cf.sgd_step`)", "`SGD.step`", "`Adam.step`"]
+    assert re.search(r"µs over the generated code \|$", pieces[1])
+    assert all(re.search(r"µs per parameter over numpy's [0-9.]+ µs \|$", line) for line in pieces[4:])
+
+    # The README's table: one row per dtype, anomaly mode left out, the machine and BLAS named.
+    readme = text.split("## The table for the README")[1].split("\n## ")[0]
+    assert "BLAS: " in readme and "BLAS environment: " in readme and machine.cpu_model() in readme
+    header, _, *table_rows = [line for line in readme.splitlines() if line.startswith("| ")]
+    assert header.split(" | ")[2:] == ["numpy textbook", "microtape", "microtape kept tape",
+                                       "microtape compiled", "microtape fused |"]
+    assert [row.split(" | ")[1] for row in table_rows] == ["float64", "float32"]
+    assert all(len(re.findall(r"\(([0-9.]+)x\)", row)) == 4 for row in table_rows)
+
     # The report speaks to a reader, not to the project's tracker.
     assert "issue" not in text.lower()
     section = lines[lines.index("## Goals for speed and memory, met or missed"):]
     targets = [line for line in section if line.startswith("| ")][2:]  # past header and rule
     names = [line.split("|")[1].strip() for line in targets]
-    assert names == ["step, tiny, float64", "compiled step, tiny, float64",
-                     "building the closed form, tiny, float64",
-                     "step, tiny, float32", "compiled step, tiny, float32",
-                     "building the closed form, tiny, float32",
+    torch = importlib.util.find_spec("torch") is not None  # anomaly mode against PyTorch's
+
+    def per_dtype(dtype):
+        return [f"step, tiny, {dtype}", f"compiled step, tiny, {dtype}", f"fused step, tiny, {dtype}",
+                f"building the closed form, tiny, {dtype}"] + (
+                    [f"anomaly-mode step vs PyTorch's, tiny, {dtype}"] if torch else [])
+
+    assert names == [*per_dtype("float64"), *per_dtype("float32"),
                      "per-op overhead (sigmoid, one element)", "chain per op, 1,000 vs 100 adds (flat)",
                      "peak memory, tiny, float64", "compiled peak memory, tiny, float64",
-                     "peak memory, tiny, float32", "compiled peak memory, tiny, float32"]
+                     "peak memory, tiny, float32", "compiled peak memory, tiny, float32",
+                     "compile=True call over its generated code, tiny, float64",
+                     "SGD.step per parameter over its numpy, tiny, float64",
+                     "Adam.step per parameter over its numpy, tiny, float64"]
     for line in targets:
         assert line.endswith("| met |") or line.endswith("| **missed** |")
 

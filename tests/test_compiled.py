@@ -154,6 +154,21 @@ def test_arguments_are_bound_by_position_whatever_aliases_the_first_call_had():
     _agree(g, [(W, W), (W, W2)], argnums=(0, 0))
 
 
+def test_tensor_arguments_are_read_for_their_values_at_each_call():
+    # Parameters passed as the Tensors an optimizer holds: bound by position, read afresh.
+    w, v = mt.Tensor(W.copy(), name="w"), mt.Tensor(W2.copy())
+    f = lambda a, x, b: mt.sum(a * x + b * b)  # noqa: E731
+    compiled = _agree(f, [(w, X[0], v), (v, X[1], w), (w, X[3], W2)], argnums=(0, 2))
+    assert compiled.cache_info().misses == 2  # an array where a Tensor was: a new signature
+    w.value = W2 * 3  # replaced, not written into: the next call reads the new array
+    _same(compiled(w, X[0], v), mt.value_and_grad(f, (0, 2))(w, X[0], v))
+    w.value = np.ones(5)  # a new shape: a new signature, traced again
+    _same(compiled(w, np.ones(5), v.value[0]), mt.value_and_grad(f, (0, 2))(w, np.ones(5), v.value[0]))
+    one = mt.grad(lambda a: mt.sum(a * a), compile=True)
+    for t in (w, v, mt.Tensor(X[0])):
+        np.testing.assert_array_equal(one(t), 2 * t.value)
+
+
 def test_argnums_twice_gives_the_gradient_twice():
     dw, dw2 = mt.grad(lambda a, b: mt.sum(a * b), (0, 0), compile=True)(W, W2)
     np.testing.assert_array_equal(dw, W2)

@@ -284,3 +284,28 @@ def test_a_state_that_does_not_fit_is_refused_and_changes_nothing():
         adam.load_state_dict(wrong)
     for name, value in adam.state_dict().items():
         np.testing.assert_array_equal(value, before[name])
+
+
+@pytest.mark.parametrize("make", [lambda p: mt.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),
+                                  lambda p: mt.optim.Adam(p, lr=0.01)])
+def test_a_step_on_compiled_gradients_ticks_the_edit_clock_once_and_matches_eager(make):
+    # The user's compiled loop: value_and_grad(compile=True) on the Tensors the optimizer holds.
+    from microtape.state import _EDITS
+    rng = np.random.default_rng(2)
+    x, labels = rng.normal(size=(8, 3)), rng.integers(0, 2, size=8)
+    start = [rng.normal(size=(3, 2)), rng.normal(size=2)]
+
+    def loss(W, b, x, labels):
+        return mt.softmax_cross_entropy(x @ W + b, labels)
+
+    runs = []
+    for compile in (True, False):
+        params = [mt.Tensor(a.copy()) for a in start]
+        opt, vg = make(params), mt.value_and_grad(loss, (0, 1), compile=compile)
+        for _ in range(3):
+            before = _EDITS[0]
+            opt.step(vg(*params, x, labels)[1])
+            assert _EDITS[0] == before + 1 and all(p._version == _EDITS[0] for p in params)
+        runs.append([p.value for p in params])
+    for a, b in zip(*runs):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from microtape.files import write_atomic
 
-from . import agreement, contenders, machine, overhead
+from . import agreement, contenders, machine, overhead, user_path
 from .problem import DTYPES, SIZES, make_problem
 from .timing import Timing, calls_for, interleave, interleave_phases
 
@@ -208,6 +208,13 @@ def time_floors(options: Options) -> dict[tuple[str, str], tuple[Timing, Timing]
     return floors
 
 
+def time_user_path(options: Options) -> tuple[str, str, dict[str, Timing]]:
+    """The user's compiled step at the tiny size, piece by piece (see ``user_path``)."""
+    dtype = options.dtypes[0]
+    log(f"timing the compiled step's pieces at tiny, {dtype}")
+    return "tiny", dtype, user_path.measure("tiny", dtype, options.rounds, options.block_seconds)
+
+
 def profile(size: str, dtype: str, seconds: float = 2.0) -> str:
     """cProfile of the tape's training step: where its time goes, function by function."""
     step = contenders.TapeStep(make_problem(size, dtype)).step
@@ -276,11 +283,38 @@ def _anomaly_targets(res: StepResult, name: str, row: list[str]) -> list[list[st
     return targets
 
 
+# The README's table leaves anomaly mode out: it has its own goal and paragraph.
+README_SKIPS = ("anomaly", "torch-anomaly")
+README_LABELS = {"numpy": "numpy textbook", "torch": "PyTorch eager", "jax": "JAX jit"}
+
+
+def readme_table(record: list[tuple[str, str]], steps: list[StepResult]) -> list[str]:
+    """The README's speed table from this run, with the machine and the BLAS kernel it ran on."""
+    if not steps:
+        return []
+    facts = dict(record)
+    names = [name for name in steps[0].timings if name not in README_SKIPS]
+    rows = []
+    for res in steps:
+        base = res.timings["numpy"].median
+        rows.append([f"{res.size} {SIZES[res.size]}", res.dtype, fmt_time(base)] + [
+            f"{fmt_time(res.timings[name].median)} ({res.timings[name].median / base:.2f}x)"
+            for name in names[1:]])
+    labels = [README_LABELS.get(name) or contenders.LABELS.get(name, name) for name in names]
+    return ["", "## The table for the README", "",
+            f"One run at {facts['microtape source']} on {facts['date']}: {facts['CPU']}, "
+            f"{facts['Python']}, numpy {facts['numpy']} (BLAS environment: "
+            f"{facts['BLAS environment']}). Median per step, and its ratio to the textbook numpy "
+            f"step in the same run:", "",
+            *table(["size (N, in, hidden, out)", "dtype", *labels], rows)]
+
+
 def report(options: Options, argv: list[str], record: list[tuple[str, str]], missing: dict[str, str],
            worst: dict, steps: list[StepResult], op: dict[str, Timing] | None,
            chains: list[overhead.ChainTiming], memory: dict[str, dict[str, int]],
            floors: dict[tuple[str, str], tuple[Timing, Timing]],
-           seconds: float, shares: tuple[float, float] | None) -> str:
+           seconds: float, shares: tuple[float, float] | None,
+           pieces: tuple[str, str, dict[str, Timing]] | None = None) -> str:
     command = " ".join(["python -m tests.benchmarks.bench", *argv]).strip()
     targets: list[list[str]] = []
     md = [
@@ -319,9 +353,16 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
            "the pages the kernel mapped in for fresh arrays (a few thousand cost milliseconds at "
            "the large size, and come and go with the allocator's state). Others' CPU: the "
            "share of the machine other processes used while that size and dtype were timed. "
-           "microtape compiled is the closed form the tape wrote for the same step "
-           "(`tape.closed_form(loss, params)`, its fused `step_function`); build: the one-off cost "
-           "of writing and compiling that code from a recorded tape (median of 5). microtape "
+           "The numpy step is the textbook one, each formula as the derivation reads it "
+           "(`.max` and `.sum` over rows, a one-hot `y`); the tuned numpy step is microtape fused, "
+           "the code the tape writes. microtape kept tape is the eager step on `mt.Tape()`, "
+           "which keeps every value for drawing. microtape compiled is the step as a user writes it: "
+           "`mt.value_and_grad(loss, argnums=(0, 1, 2, 3), compile=True)` on the parameters "
+           "`mt.optim.SGD` holds, then `opt.step(grads)`. microtape fused is the closed form's "
+           "fused SGD step (`tape.closed_form(loss, params)`, `cf.sgd_step`'s generated code): "
+           "the backward pass seeded with −lr, each gradient added to its parameter in place; "
+           "build: the one-off cost of writing and compiling that code from a recorded tape "
+           "(median of 5). microtape "
            "anomaly is the eager step inside `mt.detect_anomaly()` (each op's output and each "
            "VJP's result checked), its target over microtape's own step; torch anomaly is "
            "PyTorch's step under `torch.autograd.set_detect_anomaly(True)`.", ""]
@@ -330,7 +371,8 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
         base = res.timings["numpy"].median
         for name, t in res.timings.items():
             ratio = t.median / base
-            goal = {"microtape": STEP_TARGETS, "compiled": COMPILED_TARGETS}.get(name, {}).get(res.size)
+            goal = {"microtape": STEP_TARGETS, "compiled": COMPILED_TARGETS,
+                    "fused": COMPILED_TARGETS}.get(name, {}).get(res.size)
             build = res.builds.get(name)
             rows.append([f"{res.size} {SIZES[res.size]}", res.dtype, contenders.LABELS.get(name, name),
                          fmt_time(t.median),
@@ -340,7 +382,7 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
                          "" if res.others is None else f"{res.others:.0%}",
                          "" if build is None else fmt_time(build)])
             if goal:
-                what = "step" if name == "microtape" else "compiled step"
+                what = {"microtape": "step", "compiled": "compiled step"}.get(name, "fused step")
                 targets.append([f"{what}, {res.size}, {res.dtype}", f"≤ {goal}x", f"{ratio:.2f}x",
                                 verdict(ratio, goal)])
             if name in ("anomaly", "torch-anomaly"):
@@ -436,6 +478,13 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
         md += table(["dtype", "numpy", "microtape", "ratio", "target", "kept tape", "ratio",
                      "compiled", "ratio", "target"], rows)
 
+    if pieces is not None:
+        lines, rows = user_path.section(*pieces)
+        md += lines
+        targets += rows
+
+    md += readme_table(record, steps)
+
     md += ["", "## Goals for speed and memory, met or missed", "",
            "The compiled step's goals are meant for OpenBLAS choosing its own kernel: compare "
            "them on the run made with `OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` unset "
@@ -489,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     floors = time_floors(options)
     log("timing the per-op overhead")
     op = overhead.per_op(options.rounds, options.block_seconds)
+    pieces = time_user_path(options)
     log(f"timing chains of {', '.join(f'{n:,}' for n in options.chains)} adds")
     chains = overhead.chains(options.chains, options.chain_budget)
     memory = {}
@@ -496,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"measuring peak memory at {options.memory_size}")
         memory = {dtype: overhead.step_memory(options.memory_size, dtype) for dtype in options.dtypes}
     text = report(options, argv, record, missing, worst, steps, op, chains, memory, floors,
-                  time.perf_counter() - start, watch.shares())
+                  time.perf_counter() - start, watch.shares(), pieces)
     options.out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(options.out, text)
     print(quick_table(options, steps) if options.quick else text)

@@ -1,0 +1,120 @@
+"""The user's compiled step taken apart: what ``compile=True`` and the optimizers add to numpy.
+
+A user trains with ``value_and_grad(loss, argnums=(0, 1, 2, 3), compile=True)``
+and ``mt.optim.SGD`` or ``Adam``. Each piece is timed beside the work it
+wraps, interleaved: the compiled call beside the generated code it runs
+(``cf.function``), and each optimizer's step beside the same numpy
+arithmetic written as bare in-place updates. The differences are what the
+library adds per call and per parameter.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+
+import microtape as mt
+
+from .contenders import CompiledStep, ValueAndGradStep
+from .problem import PARAM_NAMES, make_problem
+from .timing import Timing, interleave
+
+CALL_TARGET = 3e-6       # seconds a compile=True call may add over its generated code
+PER_PARAM_TARGET = 1.5e-6  # seconds an optimizer's step may add per parameter over its arithmetic
+
+
+def _sgd_arithmetic(params: list[np.ndarray], grads: tuple, lr: float):
+    def step():
+        for p, g in zip(params, grads):
+            p -= lr * g
+    return step
+
+
+def _adam_arithmetic(params: list[np.ndarray], grads: tuple, lr: float):
+    """Adam's update with its step count fixed at 1: the same numpy calls as ``Adam.step``."""
+    m, v, buf = ([np.zeros_like(p) for p in params] for _ in range(3))
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+
+    def step():
+        for p, g, m1, v1, b in zip(params, grads, m, v, buf):
+            m1 *= beta1
+            np.multiply(g, 1 - beta1, out=b)
+            m1 += b
+            v1 *= beta2
+            np.multiply(g, g, out=b)
+            b *= 1 - beta2
+            v1 += b
+            np.sqrt(v1, out=b)
+            b /= 0.5
+            b += eps
+            np.divide(m1, b, out=b)
+            b *= lr
+            p -= b
+    return step
+
+
+def measure(size: str, dtype: str, rounds: int, block_seconds: float) -> dict[str, Timing]:
+    """Each piece of the user's compiled step at ``size``, interleaved in one run."""
+    problem = make_problem(size, dtype)
+    user, fused = ValueAndGradStep(problem), CompiledStep(problem)
+    user.step()  # the first call traces and writes the closed form: not timed
+    cf = user._value_and_grad.closed_form(*user.args)
+    inputs = {"x": problem.x, "labels": problem.labels,
+              **{name: p.value for name, p in user.net.params.items()}}
+    bound = [inputs[name] for name in cf.inputs]
+    # A tiny lr: thousands of steps must not move the parameters the other timings read.
+    lr = 1e-12
+    grads = user._value_and_grad(*user.args)[1]
+    tensors = [mt.Tensor(problem.params0[name].copy()) for name in PARAM_NAMES]
+    arrays = [problem.params0[name].copy() for name in PARAM_NAMES]
+    sgd, adam = mt.optim.SGD(tensors, lr), mt.optim.Adam(tensors, lr)
+    return interleave({
+        "generated code": lambda: cf.function(*bound),
+        "compiled call": lambda: user._value_and_grad(*user.args),
+        "compiled call + SGD": user.step,
+        "fused step": fused.step,
+        "SGD.step": lambda: sgd.step(grads),
+        "numpy SGD": _sgd_arithmetic(arrays, grads, lr),
+        "Adam.step": lambda: adam.step(grads),
+        "numpy Adam": _adam_arithmetic(arrays, grads, lr),
+    }, rounds, block_seconds)
+
+
+def section(size: str, dtype: str, t: dict[str, Timing]) -> tuple[list[str], list[list[str]]]:
+    """The report's section (markdown lines) and its rows for the goals table."""
+    from .bench import fmt_time, table, verdict  # the report's formatting, shared
+
+    def over(a: str, b: str, per: int = 1) -> float:
+        """The median over rounds of a's time less b's in the same round: drift cancels."""
+        return statistics.median(x - y for x, y in zip(t[a].per_call, t[b].per_call)) / per
+
+    n = len(PARAM_NAMES)
+    rows = [["the generated code (`cf.function`)", fmt_time(t["generated code"].median), ""],
+            ["the compiled call (`vg(*args)`)", fmt_time(t["compiled call"].median),
+             f"{over('compiled call', 'generated code') * 1e6:+.2f} µs over the generated code"],
+            ["the compiled call + `SGD.step`", fmt_time(t["compiled call + SGD"].median), ""],
+            ["the fused step (`cf.sgd_step`)", fmt_time(t["fused step"].median), ""],
+            ["`SGD.step`", fmt_time(t["SGD.step"].median),
+             f"{over('SGD.step', 'numpy SGD', n) * 1e6:+.2f} µs per parameter over numpy's "
+             f"{fmt_time(t['numpy SGD'].median)}"],
+            ["`Adam.step`", fmt_time(t["Adam.step"].median),
+             f"{over('Adam.step', 'numpy Adam', n) * 1e6:+.2f} µs per parameter over numpy's "
+             f"{fmt_time(t['numpy Adam'].median)}"]]
+    md = ["", f"## The compiled step as a user writes it, taken apart ({size}, {dtype})", "",
+          "`vg = mt.value_and_grad(loss, argnums=(0, 1, 2, 3), compile=True)` on the four "
+          "parameter Tensors, and the optimizers on its gradients, each timed beside the work it "
+          "wraps (same rounds scheme; the difference is the median over rounds of the two times "
+          "in the same round): the call beside the generated code it runs, each "
+          f"optimizer beside its own arithmetic as bare numpy in-place updates ({n} parameters).",
+          "", *table(["what", "median", "over the work it wraps"], rows)]
+    where = f"{size}, {dtype}"
+    goals = [(f"compile=True call over its generated code, {where}", CALL_TARGET,
+              over("compiled call", "generated code")),
+             (f"SGD.step per parameter over its numpy, {where}", PER_PARAM_TARGET,
+              over("SGD.step", "numpy SGD", n)),
+             (f"Adam.step per parameter over its numpy, {where}", PER_PARAM_TARGET,
+              over("Adam.step", "numpy Adam", n))]
+    targets = [[name, f"≤ {fmt_time(goal)}", fmt_time(value), verdict(value, goal)]
+               for name, goal, value in goals]
+    return md, targets

@@ -20,10 +20,12 @@ import numpy as np
 from .tensor import Tensor
 
 
-def sweep_graph(nodes: list, target: Tensor, seed: Tensor, wanted: set[int], stale: dict,
+def sweep_graph(nodes: list, cotangents: dict, wanted: set[int], stale: dict,
                 check: Callable, recording: tuple = ()) -> dict[int, Tensor]:
-    """Walk ``nodes`` (the tape's) in reverse from ``target``; return {id(source): gradient Tensor}.
+    """Walk ``nodes`` (the tape's) in reverse; return {id(source): gradient Tensor}.
 
+    ``cotangents`` holds the seeds the pass starts from, by the id of their
+    target: one for a gradient, one per gradient for a Hessian-vector product.
     ``check(node, k)`` raises for a ``stale`` node (changed in place since recorded).
     ``recording`` are the tapes active meanwhile, whose new nodes get their origin.
     """
@@ -33,7 +35,6 @@ def sweep_graph(nodes: list, target: Tensor, seed: Tensor, wanted: set[int], sta
         if not live.isdisjoint(map(id, node.inputs)):
             live.add(id(node.output))
             plan.append(node)
-    cotangents = {id(target): seed}
     kept: dict[int, Tensor] = {}
     # Every active tape records the same Node objects: reading one tape tells them all.
     recorder = next((t for t in reversed(recording) if not t.spent), None)

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 ARGS   ?=
 
-.PHONY: demo train jacobians test test-oldest bench graph steps dot chromium clean
+.PHONY: demo train jacobians test test-oldest bench bench-peers graph steps dot chromium clean
 
 demo: $(STAMP) dot
 	$(BIN)/python -m models.train
@@ -42,6 +42,11 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.bench $(ARGS)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
 	  $(BIN)/python -m tests.benchmarks.bench --out out/bench-openblas-own-kernel.md $(ARGS)
+
+# PyTorch and JAX (CPU builds, about 1 GB), which make bench then times beside
+# microtape's Hessian-vector product; the tests never need them.
+bench-peers: $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[bench-peers]'
 
 graph: $(STAMP) dot
 	$(BIN)/python -m viz $(ARGS)

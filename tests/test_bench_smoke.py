@@ -67,10 +67,15 @@ def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
     section = lines[lines.index("## Goals for speed and memory, met or missed"):]
     targets = [line for line in section if line.startswith("| ")][2:]  # past header and rule
     names = [line.split("|")[1].strip() for line in targets]
+    # With PyTorch installed (make bench-peers), anomaly mode is also read against its own.
+    against_torch = [] if importlib.util.find_spec("torch") is None else [
+        "anomaly-mode step vs PyTorch's, tiny, {}"]
     assert names == ["step, tiny, float64", "compiled step, tiny, float64",
                      "building the closed form, tiny, float64",
+                     *(n.format("float64") for n in against_torch),
                      "step, tiny, float32", "compiled step, tiny, float32",
                      "building the closed form, tiny, float32",
+                     *(n.format("float32") for n in against_torch),
                      "per-op overhead (sigmoid, one element)", "chain per op, 1,000 vs 100 adds (flat)",
                      "peak memory, tiny, float64", "compiled peak memory, tiny, float64",
                      "peak memory, tiny, float32", "compiled peak memory, tiny, float32"]

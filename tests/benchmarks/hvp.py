@@ -182,6 +182,7 @@ class HvpResult:
     timings: dict[str, Timing]    # "value_and_grad", "microtape", and each peer measured
     errors: dict[str, float]      # microtape's against differences; each peer's against microtape's
     missing: dict[str, str]       # peer: why it was not measured
+    peers: bool = True            # False: PyTorch and JAX were left out (--quick)
 
 
 def _check(name: str, got, want, tol: float, size: str, against: str) -> float:
@@ -193,8 +194,13 @@ def _check(name: str, got, want, tol: float, size: str, against: str) -> float:
     return err
 
 
-def build(size: str, threads: int) -> tuple[dict[str, Callable], dict[str, float], dict[str, str]]:
-    """Every contender at ``size``, checked; their timed calls, their errors, the missing peers."""
+def build(size: str, threads: int, peers: bool = True
+          ) -> tuple[dict[str, Callable], dict[str, float], dict[str, str]]:
+    """Every contender at ``size``, checked; their timed calls, their errors, the missing peers.
+
+    ``peers=False`` leaves PyTorch and JAX out (``--quick``: importing them and
+    compiling JAX's function take seconds).
+    """
     p = make(size)
     ours = Microtape(p)
     want = ours.hvp()
@@ -203,6 +209,8 @@ def build(size: str, threads: int) -> tuple[dict[str, Callable], dict[str, float
     calls = {"value_and_grad": ours.value_and_grad, "microtape": ours.hvp}
     missing = {}
     for name, (label, module, make_peer) in PEERS.items():
+        if not peers:
+            continue
         try:
             importlib.import_module(module)
         except Exception as e:  # an optional peer that cannot be imported is reported, not fatal
@@ -223,18 +231,19 @@ class Checked:
     calls: dict[str, Callable[[], object]]
     errors: dict[str, float]
     missing: dict[str, str]
+    peers: bool
 
 
-def check(sizes: list[str]) -> list[Checked]:
+def check(sizes: list[str], peers: bool = True) -> list[Checked]:
     """Build and check every contender at each size; raises ``DisagreementError`` first."""
     threads = numpy_threads()
-    return [Checked(size, *build(size, threads)) for size in sizes]
+    return [Checked(size, *build(size, threads, peers), peers) for size in sizes]
 
 
 def measure(checked: list[Checked], rounds: int, block_seconds: float) -> list[HvpResult]:
     """Time each size's contenders interleaved, value_and_grad among them."""
-    return [HvpResult(c.size, interleave(c.calls, rounds, block_seconds), c.errors, c.missing)
-            for c in checked]
+    return [HvpResult(c.size, interleave(c.calls, rounds, block_seconds), c.errors, c.missing,
+                      c.peers) for c in checked]
 
 
 # -- the report --------------------------------------------------------------------
@@ -265,6 +274,8 @@ def section(results: list[HvpResult], threads: int) -> tuple[list[str], list[lis
             if name in res.missing:
                 rows.append([where, label, f"not measured ({res.missing[name]})", "", "", "", ""])
                 continue
+            if name not in res.timings:  # a peer left out by --quick
+                continue
             t = res.timings[name]
             ratio = t.median / base
             goal = GOAL_OVER_VALUE_AND_GRAD.get(res.size) if name == "microtape" else None
@@ -278,6 +289,9 @@ def section(results: list[HvpResult], threads: int) -> tuple[list[str], list[lis
         targets += _against_torch(res, verdict)
     md += table(["size (N, in, hidden, out)", "contender", "median", "min", "over value_and_grad",
                  "target", "error"], rows)
+    if not all(res.peers for res in results):
+        md += ["", "PyTorch and JAX are left out with --quick (importing them and compiling take "
+                   "seconds)."]
     return md, targets
 
 

@@ -22,10 +22,9 @@ from .tensor import Tensor
 
 def sweep_graph(nodes: list, cotangents: dict, wanted: set[int], stale: dict,
                 check: Callable, recording: tuple = ()) -> dict[int, Tensor]:
-    """Walk ``nodes`` (the tape's) in reverse; return {id(source): gradient Tensor}.
+    """Walk ``nodes`` (the tape's) in reverse from the seeds in ``cotangents`` (by their
+    targets' ids); return {id(source): gradient Tensor}.
 
-    ``cotangents`` holds the seeds the pass starts from, by the id of their
-    target: one for a gradient, one per gradient for a Hessian-vector product.
     ``check(node, k)`` raises for a ``stale`` node (changed in place since recorded).
     ``recording`` are the tapes active meanwhile, whose new nodes get their origin.
     """

@@ -176,7 +176,7 @@ def _answers(tape: Tape, grads: Sequence[Any], tangents: Sequence[np.ndarray],
 
 def _recorded(tape: Tape, t: Any, sources: Sequence[Tensor]) -> bool:
     return isinstance(t, Tensor) and (any(s is t for s in sources)
-                                      or any(n.output is t for n in tape.nodes))
+                                      or any(n.output is t for n in reversed(tape.nodes)))
 
 
 def _nested() -> bool:

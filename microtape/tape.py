@@ -246,7 +246,8 @@ class Tape:
             self._let_go()
         cotangents = {id(target): seed}
         if more:
-            cotangents.update((key, s if isinstance(s, Tensor) else Tensor(s)) for key, s in more.items())
+            cotangents.update((key, s if isinstance(s, Tensor) else Tensor(s))
+                              for key, s in more.items())
         return sweep_graph(nodes, cotangents, set(map(id, sources)), stale,
                            lambda node, k: _check_node(node, k, caller), active_tapes())
 
@@ -257,8 +258,9 @@ class Tape:
         One backward pass started from several targets, each with a seed of its
         shape. H·v is the recorded gradient's pass started with v at the
         gradient (derivatives.hvp), so the inner product ⟨∇f, v⟩ is never formed,
-        nor its gradient, v again: at the medium size those two arrays of W1's
-        shape cost a sixth of an hvp. Each target is recorded here or is a source.
+        nor its gradient, v again: at the bench's medium size those two arrays of
+        W1's shape and their page faults took about a sixth of an hvp. Each
+        target is recorded here or is a source.
         """
         starts: dict[int, tuple[Tensor, Any]] = {}
         for t, s in zip(targets, seeds):

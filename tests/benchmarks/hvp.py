@@ -182,7 +182,9 @@ def section(results: list[HvpResult], threads: int) -> tuple[list[str], list[lis
           f"{threads})`, the threads numpy's BLAS runs; JAX: `jax.jvp(jax.grad(f))` op by op and "
           "under `jax.jit` (XLA picks its own threads). Error: microtape's H·v against central "
           "differences of its gradient, and each peer's against microtape's (checked before "
-          "timing).", ""]
+          "timing). Page faults: per call, as in the step's table; an array of W1's shape that "
+          "the kernel maps afresh takes 392 of them, and whether it must depends on the "
+          "allocator's state, which changes from run to run.", ""]
     rows, targets = [], []
     for res in results:
         base = res.timings["value_and_grad"].median
@@ -191,7 +193,7 @@ def section(results: list[HvpResult], threads: int) -> tuple[list[str], list[lis
                   **{name: label for name, (label, _, _) in PEERS.items()}}
         for name, label in labels.items():
             if name in res.missing:
-                rows.append([where, label, f"not measured ({res.missing[name]})", "", "", "", ""])
+                rows.append([where, label, f"not measured ({res.missing[name]})", *[""] * 5])
                 continue
             if name not in res.timings:  # a peer left out by --quick
                 continue
@@ -201,13 +203,13 @@ def section(results: list[HvpResult], threads: int) -> tuple[list[str], list[lis
             error = res.errors.get(name)
             rows.append([where, label, fmt_time(t.median), fmt_time(t.min), f"{ratio:.2f}x",
                          f"≤ {goal}x {verdict(ratio, goal)}" if goal else "",
-                         "" if error is None else f"{error:.1e}"])
+                         "" if error is None else f"{error:.1e}", f"{t.faults_per_call:,.0f}"])
             if goal:
                 targets.append([f"hvp over value_and_grad, {res.size}", f"≤ {goal}x",
                                 f"{ratio:.2f}x", verdict(ratio, goal)])
         targets += _against_torch(res, verdict)
     md += table(["size (N, in, hidden, out)", "contender", "median", "min", "over value_and_grad",
-                 "target", "error"], rows)
+                 "target", "error", "page faults"], rows)
     if not all(res.peers for res in results):
         md += ["", "PyTorch and JAX are left out with --quick (importing them and compiling take "
                    "seconds)."]

@@ -158,20 +158,23 @@ def _stack(rows: list, size: int, source: Tensor, nested: bool) -> Any:
     return placed[0]
 
 
-def _answers(tape: Tape, grads: Sequence[Any], tangents: Sequence[np.ndarray],
+def _answers(tape: Tape, grads: list, tangents: Sequence[np.ndarray],
              sources: list[Tensor], nested: bool) -> tuple:
     """The gradient of ⟨grads, tangents⟩ with respect to each source, zeros where it is a constant.
 
     The backward pass of ``tape`` starts with each tangent at its gradient, so
-    the inner product itself is never formed (``Tape._pullback``).
+    the inner product itself is never formed (``Tape._pullback``). ``grads`` is
+    emptied: the pass lets go of the gradients' values before it runs.
     """
-    pairs = [(g, v.astype(g.dtype, copy=False)) for g, v in zip(grads, tangents)
-             if _recorded(tape, g, sources)]  # a plain array is a constant: its derivative is zero
-    if not pairs:
+    recorded = [_recorded(tape, g, sources) for g in grads]  # else a constant: derivative zero
+    targets = [g for g, r in zip(grads, recorded) if r]
+    seeds = [v.astype(g.dtype, copy=False) for g, v, r in zip(grads, tangents, recorded) if r]
+    grads.clear()
+    if not targets:
         zeros = [np.zeros(s.shape, dtype=s.dtype) for s in sources]
         return tuple(Tensor(z) if nested else z for z in zeros)
-    grads = tape._pullback(*zip(*pairs), sources, create_graph=nested)
-    return tuple(grads) if nested else tuple(_array(g) for g in grads)
+    answers = tape._pullback(targets, seeds, sources, create_graph=nested)
+    return tuple(answers) if nested else tuple(_array(g) for g in answers)
 
 
 def _recorded(tape: Tape, t: Any, sources: Sequence[Tensor]) -> bool:

@@ -251,30 +251,43 @@ class Tape:
         return sweep_graph(nodes, cotangents, set(map(id, sources)), stale,
                            lambda node, k: _check_node(node, k, caller), active_tapes())
 
-    def _pullback(self, targets: Sequence[Tensor], seeds: Sequence[Any], sources: list[Tensor],
+    def _pullback(self, targets: list[Tensor], seeds: Sequence[Any], sources: list[Tensor],
                   create_graph: bool = False, caller: str = "gradient") -> list:
         """The gradients of Σ_k ⟨seeds[k], targets[k]⟩ with respect to ``sources``.
 
         One backward pass started from several targets, each with a seed of its
         shape. H·v is the recorded gradient's pass started with v at the
         gradient (derivatives.hvp), so the inner product ⟨∇f, v⟩ is never formed,
-        nor its gradient, v again: at the bench's medium size those two arrays of
-        W1's shape and their page faults took about a sixth of an hvp. Each
-        target is recorded here or is a source.
+        nor its gradient, v again. Each target is recorded here or is a source.
+        Without ``create_graph`` the list ``targets`` is emptied before the pass:
+        it needs only where they were recorded, and their values can go first, so
+        the answer may reuse their memory (the bench's medium hvp otherwise took
+        fresh pages for W1's gradient and its H·v, about 800 page faults a call).
         """
-        starts: dict[int, tuple[Tensor, Any]] = {}
-        for t, s in zip(targets, seeds):
-            s = _seed_for(t, s, caller)
-            key = id(t)
-            starts[key] = (t, starts[key][1] + s) if key in starts else (t, s)
-        target, seed = max(starts.values(), key=lambda ts: self.index_of(ts[0], caller, sources))
-        more = {key: s for key, (t, s) in starts.items() if t is not target}
+        ends = [self.index_of(t, caller, sources) for t in targets]
+        last = targets[ends.index(max(ends))]  # the pass starts at the last one recorded
+        cotangents = _seeds(targets, seeds, caller)
         if create_graph:
-            return as_tensors(self._graph_gradients(target, sources, seed, caller, more), sources)
-        grads = self._backprop(target, seed, sources, keep_all=False, caller=caller, more=more)
-        grads = _distinct([grads.get(id(s)) for s in sources], sources, seed)
-        seeded = {_owner(s) for s in more.values()}  # a seed passed on unchanged is not handed out
-        return [g.copy() if _owner(g) in seeded else g for g in grads]
+            seed = cotangents.pop(id(last))
+            return as_tensors(self._graph_gradients(last, sources, seed, caller, cotangents), sources)
+        self._check_not_spent()
+        nodes = self.nodes[:max(ends)]
+        wanted = set(map(id, sources))
+        plan, live = _plan(nodes, wanted)
+        stale = _stale(nodes, plan)
+        seeded = {_owner(s) for s in cotangents.values()}  # the seeds never leave as answers
+        mode = (_ANOMALY[0] and _anomaly_mode()) or self.anomaly
+        if mode:
+            grads = self._checked(plan, live, cotangents, False, wanted, stale, caller, nodes,
+                                  last, mode)
+        else:
+            if not self.persistent:
+                self._let_go()
+            del nodes, last
+            targets.clear()  # see the docstring
+            grads = _sweep(plan, live, cotangents, wanted, stale, caller)
+        return [g.copy() if _owner(g) in seeded else g
+                for g in _distinct([grads.get(id(s)) for s in sources], sources, None)]
 
     def backward(self, target: Tensor, seed: Any = None, create_graph: bool = False) -> None:
         """Set ``.grad`` on every tensor of this tape that ``target`` depends on.
@@ -312,13 +325,12 @@ class Tape:
 
     # -- the backward pass ------------------------------------------------------
     def _backprop(self, target: Tensor, seed: Any, sources: list[Tensor], keep_all: bool,
-                  caller: str = "gradient", more: dict | None = None) -> dict:
+                  caller: str = "gradient") -> dict:
         """Walk the tape in reverse; return {id(tensor): gradient}.
 
         Keeps the gradients of ``sources`` (and, with ``keep_all``, of every
         tensor reached); every other cotangent is dropped once its node has
-        passed it on. ``more``: other targets' seeds by id, recorded before
-        ``target``, for a pass from several targets (``_pullback``).
+        passed it on.
         """
         self._check_not_spent()
         nodes = self.nodes[:self.index_of(target, caller, sources)]
@@ -326,8 +338,6 @@ class Tape:
         plan, live = _plan(nodes, wanted)
         stale = _stale(nodes, plan)
         cotangents = {id(target): _seed_for(target, seed, caller)}
-        if more:
-            cotangents.update(more)
         mode = (_ANOMALY[0] and _anomaly_mode()) or self.anomaly  # the innermost settings win
         if mode:
             return self._checked(plan, live, cotangents, keep_all, wanted, stale, caller,
@@ -516,6 +526,16 @@ def _seed_for(target: Tensor, seed: Any, caller: str = "gradient") -> np.ndarray
     if seed.dtype.kind != "f":
         seed = seed.astype(target.dtype)
     return seed
+
+
+def _seeds(targets: Sequence[Tensor], seeds: Sequence[Any], caller: str) -> dict[int, Any]:
+    """Each target's seed by its id, checked against its shape; a target named twice gets their sum."""
+    cotangents: dict[int, Any] = {}
+    for t, s in zip(targets, seeds):
+        s = _seed_for(t, s, caller)
+        key = id(t)
+        cotangents[key] = cotangents[key] + s if key in cotangents else s
+    return cotangents
 
 
 def _distinct(grads: list, tensors: list[Tensor], seed: Any) -> list[np.ndarray]:

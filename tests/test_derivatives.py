@@ -207,6 +207,20 @@ def test_hvp_never_forms_the_hessian():
     assert seconds < 1.0
 
 
+def test_hvp_lets_go_of_the_gradient_before_its_second_pass():
+    # H·v of Σ exp(x) needs exp(x), the cotangent reaching it and the answer at once;
+    # the gradient itself, and any ⟨∇f, v⟩ with its own gradient, need not be held.
+    x, v = RNG.normal(size=1_000_000), RNG.normal(size=1_000_000)
+    f = lambda x: mt.sum(mt.exp(x))  # noqa: E731
+    mt.hvp(f, (x,), (v,))  # warm up
+    tracemalloc.start()
+    _, (hv,) = mt.hvp(f, (x,), (v,))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_allclose(hv, np.exp(x) * v, rtol=1e-14)
+    assert peak < 3.5 * x.nbytes, f"hvp peaked at {peak / x.nbytes:.1f} arrays of x's size"
+
+
 def test_hvp_keeps_float32_and_checks_its_tangents():
     x = RNG.normal(size=3).astype(np.float32)
     value, (hv,) = mt.hvp(lambda x: mt.sum(x * x * x), (x,), (np.ones(3),))

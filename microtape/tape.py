@@ -261,8 +261,9 @@ class Tape:
         nor its gradient, v again. Each target is recorded here or is a source.
         Without ``create_graph`` the list ``targets`` is emptied before the pass:
         it needs only where they were recorded, and their values can go first, so
-        the answer may reuse their memory (the bench's medium hvp otherwise took
-        fresh pages for W1's gradient and its H·v, about 800 page faults a call).
+        the answer may reuse their memory (in some memory layouts the bench's
+        medium hvp otherwise took fresh pages for W1's gradient and its H·v,
+        about 800 page faults a call).
         """
         ends = [self.index_of(t, caller, sources) for t in targets]
         last = targets[ends.index(max(ends))]  # the pass starts at the last one recorded

@@ -127,9 +127,7 @@ def build(size: str, threads: int, peers: bool = True
                                   size, "central differences of its gradient")}
     calls = {"value_and_grad": ours.value_and_grad, "microtape": ours.hvp}
     missing = {}
-    for name, (label, module, make_peer) in PEERS.items():
-        if not peers:
-            continue
+    for name, (label, module, make_peer) in PEERS.items() if peers else ():
         try:
             importlib.import_module(module)
         except Exception as e:  # an optional peer that cannot be imported is reported, not fatal

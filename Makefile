@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-dev
 NOTEBOOK_STAMP := $(VENV)/.installed-notebook
 ARGS   ?=
 
-.PHONY: demo train jacobians test test-oldest bench graph steps notebook notebook-outputs dot chromium clean
+.PHONY: demo train jacobians test test-oldest bench bench-peers graph steps notebook notebook-outputs dot chromium clean
 
 demo: $(STAMP) dot
 	$(BIN)/python -m models.train
@@ -46,6 +46,11 @@ ifeq (,$(findstring --quick,$(ARGS)))
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
 	  $(BIN)/python -m tests.benchmarks.bench --out out/bench-openblas-own-kernel.md $(ARGS)
 endif
+
+# PyTorch and JAX (CPU builds, about 1 GB), which make bench then times beside
+# microtape's Hessian-vector product; the tests never need them.
+bench-peers: $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[bench-peers]'
 
 graph: $(STAMP) dot
 	$(BIN)/python -m viz $(ARGS)

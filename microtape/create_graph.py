@@ -86,20 +86,21 @@ class _Marks:
             self.complete(key, g)
 
 
-def sweep_graph(nodes: list, target: Tensor, seed: Tensor, wanted: set[int], stale: dict,
+def sweep_graph(nodes: list, target: Tensor, cotangents: dict, wanted: set[int], stale: dict,
                 check: Callable, recording: tuple = (), ones: bool = False) -> dict[int, Tensor]:
-    """Walk ``nodes`` (the tape's) in reverse from ``target``; return {id(source): gradient Tensor}.
+    """Walk ``nodes`` (the tape's) in reverse from the seeds in ``cotangents`` (by their
+    targets' ids: ``target``'s, and any more a pullback starts from); return
+    {id(source): gradient Tensor}.
 
     ``check(node, k)`` raises for a ``stale`` node (changed in place since recorded).
     ``recording`` are the tapes active meanwhile, whose new nodes get marked;
     ``ones`` says the seed is the pass's own ones, not the user's.
     """
     plan, live = _plan(nodes, wanted)
-    cotangents = {id(target): seed}
     kept: dict[int, Tensor] = {}
     # Every active tape records the same Node objects: reading one tape tells them all.
     recorder = next((t for t in reversed(recording) if not t.spent), None)
-    marks = _Marks(RecordedPass(target, seed, ones)) if recorder is not None else None
+    marks = _Marks(RecordedPass(target, cotangents[id(target)], ones)) if recorder is not None else None
     while plan:
         node = plan.pop()
         out = id(node.output)

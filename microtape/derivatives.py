@@ -4,7 +4,8 @@ Each is a few reverse passes of the tape, never a new kind of differentiation:
 
 - ``jacobian``: one VJP per output element, seeded with that element's one-hot.
 - ``hessian``: the Jacobian of the gradient, which ``create_graph=True`` records.
-- ``hvp``: H·v as the gradient of ⟨∇f, v⟩, so H itself is never formed.
+- ``hvp``: H·v as the gradient of ⟨∇f, v⟩, so H itself is never formed: the
+  recorded gradient's own backward pass, started with v at ∇f.
 - ``jvp``: J·v as the gradient, with respect to a cotangent u, of ⟨uᵀJ, v⟩. The VJP
   uᵀJ is linear in u, so this is exact, whatever u's value (zeros here).
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from .compiled import _NESTED, _name
 from .errors import ShapeError, TraceError
-from .ops import add, reshape, scatter_add, sum as _sum
+from .ops import add, reshape, scatter_add
 from .state import _tracing
 from .tape import Tape, _active, active_tapes
 from .tensor import Tensor
@@ -85,14 +86,14 @@ def hvp(f: Callable[..., Tensor], primals: Sequence[Any],
 
     ``tangents`` holds one array v_i per primal, of its shape; the answer holds
     (H·v)_i = Σ_j ∂²f/∂x_i∂x_j v_j, one array per primal. Two backward passes: the
-    gradient recorded with ``create_graph=True``, then the gradient of ⟨∇f, v⟩.
+    gradient recorded with ``create_graph=True``, then the gradient of ⟨∇f, v⟩, which
+    is that record's backward pass seeded with v_i at each gradient.
     """
     nested = _nested()
     sources, tangents = _primals("hvp", f, primals, tangents, nested)
     with Tape(persistent=False) as outer:
         out, grads = _gradient("hvp", f, lambda: f(*sources), sources)
-        dot = _dot(grads, tangents)
-    return out if nested else out.value, _answers(outer, dot, sources, nested)
+    return out if nested else out.value, _answers(outer, grads, tangents, sources, nested)
 
 
 def jvp(f: Callable[..., Tensor], primals: Sequence[Any],
@@ -110,8 +111,8 @@ def jvp(f: Callable[..., Tensor], primals: Sequence[Any],
     _require_tensor("jvp", f, out)
     u = Tensor(np.zeros(out.shape, dtype=out.dtype), name="u")
     with Tape(persistent=False) as outer:
-        dot = _dot(inner.gradient(out, sources, seed=u, create_graph=True), tangents)
-    return out if nested else out.value, _answers(outer, dot, [u], nested)[0]
+        vjps = inner.gradient(out, sources, seed=u, create_graph=True)
+    return out if nested else out.value, _answers(outer, vjps, tangents, [u], nested)[0]
 
 
 # -- the passes ------------------------------------------------------------------
@@ -157,28 +158,28 @@ def _stack(rows: list, size: int, source: Tensor, nested: bool) -> Any:
     return placed[0]
 
 
-def _dot(grads: Sequence[Any], tangents: Sequence[np.ndarray]) -> Tensor | None:
-    """⟨grads, tangents⟩ recorded on the open tapes; None when no gradient is a Tensor."""
-    dot = None
-    for g, v in zip(grads, tangents):
-        if isinstance(g, Tensor):  # a plain array is a constant: its derivative is zero
-            term = _sum(g * v.astype(g.dtype, copy=False))
-            dot = term if dot is None else dot + term
-    return dot
+def _answers(tape: Tape, grads: list, tangents: Sequence[np.ndarray],
+             sources: list[Tensor], nested: bool) -> tuple:
+    """The gradient of ⟨grads, tangents⟩ with respect to each source, zeros where it is a constant.
 
-
-def _answers(tape: Tape, dot: Tensor | None, sources: list[Tensor], nested: bool) -> tuple:
-    """The gradient of ``dot`` with respect to each source, zeros where it is a constant."""
-    if dot is None or not _recorded(tape, dot, sources):
+    The backward pass of ``tape`` starts with each tangent at its gradient, so
+    the inner product itself is never formed (``Tape._pullback``). ``grads`` is
+    emptied: the pass lets go of the gradients' values before it runs.
+    """
+    recorded = [_recorded(tape, g, sources) for g in grads]  # else a constant: derivative zero
+    targets = [g for g, r in zip(grads, recorded) if r]
+    seeds = [v.astype(g.dtype, copy=False) for g, v, r in zip(grads, tangents, recorded) if r]
+    grads.clear()
+    if not targets:
         zeros = [np.zeros(s.shape, dtype=s.dtype) for s in sources]
         return tuple(Tensor(z) if nested else z for z in zeros)
-    grads = tape.gradient(dot, sources, create_graph=nested)
-    return tuple(grads) if nested else tuple(_array(g) for g in grads)
+    answers = tape._pullback(targets, seeds, sources, create_graph=nested)
+    return tuple(answers) if nested else tuple(_array(g) for g in answers)
 
 
 def _recorded(tape: Tape, t: Any, sources: Sequence[Tensor]) -> bool:
     return isinstance(t, Tensor) and (any(s is t for s in sources)
-                                      or any(n.output is t for n in tape.nodes))
+                                      or any(n.output is t for n in reversed(tape.nodes)))
 
 
 def _nested() -> bool:

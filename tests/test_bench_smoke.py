@@ -56,7 +56,7 @@ def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
     floor = text.split("## The BLAS floor")[1].split("\n## ")[0]
     for dtype in ("float64", "float32"):
         (row,) = [line for line in floor.splitlines() if line.startswith(f"| tiny (20, 10, 5, 10) | {dtype} |")]
-        assert "≤ 1.8x" in row and float(re.search(r"\| ([0-9.]+)x \|", row).group(1)) > 0
+        assert "≤ 1.8x" in row and re.search(r"\| [0-9.]+x \|", row)  # a ratio; its size is for make bench, not a test
 
     assert len(rows("| forward + backward |")) == 1
     assert [line.split("|")[1].strip() for line in lines if re.match(r"\| [0-9,]+ \|", line)] == [

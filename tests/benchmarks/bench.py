@@ -8,7 +8,8 @@ In one process, and interleaved over rounds, it times one training step
 (forward with the summed loss, the four parameter gradients, the SGD update)
 for each contender at each size and dtype, after checking that every
 contender computes the same gradients as the closed form. Then the tape's
-own costs: one op, long chains of ops, and the memory of one step. Results
+own costs: one op, long chains of ops, and the memory of one step; and the
+Hessian-vector product of the same loss against PyTorch's and JAX's (hvp.py). Results
 go to a markdown file (``out/bench.md`` by default) and to stdout, with the
 project's speed targets marked met or missed and the machine they were measured on.
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from microtape.files import write_atomic
 
-from . import agreement, contenders, machine, overhead, user_path
+from . import agreement, contenders, hvp, machine, overhead, user_path
 from .problem import DTYPES, SIZES, make_problem
 from .timing import Timing, calls_for, interleave, interleave_phases
 
@@ -57,6 +58,8 @@ class Options:
     chains: list[int]
     chain_budget: int
     memory_size: str | None
+    hvp_sizes: list[str]
+    hvp_peers: bool
     out: Path
     quick: bool = False
 
@@ -86,7 +89,8 @@ def parse(argv: list[str] | None) -> tuple[Options, str | None]:
         prog="python -m tests.benchmarks.bench",
         description="One SGD step of the derivation's network: microtape against numpy and its peers.")
     p.add_argument("--quick", action="store_true",
-                   help="few short rounds and short chains: a rough look in seconds, not a measurement")
+                   help="few short rounds and short chains, and no PyTorch or JAX Hessian-vector "
+                        "products: a rough look in seconds, not a measurement")
     p.add_argument("--sizes", type=names(list(SIZES)), default=list(SIZES),
                    help=f"comma-separated, from {','.join(SIZES)} (default: all)")
     p.add_argument("--dtypes", type=names(list(DTYPES)), default=list(DTYPES),
@@ -101,6 +105,9 @@ def parse(argv: list[str] | None) -> tuple[Options, str | None]:
                                                "quick 1000,10000)")
     p.add_argument("--memory-size", choices=[*SIZES, "none"], default="large",
                    help="size whose step's peak memory is measured (default large; none skips it)")
+    p.add_argument("--hvp-sizes", type=names([*SIZES, "none"]),
+                   help="sizes for the Hessian-vector product, or none (default: small and medium, "
+                        "those of --sizes)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help=f"markdown file to write (default {DEFAULT_OUT.relative_to(machine.ROOT)})")
     p.add_argument("--profile", choices=list(SIZES), metavar="SIZE",
@@ -118,6 +125,9 @@ def parse(argv: list[str] | None) -> tuple[Options, str | None]:
         chains=a.chains or ([1000, 10_000] if a.quick else [1000, 10_000, 100_000]),
         chain_budget=20_000 if a.quick else 300_000,
         memory_size=None if a.memory_size == "none" else a.memory_size,
+        hvp_sizes=[s for s in a.hvp_sizes if s != "none"] if a.hvp_sizes else [
+            s for s in hvp.DEFAULT_SIZES if s in a.sizes],
+        hvp_peers=not a.quick,
         out=a.out, quick=a.quick,
     )
     return options, a.profile
@@ -314,7 +324,8 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
            chains: list[overhead.ChainTiming], memory: dict[str, dict[str, int]],
            floors: dict[tuple[str, str], tuple[Timing, Timing]],
            seconds: float, shares: tuple[float, float] | None,
-           pieces: tuple[str, str, dict[str, Timing]] | None = None) -> str:
+           pieces: tuple[str, str, dict[str, Timing]] | None = None,
+           hvps: list[hvp.HvpResult] = ()) -> str:
     command = " ".join(["python -m tests.benchmarks.bench", *argv]).strip()
     targets: list[list[str]] = []
     md = [
@@ -483,6 +494,11 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
         md += lines
         targets += rows
 
+    if hvps:
+        section, goals = hvp.section(hvps, hvp.numpy_threads())
+        md += section
+        targets += goals
+
     md += readme_table(record, steps)
 
     md += ["", "## Goals for speed and memory, met or missed", "",
@@ -530,6 +546,9 @@ def main(argv: list[str] | None = None) -> int:
     record = machine.describe({name: contenders.version_of(name) for name in found})
     try:
         built, worst = build_and_check(options, found)
+        if options.hvp_sizes:
+            log(f"checking the Hessian-vector product at {', '.join(options.hvp_sizes)}")
+        hvp_checked = hvp.check(options.hvp_sizes, options.hvp_peers)
     except agreement.DisagreementError as e:
         log(f"error: {e}", always=True)
         return 1
@@ -545,8 +564,12 @@ def main(argv: list[str] | None = None) -> int:
     if options.memory_size:
         log(f"measuring peak memory at {options.memory_size}")
         memory = {dtype: overhead.step_memory(options.memory_size, dtype) for dtype in options.dtypes}
+    hvps = []
+    if hvp_checked:
+        log(f"timing the Hessian-vector product at {', '.join(options.hvp_sizes)}")
+        hvps = hvp.measure(hvp_checked, options.rounds, options.block_seconds)
     text = report(options, argv, record, missing, worst, steps, op, chains, memory, floors,
-                  time.perf_counter() - start, watch.shares(), pieces)
+                  time.perf_counter() - start, watch.shares(), pieces, hvps)
     options.out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(options.out, text)
     print(quick_table(options, steps) if options.quick else text)

@@ -98,9 +98,7 @@ def sweep_graph(nodes: list, target: Tensor, cotangents: dict, wanted: set[int],
     """
     plan, live = _plan(nodes, wanted)
     kept: dict[int, Tensor] = {}
-    # Every active tape records the same Node objects: reading one tape tells them all.
-    recorder = next((t for t in reversed(recording) if not t.spent), None)
-    marks = _Marks(RecordedPass(target, cotangents[id(target)], ones)) if recorder is not None else None
+    recorder, marks = _recorder(recording, target, cotangents[id(target)], ones)
     while plan:
         node = plan.pop()
         out = id(node.output)
@@ -124,9 +122,15 @@ def sweep_graph(nodes: list, target: Tensor, cotangents: dict, wanted: set[int],
                     marks.vjp(recorder.nodes[start:], node, i, dx, cotangents[key])
     if marks is not None:
         marks.finish(cotangents)
-    for key in wanted.intersection(cotangents):
-        kept[key] = cotangents[key]
+    kept.update((key, cotangents[key]) for key in wanted.intersection(cotangents))
     return kept
+
+
+def _recorder(recording: tuple, target: Tensor, seed: Tensor, ones: bool) -> tuple:
+    """The tape whose new nodes show what each VJP recorded, and the marks to set on them."""
+    # Every active tape records the same Node objects: reading one tape tells them all.
+    recorder = next((t for t in reversed(recording) if not t.spent), None)
+    return recorder, (_Marks(RecordedPass(target, seed, ones)) if recorder is not None else None)
 
 
 def _plan(nodes: list, wanted: set[int]) -> tuple[list, set[int]]:

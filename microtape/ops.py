@@ -418,7 +418,6 @@ def _pow_base_grad(g, a, p):
         return unbroadcast(mul(mul(g, p), pow(a, p - 1) if p != 2 else a), _shape(a))
     # The masks are ops on the recorded values, never arrays read off them: a
     # closed form of a recorded pass then computes them from the values it is given.
-    from .selection import is_equal  # selection.py builds on this module
     zero_power = mul(is_equal(p, 0.0), is_equal(a, 0.0))
     return unbroadcast(mul(mul(g, p), pow(a, add(sub(p, 1), zero_power))), _shape(a))
 
@@ -428,7 +427,6 @@ def _pow_exponent_grad(g, c, a, p):
     if isinstance(a, (int, float, np.integer, np.floating)) and not isinstance(a, bool) and a > 0:
         # log of a number as a number, which keeps G's dtype (float32 stays float32)
         return unbroadcast(mul(mul(g, c), float(np.log(float(a)))), _shape(p))
-    from .selection import is_equal  # as in _pow_base_grad: the mask is recorded
     limit = mul(is_equal(a, 0.0), sub(1.0, is_positive(neg(p))))  # [A = 0] [p ≥ 0]
     return unbroadcast(mul(mul(g, c), log(add(a, limit))), _shape(p))
 
@@ -475,6 +473,16 @@ def is_positive(a):
     """C = [A > 0]: 1 where A is positive, else 0 (relu's derivative, so relu's second is 0)."""
     a = np.asarray(a)
     return (a > 0).astype(a.dtype if a.dtype.kind == "f" else np.float64), (None,)
+
+
+@primitive("dA, dB: none ([A = B] is flat wherever it is defined)", broadcasts=True,
+           explain=broadcast_hint,
+           code=Code(lambda c: f"({c.A} == {c.B}).astype(np.{c.dtype.name})", math="[{A} = {B}]"),
+           grads=(None, None))
+def is_equal(a, b):
+    """C = [A = B]: 1 where the two are equal, else 0, as floats (pow's zero masks; ties of max and min)."""
+    dtype = np.result_type(a, b)
+    return np.equal(a, b).astype(dtype if dtype.kind == "f" else np.float64)
 
 
 # -- reductions and shape ops -------------------------------------------------

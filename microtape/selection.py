@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .ops import _expand_in_ops, _shape, div, mul, sub, sum, unbroadcast
+from .ops import _expand_in_ops, _shape, div, is_equal, mul, sub, sum, unbroadcast
 from .primitive import Code, primitive
 from .validation import broadcast_hint
 
@@ -41,16 +41,6 @@ def sign(a):
 def heaviside(a):
     """C = H(A): 1 where A > 0, ½ where A = 0, 0 where A < 0 (a tie's share of G)."""
     return np.heaviside(a, 0.5)
-
-
-@primitive("dA, dB: none ([A = B] is flat wherever it is defined)", broadcasts=True,
-           explain=broadcast_hint,
-           code=Code(lambda c: f"({c.A} == {c.B}).astype(np.{c.dtype.name})", math="[{A} = {B}]"),
-           grads=(None, None))
-def is_equal(a, b):
-    """C = [A = B]: 1 where the two are equal, else 0, as floats (ties of max and min)."""
-    dtype = np.result_type(a, b)
-    return np.equal(a, b).astype(dtype if dtype.kind == "f" else np.float64)
 
 
 # -- elementwise ---------------------------------------------------------------------

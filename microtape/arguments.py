@@ -67,18 +67,67 @@ class _Identity:
 
 # -- places: where in the arguments each input of the closed form sits -----------------------
 
-def private(a: Any) -> Any:
-    """A copy of an argument's arrays and Tensors (in containers too) for the trace alone."""
+def private(a: Any, memo: dict[int, Tensor] | None = None) -> Any:
+    """A copy of an argument's arrays and Tensors (in containers too) for the trace alone.
+
+    A Tensor passed more than once gets one copy (``memo``, by id), so the
+    trace sees one variable there, as the eager tape does.
+    """
     if isinstance(a, Tensor):
-        return Tensor(a.value.copy(), name=a.name)
+        if memo is None:
+            return Tensor(a.value.copy(), name=a.name)
+        copy = memo.get(id(a))
+        if copy is None:
+            copy = memo[id(a)] = Tensor(a.value.copy(), name=a.name)
+        return copy
     if isinstance(a, np.ndarray):
         return a.copy()
     if not _container(a):
         return a
     if type(a) is dict:
-        return {k: private(v) for k, v in a.items()}
-    items = [private(v) for v in a]
+        return {k: private(v, memo) for k, v in a.items()}
+    items = [private(v, memo) for v in a]
     return type(a)(*items) if hasattr(a, "_fields") else type(a)(items)
+
+
+# -- Tensors passed more than once: one variable, as eager sees them --------------------------
+
+_SCALARS = frozenset((np.ndarray, int, float, bool, str, type(None)))
+
+
+def other_signature(a: Any, holders: list) -> Any:
+    """``signature(a)`` for an argument that is neither an array nor a Tensor; one that may
+    hold Tensors (a list, an object) is noted in ``holders``."""
+    if type(a) not in _SCALARS:
+        holders.append(a)
+    return signature(a)
+
+
+def with_repeats(key: tuple, args: tuple, holders: list) -> tuple:
+    """``key``, and the places of any Tensor passed twice (one variable, as eager sees it).
+
+    Only a call that passes some object twice, or passes something that may
+    hold Tensors, is walked: a training loop's call of distinct Tensors and
+    arrays costs one set of ids.
+    """
+    if holders or len(set(map(id, args))) < len(args):
+        found = repeats(args)
+        if found:
+            return key + (found,)
+    return key
+
+
+def repeats(args: tuple) -> tuple:
+    """The places of each Tensor passed more than once, in groups: part of the cache key,
+    since a call that passes its Tensors otherwise needs a closed form of its own."""
+    first: dict[int, tuple] = {}
+    groups: dict[tuple, list[tuple]] = {}
+    for place, a in _walk(args):
+        if isinstance(a, Tensor):
+            at_first = first.setdefault(id(a), place)
+            if at_first != place:
+                groups.setdefault(at_first, [at_first]).append(place)
+    return tuple(tuple(g) for g in groups.values())
 
 
 def _walk(items: Any, path: tuple = ()):

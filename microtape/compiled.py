@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .arguments import at, baked, binder, private, signature, value_key
+from .arguments import (at, baked, binder, other_signature, private, signature, value_key,
+                        with_repeats)
 from .errors import TraceError
 from .ops import reshape
 from .primitive import _PROMOTES_0D
@@ -101,9 +102,11 @@ class Compiled:
         if _ANOMALY[0] and _anomaly_mode():
             return self.eager(*args)  # the closed form cannot be checked op by op
         # signature(), its array and Tensor cases inlined, and _hit(): a training loop's hot path
-        key = tuple([(a.shape, a.dtype) if type(a) is _ndarray else
-                     (Tensor, a.value.shape, a.value.dtype) if type(a) is Tensor else signature(a)
-                     for a in args])
+        holders: list = []
+        key = with_repeats(tuple([
+            (a.shape, a.dtype) if type(a) is _ndarray else
+            (Tensor, a.value.shape, a.value.dtype) if type(a) is Tensor else
+            other_signature(a, holders) for a in args]), args, holders)
         with self._lock:
             entry = self._cache.get(key)
             if entry is not None:
@@ -120,7 +123,8 @@ class Compiled:
     def _entry(self, args: tuple) -> _Entry:
         if _tracing.get():
             raise TraceError(_NESTED.format(self.__name__))
-        key = tuple(map(signature, args))
+        holders: list = []
+        key = with_repeats(tuple([other_signature(a, holders) for a in args]), args, holders)
         return self._hit(key) or self._miss(key, args)
 
     def _hit(self, key: tuple) -> _Entry | None:
@@ -158,15 +162,18 @@ class Compiled:
         return entry
 
     def _trace(self, args: tuple) -> tuple[_Entry, list]:
-        traced = [private(a) for a in args]  # copies: each found at one place only
+        memo: dict[int, Tensor] = {}  # a Tensor passed twice: one copy, one variable, as eager
+        traced = [private(a, memo) for a in args]  # copies: each array found at one place only
         sources: dict[int, Tensor] = {}
         for i in self.positions:
             i %= len(args)
             if i not in sources:  # argnums=(0, 0): one Tensor, its gradient twice, as eager
-                a = args[i]
-                name = a.name if isinstance(a, Tensor) and a.name else (
-                    self.arg_names[i] if i < len(self.arg_names) else None)
-                sources[i] = traced[i] = Tensor(traced[i], name=name)
+                a, name = traced[i], self.arg_names[i] if i < len(self.arg_names) else None
+                if isinstance(a, Tensor):  # the copy itself, wherever else it was passed
+                    a.name = a.name or name
+                    sources[i] = a
+                else:
+                    sources[i] = traced[i] = Tensor(a, name=name)
         listed = [sources[i % len(args)] for i in self.positions]
         with _TracingTape() as tape:
             out = self.f(*traced)

@@ -390,3 +390,30 @@ def test_compiled_equals_eager_on_random_programs():
                 _same(compiled(*args), eager(*args))
             except AssertionError as e:
                 raise AssertionError(f"program {n}: {e}") from None
+
+
+def test_a_tensor_passed_at_two_places_is_one_variable_as_eager_sees_it():
+    # Eager differentiates the object: a Tensor passed twice is one variable, used
+    # twice. The trace used to copy each place apart, so compile=True left out
+    # the uses through the second place: f(w, x, w) gave x, not x + 2w.
+    def f(a, x, b):
+        return mt.sum(a * x + b * b)
+
+    def g(a, pair):
+        return mt.sum(a * pair[0] * pair[1])
+
+    w = mt.Tensor(np.array([1.0, 2.0]))
+    other = mt.Tensor(np.array([1.0, 2.0]))
+    x = np.array([3.0, 4.0])
+    cases = [(f, 0, (w, x, w)), (f, (0, 2), (w, x, w)), (f, (0, 1), (w, w, w)),
+             (f, 0, (w, x, other)), (g, 0, (w, [w, other])), (g, 0, (w, (other, w)))]
+    compiled = {}
+    for fn, argnums, args in cases:   # aliased and not, in turn, through one cache per f
+        vg = compiled.setdefault((fn, argnums), mt.value_and_grad(fn, argnums, compile=True))
+        eager = mt.value_and_grad(fn, argnums)(*args)
+        got = vg(*args)
+        np.testing.assert_allclose(got[0], eager[0])
+        for a, b in zip(*(r if isinstance(argnums, tuple) else (r,) for r in (got[1], eager[1]))):
+            np.testing.assert_allclose(a, b)
+    np.testing.assert_allclose(mt.grad(f, compile=True)(w, x, w), x + 2 * w.value)
+    np.testing.assert_allclose(mt.grad(f, compile=True)(w, x, other), x)

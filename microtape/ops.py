@@ -265,9 +265,9 @@ def _reduce_rows(ufunc, a):
     numpy reduces a short last axis one row at a time, which is slow for a
     batch of many rows and few classes; reduced along the first axis of the
     transposed copy, the same numbers are combined across all rows at once
-    (5x faster at 512 x 10).
+    (5x faster at 512 x 10). The copy pays off from about four rows per column.
     """
-    if a.shape[0] > a.shape[1]:
+    if a.shape[0] > 4 * a.shape[1]:
         return ufunc.reduce(a.T.copy(), axis=0)[:, None]
     return ufunc.reduce(a, axis=1, keepdims=True)
 
@@ -310,8 +310,9 @@ def _softmax_cross_entropy_rows(v, y, reduction):
             d -= y * gs
         return d
 
-    # scale as the logits' dtype: numpy 1.x would promote a float32 loss times a Python float
-    return loss * v.dtype.type(scale), (vjp, None)
+    if scale != 1.0:  # as the logits' dtype: numpy 1.x would promote a float32 loss times a float
+        loss = loss * v.dtype.type(scale)
+    return loss, (vjp, None)
 
 
 def _loss_grad(g, logits, labels, reduction):

@@ -168,28 +168,33 @@ def add(a, b):
            grads=(lambda g, c, a: mul(mul(g, c), sub(1.0, c)),))
 def sigmoid(a):
     """Logistic function S = 1 / (1 + exp(−A)), to a few ulp for every normal result, without warnings."""
-    # Every step of 1 / (1 + exp(−A)) is within an ulp or two of exact, so S
-    # keeps its relative precision wherever it is a normal float; forms that
-    # compute 1 − S first, like (1 + tanh(A/2)) / 2, cancel to 0 for A < 0
-    # long before (at A = −17 in float32). On small arrays −A is first capped
-    # at the largest x with a finite exp(x), so exp cannot overflow: S changes
-    # only where its true value is below the smallest normal float (A < −709
-    # in float64), and no np.errstate context is needed (one would add ~40% to
-    # a small call). Large arrays silence the overflow instead (see below).
+    # Each step of 1 / (1 + exp(−A)) is within an ulp or two, so S keeps its
+    # relative precision wherever it is normal; (1 + tanh(A/2)) / 2 cancels to
+    # 0 for A < 0 long before (A = −17 in float32). Small arrays cap −A where
+    # exp(x) is finite, which changes only an S below the smallest normal, and
+    # need no np.errstate (~40% of a small call); large ones silence instead.
     a = np.asarray(a)  # a number or a list, if called on a constant
     if a.dtype.kind != "f":
         a = a.astype(np.float64)  # bools cannot be negated
     if a.size >= IN_PLACE_MIN_SIZE:
-        return _sigmoid_in_place(a)
-    cap = _EXP_CAP.get(a.dtype)
-    if cap is None:
-        cap = _exp_cap(a.dtype)
-    s = 1.0 / (1.0 + np.exp(np.minimum(np.negative(a), cap)))
-    return s, (lambda g: g * s * (1.0 - s),)
+        s = _sigmoid_in_place(a)
+    else:
+        cap = _EXP_CAP.get(a.dtype)
+        if cap is None:
+            cap = _exp_cap(a.dtype)
+        s = 1.0 / (1.0 + np.exp(np.minimum(np.negative(a), cap)))
+
+    def vjp(g):  # one buffer at every size: 1.8 against 2.8 µs at 64 × 32
+        d = 1.0 - s  # S itself is never written, so the tape can be asked again
+        d *= s
+        d *= g
+        return d
+
+    return s, (vjp,)
 
 
 def _sigmoid_in_place(a):
-    """S = 1 / (1 + exp(−A)), dA = G ∘ S ∘ (1 − S): the same steps in one fresh buffer.
+    """S = 1 / (1 + exp(−A)): the same steps in one fresh buffer.
 
     Here the overflow of exp(−A) is silenced instead of capped: one np.errstate
     costs nothing beside a large array, while the cap is one more pass over
@@ -201,14 +206,7 @@ def _sigmoid_in_place(a):
         np.exp(s, out=s)
     s += 1.0
     np.divide(1.0, s, out=s)
-
-    def vjp(g):
-        d = 1.0 - s  # one buffer; S itself is never written, so the tape can be asked again
-        d *= s
-        d *= g
-        return d
-
-    return s, (vjp,)
+    return s
 
 
 _EXP_CAP: dict[np.dtype, np.ndarray] = {}
@@ -309,7 +307,6 @@ def _softmax_cross_entropy_rows(v, y, reduction):
         else:
             d -= y * gs
         return d
-
     if scale != 1.0:  # as the logits' dtype: numpy 1.x would promote a float32 loss times a float
         loss = loss * v.dtype.type(scale)
     return loss, (vjp, None)

@@ -208,7 +208,7 @@ class Tape:
             return self._gradients(target, [sources], seed, create_graph=create_graph)[0]
         if isinstance(sources, (dict, Mapping)):  # dict first: the ABC check is slow
             return dict(zip(sources.keys(), self._gradients(
-                target, list(sources.values()), seed, keys=list(sources), create_graph=create_graph)))
+                target, list(sources.values()), seed, keys=sources, create_graph=create_graph)))
         if isinstance(sources, (list, tuple)):
             return self._gradients(target, list(sources), seed, create_graph=create_graph)
         raise TypeError(
@@ -216,12 +216,12 @@ class Tape:
             f"Tensors, not {type(sources).__name__}"
         )
 
-    def _gradients(self, target: Tensor, sources: list, seed: Any, keys: list | None = None,
+    def _gradients(self, target: Tensor, sources: list, seed: Any, keys: Mapping | None = None,
                    create_graph: bool = False) -> list:
         for i, s in enumerate(sources):
             if not isinstance(s, Tensor):
                 raise TypeError(
-                    f"gradient: source {keys[i] if keys else i!r} is a {type(s).__name__}, not a "
+                    f"gradient: source {list(keys)[i] if keys else i!r} is a {type(s).__name__}, not a "
                     f"Tensor; wrap it as mt.Tensor(...) before the ops that use it"
                 )
         if create_graph:
@@ -289,8 +289,9 @@ class Tape:
         tensor reached); every other cotangent is dropped once its node has
         passed it on.
         """
-        self._check_not_spent()
-        nodes = self.nodes[:self.index_of(target, caller, sources)]
+        if self.spent:
+            self._check_not_spent()
+        nodes = self.nodes[:index_of(self.nodes, target, caller, sources)]
         wanted = set(map(id, sources))
         plan, live = _plan(nodes, wanted)
         stale = _stale(nodes, plan)
@@ -472,12 +473,14 @@ def require_scalar(target: Tensor, caller: str) -> None:
 def _seed_for(target: Tensor, seed: Any, caller: str = "gradient") -> np.ndarray:
     """The output gradient that starts the backward pass."""
     if seed is None:
-        require_scalar(target, caller)
         value = target.value
         one = _ONE.get(value.dtype)
+        if one is not None and value.ndim == 0:
+            return one  # the usual loss, checked by what it is
+        require_scalar(target, caller)
         if one is None:
             return np.ones(value.shape, dtype=value.dtype)
-        return one if value.ndim == 0 else one.reshape(value.shape)
+        return one.reshape(value.shape)
     seed = np.asarray(seed.value if isinstance(seed, Tensor) else seed)
     if seed.shape != target.shape:
         named = f" {target.name!r}" if target.name is not None else ""
@@ -507,7 +510,8 @@ def _distinct(grads: list, tensors: list[Tensor], seed: Any) -> list[np.ndarray]
         if g is None:
             g = np.zeros(value.shape, dtype=value.dtype)
         else:
-            owner = _owner(g)
+            base = getattr(g, "base", None)  # _owner(g), inline: this runs per source
+            owner = id(g if base is None else base)
             dtype = g.dtype  # `is` first: the same dtype is nearly always the same object
             if (owner in seen or not g.flags.writeable
                     or dtype is not value.dtype and dtype != value.dtype):

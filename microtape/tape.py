@@ -104,6 +104,12 @@ class Node:
 Sources = Union[Tensor, Sequence[Tensor], Mapping[Any, Tensor]]
 
 
+def pass_on(g: np.ndarray) -> np.ndarray:
+    """The VJP of an input the output's gradient reaches unchanged (dA = G: a bias add's
+    other operand, say). The backward loop hands G on without calling it."""
+    return g
+
+
 class Tape:
     """Records every op that runs while the block is open (ops on plain arrays too).
 
@@ -227,7 +233,7 @@ class Tape:
         if create_graph:
             return as_tensors(self._graph_gradients(target, sources, seed, "gradient"), sources)
         grads = self._backprop(target, seed, sources, keep_all=False, caller="gradient")
-        return _distinct([grads.get(id(s)) for s in sources], sources, seed)
+        return _distinct(grads, sources, seed)
 
     def _graph_gradients(self, target: Tensor, sources: list, seed: Any, caller: str) -> dict:
         """The backward pass as recorded ops (create_graph.py): {id(source): gradient Tensor}."""
@@ -263,7 +269,7 @@ class Tape:
         for t in tensors:
             t.grad = None
         reached = [t for t in tensors if id(t) in grads]
-        for t, g in zip(reached, _distinct([grads[id(t)] for t in reached], reached, seed)):
+        for t, g in zip(reached, _distinct(grads, reached, seed)):
             t.grad = g
 
     def check_unchanged(self, caller: str = "Tape") -> None:
@@ -411,7 +417,7 @@ def _sweep(plan: list, cotangents: dict, keep: set[int],
         if out in keep:
             kept[out] = g
         for _, key, vjp in edges:
-            dx = vjp(g)
+            dx = g if vjp is pass_on else vjp(g)
             # Fan-out: a value used by several ops receives the sum.
             cotangents[key] = cotangents[key] + dx if key in cotangents else dx
     # What is left are the leaves' gradients (and the target's, if a leaf).
@@ -494,8 +500,9 @@ def _seed_for(target: Tensor, seed: Any, caller: str = "gradient") -> np.ndarray
     return seed
 
 
-def _distinct(grads: list, tensors: list[Tensor], seed: Any) -> list[np.ndarray]:
-    """Make every returned gradient a writable array of its own.
+def _distinct(grads: dict[int, np.ndarray], tensors: list[Tensor], seed: Any) -> list[np.ndarray]:
+    """Each tensor's gradient from ``grads`` (by id; zeros where missing), every one a
+    writable array of its own.
 
     VJPs may pass one array on unchanged (the two sides of an add share ``G``)
     or return a broadcast view; handing such aliases to a user who then edits
@@ -505,8 +512,8 @@ def _distinct(grads: list, tensors: list[Tensor], seed: Any) -> list[np.ndarray]
     """
     seen = set() if seed is None else {_owner(seed.value if isinstance(seed, Tensor) else seed)}
     out = []
-    for g, t in zip(grads, tensors):
-        value = t.value
+    for t in tensors:
+        g, value = grads.get(id(t)), t.value
         if g is None:
             g = np.zeros(value.shape, dtype=value.dtype)
         else:

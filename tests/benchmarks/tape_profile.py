@@ -41,8 +41,11 @@ OPS = (("matmul", "x W1"), ("add", "+ b1"), ("sigmoid", "sigmoid"), ("matmul", "
 FORWARD = ("open the tape", *(f"record {label}" for _, label in OPS), "close the tape")
 # Each VJP the pass calls, in the order it calls them: last op first, each op's
 # inputs in order (x gets none: it is data).
-VJPS = ("VJP loss → v", "VJP + b2 → h W2", "VJP + b2 → b2", "VJP h W2 → h", "VJP h W2 → W2",
-        "VJP sigmoid → t", "VJP + b1 → x W1", "VJP + b1 → b1", "VJP x W1 → W1")
+# A bias add hands G on to its other operand without a call (tape.pass_on): those
+# rows read zero, the loop's own work counted with the loop.
+VJPS = ("VJP loss → v", "VJP + b2 → h W2 (G handed on)", "VJP + b2 → b2", "VJP h W2 → h",
+        "VJP h W2 → W2", "VJP sigmoid → t", "VJP + b1 → x W1 (G handed on)", "VJP + b1 → b1",
+        "VJP x W1 → W1")
 GRADIENT = ("find the target", "plan the pass", "stale-tape check", "seed", "let go of the record",
             *VJPS, "sweep's own loop", "copies (no shared memory)")
 PHASES = (*FORWARD, *GRADIENT, "SGD update")
@@ -89,6 +92,7 @@ class TapePhases(TapeStep):
         plan, _ = tape_module._plan(nodes, wanted)
         t2 = _clock()
         spent = [0.0] * len(VJPS)
+        calls = sum(vjp is not tape_module.pass_on for _, edges in plan for _, _, vjp in edges)
         plan = _timed(plan, spent)  # not timed: the clocks' own wrapping
         t2b = _clock()
         stale = tape_module._stale(nodes, plan)
@@ -100,9 +104,9 @@ class TapePhases(TapeStep):
         t5 = _clock()
         kept = tape_module._sweep(plan, cotangents, wanted, stale, "gradient")
         t6 = _clock()
-        grads = tape_module._distinct([kept.get(id(s)) for s in sources], sources, None)
+        grads = tape_module._distinct(kept, sources, None)
         t7 = _clock()
-        loop = (t6 - t5) - sum(spent) - len(VJPS) * self._wrapper
+        loop = (t6 - t5) - sum(spent) - calls * self._wrapper
         times += [t1 - t0, t2 - t1, t3 - t2b, t4 - t3, t5 - t4, *spent, max(loop, 0.0), t7 - t6]
         return dict(zip(params, grads))
 
@@ -126,6 +130,8 @@ def _timed(plan: list, spent: list[float]) -> list:
     slots = {position: k for k, position in enumerate(order)}
 
     def timed(vjp, k):
+        if vjp is tape_module.pass_on:
+            return vjp  # the loop calls none: G is handed on as it is
         def run(g):
             start = _clock()
             dx = vjp(g)

@@ -297,7 +297,8 @@ class Tape:
         """
         if self.spent:
             self._check_not_spent()
-        nodes = self.nodes[:index_of(self.nodes, target, caller, sources)]
+        end = index_of(self.nodes, target, caller, sources)
+        nodes = self.nodes if end == len(self.nodes) else self.nodes[:end]  # read, never changed
         wanted = set(map(id, sources))
         plan, live = _plan(nodes, wanted)
         stale = _stale(nodes, plan)

@@ -7,7 +7,8 @@ step is cut where its work changes hands and each piece is read off
 (its numpy work and the tape's bookkeeping together), closing the tape; then
 ``tape.gradient`` taken apart as it runs: finding the target, planning the
 pass, the stale-tape check, the seed, letting go of the record, each VJP, the
-sweep's own loop, the copies that keep gradients from sharing memory; then
+sweep's own loop (timed on a second tape, without the VJPs' clocks), the copies
+that keep gradients from sharing memory; then
 ``SGD.step``. The numpy closed form's three phases are timed in the same
 rounds, for scale.
 
@@ -56,7 +57,6 @@ class TapePhases(TapeStep):
 
     def __init__(self, problem: Problem) -> None:
         super().__init__(problem, persistent=False)
-        self._wrapper = _wrapper_seconds()
 
     def forward(self, times: list[float]) -> tuple[mt.Tape, mt.Tensor]:
         """TwoLayerNet.loss, op by op (models/two_layer.py and models/mlp.py), on a new tape."""
@@ -82,19 +82,19 @@ class TapePhases(TapeStep):
         return tape, loss
 
     def gradient(self, tape: mt.Tape, loss: mt.Tensor, times: list[float]) -> dict:
-        """``tape.gradient(loss, params)``, helper by helper (Tape._gradients and _backprop)."""
-        params = self.net.params
-        sources = list(params.values())
+        """``tape.gradient(loss, params)``, helper by helper (Tape._gradients and _backprop).
+
+        The VJPs are timed one by one inside the sweep; the sweep's own loop is
+        what a second tape, recorded alike and swept without clocks, takes
+        beyond them (a clock around each VJP costs more than many of them).
+        """
+        sources = list(self.net.params.values())
         t0 = _clock()
         nodes = tape.nodes[:index_of(tape.nodes, loss, "gradient", sources)]
         t1 = _clock()
         wanted = set(map(id, sources))
         plan, _ = tape_module._plan(nodes, wanted)
         t2 = _clock()
-        spent = [0.0] * len(VJPS)
-        calls = sum(vjp is not tape_module.pass_on for _, edges in plan for _, _, vjp in edges)
-        plan = _timed(plan, spent)  # not timed: the clocks' own wrapping
-        t2b = _clock()
         stale = tape_module._stale(nodes, plan)
         t3 = _clock()
         cotangents = {id(loss): tape_module._seed_for(loss, None, "gradient")}
@@ -102,13 +102,24 @@ class TapePhases(TapeStep):
         tape._let_go()
         del nodes
         t5 = _clock()
-        kept = tape_module._sweep(plan, cotangents, wanted, stale, "gradient")
+        spent = [0.0] * len(VJPS)
+        kept = tape_module._sweep(_timed(plan, spent), cotangents, wanted, stale, "gradient")
         t6 = _clock()
         grads = tape_module._distinct(kept, sources, None)
         t7 = _clock()
-        loop = (t6 - t5) - sum(spent) - calls * self._wrapper
-        times += [t1 - t0, t2 - t1, t3 - t2b, t4 - t3, t5 - t4, *spent, max(loop, 0.0), t7 - t6]
-        return dict(zip(params, grads))
+        loop = self._plain_sweep(wanted) - sum(spent)
+        times += [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, *spent, max(loop, 0.0), t7 - t6]
+        return dict(zip(self.net.params, grads))
+
+    def _plain_sweep(self, wanted: set[int]) -> float:
+        """Seconds of the sweep alone, on a tape recorded as the timed one was (untimed)."""
+        tape, loss = self.forward([])
+        plan, _ = tape_module._plan(tape.nodes, wanted)
+        cotangents = {id(loss): tape_module._seed_for(loss, None, "gradient")}
+        tape._let_go()
+        t0 = _clock()
+        tape_module._sweep(plan, cotangents, wanted, {}, "gradient")
+        return _clock() - t0
 
     def phases(self) -> tuple[float, ...]:
         """One step: the seconds of each phase, in the order of ``PHASES``."""
@@ -132,6 +143,7 @@ def _timed(plan: list, spent: list[float]) -> list:
     def timed(vjp, k):
         if vjp is tape_module.pass_on:
             return vjp  # the loop calls none: G is handed on as it is
+
         def run(g):
             start = _clock()
             dx = vjp(g)
@@ -141,25 +153,6 @@ def _timed(plan: list, spent: list[float]) -> list:
 
     return [(out, [(i, key, timed(vjp, slots[n, j])) for j, (i, key, vjp) in enumerate(edges)])
             for n, (out, edges) in enumerate(plan)]
-
-
-def _wrapper_seconds(calls: int = 20_000) -> float:
-    """What one timing wrapper adds around a VJP beyond the time it reports (median of 5)."""
-    spent = [0.0]
-    plain = lambda g: g  # noqa: E731
-    wrapped = _timed([(0, [(0, 0, plain)])], spent)[0][1][0][2]
-    samples = []
-    for _ in range(5):
-        t0 = _clock()
-        for _ in range(calls):
-            plain(None)
-        t1 = _clock()
-        for _ in range(calls):
-            wrapped(None)
-        t2 = _clock()
-        samples.append(((t2 - t1) - (t1 - t0) - spent[0]) / calls)
-        spent[0] = 0.0
-    return max(sorted(samples)[2], 0.0)
 
 
 def check(problem: Problem) -> None:

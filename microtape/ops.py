@@ -275,12 +275,28 @@ def _reduce_rows(ufunc, a):
     return ufunc.reduce(a, axis=1, keepdims=True)
 
 
+_ROW_STARTS: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _row_starts(n: int, c: int) -> np.ndarray:
+    """The flat position of each row's start in an (n, c) array, read-only and kept: np.arange
+    costs as much as a small op, and a training loop asks for the same few shapes."""
+    starts = _ROW_STARTS.get((n, c))
+    if starts is None:
+        if len(_ROW_STARTS) >= 64:  # many batch shapes: forget them rather than grow
+            _ROW_STARTS.clear()
+        starts = np.arange(0, n * c, c)
+        starts.flags.writeable = False
+        _ROW_STARTS[n, c] = starts
+    return starts
+
+
 def _softmax_cross_entropy_rows(v, y, reduction):
     """J = Σ_rows (log Σ exp v − Σ y v) · scale and dv = G (ŷ − y) · scale, for (N, C) logits."""
     n, c = v.shape
     scale = 1.0 / n if reduction == "mean" else 1.0
     # log ŷ = z − log Σ exp z, z = v − max v (exp cannot overflow), row-major
-    starts = np.arange(0, n * c, c)
+    starts = _row_starts(n, c)
     top = starts + v.argmax(axis=1)
     z = np.subtract(v, v.ravel()[top][:, None], order="C")
     # z is exactly 0 at the max, so Σ exp z = 1 + rest (the other classes'
@@ -292,10 +308,10 @@ def _softmax_cross_entropy_rows(v, y, reduction):
     rest = _reduce_rows(np.add, e)
     flat_e[top] = 1.0
     log_total = np.log1p(rest)
-    yhat = np.divide(e, rest + 1.0, out=e)  # ŷ = softmax(v), in e's buffer
+    e /= rest + 1.0  # ŷ = softmax(v), in e's buffer (an operator parses no out=)
+    yhat = e
     if y.dtype.kind in "iu":
-        picked = starts
-        picked += y  # each row's label, as a flat position
+        picked = starts + y  # each row's label, as a flat position
         # log1p(rest) − z_label adds two non-negative numbers: no cancellation
         rows = log_total[:, 0]
         rows -= z.ravel()[picked]

@@ -97,7 +97,7 @@ IN_PLACE_MIN_SIZE = 4096
                   lambda g, c, a, b: _matmul_grad(1, g, a, b)))
 def matmul(a, b):
     """Matrix product C = A B (numpy's ``@``)."""
-    if getattr(a, "ndim", 0) == 2 and getattr(b, "ndim", 0) == 2:
+    if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 2 and b.ndim == 2:
         return a @ b, (lambda g: g @ b.T, lambda g: a.T @ g)
     return np.matmul(a, b), _matmul_nd_vjps(np.asarray(a), np.asarray(b))
 

@@ -299,18 +299,18 @@ def _softmax_cross_entropy_rows(v, y, reduction):
     starts = _row_starts(n, c)
     top = starts + v.argmax(axis=1)
     z = np.subtract(v, v.ravel()[top][:, None], order="C")
-    # z is exactly 0 at the max, so Σ exp z = 1 + rest (the other classes'
-    # sum), and log1p(rest) stays precise where log(1 + rest) would round a
-    # tiny rest (a confident row) away against 1.
+    # z is exactly 0 at the max, so Σ exp z = 1 + rest (the other classes' sum), and
+    # log1p(rest) stays precise where log(1 + rest) rounds a confident row's rest away.
     e = np.exp(z)
     flat_e = e.ravel()
     flat_e[top] = 0.0
     rest = _reduce_rows(np.add, e)
     flat_e[top] = 1.0
     log_total = np.log1p(rest)
-    e /= rest + 1.0  # ŷ = softmax(v), in e's buffer (an operator parses no out=)
     yhat = e
-    if y.dtype.kind in "iu":
+    yhat /= rest + 1.0  # ŷ = softmax(v), in e's buffer (an operator parses no out=)
+    indices = y.dtype.kind in "iu"
+    if indices:
         picked = starts + y  # each row's label, as a flat position
         # log1p(rest) − z_label adds two non-negative numbers: no cancellation
         rows = log_total[:, 0]
@@ -323,7 +323,7 @@ def _softmax_cross_entropy_rows(v, y, reduction):
     def vjp(g):
         gs = float(g) * scale  # the loss is a scalar, so G is one number
         d = yhat * gs          # dv = G (ŷ − y) · scale, y subtracted next
-        if y.dtype.kind in "iu":
+        if indices:
             d.ravel()[picked] -= gs  # y is one-hot: subtract at each row's label
         else:
             d -= y * gs

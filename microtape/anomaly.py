@@ -50,7 +50,7 @@ class Checker:
                 t._record(node)
             raise forward_error(node, self, innermost_tape())
 
-    def sweep(self, plan: list, live: set, cotangents: dict, keep: set, stale: dict, caller: str,
+    def sweep(self, plan: list, cotangents: dict, keep: set, stale: dict, caller: str,
               nodes: list, tape: Tape, target: Tensor) -> dict:
         """``tape._sweep`` with each G and each VJP result checked (see tape.py for the loop).
 
@@ -63,7 +63,7 @@ class Checker:
             raise gradient_error(by_out.get(id(target), nodes[-1]), seed, self, tape, target,
                                  seed=True)
         while plan:
-            out, inputs, vjps = plan.pop()
+            out, edges = plan.pop()
             g = cotangents.pop(out, None)
             if g is None:
                 continue
@@ -72,16 +72,15 @@ class Checker:
             node = by_out[out]
             if out in keep:
                 kept[out] = g
-            for i, (key, vjp) in enumerate(zip(inputs, vjps)):
-                if vjp is not None and key in live:
-                    dx = vjp(g)
+            for i, key, vjp in edges:
+                dx = vjp(g)
+                if not clean(dx, self):
+                    raise _reached(_blame(nodes, node, i, g, dx, self, tape, target), kept, out, g)
+                if key in cotangents:  # fan-out: finite gradients whose sum may overflow
+                    dx = cotangents[key] + dx
                     if not clean(dx, self):
-                        raise _reached(_blame(nodes, node, i, g, dx, self, tape, target), kept, out, g)
-                    if key in cotangents:  # fan-out: finite gradients whose sum may overflow
-                        dx = cotangents[key] + dx
-                        if not clean(dx, self):
-                            raise _reached(gradient_error(node, dx, self, tape, target), kept, out, g)
-                    cotangents[key] = dx
+                        raise _reached(gradient_error(node, dx, self, tape, target), kept, out, g)
+                cotangents[key] = dx
         for key in keep.intersection(cotangents):
             kept[key] = cotangents[key]
         return kept

@@ -44,6 +44,8 @@ from .state import _EDITS
 from .tape import Node, _active
 from .tensor import Tensor, wrap
 
+_new = object.__new__
+
 _FLOAT64, _FLOAT32 = np.dtype(np.float64), np.dtype(np.float32)
 _CONTAINERS = frozenset((list, tuple))  # what may hide a Tensor from an op
 
@@ -75,16 +77,21 @@ class Primitive:
 
     def __call__(self, *args, name: str | None = None, **params) -> Tensor:
         """Run the op on ``args`` and record it; ``name`` names the output Tensor."""
-        values = [a.value if isinstance(a, Tensor) else
-                  (self._unhidden(a) if type(a) in _CONTAINERS else a) for a in args]
+        # Once per op, so its Python work is a real share of a small step: two
+        # operands (most ops) unwrap without a comprehension, which is a frame
+        # of its own in Python 3.11, and the output is wrapped inline.
+        if len(args) == 2:
+            a, b = args
+            values = [a.value if type(a) is Tensor else self._operand(a),
+                      b.value if type(b) is Tensor else self._operand(b)]
+        else:
+            values = [self._operand(a) for a in args]
         try:
             out = self.forward(*values, **params)
         except (ShapeError, InputError):
             raise
-        except _AxisError as e:
-            raise self._axis_error(values, e) from None
-        except ValueError as e:
-            raise self._value_error(values, e) from None
+        except ValueError as e:  # numpy's AxisError is one too
+            raise self._numpy_error(values, e) from None
         if type(out) is tuple:
             out, vjps = out
         else:  # the forward gave its output alone: the VJPs are its grads, run on arrays
@@ -96,9 +103,8 @@ class Primitive:
             out = self._as_float(out)  # only plain int (or complex) arrays get here
         elif _PROMOTES_0D and dtype is _FLOAT64 and out.ndim == 0:
             out = _as_operands_dtype(values, out)
-        result = wrap(out)
-        if name is not None:
-            result.name = name
+        result = _new(Tensor)  # tensor.wrap, inline
+        result.value, result.grad, result.name = out, None, name
         tapes = _active.get()
         if tapes:
             # Ops on data alone are recorded too: a closed form computes them
@@ -148,6 +154,12 @@ class Primitive:
         return tuple(vjp(i) if callable(grads) or (i < len(grads) and grads[i] is not None)
                      else None for i in range(len(args)))
 
+    def _operand(self, a: Any) -> Any:
+        """What the forward receives for the argument ``a``: a Tensor's value, else ``a``."""
+        if isinstance(a, Tensor):
+            return a.value
+        return self._unhidden(a) if type(a) in _CONTAINERS else a
+
     def _unhidden(self, a: list | tuple) -> list | tuple:
         """``a``, unless a Tensor hides in it: numpy would read it as a constant, and no
         gradient would reach it, silently."""
@@ -167,6 +179,12 @@ class Primitive:
             raise TypeError(f"{self.name}: microtape differentiates real functions; "
                             f"got a complex result (dtype {out.dtype})")
         return out.astype(np.float64)
+
+    def _numpy_error(self, values: list, cause: ValueError) -> ValueError:
+        """numpy's complaint about the operands, said in the op's words."""
+        if isinstance(cause, _AxisError):
+            return self._axis_error(values, cause)
+        return self._value_error(values, cause)
 
     def _value_error(self, values: list, cause: ValueError) -> ValueError:
         # Only the ops that combine operands (they have an explain) meet shapes

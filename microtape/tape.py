@@ -104,6 +104,12 @@ class Node:
 Sources = Union[Tensor, Sequence[Tensor], Mapping[Any, Tensor]]
 
 
+def pass_on(g: np.ndarray) -> np.ndarray:
+    """The VJP of an input the output's gradient reaches unchanged (dA = G: a bias add's
+    other operand, say). The backward loop hands G on without calling it."""
+    return g
+
+
 class Tape:
     """Records every op that runs while the block is open (ops on plain arrays too).
 
@@ -208,7 +214,7 @@ class Tape:
             return self._gradients(target, [sources], seed, create_graph=create_graph)[0]
         if isinstance(sources, (dict, Mapping)):  # dict first: the ABC check is slow
             return dict(zip(sources.keys(), self._gradients(
-                target, list(sources.values()), seed, keys=list(sources), create_graph=create_graph)))
+                target, list(sources.values()), seed, keys=sources, create_graph=create_graph)))
         if isinstance(sources, (list, tuple)):
             return self._gradients(target, list(sources), seed, create_graph=create_graph)
         raise TypeError(
@@ -216,18 +222,18 @@ class Tape:
             f"Tensors, not {type(sources).__name__}"
         )
 
-    def _gradients(self, target: Tensor, sources: list, seed: Any, keys: list | None = None,
+    def _gradients(self, target: Tensor, sources: list, seed: Any, keys: Mapping | None = None,
                    create_graph: bool = False) -> list:
         for i, s in enumerate(sources):
             if not isinstance(s, Tensor):
                 raise TypeError(
-                    f"gradient: source {keys[i] if keys else i!r} is a {type(s).__name__}, not a "
+                    f"gradient: source {list(keys)[i] if keys else i!r} is a {type(s).__name__}, not a "
                     f"Tensor; wrap it as mt.Tensor(...) before the ops that use it"
                 )
         if create_graph:
             return as_tensors(self._graph_gradients(target, sources, seed, "gradient"), sources)
         grads = self._backprop(target, seed, sources, keep_all=False, caller="gradient")
-        return _distinct([grads.get(id(s)) for s in sources], sources, seed)
+        return _distinct(grads, sources, seed)
 
     def _graph_gradients(self, target: Tensor, sources: list, seed: Any, caller: str,
                          more: dict | None = None) -> dict:
@@ -289,9 +295,9 @@ class Tape:
                 self._let_go()
             del nodes, last
             targets.clear()  # see the docstring
-            grads = _sweep(plan, live, cotangents, wanted, stale, caller)
+            grads = _sweep(plan, cotangents, wanted, stale, caller)
         return [g.copy() if _owner(g) in seeded else g
-                for g in _distinct([grads.get(id(s)) for s in sources], sources, None)]
+                for g in _distinct(grads, sources, None)]
 
     def backward(self, target: Tensor, seed: Any = None, create_graph: bool = False) -> None:
         """Set ``.grad`` on every tensor of this tape that ``target`` depends on.
@@ -310,7 +316,7 @@ class Tape:
         for t in tensors:
             t.grad = None
         reached = [t for t in tensors if id(t) in grads]
-        for t, g in zip(reached, _distinct([grads[id(t)] for t in reached], reached, seed)):
+        for t, g in zip(reached, _distinct(grads, reached, seed)):
             t.grad = g
 
     def check_unchanged(self, caller: str = "Tape") -> None:
@@ -336,8 +342,10 @@ class Tape:
         tensor reached); every other cotangent is dropped once its node has
         passed it on.
         """
-        self._check_not_spent()
-        nodes = self.nodes[:self.index_of(target, caller, sources)]
+        if self.spent:
+            self._check_not_spent()
+        end = index_of(self.nodes, target, caller, sources)
+        nodes = self.nodes if end == len(self.nodes) else self.nodes[:end]  # read, never changed
         wanted = set(map(id, sources))
         plan, live = _plan(nodes, wanted)
         stale = _stale(nodes, plan)
@@ -350,7 +358,7 @@ class Tape:
             self._let_go()
         del nodes
         keep = live if keep_all else wanted
-        return _sweep(plan, live, cotangents, keep, stale, caller)
+        return _sweep(plan, cotangents, keep, stale, caller)
 
     def _checked(self, plan, live, cotangents, keep_all, wanted, stale, caller, nodes, target,
                  mode) -> dict:
@@ -358,7 +366,7 @@ class Tape:
         if not self.persistent:
             self._let_go()
         keep = live if keep_all else wanted
-        return mode.sweep(plan, live, cotangents, keep, stale, caller, nodes, self, target)
+        return mode.sweep(plan, cotangents, keep, stale, caller, nodes, self, target)
 
     def index_of(self, target: Tensor, caller: str = "gradient",
                  sources: Sequence[Tensor] = ()) -> int:
@@ -403,20 +411,27 @@ class Tape:
 def _plan(nodes: list[Node], wanted: set[int]) -> tuple[list, set[int]]:
     """The nodes between the sources and the target, in order, and the ids they reach.
 
-    A forward sweep: a node is planned when one of its inputs depends on a
-    source. Any other VJP would compute a gradient nobody asked for (the
-    gradient of the input data, above all). The plan holds ids, taken while
-    every tensor is alive; no Tensor is made during the pass, so they stay
-    unique even once the record goes.
+    A forward sweep: a node is planned when one of its VJPs takes a gradient
+    to an input that depends on a source; any other VJP would compute a
+    gradient nobody asked for (the gradient of the input data, above all).
+    Each entry is ``(output id, edges)``, an edge ``(i, input id, vjp)`` for
+    each VJP the pass will call, so the reverse loop tests nothing per input.
+    The plan holds ids, taken while every tensor is alive; no Tensor is made
+    during the pass, so they stay unique even once the record goes.
     """
     live = set(wanted)  # the sources' ids, then every output that depends on them
     plan = []
     for node in nodes:
-        inputs = list(map(id, node.inputs))
-        if not live.isdisjoint(inputs):
+        edges = []  # a plain loop: a comprehension here costs twice as much (Python 3.11)
+        vjps = node.vjps
+        for i, x in enumerate(node.inputs):
+            key = id(x)
+            if key in live and vjps[i] is not None:
+                edges.append((i, key, vjps[i]))
+        if edges:
             out = id(node.output)
             live.add(out)
-            plan.append((out, inputs, node.vjps))
+            plan.append((out, edges))
     return plan, live
 
 
@@ -425,12 +440,12 @@ def _stale(nodes: list[Node], plan: list) -> dict[int, tuple[Node, int]]:
     now = _EDITS[0]
     if not nodes or nodes[0].clock == now:
         return {}  # clocks never decrease along a tape: all recorded after the last update
-    planned = {out for out, _, _ in plan}
+    planned = {out for out, _ in plan}
     return {id(node.output): (node, k) for k, node in enumerate(nodes)
             if node.clock != now and id(node.output) in planned}
 
 
-def _sweep(plan: list, live: set[int], cotangents: dict, keep: set[int],
+def _sweep(plan: list, cotangents: dict, keep: set[int],
            stale: dict[int, tuple[Node, int]], caller: str) -> dict[int, np.ndarray]:
     """The reverse loop: each planned node, last first, passes its G on to its inputs.
 
@@ -441,7 +456,7 @@ def _sweep(plan: list, live: set[int], cotangents: dict, keep: set[int],
     kept: dict[int, np.ndarray] = {}
     pop = cotangents.pop
     while plan:
-        out, inputs, vjps = plan.pop()  # popped, so its VJPs' saved values can go
+        out, edges = plan.pop()  # popped, so its VJPs' saved values can go
         g = pop(out, None)
         if g is None:
             continue  # the target does not depend on this node
@@ -449,11 +464,10 @@ def _sweep(plan: list, live: set[int], cotangents: dict, keep: set[int],
             _check_node(*stale.pop(out), caller)
         if out in keep:
             kept[out] = g
-        for key, vjp in zip(inputs, vjps):
-            if vjp is not None and key in live:
-                dx = vjp(g)
-                # Fan-out: a value used by several ops receives the sum.
-                cotangents[key] = cotangents[key] + dx if key in cotangents else dx
+        for _, key, vjp in edges:
+            dx = g if vjp is pass_on else vjp(g)
+            # Fan-out: a value used by several ops receives the sum.
+            cotangents[key] = cotangents[key] + dx if key in cotangents else dx
     # What is left are the leaves' gradients (and the target's, if a leaf).
     for key in keep.intersection(cotangents):
         kept[key] = cotangents[key]
@@ -513,12 +527,14 @@ def require_scalar(target: Tensor, caller: str) -> None:
 def _seed_for(target: Tensor, seed: Any, caller: str = "gradient") -> np.ndarray:
     """The output gradient that starts the backward pass."""
     if seed is None:
-        require_scalar(target, caller)
         value = target.value
         one = _ONE.get(value.dtype)
+        if one is not None and value.ndim == 0:
+            return one  # the usual loss, checked by what it is
+        require_scalar(target, caller)
         if one is None:
             return np.ones(value.shape, dtype=value.dtype)
-        return one if value.ndim == 0 else one.reshape(value.shape)
+        return one.reshape(value.shape)
     seed = np.asarray(seed.value if isinstance(seed, Tensor) else seed)
     if seed.shape != target.shape:
         named = f" {target.name!r}" if target.name is not None else ""
@@ -542,8 +558,9 @@ def _seeds(targets: Sequence[Tensor], seeds: Sequence[Any], caller: str) -> dict
     return cotangents
 
 
-def _distinct(grads: list, tensors: list[Tensor], seed: Any) -> list[np.ndarray]:
-    """Make every returned gradient a writable array of its own.
+def _distinct(grads: dict[int, np.ndarray], tensors: list[Tensor], seed: Any) -> list[np.ndarray]:
+    """Each tensor's gradient from ``grads`` (by id; zeros where missing), every one a
+    writable array of its own.
 
     VJPs may pass one array on unchanged (the two sides of an add share ``G``)
     or return a broadcast view; handing such aliases to a user who then edits
@@ -553,13 +570,16 @@ def _distinct(grads: list, tensors: list[Tensor], seed: Any) -> list[np.ndarray]
     """
     seen = set() if seed is None else {_owner(seed.value if isinstance(seed, Tensor) else seed)}
     out = []
-    for g, t in zip(grads, tensors):
-        value = t.value
+    for t in tensors:
+        g, value = grads.get(id(t)), t.value
         if g is None:
             g = np.zeros(value.shape, dtype=value.dtype)
         else:
-            owner = _owner(g)
-            if owner in seen or not g.flags.writeable or g.dtype != value.dtype:
+            base = getattr(g, "base", None)  # _owner(g), inline: this runs per source
+            owner = id(g if base is None else base)
+            dtype = g.dtype  # `is` first: the same dtype is nearly always the same object
+            if (owner in seen or not g.flags.writeable
+                    or dtype is not value.dtype and dtype != value.dtype):
                 g = np.array(g, dtype=value.dtype)
             else:
                 seen.add(owner)

@@ -52,7 +52,8 @@ _SIGNED_MAX = {1: 2**7 - 1, 2: 2**15 - 1, 4: 2**31 - 1, 8: 2**63 - 1}
 def check_labels(labels, shape: tuple[int, ...]) -> np.ndarray:
     """Class indices of shape ``shape[:-1]``, or label rows of ``shape`` summing to 1."""
     labels = np.asarray(labels)
-    if labels.dtype.kind not in "iu":
+    kind = labels.dtype.kind
+    if kind not in "iu":
         return _check_label_rows(labels, shape)
     n_classes = shape[-1]
     if labels.shape != shape[:-1]:
@@ -60,18 +61,21 @@ def check_labels(labels, shape: tuple[int, ...]) -> np.ndarray:
             f"softmax_cross_entropy: class-index labels must have shape {shape[:-1]} for "
             f"logits of shape {shape}, got {labels.shape}"
         )
-    # One reduction checks both ends: read as unsigned, a negative index is
-    # huge (at least 2^(bits−1), so only while there are fewer classes).
+    # One look at the largest checks both ends: read as unsigned, a negative
+    # index is huge (at least 2^(bits−1), so only while there are fewer
+    # classes). argmax finds it in a third of the time of .max() (a ufunc
+    # reduction), which every training step pays.
+    unsigned = labels.view(_UNSIGNED[labels.itemsize])
     if labels.size and (
-            labels.view(_UNSIGNED[labels.itemsize]).max() >= n_classes
-            or labels.dtype.kind == "i" and n_classes > _SIGNED_MAX[labels.itemsize]
+            unsigned.item(unsigned.argmax()) >= n_classes
+            or kind == "i" and n_classes > _SIGNED_MAX[labels.itemsize]
             and labels.min() < 0):
         bad = labels[(labels < 0) | (labels >= n_classes)].ravel()[0]
         raise InputError(
             f"softmax_cross_entropy: class index {bad} is out of range for {n_classes} "
             f"classes (valid: 0 to {n_classes - 1})"
         )
-    if labels.dtype.kind == "u" and labels.itemsize == 8:
+    if kind == "u" and labels.itemsize == 8:
         labels = labels.astype(np.intp)  # in range, so exact; uint64 + int64 would be float
     return labels
 

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from tests.benchmarks import agreement, bench, contenders, machine, textbook
+from tests.benchmarks import agreement, bench, contenders, machine, tape_profile, textbook
 from tests.benchmarks.problem import make_problem
 from tests.benchmarks.timing import Timing
 
@@ -193,3 +193,42 @@ def test_anomaly_mode_is_held_to_its_goal_over_the_tape_and_against_pytorch():
     assert targets == [["anomaly-mode step, small, float64", "≤ 1.5x microtape's step", "1.40x", "met"],
                        ["anomaly-mode step vs PyTorch's, small, float64", "< 1x", "0.70x", "met"]]
     assert bench._anomaly_targets(res, "torch-anomaly", row) == []
+
+
+def test_the_report_cuts_the_eager_step_into_phases(tmp_path):
+    out = tmp_path / "bench.md"
+    bench.main([*QUICK, "--out", str(out)])
+    section = out.read_text(encoding="utf-8").split("## The eager step, phase by phase")[1]
+    section = section.split("\n## ")[0]
+    rows = [line.split("|")[1:-1] for line in section.splitlines()
+            if line.startswith("| tiny float64 |")]
+    assert [cells[1].strip() for cells in rows[:len(tape_profile.PHASES)]] == list(tape_profile.PHASES)
+    assert all(re.fullmatch(r" [0-9.,]+ (µs|ms) ", cells[2]) for cells in rows[:len(tape_profile.PHASES)])
+    parts = [cells[1].strip() for cells in rows[len(tape_profile.PHASES):]]
+    assert parts == ["**forward with loss**: microtape against numpy",
+                     "**gradients**: microtape against numpy", "**update**: microtape against numpy",
+                     "**the step**: microtape against numpy"]
+    assert not any(line.startswith("| tiny float32 |") for line in section.splitlines())
+
+
+def test_the_profiled_step_is_the_tape_step_it_describes(monkeypatch):
+    problem = make_problem("tiny", "float64")
+    tape_profile.check(problem)  # the same ops recorded, the same gradients returned
+    phases = tape_profile.TapePhases(problem).phases()
+    assert len(phases) == len(tape_profile.PHASES) and min(phases) >= 0
+
+    # A model that records another op, or a pass that calls another VJP, is caught.
+    monkeypatch.setattr(tape_profile, "OPS", tape_profile.OPS[:-1] + (("log_softmax", "loss"),))
+    with pytest.raises(AssertionError, match="TwoLayerNet.loss records"):
+        tape_profile.check(problem)
+    with pytest.raises(AssertionError, match="the pass calls 9 VJPs; the profile names 8"):
+        tape_profile._timed(_plan_of(problem), [0.0] * 8)
+
+
+def _plan_of(problem):
+    import microtape as mt
+    from microtape import tape as tape_module
+    step = contenders.TapeStep(problem)
+    with mt.Tape() as tape:
+        step.net.loss(step.x, step.labels, reduction="sum")
+    return tape_module._plan(tape.nodes, set(map(id, step.net.params.values())))[0]

@@ -394,17 +394,22 @@ def neg(a):
     return np.negative(a), (np.negative,)
 
 
+_NUMBERS = (int, float)
+
+
 @primitive("dA = G ∘ p A^(p−1)  (0 where p = 0),  dp = G ∘ C ∘ log A  (0 where A = 0 and p ≥ 0)",
            broadcasts=True, explain=broadcast_hint,
-           # The hand VJPs keep 0^0 exact on any values the closed form is called on
-           # (np.where); the grads branch on the traced values instead.
+           # The hand VJPs write pow's zero masks as np.where, shorter code than the
+           # masks the grads record as ops (is_equal, is_positive).
            code=Code("{A} ** {B}", math=lambda c: _power_math(c), binds=POWER_BINDS,
                      fast_vjps=(lambda c: _pow_base_code(c), lambda c: _pow_exponent_code(c))),
            grads=(lambda g, c, a, p: _pow_base_grad(g, a, p),
                   lambda g, c, a, p: _pow_exponent_grad(g, c, a, p)))
 def pow(a, p):
     """Elementwise power C = A^p (p usually a constant number)."""
-    c = np.power(a, p)
+    # A square is A·A, exactly, as numpy's `**` and tanh's 1 − T·T compute it;
+    # np.power(a, 2.0) may round differently in numpy 1.x.
+    c = np.square(a) if type(p) in _NUMBERS and p == 2 else np.power(a, p)
 
     def da(g):
         # A^0 is the constant 1, so dA = 0 even at A = 0, where p A^(p−1) is 0 · inf.

@@ -275,27 +275,17 @@ class Tape:
         about 800 page faults a call).
         """
         ends = [self.index_of(t, caller, sources) for t in targets]
-        last = targets[ends.index(max(ends))]  # the pass starts at the last one recorded
+        end = max(ends)  # the pass starts at the last target recorded
         cotangents = _seeds(targets, seeds, caller)
         if create_graph:
+            last = targets[ends.index(end)]
             seed = cotangents.pop(id(last))
             return as_tensors(self._graph_gradients(last, sources, seed, caller, cotangents), sources)
         self._check_not_spent()
-        nodes = self.nodes[:max(ends)]
-        wanted = set(map(id, sources))
-        plan, live = _plan(nodes, wanted)
-        stale = _stale(nodes, plan)
         seeded = {_owner(s) for s in cotangents.values()}  # the seeds never leave as answers
-        mode = (_ANOMALY[0] and _anomaly_mode()) or self.anomaly
-        if mode:
-            grads = self._checked(plan, live, cotangents, False, wanted, stale, caller, nodes,
-                                  last, mode)
-        else:
-            if not self.persistent:
-                self._let_go()
-            del nodes, last
-            targets.clear()  # see the docstring
-            grads = _sweep(plan, cotangents, wanted, stale, caller)
+        # The last target is named only in the call, so that _pass holds the one reference.
+        grads = self._pass(end, cotangents, sources, False, caller, targets[ends.index(end)],
+                           release=targets)
         return [g.copy() if _owner(g) in seeded else g
                 for g in _distinct(grads, sources, None)]
 
@@ -345,18 +335,29 @@ class Tape:
         if self.spent:
             self._check_not_spent()
         end = index_of(self.nodes, target, caller, sources)
+        cotangents = {id(target): _seed_for(target, seed, caller)}
+        return self._pass(end, cotangents, sources, keep_all, caller, target)
+
+    def _pass(self, end: int, cotangents: dict, sources: list[Tensor], keep_all: bool,
+              caller: str, target: Tensor, release: list = ()) -> dict:
+        """The reverse pass over ``nodes[:end]`` from the seeds in ``cotangents`` (by id).
+
+        ``release`` lists what the caller holds only for this pass (the targets of a
+        pullback): it is emptied before the sweep, so their memory can go first.
+        """
         nodes = self.nodes if end == len(self.nodes) else self.nodes[:end]  # read, never changed
         wanted = set(map(id, sources))
         plan, live = _plan(nodes, wanted)
         stale = _stale(nodes, plan)
-        cotangents = {id(target): _seed_for(target, seed, caller)}
         mode = (_ANOMALY[0] and _anomaly_mode()) or self.anomaly  # the innermost settings win
         if mode:
             return self._checked(plan, live, cotangents, keep_all, wanted, stale, caller,
                                  nodes, target, mode)
         if not self.persistent:
             self._let_go()
-        del nodes
+        del nodes, target
+        if release:
+            release.clear()
         keep = live if keep_all else wanted
         return _sweep(plan, cotangents, keep, stale, caller)
 

@@ -1,8 +1,9 @@
 """A VJP's code and equation, derived from its one spelling in ops (an op's ``grads=``).
 
-The closed form runs the op's grads once, on the traced values, under a
-private tape: the few ops they record are a small program from ``G``, ``C``
-and the inputs to the gradient. It is printed with those ops' own forward
+The closed form runs the op's grads once, on the traced values and a G
+that is only a shape and a dtype (abstract.py), under a private tape: the
+few ops they record are a small program from ``G``, ``C`` and the inputs
+to the gradient. It is printed with those ops' own forward
 templates and forward maths (``primitive.Code``), its inputs renamed to the
 closed form's names, so a VJP's fast code, its textbook code and its
 equation all come from the grads. A result read once is written inline, in
@@ -16,10 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from ..ops import IN_PLACE_MIN_SIZE
 from ..primitive import ATOM, POWER_BINDS
 from ..tape import Tape, _active
 from ..tensor import Tensor, wrap
+from .abstract import SHAPES_DECIDE, Abstract, AbstractTape
 from .context import Context, literal
+
+ABSTRACT_MIN_SIZE = IN_PLACE_MIN_SIZE  # elements; below it the grads run on a seed of ones
 
 
 class Derived:
@@ -47,25 +52,55 @@ class Derived:
 
 
 def derive(node: Any, i: int) -> Derived | None:
-    """Run input i's grads on the traced values; None where no template can print them."""
+    """Run input i's grads on the traced values; None where no template can print them.
+
+    Where the arrays are large, G is abstract (abstract.py): only its shape
+    and dtype are known, so the grads' full-size arithmetic on it is never
+    done. Grads that need more of G than that (a number read from it) fail
+    there, and run again on a seed of ones, as all of them did before.
+    """
     grads = node.op.grads
     if grads is None or not callable(grads) and (i >= len(grads) or grads[i] is None):
         return None
-    g = wrap(np.ones(node.output.shape, dtype=node.output.dtype))
-    token = _active.set(())  # only the private tape records: no user tape sees these ops
-    try:
-        with Tape() as tape:
-            result = node.op.differentiable_vjp(i)(g, node.output, *node.inputs, **node.params)
-    finally:
-        _active.reset(token)
+    ran = _abstract_run(node, i) if SHAPES_DECIDE and _large(node) else None
+    if ran is None:
+        ran = _run(node, i, np.ones(node.output.shape, dtype=node.output.dtype), Tape)
+    g, result, nodes = ran
     if not isinstance(result, Tensor):
         return None
-    for sub in tape.nodes:
+    for sub in nodes:
         code = sub.op.code
         if code is None or code.when is not None and not code.when(
                 Context(sub, ["_"] * len(sub.inputs), "_", {}, {}, {}, None)):
             return None
-    return Derived(tape.nodes, result, g, node)
+    return Derived(nodes, result, g, node)
+
+
+def _large(node: Any) -> bool:
+    """Whether the grads' arithmetic could cost more than an abstract G's bookkeeping: on small
+    arrays (a matmul's three below ABSTRACT_MIN_SIZE elements each) it is cheaper to do it."""
+    return node.output.size >= ABSTRACT_MIN_SIZE or any(
+        isinstance(x, Tensor) and x.size >= ABSTRACT_MIN_SIZE for x in node.inputs)
+
+
+def _abstract_run(node: Any, i: int) -> tuple[Tensor, Any, list] | None:
+    """The grads run on an abstract G; None where they need more of it than its shape."""
+    try:
+        return _run(node, i, Abstract.of(node.output.shape, node.output.dtype), AbstractTape)
+    except Exception:  # noqa: BLE001 - whatever it was, the run on ones meets it as before
+        return None
+
+
+def _run(node: Any, i: int, seed: np.ndarray, tape_type: type) -> tuple[Tensor, Any, list]:
+    """G, what input i's grads return for it, and the ops they recorded."""
+    g = wrap(seed)
+    token = _active.set(())  # only the private tape records: no user tape sees these ops
+    try:
+        with tape_type() as tape:
+            result = node.op.differentiable_vjp(i)(g, node.output, *node.inputs, **node.params)
+    finally:
+        _active.reset(token)
+    return g, result, tape.nodes
 
 
 class Writer:

@@ -810,9 +810,10 @@ def _sigmoid_code(c):
         return f"1 / (1 + np.exp(-{c.A}))"
     # Either way the steps run in one fresh buffer: no dearer than fresh
     # arrays at a hundred elements, and a tenth faster at a few thousand.
-    if not c.big:
-        return [f"{s} = np.minimum(-{c.A}, {c.lit(float(_exp_cap(c.dtype)))})",
-                f"np.exp({s}, out={s})", f"{s} += 1.0", f"np.divide(1.0, {s}, out={s})"]
+    if not c.big:  # the numbers as 0-d arrays of S's dtype: a Python float costs a conversion
+        cap, one = c.const(_exp_cap(c.dtype), "exp_cap"), _one(c)
+        return [f"{s} = -{c.A}", f"np.minimum({s}, {cap}, out={s})", f"np.exp({s}, out={s})",
+                f"{s} += {one}", f"np.reciprocal({s}, out={s})  # 1 / (1 + exp(-{c.A}))"]
     return [f"{s} = np.negative({c.A})",  # large: the op's steps, the overflow silenced
             f'with np.errstate(over="ignore"): np.exp({s}, out={s})', f"{s} += 1.0",
             f"np.divide(1.0, {s}, out={s})"]
@@ -823,11 +824,24 @@ def _sigmoid_vjp_code(c):
     if c.textbook:
         return f"{c.G} * {c.C} * (1 - {c.C})"
     if not c.big:  # (G ∘ S) ∘ (1 − S), as the op multiplies, in one fresh buffer
-        return [f"{d} = {c.G} * {c.C}", f"{d} *= 1.0 - {c.C}"]
+        return [f"{d} = {c.G} * {c.C}", f"{d} *= {_one(c)} - {c.C}"]
     if c.spare(c.G, c.C):  # neither read again: the same steps in G's and S's buffers
         return [f"{d} = {c.G}", f"{d} *= {c.C}", f"np.subtract(1.0, {c.C}, out={c.C})",
                 f"{d} *= {c.C}"]
     return [f"{d} = 1.0 - {c.C}", f"{d} *= {c.C}", f"{d} *= {c.G}"]
+
+
+def _one(c) -> str:
+    """1 as a 0-d array of the target's dtype, for small arrays: numpy converts a Python float
+    on every call (~0.15 µs), and an array of the same dtype rounds every result alike."""
+    one = _ONES.get(c.dtype)
+    if one is None:
+        one = _ONES[c.dtype] = np.ones((), dtype=c.dtype)
+        one.flags.writeable = False
+    return c.const(one, "one")
+
+
+_ONES: dict[np.dtype, np.ndarray] = {}
 
 
 def _tanh_vjp_code(c):

@@ -832,16 +832,23 @@ def _sigmoid_vjp_code(c):
 
 
 def _one(c) -> str:
-    """1 as a 0-d array of the target's dtype, for small arrays: numpy converts a Python float
-    on every call (~0.15 µs), and an array of the same dtype rounds every result alike."""
-    one = _ONES.get(c.dtype)
-    if one is None:
-        one = _ONES[c.dtype] = np.ones((), dtype=c.dtype)
-        one.flags.writeable = False
-    return c.const(one, "one")
+    return _number(c, 1.0, c.dtype)
 
 
-_ONES: dict[np.dtype, np.ndarray] = {}
+def _number(c, x: float, dtype: np.dtype) -> str:
+    """``x`` as a 0-d array of ``dtype`` (a float dtype; else the literal), for small arrays:
+    numpy converts a Python float on every call (~0.15 µs), and a number exact in ``dtype``
+    gives every result as the literal does."""
+    if dtype is None or dtype.kind != "f":
+        return c.lit(x)
+    held = _NUMBERS.get((x, dtype))
+    if held is None:
+        held = _NUMBERS[x, dtype] = np.full((), x, dtype=dtype)
+        held.flags.writeable = False
+    return c.const(held, {0.0: "zero", 1.0: "one"}.get(x, "number"))
+
+
+_NUMBERS: dict[tuple[float, np.dtype], np.ndarray] = {}
 
 
 def _tanh_vjp_code(c):
@@ -1004,19 +1011,20 @@ def _loss_code(c):
     # Many short rows are summed across the rows at once, as _reduce_rows does.
     summed = f"{yhat}.T.copy(), axis=0" if n >= 4 * k else f"{yhat}, axis=1"
     starts = c.const(np.arange(0, n * k, k), "row_starts")  # where each row begins, flat
+    flat, zero, one = c.temps["e"], _number(c, 0.0, c.dtypes[0]), _number(c, 1.0, c.dtypes[0])
     lines = [*_labels_code(c, y, starts),
              f"{top} = {starts} + {v}.argmax(axis=1)  # each row's largest logit, flat",
              f"{z} = np.subtract({v}, {v}.ravel()[{top}][:, None], order='C')",
-             f"{yhat} = np.exp({z})", f"{yhat}.ravel()[{top}] = 0.0",
+             f"{yhat} = np.exp({z})", f"{flat} = {yhat}.ravel()", f"{flat}[{top}] = {zero}",
              f"{rest} = np.add.reduce({summed})  # Σ exp(z) over the other classes",
-             f"{yhat}.ravel()[{top}] = 1.0"]
+             f"{flat}[{top}] = {one}"]
     if c.dtypes[1].kind in "iu":
         body = f"np.add.reduce(np.log1p({rest}) - {z}.ravel()[{c.saved['picks']}])"
     else:
         cast = f".astype(np.{c.dtype.name})" if c.dtypes[1] != c.dtype else ""
         body = f"np.add.reduce({y} * (np.log1p({rest})[:, None] - {z}), axis=None){cast}"
     return lines + [f"{c.target} = {_over(body, per)}",
-                    f"{rest} += 1.0  # now Σ exp(z) over every class",
+                    f"{rest} += {one}  # now Σ exp(z) over every class",
                     f"{yhat} /= {rest}[:, None]  # ŷ = softmax({v})"]
 
 
@@ -1072,7 +1080,8 @@ def _loss_vjp_code(c):
     lines = [f"{d} = {yhat}  # ŷ − y in ŷ's own buffer, which nothing else reads"]
     if scale:
         lines.append(f"{d} *= {scale}")
-    return lines + [f"{d}.ravel()[{c.saved['picks']}] -= {scale or 1}  # y is one-hot: subtract at each label"]
+    one = scale or _number(c, 1.0, c.dtypes[0])
+    return lines + [f"{d}.ravel()[{c.saved['picks']}] -= {one}  # y is one-hot: subtract at each label"]
 
 
 def _einsum_terms(c):

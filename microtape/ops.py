@@ -835,7 +835,7 @@ def _one(c) -> str:
     return _number(c, 1.0, c.dtype)
 
 
-def _number(c, x: float, dtype: np.dtype) -> str:
+def _number(c, x: float, dtype: np.dtype, base: str = "one") -> str:
     """``x`` as a 0-d array of ``dtype`` (a float dtype; else the literal), for small arrays:
     numpy converts a Python float on every call (~0.15 µs), and a number exact in ``dtype``
     gives every result as the literal does."""
@@ -845,7 +845,7 @@ def _number(c, x: float, dtype: np.dtype) -> str:
     if held is None:
         held = _NUMBERS[x, dtype] = np.full((), x, dtype=dtype)
         held.flags.writeable = False
-    return c.const(held, {0.0: "zero", 1.0: "one"}.get(x, "number"))
+    return c.const(held, "zero" if x == 0 else base)
 
 
 _NUMBERS: dict[tuple[float, np.dtype], np.ndarray] = {}
@@ -1078,10 +1078,13 @@ def _loss_vjp_code(c):
         first = f"{d} = {yhat}{per}" if c.one else f"{d} = {yhat} * ({scale})"
         return [first, f"{d}[np.arange({n}), {c.B}] -= {scale or 1}  # y is one-hot"]
     lines = [f"{d} = {yhat}  # ŷ − y in ŷ's own buffer, which nothing else reads"]
-    if scale:
+    if c.one:  # the scale is a number (1, or 1/N for the mean): held in ŷ's dtype
+        scale = _number(c, 1.0 / n if per else 1.0, c.dtypes[0], f"inv_{n}" if per else "one")
+        if per:
+            lines.append(f"{d} *= {scale}  # 1 / {n}")
+    else:
         lines.append(f"{d} *= {scale}")
-    one = scale or _number(c, 1.0, c.dtypes[0])
-    return lines + [f"{d}.ravel()[{c.saved['picks']}] -= {one}  # y is one-hot: subtract at each label"]
+    return lines + [f"{d}.ravel()[{c.saved['picks']}] -= {scale}  # y is one-hot: subtract at each label"]
 
 
 def _einsum_terms(c):

@@ -245,9 +245,12 @@ def test_a_source_returned_as_it_is():
 
 
 def test_gradients_of_0d_sources_are_arrays():
-    value, (da, db) = mt.value_and_grad(lambda a, b: a * b + a, (0, 1), compile=True)(2.0, np.array(3.0))
-    assert all(type(g) is np.ndarray and g.shape == () for g in (value, da, db))
-    assert float(da) == 4.0 and float(db) == 2.0
+    compiled = mt.value_and_grad(lambda a, b: a * b + a, (0, 1), compile=True)
+    for b in (3.0, 5.0):  # traced, then the signature's checked call
+        value, (da, db) = compiled(2.0, np.array(b))
+        assert all(type(g) is np.ndarray and g.shape == () for g in (value, da, db))
+        assert float(da) == b + 1 and float(db) == 2.0
+    assert compiled.cache_info().hits == 1
 
 
 

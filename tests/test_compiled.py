@@ -271,6 +271,9 @@ def test_the_checked_call_tells_a_tensor_passed_twice_from_two_tensors():
     assert _after(f, (w, X[0], other), (w, X[0], w)).misses == 2
     assert _after(f, (w, X[0], other), (w, X[0], w), argnums=(0, 2)).misses == 2
     np.testing.assert_allclose(mt.grad(f, compile=True)(w, X[0], w), X[0] + 2 * w.value)
+    many = [mt.Tensor(np.full(3, k + 1.0)) for k in range(8)]  # past the pairwise checks
+    g = lambda *ts: mt.sum(mt.stack(ts) ** 2)  # noqa: E731
+    assert _after(g, tuple(many), (*many[:7], many[0]), argnums=tuple(range(8))).misses == 2
 
 
 def test_the_checked_call_tells_new_shapes_dtypes_and_types_apart():

@@ -156,19 +156,25 @@ def _places(traced: list, skip: Any = ()) -> dict[int, tuple]:
     return places
 
 
-def binder(cf: Any, traced: list, args: tuple, sources: dict) -> Callable:
-    """A function from a call's arguments to the closed form's inputs, in order."""
+def getters(cf: Any, traced: list, args: tuple, sources: dict) -> list:
+    """How a call's arguments give each input of the closed form, in order: an index (the
+    argument as it is), a ``_TensorAt`` index (its value), or a function of the arguments."""
     leaves = cf.leaves
     places = _places(traced)
-    getters = []
+    found = []
     for name in cf.inputs:
         leaf = leaves[name]
         place = places.get(id(leaf))
         if place is None:
             _refuse_views(leaf, places)
-            getters.append(_outside(name, leaf))
+            found.append(_outside(name, leaf))
         else:
-            getters.append(_getter(place, at(args, place), place[0] in sources))
+            found.append(_getter(place, at(args, place), place[0] in sources))
+    return found
+
+
+def binder(getters: list) -> Callable:
+    """A function from a call's arguments to the closed form's inputs, in order."""
     if all(type(g) is int for g in getters):  # arrays passed as they are used: no per-call work
         if len(getters) == 1:
             i = getters[0]
@@ -281,3 +287,64 @@ def _flat(x: Any):
             yield from _flat(v)
     else:
         yield x
+
+
+# -- the common call, checked and bound by code written for its signature ----------------------
+
+_NUMBERS = frozenset((int, float, bool, str))  # arguments a signature holds by value
+
+
+def guard(args: tuple, getters: list) -> tuple[list[str], str, dict] | None:
+    """Code that returns None unless a call's arguments have the signature ``args`` have,
+    and the closed form's inputs read from them: (lines, inputs, namespace).
+
+    Written for calls of plain arrays, Tensors, numbers and strings, none of
+    the Tensors passed twice (None for any other call): every check the cache
+    key makes is then a type, a shape, a dtype or a value compared in place,
+    with nothing built or hashed. A dtype compared by identity only makes the
+    check stricter than the key's equality: such a call takes the general path.
+    """
+    namespace: dict[str, Any] = {"Tensor": Tensor, "ndarray": np.ndarray}
+    types, checks, tensors = [], [], []
+    for i, a in enumerate(args):
+        t = type(a)
+        if t is Tensor or t is np.ndarray:
+            array, name = (a.value, f"v{i}") if t is Tensor else (a, f"a{i}")
+            namespace[f"s{i}"], namespace[f"d{i}"] = array.shape, array.dtype
+            types.append(f"type(a{i}) is {t.__name__}")
+            checks.append(f"{name}.shape == s{i} and {name}.dtype is d{i}")
+            tensors += [i] if t is Tensor else []
+        elif t in _NUMBERS or a is None:
+            namespace[f"c{i}"] = a
+            types.append(f"a{i} is None" if a is None else f"type(a{i}) is {t.__name__} and a{i} == c{i}")
+        else:
+            return None
+    if len(set(id(args[i]) for i in tensors)) < len(tensors):
+        return None
+    checks += _distinct(tensors)
+    unpack = ", ".join(f"a{i}" for i in range(len(args))) + "," * (len(args) == 1)
+    lines = [f"if len(args) != {len(args)}:", "    return None", f"{unpack} = args" if args else "",
+             f"if not ({' and '.join(types) or 'True'}):", "    return None",
+             *(f"v{i} = a{i}.value" for i in tensors),
+             f"if not ({' and '.join(checks) or 'True'}):", "    return None"]
+    return lines, _inputs(getters, namespace), namespace
+
+
+def _inputs(getters: list, namespace: dict) -> str:
+    """The closed form's inputs as the guard's names: an argument, a Tensor's value, a getter."""
+    inputs = []
+    for k, g in enumerate(getters):
+        if type(g) is int or type(g) is _TensorAt:
+            inputs.append(f"{'v' if type(g) is _TensorAt else 'a'}{g}")
+        else:
+            namespace[f"g{k}"] = g
+            inputs.append(f"g{k}(args)")
+    return ", ".join(inputs)
+
+
+def _distinct(tensors: list[int]) -> list[str]:
+    """Checks that no Tensor is passed twice: pairwise for a few, by a set of ids for more."""
+    if len(tensors) <= 6:
+        return [f"a{i} is not a{j}" for n, i in enumerate(tensors) for j in tensors[n + 1:]]
+    ids = ", ".join(f"id(a{i})" for i in tensors)
+    return [f"len({{{ids}}}) == {len(tensors)}"]

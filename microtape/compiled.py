@@ -9,18 +9,25 @@ their own arguments there, by position, whatever aliases the first call
 had. An array the code holds as a constant instead (an index, for now) makes
 its value part of the signature. Anything else ``f`` reads (a model's
 Tensors, say) is read again at every call.
+
+A training loop calls with one signature again and again. For the last
+signature used, when its arguments are plain arrays, Tensors, numbers and
+strings, the whole call is written out as code (``arguments.guard``): it
+checks each argument's type, shape and dtype in place, then binds and runs,
+so a hit builds and hashes no key and takes no lock.
 """
 
 from __future__ import annotations
 
 import inspect
+import itertools
 import threading
 from collections import namedtuple
 from typing import Any, Callable
 
 import numpy as np
 
-from .arguments import (at, baked, binder, other_signature, private, signature, value_key,
+from .arguments import (at, baked, binder, getters, guard, other_signature, private, value_key,
                         with_repeats)
 from .errors import TraceError
 from .ops import reshape
@@ -55,11 +62,12 @@ class _TracingTape(Tape):
 class _Entry:
     """One signature's closed form and how a call's arguments become its inputs."""
 
-    __slots__ = ("cf", "function", "bind", "finish", "used")
+    __slots__ = ("cf", "function", "bind", "finish", "used", "fast")
 
     def __init__(self, cf: Any, bind: Callable, finish: Callable | None) -> None:
         self.cf, self.function, self.bind, self.finish = cf, cf.function, bind, finish
         self.used = 0  # when it was last used, on the cache's clock of calls
+        self.fast: Callable | None = None  # the whole call for this signature, if it has one
 
 
 class Compiled:
@@ -72,10 +80,14 @@ class Compiled:
         self.f, self.positions, self.single = f, positions, single
         self.eager = eager  # value_and_grad(f, argnums) without compile: anomaly mode runs it
         self._cache: dict[tuple, _Entry] = {}
-        self._clock = 0  # calls so far: each entry keeps the tick of its last use
+        # One tick per hit and per miss, each entry keeping the tick of its last use. next() on
+        # a count is atomic, so a hit needs no lock: hits are the ticks less misses and looks.
+        self._ticks = itertools.count()
+        self._looks = 0  # ticks cache_info took to read the count
+        self._fast: Callable | None = None  # the last signature's call, checked in place
         self._by_value: dict[tuple, tuple] = {}  # signature -> places whose values key too
         self._lock = threading.Lock()  # the bookkeeping only: tracing runs outside it
-        self.hits = self.misses = 0
+        self.misses = 0
         try:
             self.arg_names = list(inspect.signature(f).parameters)
         except (TypeError, ValueError):
@@ -88,7 +100,11 @@ class Compiled:
         return f"<{self._shown}: {n} closed form{'s' * (n != 1)} cached>"
 
     def cache_info(self) -> CacheInfo:
-        return CacheInfo(self.hits, self.misses, self.maxsize, len(self._cache))
+        with self._lock:
+            ticks = next(self._ticks)
+            hits = ticks - self.misses - self._looks
+            self._looks += 1
+            return CacheInfo(hits, self.misses, self.maxsize, len(self._cache))
 
     def closed_form(self, *args: Any) -> Any:
         """The ``mt.ClosedForm`` that calls with these arguments run (traced now if new)."""
@@ -101,20 +117,18 @@ class Compiled:
             raise TraceError(_RECORDING.format(self.__name__))
         if _ANOMALY[0] and _anomaly_mode():
             return self.eager(*args)  # the closed form cannot be checked op by op
-        # signature(), its array and Tensor cases inlined, and _hit(): a training loop's hot path
+        fast = self._fast  # a training loop calls with one signature: checked in place, no key
+        if fast is not None:
+            out = fast(args)
+            if out is not None:
+                return out
+        # signature(), its array and Tensor cases inlined, and _hit()
         holders: list = []
         key = with_repeats(tuple([
             (a.shape, a.dtype) if type(a) is _ndarray else
             (Tensor, a.value.shape, a.value.dtype) if type(a) is Tensor else
             other_signature(a, holders) for a in args]), args, holders)
-        with self._lock:
-            entry = self._cache.get(key)
-            if entry is not None:
-                self.hits += 1
-                self._clock += 1
-                entry.used = self._clock
-        if entry is None:
-            entry = self._miss(key, args)
+        entry = self._hit(key) or self._miss(key, args)
         value, grads = entry.function(*entry.bind(args))
         if entry.finish is not None:
             value, grads = entry.finish(value, grads)
@@ -132,9 +146,8 @@ class Compiled:
         with self._lock:
             entry = self._cache.get(key)
             if entry is not None:
-                self.hits += 1
-                self._clock += 1
-                entry.used = self._clock  # a tick, not a reordering: hits stay cheap
+                entry.used = next(self._ticks)  # a tick, not a reordering: hits stay cheap
+                self._fast = entry.fast
             return entry
 
     def _miss(self, key: tuple, args: tuple) -> _Entry:
@@ -149,15 +162,16 @@ class Compiled:
             self.misses += 1
             known = self._by_value.get(key, ())
             if held or known:  # once an array of this signature keys by value, it always does
+                entry.fast = None  # its check would need the values: the general path keys them
                 places = tuple(sorted(set(held).union(known)))
                 self._by_value[key] = places
                 if len(self._by_value) > self.maxsize:
                     del self._by_value[next(iter(self._by_value))]
                 key = (key, places, tuple(value_key(at(args, p)) for p in places))
-            self._clock += 1
-            entry.used = self._clock
+            entry.used = next(self._ticks)
             self._cache[key] = entry
-            if len(self._cache) > self.maxsize:  # the least recently used goes
+            self._fast = entry.fast
+            if len(self._cache) > self.maxsize:  # the least recently used goes, never the new one
                 del self._cache[min(self._cache, key=lambda k: self._cache[k].used)]
         return entry
 
@@ -184,8 +198,26 @@ class Compiled:
                 out = reshape(out, out.shape)  # f returned a source itself: record the identity
         require_scalar_output(self.f, out)  # refused as the eager grad refuses it
         cf = tape.closed_form(out, listed)
-        bind = binder(cf, traced, args, sources)
-        return _Entry(cf, bind, _finisher(cf, listed)), baked(tape.nodes, traced, sources)
+        found = getters(cf, traced, args, sources)
+        entry = _Entry(cf, binder(found), _finisher(cf, listed))
+        entry.fast = self._fast_call(entry, args, found)
+        return entry, baked(tape.nodes, traced, sources)
+
+    def _fast_call(self, entry: _Entry, args: tuple, found: list) -> Callable | None:
+        """The whole call for ``args``'s signature as one function: the check of its arguments
+        in place of the key, the hit's tick, binding, the run; None if it has no such check."""
+        checked = guard(args, found)
+        if checked is None:
+            return None
+        lines, inputs, namespace = checked
+        tail = ["value, grads = finish(value, grads)"] if entry.finish is not None else []
+        body = [*lines, "entry.used = tick()", f"value, grads = function({inputs})", *tail,
+                f"return asarray(value), grads{'[0]' if self.single else ''}"]
+        source = "def fast(args):\n" + "".join(f"    {line}\n" for line in body)
+        namespace.update(entry=entry, tick=self._ticks.__next__, function=entry.function,
+                         finish=entry.finish, asarray=np.asarray)
+        exec(compile(source, f"<compile=True call of {_name(self.f)}>", "exec"), namespace)
+        return namespace["fast"]
 
 
 _NESTED = ("{} was called while value_and_grad(..., compile=True) traces a function: its answer "

@@ -810,9 +810,10 @@ def _sigmoid_code(c):
         return f"1 / (1 + np.exp(-{c.A}))"
     # Either way the steps run in one fresh buffer: no dearer than fresh
     # arrays at a hundred elements, and a tenth faster at a few thousand.
-    if not c.big:
-        return [f"{s} = np.minimum(-{c.A}, {c.lit(float(_exp_cap(c.dtype)))})",
-                f"np.exp({s}, out={s})", f"{s} += 1.0", f"np.divide(1.0, {s}, out={s})"]
+    if not c.big:  # the numbers as 0-d arrays of S's dtype: a Python float costs a conversion
+        cap, one = c.const(_exp_cap(c.dtype), "exp_cap"), _one(c)
+        return [f"{s} = -{c.A}", f"np.minimum({s}, {cap}, out={s})", f"np.exp({s}, out={s})",
+                f"{s} += {one}", f"np.reciprocal({s}, out={s})  # 1 / (1 + exp(-{c.A}))"]
     return [f"{s} = np.negative({c.A})",  # large: the op's steps, the overflow silenced
             f'with np.errstate(over="ignore"): np.exp({s}, out={s})', f"{s} += 1.0",
             f"np.divide(1.0, {s}, out={s})"]
@@ -823,11 +824,31 @@ def _sigmoid_vjp_code(c):
     if c.textbook:
         return f"{c.G} * {c.C} * (1 - {c.C})"
     if not c.big:  # (G ∘ S) ∘ (1 − S), as the op multiplies, in one fresh buffer
-        return [f"{d} = {c.G} * {c.C}", f"{d} *= 1.0 - {c.C}"]
+        return [f"{d} = {c.G} * {c.C}", f"{d} *= {_one(c)} - {c.C}"]
     if c.spare(c.G, c.C):  # neither read again: the same steps in G's and S's buffers
         return [f"{d} = {c.G}", f"{d} *= {c.C}", f"np.subtract(1.0, {c.C}, out={c.C})",
                 f"{d} *= {c.C}"]
     return [f"{d} = 1.0 - {c.C}", f"{d} *= {c.C}", f"{d} *= {c.G}"]
+
+
+def _one(c) -> str:
+    return _number(c, 1.0, c.dtype)
+
+
+def _number(c, x: float, dtype: np.dtype, base: str = "one") -> str:
+    """``x`` as a 0-d array of ``dtype`` (a float dtype; else the literal), for small arrays:
+    numpy converts a Python float on every call (~0.15 µs), and a number exact in ``dtype``
+    gives every result as the literal does."""
+    if dtype is None or dtype.kind != "f":
+        return c.lit(x)
+    held = _NUMBERS.get((x, dtype))
+    if held is None:
+        held = _NUMBERS[x, dtype] = np.full((), x, dtype=dtype)
+        held.flags.writeable = False
+    return c.const(held, "zero" if x == 0 else base)
+
+
+_NUMBERS: dict[tuple[float, np.dtype], np.ndarray] = {}
 
 
 def _tanh_vjp_code(c):
@@ -990,19 +1011,20 @@ def _loss_code(c):
     # Many short rows are summed across the rows at once, as _reduce_rows does.
     summed = f"{yhat}.T.copy(), axis=0" if n >= 4 * k else f"{yhat}, axis=1"
     starts = c.const(np.arange(0, n * k, k), "row_starts")  # where each row begins, flat
+    flat, zero, one = c.temps["e"], _number(c, 0.0, c.dtypes[0]), _number(c, 1.0, c.dtypes[0])
     lines = [*_labels_code(c, y, starts),
              f"{top} = {starts} + {v}.argmax(axis=1)  # each row's largest logit, flat",
              f"{z} = np.subtract({v}, {v}.ravel()[{top}][:, None], order='C')",
-             f"{yhat} = np.exp({z})", f"{yhat}.ravel()[{top}] = 0.0",
+             f"{yhat} = np.exp({z})", f"{flat} = {yhat}.ravel()", f"{flat}[{top}] = {zero}",
              f"{rest} = np.add.reduce({summed})  # Σ exp(z) over the other classes",
-             f"{yhat}.ravel()[{top}] = 1.0"]
+             f"{flat}[{top}] = {one}"]
     if c.dtypes[1].kind in "iu":
         body = f"np.add.reduce(np.log1p({rest}) - {z}.ravel()[{c.saved['picks']}])"
     else:
         cast = f".astype(np.{c.dtype.name})" if c.dtypes[1] != c.dtype else ""
         body = f"np.add.reduce({y} * (np.log1p({rest})[:, None] - {z}), axis=None){cast}"
     return lines + [f"{c.target} = {_over(body, per)}",
-                    f"{rest} += 1.0  # now Σ exp(z) over every class",
+                    f"{rest} += {one}  # now Σ exp(z) over every class",
                     f"{yhat} /= {rest}[:, None]  # ŷ = softmax({v})"]
 
 
@@ -1056,9 +1078,13 @@ def _loss_vjp_code(c):
         first = f"{d} = {yhat}{per}" if c.one else f"{d} = {yhat} * ({scale})"
         return [first, f"{d}[np.arange({n}), {c.B}] -= {scale or 1}  # y is one-hot"]
     lines = [f"{d} = {yhat}  # ŷ − y in ŷ's own buffer, which nothing else reads"]
-    if scale:
+    if c.one:  # the scale is a number (1, or 1/N for the mean): held in ŷ's dtype
+        scale = _number(c, 1.0 / n if per else 1.0, c.dtypes[0], f"inv_{n}" if per else "one")
+        if per:
+            lines.append(f"{d} *= {scale}  # 1 / {n}")
+    else:
         lines.append(f"{d} *= {scale}")
-    return lines + [f"{d}.ravel()[{c.saved['picks']}] -= {scale or 1}  # y is one-hot: subtract at each label"]
+    return lines + [f"{d}.ravel()[{c.saved['picks']}] -= {scale}  # y is one-hot: subtract at each label"]
 
 
 def _einsum_terms(c):

@@ -245,9 +245,94 @@ def test_a_source_returned_as_it_is():
 
 
 def test_gradients_of_0d_sources_are_arrays():
-    value, (da, db) = mt.value_and_grad(lambda a, b: a * b + a, (0, 1), compile=True)(2.0, np.array(3.0))
-    assert all(type(g) is np.ndarray and g.shape == () for g in (value, da, db))
-    assert float(da) == 4.0 and float(db) == 2.0
+    compiled = mt.value_and_grad(lambda a, b: a * b + a, (0, 1), compile=True)
+    for b in (3.0, 5.0):  # traced, then the signature's checked call
+        value, (da, db) = compiled(2.0, np.array(b))
+        assert all(type(g) is np.ndarray and g.shape == () for g in (value, da, db))
+        assert float(da) == b + 1 and float(db) == 2.0
+    assert compiled.cache_info().hits == 1
+
+
+
+# -- the last signature's call, checked in place of the key -----------------------------------
+# A call with the last call's signature skips the key: code written for that
+# signature checks the arguments in place. Each case below follows a call that
+# set up that check, and must be told apart from it as the key tells it apart.
+
+def _after(f, first, then, argnums=0):
+    """Compiled and eager agree on ``then`` right after ``first`` (whose check is then the last)."""
+    compiled = _agree(f, [first, first, then, then, first], argnums)
+    return compiled.cache_info()
+
+
+def test_the_checked_call_tells_a_tensor_passed_twice_from_two_tensors():
+    w, other = mt.Tensor(W.copy()), mt.Tensor(W2.copy())
+    f = lambda a, x, b: mt.sum(a * x + b * b)  # noqa: E731
+    assert _after(f, (w, X[0], other), (w, X[0], w)).misses == 2
+    assert _after(f, (w, X[0], other), (w, X[0], w), argnums=(0, 2)).misses == 2
+    np.testing.assert_allclose(mt.grad(f, compile=True)(w, X[0], w), X[0] + 2 * w.value)
+    many = [mt.Tensor(np.full(3, k + 1.0)) for k in range(8)]  # past the pairwise checks
+    g = lambda *ts: mt.sum(mt.stack(ts) ** 2)  # noqa: E731
+    assert _after(g, tuple(many), (*many[:7], many[0]), argnums=tuple(range(8))).misses == 2
+
+
+def test_the_checked_call_tells_new_shapes_dtypes_and_types_apart():
+    f = lambda w, x, labels: mt.softmax_cross_entropy(x * w, labels)  # noqa: E731
+    labels = np.array([0, 1, 2, 0])
+    assert _after(f, (W, X[:, :3], labels), (W, X[:3, :3], labels[:3])).misses == 2
+    assert _after(f, (W, X[:, :3], labels), (W.astype(np.float32), X[:, :3], labels)).misses == 2
+    assert _after(f, (W, X[:, :3], labels), (mt.Tensor(W), X[:, :3], labels)).misses == 2
+    g = lambda w, x: mt.sum(w * x)  # noqa: E731
+    assert _after(g, (W, np.arange(3)), (W, np.arange(3.0) + 0.5)).misses == 2  # int turns float
+    assert _after(g, (np.arange(3), X[0]), (np.arange(3.0) + 0.5, X[0])).misses == 2
+
+
+def test_the_checked_call_tells_numbers_and_strings_apart_by_value_and_type():
+    f = lambda w, k, how: mt.sum(w * k) if how == "sum" else mt.mean(w * k)  # noqa: E731
+    assert _after(f, (W, 2, "sum"), (W, 3, "sum")).misses == 2
+    assert _after(f, (W, 1, "sum"), (W, True, "sum")).misses == 2
+    assert _after(f, (W, 2, "sum"), (W, 2, "mean")).misses == 2
+    assert _after(f, (W, 2, None), (W, 2, "sum")).misses == 2
+    assert _after(f, (W, 2, "sum"), (W, 2.0, "sum")).misses == 2
+
+
+def test_the_checked_call_reads_a_replaced_tensor_value_and_refuses_a_new_shape():
+    w = mt.Tensor(W.copy())
+    f = lambda a, x: mt.sum(a * x)  # noqa: E731
+    compiled = _agree(f, [(w, X[0]), (w, X[1])])
+    w.value = W2.copy()
+    _same(compiled(w, X[0]), mt.value_and_grad(f)(w, X[0]))
+    w.value = np.ones(4)  # a new shape: traced again
+    _same(compiled(w, np.ones(4)), mt.value_and_grad(f)(w, np.ones(4)))
+    assert compiled.cache_info() == (2, 2, 64, 2)
+
+
+def test_the_checked_call_keeps_to_the_general_path_for_containers_and_arguments_of_other_sizes():
+    f = lambda *a: mt.sum(a[0] * a[-1])  # noqa: E731
+    compiled = _agree(f, [(W, W2), (W, W2), (W, X[0], W2), (W, W2)])
+    assert compiled.cache_info().misses == 2
+    g = lambda w, xs: mt.sum(w * xs[0])  # noqa: E731
+    assert _after(g, (W, [X[0]]), (W, [X[1]])).misses == 1
+
+
+def test_threads_switching_signatures_lose_no_counts():
+    compiled = mt.value_and_grad(lambda w: mt.sum(w * w), compile=True)
+    arrays = [np.ones(3), np.ones(4), mt.Tensor(np.ones(3))]
+    errors = []
+
+    def work(seed):
+        for k in np.random.default_rng(seed).integers(0, 3, 300):
+            value, grad = compiled(arrays[k])
+            if not np.array_equal(grad, 2 * np.ones(len(grad))):
+                errors.append(seed)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    info = compiled.cache_info()
+    assert errors == [] and info.hits + info.misses == 6 * 300 and info.currsize == 3
 
 
 # -- the cache ------------------------------------------------------------------------------

@@ -90,7 +90,11 @@ class Context:
         return literal(value)
 
     def const(self, value: Any, base: str) -> str:
-        """A value the fast code holds instead of writing out (never in the textbook form)."""
+        """A value the fast code holds instead of writing out (never in the textbook form);
+        the same object held twice has one name."""
+        for name, held in self._consts.items():
+            if held is value:
+                return name
         name = self._view.fresh(f"_{base}")
         self._consts[name] = value
         return name

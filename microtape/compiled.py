@@ -62,12 +62,13 @@ class _TracingTape(Tape):
 class _Entry:
     """One signature's closed form and how a call's arguments become its inputs."""
 
-    __slots__ = ("cf", "function", "bind", "finish", "used", "fast")
+    __slots__ = ("cf", "function", "bind", "finish", "used", "fast", "fast_step")
 
     def __init__(self, cf: Any, bind: Callable, finish: Callable | None) -> None:
         self.cf, self.function, self.bind, self.finish = cf, cf.function, bind, finish
         self.used = 0  # when it was last used, on the cache's clock of calls
         self.fast: Callable | None = None  # the whole call for this signature, if it has one
+        self.fast_step: Callable | None = None  # the same for the fused SGD step, if it has one
 
 
 class Compiled:
@@ -85,6 +86,7 @@ class Compiled:
         self._ticks = itertools.count()
         self._looks = 0  # ticks cache_info took to read the count
         self._fast: Callable | None = None  # the last signature's call, checked in place
+        self._fast_step: Callable | None = None  # and its fused SGD step (sgd_step)
         self._by_value: dict[tuple, tuple] = {}  # signature -> places whose values key too
         self._lock = threading.Lock()  # the bookkeeping only: tracing runs outside it
         self.misses = 0
@@ -147,7 +149,7 @@ class Compiled:
             entry = self._cache.get(key)
             if entry is not None:
                 entry.used = next(self._ticks)  # a tick, not a reordering: hits stay cheap
-                self._fast = entry.fast
+                self._fast, self._fast_step = entry.fast, entry.fast_step
             return entry
 
     def _miss(self, key: tuple, args: tuple) -> _Entry:
@@ -162,7 +164,7 @@ class Compiled:
             self.misses += 1
             known = self._by_value.get(key, ())
             if held or known:  # once an array of this signature keys by value, it always does
-                entry.fast = None  # its check would need the values: the general path keys them
+                entry.fast = entry.fast_step = None  # a check would need the values: keyed instead
                 places = tuple(sorted(set(held).union(known)))
                 self._by_value[key] = places
                 if len(self._by_value) > self.maxsize:
@@ -170,7 +172,7 @@ class Compiled:
                 key = (key, places, tuple(value_key(at(args, p)) for p in places))
             entry.used = next(self._ticks)
             self._cache[key] = entry
-            self._fast = entry.fast
+            self._fast, self._fast_step = entry.fast, entry.fast_step
             if len(self._cache) > self.maxsize:  # the least recently used goes, never the new one
                 del self._cache[min(self._cache, key=lambda k: self._cache[k].used)]
         return entry
@@ -200,24 +202,62 @@ class Compiled:
         cf = tape.closed_form(out, listed)
         found = getters(cf, traced, args, sources)
         entry = _Entry(cf, binder(found), _finisher(cf, listed))
-        entry.fast = self._fast_call(entry, args, found)
+        entry.fast, entry.fast_step = self._fast_calls(entry, args, found)
         return entry, baked(tape.nodes, traced, sources)
 
-    def _fast_call(self, entry: _Entry, args: tuple, found: list) -> Callable | None:
-        """The whole call for ``args``'s signature as one function: the check of its arguments
-        in place of the key, the hit's tick, binding, the run; None if it has no such check."""
+    def _fast_calls(self, entry: _Entry, args: tuple, found: list) -> tuple:
+        """The whole call for ``args``'s signature as one function, and the fused SGD step's:
+        the check of the arguments in place of the key, the hit's tick, binding, the run.
+        (None, None) where the signature has no such check."""
         checked = guard(args, found)
         if checked is None:
-            return None
+            return None, None
         lines, inputs, namespace = checked
-        tail = ["value, grads = finish(value, grads)"] if entry.finish is not None else []
-        body = [*lines, "entry.used = tick()", f"value, grads = function({inputs})", *tail,
-                f"return asarray(value), grads{'[0]' if self.single else ''}"]
-        source = "def fast(args):\n" + "".join(f"    {line}\n" for line in body)
         namespace.update(entry=entry, tick=self._ticks.__next__, function=entry.function,
-                         finish=entry.finish, asarray=np.asarray)
-        exec(compile(source, f"<compile=True call of {_name(self.f)}>", "exec"), namespace)
-        return namespace["fast"]
+                         step_function=entry.cf.step_function, finish=entry.finish,
+                         asarray=np.asarray)
+        finish = entry.finish is not None
+        call = [*lines, "entry.used = tick()", f"value, grads = function({inputs})",
+                *(["value, grads = finish(value, grads)"] if finish else []),
+                f"return asarray(value), grads{'[0]' if self.single else ''}"]
+        step = [*lines, "entry.used = tick()", f"value = step_function({inputs}, lr)",
+                *(["value = finish(value, ())[0]"] if finish else []), "return asarray(value)"]
+        where = f"<compile=True call of {_name(self.f)}>"
+        fast = _written("fast", "args", call, namespace, where)
+        if entry.cf.step_function is None:
+            return fast, None
+        return fast, _written("fast_step", "args, lr", step, namespace, where)
+
+    def _sgd_step(self, lr: float, args: tuple) -> np.ndarray | None:
+        """``f(*args)``'s value, each source updated in place by ``p ← p − lr·∂f/∂p`` in the
+        closed form's fused step (its backward pass seeded with −lr); what ``opt.step(vg,
+        *args)`` runs for plain SGD. None, with nothing run, where the closed form has no fused
+        step (a source is computed, not a leaf) or anomaly mode checks each op."""
+        if _tracing.get():
+            raise TraceError(_NESTED.format(self.__name__))
+        if _active.get() and active_tapes():
+            raise TraceError(_RECORDING.format(self.__name__))
+        if _ANOMALY[0] and _anomaly_mode():
+            return None
+        fast = self._fast_step
+        if fast is not None:
+            value = fast(args, lr)
+            if value is not None:
+                return value
+        entry = self._entry(args)
+        if entry.cf.step_function is None:
+            return None
+        value = entry.cf.step_function(*entry.bind(args), lr)
+        if entry.finish is not None:
+            value = entry.finish(value, ())[0]
+        return np.asarray(value)
+
+
+def _written(name: str, params: str, body: list[str], namespace: dict, where: str) -> Callable:
+    """The function ``def name(params): body`` compiled in ``namespace``."""
+    source = f"def {name}({params}):\n" + "".join(f"    {line}\n" for line in body)
+    exec(compile(source, where, "exec"), namespace)
+    return namespace[name]
 
 
 _NESTED = ("{} was called while value_and_grad(..., compile=True) traces a function: its answer "

@@ -307,8 +307,6 @@ def _softmax_cross_entropy_rows(v, y, reduction):
     rest = _reduce_rows(np.add, e)
     flat_e[top] = 1.0
     log_total = np.log1p(rest)
-    yhat = e
-    yhat /= rest + 1.0  # ŷ = softmax(v), in e's buffer (an operator parses no out=)
     indices = y.dtype.kind in "iu"
     if indices:
         picked = starts + y  # each row's label, as a flat position
@@ -321,8 +319,13 @@ def _softmax_cross_entropy_rows(v, y, reduction):
         loss = (y * (log_total - z)).sum().astype(v.dtype)
 
     def vjp(g):
+        # ŷ = softmax(v) is made here, not in the forward, whose value needs none
+        # of it: a tape asked for no gradient never pays for it, and at G · scale = 1
+        # (a summed loss) ŷ is dv's buffer with no product to form.
+        d = e / (rest + 1.0)
         gs = float(g) * scale  # the loss is a scalar, so G is one number
-        d = yhat * gs          # dv = G (ŷ − y) · scale, y subtracted next
+        if gs != 1.0:
+            d *= gs            # dv = G (ŷ − y) · scale, y subtracted next
         if indices:
             d.ravel()[picked] -= gs  # y is one-hot: subtract at each row's label
         else:

@@ -264,22 +264,33 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
 
 _ONES: dict[tuple[int, np.dtype], np.ndarray] = {}
 
+# Up to this many classes, numpy's own row sum adds each row in a few
+# interleaved running sums, as BLAS's product does, so the two are as precise;
+# longer rows keep numpy's reduction (pairwise along a short batch's rows).
+_BLAS_ROW_SUM_MAX = 128
+
 
 def _row_sums(a):
-    """The sum of each row of the matrix ``a``, as a column: a product with a column of ones.
+    """The sum of each row of the matrix ``a``, as a column.
 
-    numpy's reduction along a short last axis runs one row at a time (1 µs at
-    20 x 10, 3.7 at 512 x 10); BLAS's matrix-vector product sums them all in one
-    call, three times faster, and as precisely for the non-negative terms summed here.
+    numpy reduces a short last axis one row at a time (1 µs at 20 x 10, 3.7
+    at 512 x 10); a product with a column of ones sums every row in one BLAS
+    call, three times faster. Long rows are reduced by numpy, across all rows
+    at once when there are many (the transposed copy pays off from about four
+    rows per column).
     """
-    c, dtype = a.shape[1], a.dtype
-    ones = _ONES.get((c, dtype))
+    n, c = a.shape
+    if c > _BLAS_ROW_SUM_MAX:
+        if n > 4 * c:
+            return np.add.reduce(a.T.copy(), axis=0)[:, None]
+        return np.add.reduce(a, axis=1, keepdims=True)
+    ones = _ONES.get((c, a.dtype))
     if ones is None:
         if len(_ONES) >= 64:  # many class counts: forget them rather than grow
             _ONES.clear()
-        ones = np.ones((c, 1), dtype)
+        ones = np.ones((c, 1), a.dtype)
         ones.flags.writeable = False
-        _ONES[c, dtype] = ones
+        _ONES[c, a.dtype] = ones
     return a.dot(ones)
 
 

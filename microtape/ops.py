@@ -342,8 +342,7 @@ def _softmax_cross_entropy_rows(v, labels, reduction):
     rest = _row_sums(e)
     flat_e[top] = 1.0
     log_total = np.log1p(rest)
-    indices = picked is not None
-    if indices:
+    if picked is not None:
         # log1p(rest) − z_label adds two non-negative numbers: no cancellation
         per_row = log_total[:, 0]
         per_row -= z.ravel()[picked]
@@ -351,23 +350,29 @@ def _softmax_cross_entropy_rows(v, labels, reduction):
     else:
         # −Σ y log ŷ, in the logits' dtype even when the label rows are float64
         loss = (y * (log_total - z)).sum().astype(v.dtype)
+    if scale != 1.0:  # as the logits' dtype: numpy 1.x would promote a float32 loss times a float
+        loss = loss * v.dtype.type(scale)
+    return loss, (_loss_vjp(e, rest, picked, y, scale), None)
 
+
+def _loss_vjp(e, rest, picked, y, scale):
+    """dv = G (ŷ − y) · scale from exp(z) and the row sums but the largest term.
+
+    ŷ = softmax(v) is made here, not in the forward, whose value needs none of
+    it: a tape asked for no gradient never pays for it, and at G · scale = 1 (a
+    summed loss) ŷ is dv's own buffer, with no product to form.
+    """
     def vjp(g):
-        # ŷ = softmax(v) is made here, not in the forward, whose value needs none
-        # of it: a tape asked for no gradient never pays for it, and at G · scale = 1
-        # (a summed loss) ŷ is dv's buffer with no product to form.
         d = e / (rest + 1.0)
         gs = float(g) * scale  # the loss is a scalar, so G is one number
         if gs != 1.0:
-            d *= gs            # dv = G (ŷ − y) · scale, y subtracted next
-        if indices:
+            d *= gs
+        if picked is not None:
             d.ravel()[picked] -= gs  # y is one-hot: subtract at each row's label
         else:
             d -= y * gs
         return d
-    if scale != 1.0:  # as the logits' dtype: numpy 1.x would promote a float32 loss times a float
-        loss = loss * v.dtype.type(scale)
-    return loss, (vjp, None)
+    return vjp
 
 
 def _loss_grad(g, logits, labels, reduction):

@@ -63,6 +63,27 @@ def _value(a) -> np.ndarray:
     return a.value if isinstance(a, Tensor) else np.asarray(a)
 
 
+_ONES: dict[tuple[tuple[int, ...], np.dtype], np.ndarray] = {}
+
+# Sums by BLAS (a product with ones) stay below this many elements: OpenBLAS
+# runs a matrix-vector product in one thread up to about 9216, and split across
+# threads it stalls whenever another process holds a core; numpy sums the rest.
+_BLAS_SUM_MAX_SIZE = 8192
+
+
+def _ones(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A read-only array of ones, kept: sums by BLAS multiply by it, at the shapes a
+    training loop asks for again and again."""
+    ones = _ONES.get((shape, dtype))
+    if ones is None:
+        if len(_ONES) >= 64:  # many shapes: forget them rather than grow
+            _ONES.clear()
+        ones = np.ones(shape, dtype)
+        ones.flags.writeable = False
+        _ONES[shape, dtype] = ones
+    return ones
+
+
 def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum ``g`` back to ``shape``: the adjoint of a broadcast is a sum.
 
@@ -77,6 +98,9 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         return _reshaped(sum(g, axis=axes[0] if len(axes) == 1 else axes), shape)
     # np.add.reduce is g.sum without numpy's Python-level wrapper.
     if g.shape[1:] == shape:  # the bias add: a row added to every example
+        if g.ndim == 2 and g.size <= _BLAS_SUM_MAX_SIZE and g.dtype.char in "fd":
+            # BLAS's ones · G is 3-4x numpy's reduction; both run down the rows
+            return _ones((len(g),), g.dtype).dot(g)
         return np.add.reduce(g, axis=0)
     return np.add.reduce(g, axis=broadcast_axes(shape, g.shape)).reshape(shape)
 
@@ -262,8 +286,6 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
     return loss, (lambda g: vjp(g)[0], None)
 
 
-_ONES: dict[tuple[int, np.dtype], np.ndarray] = {}
-
 # Up to this many classes, numpy's own row sum adds each row in a few
 # interleaved running sums, as BLAS's product does, so the two are as precise;
 # longer rows keep numpy's reduction (pairwise along a short batch's rows).
@@ -275,23 +297,16 @@ def _row_sums(a):
 
     numpy reduces a short last axis one row at a time (1 µs at 20 x 10, 3.7
     at 512 x 10); a product with a column of ones sums every row in one BLAS
-    call, three times faster. Long rows are reduced by numpy, across all rows
-    at once when there are many (the transposed copy pays off from about four
-    rows per column).
+    call, three times faster. Long rows, large matrices and other dtypes are
+    reduced by numpy, across all rows at once when there are many (the
+    transposed copy pays off from about four rows per column).
     """
     n, c = a.shape
-    if c > _BLAS_ROW_SUM_MAX:
+    if c > _BLAS_ROW_SUM_MAX or a.size > _BLAS_SUM_MAX_SIZE or a.dtype.char not in "fd":
         if n > 4 * c:
             return np.add.reduce(a.T.copy(), axis=0)[:, None]
         return np.add.reduce(a, axis=1, keepdims=True)
-    ones = _ONES.get((c, a.dtype))
-    if ones is None:
-        if len(_ONES) >= 64:  # many class counts: forget them rather than grow
-            _ONES.clear()
-        ones = np.ones((c, 1), a.dtype)
-        ones.flags.writeable = False
-        _ONES[c, a.dtype] = ones
-    return a.dot(ones)
+    return a.dot(_ones((c, 1), a.dtype))
 
 
 _ROW_STARTS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}

@@ -63,6 +63,27 @@ def _value(a) -> np.ndarray:
     return a.value if isinstance(a, Tensor) else np.asarray(a)
 
 
+_ONES: dict[tuple[tuple[int, ...], np.dtype], np.ndarray] = {}
+
+# Sums by BLAS (a product with ones) stay below this many elements: OpenBLAS
+# runs a matrix-vector product in one thread up to about 9216, and split across
+# threads it stalls whenever another process holds a core; numpy sums the rest.
+_BLAS_SUM_MAX_SIZE = 8192
+
+
+def _ones(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A read-only array of ones, kept: sums by BLAS multiply by it, at the shapes a
+    training loop asks for again and again."""
+    ones = _ONES.get((shape, dtype))
+    if ones is None:
+        if len(_ONES) >= 64:  # many shapes: forget them rather than grow
+            _ONES.clear()
+        ones = np.ones(shape, dtype)
+        ones.flags.writeable = False
+        _ONES[shape, dtype] = ones
+    return ones
+
+
 def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum ``g`` back to ``shape``: the adjoint of a broadcast is a sum.
 
@@ -77,6 +98,9 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         return _reshaped(sum(g, axis=axes[0] if len(axes) == 1 else axes), shape)
     # np.add.reduce is g.sum without numpy's Python-level wrapper.
     if g.shape[1:] == shape:  # the bias add: a row added to every example
+        if g.ndim == 2 and g.size <= _BLAS_SUM_MAX_SIZE and g.dtype.char in "fd":
+            # BLAS's ones · G is 3-4x numpy's reduction; both run down the rows
+            return _ones((len(g),), g.dtype).dot(g)
         return np.add.reduce(g, axis=0)
     return np.add.reduce(g, axis=broadcast_axes(shape, g.shape)).reshape(shape)
 
@@ -255,48 +279,74 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
         raise InputError(f"softmax_cross_entropy: the batch is empty (logits of shape {v.shape}), "
                          f"and a mean over no examples is undefined; pass at least one example "
                          f"(reduction='sum' gives 0 for an empty batch)")
-    y = check_labels(labels, v.shape)
     if v.ndim == 2:
-        return _softmax_cross_entropy_rows(v, y, reduction)
+        return _softmax_cross_entropy_rows(v, labels, reduction)
+    y = check_labels(labels, v.shape)
     loss, (vjp, _) = _softmax_cross_entropy_rows(v[None], y[None], reduction)  # a batch of one
     return loss, (lambda g: vjp(g)[0], None)
 
 
-def _reduce_rows(ufunc, a):
-    """``ufunc.reduce`` along each row of the matrix ``a``, as a column.
+# Up to this many classes, numpy's own row sum adds each row in a few
+# interleaved running sums, as BLAS's product does, so the two are as precise;
+# longer rows keep numpy's reduction (pairwise along a short batch's rows).
+_BLAS_ROW_SUM_MAX = 128
 
-    numpy reduces a short last axis one row at a time, which is slow for a
-    batch of many rows and few classes; reduced along the first axis of the
-    transposed copy, the same numbers are combined across all rows at once
-    (5x faster at 512 x 10). The copy pays off from about four rows per column.
+
+def _row_sums(a):
+    """The sum of each row of the matrix ``a``, as a column.
+
+    numpy reduces a short last axis one row at a time (1 µs at 20 x 10, 3.7
+    at 512 x 10); a product with a column of ones sums every row in one BLAS
+    call, three times faster. Long rows, large matrices and other dtypes are
+    reduced by numpy, across all rows at once when there are many (the
+    transposed copy pays off from about four rows per column).
     """
-    if a.shape[0] > 4 * a.shape[1]:
-        return ufunc.reduce(a.T.copy(), axis=0)[:, None]
-    return ufunc.reduce(a, axis=1, keepdims=True)
+    n, c = a.shape
+    if c > _BLAS_ROW_SUM_MAX or a.size > _BLAS_SUM_MAX_SIZE or a.dtype.char not in "fd":
+        if n > 4 * c:
+            return np.add.reduce(a.T.copy(), axis=0)[:, None]
+        return np.add.reduce(a, axis=1, keepdims=True)
+    return a.dot(_ones((c, 1), a.dtype))
 
 
-_ROW_STARTS: dict[tuple[int, int], np.ndarray] = {}
+_ROW_STARTS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
 
-def _row_starts(n: int, c: int) -> np.ndarray:
-    """The flat position of each row's start in an (n, c) array, read-only and kept: np.arange
-    costs as much as a small op, and a training loop asks for the same few shapes."""
-    starts = _ROW_STARTS.get((n, c))
-    if starts is None:
+def _row_starts(n: int, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """The flat position of each row's start in an (n, c) array, and the row numbers 0..n-1,
+    read-only and kept: np.arange costs as much as a small op, and a training loop asks
+    for the same few shapes."""
+    kept = _ROW_STARTS.get((n, c))
+    if kept is None:
         if len(_ROW_STARTS) >= 64:  # many batch shapes: forget them rather than grow
             _ROW_STARTS.clear()
-        starts = np.arange(0, n * c, c)
-        starts.flags.writeable = False
-        _ROW_STARTS[n, c] = starts
-    return starts
+        kept = np.arange(0, n * c, c), np.arange(n)
+        for a in kept:
+            a.flags.writeable = False
+        _ROW_STARTS[n, c] = kept
+    return kept
 
 
-def _softmax_cross_entropy_rows(v, y, reduction):
+def _label_positions(labels, shape, starts, rows):
+    """``(picked, None)``: each row's class index as a flat position in (N, C) logits, checked;
+    or ``(None, y)`` for label rows ``y``, checked. Raises the op's error for bad labels."""
+    y = labels if type(labels) is np.ndarray else np.asarray(labels)
+    if y.dtype.kind in "iu" and y.shape == shape[:1]:
+        try:  # refuses an index outside 0..C-1 as it places it: one call for valid labels
+            return np.ravel_multi_index((rows, y), shape), None
+        except (TypeError, ValueError):
+            pass  # check_labels says what is wrong
+    y = check_labels(y, shape)
+    return (starts + y, None) if y.dtype.kind in "iu" else (None, y)
+
+
+def _softmax_cross_entropy_rows(v, labels, reduction):
     """J = Σ_rows (log Σ exp v − Σ y v) · scale and dv = G (ŷ − y) · scale, for (N, C) logits."""
     n, c = v.shape
     scale = 1.0 / n if reduction == "mean" else 1.0
+    starts, rows = _row_starts(n, c)
+    picked, y = _label_positions(labels, v.shape, starts, rows)
     # log ŷ = z − log Σ exp z, z = v − max v (exp cannot overflow), row-major
-    starts = _row_starts(n, c)
     top = starts + v.argmax(axis=1)
     z = np.subtract(v, v.ravel()[top][:, None], order="C")
     # z is exactly 0 at the max, so Σ exp z = 1 + rest (the other classes' sum), and
@@ -304,33 +354,40 @@ def _softmax_cross_entropy_rows(v, y, reduction):
     e = np.exp(z)
     flat_e = e.ravel()
     flat_e[top] = 0.0
-    rest = _reduce_rows(np.add, e)
+    rest = _row_sums(e)
     flat_e[top] = 1.0
     log_total = np.log1p(rest)
-    yhat = e
-    yhat /= rest + 1.0  # ŷ = softmax(v), in e's buffer (an operator parses no out=)
-    indices = y.dtype.kind in "iu"
-    if indices:
-        picked = starts + y  # each row's label, as a flat position
+    if picked is not None:
         # log1p(rest) − z_label adds two non-negative numbers: no cancellation
-        rows = log_total[:, 0]
-        rows -= z.ravel()[picked]
-        loss = np.add.reduce(rows)
+        per_row = log_total[:, 0]
+        per_row -= z.ravel()[picked]
+        loss = np.add.reduce(per_row)
     else:
         # −Σ y log ŷ, in the logits' dtype even when the label rows are float64
         loss = (y * (log_total - z)).sum().astype(v.dtype)
+    if scale != 1.0:  # as the logits' dtype: numpy 1.x would promote a float32 loss times a float
+        loss = loss * v.dtype.type(scale)
+    return loss, (_loss_vjp(e, rest, picked, y, scale), None)
 
+
+def _loss_vjp(e, rest, picked, y, scale):
+    """dv = G (ŷ − y) · scale from exp(z) and the row sums but the largest term.
+
+    ŷ = softmax(v) is made here, not in the forward, whose value needs none of
+    it: a tape asked for no gradient never pays for it, and at G · scale = 1 (a
+    summed loss) ŷ is dv's own buffer, with no product to form.
+    """
     def vjp(g):
+        d = e / (rest + 1.0)
         gs = float(g) * scale  # the loss is a scalar, so G is one number
-        d = yhat * gs          # dv = G (ŷ − y) · scale, y subtracted next
-        if indices:
+        if gs != 1.0:
+            d *= gs
+        if picked is not None:
             d.ravel()[picked] -= gs  # y is one-hot: subtract at each row's label
         else:
             d -= y * gs
         return d
-    if scale != 1.0:  # as the logits' dtype: numpy 1.x would promote a float32 loss times a float
-        loss = loss * v.dtype.type(scale)
-    return loss, (vjp, None)
+    return vjp
 
 
 def _loss_grad(g, logits, labels, reduction):

@@ -77,17 +77,23 @@ class Primitive:
 
     def __call__(self, *args, name: str | None = None, **params) -> Tensor:
         """Run the op on ``args`` and record it; ``name`` names the output Tensor."""
-        # Once per op, so its Python work is a real share of a small step: two
-        # operands (most ops) unwrap without a comprehension, which is a frame
-        # of its own in Python 3.11, and the output is wrapped inline.
-        if len(args) == 2:
+        # Long: it runs once per op, so its Python work is a real share of a small
+        # step, and a helper's call would cost more than most lines here. One or
+        # two operands (most ops) unwrap without a comprehension (a frame of its
+        # own in Python 3.11), Tensors and arrays without a call, and the output
+        # is wrapped inline.
+        n = len(args)
+        if n == 2:
             a, b = args
-            values = [a.value if type(a) is Tensor else self._operand(a),
-                      b.value if type(b) is Tensor else self._operand(b)]
+            values = [a.value if type(a) is Tensor else a if type(a) is np.ndarray else self._operand(a),
+                      b.value if type(b) is Tensor else b if type(b) is np.ndarray else self._operand(b)]
+        elif n == 1:
+            a = args[0]
+            values = [a.value if type(a) is Tensor else self._operand(a)]
         else:
             values = [self._operand(a) for a in args]
         try:
-            out = self.forward(*values, **params)
+            out = self.forward(*values, **params) if params else self.forward(*values)
         except (ShapeError, InputError):
             raise
         except ValueError as e:  # numpy's AxisError is one too

@@ -100,6 +100,18 @@ def test_negative_class_index_is_out_of_range():
         mt.softmax_cross_entropy(_tensor(3, 4), np.array([0, -1, 1]))
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64, np.uint8, np.uint32, np.uint64])
+@pytest.mark.parametrize("end", ["just past the classes", "largest", "most negative"])
+def test_a_class_index_out_of_range_is_refused_in_every_integer_dtype(dtype, end):
+    # The loss checks indices as it places them; each dtype's extremes (2^64 − 1
+    # and 2^63 are negative once read as int64) must still be refused by name.
+    info = np.iinfo(dtype)
+    bad = {"just past the classes": 4, "largest": info.max, "most negative": info.min or 5}[end]
+    labels = np.array([0, bad, 2], dtype=dtype)
+    with pytest.raises(mt.InputError, match=f"class index {bad} is out of range for 4 classes"):
+        mt.softmax_cross_entropy(_tensor(3, 4), labels)
+
+
 def test_single_int_label_out_of_range():
     with pytest.raises(mt.InputError, match="class index 7"):
         mt.softmax_cross_entropy(_tensor(4), 7)

@@ -462,6 +462,42 @@ def test_softmax_cross_entropy(kind, reduction):
     assert_vjp(lambda t: mt.softmax_cross_entropy(t, labels, reduction=reduction), v)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(20, 10), (2000, 10), (3, 300), (1500, 300)],
+                         ids=["few classes", "few classes, many rows", "many classes, few rows",
+                              "many classes, many rows"])
+def test_softmax_cross_entropy_sums_rows_of_any_length(shape, dtype):
+    # Each row's sum takes one of three paths by its length and the batch's;
+    # each must give the textbook loss and its gradient ŷ − y.
+    rng = np.random.default_rng(21)
+    v = (rng.normal(size=shape) * 3).astype(dtype)
+    idx = rng.integers(0, shape[1], size=shape[0])
+    rows = np.eye(shape[1])[idx]
+    t = mt.Tensor(v)
+    with mt.Tape() as tape:
+        loss = mt.softmax_cross_entropy(t, idx, reduction="sum")
+    dv = tape.gradient(loss, t)
+    assert loss.dtype == dv.dtype == dtype
+    wide = v.astype(np.float64)
+    p = np.exp(wide - wide.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(loss.value, _reference_ce(wide, rows, "sum"), rtol=rtol)
+    np.testing.assert_allclose(dv, p - rows, rtol=0, atol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+@pytest.mark.parametrize("rows", [20, 3000], ids=["small", "large"])
+def test_a_bias_gradient_is_the_column_sum_of_g(rows, dtype):
+    # unbroadcast sums small matrices by BLAS and the rest by numpy: both must
+    # give each column's sum, in g's dtype.
+    g = np.random.default_rng(22).normal(size=(rows, 5)).astype(dtype)
+    summed = mt.unbroadcast(g, (5,))
+    assert summed.shape == (5,) and summed.dtype == dtype
+    tol = {np.float64: 1e-12, np.float32: 1e-5, np.float16: 1e-2}[dtype]
+    np.testing.assert_allclose(summed, g.astype(np.float64).sum(axis=0), rtol=tol, atol=tol * rows)
+
+
 def test_softmax_cross_entropy_default_reduction_is_mean():
     rng = np.random.default_rng(18)
     v, labels = rng.normal(size=(6, 3)), rng.integers(0, 3, size=6)

@@ -102,6 +102,8 @@ def test_step_checks_keys_and_shapes():
         opt.step({"W": np.zeros((2, 2))})
     with pytest.raises(ValueError, match=r"unexpected \['c'\]"):
         opt.step({"W": np.zeros((2, 2)), "b": np.zeros(2), "c": np.zeros(1)})
+    with pytest.raises(ValueError, match=r"missing \['b'\], unexpected \['c'\]"):
+        opt.step({"W": np.zeros((2, 2)), "c": np.zeros(2)})  # as many keys, one of them wrong
     with pytest.raises(mt.ShapeError, match=r"grads\['b'\] has shape \(3,\).*\(2,\)"):
         opt.step({"W": np.zeros((2, 2)), "b": np.zeros(3)})
     with pytest.raises(TypeError, match="dict"):

@@ -74,7 +74,7 @@ class Optimizer:
             seen[id(p)] = name
         # Keyed by name, or by position for a list: one update loop serves both.
         self.params: dict[Any, Tensor] = dict(items)
-        self._tensors = list(self.params.values())  # the step walks them with the gradients
+        self._tensors = tuple(self.params.values())  # the step walks them with the gradients
         self.steps = 0  # how many times step() has run
 
     def step(self, grads: Mapping[str, np.ndarray] | Iterable[np.ndarray] | None = None) -> None:

@@ -211,7 +211,7 @@ class Tape:
         with differentiable VJPs (every built-in op is).
         """
         if isinstance(sources, Tensor):
-            return self._gradients(target, [sources], seed, create_graph=create_graph)[0]
+            return self._gradients(target, [sources], seed, None, create_graph)[0]
         if isinstance(sources, (dict, Mapping)):  # dict first: the ABC check is slow
             # positional arguments: keywords cost a tenth of a microsecond a call
             return dict(zip(sources, self._gradients(

@@ -106,6 +106,8 @@ def test_step_checks_keys_and_shapes():
         opt.step({"W": np.zeros((2, 2)), "c": np.zeros(2)})  # as many keys, one of them wrong
     with pytest.raises(mt.ShapeError, match=r"grads\['b'\] has shape \(3,\).*\(2,\)"):
         opt.step({"W": np.zeros((2, 2)), "b": np.zeros(3)})
+    with pytest.raises(mt.ShapeError, match=r"grads\['b'\] has shape None.*\(2,\)"):
+        opt.step({"W": np.zeros((2, 2)), "b": [0.0, 0.0]})  # a list has no shape
     with pytest.raises(TypeError, match="dict"):
         opt.step([np.zeros((2, 2)), np.zeros(2)])
     assert opt.steps == 0  # nothing was applied

@@ -137,11 +137,16 @@ class Optimizer:
         if len(grads) != len(self.params):
             raise InputError(f"{self._kind}.step: {len(grads)} gradients for {len(self.params)} "
                              f"parameters; pass tape.gradient(loss, params) for the same params")
-        for p, g in zip(self.params.values(), grads):
-            if getattr(g, "shape", None) != p.value.shape:
-                name = next(k for k, q in self.params.items() if q is p)
-                self._refuse_shape(name, g, p)
+        try:
+            for p, g in zip(self._tensors, grads):
+                if g.shape != p.value.shape:  # .shape, not getattr, as in _by_name
+                    self._refuse_shape(self._name_of(p), g, p)
+        except AttributeError:  # a gradient with no shape: a list, say
+            self._refuse_shape(self._name_of(p), g, p)
         return grads
+
+    def _name_of(self, p: Tensor) -> Any:
+        return next(k for k, q in self.params.items() if q is p)
 
     def _from_grad_slots(self) -> list[np.ndarray]:
         missing = [k for k, p in self.params.items() if p.grad is None]

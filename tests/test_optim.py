@@ -189,6 +189,8 @@ def test_list_params_take_list_grads_in_the_same_order():
         opt.step([np.zeros((2, 2))])
     with pytest.raises(mt.ShapeError, match=r"grads\[1\] has shape \(3,\)"):
         opt.step([np.zeros((2, 2)), np.zeros(3)])
+    with pytest.raises(mt.ShapeError, match=r"grads\[1\] has shape None"):
+        opt.step([np.zeros((2, 2)), [0.0, 0.0]])  # a list has no shape
     assert opt.steps == 0
 
 

@@ -74,6 +74,7 @@ class Optimizer:
             seen[id(p)] = name
         # Keyed by name, or by position for a list: one update loop serves both.
         self.params: dict[Any, Tensor] = dict(items)
+        self._tensors = tuple(self.params.values())  # the step walks them with the gradients
         self.steps = 0  # how many times step() has run
 
     def step(self, grads: Mapping[str, np.ndarray] | Iterable[np.ndarray] | None = None) -> None:
@@ -91,7 +92,7 @@ class Optimizer:
         try:
             self._update(grads)
         finally:  # tapes that recorded the old values now refuse to answer
-            mark_all_modified(self.params.values())
+            mark_all_modified(self._tensors)
 
     # Both checks give the gradients as a list in params' order, which _update
     # walks beside the parameters and their buffers; one call per step, cheap
@@ -102,19 +103,28 @@ class Optimizer:
         if type(grads) is not dict and not isinstance(grads, Mapping):  # the ABC check is slow
             raise TypeError(f"{self._kind}.step: grads must be the dict tape.gradient(loss, params) "
                             f"returns, not {type(grads).__name__}")
-        if grads.keys() != self.params.keys():
-            missing = [k for k in self.params if k not in grads]
-            extra = [k for k in grads if k not in self.params]
-            parts = ([f"missing {missing}"] if missing else []) + ([f"unexpected {extra}"] if extra else [])
-            raise InputError(f"{self._kind}.step: grads must have the same keys as params "
-                             f"({list(self.params)}): {', '.join(parts)}")
+        # As many keys as params, each of params' found: the same keys, without a set of either.
+        if len(grads) != len(self._tensors):
+            self._refuse_keys(grads)
         ordered = []
-        for name, p in self.params.items():
-            g = grads[name]
-            if getattr(g, "shape", None) != p.value.shape:
-                self._refuse_shape(name, g, p)
-            ordered.append(g)
+        try:
+            for name, p in self.params.items():
+                g = grads[name]
+                if g.shape != p.value.shape:  # .shape, not getattr: a tenth of a microsecond a step
+                    self._refuse_shape(name, g, p)
+                ordered.append(g)
+        except KeyError:
+            self._refuse_keys(grads)
+        except AttributeError:  # a gradient with no shape: a list, say
+            self._refuse_shape(name, g, p)
         return ordered
+
+    def _refuse_keys(self, grads: Mapping) -> None:
+        missing = [k for k in self.params if k not in grads]
+        extra = [k for k in grads if k not in self.params]
+        parts = ([f"missing {missing}"] if missing else []) + ([f"unexpected {extra}"] if extra else [])
+        raise InputError(f"{self._kind}.step: grads must have the same keys as params "
+                         f"({list(self.params)}): {', '.join(parts)}")
 
     def _in_order(self, grads) -> list[np.ndarray]:
         """A list or tuple of gradients (each parameter's .grad if None), count and shapes checked."""
@@ -127,11 +137,16 @@ class Optimizer:
         if len(grads) != len(self.params):
             raise InputError(f"{self._kind}.step: {len(grads)} gradients for {len(self.params)} "
                              f"parameters; pass tape.gradient(loss, params) for the same params")
-        for p, g in zip(self.params.values(), grads):
-            if getattr(g, "shape", None) != p.value.shape:
-                name = next(k for k, q in self.params.items() if q is p)
-                self._refuse_shape(name, g, p)
+        try:
+            for p, g in zip(self._tensors, grads):
+                if g.shape != p.value.shape:  # .shape, not getattr, as in _by_name
+                    self._refuse_shape(self._name_of(p), g, p)
+        except AttributeError:  # a gradient with no shape: a list, say
+            self._refuse_shape(self._name_of(p), g, p)
         return grads
+
+    def _name_of(self, p: Tensor) -> Any:
+        return next(k for k, q in self.params.items() if q is p)
 
     def _from_grad_slots(self) -> list[np.ndarray]:
         missing = [k for k, p in self.params.items() if p.grad is None]
@@ -253,8 +268,15 @@ class SGD(Optimizer):
 
     def _update(self, grads) -> None:
         lr, momentum, decay = self.lr, self.momentum, self.weight_decay
+        if not (momentum or decay):  # plain p ← p − lr · g, the usual step: one test per step
+            for p, g, buf in zip(self._tensors, grads, self._scratch.values()):
+                if g.size < IN_PLACE_MIN_SIZE:
+                    p.value -= lr * g
+                else:
+                    p.value -= np.multiply(g, lr, out=buf)
+            return
         velocity = self._velocity.values() if momentum else repeat(None)
-        for p, g, buf, u in zip(self.params.values(), grads, self._scratch.values(), velocity):
+        for p, g, buf, u in zip(self._tensors, grads, self._scratch.values(), velocity):
             if decay:
                 np.multiply(p.value, decay, out=buf)  # g' = g + weight_decay · p
                 buf += g
@@ -308,7 +330,7 @@ class Adam(Optimizer):
         step_size = self.lr / (1.0 - beta1 ** k)
         root_c2 = math.sqrt(1.0 - beta2 ** k)
         keep1, keep2, eps = 1.0 - beta1, 1.0 - beta2, self.eps
-        for p, g, m, v, buf in zip(self.params.values(), grads, self._m.values(), self._v.values(),
+        for p, g, m, v, buf in zip(self._tensors, grads, self._m.values(), self._v.values(),
                                    self._scratch.values()):
             m *= beta1                                # m = β1 m + (1 − β1) g
             np.multiply(g, keep1, out=buf)

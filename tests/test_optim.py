@@ -102,8 +102,12 @@ def test_step_checks_keys_and_shapes():
         opt.step({"W": np.zeros((2, 2))})
     with pytest.raises(ValueError, match=r"unexpected \['c'\]"):
         opt.step({"W": np.zeros((2, 2)), "b": np.zeros(2), "c": np.zeros(1)})
+    with pytest.raises(ValueError, match=r"missing \['b'\], unexpected \['c'\]"):
+        opt.step({"W": np.zeros((2, 2)), "c": np.zeros(2)})  # as many keys, one of them wrong
     with pytest.raises(mt.ShapeError, match=r"grads\['b'\] has shape \(3,\).*\(2,\)"):
         opt.step({"W": np.zeros((2, 2)), "b": np.zeros(3)})
+    with pytest.raises(mt.ShapeError, match=r"grads\['b'\] has shape None.*\(2,\)"):
+        opt.step({"W": np.zeros((2, 2)), "b": [0.0, 0.0]})  # a list has no shape
     with pytest.raises(TypeError, match="dict"):
         opt.step([np.zeros((2, 2)), np.zeros(2)])
     assert opt.steps == 0  # nothing was applied
@@ -185,6 +189,8 @@ def test_list_params_take_list_grads_in_the_same_order():
         opt.step([np.zeros((2, 2))])
     with pytest.raises(mt.ShapeError, match=r"grads\[1\] has shape \(3,\)"):
         opt.step([np.zeros((2, 2)), np.zeros(3)])
+    with pytest.raises(mt.ShapeError, match=r"grads\[1\] has shape None"):
+        opt.step([np.zeros((2, 2)), [0.0, 0.0]])  # a list has no shape
     assert opt.steps == 0
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import microtape as mt
 from microtape import tape as tape_module
 from microtape.naming import index_of
+from microtape.state import _EDITS
 
 from .contenders import NumpyStep, TapeStep
 from .problem import PARAM_NAMES, Problem, make_problem
@@ -90,12 +91,15 @@ class TapePhases(TapeStep):
         """
         sources = list(self.net.params.values())
         t0 = _clock()
-        nodes = tape.nodes[:index_of(tape.nodes, loss, "gradient", sources)]
+        nodes = tape.nodes
+        end = len(nodes) if nodes and nodes[-1].output is loss else index_of(
+            nodes, loss, "gradient", sources)
+        nodes = nodes if end == len(nodes) else nodes[:end]
         t1 = _clock()
         wanted = set(map(id, sources))
         plan, _ = tape_module._plan(nodes, wanted)
         t2 = _clock()
-        stale = tape_module._stale(nodes, plan)
+        stale = tape_module._stale(nodes, plan) if nodes and nodes[0].clock != _EDITS[0] else {}
         t3 = _clock()
         cotangents = {id(loss): tape_module._seed_for(loss, None, "gradient")}
         t4 = _clock()

@@ -78,7 +78,7 @@ class Compiled:
 
     def __init__(self, f: Callable, argnums: Any, positions: tuple[int, ...], single: bool,
                  kind: str = "value_and_grad", eager: Callable | None = None) -> None:
-        self.f, self.positions, self.single = f, positions, single
+        self.f, self.positions, self.single, self.kind = f, positions, single, kind
         self.eager = eager  # value_and_grad(f, argnums) without compile: anomaly mode runs it
         self._cache: dict[tuple, _Entry] = {}
         # One tick per hit and per miss, each entry keeping the tick of its last use. next() on

@@ -74,6 +74,8 @@ def _eager(f: Callable[..., Tensor], positions: tuple[int, ...], single: bool) -
         return out if nested else out.value, grads[0] if single else tuple(grads)
 
     wrapped.__name__ = f"value_and_grad({_name(f)})"
+    # What opt.step(vg, *args) reads, as it reads a compiled one's: which arguments it differentiates.
+    wrapped.kind, wrapped.positions, wrapped.single = "value_and_grad", positions, single
     return wrapped
 
 

@@ -255,7 +255,7 @@ def _exp_cap(dtype: np.dtype) -> np.ndarray:
     return cap
 
 
-@primitive("dv = G (ŷ − y)  (÷ N for the mean; ŷ = softmax(v) saved by the forward pass)",
+@primitive("dv = G (ŷ − y)  (÷ N for the mean; ŷ = softmax(v), from the exponentials the forward pass saved)",
            code=Code(lambda c: _loss_code(c), math="J({A}, {B})", binds=PRODUCT_BINDS,
                      math_binds=ATOM, tight=("fast", "textbook", "maths"), when=lambda c: c.ndims[0] == 2,
                      saved=("yhat", "picks"), temps=("top", "z", "rest", "rows", "e"),
@@ -1065,7 +1065,7 @@ def _loss_code(c):
     yhat = c.saved["yhat"]
     if c.textbook:
         return _loss_textbook(c, v, y, n, per, (top, z, rest), yhat)
-    # Many short rows are summed across the rows at once, as _reduce_rows does.
+    # Many short rows are summed across the rows at once: numpy sums a short last axis row by row.
     summed = f"{yhat}.T.copy(), axis=0" if n >= 4 * k else f"{yhat}, axis=1"
     starts = c.const(np.arange(0, n * k, k), "row_starts")  # where each row begins, flat
     flat, zero, one = c.temps["e"], _number(c, 0.0, c.dtypes[0]), _number(c, 1.0, c.dtypes[0])

@@ -30,11 +30,13 @@ puts it back, so a run saved with its parameters resumes where it stopped.
 from __future__ import annotations
 
 import math
+import operator
 from itertools import repeat
-from typing import Any, Iterable, Mapping, Union
+from typing import Any, Callable, Iterable, Mapping, Union
 
 import numpy as np
 
+from .compiled import Compiled
 from .errors import InputError, ShapeError
 from .ops import IN_PLACE_MIN_SIZE
 from .tensor import Tensor, mark_all_modified
@@ -75,15 +77,31 @@ class Optimizer:
         # Keyed by name, or by position for a list: one update loop serves both.
         self.params: dict[Any, Tensor] = dict(items)
         self._tensors = tuple(self.params.values())  # the step walks them with the gradients
+        # (vg, its argument count, its parameters' pick) as step(vg, *args) last checked them
+        self._seen: tuple = (None, 0, None)
         self.steps = 0  # how many times step() has run
 
-    def step(self, grads: Mapping[str, np.ndarray] | Iterable[np.ndarray] | None = None) -> None:
+    def step(self, grads: Mapping[str, np.ndarray] | Iterable[np.ndarray] | Callable | None = None,
+             *args: Any) -> np.ndarray | None:
         """Update every parameter in place from ``grads``.
 
         ``grads`` is keyed like ``params`` (a dict), or in its order (a list
         or tuple). Without it, each parameter's ``.grad`` is used, as
         ``tape.backward(loss)`` sets it.
+
+        ``opt.step(vg, *args)``, with ``vg = mt.value_and_grad(f, argnums)``
+        whose ``argnums`` pick out the parameters among ``args``, runs
+        ``vg(*args)`` and steps on its gradients; it returns ``f``'s value
+        before the update. For plain SGD and ``compile=True`` the two are one
+        generated step: the backward pass starts from −lr, so each gradient
+        arrives scaled and is added to its parameter as it is made.
         """
+        if args or callable(grads):
+            if not callable(grads):
+                raise TypeError(f"{self._kind}.step: {len(args)} more argument(s) after grads; "
+                                f"arguments are for opt.step(vg, *args), where vg is a function "
+                                f"mt.value_and_grad made")
+            return self._step_on(grads, args)
         if self._keyed and grads is not None:
             grads = self._by_name(grads)
         else:
@@ -93,6 +111,59 @@ class Optimizer:
             self._update(grads)
         finally:  # tapes that recorded the old values now refuse to answer
             mark_all_modified(self._tensors)
+        return None
+
+    def _step_on(self, vg: Callable, args: tuple) -> np.ndarray:
+        """``opt.step(vg, *args)``: ``vg``'s gradients, in its argnums' order, put in params'."""
+        seen = self._seen  # the loop's usual call: the same function, the parameters where they were
+        if seen[0] is vg and seen[1] == len(args) and all(map(operator.is_, seen[2](args),
+                                                              self._tensors)):
+            order = None
+        else:
+            order = self._argnums_order(vg, args)
+        self.steps += 1
+        try:
+            value = self._fused(vg, args)
+            if value is None:
+                value, grads = vg(*args)
+                grads = (grads,) if vg.single else grads
+                self._update(grads if order is None else [grads[k] for k in order])
+        finally:
+            mark_all_modified(self._tensors)
+        return value
+
+    def _fused(self, vg: Callable, args: tuple) -> np.ndarray | None:
+        """The value of a step made by ``vg``'s generated code itself, or None (no such step)."""
+        return None
+
+    def _argnums_order(self, vg: Callable, args: tuple) -> list[int] | None:
+        """Where each parameter's gradient sits among ``vg``'s; None when in params' order."""
+        tensors = self._tensors
+        positions = getattr(vg, "positions", None)
+        if positions is None or getattr(vg, "kind", None) != "value_and_grad":
+            raise TypeError(f"{self._kind}.step: {_callable_name(vg)} is a function, so it must "
+                            f"be one mt.value_and_grad(f, argnums) made, whose argnums pick the "
+                            f"parameters among the arguments; or pass grads")
+        n = len(args)
+        for i in positions:
+            if not -n <= i < n:
+                raise IndexError(f"{self._kind}.step: argnums {i} is out of range for {n} arguments")
+        picked = [args[i] for i in positions]
+        index = {id(p): k for k, p in enumerate(picked)}
+        names = list(self.params)
+        missing = [names[k] for k, p in enumerate(tensors) if id(p) not in index]
+        if missing or len(index) != len(picked) or len(picked) != len(tensors):
+            raise InputError(
+                f"{self._kind}.step: {_callable_name(vg)} differentiates the arguments at "
+                f"argnums {positions}, which must be this optimizer's parameters, each once"
+                f"{f'; params {missing} are not among them' if missing else ''}; pass "
+                f"them in those places, as they are (the Tensors, not their values)")
+        order = [index[id(p)] for p in tensors]
+        if order == list(range(len(tensors))):
+            pick = operator.itemgetter(*(i % n for i in positions))
+            self._seen = (vg, n, pick if len(positions) > 1 else lambda args: (pick(args),))
+            return None
+        return order
 
     # Both checks give the gradients as a list in params' order, which _update
     # walks beside the parameters and their buffers; one call per step, cheap
@@ -229,6 +300,10 @@ def _checked_state(opt: Optimizer, state: Mapping[str, Any], wanted: dict[str, n
     return int(steps)
 
 
+def _callable_name(f: Any) -> str:
+    return getattr(f, "__name__", type(f).__name__)
+
+
 def _check_hyper(kind: str, name: str, value: float, low: float, high: float = math.inf,
                  low_open: bool = False, high_open: bool = False) -> float:
     value = float(value)
@@ -265,6 +340,12 @@ class SGD(Optimizer):
 
     def _state_buffers(self) -> dict[str, dict[Any, np.ndarray]]:
         return {"velocity": self._velocity} if self._velocity is not None else {}
+
+    def _fused(self, vg: Callable, args: tuple) -> np.ndarray | None:
+        # Plain SGD is what a closed form's fused step computes: p ← p − lr·g, in place.
+        if self.momentum or self.weight_decay or type(vg) is not Compiled:
+            return None
+        return vg._sgd_step(self.lr, args)
 
     def _update(self, grads) -> None:
         lr, momentum, decay = self.lr, self.momentum, self.weight_decay

@@ -140,14 +140,17 @@ class KeptTapeStep(TapeStep):
 
 
 class ValueAndGradStep:
-    """microtape's closed form as a user reaches it: ``value_and_grad(compile=True)``, then SGD.
+    """microtape's closed form as a user reaches it: ``value_and_grad(compile=True)`` and SGD.
 
     The loss takes the four parameters and the batch; the first call records
-    it and writes its closed form, every later call runs that code on the
-    parameters (the Tensors ``mt.optim.SGD`` holds), and the optimizer
-    updates them in place from the gradients it returns. What this costs over
-    the fused step below is the compiled function's per-call work (its cache
-    key, the lookup, binding the arguments) and the optimizer's.
+    it and writes its closed form, and every later step is
+    ``opt.step(vg, *args)`` on the parameters (the Tensors ``mt.optim.SGD``
+    holds), which runs the closed form's fused step for plain SGD. What this
+    costs over the fused step below is the compiled function's per-call work
+    (checking the arguments, binding them) and the optimizer's (finding its
+    parameters among the arguments). ``two_calls`` is the other spelling,
+    ``vg(*args)`` then ``opt.step(grads)``: the gradients handed out, then the
+    update as separate numpy calls.
     """
 
     name = "microtape compiled"
@@ -168,6 +171,9 @@ class ValueAndGradStep:
         self.args = (*net.parameters(), problem.x, problem.labels)
 
     def step(self) -> None:
+        self.opt.step(self._value_and_grad, *self.args)
+
+    def two_calls(self) -> None:
         self.opt.step(self._value_and_grad(*self.args)[1])
 
     def gradients(self) -> tuple[float, dict[str, np.ndarray]]:

@@ -69,10 +69,13 @@ def measure(size: str, dtype: str, rounds: int, block_seconds: float) -> dict[st
     tensors = [mt.Tensor(problem.params0[name].copy()) for name in PARAM_NAMES]
     arrays = [problem.params0[name].copy() for name in PARAM_NAMES]
     sgd, adam = mt.optim.SGD(tensors, lr), mt.optim.Adam(tensors, lr)
+    step_code = cf.step_function
     return interleave({
         "generated code": lambda: cf.function(*bound),
         "compiled call": lambda: user._value_and_grad(*user.args),
-        "compiled call + SGD": user.step,
+        "compiled call + SGD": user.two_calls,
+        "generated step code": lambda: step_code(*bound, lr),
+        "opt.step(vg)": user.step,
         "fused step": fused.step,
         "SGD.step": lambda: sgd.step(grads),
         "numpy SGD": _sgd_arithmetic(arrays, grads, lr),
@@ -93,7 +96,12 @@ def section(size: str, dtype: str, t: dict[str, Timing]) -> tuple[list[str], lis
     rows = [["the generated code (`cf.function`)", fmt_time(t["generated code"].median), ""],
             ["the compiled call (`vg(*args)`)", fmt_time(t["compiled call"].median),
              f"{over('compiled call', 'generated code') * 1e6:+.2f} µs over the generated code"],
-            ["the compiled call + `SGD.step`", fmt_time(t["compiled call + SGD"].median), ""],
+            ["the compiled call, then `SGD.step(grads)`", fmt_time(t["compiled call + SGD"].median),
+             ""],
+            ["the fused step's generated code (`cf.step_function`)",
+             fmt_time(t["generated step code"].median), ""],
+            ["`opt.step(vg, *args)` (SGD: the fused step)", fmt_time(t["opt.step(vg)"].median),
+             f"{over('opt.step(vg)', 'generated step code') * 1e6:+.2f} µs over its generated code"],
             ["the fused step (`cf.sgd_step`)", fmt_time(t["fused step"].median), ""],
             ["`SGD.step`", fmt_time(t["SGD.step"].median),
              f"{over('SGD.step', 'numpy SGD', n) * 1e6:+.2f} µs per parameter over numpy's "
@@ -103,7 +111,9 @@ def section(size: str, dtype: str, t: dict[str, Timing]) -> tuple[list[str], lis
              f"{fmt_time(t['numpy Adam'].median)}"]]
     md = ["", f"## The compiled step as a user writes it, taken apart ({size}, {dtype})", "",
           "`vg = mt.value_and_grad(loss, argnums=(0, 1, 2, 3), compile=True)` on the four "
-          "parameter Tensors, and the optimizers on its gradients, each timed beside the work it "
+          "parameter Tensors, stepped by `opt.step(vg, *args)` (one call: for plain SGD the "
+          "closed form's fused step) or called for its gradients and then "
+          "`opt.step(grads)` (two calls), and the optimizers on its gradients, each timed beside the work it "
           "wraps (same rounds scheme; the difference is the median over rounds of the two times "
           "in the same round): the call beside the generated code it runs, each "
           f"optimizer beside its own arithmetic as bare numpy in-place updates ({n} parameters).",
@@ -111,6 +121,8 @@ def section(size: str, dtype: str, t: dict[str, Timing]) -> tuple[list[str], lis
     where = f"{size}, {dtype}"
     goals = [(f"compile=True call over its generated code, {where}", CALL_TARGET,
               over("compiled call", "generated code")),
+             (f"opt.step(vg, *args) over its generated code, {where}", CALL_TARGET,
+              over("opt.step(vg)", "generated step code")),
              (f"SGD.step per parameter over its numpy, {where}", PER_PARAM_TARGET,
               over("SGD.step", "numpy SGD", n)),
              (f"Adam.step per parameter over its numpy, {where}", PER_PARAM_TARGET,

@@ -70,9 +70,13 @@ def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
     pieces = [line for line in pieces.split("\n## ")[0].splitlines() if line.startswith("| ")][2:]
     assert [line.split("|")[1].strip() for line in pieces] == [
         "the generated code (`cf.function`)", "the compiled call (`vg(*args)`)",
-        "the compiled call + `SGD.step`", "the fused step (`cf.sgd_step`)", "`SGD.step`", "`Adam.step`"]
+        "the compiled call, then `SGD.step(grads)`",
+        "the fused step's generated code (`cf.step_function`)",
+        "`opt.step(vg, *args)` (SGD: the fused step)", "the fused step (`cf.sgd_step`)",
+        "`SGD.step`", "`Adam.step`"]
     assert re.search(r"µs over the generated code \|$", pieces[1])
-    assert all(re.search(r"µs per parameter over numpy's [0-9.]+ µs \|$", line) for line in pieces[4:])
+    assert re.search(r"µs over its generated code \|$", pieces[4])
+    assert all(re.search(r"µs per parameter over numpy's [0-9.]+ µs \|$", line) for line in pieces[6:])
 
     # The README's table: one row per dtype, anomaly mode left out, the machine and BLAS named.
     readme = text.split("## The table for the README")[1].split("\n## ")[0]
@@ -100,6 +104,7 @@ def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
                      "peak memory, tiny, float64", "compiled peak memory, tiny, float64",
                      "peak memory, tiny, float32", "compiled peak memory, tiny, float32",
                      "compile=True call over its generated code, tiny, float64",
+                     "opt.step(vg, *args) over its generated code, tiny, float64",
                      "SGD.step per parameter over its numpy, tiny, float64",
                      "Adam.step per parameter over its numpy, tiny, float64"]
     for line in targets:

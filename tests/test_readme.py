@@ -100,3 +100,18 @@ def test_every_op_the_package_exports_is_in_the_readmes_op_list():
     # getitem is "indexing" in the bullet above; the others exist for the grads (ops.py)
     missing = public - listed - {"getitem", "broadcast_to", "scatter_add", "astype"}
     assert not missing, missing
+
+
+def test_the_compiled_training_loop_runs_the_fused_step_and_learns():
+    scope: dict = {"np": np, "mt": mt}
+    exec(compile(_block("loss_and_grads = mt.value_and_grad(loss"), str(README), "exec"), scope)
+    loop = _block("value = opt.step(loss_and_grads")
+    fused = []
+    vg = scope["loss_and_grads"]
+    step = vg._sgd_step
+    vg._sgd_step = lambda lr, args: fused.append(lr) or step(lr, args)
+    exec(compile(loop, str(README), "exec"), scope)
+    assert fused == [0.1] * 100  # every step ran the closed form's fused code
+    W, b, x, labels = (scope[k] for k in ("W", "b", "x", "labels"))
+    first = mt.value_and_grad(scope["loss"])(mt.Tensor(np.zeros((4, 3))), np.zeros(3), x, labels)[0]
+    assert float(scope["value"]) < 0.8 * float(first)  # it learned: 1.10 at W = 0, b = 0

@@ -898,14 +898,14 @@ def _number(c, x: float, dtype: np.dtype, base: str = "one") -> str:
     gives every result as the literal does."""
     if dtype is None or dtype.kind != "f":
         return c.lit(x)
-    held = _NUMBERS.get((x, dtype))
+    held = _HELD_NUMBERS.get((x, dtype))
     if held is None:
-        held = _NUMBERS[x, dtype] = np.full((), x, dtype=dtype)
+        held = _HELD_NUMBERS[x, dtype] = np.full((), x, dtype=dtype)
         held.flags.writeable = False
     return c.const(held, "zero" if x == 0 else base)
 
 
-_NUMBERS: dict[tuple[float, np.dtype], np.ndarray] = {}
+_HELD_NUMBERS: dict[tuple[float, np.dtype], np.ndarray] = {}
 
 
 def _tanh_vjp_code(c):

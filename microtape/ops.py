@@ -255,7 +255,8 @@ def _exp_cap(dtype: np.dtype) -> np.ndarray:
     return cap
 
 
-@primitive("dv = G (ŷ − y)  (÷ N for the mean; ŷ = softmax(v), from the exponentials the forward pass saved)",
+@primitive("dv = G (ŷ − y)  (÷ N for the mean; for reduction='none', G[:, None] ∘ (ŷ − y) with G of "
+           "shape (N,); ŷ = softmax(v), from the exponentials the forward pass saved)",
            code=Code(lambda c: _loss_code(c), math="J({A}, {B})", binds=PRODUCT_BINDS,
                      math_binds=ATOM, tight=("fast", "textbook", "maths"), when=lambda c: c.ndims[0] == 2,
                      saved=("yhat", "picks"), temps=("top", "z", "rest", "rows", "e"),
@@ -266,10 +267,12 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
 
     ``labels`` are class indices (shape N, or an int for one example) or rows
     of non-negative numbers summing to 1 (one-hot or soft). Labels get no
-    gradient.
+    gradient. ``reduction`` is "mean" (over the examples), "sum", or "none":
+    each example's loss, shape (N,) for (N, C) logits (0-d for one example).
     """
-    if reduction not in ("mean", "sum"):
-        raise InputError(f"softmax_cross_entropy: reduction must be 'mean' or 'sum', not {reduction!r}")
+    if reduction not in ("mean", "sum") and reduction != "none":
+        raise InputError(f"softmax_cross_entropy: reduction must be 'mean', 'sum' or 'none', "
+                         f"not {reduction!r}")
     v = np.asarray(logits)
     if v.ndim not in (1, 2):
         raise ShapeError(f"softmax_cross_entropy: logits must be (N, C) or (C,), got shape {v.shape}")
@@ -283,6 +286,8 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
         return _softmax_cross_entropy_rows(v, labels, reduction)
     y = check_labels(labels, v.shape)
     loss, (vjp, _) = _softmax_cross_entropy_rows(v[None], y[None], reduction)  # a batch of one
+    if reduction == "none":  # one example's loss, 0-d as the mean and sum are
+        loss = loss.reshape(())
     return loss, (lambda g: vjp(g)[0], None)
 
 
@@ -341,8 +346,10 @@ def _label_positions(labels, shape, starts, rows):
 
 
 def _softmax_cross_entropy_rows(v, labels, reduction):
-    """J = Σ_rows (log Σ exp v − Σ y v) · scale and dv = G (ŷ − y) · scale, for (N, C) logits."""
+    """J = Σ_rows (log Σ exp v − Σ y v) · scale and dv = G (ŷ − y) · scale, for (N, C) logits;
+    for reduction "none", each row's loss and dv = G[:, None] ∘ (ŷ − y)."""
     n, c = v.shape
+    per_row = reduction == "none"
     scale = 1.0 / n if reduction == "mean" else 1.0
     starts, rows = _row_starts(n, c)
     picked, y = _label_positions(labels, v.shape, starts, rows)
@@ -359,14 +366,17 @@ def _softmax_cross_entropy_rows(v, labels, reduction):
     log_total = np.log1p(rest)
     if picked is not None:
         # log1p(rest) − z_label adds two non-negative numbers: no cancellation
-        per_row = log_total[:, 0]
-        per_row -= z.ravel()[picked]
-        loss = np.add.reduce(per_row)
+        loss = log_total[:, 0]
+        loss -= z.ravel()[picked]
+        if not per_row:
+            loss = np.add.reduce(loss)
     else:
         # −Σ y log ŷ, in the logits' dtype even when the label rows are float64
-        loss = (y * (log_total - z)).sum().astype(v.dtype)
+        loss = (y * (log_total - z)).sum(axis=1 if per_row else None).astype(v.dtype)
     if scale != 1.0:  # as the logits' dtype: numpy 1.x would promote a float32 loss times a float
         loss = loss * v.dtype.type(scale)
+    if per_row:
+        return loss, (_per_row_loss_vjp(e, rest, picked, y), None)
     return loss, (_loss_vjp(e, rest, picked, y, scale), None)
 
 
@@ -390,6 +400,20 @@ def _loss_vjp(e, rest, picked, y, scale):
     return vjp
 
 
+def _per_row_loss_vjp(e, rest, picked, y):
+    """dv = G[:, None] ∘ (ŷ − y) for the per-row losses, G of shape (N,); see ``_loss_vjp``."""
+    def vjp(g):
+        d = e / (rest + 1.0)
+        g = np.reshape(g, (-1, 1))  # each row's G, as a column
+        d *= g  # in ŷ's dtype, as the summed loss's VJP keeps it
+        if picked is not None:
+            d.ravel()[picked] -= g[:, 0]  # y is one-hot: subtract at each row's label
+        else:
+            d -= y * g
+        return d
+    return vjp
+
+
 def _loss_grad(g, logits, labels, reduction):
     """dv = G (softmax(v) − y) · scale in ops: softmax recorded, so ŷ's own Jacobian follows."""
     shape, dtype = _shape(logits), _value(logits).dtype
@@ -404,6 +428,8 @@ def _loss_grad(g, logits, labels, reduction):
     d = sub(softmax(logits, axis=-1, name="ŷ"), y)
     if reduction == "mean" and len(shape) == 2:
         d = div(d, Tensor(np.asarray(shape[0], dtype=dtype), name="N"))
+    elif reduction == "none" and len(shape) == 2:  # G holds a number per row: a column of them
+        g = reshape(g, shape[0], 1)
     return mul(g, d)
 
 
@@ -1075,11 +1101,14 @@ def _loss_code(c):
              f"{yhat} = np.exp({z})", f"{flat} = {yhat}.ravel()", f"{flat}[{top}] = {zero}",
              f"{rest} = np.add.reduce({summed})  # Σ exp(z) over the other classes",
              f"{flat}[{top}] = {one}"]
+    per_row = c.params.get("reduction") == "none"
     if c.dtypes[1].kind in "iu":
-        body = f"np.add.reduce(np.log1p({rest}) - {z}.ravel()[{c.saved['picks']}])"
+        body = f"np.log1p({rest}) - {z}.ravel()[{c.saved['picks']}]"
+        body = body if per_row else f"np.add.reduce({body})"
     else:
         cast = f".astype(np.{c.dtype.name})" if c.dtypes[1] != c.dtype else ""
-        body = f"np.add.reduce({y} * (np.log1p({rest})[:, None] - {z}), axis=None){cast}"
+        axis = 1 if per_row else None
+        body = f"np.add.reduce({y} * (np.log1p({rest})[:, None] - {z}), axis={axis}){cast}"
     return lines + [f"{c.target} = {_over(body, per)}",
                     f"{rest} += {one}  # now Σ exp(z) over every class",
                     f"{yhat} /= {rest}[:, None]  # ŷ = softmax({v})"]
@@ -1111,10 +1140,12 @@ def _loss_textbook(c, v, y, n, per, temps, yhat):
              f"{e} = np.exp({z})", f"{e}[{rows}, {top}] = 0",
              f"{rest} = {e}.sum(axis=1)  # Σ exp(z) over the other classes",
              f"{e}[{rows}, {top}] = 1", f"{yhat} = {e} / (1 + {rest})[:, None]  # ŷ = softmax({v})"]
+    per_row = c.params.get("reduction") == "none"
     if c.dtypes[1].kind in "iu":
-        return lines + [f"{c.target} = (np.log1p({rest}) - {z}[{rows}, {y}]).sum(){per}"]
+        body = f"np.log1p({rest}) - {z}[{rows}, {y}]"
+        return lines + [f"{c.target} = {body}" if per_row else f"{c.target} = ({body}).sum(){per}"]
     cast = f".astype(np.{c.dtype.name})" if c.dtypes[1] != c.dtype else ""
-    body = f"({y} * (np.log1p({rest})[:, None] - {z})).sum(){cast}"
+    body = f"({y} * (np.log1p({rest})[:, None] - {z})).sum({'axis=1' if per_row else ''}){cast}"
     return lines + [f"{c.target} = {body}{per}"]
 
 
@@ -1124,6 +1155,8 @@ def _over(expr: str, per: str) -> str:
 
 
 def _loss_vjp_code(c):
+    if c.params.get("reduction") == "none":
+        return _per_row_loss_vjp_code(c)
     yhat, d = c.saved["yhat"], c.target
     n = c.shapes[0][0]
     per = f" / {n}" if c.params.get("reduction", "mean") == "mean" else ""
@@ -1142,6 +1175,24 @@ def _loss_vjp_code(c):
     else:
         lines.append(f"{d} *= {scale}")
     return lines + [f"{d}.ravel()[{c.saved['picks']}] -= {scale}  # y is one-hot: subtract at each label"]
+
+
+def _per_row_loss_vjp_code(c):
+    """dv = G[:, None] ∘ (ŷ − y) for the per-row losses (G a number per row)."""
+    yhat, d = c.saved["yhat"], c.target
+    column = "" if c.one else f" * {c.G}[:, None]"
+    if c.dtypes[1].kind not in "iu":
+        label = c.B if c.dtypes[1] == c.dtype else f"{c.B}.astype(np.{c.dtype.name})"
+        return f"({yhat} - {label}){column}"
+    g = "1" if c.one else c.G
+    if c.textbook:
+        return [f"{d} = {yhat}{column}", f"{d}[np.arange({c.shapes[0][0]}), {c.B}] -= {g}  # y is one-hot"]
+    if c.one:
+        g = _number(c, 1.0, c.dtypes[0], "one")
+    lines = [f"{d} = {yhat}  # ŷ − y in ŷ's own buffer, which nothing else reads"]
+    if not c.one:
+        lines.append(f"{d} *= {c.G}[:, None]")
+    return lines + [f"{d}.ravel()[{c.saved['picks']}] -= {g}  # y is one-hot: subtract at each label"]
 
 
 def _einsum_terms(c):

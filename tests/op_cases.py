@@ -73,6 +73,8 @@ def op_cases(rng, dtype, templated_only: bool = False):
     soft = rng.dirichlet(np.ones(4), size=5).astype(dtype)
     beyond = [
         ("softmax_cross_entropy", lambda: (mt.softmax_cross_entropy(logits[0], 2), [logits])),
+        ("softmax_cross_entropy", lambda: (mt.softmax_cross_entropy(logits[1], 0, reduction="none"),
+                                           [logits])),
         *[("matmul", _pair(mt.matmul, t(*p), t(*q))) for p, q in MATMUL_CASES.values()],
         *[("einsum", _pair(lambda *xs, s=spec: mt.einsum(s, *xs), *[t(*sh) for sh in shapes]))
           for spec, shapes in EINSUMS.values()],
@@ -116,6 +118,10 @@ def op_cases(rng, dtype, templated_only: bool = False):
         ("softmax_cross_entropy", lambda: (mt.softmax_cross_entropy(
             logits, np.eye(4, dtype=dtype)[[2, 0, 1, 3, 3]], reduction="sum"), [logits])),
         ("softmax_cross_entropy", lambda: (mt.softmax_cross_entropy(logits, soft), [logits])),
+        ("softmax_cross_entropy", lambda: (mt.softmax_cross_entropy(
+            logits, np.array([2, 0, 3, 3, 1]), reduction="none"), [logits])),
+        ("softmax_cross_entropy", lambda: (mt.softmax_cross_entropy(logits, soft, reduction="none"),
+                                           [logits])),
         ("einsum", lambda: (mt.einsum("ij,jk->ik", a, m), [a, m])),
         ("einsum", lambda: (mt.einsum("bij,jk->bk", cube, w45), [cube])),
         ("einsum", lambda: (mt.einsum("ij,jk->i", m, v), [m, v])),

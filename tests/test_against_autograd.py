@@ -46,10 +46,12 @@ def _ag_cross_entropy(logits, labels, reduction="mean"):
     logp = _ag_log_softmax(logits, -1)
     labels = np.asarray(labels)
     if labels.dtype.kind in "iu":
-        picked = logp[np.arange(len(labels)), labels] if logits.ndim == 2 else logp[labels]
-        total = -anp.sum(picked)
+        per_row = -(logp[np.arange(len(labels)), labels] if logits.ndim == 2 else logp[labels])
     else:
-        total = -anp.sum(labels * logp)
+        per_row = -anp.sum(labels * logp, axis=-1)
+    if reduction == "none":
+        return per_row
+    total = anp.sum(per_row)
     n = len(logits) if logits.ndim == 2 else 1
     return total / n if reduction == "mean" else total
 
@@ -255,7 +257,7 @@ class Builder:
             rng = np.random.default_rng(self.draw(st.integers(0, 99)))
             labels = rng.integers(0, sa[-1], size=sa[:-1])
             self.step("softmax_cross_entropy", [a, ("c", labels)],
-                      reduction=self.draw(st.sampled_from(["mean", "sum"])))
+                      reduction=self.draw(st.sampled_from(["mean", "sum", "none"])))
         elif not self.choosing_joining_or_loss(kind, a, b, sa, sb):
             self.step("add", [a, b])
 
@@ -434,10 +436,12 @@ def test_softmax_ops_at_edge_values(name, axis, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_cross_entropy_at_edge_values(dtype):
     x = np.array([[0.0, 1e4, -1e4], [0.0, 0.0, 0.0], [-1e4, -1e4, 5.0]])
-    for reduction in ("mean", "sum"):
+    for reduction in ("mean", "sum", "none"):
         _compare("softmax_cross_entropy", [x], dtype, labels=np.array([1, 2, 0]), reduction=reduction)
         _compare("softmax_cross_entropy", [x], dtype, labels=np.full((3, 3), 1 / 3), reduction=reduction)
+        _compare("softmax_cross_entropy", [x[2]], dtype, labels=2, reduction=reduction)  # one example
     _compare("softmax_cross_entropy", [np.zeros(1)], dtype, labels=0)  # one class
+    _compare("softmax_cross_entropy", [np.zeros(1)], dtype, labels=0, reduction="none")
 
 
 @pytest.mark.parametrize("name, params, shape", [

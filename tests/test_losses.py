@@ -1,4 +1,5 @@
-"""mse and binary_cross_entropy_with_logits: values, the familiar gradients, stability, errors.
+"""mse, binary_cross_entropy_with_logits and softmax_cross_entropy's per-example losses
+(reduction="none"): values, the familiar gradients, stability, errors.
 
 Their second derivatives, templates and agreement with autograd are held by
 the shared checks over tests/op_cases.py and random programs.
@@ -98,3 +99,115 @@ def test_the_closed_form_equations_read_as_the_familiar_gradients():
 def test_errors_name_the_loss_the_shapes_and_the_fix(call, error, phrase):
     with pytest.raises(error, match=phrase):
         call()
+
+
+# -- softmax_cross_entropy(reduction="none"): one loss per example ------------------------
+
+SCE = mt.softmax_cross_entropy
+LOGITS = np.array([[2.0, -1.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0], [-3.0, 4.0, 1.0, 2.5]])
+CLASSES = np.array([0, 3, 1])
+ROWS = np.array([[1.0, 0.0, 0.0, 0.0], [0.25, 0.25, 0.5, 0.0], [0.0, 0.1, 0.0, 0.9]])
+
+
+def _per_row_reference(v, y):
+    """−Σ y log softmax(v) of each row, in float64 (y: class indices or label rows)."""
+    v = np.asarray(v, dtype=np.float64)
+    log_p = v - v.max(axis=-1, keepdims=True)
+    log_p = log_p - np.log(np.exp(log_p).sum(axis=-1, keepdims=True))
+    y = np.asarray(y)
+    rows = np.eye(v.shape[-1])[y] if y.dtype.kind in "iu" else y
+    return -(rows * log_p).sum(axis=-1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("labels", [CLASSES, ROWS], ids=["classes", "rows"])
+def test_per_example_losses_match_numpy_and_add_up_to_the_sum(dtype, labels):
+    v = mt.Tensor(LOGITS.astype(dtype))
+    per = SCE(v, labels, reduction="none")
+    assert per.shape == (3,) and per.dtype == dtype
+    np.testing.assert_allclose(per.value, _per_row_reference(LOGITS, labels),
+                               rtol=1e-6 if dtype == np.float32 else 1e-14)
+    np.testing.assert_allclose(per.value.sum(), float(SCE(v, labels, reduction="sum")), rtol=1e-6)
+    np.testing.assert_allclose(per.value.mean(), float(SCE(v, labels)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_example_gives_a_0d_loss_and_its_gradient(dtype):
+    v = mt.Tensor(LOGITS[2].astype(dtype))
+    for labels in (1, ROWS[2]):
+        with mt.Tape() as tape:
+            per = SCE(v, labels, reduction="none")
+        assert per.shape == () and per.dtype == dtype
+        np.testing.assert_allclose(float(per), _per_row_reference(LOGITS[2], labels), rtol=1e-6)
+        g = tape.gradient(per, v, seed=np.asarray(3.0, dtype=dtype))
+        p = np.exp(LOGITS[2]) / np.exp(LOGITS[2]).sum()
+        y = np.eye(4)[labels] if isinstance(labels, int) else labels
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, 3.0 * (p - y), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_per_example_losses_stay_precise_at_extreme_logits(dtype):
+    # a confident, right row: the loss is log(1 + e^−40 + e^−60) ≈ e^−40, which log(1 + rest) would
+    # round to 0; and a confident, wrong one, with a loss near 1e4
+    v = np.array([[40.0, 0.0, -20.0], [0.0, 1e4, -1e4], [0.0, 0.0, 0.0]], dtype=dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        per = SCE(mt.Tensor(v), np.array([0, 0, 2]), reduction="none").value
+    want = [np.exp(-40.0) + np.exp(-60.0), 1e4, np.log(3.0)]
+    np.testing.assert_allclose(per, want, rtol=1e-6 if dtype == np.float32 else 1e-14)
+
+
+@pytest.mark.parametrize("labels", [CLASSES, ROWS], ids=["classes", "rows"])
+def test_per_example_gradient_weights_each_row_of_yhat_minus_y(labels):
+    w = np.array([0.5, -2.0, 3.0])  # each example's G
+    p = np.exp(LOGITS) / np.exp(LOGITS).sum(axis=1, keepdims=True)
+    y = np.eye(4)[labels] if labels.dtype.kind in "iu" else labels
+    mt.testing.assert_gradients_close(
+        lambda v: mt.sum(mt.mul(w, SCE(v, labels, reduction="none"))), [LOGITS],
+        [w[:, None] * (p - y)], rtol=1e-13)
+    mt.gradcheck(lambda v: mt.sum(mt.mul(w, SCE(v, labels, reduction="none"))), [LOGITS])
+    mt.gradcheck(lambda v: mt.sum(mt.mul(w, SCE(v, labels, reduction="none"))), [LOGITS], order=2)
+
+
+def test_per_example_loss_differentiates_twice_with_create_graph():
+    w = np.array([0.5, -2.0, 3.0])
+    v = mt.Tensor(LOGITS.copy())
+    direction = np.random.default_rng(1).normal(size=LOGITS.shape)
+    with mt.Tape() as outer:
+        with mt.Tape() as inner:
+            J = mt.sum(mt.mul(w, SCE(v, CLASSES, reduction="none")))
+        dv = inner.gradient(J, v, create_graph=True)
+        s = mt.sum(mt.mul(dv, direction))
+    hvp = outer.gradient(s, v)
+    # row i's Hessian is w_i (diag(p) − p pᵀ)
+    p = np.exp(LOGITS) / np.exp(LOGITS).sum(axis=1, keepdims=True)
+    want = w[:, None] * (p * direction - p * (p * direction).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(hvp, want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("labels", [CLASSES, ROWS, ROWS.astype(np.float32)],
+                         ids=["classes", "rows", "float32 rows"])
+def test_closed_forms_of_a_weighted_per_example_loss_agree_with_the_tape(dtype, labels):
+    v, w = mt.Tensor(LOGITS.astype(dtype)), mt.Tensor(np.array([0.5, -2.0, 3.0], dtype=dtype))
+    with mt.Tape() as tape:
+        J = mt.sum(mt.mul(w, SCE(v, labels, reduction="none")))
+    eager = tape.gradient(J, [v, w])
+    value, grads = tape.closed_form(J, [v, w])()
+    compiled = mt.value_and_grad(lambda v, w: mt.sum(mt.mul(w, SCE(v, labels, reduction="none"))),
+                                 argnums=(0, 1), compile=True)
+    for _ in range(2):  # the trace, then the generated code
+        value_c, grads_c = compiled(v.value, w.value)
+    assert compiled.cache_info().hits == 1  # the second call ran the closed form
+    rtol = 1e-6 if dtype == np.float32 else 1e-13
+    for got_value, got in ((value, grads), (value_c, grads_c)):
+        np.testing.assert_allclose(got_value, J.value, rtol=rtol)
+        for g, ref in zip(got, eager):
+            assert g.dtype == ref.dtype == dtype
+            np.testing.assert_allclose(g, ref, rtol=rtol, atol=rtol)
+
+
+def test_an_unknown_reduction_names_all_three():
+    with pytest.raises(mt.InputError, match=r"softmax_cross_entropy: reduction must be 'mean', "
+                                            r"'sum' or 'none', not 'avg'"):
+        SCE(mt.Tensor(LOGITS), CLASSES, reduction="avg")

@@ -215,12 +215,16 @@ class Compiled:
         lines, inputs, namespace = checked
         namespace.update(entry=entry, tick=self._ticks.__next__, function=entry.function,
                          step_function=entry.cf.step_function, finish=entry.finish,
-                         asarray=np.asarray)
+                         asarray=np.asarray, tracing=_tracing.get, active=_active.get,
+                         active_tapes=active_tapes, ANOMALY=_ANOMALY, anomaly_mode=_anomaly_mode)
         finish = entry.finish is not None
         call = [*lines, "entry.used = tick()", f"value, grads = function({inputs})",
                 *(["value, grads = finish(value, grads)"] if finish else []),
                 f"return asarray(value), grads{'[0]' if self.single else ''}"]
-        step = [*lines, "entry.used = tick()", f"value = step_function({inputs}, lr)",
+        # The step's own refusals run first, as _sgd_step's would: a None sends it there
+        step = ["if tracing() or active() and active_tapes() or ANOMALY[0] and anomaly_mode():",
+                "    return None", *lines, "entry.used = tick()",
+                f"value = step_function({inputs}, lr)",
                 *(["value = finish(value, ())[0]"] if finish else []), "return asarray(value)"]
         where = f"<compile=True call of {_name(self.f)}>"
         fast = _written("fast", "args", call, namespace, where)
@@ -233,17 +237,17 @@ class Compiled:
         closed form's fused step (its backward pass seeded with −lr); what ``opt.step(vg,
         *args)`` runs for plain SGD. None, with nothing run, where the closed form has no fused
         step (a source is computed, not a leaf) or anomaly mode checks each op."""
+        fast = self._fast_step  # the last signature's step, with every check below in it
+        if fast is not None:
+            value = fast(args, lr)
+            if value is not None:
+                return value
         if _tracing.get():
             raise TraceError(_NESTED.format(self.__name__))
         if _active.get() and active_tapes():
             raise TraceError(_RECORDING.format(self.__name__))
         if _ANOMALY[0] and _anomaly_mode():
             return None
-        fast = self._fast_step
-        if fast is not None:
-            value = fast(args, lr)
-            if value is not None:
-                return value
         entry = self._entry(args)
         if entry.cf.step_function is None:
             return None

@@ -172,3 +172,26 @@ def test_the_fused_step_follows_a_new_signature_and_back():
     for p, q in zip(net.parameters(), ref_net.parameters()):
         np.testing.assert_allclose(p.value, q.value, rtol=1e-12, atol=1e-15)
     assert vg.cache_info().misses == 2
+
+
+def test_after_the_fused_step_ran_once_its_refusals_and_anomaly_mode_still_hold():
+    net, x, labels = _problem()
+    vg = mt.value_and_grad(_loss(net), argnums=(0, 1, 2, 3), compile=True)
+    opt = mt.optim.SGD(net.parameters(), lr=0.5)
+    opt.step(vg, *net.parameters(), x, labels)  # the signature's fused step is now ready
+    before = [p.value.copy() for p in net.parameters()]
+    with pytest.raises(mt.TraceError, match="while a tape records"):
+        with mt.Tape():
+            opt.step(vg, *net.parameters(), x, labels)
+    for p, b in zip(net.parameters(), before):
+        np.testing.assert_array_equal(p.value, b)
+    eager = mt.value_and_grad(_loss(net), argnums=(0, 1, 2, 3))
+    want = [p - 0.5 * g for p, g in zip(before, eager(*net.parameters(), x, labels)[1])]
+    calls = []
+    with mt.detect_anomaly():
+        step = vg.eager
+        vg.eager = lambda *args: calls.append(1) or step(*args)
+        opt.step(vg, *net.parameters(), x, labels)
+    assert calls == [1]  # anomaly mode ran the function op by op, not the cached fused step
+    for p, w in zip(net.parameters(), want):
+        np.testing.assert_array_equal(p.value, w)

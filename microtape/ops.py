@@ -76,13 +76,19 @@ def _ones(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A read-only array of ones, kept: sums by BLAS multiply by it, at the shapes a
     training loop asks for again and again."""
     ones = _ONES.get((shape, dtype))
-    if ones is None:
-        if len(_ONES) >= 64:  # many shapes: forget them rather than grow
-            _ONES.clear()
-        ones = np.ones(shape, dtype)
-        ones.flags.writeable = False
-        _ONES[shape, dtype] = ones
-    return ones
+    return ones if ones is not None else _keep(_ONES, (shape, dtype), np.ones(shape, dtype))
+
+
+def _keep(cache: dict, key: Any, arrays: Any) -> Any:
+    """Keep ``arrays`` (an array, or a tuple of them) read-only in ``cache`` under ``key``, and
+    return them. The caches of constants the ops reuse hold the few shapes a training loop
+    asks for; past 64 keys they are forgotten rather than grow."""
+    if len(cache) >= 64:
+        cache.clear()
+    for a in arrays if type(arrays) is tuple else (arrays,):
+        a.flags.writeable = False
+    cache[key] = arrays
+    return arrays
 
 
 def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -323,14 +329,8 @@ def _row_starts(n: int, c: int) -> tuple[np.ndarray, np.ndarray]:
     read-only and kept: np.arange costs as much as a small op, and a training loop asks
     for the same few shapes."""
     kept = _ROW_STARTS.get((n, c))
-    if kept is None:
-        if len(_ROW_STARTS) >= 64:  # many batch shapes: forget them rather than grow
-            _ROW_STARTS.clear()
-        kept = np.arange(0, n * c, c), np.arange(n)
-        for a in kept:
-            a.flags.writeable = False
-        _ROW_STARTS[n, c] = kept
-    return kept
+    return kept if kept is not None else _keep(_ROW_STARTS, (n, c),
+                                               (np.arange(0, n * c, c), np.arange(n)))
 
 
 def _label_positions(labels, shape, starts, rows):
@@ -927,8 +927,7 @@ def _number(c, x: float, dtype: np.dtype, base: str = "one") -> str:
         return c.lit(x)
     held = _HELD_NUMBERS.get((x, dtype))
     if held is None:
-        held = _HELD_NUMBERS[x, dtype] = np.full((), x, dtype=dtype)
-        held.flags.writeable = False
+        held = _keep(_HELD_NUMBERS, (x, dtype), np.full((), x, dtype=dtype))
     return c.const(held, "zero" if x == 0 else base)
 
 

@@ -121,12 +121,16 @@ class Optimizer:
             order = None
         else:
             order = self._argnums_order(vg, args)
-        self.steps += 1
+        # A step counts once vg has answered: a call that raises (bad labels, say) must not
+        # move Adam's bias correction, as a refused opt.step(grads) does not.
         try:
             value = self._fused(vg, args)
-            if value is None:
+            if value is not None:
+                self.steps += 1
+            else:
                 value, grads = vg(*args)
                 grads = (grads,) if vg.single else grads
+                self.steps += 1
                 self._update(grads if order is None else [grads[k] for k in order])
         finally:
             mark_all_modified(self._tensors)

@@ -195,3 +195,22 @@ def test_after_the_fused_step_ran_once_its_refusals_and_anomaly_mode_still_hold(
     assert calls == [1]  # anomaly mode ran the function op by op, not the cached fused step
     for p, w in zip(net.parameters(), want):
         np.testing.assert_array_equal(p.value, w)
+
+
+@pytest.mark.parametrize("compile", [True, False])
+def test_a_call_that_raises_is_no_step(compile):
+    net, x, labels = _problem()
+    vg = mt.value_and_grad(_loss(net), argnums=(0, 1, 2, 3), compile=compile)
+    opt = mt.optim.Adam(net.parameters(), lr=0.05)
+    bad = labels.copy()
+    bad[0] = 99  # out of range for 4 classes
+    with pytest.raises(mt.InputError, match="out of range"):
+        opt.step(vg, *net.parameters(), x, bad)
+    assert opt.steps == 0
+    ref_net, _, _ = _problem()
+    ref = mt.optim.Adam(ref_net.parameters(), lr=0.05)
+    ref.step(mt.value_and_grad(_loss(ref_net), argnums=(0, 1, 2, 3))(*ref_net.parameters(), x,
+                                                                     labels)[1])
+    opt.step(vg, *net.parameters(), x, labels)  # the first step: Adam's bias correction at k = 1
+    for p, q in zip(net.parameters(), ref_net.parameters()):
+        np.testing.assert_allclose(p.value, q.value, rtol=1e-12, atol=1e-15)

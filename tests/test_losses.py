@@ -211,3 +211,20 @@ def test_an_unknown_reduction_names_all_three():
     with pytest.raises(mt.InputError, match=r"softmax_cross_entropy: reduction must be 'mean', "
                                             r"'sum' or 'none', not 'avg'"):
         SCE(mt.Tensor(LOGITS), CLASSES, reduction="avg")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("labels", [np.zeros(0, dtype=np.int64), np.zeros((0, 4))],
+                         ids=["classes", "rows"])
+def test_an_empty_batch_gives_no_per_example_losses_and_empty_gradients(dtype, labels):
+    # reduction="sum" gives 0 for an empty batch; "none" gives each of its (no) examples' losses
+    v = mt.Tensor(np.zeros((0, 4), dtype=dtype))
+    with mt.Tape() as tape:
+        per = SCE(v, labels, reduction="none")
+        J = mt.sum(per)
+    assert per.shape == (0,) and per.dtype == dtype
+    for g in (tape.gradient(J, v), tape.gradient(per, v, seed=np.zeros(0, dtype=dtype)),
+              tape.gradient(J, v, create_graph=True).value):
+        assert g.shape == (0, 4) and g.dtype == dtype
+    value, (g,) = tape.closed_form(J, [v])()
+    assert float(value) == 0.0 and g.shape == (0, 4) and g.dtype == dtype

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -220,9 +221,7 @@ def test_missing_dot_writes_the_drawing_as_dot(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_the_page_script_parses(tmp_path):
-    from viz.steps import _SCRIPT
-    script = tmp_path / "page.js"
-    script.write_text(_SCRIPT, encoding="utf-8")
+    script = Path(viz.__file__).parent / "assets" / "steps.js"
     result = subprocess.run(["node", "--check", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 

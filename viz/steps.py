@@ -25,7 +25,9 @@ import html
 import json
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import numpy as np
@@ -335,174 +337,9 @@ def _receivers(node: Node) -> list[Tensor]:
 
 # -- the page --------------------------------------------------------------------------
 
-_STYLE = """
-html, body { height: 100%; margin: 0; }
-body { font: 14px/1.4 Helvetica, Arial, sans-serif; color: #222; display: flex;
-       flex-direction: column; }
-header { padding: .5em 1em; border-bottom: 1px solid #ddd; }
-h1 { font-size: 16px; margin: 0 0 .3em; }
-nav { display: flex; gap: .4em; align-items: center; flex-wrap: wrap; }
-button { font: inherit; padding: .1em .7em; }
-#counter { min-width: 7em; text-align: center; font-variant-numeric: tabular-nums; }
-#caption { margin: .4em 0 0; min-height: 1.4em; }
-#equation { margin: .1em 0 0; min-height: 1.4em; font-size: 16px; color: #5c3d00; }
-#view { flex: 1; overflow: auto; position: relative; }
-#view svg { display: block; }
-.current .outline, .fresh .outline { stroke: #e8590c; stroke-width: 3.5px; }
-.fresh .grad-bg { fill: #ffd8a8; }
-.pending { fill: #6b6b6b; font: 11px Helvetica, Arial, sans-serif; }
-.hidden { visibility: hidden; }
-"""
-
-_SCRIPT = """
-(function () {
-  var data = JSON.parse(document.getElementById("walk").textContent);
-  var view = document.getElementById("view");
-  var svg = view.querySelector("svg");
-  var caption = document.getElementById("caption");
-  var equation = document.getElementById("equation");
-  var counter = document.getElementById("counter");
-  var play = document.getElementById("play");
-  var ns = "http://www.w3.org/2000/svg";
-  var legend = document.getElementById("legend");
-  var width = svg.viewBox.baseVal.width, height = svg.viewBox.baseVal.height;
-  var PX = 4 / 3;                              // CSS px per pt, the SVG's unit
-  var zoom = 1, k = 0, timer = null;
-
-  function byId(id) { return document.getElementById(id); }
-  function outline(g) {
-    var shape = g.querySelector("path, polygon");
-    if (shape) { shape.classList.add("outline"); }
-  }
-  // Each gradient block: its texts (title first), the numbers the drawing
-  // shows, and a "not yet" standing in its place until the gradient arrives.
-  var grads = {};
-  Object.keys(data.grads).forEach(function (id) {
-    var node = byId(id), block = byId("a_" + id + "_grad") || byId(id + "_grad");
-    if (!node || !block) { return; }
-    outline(node);
-    var texts = Array.prototype.slice.call(block.querySelectorAll("text"));
-    var bg = block.querySelector("polygon[fill='#fdecea']");
-    if (bg) { bg.classList.add("grad-bg"); }
-    var box = block.getBBox();
-    var pending = document.createElementNS(ns, "text");
-    pending.setAttribute("class", "pending");
-    pending.setAttribute("x", box.x + box.width / 2);
-    pending.setAttribute("y", box.y + box.height / 2 + 4);
-    pending.setAttribute("text-anchor", "middle");
-    pending.textContent = data.pending;
-    block.parentNode.insertBefore(pending, block.nextSibling);
-    // The drawing leaves room for it; should a font run wider, it shrinks to fit.
-    var room = box.width - 2, wide = pending.getComputedTextLength();
-    if (wide > room) { pending.style.fontSize = (11 * room / wide) + "px"; }
-    grads[id] = {node: node, block: block, texts: texts, pending: pending,
-                 final: texts.slice(1).map(function (t) { return t.textContent; }),
-                 arrivals: data.grads[id]};
-  });
-  Object.keys(data.ops).forEach(function (id) { var g = byId(id); if (g) { outline(g); } });
-  // The gradient blocks are links only to carry an id.
-  view.addEventListener("click", function (e) {
-    if (e.target.closest && e.target.closest("a")) { e.preventDefault(); }
-  });
-
-  // Scrolls ``el`` to the middle of the view; when it is taller or wider than
-  // the view, its top left corner stays in sight.
-  function centre(el) {
-    var r = el.getBoundingClientRect(), v = view.getBoundingClientRect();
-    view.scrollLeft += Math.min((r.left + r.right) / 2 - (v.left + v.right) / 2, r.left - v.left);
-    view.scrollTop += Math.min((r.top + r.bottom) / 2 - (v.top + v.bottom) / 2, r.top - v.top);
-  }
-  function setZoom(z) {
-    zoom = Math.max(0.02, Math.min(3, z));
-    svg.setAttribute("width", (width * zoom) + "pt");
-    svg.setAttribute("height", (height * zoom) + "pt");
-    document.getElementById("zoomed").textContent = Math.round(zoom * 100) + "%";
-    show(k);
-  }
-  // The zoom at which the whole drawing fits the view.
-  function fitZoom() {
-    return Math.min(1, view.clientWidth / (width * PX), view.clientHeight / (height * PX));
-  }
-  // Fit is where the page starts when, at 100%, some op's frame could not show
-  // the op with its inputs at once.
-  function fitsAtFullSize() {
-    return Object.keys(data.inputs).every(function (op) {
-      var ids = [op].concat(data.inputs[op]), box = null;
-      ids.forEach(function (id) {
-        var g = byId(id);
-        if (!g) { return; }
-        var b = g.getBBox();
-        box = box ? [Math.min(box[0], b.x), Math.min(box[1], b.y), Math.max(box[2], b.x + b.width),
-                     Math.max(box[3], b.y + b.height)] : [b.x, b.y, b.x + b.width, b.y + b.height];
-      });
-      return !box || ((box[2] - box[0]) * PX <= view.clientWidth
-                      && (box[3] - box[1]) * PX <= view.clientHeight);
-    });
-  }
-  function show(i) {
-    k = Math.max(0, Math.min(data.frames - 1, i));
-    Object.keys(grads).forEach(function (id) {
-      var g = grads[id], now = null, fresh = false;
-      g.arrivals.forEach(function (a) {
-        if (a[0] <= k) { now = a; }
-        if (a[0] === k) { fresh = true; }
-      });
-      g.block.classList.toggle("hidden", now === null);
-      g.pending.classList.toggle("hidden", now !== null);
-      g.node.classList.toggle("fresh", fresh);
-      var shown = (now && now[1]) ? now[1] : g.final;
-      for (var j = 1; j < g.texts.length && j - 1 < shown.length; j++) {
-        g.texts[j].textContent = shown[j - 1];
-      }
-    });
-    var current = null;
-    Object.keys(data.ops).forEach(function (id) {
-      var g = byId(id);
-      if (!g) { return; }
-      var on = data.ops[id] === k;
-      g.classList.toggle("current", on);
-      if (on) { current = g; }
-    });
-    caption.textContent = data.captions[k];
-    equation.textContent = data.equations[k];
-    counter.textContent = data.counters[k];
-    svg.setAttribute("data-frame", String(k));
-    // The forward pass and the end show the legend, which says how to read them.
-    if (current) { centre(current); } else if (legend) { centre(legend); }
-  }
-  function stop() { if (timer) { clearInterval(timer); timer = null; play.textContent = "play"; } }
-  function toggle() {
-    if (timer) { stop(); return; }
-    if (k === data.frames - 1) { show(0); }
-    play.textContent = "pause";
-    timer = setInterval(function () {
-      if (k === data.frames - 1) { stop(); } else { show(k + 1); }
-    }, 1200);
-  }
-  byId("first").addEventListener("click", function () { stop(); show(0); });
-  byId("prev").addEventListener("click", function () { stop(); show(k - 1); });
-  byId("next").addEventListener("click", function () { stop(); show(k + 1); });
-  byId("last").addEventListener("click", function () { stop(); show(data.frames - 1); });
-  byId("smaller").addEventListener("click", function () { setZoom(zoom / 1.25); });
-  byId("larger").addEventListener("click", function () { setZoom(zoom * 1.25); });
-  byId("fit").addEventListener("click", function () { setZoom(fitZoom()); });
-  byId("actual").addEventListener("click", function () { setZoom(1); });
-  play.addEventListener("click", toggle);
-  document.addEventListener("keydown", function (e) {
-    var keys = {ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1};
-    if (e.key in keys) { stop(); show(k + keys[e.key]); }
-    else if (e.key === "Home") { stop(); show(0); }
-    else if (e.key === "End") { stop(); show(data.frames - 1); }
-    else if (e.key === "+" || e.key === "=") { setZoom(zoom * 1.25); }
-    else if (e.key === "-") { setZoom(zoom / 1.25); }
-    else if (e.key === "f") { setZoom(fitZoom()); }
-    else if (e.key === "0") { setZoom(1); }
-    else { return; }
-    e.preventDefault();
-  });
-  setZoom(fitsAtFullSize() ? 1 : fitZoom());
-})();
-"""
+def _asset(name: str) -> str:
+    """A file of the page (its HTML, style or script) from viz/assets/."""
+    return resources.files("viz").joinpath("assets").joinpath(name).read_text(encoding="utf-8")
 
 
 def _text(s: str) -> str:
@@ -531,46 +368,12 @@ def page(target_name: str, svg: str, walk: Walk) -> str:
     """index.html: every user string enters as escaped text or escaped JSON; the one
     script is inline and pinned by its hash in the Content-Security-Policy, so
     nothing else can run and nothing is fetched from the network."""
-    # Long only for the page's HTML, kept whole so it reads as the page it writes.
-    digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode("ascii")
+    script = _asset("steps.js")
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
     csp = (f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'; "
            f"base-uri 'none'; form-action 'none'")
-    title = _text(f"Backward pass of {target_name}")
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>{_STYLE}</style>
-</head>
-<body>
-<header>
-<h1>{title}</h1>
-<nav>
-<button id="first" type="button" title="Home">&laquo; forward pass</button>
-<button id="prev" type="button" title="&larr;">&larr; back</button>
-<span id="counter">{_text(walk.counters[0])}</span>
-<button id="next" type="button" title="&rarr;">next &rarr;</button>
-<button id="last" type="button" title="End">end &raquo;</button>
-<button id="play" type="button">play</button>
-<button id="smaller" type="button" title="-">&minus;</button>
-<span id="zoomed">100%</span>
-<button id="larger" type="button" title="+">+</button>
-<button id="fit" type="button" title="f">fit</button>
-<button id="actual" type="button" title="0">100%</button>
-<span>keys: &larr; &rarr; step, Home / End, + &minus; zoom, f fit, 0 100%; hover a node for its
-full arrays</span>
-</nav>
-<p id="caption">{_text(walk.captions[0])}</p>
-<p id="equation"></p>
-</header>
-<main id="view">
-{_inline(svg)}
-</main>
-<script type="application/json" id="walk">{_json(walk)}</script>
-<script>{_SCRIPT}</script>
-</body>
-</html>
-"""
+    # substitute() reads the template once: a "$" in what it puts in is left alone
+    return Template(_asset("steps.html")).substitute(
+        csp=csp, title=_text(f"Backward pass of {target_name}"), style=_asset("steps.css"),
+        counter=_text(walk.counters[0]), caption=_text(walk.captions[0]), svg=_inline(svg),
+        walk=_json(walk), script=script)

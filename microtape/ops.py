@@ -281,6 +281,8 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
         raise InputError(f"softmax_cross_entropy: reduction must be 'mean', 'sum' or 'none', "
                          f"not {reduction!r}")
     v = np.asarray(logits)
+    if v.dtype.kind in "biu":  # whole-number logits: z = v − max v would stay integer, exp(z) too
+        v = v.astype(np.float64)
     if v.ndim not in (1, 2):
         raise ShapeError(f"softmax_cross_entropy: logits must be (N, C) or (C,), got shape {v.shape}")
     if v.shape[-1] == 0:

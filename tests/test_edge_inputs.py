@@ -81,6 +81,25 @@ def test_an_op_on_integer_arrays_makes_a_float64_tensor():
     assert mt.matmul(np.eye(2, dtype=int), np.ones((2, 1), dtype=int)).dtype == np.float64
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("kind", [np.int64, np.uint8, np.bool_])
+def test_the_loss_of_whole_number_logits_is_the_loss_of_their_floats(kind, reduction):
+    # the stable form subtracts each row's max: in integers, exp of that stayed an
+    # integer too, and the mean loss came out 0 for any such logits
+    logits = np.array([[1, 2, 3], [3, 1, 0], [0, 0, 1]]).astype(kind)
+    labels = np.array([2, 0, 1])
+    floats = logits.astype(np.float64)
+    got = mt.softmax_cross_entropy(logits, labels, reduction=reduction)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got.value, mt.softmax_cross_entropy(floats, labels, reduction=reduction).value)
+    one = mt.softmax_cross_entropy(logits[0], 1, reduction=reduction).value
+    assert one == mt.softmax_cross_entropy(floats[0], 1, reduction=reduction).value
+    value, grad = mt.value_and_grad(lambda v: mt.softmax_cross_entropy(v, labels).sum())(logits)
+    expect = mt.value_and_grad(lambda v: mt.softmax_cross_entropy(v, labels).sum())(floats)
+    assert value == expect[0]
+    np.testing.assert_array_equal(grad, expect[1])
+
+
 def test_float32_operands_keep_their_dtype():
     out = mt.mul(np.ones(3, np.float32), np.ones(3, np.float32))
     assert out.dtype == np.float32

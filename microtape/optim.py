@@ -333,11 +333,21 @@ class SGD(Optimizer):
     def __init__(self, params: Params, lr: float, momentum: float = 0.0,
                  weight_decay: float = 0.0) -> None:
         super().__init__(params)
-        self.lr = _check_hyper("SGD", "lr", lr, 0.0, low_open=True)
+        self.lr = lr
         self.momentum = _check_hyper("SGD", "momentum", momentum, 0.0, 1.0, high_open=True)
         self.weight_decay = _check_hyper("SGD", "weight_decay", weight_decay, 0.0)
         self._scratch = self._buffers()
         self._velocity = self._buffers() if self.momentum else None
+
+    @property
+    def lr(self) -> float:
+        """The step size; set it between steps to change it (checked as the constructor checks it)."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self._lr = _check_hyper("SGD", "lr", value, 0.0, low_open=True)
+        self._rates = [_rate(self._lr, p.value) for p in self._tensors]
 
     def __repr__(self) -> str:
         return f"SGD(lr={self.lr:g}, momentum={self.momentum:g}, weight_decay={self.weight_decay:g})"
@@ -352,16 +362,19 @@ class SGD(Optimizer):
         return vg._sgd_step(self.lr, args)
 
     def _update(self, grads) -> None:
-        lr, momentum, decay = self.lr, self.momentum, self.weight_decay
+        lr, momentum, decay = self._lr, self.momentum, self.weight_decay
         if not (momentum or decay):  # plain p ← p − lr · g, the usual step: one test per step
-            for p, g, buf in zip(self._tensors, grads, self._scratch.values()):
-                if g.size < IN_PLACE_MIN_SIZE:
-                    p.value -= lr * g
+            for p, g, buf, rate in zip(self._tensors, grads, self._scratch.values(), self._rates):
+                if g.dtype is not rate.dtype:  # a gradient of another dtype: lr as given,
+                    p.value -= lr * g          # the product not rounded to the parameter's
+                elif g.size < IN_PLACE_MIN_SIZE:
+                    p.value -= g * rate
                 else:
-                    p.value -= np.multiply(g, lr, out=buf)
+                    p.value -= np.multiply(g, rate, out=buf)
             return
         velocity = self._velocity.values() if momentum else repeat(None)
-        for p, g, buf, u in zip(self._tensors, grads, self._scratch.values(), velocity):
+        for p, g, buf, u, rate in zip(self._tensors, grads, self._scratch.values(), velocity,
+                                      self._rates):
             if decay:
                 np.multiply(p.value, decay, out=buf)  # g' = g + weight_decay · p
                 buf += g
@@ -370,10 +383,25 @@ class SGD(Optimizer):
                 u *= momentum                         # u = momentum · u + g'
                 u += g
                 g = u
-            if g.size < IN_PLACE_MIN_SIZE:            # p = p − lr · u
+            if g.dtype is not rate.dtype:             # p = p − lr · u
                 p.value -= lr * g
+            elif g.size < IN_PLACE_MIN_SIZE:
+                p.value -= g * rate
             else:
-                p.value -= np.multiply(g, lr, out=buf)
+                p.value -= np.multiply(g, rate, out=buf)
+
+
+def _rate(lr: float, value: np.ndarray) -> np.ndarray:
+    """``lr`` as a 0-d array in the dtype of the parameter ``value``, for its update's product.
+
+    numpy converts a Python float anew on every product (about a quarter of a
+    microsecond beside a small array); a 0-d array of the same dtype it takes
+    as it is, and rounds the product as it rounds ``lr · g``. A 0-d parameter
+    keeps float64: numpy 1.x computes a product of 0-d float32 arrays in
+    float32, but of one and a float in float64, so only then would the bits move.
+    """
+    dtype = value.dtype if value.ndim and value.dtype.kind == "f" else np.float64
+    return np.asarray(lr, dtype=dtype)
 
 
 class Adam(Optimizer):

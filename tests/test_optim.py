@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import microtape as mt
+from microtape.ops import IN_PLACE_MIN_SIZE
 
 # f(w) = ½ Σ a_i (w_i − c_i)²: minimum at c, gradient a ∘ (w − c), curvatures 0.5..2.
 CURVATURE = np.array([0.5, 1.0, 2.0, 1.5])
@@ -145,6 +146,45 @@ def test_constructor_checks():
     read_only.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
         mt.optim.SGD({"w": mt.Tensor(read_only)}, lr=0.1)
+
+
+def test_setting_lr_changes_the_next_step_and_is_checked_as_the_constructor_checks_it():
+    w = mt.Tensor(np.ones(3), name="w")
+    opt = mt.optim.SGD({"w": w}, lr=0.1)
+    opt.lr = 0.5
+    assert opt.lr == 0.5 and "lr=0.5" in repr(opt)
+    opt.step({"w": np.full(3, 2.0)})
+    np.testing.assert_array_equal(w.value, np.ones(3) - 0.5 * np.full(3, 2.0))
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match=r"SGD: lr must be in \(0.0, inf\]"):
+            opt.lr = bad
+    assert opt.lr == 0.5
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("param_dtype, grad_dtype", [(np.float64, np.float64), (np.float32, np.float32),
+                                                     (np.float32, np.float64), (np.float64, np.float32)])
+@pytest.mark.parametrize("shape", [(), (3, 4), (IN_PLACE_MIN_SIZE + 5,)], ids=["0-d", "small", "in place"])
+def test_sgd_gives_the_bits_of_p_minus_lr_times_g(shape, param_dtype, grad_dtype, momentum):
+    # the step multiplies by lr held as an array of the parameter's dtype: the
+    # rounding must be that of the formula with lr as the float it was given
+    rng = np.random.default_rng(1)
+    start = rng.normal(size=shape).astype(param_dtype)
+    grads = [rng.normal(size=shape).astype(grad_dtype) for _ in range(3)]
+    lr = 0.0123
+    w = mt.Tensor(start.copy(), name="w")
+    opt = mt.optim.SGD([w], lr=lr, momentum=momentum)
+    expect, u = start.copy(), np.zeros_like(start)
+    for g in grads:
+        opt.step([g])
+        if momentum:
+            u *= momentum
+            u += g
+            expect -= lr * u
+        else:
+            expect -= lr * g
+    assert w.value.dtype == param_dtype
+    np.testing.assert_array_equal(w.value, expect)
 
 
 def test_trains_a_network_from_tape_gradients():

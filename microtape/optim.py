@@ -440,11 +440,19 @@ class Adam(Optimizer):
         beta1, beta2 = self.betas
         k = self.steps
         # lr · m̂ / (√v̂ + eps) = (lr / c1) · m / (√v / √c2 + eps), c = 1 − β^k
-        step_size = self.lr / (1.0 - beta1 ** k)
-        root_c2 = math.sqrt(1.0 - beta2 ** k)
-        keep1, keep2, eps = 1.0 - beta1, 1.0 - beta2, self.eps
+        numbers = (beta1, 1.0 - beta1, beta2, 1.0 - beta2, self.eps,
+                   self.lr / (1.0 - beta1 ** k), math.sqrt(1.0 - beta2 ** k))
+        # Seven products per parameter, each of which would convert a Python float:
+        # the numbers once per step as 0-d arrays of each dtype met (see _rate for when).
+        as_arrays: dict[np.dtype, list[np.ndarray]] = {}
         for p, g, m, v, buf in zip(self._tensors, grads, self._m.values(), self._v.values(),
                                    self._scratch.values()):
+            constants = numbers
+            if g.dtype is m.dtype and m.ndim:
+                constants = as_arrays.get(m.dtype)
+                if constants is None:
+                    constants = as_arrays[m.dtype] = [np.asarray(x, m.dtype) for x in numbers]
+            beta1, keep1, beta2, keep2, eps, step_size, root_c2 = constants
             m *= beta1                                # m = β1 m + (1 − β1) g
             np.multiply(g, keep1, out=buf)
             m += buf

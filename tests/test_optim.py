@@ -1,5 +1,7 @@
 """mt.optim: SGD and Adam reach a quadratic's minimum, match their formulas by hand, and check grads."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -185,6 +187,37 @@ def test_sgd_gives_the_bits_of_p_minus_lr_times_g(shape, param_dtype, grad_dtype
             expect -= lr * g
     assert w.value.dtype == param_dtype
     np.testing.assert_array_equal(w.value, expect)
+
+
+@pytest.mark.parametrize("param_dtype, grad_dtype", [(np.float64, np.float64), (np.float32, np.float32),
+                                                     (np.float32, np.float64), (np.float64, np.float32)])
+@pytest.mark.parametrize("shape", [(), (3, 4)], ids=["0-d", "array"])
+def test_adam_gives_the_bits_of_its_formula_with_the_hyperparameters_as_given(shape, param_dtype,
+                                                                               grad_dtype):
+    # the step multiplies by its constants held as arrays of the buffers' dtype:
+    # the rounding must be that of the formula with each constant a Python float
+    rng = np.random.default_rng(2)
+    start = rng.normal(size=shape).astype(param_dtype)
+    grads = [rng.normal(size=shape).astype(grad_dtype) for _ in range(3)]
+    lr, (beta1, beta2), eps = 0.01, (0.85, 0.995), 1e-7
+    w = mt.Tensor(start.copy(), name="w")
+    opt = mt.optim.Adam([w], lr=lr, betas=(beta1, beta2), eps=eps)
+    p, m, v, buf = start.copy(), *(np.zeros_like(start) for _ in range(3))
+    for k, g in enumerate(grads, start=1):
+        opt.step([g])
+        m *= beta1
+        m += np.multiply(g, 1.0 - beta1, out=buf)
+        v *= beta2
+        np.multiply(g, g, out=buf)
+        buf *= 1.0 - beta2
+        v += buf
+        np.sqrt(v, out=buf)
+        buf /= math.sqrt(1.0 - beta2 ** k)
+        buf += eps
+        np.divide(m, buf, out=buf)
+        buf *= lr / (1.0 - beta1 ** k)
+        p -= buf
+        np.testing.assert_array_equal(w.value, p)
 
 
 def test_trains_a_network_from_tape_gradients():

@@ -80,13 +80,14 @@ def _ones(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 
 def _keep(cache: dict, key: Any, arrays: Any) -> Any:
-    """Keep ``arrays`` (an array, or a tuple of them) read-only in ``cache`` under ``key``, and
-    return them. The caches of constants the ops reuse hold the few shapes a training loop
-    asks for; past 64 keys they are forgotten rather than grow."""
+    """Keep ``arrays`` (an array, or a tuple of arrays and Nones) read-only in ``cache`` under
+    ``key``, and return them. The caches of constants the ops reuse hold the few shapes a
+    training loop asks for; past 64 keys they are forgotten rather than grow."""
     if len(cache) >= 64:
         cache.clear()
     for a in arrays if type(arrays) is tuple else (arrays,):
-        a.flags.writeable = False
+        if a is not None:  # a constant a shape does without
+            a.flags.writeable = False
     cache[key] = arrays
     return arrays
 
@@ -280,7 +281,8 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
     if reduction not in ("mean", "sum") and reduction != "none":
         raise InputError(f"softmax_cross_entropy: reduction must be 'mean', 'sum' or 'none', "
                          f"not {reduction!r}")
-    v = np.asarray(logits)
+    v = np.asarray(logits, order="C")  # row-major, as z and exp(z) are: their flat views are
+    # read and written at each row's max and label
     if v.dtype.kind in "biu":  # whole-number logits: z = v − max v would stay integer, exp(z) too
         v = v.astype(np.float64)
     if v.ndim not in (1, 2):
@@ -305,34 +307,53 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
 # longer rows keep numpy's reduction (pairwise along a short batch's rows).
 _BLAS_ROW_SUM_MAX = 128
 
+# Up to this many logits, a number per row meets every element of its row as a
+# same-shape operand gathered by one index (``col[spread]``): numpy broadcasts an
+# (N, 1) column row by row, 0.6-1.4 µs slower per op at 20 x 10; larger, the gather
+# costs as much as it saves.
+_SPREAD_MAX_SIZE = 1024
 
-def _row_sums(a):
-    """The sum of each row of the matrix ``a``, as a column.
+
+def _row_sums(a, ones):
+    """The sum of each row of the matrix ``a``, shape (N,).
 
     numpy reduces a short last axis one row at a time (1 µs at 20 x 10, 3.7
-    at 512 x 10); a product with a column of ones sums every row in one BLAS
-    call, three times faster. Long rows, large matrices and other dtypes are
-    reduced by numpy, across all rows at once when there are many (the
-    transposed copy pays off from about four rows per column).
+    at 512 x 10); a product with ``ones`` (kept by ``_loss_constants``) sums
+    every row in one BLAS call, three times faster.
+    Where ``ones`` is None (long rows, large matrices, other dtypes) numpy
+    reduces, across all rows at once when there are many (the transposed copy
+    pays off from about four rows per column).
     """
+    if ones is not None:
+        return a.dot(ones)
     n, c = a.shape
-    if c > _BLAS_ROW_SUM_MAX or a.size > _BLAS_SUM_MAX_SIZE or a.dtype.char not in "fd":
-        if n > 4 * c:
-            return np.add.reduce(a.T.copy(), axis=0)[:, None]
-        return np.add.reduce(a, axis=1, keepdims=True)
-    return a.dot(_ones((c, 1), a.dtype))
+    if n > 4 * c:
+        return np.add.reduce(a.T.copy(), axis=0)
+    return np.add.reduce(a, axis=1)
 
 
-_ROW_STARTS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+_LOSS_CONSTANTS: dict[tuple[int, int, np.dtype], tuple] = {}
 
 
-def _row_starts(n: int, c: int) -> tuple[np.ndarray, np.ndarray]:
-    """The flat position of each row's start in an (n, c) array, and the row numbers 0..n-1,
-    read-only and kept: np.arange costs as much as a small op, and a training loop asks
-    for the same few shapes."""
-    kept = _ROW_STARTS.get((n, c))
-    return kept if kept is not None else _keep(_ROW_STARTS, (n, c),
-                                               (np.arange(0, n * c, c), np.arange(n)))
+def _loss_constants(n: int, c: int, dtype: np.dtype) -> tuple:
+    """What the fused loss reads at (n, c) logits of ``dtype``, read-only and kept (np.arange
+    costs as much as a small op, and a training loop asks for the same few shapes):
+
+    - the flat position of each row's start, and the row numbers 0..n-1;
+    - ``spread``, each element's row number in an (n, c) array, up to _SPREAD_MAX_SIZE
+      logits (else None);
+    - ``ones``, the vector of c ones by which BLAS sums the rows (None where numpy sums);
+    - 0 and 1 as 0-d arrays of ``dtype``, which numpy need not convert from Python floats.
+    """
+    kept = _LOSS_CONSTANTS.get((n, c, dtype))
+    if kept is not None:
+        return kept
+    rows = np.arange(n)
+    spread = np.repeat(rows, c).reshape(n, c) if n * c <= _SPREAD_MAX_SIZE else None
+    blas = c <= _BLAS_ROW_SUM_MAX and n * c <= _BLAS_SUM_MAX_SIZE and dtype.char in "fd"
+    return _keep(_LOSS_CONSTANTS, (n, c, dtype),
+                 (np.arange(0, n * c, c), rows, spread, np.ones(c, dtype) if blas else None,
+                  np.zeros((), dtype), np.ones((), dtype)))
 
 
 def _label_positions(labels, shape, starts, rows):
@@ -349,41 +370,48 @@ def _label_positions(labels, shape, starts, rows):
 
 
 def _softmax_cross_entropy_rows(v, labels, reduction):
-    """J = Σ_rows (log Σ exp v − Σ y v) · scale and dv = G (ŷ − y) · scale, for (N, C) logits;
-    for reduction "none", each row's loss and dv = G[:, None] ∘ (ŷ − y)."""
+    """J = Σ_rows (log Σ exp v − Σ y v) · scale and dv = G (ŷ − y) · scale, for (N, C)
+    row-major logits; for reduction "none", each row's loss and dv = G[:, None] ∘ (ŷ − y)."""
     n, c = v.shape
     per_row = reduction == "none"
     scale = 1.0 / n if reduction == "mean" else 1.0
-    starts, rows = _row_starts(n, c)
+    starts, rows, spread, ones, zero, one = _loss_constants(n, c, v.dtype)
     picked, y = _label_positions(labels, v.shape, starts, rows)
-    # log ŷ = z − log Σ exp z, z = v − max v (exp cannot overflow), row-major
+    # log ŷ = z − log Σ exp z, z = v − max v (exp cannot overflow), row-major as v is
     top = starts + v.argmax(axis=1)
-    z = np.subtract(v, v.ravel()[top][:, None], order="C")
+    high = v.ravel()[top]
+    z = v - (high[spread] if spread is not None else high[:, None])
     # z is exactly 0 at the max, so Σ exp z = 1 + rest (the other classes' sum), and
     # log1p(rest) stays precise where log(1 + rest) rounds a confident row's rest away.
     e = np.exp(z)
     flat_e = e.ravel()
-    flat_e[top] = 0.0
-    rest = _row_sums(e)
-    flat_e[top] = 1.0
+    flat_e[top] = zero
+    rest = _row_sums(e, ones)
+    flat_e[top] = one
     log_total = np.log1p(rest)
     if picked is not None:
         # log1p(rest) − z_label adds two non-negative numbers: no cancellation
-        loss = log_total[:, 0]
+        loss = log_total
         loss -= z.ravel()[picked]
         if not per_row:
             loss = np.add.reduce(loss)
     else:
         # −Σ y log ŷ, in the logits' dtype even when the label rows are float64
-        loss = (y * (log_total - z)).sum(axis=1 if per_row else None).astype(v.dtype)
+        loss = (y * (log_total[:, None] - z)).sum(axis=1 if per_row else None).astype(v.dtype)
     if scale != 1.0:  # as the logits' dtype: numpy 1.x would promote a float32 loss times a float
         loss = loss * v.dtype.type(scale)
     if per_row:
-        return loss, (_per_row_loss_vjp(e, rest, picked, y), None)
-    return loss, (_loss_vjp(e, rest, picked, y, scale), None)
+        return loss, (_per_row_loss_vjp(e, rest, picked, y, spread, one), None)
+    return loss, (_loss_vjp(e, rest, picked, y, scale, spread, one), None)
 
 
-def _loss_vjp(e, rest, picked, y, scale):
+def _probabilities(e, rest, spread, one):
+    """ŷ = e / (1 + rest), each row of exp(z) over its total, in a fresh buffer."""
+    total = rest + one
+    return e / (total[spread] if spread is not None else total[:, None])
+
+
+def _loss_vjp(e, rest, picked, y, scale, spread, one):
     """dv = G (ŷ − y) · scale from exp(z) and the row sums but the largest term.
 
     ŷ = softmax(v) is made here, not in the forward, whose value needs none of
@@ -391,7 +419,7 @@ def _loss_vjp(e, rest, picked, y, scale):
     summed loss) ŷ is dv's own buffer, with no product to form.
     """
     def vjp(g):
-        d = e / (rest + 1.0)
+        d = _probabilities(e, rest, spread, one)
         gs = float(g) * scale  # the loss is a scalar, so G is one number
         if gs != 1.0:
             d *= gs
@@ -403,10 +431,10 @@ def _loss_vjp(e, rest, picked, y, scale):
     return vjp
 
 
-def _per_row_loss_vjp(e, rest, picked, y):
+def _per_row_loss_vjp(e, rest, picked, y, spread, one):
     """dv = G[:, None] ∘ (ŷ − y) for the per-row losses, G of shape (N,); see ``_loss_vjp``."""
     def vjp(g):
-        d = e / (rest + 1.0)
+        d = _probabilities(e, rest, spread, one)
         g = np.reshape(g, (-1, 1))  # each row's G, as a column
         d *= g  # in ŷ's dtype, as the summed loss's VJP keeps it
         if picked is not None:

@@ -139,3 +139,39 @@ def test_softmax_cross_entropy_on_logits_of_any_memory_layout(shape, layout, lab
     yhat = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(loss.value, -np.log(yhat[np.arange(n), idx]).sum(), rtol=1e-13)
     np.testing.assert_allclose(tape.gradient(loss, v), yhat - np.eye(c)[idx], rtol=1e-12, atol=1e-15)
+
+
+def _loss_and_gradient(v, labels, reduction, seed):
+    v = mt.Tensor(v)
+    with mt.Tape() as tape:
+        loss = mt.softmax_cross_entropy(v, labels, reduction=reduction)
+    return loss.value, tape.gradient(loss, v, seed=seed)
+
+
+@pytest.mark.parametrize("shape", [(20, 10), (64, 10), (1, 5), (7, 1)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("labels_kind", ["indices", "rows"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_softmax_cross_entropy_gathered_and_broadcast_rows_give_the_same_bits(
+        shape, dtype, labels_kind, reduction, monkeypatch):
+    # Small logits meet each row's max and total as a same-shape operand gathered
+    # by a kept index, larger ones by broadcasting a column: the two must agree to
+    # the bit, whatever the logits' memory layout (the gather assumes row-major z).
+    rng = np.random.default_rng(7)
+    n, c = shape
+    v = (rng.normal(size=shape) * 4).astype(dtype)
+    v[0] = v[0, 0]  # a row of ties
+    idx = rng.integers(0, c, n)
+    labels = idx if labels_kind == "indices" else np.eye(c)[idx]
+    seed = rng.random(n).astype(dtype) if reduction == "none" else np.array(0.7, dtype)
+    gathered = [_loss_and_gradient(layout(v), labels, reduction, seed)
+                for layout in (np.ascontiguousarray, np.asfortranarray)]
+    monkeypatch.setattr(mt.ops, "_SPREAD_MAX_SIZE", 0)
+    monkeypatch.setattr(mt.ops, "_LOSS_CONSTANTS", {})  # made again without the gather index
+    broadcast, *others = [_loss_and_gradient(layout(v), labels, reduction, seed)
+                          for layout in (np.ascontiguousarray, np.asfortranarray)]
+    assert mt.ops._loss_constants(n, c, np.dtype(dtype))[2] is None  # the broadcast path ran
+    for loss, grad in gathered + others:
+        np.testing.assert_array_equal(loss, broadcast[0])
+        np.testing.assert_array_equal(grad, broadcast[1])
+        assert loss.dtype == broadcast[0].dtype == grad.dtype == dtype

@@ -249,13 +249,12 @@ def _sigmoid_in_place(a):
     return s
 
 
-_EXP_CAP: dict[np.dtype, np.ndarray] = {}
 _SIGMOID_NUMBERS: dict[np.dtype, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _sigmoid_numbers(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """1 and the exp cap, as read-only 0-d arrays of the float ``dtype``."""
-    return _keep(_SIGMOID_NUMBERS, dtype, (np.ones((), dtype), _exp_cap(dtype).copy()))
+    return _keep(_SIGMOID_NUMBERS, dtype, (np.ones((), dtype), _exp_cap(dtype)))
 
 
 def _exp_cap(dtype: np.dtype) -> np.ndarray:
@@ -267,9 +266,7 @@ def _exp_cap(dtype: np.dtype) -> np.ndarray:
     with np.errstate(over="ignore"):
         while not np.isfinite(np.exp(np.full(64, x))).all():
             x = np.nextafter(x, dtype.type(0))
-    cap = np.asarray(x, dtype=dtype)
-    _EXP_CAP[dtype] = cap
-    return cap
+    return np.asarray(x, dtype=dtype)
 
 
 @primitive("dv = G (ŷ − y)  (÷ N for the mean; for reduction='none', G[:, None] ∘ (ŷ − y) with G of "

@@ -79,25 +79,27 @@ class Primitive:
         """Run the op on ``args`` and record it; ``name`` names the output Tensor."""
         # Long: it runs once per op, so its Python work is a real share of a small
         # step, and a helper's call would cost more than most lines here. One or
-        # two operands (most ops) unwrap without a comprehension (a frame of its
-        # own in Python 3.11), Tensors and arrays without a call, and the output
-        # is wrapped inline.
+        # two operands (most ops) are unwrapped without a comprehension (a frame of
+        # its own in Python 3.11), Tensors and arrays without a call, and passed to
+        # the forward as plain arguments rather than a list to star-call; the
+        # output is wrapped inline.
         n = len(args)
-        if n == 2:
-            a, b = args
-            values = [a.value if type(a) is Tensor else a if type(a) is np.ndarray else self._operand(a),
-                      b.value if type(b) is Tensor else b if type(b) is np.ndarray else self._operand(b)]
-        elif n == 1:
-            a = args[0]
-            values = [a.value if type(a) is Tensor else self._operand(a)]
-        else:
-            values = [self._operand(a) for a in args]
         try:
-            out = self.forward(*values, **params) if params else self.forward(*values)
+            if n == 2:
+                a, b = args
+                a = a.value if type(a) is Tensor else a if type(a) is np.ndarray else self._operand(a)
+                b = b.value if type(b) is Tensor else b if type(b) is np.ndarray else self._operand(b)
+                out = self.forward(a, b, **params) if params else self.forward(a, b)
+            elif n == 1:
+                a = args[0]
+                a = a.value if type(a) is Tensor else self._operand(a)
+                out = self.forward(a, **params) if params else self.forward(a)
+            else:
+                out = self.forward(*[self._operand(a) for a in args], **params)
         except (ShapeError, InputError):
             raise
         except ValueError as e:  # numpy's AxisError is one too
-            raise self._numpy_error(values, e) from None
+            raise self._numpy_error(self._values(args), e) from None
         if type(out) is tuple:
             out, vjps = out
         else:  # the forward gave its output alone: the VJPs are its grads, run on arrays
@@ -108,7 +110,7 @@ class Primitive:
         if dtype is not _FLOAT64 and dtype is not _FLOAT32 and dtype.kind != "f":
             out = self._as_float(out)  # only plain int (or complex) arrays get here
         elif _PROMOTES_0D and dtype is _FLOAT64 and out.ndim == 0:
-            out = _as_operands_dtype(values, out)
+            out = _as_operands_dtype(self._values(args), out)
         result = _new(Tensor)  # tensor.wrap, inline
         result.value, result.grad, result.name = out, None, name
         tapes = _active.get()
@@ -117,7 +119,14 @@ class Primitive:
             # from its arguments instead of baking in the first call's value.
             if vjps is None:
                 vjps = self._eager_vjps(args, result, params)
-            node = Node(self, args, result, vjps, params, _EDITS[0])
+            node = _new(Node)  # Node.__init__, inline: its frame cost a fifth of recording
+            node.op = self
+            node.inputs = args
+            node.output = result
+            node.vjps = vjps
+            node.params = params
+            node.clock = _EDITS[0]
+            node.origin = None
             for tape in tapes:
                 tape._record(node)
         return result
@@ -159,6 +168,10 @@ class Primitive:
         grads = self.grads
         return tuple(vjp(i) if callable(grads) or (i < len(grads) and grads[i] is not None)
                      else None for i in range(len(args)))
+
+    def _values(self, args: tuple) -> list:
+        """What the forward received for ``args`` (for the rare paths that look at them again)."""
+        return [self._operand(a) for a in args]
 
     def _operand(self, a: Any) -> Any:
         """What the forward receives for the argument ``a``: a Tensor's value, else ``a``."""

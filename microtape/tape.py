@@ -85,6 +85,8 @@ class Node:
     # (forward node, input index) whose VJP it belongs to; None for the user's ops.
     # part: for such an op, (pass, k): which gradient part it makes (create_graph.py);
     # unset for the user's ops, so recording pays nothing for it: read it with getattr.
+    # Primitive.__call__ fills the slots itself, without calling __init__ (its frame
+    # was a fifth of recording an op): a field set here must be set there too.
     __slots__ = ("op", "inputs", "output", "vjps", "params", "clock", "source", "origin", "part")
 
     def __init__(self, op, inputs: tuple, output: Tensor, vjps: tuple, params: dict,

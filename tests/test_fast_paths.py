@@ -83,6 +83,24 @@ def test_both_sigmoid_paths_compute_the_same_bits():
     np.testing.assert_array_equal(whole, pieces)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16, ">f8"])
+def test_sigmoid_kept_numbers_give_the_bits_of_python_literals(dtype):
+    # The small path reads 1 and the exp cap as kept 0-d arrays of A's dtype;
+    # the step and its VJP must be what the same formulas give with 1.0 in them.
+    from microtape.ops import _exp_cap
+    rng = np.random.default_rng(2)
+    a = (rng.normal(scale=8.0, size=SMALL)).astype(dtype)
+    g = rng.normal(size=SMALL).astype(dtype)
+    cap = _exp_cap(np.dtype(dtype))
+    with mt.Tape() as tape:
+        s = mt.sigmoid(a)
+    expected = 1.0 / (1.0 + np.exp(np.minimum(np.negative(a), cap)))
+    assert s.dtype == expected.dtype == np.dtype(dtype).newbyteorder("=")
+    np.testing.assert_array_equal(s.value, expected)
+    vjp, = tape.nodes[0].vjps
+    np.testing.assert_array_equal(vjp(g), (1.0 - expected) * expected * g)
+
+
 @pytest.mark.parametrize("labels_kind", ["indices", "rows"])
 def test_softmax_cross_entropy_keeps_its_probabilities_across_two_gradients(labels_kind):
     rng = np.random.default_rng(2)

@@ -39,6 +39,21 @@ def test_node_exposes_op_formula_and_params():
     assert tape.nodes[1].op.broadcasts and not node.op.broadcasts
 
 
+def test_a_recorded_node_has_every_field_node_init_sets():
+    # Primitive.__call__ fills a Node's slots itself rather than calling Node();
+    # a field added to Node.__init__ alone would be missing from every recorded node.
+    x = mt.Tensor(np.ones(3))
+    with mt.Tape() as tape:
+        mt.exp(x)
+    recorded = tape.nodes[0]
+    made = mt.Node(recorded.op, recorded.inputs, recorded.output, recorded.vjps,
+                   recorded.params, recorded.clock)
+    for field in mt.Node.__slots__:
+        assert hasattr(recorded, field) == hasattr(made, field), field
+        if hasattr(made, field):
+            assert getattr(recorded, field) is getattr(made, field), field
+
+
 def test_ops_on_data_only_are_recorded_but_run_no_vjp():
     # Recorded, so that a closed form computes them from its arguments; the
     # backward pass plans only the nodes a source reaches, so none of theirs run.

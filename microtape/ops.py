@@ -1152,9 +1152,12 @@ def _loss_code(c):
         f"np.add.reduce({yhat}.T.copy(), axis=0)" if n >= 4 * k else f"np.add.reduce({yhat}, axis=1)")
     starts = c.const(np.arange(0, n * k, k), "row_starts")  # where each row begins, flat
     flat, zero, one = c.temps["e"], _number(c, 0.0, c.dtypes[0]), _number(c, 1.0, c.dtypes[0])
+    # a number per row meets its row's elements as the op has it meet them (_loss_constants)
+    each = (f"[{c.const(np.repeat(np.arange(n), k).reshape(n, k), 'spread')}]"
+            if n * k <= _SPREAD_MAX_SIZE else "[:, None]")
     lines = [*_labels_code(c, y, starts),
              f"{top} = {starts} + {v}.argmax(axis=1)  # each row's largest logit, flat",
-             f"{z} = np.subtract({v}, {v}.ravel()[{top}][:, None], order='C')",
+             f"{z} = np.subtract({v}, {v}.ravel()[{top}]{each}, order='C')",
              f"{yhat} = np.exp({z})", f"{flat} = {yhat}.ravel()", f"{flat}[{top}] = {zero}",
              f"{rest} = {summed}  # Σ exp(z) over the other classes",
              f"{flat}[{top}] = {one}"]
@@ -1168,7 +1171,7 @@ def _loss_code(c):
         body = f"np.add.reduce({y} * (np.log1p({rest})[:, None] - {z}), axis={axis}){cast}"
     return lines + [f"{c.target} = {_over(body, per)}",
                     f"{rest} += {one}  # now Σ exp(z) over every class",
-                    f"{yhat} /= {rest}[:, None]  # ŷ = softmax({v})"]
+                    f"{yhat} /= {rest}{each}  # ŷ = softmax({v})"]
 
 
 def _labels_code(c, y, starts):

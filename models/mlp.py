@@ -22,7 +22,6 @@ import numpy as np
 import microtape as mt
 from microtape import ShapeError, Tensor
 
-from .aligned import aligned
 from .checkpoint import CheckpointError, load_arrays, save_arrays
 
 __all__ = ["MLP", "ACTIVATIONS"]
@@ -65,7 +64,7 @@ class MLP:
         self.activation: str = activation
         self._layers = [(f"W{i}", f"b{i}") for i in range(1, len(sizes))]
         self.params: dict[str, Tensor] = {
-            name: Tensor(aligned(arrays[name]), name=name) for layer in self._layers for name in layer
+            name: Tensor(arrays[name], name=name) for layer in self._layers for name in layer
         }
 
     def parameters(self) -> list[Tensor]:

@@ -8,7 +8,6 @@ import pytest
 
 import microtape as mt
 from models import MLP, CheckpointError, TwoLayerNet, closed_form_gradients, fit
-from models.aligned import ALIGNMENT, aligned, aligned_copy, is_aligned
 from models.checkpoint import load_arrays
 
 
@@ -224,32 +223,6 @@ def test_save_load_round_trip_is_exact(tmp_path, dtype):
     x, _ = batch(4, 7, 3)
     np.testing.assert_array_equal(loaded(x).value, net(x).value)
     assert not [f for f in os.listdir(tmp_path) if f != "net.npz"]  # no temp file left behind
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("sizes", [(10, 5, 10), (784, 256, 10), (3, 7, 1, 2)])
-def test_parameters_start_on_a_cache_line_made_or_loaded(tmp_path, sizes, dtype):
-    net = MLP(sizes, seed=0, dtype=dtype)
-    loaded = MLP.load(net.save(tmp_path / "net.npz"))
-    for n in (net, loaded):
-        for name, p in n.params.items():
-            assert p.value.ctypes.data % ALIGNMENT == 0, name
-            assert p.value.flags.c_contiguous and p.value.flags.writeable and p.value.dtype == dtype
-        assert all(np.array_equal(loaded.params[k].value, net.params[k].value) for k in net.params)
-
-
-def test_an_aligned_copy_holds_the_same_values_wherever_the_original_started():
-    raw = np.arange(200, dtype=np.float32)
-    for offset in range(0, 16):  # every 4-byte start within a cache line
-        a = raw[offset:offset + 60].reshape(6, 10)
-        out = aligned(a)
-        assert is_aligned(out) and out.flags.c_contiguous and out.flags.writeable
-        np.testing.assert_array_equal(out, a)
-        assert (out is a) == (a.ctypes.data % ALIGNMENT == 0)
-    empty = aligned_copy(np.zeros((0, 3)))
-    assert empty.shape == (0, 3) and is_aligned(empty)
-    view = np.zeros((8, 8))[:, ::2]  # aligned start, but not contiguous: copied
-    assert aligned(view) is not view and aligned(view).flags.c_contiguous
 
 
 def test_mlp_round_trip_keeps_activation(tmp_path):

@@ -40,7 +40,7 @@ class NumpyStep:
 
     def __init__(self, problem: Problem) -> None:
         self.x, self.y, self.lr = problem.x, problem.onehot, problem.lr
-        self.p = problem.fresh_params()
+        self.p = {name: a.copy() for name, a in problem.params0.items()}
 
     def step(self) -> None:
         p, lr = self.p, self.lr
@@ -344,7 +344,7 @@ class AutogradStep:
 
         self._value_and_grad = autograd.value_and_grad(loss)
         self.lr = problem.lr
-        self.p = problem.fresh_params()
+        self.p = {name: a.copy() for name, a in problem.params0.items()}
 
     def step(self) -> None:
         _, grads = self._value_and_grad(self.p)

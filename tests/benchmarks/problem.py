@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from models import TwoLayerNet
-from models.aligned import aligned_copy
 
 # (batch, n_in, n_hidden, n_out)
 SIZES: dict[str, tuple[int, int, int, int]] = {
@@ -49,12 +48,6 @@ class Problem:
     @property
     def shape(self) -> tuple[int, int, int, int]:
         return SIZES[self.size]
-
-    def fresh_params(self) -> dict[str, np.ndarray]:
-        """A copy of the starting parameters, each starting on a cache line as a network's own
-        do (models/aligned.py): every contender then updates arrays placed alike, and no
-        ratio depends on where the allocator put one of them."""
-        return {name: aligned_copy(a) for name, a in self.params0.items()}
 
 
 def make_problem(size: str, dtype: str, seed: int = 0) -> Problem:

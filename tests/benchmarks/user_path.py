@@ -66,8 +66,8 @@ def measure(size: str, dtype: str, rounds: int, block_seconds: float) -> dict[st
     # A tiny lr: thousands of steps must not move the parameters the other timings read.
     lr = 1e-12
     grads = user._value_and_grad(*user.args)[1]
-    tensors = [mt.Tensor(a) for a in problem.fresh_params().values()]
-    arrays = list(problem.fresh_params().values())
+    tensors = [mt.Tensor(problem.params0[name].copy()) for name in PARAM_NAMES]
+    arrays = [problem.params0[name].copy() for name in PARAM_NAMES]
     sgd, adam = mt.optim.SGD(tensors, lr), mt.optim.Adam(tensors, lr)
     step_code = cf.step_function
     return interleave({

@@ -273,6 +273,19 @@ class Optimizer:
         self.steps = steps
 
     @property
+    def lr(self) -> float:
+        """The step size; set it between steps to change it (checked as the constructor checks it)."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self._lr = _check_hyper(self._kind, "lr", value, 0.0, low_open=True)
+        self._new_lr()
+
+    def _new_lr(self) -> None:
+        """Whatever an optimizer keeps derived from ``lr``, made again."""
+
+    @property
     def _kind(self) -> str:
         return type(self).__name__
 
@@ -339,14 +352,7 @@ class SGD(Optimizer):
         self._scratch = self._buffers()
         self._velocity = self._buffers() if self.momentum else None
 
-    @property
-    def lr(self) -> float:
-        """The step size; set it between steps to change it (checked as the constructor checks it)."""
-        return self._lr
-
-    @lr.setter
-    def lr(self, value: float) -> None:
-        self._lr = _check_hyper("SGD", "lr", value, 0.0, low_open=True)
+    def _new_lr(self) -> None:
         self._rates = [_rate(self._lr, p.value) for p in self._tensors]
 
     def __repr__(self) -> str:
@@ -359,7 +365,7 @@ class SGD(Optimizer):
         # Plain SGD is what a closed form's fused step computes: p ← p − lr·g, in place.
         if self.momentum or self.weight_decay or type(vg) is not Compiled:
             return None
-        return vg._sgd_step(self.lr, args)
+        return vg._sgd_step(self._lr, args)
 
     def _update(self, grads) -> None:
         lr, momentum, decay = self._lr, self.momentum, self.weight_decay
@@ -418,7 +424,7 @@ class Adam(Optimizer):
     def __init__(self, params: Params, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         super().__init__(params)
-        self.lr = _check_hyper("Adam", "lr", lr, 0.0, low_open=True)
+        self.lr = lr
         try:
             beta1, beta2 = betas
         except (TypeError, ValueError):
@@ -441,7 +447,7 @@ class Adam(Optimizer):
         k = self.steps
         # lr · m̂ / (√v̂ + eps) = (lr / c1) · m / (√v / √c2 + eps), c = 1 − β^k
         numbers = (beta1, 1.0 - beta1, beta2, 1.0 - beta2, self.eps,
-                   self.lr / (1.0 - beta1 ** k), math.sqrt(1.0 - beta2 ** k))
+                   self._lr / (1.0 - beta1 ** k), math.sqrt(1.0 - beta2 ** k))
         # Seven products per parameter, each of which would convert a Python float:
         # the numbers once per step as 0-d arrays of each dtype met (see _rate for when).
         as_arrays: dict[np.dtype, list[np.ndarray]] = {}

@@ -150,15 +150,18 @@ def test_constructor_checks():
         mt.optim.SGD({"w": mt.Tensor(read_only)}, lr=0.1)
 
 
-def test_setting_lr_changes_the_next_step_and_is_checked_as_the_constructor_checks_it():
-    w = mt.Tensor(np.ones(3), name="w")
-    opt = mt.optim.SGD({"w": w}, lr=0.1)
+@pytest.mark.parametrize("kind", ["SGD", "Adam"])
+def test_setting_lr_changes_the_next_step_and_is_checked_as_the_constructor_checks_it(kind):
+    w, g = mt.Tensor(np.ones(3), name="w"), np.array([2.0, -1.0, 0.5])
+    opt = getattr(mt.optim, kind)({"w": w}, lr=0.1)
     opt.lr = 0.5
     assert opt.lr == 0.5 and "lr=0.5" in repr(opt)
-    opt.step({"w": np.full(3, 2.0)})
-    np.testing.assert_array_equal(w.value, np.ones(3) - 0.5 * np.full(3, 2.0))
+    opt.step({"w": g})
+    # SGD moves by lr · g; Adam's first step by lr · g / (|g| + eps)
+    moved = 0.5 * g if kind == "SGD" else 0.5 * g / (np.abs(g) + 1e-8)
+    np.testing.assert_allclose(w.value, np.ones(3) - moved, rtol=1e-15)
     for bad in (0.0, -1.0, float("nan")):
-        with pytest.raises(ValueError, match=r"SGD: lr must be in \(0.0, inf\]"):
+        with pytest.raises(ValueError, match=rf"{kind}: lr must be in \(0.0, inf\]"):
             opt.lr = bad
     assert opt.lr == 0.5
 

@@ -79,6 +79,17 @@ def _ones(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return ones if ones is not None else _keep(_ONES, (shape, dtype), np.ones(shape, dtype))
 
 
+_HELD_NUMBERS: dict[tuple[float, np.dtype], np.ndarray] = {}
+
+
+def _held(x: float, dtype: np.dtype) -> np.ndarray:
+    """``x`` as a read-only 0-d array of ``dtype``, kept: numpy converts a Python float on
+    every call (0.15-0.5 µs beside a small array), and a number exact in ``dtype`` gives
+    every result the literal gives."""
+    held = _HELD_NUMBERS.get((x, dtype))
+    return held if held is not None else _keep(_HELD_NUMBERS, (x, dtype), np.full((), x, dtype))
+
+
 def _keep(cache: dict, key: Any, arrays: Any) -> Any:
     """Keep ``arrays`` (an array, or a tuple of arrays and Nones) read-only in ``cache`` under
     ``key``, and return them. The caches of constants the ops reuse hold the few shapes a
@@ -255,7 +266,7 @@ _SIGMOID_NUMBERS: dict[np.dtype, tuple[np.ndarray, np.ndarray]] = {}
 
 def _sigmoid_numbers(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """1 and the exp cap, as read-only 0-d arrays of the float ``dtype``."""
-    return _keep(_SIGMOID_NUMBERS, dtype, (np.ones((), dtype), _exp_cap(dtype)))
+    return _keep(_SIGMOID_NUMBERS, dtype, (_held(1.0, dtype), _exp_cap(dtype)))
 
 
 def _exp_cap(dtype: np.dtype) -> np.ndarray:
@@ -359,8 +370,8 @@ def _loss_constants(n: int, c: int, dtype: np.dtype) -> tuple:
     spread = np.repeat(rows, c).reshape(n, c) if n * c <= _SPREAD_MAX_SIZE else None
     blas = c <= _BLAS_ROW_SUM_MAX and n * c <= _BLAS_SUM_MAX_SIZE and dtype.char in "fd"
     return _keep(_LOSS_CONSTANTS, (n, c, dtype),
-                 (np.arange(0, n * c, c), rows, spread, np.ones(c, dtype) if blas else None,
-                  np.zeros((), dtype), np.ones((), dtype)))
+                 (np.arange(0, n * c, c), rows, spread, _ones((c,), dtype) if blas else None,
+                  _held(0.0, dtype), _held(1.0, dtype)))
 
 
 def _label_positions(labels, shape, starts, rows):
@@ -962,13 +973,7 @@ def _number(c, x: float, dtype: np.dtype, base: str = "one") -> str:
     gives every result as the literal does."""
     if dtype is None or dtype.kind != "f":
         return c.lit(x)
-    held = _HELD_NUMBERS.get((x, dtype))
-    if held is None:
-        held = _keep(_HELD_NUMBERS, (x, dtype), np.full((), x, dtype=dtype))
-    return c.const(held, "zero" if x == 0 else base)
-
-
-_HELD_NUMBERS: dict[tuple[float, np.dtype], np.ndarray] = {}
+    return c.const(_held(x, dtype), "zero" if x == 0 else base)
 
 
 def _tanh_vjp_code(c):
@@ -1150,12 +1155,13 @@ def _loss_code(c):
     # batch across the rows at once: numpy sums a short last axis row by row.
     summed = _blas_sum(c, yhat, 1) or (
         f"np.add.reduce({yhat}.T.copy(), axis=0)" if n >= 4 * k else f"np.add.reduce({yhat}, axis=1)")
-    starts = c.const(np.arange(0, n * k, k), "row_starts")  # where each row begins, flat
+    # the op's own constants: where each row begins (flat), the row numbers, and the
+    # gather index by which a number per row meets its row's elements (or a broadcast)
+    starts, rows, spread = _loss_constants(n, k, c.dtypes[0])[:3]
+    starts = c.const(starts, "row_starts")
+    each = f"[{c.const(spread, 'spread')}]" if spread is not None else "[:, None]"
     flat, zero, one = c.temps["e"], _number(c, 0.0, c.dtypes[0]), _number(c, 1.0, c.dtypes[0])
-    # a number per row meets its row's elements as the op has it meet them (_loss_constants)
-    each = (f"[{c.const(np.repeat(np.arange(n), k).reshape(n, k), 'spread')}]"
-            if n * k <= _SPREAD_MAX_SIZE else "[:, None]")
-    lines = [*_labels_code(c, y, starts),
+    lines = [*_labels_code(c, y, starts, rows),
              f"{top} = {starts} + {v}.argmax(axis=1)  # each row's largest logit, flat",
              f"{z} = np.subtract({v}, {v}.ravel()[{top}]{each}, order='C')",
              f"{yhat} = np.exp({z})", f"{flat} = {yhat}.ravel()", f"{flat}[{top}] = {zero}",
@@ -1174,7 +1180,7 @@ def _loss_code(c):
                     f"{yhat} /= {rest}{each}  # ŷ = softmax({v})"]
 
 
-def _labels_code(c, y, starts):
+def _labels_code(c, y, starts, rows):
     """The labels checked as the op checks them; class indices also become flat positions.
 
     ``ravel_multi_index`` makes each row's flat position and refuses an index
@@ -1184,7 +1190,7 @@ def _labels_code(c, y, starts):
     shape = c.lit(c.shapes[0])
     if c.dtypes[1].kind not in "iu":
         return [f"{y} = _check_labels({y}, {shape})"]
-    picks, rows = c.saved["picks"], c.const(np.arange(c.shapes[0][0]), "rows")
+    picks, rows = c.saved["picks"], c.const(rows, "rows")
     return ["try:  # each row's label as a flat position; an index out of range is refused",
             f"    {picks} = np.ravel_multi_index(({rows}, {y}), {shape})",
             "except (TypeError, ValueError):  # the op's own check, for its error",

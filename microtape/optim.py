@@ -448,8 +448,10 @@ class Adam(Optimizer):
         # lr · m̂ / (√v̂ + eps) = (lr / c1) · m / (√v / √c2 + eps), c = 1 − β^k
         numbers = (beta1, 1.0 - beta1, beta2, 1.0 - beta2, self.eps,
                    self._lr / (1.0 - beta1 ** k), math.sqrt(1.0 - beta2 ** k))
-        # Seven products per parameter, each of which would convert a Python float:
-        # the numbers once per step as 0-d arrays of each dtype met (see _rate for when).
+        # Seven products per parameter, each of which would convert a Python float: the
+        # numbers once per step as 0-d arrays of each dtype met. The floats stay where the
+        # bits would move: a gradient of another dtype than its buffers, or 0-d buffers
+        # (numpy 1.x computes with 0-d float32 in float32, but with a float in float64).
         as_arrays: dict[np.dtype, list[np.ndarray]] = {}
         for p, g, m, v, buf in zip(self._tensors, grads, self._m.values(), self._v.values(),
                                    self._scratch.values()):

@@ -237,3 +237,19 @@ def _plan_of(problem):
     with mt.Tape() as tape:
         step.net.loss(step.x, step.labels, reduction="sum")
     return tape_module._plan(tape.nodes, set(map(id, step.net.params.values())))[0]
+
+
+
+def test_a_ratio_between_contenders_is_taken_round_by_round():
+    # The machine ran at full speed, then at a third, then at half: in every
+    # round the contender took twice numpy's time, and so says each round's ratio.
+    numpy_step = Timing(per_call=[1.0, 3.0, 2.0], calls_per_block=1)
+    contender = Timing(per_call=[2.0, 6.0, 4.0], calls_per_block=1)
+    assert contender.ratio_to(numpy_step) == 2.0
+    # One block that missed its round's slowdown (3.5 where the round's pace gave 6)
+    # leaves the median of the rounds' ratios at 2; the ratio of medians reads 1.75.
+    lucky = Timing(per_call=[2.0, 3.5, 4.0], calls_per_block=1)
+    assert lucky.ratio_to(numpy_step) == 2.0
+    assert lucky.median / numpy_step.median == 1.75
+    with pytest.raises(ValueError, match="one interleave"):
+        contender.ratio_to(Timing(per_call=[1.0], calls_per_block=1))

@@ -284,7 +284,7 @@ def _anomaly_targets(res: StepResult, name: str, row: list[str]) -> list[list[st
     ours, theirs = res.timings.get("anomaly"), res.timings.get("torch-anomaly")
     if name == "torch-anomaly" or "microtape" not in res.timings:
         return []
-    over = ours.median / res.timings["microtape"].median
+    over = ours.ratio_to(res.timings["microtape"])
     goal = ANOMALY_TARGETS.get(res.size)
     row[6] = f"{over:.2f}x microtape's step" + (f", ≤ {goal}x {verdict(over, goal)}" if goal else "")
     targets = []
@@ -292,7 +292,7 @@ def _anomaly_targets(res: StepResult, name: str, row: list[str]) -> list[list[st
         targets.append([f"anomaly-mode step, {res.size}, {res.dtype}", f"≤ {goal}x microtape's step",
                         f"{over:.2f}x", verdict(over, goal)])
     if theirs is not None:
-        ratio = ours.median / theirs.median
+        ratio = ours.ratio_to(theirs)
         targets.append([f"anomaly-mode step vs PyTorch's, {res.size}, {res.dtype}", "< 1x",
                         f"{ratio:.2f}x", verdict(ratio, 0.999)])
     return targets
@@ -311,16 +311,16 @@ def readme_table(record: list[tuple[str, str]], steps: list[StepResult]) -> list
     names = [name for name in steps[0].timings if name not in README_SKIPS]
     rows = []
     for res in steps:
-        base = res.timings["numpy"].median
-        rows.append([f"{res.size} {SIZES[res.size]}", res.dtype, fmt_time(base)] + [
-            f"{fmt_time(res.timings[name].median)} ({res.timings[name].median / base:.2f}x)"
+        base = res.timings["numpy"]
+        rows.append([f"{res.size} {SIZES[res.size]}", res.dtype, fmt_time(base.median)] + [
+            f"{fmt_time(res.timings[name].median)} ({res.timings[name].ratio_to(base):.2f}x)"
             for name in names[1:]])
     labels = [README_LABELS.get(name) or contenders.LABELS.get(name, name) for name in names]
     return ["", "## The table for the README", "",
             f"One run at {facts['microtape source']} on {facts['date']}: {facts['CPU']}, "
             f"{facts['Python']}, numpy {facts['numpy']} (BLAS environment: "
             f"{facts['BLAS environment']}). Median per step, and its ratio to the textbook numpy "
-            f"step in the same run:", "",
+            f"step in the same run (the median of each round's ratio):", "",
             *table(["size (N, in, hidden, out)", "dtype", *labels], rows)]
 
 
@@ -364,7 +364,8 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
            "x), and `p ← p − lr·g`. numpy is models/DERIVATION.md's closed form written "
            "plainly (`tests/benchmarks/textbook.py`); microtape is `models.TwoLayerNet` on a "
            "`mt.Tape(persistent=False)`, as `models/fit.py` trains, with `mt.optim.SGD`. Ratio: the "
-           "contender's median over numpy's median in the same run. "
+           "contender's time over numpy's in each round of the same run, the median of those "
+           "ratios (a drift of the machine slows both blocks of a round alike). "
            "Before timing, each contender's loss, gradients and one update were checked against "
            "the float64 closed form (grad. error: the worst relative error). Page faults: per step, "
            "the pages the kernel mapped in for fresh arrays (a few thousand cost milliseconds at "
@@ -386,9 +387,9 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
            "PyTorch's step under `torch.autograd.set_detect_anomaly(True)`.", ""]
     rows = []
     for res in steps:
-        base = res.timings["numpy"].median
+        base = res.timings["numpy"]
         for name, t in res.timings.items():
-            ratio = t.median / base
+            ratio = t.ratio_to(base)
             goal = {"microtape": STEP_TARGETS, "compiled": COMPILED_TARGETS,
                     "fused": COMPILED_TARGETS}.get(name, {}).get(res.size)
             build = res.builds.get(name)
@@ -424,7 +425,7 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
                "the small products, the update) must fit in what is left under the target.", ""]
         rows = []
         for (size, dtype), (floor, base) in floors.items():
-            ratio = floor.median / base.median
+            ratio = floor.ratio_to(base)
             goal = STEP_TARGETS[size]
             room = (goal - ratio) * base.median
             rows.append([f"{size} {SIZES[size]}", dtype, fmt_time(floor.median), fmt_time(base.median),
@@ -446,8 +447,8 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
     md += table(["size", "dtype", "contender", "forward with loss", "gradients", "update", "sum"], rows)
 
     if op is not None:
-        ratio = op["tape"].median / op["numpy"].median
-        grad_ratio = op["tape gradient"].median / op["numpy backward"].median
+        ratio = op["tape"].ratio_to(op["numpy"])
+        grad_ratio = op["tape gradient"].ratio_to(op["numpy backward"])
         md += ["", "## Per-op overhead", "",
                "`mt.sigmoid` on a one-element float64 array: open a tape, record, `tape.gradient`; "
                "against the bare numpy expressions `s = 1/(1+np.exp(-x))` and `g*s*(1-s)`.", ""]
@@ -544,9 +545,9 @@ def quick_table(options: Options, steps: list[StepResult]) -> str:
     names = list(dict.fromkeys(name for res in steps for name in res.timings))
     rows = []
     for res in steps:
-        base = res.timings["numpy"].median
-        cells = [fmt_time(base) if name == "numpy" else
-                 f"{fmt_time(res.timings[name].median)} ({res.timings[name].median / base:.2f}x)"
+        base = res.timings["numpy"]
+        cells = [fmt_time(base.median) if name == "numpy" else
+                 f"{fmt_time(res.timings[name].median)} ({res.timings[name].ratio_to(base):.2f}x)"
                  if name in res.timings else "" for name in names]
         rows.append([f"{res.size} {SIZES[res.size]}", res.dtype, *cells])
     header = ["size (N, in, hidden, out)", "dtype", *(contenders.LABELS.get(n, n) for n in names)]

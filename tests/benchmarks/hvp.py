@@ -173,8 +173,8 @@ def section(results: list[HvpResult], threads: int) -> tuple[list[str], list[lis
           "H·v of the two-layer loss (the mean softmax cross-entropy of the sigmoid net, as "
           "`models.TwoLayerNet` computes it) with respect to (W1, W2), b1 and b2 held fixed, along "
           "random tangents (v1, v2), float64. microtape is `mt.hvp(f, (W1, W2), (v1, v2))`; over "
-          "value_and_grad: its median over one eager `mt.value_and_grad(f, (0, 1))` timed in the "
-          "same rounds. PyTorch: double backward (the gradient with `create_graph=True`, then "
+          "value_and_grad: its time over one eager `mt.value_and_grad(f, (0, 1))`'s in each of the "
+          "same rounds, the median of those ratios. PyTorch: double backward (the gradient with `create_graph=True`, then "
           "`torch.autograd.grad` of it with `grad_outputs=v`) and `torch.func.jvp` of "
           "`torch.func.grad`, both eager, with `torch.set_num_threads("
           f"{threads})`, the threads numpy's BLAS runs; JAX: `jax.jvp(jax.grad(f))` op by op and "
@@ -185,7 +185,7 @@ def section(results: list[HvpResult], threads: int) -> tuple[list[str], list[lis
           "allocator's state, which changes from run to run.", ""]
     rows, targets = [], []
     for res in results:
-        base = res.timings["value_and_grad"].median
+        base = res.timings["value_and_grad"]
         where = f"{res.size} {SIZES[res.size]}"
         labels = {"value_and_grad": "microtape value_and_grad", "microtape": "microtape hvp",
                   **{name: label for name, (label, _, _) in PEERS.items()}}
@@ -196,7 +196,7 @@ def section(results: list[HvpResult], threads: int) -> tuple[list[str], list[lis
             if name not in res.timings:  # a peer left out by --quick
                 continue
             t = res.timings[name]
-            ratio = t.median / base
+            ratio = t.ratio_to(base)
             goal = GOAL_OVER_VALUE_AND_GRAD.get(res.size) if name == "microtape" else None
             error = res.errors.get(name)
             rows.append([where, label, fmt_time(t.median), fmt_time(t.min), f"{ratio:.2f}x",
@@ -216,9 +216,9 @@ def section(results: list[HvpResult], threads: int) -> tuple[list[str], list[lis
 
 def _against_torch(res: HvpResult, verdict: Callable) -> list[list[str]]:
     """The goal of being ahead of PyTorch's eager H·v (its faster way), where it was measured."""
-    eager = [res.timings[name].median for name in TORCH_EAGER if name in res.timings]
+    eager = [res.timings[name] for name in TORCH_EAGER if name in res.timings]
     if res.size not in PEER_GOAL_SIZES or not eager:
         return []
-    ratio = res.timings["microtape"].median / min(eager)
+    ratio = res.timings["microtape"].ratio_to(min(eager, key=lambda t: t.median))
     return [[f"hvp vs PyTorch's eager H·v, {res.size}", "< 1x", f"{ratio:.2f}x",
              verdict(ratio, 0.999)]]

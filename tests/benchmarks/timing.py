@@ -3,7 +3,8 @@
 A shared machine speeds up and slows down over seconds. Timing contender A
 for ten seconds and then B would fold that drift into the ratio; here each
 round times one block of each (in a rotating order), and the median over
-rounds is reported. Like ``timeit``, the garbage collector is off inside a
+rounds is reported; a ratio between two contenders is the median of each
+round's ratio (``Timing.ratio_to``). Like ``timeit``, the garbage collector is off inside a
 block; reference counting still frees everything.
 
 Each block starts with untimed calls (a quarter of the block, at least one).
@@ -56,6 +57,19 @@ class Timing:
     @property
     def min(self) -> float:
         return min(self.per_call)
+
+    def ratio_to(self, base: "Timing") -> float:
+        """This timing over ``base``, taken round by round: the median of each round's ratio.
+
+        Both come from one ``interleave``, a block of each per round, so a
+        machine that slows down for a few seconds slows both blocks of a round
+        alike, and their ratio keeps little of it; the ratio of the two medians
+        divides times taken at different moments, each with its own drift.
+        """
+        if len(self.per_call) != len(base.per_call):
+            raise ValueError(f"ratio_to: {len(self.per_call)} rounds against {len(base.per_call)}; "
+                             f"a ratio round by round needs timings from one interleave")
+        return statistics.median(t / b for t, b in zip(self.per_call, base.per_call))
 
 
 def time_block(fn: Callable[[], object], n: int) -> float:

@@ -10,7 +10,7 @@ has one place, and a later call's arguments are read there.
 from __future__ import annotations
 
 from operator import itemgetter
-from typing import Any, Callable
+from typing import Any, Callable, Container, Sequence
 
 import numpy as np
 
@@ -294,7 +294,7 @@ def _flat(x: Any):
 _NUMBERS = frozenset((int, float, bool, str))  # arguments a signature holds by value
 
 
-def guard(args: tuple, getters: list) -> tuple[list[str], str, dict] | None:
+def guard(args: tuple, getters: list, held: Sequence[int] = ()) -> tuple[list[str], str, dict] | None:
     """Code that returns None unless a call's arguments have the signature ``args`` have,
     and the closed form's inputs read from them: (lines, inputs, namespace).
 
@@ -303,15 +303,20 @@ def guard(args: tuple, getters: list) -> tuple[list[str], str, dict] | None:
     key makes is then a type, a shape, a dtype or a value compared in place,
     with nothing built or hashed. A dtype compared by identity only makes the
     check stricter than the key's equality: such a call takes the general path.
+
+    ``held``: places that must hold given Tensors, distinct ones, which the code
+    reads from a tuple ``params`` in that order (an optimizer's parameters);
+    ``a0 is p0`` then checks the type and that no other of them is passed there.
     """
     namespace: dict[str, Any] = {"Tensor": Tensor, "ndarray": np.ndarray}
     types, checks, tensors = [], [], []
+    mine = {i: k for k, i in enumerate(held)}
     for i, a in enumerate(args):
         t = type(a)
         if t is Tensor or t is np.ndarray:
             array, name = (a.value, f"v{i}") if t is Tensor else (a, f"a{i}")
             namespace[f"s{i}"], namespace[f"d{i}"] = array.shape, array.dtype
-            types.append(f"type(a{i}) is {t.__name__}")
+            types.append(f"a{i} is p{mine[i]}" if i in mine else f"type(a{i}) is {t.__name__}")
             checks.append(f"{name}.shape == s{i} and {name}.dtype is d{i}")
             tensors += [i] if t is Tensor else []
         elif t in _NUMBERS or a is None:
@@ -319,15 +324,23 @@ def guard(args: tuple, getters: list) -> tuple[list[str], str, dict] | None:
             types.append(f"a{i} is None" if a is None else f"type(a{i}) is {t.__name__} and a{i} == c{i}")
         else:
             return None
-    if len(set(id(args[i]) for i in tensors)) < len(tensors):
+    if (len(set(id(args[i]) for i in tensors)) < len(tensors) or len(mine) < len(held)
+            or not set(mine) <= set(tensors)):
         return None
-    checks += _distinct(tensors)
-    unpack = ", ".join(f"a{i}" for i in range(len(args))) + "," * (len(args) == 1)
-    lines = [f"if len(args) != {len(args)}:", "    return None", f"{unpack} = args" if args else "",
+    checks += _distinct(tensors, mine)
+    lines = [f"if len(args) != {len(args)}:", "    return None", _unpack("a", len(args), "args"),
+             _unpack("p", len(held), "params"),
              f"if not ({' and '.join(types) or 'True'}):", "    return None",
              *(f"v{i} = a{i}.value" for i in tensors),
              f"if not ({' and '.join(checks) or 'True'}):", "    return None"]
-    return lines, _inputs(getters, namespace), namespace
+    return [line for line in lines if line], _inputs(getters, namespace), namespace
+
+
+def _unpack(name: str, count: int, tuple_name: str) -> str:
+    """``a0, a1 = args``: the tuple's items as numbered names ("" for none)."""
+    if not count:
+        return ""
+    return ", ".join(f"{name}{i}" for i in range(count)) + "," * (count == 1) + f" = {tuple_name}"
 
 
 def _inputs(getters: list, namespace: dict) -> str:
@@ -342,9 +355,12 @@ def _inputs(getters: list, namespace: dict) -> str:
     return ", ".join(inputs)
 
 
-def _distinct(tensors: list[int]) -> list[str]:
-    """Checks that no Tensor is passed twice: pairwise for a few, by a set of ids for more."""
-    if len(tensors) <= 6:
-        return [f"a{i} is not a{j}" for n, i in enumerate(tensors) for j in tensors[n + 1:]]
+def _distinct(tensors: list[int], held: Container[int] = ()) -> list[str]:
+    """Checks that no Tensor is passed twice: pairwise for a few, by a set of ids for more.
+    Two ``held`` places need none: each is one of distinct given Tensors."""
+    pairs = [(i, j) for n, i in enumerate(tensors) for j in tensors[n + 1:]
+             if not (i in held and j in held)]
+    if len(pairs) <= 15:
+        return [f"a{i} is not a{j}" for i, j in pairs]
     ids = ", ".join(f"id(a{i})" for i in tensors)
     return [f"len({{{ids}}}) == {len(tensors)}"]

@@ -213,6 +213,8 @@ class Compiled:
         if checked is None:
             return None, None
         lines, inputs, namespace = checked
+        # The fused step's check finds the optimizer's parameters at the argnums by identity
+        stepped = guard(args, found, [i % len(args) for i in self.positions])
         namespace.update(entry=entry, tick=self._ticks.__next__, function=entry.function,
                          step_function=entry.cf.step_function, finish=entry.finish,
                          asarray=np.asarray, tracing=_tracing.get, active=_active.get,
@@ -221,27 +223,35 @@ class Compiled:
         call = [*lines, "entry.used = tick()", f"value, grads = function({inputs})",
                 *(["value, grads = finish(value, grads)"] if finish else []),
                 f"return asarray(value), grads{'[0]' if self.single else ''}"]
-        # The step's own refusals run first, as _sgd_step's would: a None sends it there
-        step = ["if tracing() or active() and active_tapes() or ANOMALY[0] and anomaly_mode():",
-                "    return None", *lines, "entry.used = tick()",
-                f"value = step_function({inputs}, lr)",
-                *(["value = finish(value, ())[0]"] if finish else []), "return asarray(value)"]
         where = f"<compile=True call of {_name(self.f)}>"
         fast = _written("fast", "args", call, namespace, where)
-        if entry.cf.step_function is None:
+        if entry.cf.step_function is None or stepped is None:
             return fast, None
-        return fast, _written("fast_step", "args, lr", step, namespace, where)
+        step_lines, step_inputs, step_names = stepped
+        namespace.update(step_names)  # the same names as the call's, and the same values
+        # The step's own refusals run first, as _sgd_step's would: a None sends it there
+        step = ["if tracing() or active() and active_tapes() or ANOMALY[0] and anomaly_mode():",
+                "    return None", *step_lines, "entry.used = tick()",
+                f"value = step_function({step_inputs}, lr)",
+                *(["value = finish(value, ())[0]"] if finish else []), "return asarray(value)"]
+        return fast, _written("fast_step", "args, lr, params", step, namespace, where)
 
-    def _sgd_step(self, lr: float, args: tuple) -> np.ndarray | None:
+    def _sgd_step(self, lr: float, args: tuple, params: tuple) -> np.ndarray | None:
         """``f(*args)``'s value, each source updated in place by ``p ← p − lr·∂f/∂p`` in the
         closed form's fused step (its backward pass seeded with −lr); what ``opt.step(vg,
-        *args)`` runs for plain SGD. None, with nothing run, where the closed form has no fused
-        step (a source is computed, not a leaf) or anomaly mode checks each op."""
+        *args)`` runs for plain SGD. ``params``: the optimizer's Tensors, distinct, one per
+        argnums entry in its order. None, with nothing run, where they are not the arguments
+        there, where the closed form has no fused step (a source is computed, not a leaf) or
+        where anomaly mode checks each op."""
         fast = self._fast_step  # the last signature's step, with every check below in it
         if fast is not None:
-            value = fast(args, lr)
+            value = fast(args, lr, params)
             if value is not None:
                 return value
+        n = len(args)
+        if len(params) != len(self.positions) or not all(
+                -n <= i < n and args[i] is p for i, p in zip(self.positions, params)):
+            return None
         if _tracing.get():
             raise TraceError(_NESTED.format(self.__name__))
         if _active.get() and active_tapes():

@@ -351,6 +351,7 @@ class SGD(Optimizer):
         self.weight_decay = _check_hyper("SGD", "weight_decay", weight_decay, 0.0)
         self._scratch = self._buffers()
         self._velocity = self._buffers() if self.momentum else None
+        self._last_fused: tuple = (None, ())  # (vg, its argnums' Tensors) of the last fused step
 
     def _new_lr(self) -> None:
         self._rates = [_rate(self._lr, p.value) for p in self._tensors]
@@ -361,11 +362,34 @@ class SGD(Optimizer):
     def _state_buffers(self) -> dict[str, dict[Any, np.ndarray]]:
         return {"velocity": self._velocity} if self._velocity is not None else {}
 
+    def _step_on(self, vg: Callable, args: tuple) -> np.ndarray:
+        # The loop's usual call: plain SGD on the function whose fused step ran last time.
+        # That step's own code checks that these parameters sit at vg's argnums (with the
+        # arguments' types, shapes and dtypes), so the look for them below need not run;
+        # a call it refuses returns None there, with nothing run, and takes the long way.
+        last = self._last_fused
+        if last[0] is vg and not (self.momentum or self.weight_decay):
+            try:
+                value = vg._sgd_step(self._lr, args, last[1])
+            except BaseException:
+                mark_all_modified(self._tensors)  # cut short, it may have updated some already
+                raise
+            if value is not None:
+                self.steps += 1
+                mark_all_modified(self._tensors)
+                return value
+        return super()._step_on(vg, args)
+
     def _fused(self, vg: Callable, args: tuple) -> np.ndarray | None:
         # Plain SGD is what a closed form's fused step computes: p ← p − lr·g, in place.
         if self.momentum or self.weight_decay or type(vg) is not Compiled:
             return None
-        return vg._sgd_step(self._lr, args)
+        n = len(args)
+        params = tuple(args[i % n] for i in vg.positions)  # this optimizer's, as _step_on found
+        value = vg._sgd_step(self._lr, args, params)
+        if value is not None:
+            self._last_fused = (vg, params)
+        return value
 
     def _update(self, grads) -> None:
         lr, momentum, decay = self._lr, self.momentum, self.weight_decay

@@ -80,7 +80,7 @@ def test_plain_sgd_on_a_compiled_function_runs_the_fused_step():
     opt = mt.optim.SGD(net.parameters(), lr=0.5)
     calls = []
     step = vg._sgd_step
-    vg._sgd_step = lambda lr, args: calls.append(lr) or step(lr, args)
+    vg._sgd_step = lambda lr, args, params: calls.append(lr) or step(lr, args, params)
     opt.step(vg, *net.parameters(), x, labels)
     assert calls == [0.5]
 
@@ -197,6 +197,45 @@ def test_after_the_fused_step_ran_once_its_refusals_and_anomaly_mode_still_hold(
         np.testing.assert_array_equal(p.value, w)
 
 
+def test_after_the_fused_step_ran_the_parameters_are_still_looked_for():
+    # From the second call on, SGD skips its own look for its parameters: the fused step's
+    # code checks them by identity. Anything else at the argnums must still be refused.
+    net, x, labels = _problem()
+    vg = mt.value_and_grad(_loss(net), argnums=(0, 1, 2, 3), compile=True)
+    opt = mt.optim.SGD(net.parameters(), lr=0.5)
+    opt.step(vg, *net.parameters(), x, labels)
+    W1, b1, W2, b2 = net.parameters()
+    copies = [mt.Tensor(p.value.copy()) for p in net.parameters()]
+    before = [p.value.copy() for p in (*net.parameters(), *copies)]
+    with pytest.raises(mt.InputError, match="the Tensors, not their values"):
+        opt.step(vg, *copies, x, labels)
+    with pytest.raises(mt.InputError, match=r"params \[3\] are not among them"):
+        opt.step(vg, W1, b1, W2, copies[3], x, labels)
+    with pytest.raises(mt.InputError, match="each once"):
+        opt.step(vg, W1, b1, W2, W2, x, labels)
+    with pytest.raises(IndexError, match="argnums 3 is out of range for 3 arguments"):
+        opt.step(vg, W1, b1, W2)
+    bad = labels.copy()
+    bad[0] = 99
+    with mt.Tape() as tape:
+        recorded = _loss(net)(*net.parameters(), x, labels)
+    with pytest.raises(mt.InputError, match="out of range"):
+        opt.step(vg, *net.parameters(), x, bad)
+    for p, b in zip((*net.parameters(), *copies), before):
+        np.testing.assert_array_equal(p.value, b)  # nothing was updated
+    assert opt.steps == 1
+    with pytest.raises(RuntimeError, match="changed in place"):  # a step cut short may have
+        tape.gradient(recorded, net.parameters())                # updated some: tapes refuse
+    ref_net, _, _ = _problem()
+    ref = mt.optim.SGD(ref_net.parameters(), lr=0.5)
+    eager = mt.value_and_grad(_loss(ref_net), argnums=(0, 1, 2, 3))
+    for _ in range(2):
+        ref.step(eager, *ref_net.parameters(), x, labels)
+    opt.step(vg, *net.parameters(), x, labels)
+    for p, q in zip(net.parameters(), ref_net.parameters()):
+        np.testing.assert_allclose(p.value, q.value, rtol=1e-12, atol=1e-15)
+
+
 @pytest.mark.parametrize("compile", [True, False])
 def test_a_call_that_raises_is_no_step(compile):
     net, x, labels = _problem()
@@ -214,3 +253,25 @@ def test_a_call_that_raises_is_no_step(compile):
     opt.step(vg, *net.parameters(), x, labels)  # the first step: Adam's bias correction at k = 1
     for p, q in zip(net.parameters(), ref_net.parameters()):
         np.testing.assert_allclose(p.value, q.value, rtol=1e-12, atol=1e-15)
+
+
+def test_a_parameter_passed_again_as_data_takes_the_general_path_and_lands_as_eager():
+    # f(W, V, x) differentiates W only; V is data of W's shape. After fused steps on
+    # (W, V, x), a call with W in V's place too must not run the code written for two
+    # distinct Tensors: W then meets itself, as the eager function computes it.
+    def f(W, V, x):
+        return mt.sum(mt.sigmoid(x @ W) * (x @ V))
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5, 4))
+    W, V = (mt.Tensor(rng.normal(size=(4, 3))) for _ in range(2))
+    W_ref = mt.Tensor(W.value.copy())
+    vg = mt.value_and_grad(f, argnums=0, compile=True)
+    opt = mt.optim.SGD([W], lr=0.1)
+    eager = mt.value_and_grad(f, argnums=0)
+    ref = mt.optim.SGD([W_ref], lr=0.1)
+    for aliased in (False, False, True, True, False):
+        got = opt.step(vg, W, W if aliased else V, x)
+        want = ref.step(eager, W_ref, W_ref if aliased else V, x)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        np.testing.assert_allclose(W.value, W_ref.value, rtol=1e-12, atol=1e-15)

@@ -109,7 +109,7 @@ def test_the_compiled_training_loop_runs_the_fused_step_and_learns():
     fused = []
     vg = scope["loss_and_grads"]
     step = vg._sgd_step
-    vg._sgd_step = lambda lr, args: fused.append(lr) or step(lr, args)
+    vg._sgd_step = lambda lr, args, params: fused.append(lr) or step(lr, args, params)
     exec(compile(loop, str(README), "exec"), scope)
     assert fused == [0.1] * 100  # every step ran the closed form's fused code
     W, b, x, labels = (scope[k] for k in ("W", "b", "x", "labels"))

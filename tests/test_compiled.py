@@ -477,6 +477,32 @@ def test_compiled_equals_eager_on_random_programs():
                 raise AssertionError(f"program {n}: {e}") from None
 
 
+def test_sgd_stepping_a_compiled_function_lands_as_eager_on_random_programs():
+    # opt.step(vg, ...) runs the fused step's own code after its first call, which finds
+    # the parameters by identity: held to eager SGD on the same random programs, with
+    # data that is fresh, the same array twice, or a parameter's own array.
+    rng = np.random.default_rng(16)
+    for n in range(100):
+        f = _program(rng)
+        start = rng.normal(size=(3, 4)), rng.normal(size=4)
+        runs = []
+        for compile in (True, False):
+            w, v = (mt.Tensor(a.copy()) for a in start)
+            vg, opt = mt.value_and_grad(f, (0, 1), compile=compile), mt.optim.SGD([w, v], lr=1e-3)
+            values = []
+            for c, (_, _, x, y, idx, k0) in enumerate(_calls(np.random.default_rng(n))):
+                y = x if c == 1 else (w.value if c == 2 else y)
+                values.append(opt.step(vg, w, v, x, y, idx, k0))
+            runs.append((values, w.value, v.value))
+        (got, w1, v1), (want, w2, v2) = runs
+        try:
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(w1, w2, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(v1, v2, rtol=1e-12, atol=1e-12)
+        except AssertionError as e:
+            raise AssertionError(f"program {n}: {e}") from None
+
+
 def test_a_tensor_passed_at_two_places_is_one_variable_as_eager_sees_it():
     # Eager differentiates the object: a Tensor passed twice is one variable, used
     # twice. The trace used to copy each place apart, so compile=True left out

@@ -14,7 +14,9 @@ A training loop calls with one signature again and again. For the last
 signature used, when its arguments are plain arrays, Tensors, numbers and
 strings, the whole call is written out as code (``arguments.guard``): it
 checks each argument's type, shape and dtype in place, then binds and runs,
-so a hit builds and hashes no key and takes no lock.
+so a hit builds and hashes no key and takes no lock. So is the fused SGD
+step ``opt.step(vg, *args)`` runs, whose check also finds the optimizer's
+parameters at the argnums by identity, so that SGD need not look for them.
 """
 
 from __future__ import annotations

@@ -347,14 +347,36 @@ class SGD(Optimizer):
                  weight_decay: float = 0.0) -> None:
         super().__init__(params)
         self.lr = lr
-        self.momentum = _check_hyper("SGD", "momentum", momentum, 0.0, 1.0, high_open=True)
-        self.weight_decay = _check_hyper("SGD", "weight_decay", weight_decay, 0.0)
+        self._velocity: dict[Any, np.ndarray] | None = None  # made when momentum is first set
+        self.momentum = momentum
+        self.weight_decay = weight_decay
         self._scratch = self._buffers()
-        self._velocity = self._buffers() if self.momentum else None
         self._last_fused: tuple = (None, ())  # (vg, its argnums' Tensors) of the last fused step
 
     def _new_lr(self) -> None:
         self._rates = [_rate(self._lr, p.value) for p in self._tensors]
+
+    @property
+    def momentum(self) -> float:
+        """u ← momentum · u + g'; set it between steps to change it (checked as the
+        constructor checks it). The velocity starts at zero when momentum is first set."""
+        return self._momentum
+
+    @momentum.setter
+    def momentum(self, value: float) -> None:
+        self._momentum = _check_hyper("SGD", "momentum", value, 0.0, 1.0, high_open=True)
+        if self._momentum and self._velocity is None:
+            self._velocity = self._buffers()
+
+    @property
+    def weight_decay(self) -> float:
+        """g' = g + weight_decay · p; set it between steps to change it (checked as the
+        constructor checks it)."""
+        return self._weight_decay
+
+    @weight_decay.setter
+    def weight_decay(self, value: float) -> None:
+        self._weight_decay = _check_hyper("SGD", "weight_decay", value, 0.0)
 
     def __repr__(self) -> str:
         return f"SGD(lr={self.lr:g}, momentum={self.momentum:g}, weight_decay={self.weight_decay:g})"
@@ -368,7 +390,7 @@ class SGD(Optimizer):
         # arguments' types, shapes and dtypes), so the look for them below need not run;
         # a call it refuses returns None there, with nothing run, and takes the long way.
         last = self._last_fused
-        if last[0] is vg and not (self.momentum or self.weight_decay):
+        if last[0] is vg and not (self._momentum or self._weight_decay):
             try:
                 value = vg._sgd_step(self._lr, args, last[1])
             except BaseException:
@@ -382,7 +404,7 @@ class SGD(Optimizer):
 
     def _fused(self, vg: Callable, args: tuple) -> np.ndarray | None:
         # Plain SGD is what a closed form's fused step computes: p ← p − lr·g, in place.
-        if self.momentum or self.weight_decay or type(vg) is not Compiled:
+        if self._momentum or self._weight_decay or type(vg) is not Compiled:
             return None
         n = len(args)
         params = tuple(args[i % n] for i in vg.positions)  # this optimizer's, as _step_on found
@@ -392,7 +414,7 @@ class SGD(Optimizer):
         return value
 
     def _update(self, grads) -> None:
-        lr, momentum, decay = self._lr, self.momentum, self.weight_decay
+        lr, momentum, decay = self._lr, self._momentum, self._weight_decay
         if not (momentum or decay):  # plain p ← p − lr · g, the usual step: one test per step
             for p, g, buf, rate in zip(self._tensors, grads, self._scratch.values(), self._rates):
                 if g.dtype is not rate.dtype:  # a gradient of another dtype: lr as given,
@@ -449,13 +471,8 @@ class Adam(Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         super().__init__(params)
         self.lr = lr
-        try:
-            beta1, beta2 = betas
-        except (TypeError, ValueError):
-            raise ValueError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}") from None
-        self.betas = (_check_hyper("Adam", "betas[0]", beta1, 0.0, 1.0, high_open=True),
-                      _check_hyper("Adam", "betas[1]", beta2, 0.0, 1.0, high_open=True))
-        self.eps = _check_hyper("Adam", "eps", eps, 0.0, low_open=True)
+        self.betas = betas
+        self.eps = eps
         self._m = self._buffers()
         self._v = self._buffers()
         self._scratch = self._buffers()
@@ -466,11 +483,36 @@ class Adam(Optimizer):
     def _state_buffers(self) -> dict[str, dict[Any, np.ndarray]]:
         return {"m": self._m, "v": self._v}
 
+    @property
+    def betas(self) -> tuple[float, float]:
+        """(β1, β2), the moments' decay rates; set them between steps to change them
+        (checked as the constructor checks them)."""
+        return self._betas
+
+    @betas.setter
+    def betas(self, value: tuple[float, float]) -> None:
+        try:
+            beta1, beta2 = value
+        except (TypeError, ValueError):
+            raise ValueError(f"Adam: betas must be a pair (beta1, beta2), got {value!r}") from None
+        self._betas = (_check_hyper("Adam", "betas[0]", beta1, 0.0, 1.0, high_open=True),
+                       _check_hyper("Adam", "betas[1]", beta2, 0.0, 1.0, high_open=True))
+
+    @property
+    def eps(self) -> float:
+        """What keeps the step finite where √v̂ is 0; set it between steps to change it
+        (checked as the constructor checks it)."""
+        return self._eps
+
+    @eps.setter
+    def eps(self, value: float) -> None:
+        self._eps = _check_hyper("Adam", "eps", value, 0.0, low_open=True)
+
     def _update(self, grads) -> None:
-        beta1, beta2 = self.betas
+        beta1, beta2 = self._betas
         k = self.steps
         # lr · m̂ / (√v̂ + eps) = (lr / c1) · m / (√v / √c2 + eps), c = 1 − β^k
-        numbers = (beta1, 1.0 - beta1, beta2, 1.0 - beta2, self.eps,
+        numbers = (beta1, 1.0 - beta1, beta2, 1.0 - beta2, self._eps,
                    self._lr / (1.0 - beta1 ** k), math.sqrt(1.0 - beta2 ** k))
         # Seven products per parameter, each of which would convert a Python float: the
         # numbers once per step as 0-d arrays of each dtype met. The floats stay where the

@@ -166,6 +166,51 @@ def test_setting_lr_changes_the_next_step_and_is_checked_as_the_constructor_chec
     assert opt.lr == 0.5
 
 
+def test_setting_sgd_momentum_or_weight_decay_changes_the_next_step_and_is_checked():
+    # Momentum switched on mid-run starts its velocity at zero, as a new optimizer would;
+    # it used to crash at the next step (no velocity had been made for momentum=0).
+    g = np.array([2.0, -1.0, 0.5])
+    w = mt.Tensor(np.ones(3))
+    opt = mt.optim.SGD([w], lr=0.1)
+    opt.step([g])
+    opt.momentum, opt.weight_decay = 0.9, 0.01
+    assert "momentum=0.9, weight_decay=0.01" in repr(opt)
+    w_ref = mt.Tensor(w.value.copy())
+    ref = mt.optim.SGD([w_ref], lr=0.1, momentum=0.9, weight_decay=0.01)
+    for _ in range(3):
+        opt.step([g])
+        ref.step([g])
+    np.testing.assert_array_equal(w.value, w_ref.value)
+    for name, bad, why in [("momentum", 1.0, r"\[0.0, 1.0\)"), ("momentum", -0.1, r"\[0.0, 1.0\)"),
+                           ("momentum", float("nan"), "nan"), ("weight_decay", -1.0, r"\[0.0, inf\]")]:
+        with pytest.raises(ValueError, match=rf"SGD: {name} must be in {why}|got {why}"):
+            setattr(opt, name, bad)
+    assert (opt.momentum, opt.weight_decay) == (0.9, 0.01)
+
+
+def test_setting_adam_betas_or_eps_changes_the_next_step_and_is_checked():
+    g = np.array([2.0, -1.0, 0.5])
+    w = mt.Tensor(np.ones(3))
+    opt = mt.optim.Adam([w], lr=0.05)
+    opt.step([g])
+    w_ref = mt.Tensor(w.value.copy())
+    ref = mt.optim.Adam([w_ref], lr=0.05, betas=(0.5, 0.9), eps=1e-6)
+    ref.load_state_dict(opt.state_dict())  # the same step count and moments
+    opt.betas, opt.eps = (0.5, 0.9), 1e-6
+    assert "betas=(0.5, 0.9), eps=1e-06" in repr(opt)
+    for _ in range(2):
+        opt.step([g])
+        ref.step([g])
+    np.testing.assert_array_equal(w.value, w_ref.value)
+    with pytest.raises(ValueError, match=r"betas\[1\] must be in \[0.0, 1.0\)"):
+        opt.betas = (0.9, 1.0)
+    with pytest.raises(ValueError, match="a pair"):
+        opt.betas = 0.9
+    with pytest.raises(ValueError, match=r"Adam: eps must be in \(0.0, inf\]"):
+        opt.eps = 0.0
+    assert (opt.betas, opt.eps) == ((0.5, 0.9), 1e-6)
+
+
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 @pytest.mark.parametrize("param_dtype, grad_dtype", [(np.float64, np.float64), (np.float32, np.float32),
                                                      (np.float32, np.float64), (np.float64, np.float32)])

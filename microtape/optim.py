@@ -387,7 +387,7 @@ class SGD(Optimizer):
     def _step_on(self, vg: Callable, args: tuple) -> np.ndarray:
         # The loop's usual call: plain SGD on the function whose fused step ran last time.
         # That step's own code checks that these parameters sit at vg's argnums (with the
-        # arguments' types, shapes and dtypes), so the look for them below need not run;
+        # arguments' types, shapes and dtypes), so Optimizer._step_on's look need not run;
         # a call it refuses returns None there, with nothing run, and takes the long way.
         last = self._last_fused
         if last[0] is vg and not (self._momentum or self._weight_decay):

@@ -47,6 +47,31 @@ __all__ = ["Optimizer", "SGD", "Adam"]
 Params = Union[Mapping[str, Tensor], Iterable[Tensor]]
 
 
+class _Setting:
+    """A number an optimizer takes, kept in ``_<name>`` (where its update reads it) and
+    checked on every assignment, the constructor's included: set it between steps to
+    change it. ``then`` names a method that remakes what the optimizer derives from it."""
+
+    def __init__(self, low: float, high: float = math.inf, low_open: bool = False,
+                 high_open: bool = False, doc: str = "", then: str | None = None) -> None:
+        self.bounds = (low, high, low_open, high_open)
+        self.then = then
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name, self.field = name, "_" + name
+
+    def __get__(self, opt: Any, owner: type | None = None) -> Any:
+        return self if opt is None else getattr(opt, self.field)
+
+    def __set__(self, opt: Any, value: float) -> None:
+        low, high, low_open, high_open = self.bounds
+        setattr(opt, self.field, _check_hyper(type(opt).__name__, self.name, value, low, high,
+                                              low_open=low_open, high_open=high_open))
+        if self.then:
+            getattr(opt, self.then)()
+
+
 class Optimizer:
     """What SGD and Adam share: the parameters, a step count and the checks."""
 
@@ -272,15 +297,7 @@ class Optimizer:
             np.copyto(buffer, state[name], casting="same_kind")
         self.steps = steps
 
-    @property
-    def lr(self) -> float:
-        """The step size; set it between steps to change it (checked as the constructor checks it)."""
-        return self._lr
-
-    @lr.setter
-    def lr(self, value: float) -> None:
-        self._lr = _check_hyper(self._kind, "lr", value, 0.0, low_open=True)
-        self._new_lr()
+    lr = _Setting(0.0, low_open=True, doc="The step size.", then="_new_lr")
 
     def _new_lr(self) -> None:
         """Whatever an optimizer keeps derived from ``lr``, made again."""
@@ -356,27 +373,13 @@ class SGD(Optimizer):
     def _new_lr(self) -> None:
         self._rates = [_rate(self._lr, p.value) for p in self._tensors]
 
-    @property
-    def momentum(self) -> float:
-        """u ← momentum · u + g'; set it between steps to change it (checked as the
-        constructor checks it). The velocity starts at zero when momentum is first set."""
-        return self._momentum
+    momentum = _Setting(0.0, 1.0, high_open=True, doc="u ← momentum · u + g'.",
+                        then="_new_momentum")
+    weight_decay = _Setting(0.0, doc="g' = g + weight_decay · p.")
 
-    @momentum.setter
-    def momentum(self, value: float) -> None:
-        self._momentum = _check_hyper("SGD", "momentum", value, 0.0, 1.0, high_open=True)
-        if self._momentum and self._velocity is None:
+    def _new_momentum(self) -> None:
+        if self._momentum and self._velocity is None:  # switched on: the velocity starts at 0
             self._velocity = self._buffers()
-
-    @property
-    def weight_decay(self) -> float:
-        """g' = g + weight_decay · p; set it between steps to change it (checked as the
-        constructor checks it)."""
-        return self._weight_decay
-
-    @weight_decay.setter
-    def weight_decay(self, value: float) -> None:
-        self._weight_decay = _check_hyper("SGD", "weight_decay", value, 0.0)
 
     def __repr__(self) -> str:
         return f"SGD(lr={self.lr:g}, momentum={self.momentum:g}, weight_decay={self.weight_decay:g})"
@@ -498,15 +501,7 @@ class Adam(Optimizer):
         self._betas = (_check_hyper("Adam", "betas[0]", beta1, 0.0, 1.0, high_open=True),
                        _check_hyper("Adam", "betas[1]", beta2, 0.0, 1.0, high_open=True))
 
-    @property
-    def eps(self) -> float:
-        """What keeps the step finite where √v̂ is 0; set it between steps to change it
-        (checked as the constructor checks it)."""
-        return self._eps
-
-    @eps.setter
-    def eps(self, value: float) -> None:
-        self._eps = _check_hyper("Adam", "eps", value, 0.0, low_open=True)
+    eps = _Setting(0.0, low_open=True, doc="What keeps the step finite where √v̂ is 0.")
 
     def _update(self, grads) -> None:
         beta1, beta2 = self._betas

@@ -26,7 +26,7 @@ and relu's derivative.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -205,8 +205,19 @@ def add(a, b):
     b_shape = b.shape if type(b) is np.ndarray else np.shape(b)
     out = np.add(a, b)
     shape = out.shape
-    return out, (pass_on if a_shape == shape else lambda g: unbroadcast(g, a_shape),
-                 pass_on if b_shape == shape else lambda g: unbroadcast(g, b_shape))
+    return out, (pass_on if a_shape == shape else _sum_to(a_shape, out),
+                 pass_on if b_shape == shape else _sum_to(b_shape, out))
+
+
+def _sum_to(shape: tuple[int, ...], out: np.ndarray) -> Callable:
+    """The VJP of an operand of ``shape`` broadcast to ``out``'s: G summed back to its shape."""
+    if (out.ndim == 2 and shape == out.shape[1:] and out.size <= _BLAS_SUM_MAX_SIZE
+            and out.dtype.char in "fd"):
+        # A bias row added to every example: dB = 1ᵀ G, unbroadcast's BLAS sum, chosen
+        # here so that the backward pass calls the product itself, with no Python frame
+        # between. (A G of another dtype, from a seed given so, is summed in the wider.)
+        return _ones((len(out),), out.dtype).dot
+    return lambda g: unbroadcast(g, shape)
 
 
 @primitive("dA = G ∘ S ∘ (1 − S)  (from the saved output S)",

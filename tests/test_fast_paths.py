@@ -193,3 +193,24 @@ def test_softmax_cross_entropy_gathered_and_broadcast_rows_give_the_same_bits(
         np.testing.assert_array_equal(loss, broadcast[0])
         np.testing.assert_array_equal(grad, broadcast[1])
         assert loss.dtype == broadcast[0].dtype == grad.dtype == dtype
+
+
+@pytest.mark.parametrize("rows", [5, mt.ops._BLAS_SUM_MAX_SIZE // 4 + 1], ids=["BLAS sum", "numpy sum"])
+@pytest.mark.parametrize("dtype, seed_dtype", [(np.float64, np.float64), (np.float32, np.float32),
+                                               (np.float32, np.float64), (np.float64, np.float32)])
+def test_bias_gradient_is_the_column_sum_of_g(rows, dtype, seed_dtype):
+    # A bias row added to every example sums G down the rows: small G by a product with
+    # ones chosen when the add ran, large G by numpy. A seed may come in another dtype;
+    # the bias, used twice, gets both sums, in its own dtype.
+    rng = np.random.default_rng(3)
+    a = mt.Tensor(rng.normal(size=(rows, 4)).astype(dtype))
+    b = mt.Tensor(rng.normal(size=4).astype(dtype))
+    g = rng.normal(size=(rows, 4)).astype(seed_dtype)
+    with mt.Tape() as tape:
+        out = a + b + b
+    db = tape.gradient(out, b, seed=g)
+    expected = 2 * g.astype(np.float64).sum(axis=0)
+    assert db.dtype == dtype and db.shape == (4,)
+    tol = 1e-12 if np.float32 not in (dtype, seed_dtype) else 1e-5
+    np.testing.assert_allclose(db, expected, rtol=tol)
+    np.testing.assert_array_equal(tape.gradient(out, a, seed=g), g.astype(dtype))

@@ -955,6 +955,8 @@ def _sigmoid_code(c):
     # arrays at a hundred elements, and a tenth faster at a few thousand.
     if not c.big:  # the numbers as 0-d arrays of S's dtype: a Python float costs a conversion
         cap, one = c.const(_exp_cap(c.dtype), "exp_cap"), _one(c)
+        if not c.out_shape:  # −A of a 0-d A is a numpy scalar: no buffer to work in
+            return f"{one} / ({one} + np.exp(np.minimum(-{c.A}, {cap})))"
         return [f"{s} = -{c.A}", f"np.minimum({s}, {cap}, out={s})", f"np.exp({s}, out={s})",
                 f"{s} += {one}", f"np.reciprocal({s}, out={s})  # 1 / (1 + exp(-{c.A}))"]
     return [f"{s} = np.negative({c.A})",  # large: the op's steps, the overflow silenced
@@ -966,8 +968,8 @@ def _sigmoid_vjp_code(c):
     d = c.target
     if c.textbook:
         return f"{c.G} * {c.C} * (1 - {c.C})"
-    if not c.big:  # (G ∘ S) ∘ (1 − S), as the op multiplies, in one fresh buffer
-        return [f"{d} = {c.G} * {c.C}", f"{d} *= {_one(c)} - {c.C}"]
+    if not c.big:  # ((1 − S) ∘ S) ∘ G in one fresh buffer, as the op multiplies: its bits
+        return [f"{d} = {_one(c)} - {c.C}", f"{d} *= {c.C}", f"{d} *= {c.G}"]
     if c.spare(c.G, c.C):  # neither read again: the same steps in G's and S's buffers
         return [f"{d} = {c.G}", f"{d} *= {c.C}", f"np.subtract(1.0, {c.C}, out={c.C})",
                 f"{d} *= {c.C}"]

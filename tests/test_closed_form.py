@@ -115,6 +115,26 @@ def test_sigmoid_template_gives_the_ops_bits_at_extreme_inputs(dtype, n):
     np.testing.assert_array_equal(grad, tape.gradient(target, a))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_sigmoid_of_a_scalar_is_written_without_a_buffer(dtype):
+    # −A of a 0-d A is a numpy scalar, which np.minimum(..., out=) cannot write into: the
+    # generated code crashed on σ(w·x + b) for one example.
+    def f(w):
+        return mt.sigmoid(w * 2.0 - 1.0) * 3.0
+
+    for value in (0.25, -1e4, 1e4):
+        w = mt.Tensor(np.asarray(value, dtype))
+        with mt.Tape() as tape:
+            target = f(w)
+        with np.errstate(all="raise", under="ignore"):
+            got, (grad,) = tape.closed_form(target, [w])()
+            compiled = mt.value_and_grad(f, compile=True)(w)
+        want = (target.value, tape.gradient(target, w))
+        for answer in ((got, grad), compiled):
+            assert answer[0] == want[0] and answer[1] == want[1]
+            assert answer[0].dtype == answer[1].dtype == dtype
+
+
 # -- the derivation's network --------------------------------------------------------
 
 def _two_layer(reduction="mean", dtype=np.float64):

@@ -702,7 +702,7 @@ def _expand_in_ops(g, a, axis, keepdims):
 
 
 @primitive("dA = G summed over the axes A was broadcast along",
-           code=Code(lambda c: f"np.broadcast_to({c.A}, {c.lit(tuple(c.params['shape']))})",
+           code=Code(lambda c: f"np.broadcast_to({c.A}, {c.lit(tuple(c.values[1]))})",
                      math=lambda c: _copied_math(c), tight=("maths",),
                      view=True),
            grads=(lambda g, c, a, shape: unbroadcast(g, _shape(a)),))
@@ -776,7 +776,7 @@ def getitem(a, index):
 
 
 @primitive("dA = G at the indexed places (a getitem)",
-           code=Code(lambda c: _scatter_code(c, c.A, c.params["shape"], c.dtypes[0]),
+           code=Code(lambda c: _scatter_code(c, c.A, c.values[2], c.dtypes[0]),
                      math=lambda c: f"{c.A} added into zeros of shape {c.out_shape} at "
                                     f"[{_index_code(c)}]", tight=("maths",)),
            grads=(lambda g, c, a, index, shape: getitem(g, index), None))
@@ -917,8 +917,8 @@ def _onto_diagonal(d, wanted: str, term: str, shape: tuple, xp):
 
 
 @primitive("dA = G in A's dtype",
-           code=Code(lambda c: f"{c.A}.astype(np.{np.dtype(c.params['dtype']).name})",
-                     math=lambda c: f"{c.A} in {np.dtype(c.params['dtype']).name}",
+           code=Code(lambda c: f"{c.A}.astype(np.{np.dtype(c.values[1]).name})",
+                     math=lambda c: f"{c.A} in {np.dtype(c.values[1]).name}",
                      tight=("fast", "textbook", "maths")),
            grads=(lambda g, c, a, dtype: astype(g, dtype=_value(a).dtype.name),))
 def astype(a, dtype):

@@ -11,9 +11,11 @@ input (``grads=``); the forward returns its output::
 Each grad is called as ``grad(G, C, *inputs, **params)``: ``G`` the output's
 gradient (a Tensor), ``C`` the recorded output (a Tensor: use it, not a value
 saved by the forward, so that its own dependence on the inputs is
-differentiated too), then the inputs and keyword parameters exactly as the op
-was called (Tensors, arrays or numbers). ``None`` marks an input without a
-gradient. An op taking any number of inputs (einsum) may give one function
+differentiated too), then the inputs and keyword parameters as the op was
+called (Tensors, arrays or numbers). The inputs are the forward's parameters
+without defaults, always by position: one passed by name (``mt.sub(x, b=w)``)
+is recorded in its place. ``None`` marks an input without a gradient. An op
+taking any number of inputs (einsum) may give one function
 ``grads(i, G, C, *inputs, **params)`` instead.
 
 Everything else comes from that one spelling. The tape's backward pass runs
@@ -34,6 +36,7 @@ appends one node to every active tape; adding an op is one block in ``ops.py``.
 
 from __future__ import annotations
 
+import inspect
 from functools import partial
 from typing import Any, Callable, Sequence
 
@@ -74,6 +77,10 @@ class Primitive:
         self.explain = explain
         self.__doc__ = f"{(forward.__doc__ or '').strip()}\n\nVJP: {formula}"
         self.__wrapped__ = forward
+        # The forward's parameters without defaults, in order: the op's inputs, which the
+        # tape records by position however the call named them (see _by_position).
+        self._input_order = _input_names(forward)
+        self._named_inputs = frozenset(self._input_order)
 
     def __call__(self, *args, name: str | None = None, **params) -> Tensor:
         """Run the op on ``args`` and record it; ``name`` names the output Tensor."""
@@ -83,6 +90,8 @@ class Primitive:
         # its own in Python 3.11), Tensors and arrays without a call, and passed to
         # the forward as plain arguments rather than a list to star-call; the
         # output is wrapped inline.
+        if params and not self._named_inputs.isdisjoint(params):
+            args = self._by_position(args, params)
         n = len(args)
         try:
             if n == 2:
@@ -130,6 +139,18 @@ class Primitive:
             for tape in tapes:
                 tape._record(node)
         return result
+
+    def _by_position(self, args: tuple, params: dict) -> tuple:
+        """``args`` with the inputs named in ``params`` moved into their places (taken out of
+        ``params``): mt.sub(x, b=w) is recorded as mt.sub(x, w). Kept among the keywords, a
+        Tensor would get no gradient, silently, and the closed form and the grads, which
+        take the inputs by position, would not find them."""
+        args = list(args)
+        for name in self._input_order[len(args):]:
+            if name not in params:
+                break  # a gap before it: the forward's own TypeError names what is missing
+            args.append(params.pop(name))
+        return tuple(args)
 
     def differentiable_vjp(self, i: int) -> Callable:
         """Input i's VJP written in ops: ``grad(G, C, *inputs, **params)`` gives a Tensor."""
@@ -244,6 +265,17 @@ def _as_operands_dtype(values: list, out: np.ndarray) -> np.ndarray:
     if dtypes and np.result_type(*dtypes) == np.float32:
         return out.astype(np.float32)
     return out
+
+
+def _input_names(forward: Callable) -> tuple[str, ...]:
+    """The names of ``forward``'s parameters that a call may pass by position or by name
+    and that have no default: the op's inputs."""
+    try:
+        parameters = inspect.signature(forward).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: inputs by position only
+        return ()
+    return tuple(p.name for p in parameters
+                 if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty)
 
 
 def _broadcastable(shapes: list) -> bool:

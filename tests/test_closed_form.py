@@ -135,6 +135,41 @@ def test_the_sigmoid_of_a_scalar_is_written_without_a_buffer(dtype):
             assert answer[0].dtype == answer[1].dtype == dtype
 
 
+def test_inputs_passed_by_name_or_by_position_write_the_same_code():
+    # The templates take an op's inputs by position (getitem's index, the loss's labels)
+    # and its parameters by name; broadcast_to's shape, astype's dtype and scatter_add's
+    # shape passed by position, or getitem's index by name, crashed the writer.
+    rng = np.random.default_rng(3)
+    a, v = mt.Tensor(rng.normal(size=3)), mt.Tensor(rng.normal(size=(2, 3)))
+    index, labels = np.array([0, 2, 2]), np.array([2, 0])
+    pairs = [(lambda: mt.broadcast_to(a, (2, 3)), lambda: mt.broadcast_to(a, shape=(2, 3))),
+             (lambda: mt.astype(a, "float32"), lambda: mt.astype(a, dtype="float32")),
+             (lambda: mt.scatter_add(a, index, (4,)), lambda: mt.scatter_add(a, index=index, shape=(4,))),
+             (lambda: mt.getitem(a, index), lambda: mt.getitem(a, index=index)),
+             (lambda: mt.softmax_cross_entropy(v, labels), lambda: mt.softmax_cross_entropy(v, labels=labels))]
+    for by_position, by_name in pairs:
+        sources, written = [a, v], []
+        for call in (by_position, by_name):
+            with mt.Tape() as tape:
+                target = mt.sum(call() * 2.0)
+            cf = tape.closed_form(target, sources)
+            value, grads = cf()
+            assert value == target.value
+            for g, ref in zip(grads, tape.gradient(target, sources)):
+                np.testing.assert_array_equal(g, ref)
+            written.append(cf.source)
+        assert written[0] == written[1]
+    # compile=True binds the labels and the index of each call, passed by name
+    def f(v, labels, index):
+        return mt.softmax_cross_entropy(v, labels=labels) + mt.sum(mt.getitem(v[0], index=index))
+
+    compiled, eager = mt.value_and_grad(f, compile=True), mt.value_and_grad(f)
+    for labels, index in ((np.array([2, 0]), np.array([1])), (np.array([1, 1]), np.array([0, 2]))):
+        got, want = compiled(v, labels, index), eager(v, labels, index)
+        assert got[0] == want[0]
+        np.testing.assert_array_equal(got[1], want[1])
+
+
 # -- the derivation's network --------------------------------------------------------
 
 def _two_layer(reduction="mean", dtype=np.float64):

@@ -27,6 +27,44 @@ def test_a_tape_records_each_op_once_in_order():
     assert all(isinstance(n, mt.Node) for n in tape.nodes)
 
 
+def test_an_input_passed_by_name_is_recorded_in_its_place_and_gets_its_gradient():
+    # Kept among the keyword parameters, a Tensor passed by name was no input of the
+    # node: mt.softmax_cross_entropy(logits=v, ...) gave v a gradient of zeros, silently.
+    rng = np.random.default_rng(0)
+    x, w = mt.Tensor(rng.normal(size=(2, 3))), mt.Tensor(rng.normal(size=(3, 2)))
+    v, labels = mt.Tensor(rng.normal(size=(2, 3))), np.array([0, 2])
+    calls = [(lambda: mt.sub(x, w.T), lambda: mt.sub(x, b=w.T), [x, w]),
+             (lambda: mt.matmul(x, w), lambda: mt.matmul(a=x, b=w), [x, w]),
+             (lambda: mt.softmax_cross_entropy(v, labels, reduction="sum"),
+              lambda: mt.softmax_cross_entropy(logits=v, labels=labels, reduction="sum"), [v]),
+             (lambda: mt.getitem(x, np.array([1, 1])), lambda: mt.getitem(x, index=np.array([1, 1])),
+              [x])]
+    for by_position, by_name, sources in calls:
+        answers = []
+        for call in (by_position, by_name):
+            with mt.Tape() as tape:
+                target = mt.sum(call() * 3.0)
+            node = tape.nodes[-3]
+            answers.append((target.value, tape.gradient(target, sources), node))
+        (want, want_grads, first), (got, grads, second) = answers
+        assert got == want and second.params == first.params
+        assert [type(a) for a in second.inputs] == [type(a) for a in first.inputs]
+        for g, ref in zip(grads, want_grads):
+            assert np.abs(ref).sum() > 0
+            np.testing.assert_array_equal(g, ref)
+    # Derivatives of derivatives take the inputs by position too.
+    hessian = mt.jacobian(mt.grad(lambda t: mt.sum(mt.mul(t, b=t) * t)))(mt.Tensor(np.ones(2)))
+    np.testing.assert_array_equal(hessian, 6 * np.eye(2))
+
+
+def test_an_input_named_twice_or_left_out_is_the_forwards_error():
+    x = mt.Tensor(np.ones(2))
+    with pytest.raises(TypeError, match="sub.*multiple values for argument 'a'"):
+        mt.sub(x, a=x)
+    with pytest.raises(TypeError, match="sub.*missing 1 required positional argument: 'a'"):
+        mt.sub(b=x)
+
+
 def test_node_exposes_op_formula_and_params():
     x = mt.Tensor(np.ones((2, 3)))
     with mt.Tape() as tape:

@@ -170,6 +170,17 @@ def test_inputs_passed_by_name_or_by_position_write_the_same_code():
         np.testing.assert_array_equal(got[1], want[1])
 
 
+def test_a_one_element_constant_is_a_number_in_the_maths():
+    # The VJP of einsum("ij->") spreads G with vectors of ones: of one element along a
+    # length-1 axis, which float() refused when the equations wrote it as a number.
+    x = mt.Tensor(np.arange(3.0).reshape(1, 3), name="x")
+    with mt.Tape() as tape:
+        target = mt.einsum("ij->", x) * 2.0
+    cf = tape.closed_form(target, [x])
+    np.testing.assert_array_equal(cf()[1][0], np.full((1, 3), 2.0))
+    assert cf.equations
+
+
 # -- the derivation's network --------------------------------------------------------
 
 def _two_layer(reduction="mean", dtype=np.float64):

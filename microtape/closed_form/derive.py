@@ -236,7 +236,7 @@ def _number(x: Any) -> str:
     if value.size != 1:
         uniform = value.size and (value == value.flat[0]).all()
         return _number(value.flat[0]) if uniform else "const"
-    v = float(value)
+    v = float(value.flat[0])  # float() refuses an array of one element that is not 0-d
     return f"{v:g}" if v == v else "nan"
 
 

@@ -94,18 +94,36 @@ def _clip_grad(g, a, lo, hi):
     return unbroadcast(d, _shape(a))
 
 
-@primitive("dA = G ∘ H(A − lo) ∘ H(hi − A)  (G where lo < A < hi, half of it on a bound; "
-           "the bounds get none)", broadcasts=True, explain=broadcast_hint,
+def _clip_lo_grad(g, a, lo, hi):
+    """dlo = G ∘ H(lo − A) ∘ H(hi − lo): where the lower bound is the value, as maximum
+    then minimum hand it G (the last factor, 1 for bounds in order, only with hi)."""
+    d = mul(g, heaviside(sub(lo, a)))
+    if hi is not None:
+        d = mul(d, heaviside(sub(hi, lo)))
+    return unbroadcast(d, _shape(lo))
+
+
+def _clip_hi_grad(g, a, lo, hi):
+    """dhi = G ∘ H(max(A, lo) − hi): where the upper bound is the value."""
+    kept = a if lo is None else maximum(a, lo)
+    return unbroadcast(mul(g, heaviside(sub(kept, hi))), _shape(hi))
+
+
+@primitive("dA = G ∘ H(A − lo) ∘ H(hi − A),  dlo = G ∘ H(lo − A) ∘ H(hi − lo),  "
+           "dhi = G ∘ H(max(A, lo) − hi)  (maximum then minimum: a value on a bound gives "
+           "each half of G; each summed over the axes it was broadcast along)",
+           broadcasts=True, explain=broadcast_hint,
            code=Code(lambda c: f"np.clip({c.A}, {_bound(c, 1)}, {_bound(c, 2)})",
                      math=lambda c: f"clip({c.A}, {_bound(c, 1)}, {_bound(c, 2)})"),
-           grads=(lambda g, c, a, lo=None, hi=None: _clip_grad(g, a, lo, hi), None, None))
+           grads=(lambda g, c, a, lo=None, hi=None: _clip_grad(g, a, lo, hi),
+                  lambda g, c, a, lo=None, hi=None: _clip_lo_grad(g, a, lo, hi),
+                  lambda g, c, a, lo=None, hi=None: _clip_hi_grad(g, a, lo, hi)))
 def clip(a, lo=None, hi=None, /):
     """C = A limited to [lo, hi] (None: no bound; by position, as np.clip(a, 0, None)).
 
-    The bounds are constants (numbers or arrays) and get no gradient.
-
-    A value exactly on a bound gets half of G, as maximum then minimum give
-    it; for bounds that learn, use mt.minimum(mt.maximum(a, lo), hi).
+    C is min(max(A, lo), hi), and its gradients are that composition's: a
+    value exactly on a bound gets half of G, and a bound that is a Tensor
+    gets G wherever it is the value (half on a tie).
     """
     if lo is None and hi is None:
         raise InputError("clip: give a lower bound, an upper bound or both (None means no bound)")

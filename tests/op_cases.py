@@ -160,6 +160,7 @@ def _choosing_joining_and_loss_cases(t, rng, dtype):
         ("minimum", lambda: (mt.minimum(b, b), [b])),
         ("clip", lambda: (mt.clip(a, -0.5, 1.0), [a])),
         ("clip", lambda: (mt.clip(a, None, row.value), [a])),  # bounds as an array
+        ("clip", lambda: (mt.clip(a, col, row), [a, col, row])),  # bounds that learn, broadcast
         ("where", lambda: (mt.where(b.value > 0, a, row), [a, row])),
         ("where", lambda: (mt.where(mt.is_positive(b), a, 0.5), [a])),  # the condition recorded
         ("max", lambda: (mt.max(cube, axis=1), [cube])),

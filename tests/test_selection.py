@@ -44,6 +44,52 @@ def test_clip_passes_g_inside_its_bounds_and_half_of_it_on_one():
     np.testing.assert_array_equal(mt.grad(lambda t: mt.sum(mt.clip(t, 0.0)))(x), [0, 0, 0.5, 1, 1])
 
 
+def test_clip_bounds_that_are_tensors_get_the_gradients_of_maximum_then_minimum():
+    # Bounds that are Tensors got no gradient at all, silently; they get G wherever they
+    # are the value, half on a tie, as min(max(A, lo), hi) gives them: bounds in order,
+    # ties with A and with each other, and bounds out of order (then hi is the value).
+    rng = np.random.default_rng(5)
+    x = np.array([[-2.0, -1.0, 0.0, 0.5], [1.0, 2.0, 0.25, -0.5], [0.5, 0.5, 3.0, -3.0]])
+    bounds = [(np.full((3, 1), -1.0), np.array([1.0, 2.0, 0.25, 0.5])),  # on A in places
+              (np.array(0.5), np.array(0.5)),                            # lo = hi
+              (np.array(1.0), np.array(-1.0)),                            # out of order
+              (np.array(-0.75), None), (None, np.array(0.3))]
+    for lo, hi in bounds:
+        w = rng.normal(size=x.shape)
+        given = [v for v in (lo, hi) if v is not None]
+
+        def clipped(a, *bs):
+            lo_t, hi_t = (bs[0] if lo is not None else None,
+                          bs[-1] if hi is not None else None)
+            return mt.sum(mt.clip(a, lo_t, hi_t) * w)
+
+        def composed(a, *bs):
+            out = a
+            if lo is not None:
+                out = mt.maximum(out, bs[0])
+            if hi is not None:
+                out = mt.minimum(out, bs[-1])
+            return mt.sum(out * w)
+
+        argnums = tuple(range(1 + len(given)))
+        got = mt.grad(clipped, argnums=argnums)(x, *given)
+        want = mt.grad(composed, argnums=argnums)(x, *given)
+        for g, ref, v in zip(got, want, (x, *given)):
+            assert g.shape == np.shape(v)
+            np.testing.assert_array_equal(g, ref)
+        assert any(np.any(g != 0) for g in got[1:])
+
+        def reference(a, *bs):  # autograd, ties split as ours
+            out = a
+            if lo is not None:
+                out = anp.maximum(out, bs[0])
+            if hi is not None:
+                out = anp.minimum(out, bs[-1])
+            return anp.sum(out * w)
+        for g, ref in zip(got, autograd.grad(reference, argnums)(x, *given)):
+            np.testing.assert_allclose(g, ref, rtol=1e-15, atol=0)
+
+
 def test_where_gives_each_branch_g_where_it_was_chosen_and_broadcasts():
     x, row = np.arange(6.0).reshape(2, 3), np.array([10.0, 20.0, 30.0])
     condition = np.array([[True, False, True], [False, False, True]])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError, ShapeError
-from .ops import _shape, _value, astype, div, mul, sigmoid, sub
+from .ops import _shape, _value, astype, div, mul, neg, sigmoid, sub
 from .primitive import POWER_BINDS, SUM_BINDS, Code, primitive
 from .tensor import Tensor
 
@@ -94,18 +94,21 @@ def _bce_code(c) -> str:
         c, f"np.maximum({z}, 0) - {z} * {y} + np.log1p(np.exp(-np.abs({z})))")
 
 
-@primitive("dz = G ∘ (σ(z) − y) / N  (N elements for the mean, else 1; the targets get none)",
+@primitive("dz = G ∘ (σ(z) − y) / N,  dy = −G ∘ z / N  (N elements for the mean, else 1)",
            code=Code(_bce_code, math=lambda c: _wrap_reduction(
                c, f"softplus({c.A}) − {c.A} ∘ {c.B}", maths=True),
                binds=SUM_BINDS, math_binds=SUM_BINDS),
            grads=(lambda g, c, z, y, reduction="mean":
-                  _per_element(g, sub(sigmoid(z), _as_first(z, y)), reduction, c.dtype), None))
+                  _per_element(g, sub(sigmoid(z), _as_first(z, y)), reduction, c.dtype),
+                  lambda g, c, z, y, reduction="mean":
+                  _per_element(g, neg(_as_first(y, z)), reduction, c.dtype)))
 def binary_cross_entropy_with_logits(logits, targets, /, reduction: str = "mean"):
     """J = mean(log(1 + e^z) − z y): the cross-entropy of σ(z) against targets y in [0, 1].
 
     Computed as max(z, 0) − z y + log(1 + e^−|z|), so no exp overflows and a
     confident, right logit keeps its tiny loss instead of rounding it to 0.
-    The targets (same shape as the logits) get no gradient.
+    The targets have the logits' shape; targets that are Tensors get dJ/dy = −z
+    (÷ N for the mean), as probabilities from another network do.
     """
     z, y = _check("binary_cross_entropy_with_logits", logits, targets, "logits and targets",
                   reduction)

@@ -303,9 +303,11 @@ def softmax_cross_entropy(logits, labels, reduction="mean"):
     """J = −Σ y log softmax(v): the fused, numerically stable loss.
 
     ``labels`` are class indices (shape N, or an int for one example) or rows
-    of non-negative numbers summing to 1 (one-hot or soft). Labels get no
-    gradient. ``reduction`` is "mean" (over the examples), "sum", or "none":
-    each example's loss, shape (N,) for (N, C) logits (0-d for one example).
+    of non-negative numbers summing to 1 (one-hot or soft). Labels are data
+    and get no gradient (for targets that learn, write
+    ``-mt.sum(y * mt.log_softmax(v))``). ``reduction`` is "mean" (over the
+    examples), "sum", or "none": each example's loss, shape (N,) for (N, C)
+    logits (0-d for one example).
     """
     if reduction not in ("mean", "sum") and reduction != "none":
         raise InputError(f"softmax_cross_entropy: reduction must be 'mean', 'sum' or 'none', "

@@ -181,6 +181,8 @@ def _choosing_joining_and_loss_cases(t, rng, dtype):
          lambda: (mt.binary_cross_entropy_with_logits(a * 15.0, (probs > 0.5), reduction="sum"), [a])),
         ("binary_cross_entropy_with_logits",
          lambda: (mt.binary_cross_entropy_with_logits(b, probs, reduction="none"), [b])),
+        ("binary_cross_entropy_with_logits",  # targets that are Tensors: dy = −z / N
+         lambda: (mt.binary_cross_entropy_with_logits(a, pos * 0.4), [a, pos])),
     ]
 
 

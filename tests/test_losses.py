@@ -228,3 +228,13 @@ def test_an_empty_batch_gives_no_per_example_losses_and_empty_gradients(dtype, l
         assert g.shape == (0, 4) and g.dtype == dtype
     value, (g,) = tape.closed_form(J, [v])()
     assert float(value) == 0.0 and g.shape == (0, 4) and g.dtype == dtype
+
+
+# -- the binary cross-entropy's targets that are Tensors get their gradient ------------------
+
+@pytest.mark.parametrize("reduction, n", [("mean", 4), ("sum", 1)])
+def test_bce_targets_that_are_tensors_get_minus_z_over_n(reduction, n):
+    z, y = np.array([-3.0, 0.0, 0.5, 1e4]), np.array([0.0, 1.0, 0.3, 1.0])
+    dz, dy = mt.grad(lambda a, b: BCE(a, b, reduction=reduction), argnums=(0, 1))(z, y)
+    np.testing.assert_allclose(dz, (_sigmoid(z) - y) / n, rtol=1e-12)
+    np.testing.assert_array_equal(dy, -z / n)

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import microtape as mt
+from microtape.primitive import _PROMOTES_0D
 from models import TwoLayerNet
 from tests.op_cases import op_cases, primitives, tensor as _t
 
@@ -131,8 +132,13 @@ def test_the_sigmoid_of_a_scalar_is_written_without_a_buffer(dtype):
             compiled = mt.value_and_grad(f, compile=True)(w)
         want = (target.value, tape.gradient(target, w))
         for answer in ((got, grad), compiled):
-            assert answer[0] == want[0] and answer[1] == want[1]
             assert answer[0].dtype == answer[1].dtype == dtype
+            if _PROMOTES_0D and dtype == np.float32:
+                # numpy 1.x computes w * 2.0 of a 0-d float32 w in float64: the closed form
+                # casts once at the end, eager after each op, so a subnormal S can differ
+                np.testing.assert_allclose(answer, want, rtol=1e-5, atol=0)
+            else:
+                assert answer[0] == want[0] and answer[1] == want[1]
 
 
 def test_inputs_passed_by_name_or_by_position_write_the_same_code():

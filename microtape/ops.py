@@ -115,13 +115,23 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if isinstance(g, Tensor):  # in ops, so that a tape records it (create_graph=True)
         axes = broadcast_axes(shape, g.shape)
         return _reshaped(sum(g, axis=axes[0] if len(axes) == 1 else axes), shape)
+    ones = _row_summing_ones(g, shape)
+    if ones is not None:
+        return ones.dot(g)
     # np.add.reduce is g.sum without numpy's Python-level wrapper.
-    if g.shape[1:] == shape:  # the bias add: a row added to every example
-        if g.ndim == 2 and g.size <= _BLAS_SUM_MAX_SIZE and g.dtype.char in "fd":
-            # BLAS's ones · G is 3-4x numpy's reduction; both run down the rows
-            return _ones((len(g),), g.dtype).dot(g)
+    if g.shape[1:] == shape:  # a row added to every example, too large for one BLAS call
         return np.add.reduce(g, axis=0)
     return np.add.reduce(g, axis=broadcast_axes(shape, g.shape)).reshape(shape)
+
+
+def _row_summing_ones(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The ones whose product with the matrix ``a`` sums its rows down to ``shape`` (the
+    bias add's gradient), where BLAS does it: 3-4x numpy's reduction, both running down
+    the rows. None for other shapes, large matrices and other dtypes."""
+    if (a.ndim == 2 and a.shape[1:] == shape and a.size <= _BLAS_SUM_MAX_SIZE
+            and a.dtype.char in "fd"):
+        return _ones((len(a),), a.dtype)
+    return None
 
 
 # Large elementwise chains run in place in one fresh buffer: a new
@@ -211,12 +221,12 @@ def add(a, b):
 
 def _sum_to(shape: tuple[int, ...], out: np.ndarray) -> Callable:
     """The VJP of an operand of ``shape`` broadcast to ``out``'s: G summed back to its shape."""
-    if (out.ndim == 2 and shape == out.shape[1:] and out.size <= _BLAS_SUM_MAX_SIZE
-            and out.dtype.char in "fd"):
-        # A bias row added to every example: dB = 1ᵀ G, unbroadcast's BLAS sum, chosen
-        # here so that the backward pass calls the product itself, with no Python frame
-        # between. (A G of another dtype, from a seed given so, is summed in the wider.)
-        return _ones((len(out),), out.dtype).dot
+    ones = _row_summing_ones(out, shape)
+    if ones is not None:
+        # A bias row: dB = 1ᵀ G, unbroadcast's BLAS sum, chosen here so that the backward
+        # pass calls the product itself, with no Python frame between. (G has out's
+        # shape; a G of another dtype, from a seed given so, is summed in the wider.)
+        return ones.dot
     return lambda g: unbroadcast(g, shape)
 
 

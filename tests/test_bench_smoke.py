@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from tests.benchmarks import agreement, bench, contenders, machine, tape_profile, textbook
+from tests.benchmarks import agreement, bench, contenders, machine, tape_profile, textbook, timing
 from tests.benchmarks.problem import make_problem
 from tests.benchmarks.timing import Timing
 
@@ -253,3 +253,25 @@ def test_a_ratio_between_contenders_is_taken_round_by_round():
     assert lucky.median / numpy_step.median == 1.75
     with pytest.raises(ValueError, match="one interleave"):
         contender.ratio_to(Timing(per_call=[1.0], calls_per_block=1))
+
+
+def test_what_a_call_adds_is_taken_pair_by_pair(monkeypatch):
+    # A clock that moves only when the two functions run: a costs 5, b costs 2.
+    now, pace, order = [0.0], [1.0], []
+
+    def run(name, cost):
+        def fn():
+            order.append(name)
+            now[0] += cost * pace[0]
+            if len(order) % 2 == 0:  # after each pair, the machine changes pace: 1, 3, 1, ...
+                pace[0] = 4.0 - pace[0]
+        return fn
+
+    a, b = run("a", 5.0), run("b", 2.0)
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: now[0])
+    differences = timing.paired(a, b, seconds=140.0)
+    timed = order[-2 * len(differences):]  # the pairs, after calls_for's trial blocks
+    assert timed[0::2] == ["b", "a"] * (len(differences) // 2)  # who goes first alternates
+    # Each pair ran at one pace, so each difference is what a adds at that pace;
+    # a block of a at pace 1 less a block of b at pace 3 would read 5 − 6 = −1.
+    assert set(differences) == {3.0, 9.0}

@@ -219,11 +219,11 @@ def time_floors(options: Options) -> dict[tuple[str, str], tuple[Timing, Timing]
     return floors
 
 
-def time_user_path(options: Options) -> tuple[str, str, dict[str, Timing]]:
+def time_user_path(options: Options) -> tuple[str, str, dict[str, Timing], dict[str, float]]:
     """The user's compiled step at the tiny size, piece by piece (see ``user_path``)."""
     dtype = options.dtypes[0]
     log(f"timing the compiled step's pieces at tiny, {dtype}")
-    return "tiny", dtype, user_path.measure("tiny", dtype, options.rounds, options.block_seconds)
+    return ("tiny", dtype, *user_path.measure("tiny", dtype, options.rounds, options.block_seconds))
 
 
 def profile(size: str, dtype: str, seconds: float = 2.0) -> str:
@@ -329,7 +329,7 @@ def report(options: Options, argv: list[str], record: list[tuple[str, str]], mis
            chains: list[overhead.ChainTiming], memory: dict[str, dict[str, int]],
            floors: dict[tuple[str, str], tuple[Timing, Timing]],
            seconds: float, shares: tuple[float, float] | None,
-           pieces: tuple[str, str, dict[str, Timing]] | None = None,
+           pieces: tuple[str, str, dict[str, Timing], dict[str, float]] | None = None,
            hvps: list[hvp.HvpResult] = (),
            profiles: dict[tuple[str, str], dict[str, list[float]]] | None = None) -> str:
     command = " ".join(["python -m tests.benchmarks.bench", *argv]).strip()

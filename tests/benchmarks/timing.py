@@ -122,6 +122,38 @@ def interleave(fns: Mapping[str, Callable[[], object]], rounds: int,
             for name in names}
 
 
+def paired(a: Callable[[], object], b: Callable[[], object], seconds: float) -> list[float]:
+    """Seconds each call of ``a`` took beyond a call of ``b`` made right beside it, one
+    difference per pair, for about ``seconds`` of pairs.
+
+    For a difference of a few microseconds between calls of tens: two blocks
+    timed apart differ by what the machine did between them, which on a shared
+    machine is more than that (the compiled call's overhead, taken as the
+    difference of two blocks per round, read 2.8 µs in one run and 9.6 in the
+    next). A pair's two calls are microseconds apart, and which goes first
+    alternates, so that a cache warmed by the first call helps each side as
+    often; the median of the differences is the cost ``a`` adds.
+    """
+    pairs = calls_for(lambda: (a(), b()), seconds)
+    clock = time.perf_counter
+    differences = []
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for k in range(pairs):
+            first, second = (a, b) if k & 1 else (b, a)
+            t0 = clock()
+            first()
+            t1 = clock()
+            second()
+            t2 = clock()
+            differences.append((t1 - t0) - (t2 - t1) if first is a else (t2 - t1) - (t1 - t0))
+    finally:
+        if enabled:
+            gc.enable()
+    return differences
+
+
 def interleave_phases(fns: Mapping[str, Callable[[], tuple[float, ...]]], rounds: int,
                       block_seconds: float) -> dict[str, list[float]]:
     """Median seconds per phase: each function runs one step and returns its phases' times."""

@@ -2,10 +2,11 @@
 
 A user trains with ``value_and_grad(loss, argnums=(0, 1, 2, 3), compile=True)``
 and ``mt.optim.SGD`` or ``Adam``. Each piece is timed beside the work it
-wraps, interleaved: the compiled call beside the generated code it runs
-(``cf.function``), and each optimizer's step beside the same numpy
-arithmetic written as bare in-place updates. The differences are what the
-library adds per call and per parameter.
+wraps: the compiled call beside the generated code it runs (``cf.function``),
+and each optimizer's step beside the same numpy arithmetic written as bare
+in-place updates. The medians come from interleaved blocks; what the library
+adds per call and per parameter, a few microseconds, from pairs of calls made
+side by side (``timing.paired``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import microtape as mt
 
 from .contenders import CompiledStep, ValueAndGradStep
 from .problem import PARAM_NAMES, make_problem
-from .timing import Timing, interleave
+from .timing import Timing, interleave, paired
 
 CALL_TARGET = 3e-6       # seconds a compile=True call may add over its generated code
 PER_PARAM_TARGET = 1.5e-6  # seconds an optimizer's step may add per parameter over its arithmetic
@@ -54,8 +55,16 @@ def _adam_arithmetic(params: list[np.ndarray], grads: tuple, lr: float):
     return step
 
 
-def measure(size: str, dtype: str, rounds: int, block_seconds: float) -> dict[str, Timing]:
-    """Each piece of the user's compiled step at ``size``, interleaved in one run."""
+# What each piece adds over the work it wraps: (piece, the work, how many it is per).
+OVERHEADS = (("compiled call", "generated code", 1), ("opt.step(vg)", "generated step code", 1),
+             ("SGD.step", "numpy SGD", len(PARAM_NAMES)), ("Adam.step", "numpy Adam", len(PARAM_NAMES)))
+
+
+def measure(size: str, dtype: str, rounds: int,
+            block_seconds: float) -> tuple[dict[str, Timing], dict[str, float]]:
+    """Each piece of the user's compiled step at ``size``, interleaved in one run, and the
+    seconds each piece of ``OVERHEADS`` adds over its work (per parameter for the optimizers):
+    the median over pairs of calls, for as long as the interleaved rounds give each piece."""
     problem = make_problem(size, dtype)
     user, fused = ValueAndGradStep(problem), CompiledStep(problem)
     user.step()  # the first call traces and writes the closed form: not timed
@@ -70,7 +79,7 @@ def measure(size: str, dtype: str, rounds: int, block_seconds: float) -> dict[st
     arrays = [problem.params0[name].copy() for name in PARAM_NAMES]
     sgd, adam = mt.optim.SGD(tensors, lr), mt.optim.Adam(tensors, lr)
     step_code = cf.step_function
-    return interleave({
+    pieces = {
         "generated code": lambda: cf.function(*bound),
         "compiled call": lambda: user._value_and_grad(*user.args),
         "compiled call + SGD": user.two_calls,
@@ -81,52 +90,54 @@ def measure(size: str, dtype: str, rounds: int, block_seconds: float) -> dict[st
         "numpy SGD": _sgd_arithmetic(arrays, grads, lr),
         "Adam.step": lambda: adam.step(grads),
         "numpy Adam": _adam_arithmetic(arrays, grads, lr),
-    }, rounds, block_seconds)
+    }
+    timings = interleave(pieces, rounds, block_seconds)
+    over = {piece: statistics.median(paired(pieces[piece], pieces[work], rounds * block_seconds))
+            / per for piece, work, per in OVERHEADS}
+    return timings, over
 
 
-def section(size: str, dtype: str, t: dict[str, Timing]) -> tuple[list[str], list[list[str]]]:
+def section(size: str, dtype: str, t: dict[str, Timing],
+            over: dict[str, float]) -> tuple[list[str], list[list[str]]]:
     """The report's section (markdown lines) and its rows for the goals table."""
     from .bench import fmt_time, table, verdict  # the report's formatting, shared
-
-    def over(a: str, b: str, per: int = 1) -> float:
-        """The median over rounds of a's time less b's in the same round: drift cancels."""
-        return statistics.median(x - y for x, y in zip(t[a].per_call, t[b].per_call)) / per
 
     n = len(PARAM_NAMES)
     rows = [["the generated code (`cf.function`)", fmt_time(t["generated code"].median), ""],
             ["the compiled call (`vg(*args)`)", fmt_time(t["compiled call"].median),
-             f"{over('compiled call', 'generated code') * 1e6:+.2f} µs over the generated code"],
+             f"{over['compiled call'] * 1e6:+.2f} µs over the generated code"],
             ["the compiled call, then `SGD.step(grads)`", fmt_time(t["compiled call + SGD"].median),
              ""],
             ["the fused step's generated code (`cf.step_function`)",
              fmt_time(t["generated step code"].median), ""],
             ["`opt.step(vg, *args)` (SGD: the fused step)", fmt_time(t["opt.step(vg)"].median),
-             f"{over('opt.step(vg)', 'generated step code') * 1e6:+.2f} µs over its generated code"],
+             f"{over['opt.step(vg)'] * 1e6:+.2f} µs over its generated code"],
             ["the fused step (`cf.sgd_step`)", fmt_time(t["fused step"].median), ""],
             ["`SGD.step`", fmt_time(t["SGD.step"].median),
-             f"{over('SGD.step', 'numpy SGD', n) * 1e6:+.2f} µs per parameter over numpy's "
+             f"{over['SGD.step'] * 1e6:+.2f} µs per parameter over numpy's "
              f"{fmt_time(t['numpy SGD'].median)}"],
             ["`Adam.step`", fmt_time(t["Adam.step"].median),
-             f"{over('Adam.step', 'numpy Adam', n) * 1e6:+.2f} µs per parameter over numpy's "
+             f"{over['Adam.step'] * 1e6:+.2f} µs per parameter over numpy's "
              f"{fmt_time(t['numpy Adam'].median)}"]]
     md = ["", f"## The compiled step as a user writes it, taken apart ({size}, {dtype})", "",
           "`vg = mt.value_and_grad(loss, argnums=(0, 1, 2, 3), compile=True)` on the four "
           "parameter Tensors, stepped by `opt.step(vg, *args)` (one call: for plain SGD the "
           "closed form's fused step) or called for its gradients and then "
           "`opt.step(grads)` (two calls), and the optimizers on its gradients, each timed beside the work it "
-          "wraps (same rounds scheme; the difference is the median over rounds of the two times "
-          "in the same round): the call beside the generated code it runs, each "
+          "wraps (medians from the same rounds scheme; what a piece adds is the median, over "
+          "pairs of calls made side by side in alternating order, of its call's time less "
+          "its work's): the call beside the generated code it runs, each "
           f"optimizer beside its own arithmetic as bare numpy in-place updates ({n} parameters).",
           "", *table(["what", "median", "over the work it wraps"], rows)]
     where = f"{size}, {dtype}"
     goals = [(f"compile=True call over its generated code, {where}", CALL_TARGET,
-              over("compiled call", "generated code")),
+              over["compiled call"]),
              (f"opt.step(vg, *args) over its generated code, {where}", CALL_TARGET,
-              over("opt.step(vg)", "generated step code")),
+              over["opt.step(vg)"]),
              (f"SGD.step per parameter over its numpy, {where}", PER_PARAM_TARGET,
-              over("SGD.step", "numpy SGD", n)),
+              over["SGD.step"]),
              (f"Adam.step per parameter over its numpy, {where}", PER_PARAM_TARGET,
-              over("Adam.step", "numpy Adam", n))]
+              over["Adam.step"])]
     targets = [[name, f"≤ {fmt_time(goal)}", fmt_time(value), verdict(value, goal)]
                for name, goal, value in goals]
     return md, targets

@@ -317,7 +317,8 @@ def guard(args: tuple, getters: list, held: Sequence[int] = ()) -> tuple[list[st
             array, name = (a.value, f"v{i}") if t is Tensor else (a, f"a{i}")
             namespace[f"s{i}"], namespace[f"d{i}"] = array.shape, array.dtype
             types.append(f"a{i} is p{mine[i]}" if i in mine else f"type(a{i}) is {t.__name__}")
-            checks.append(f"{name}.shape == s{i} and {name}.dtype is d{i}")
+            read = f"(v{i} := a{i}.value)" if t is Tensor else name  # once its type is known
+            checks.append(f"{read}.shape == s{i} and {name}.dtype is d{i}")
             tensors += [i] if t is Tensor else []
         elif t in _NUMBERS or a is None:
             namespace[f"c{i}"] = a
@@ -328,18 +329,18 @@ def guard(args: tuple, getters: list, held: Sequence[int] = ()) -> tuple[list[st
             or not set(mine) <= set(tensors)):
         return None
     checks += _distinct(tensors, mine)
-    lines = [f"if len(args) != {len(args)}:", "    return None", _unpack("a", len(args), "args"),
-             _unpack("p", len(held), "params"),
-             f"if not ({' and '.join(types) or 'True'}):", "    return None",
-             *(f"v{i} = a{i}.value" for i in tensors),
-             f"if not ({' and '.join(checks) or 'True'}):", "    return None"]
-    return [line for line in lines if line], _inputs(getters, namespace), namespace
+    unpacked = [_unpack("a", len(args), "args"), *([_unpack("p", len(held), "params")] if held else [])]
+    lines = ["try:", *(f"    {line}" for line in unpacked),
+             "except ValueError:  # another number of arguments",
+             "    return None",
+             f"if not ({' and '.join(types + checks) or 'True'}):", "    return None"]
+    return lines, _inputs(getters, namespace), namespace
 
 
 def _unpack(name: str, count: int, tuple_name: str) -> str:
-    """``a0, a1 = args``: the tuple's items as numbered names ("" for none)."""
+    """``a0, a1 = args``: the tuple's items as numbered names (``() = args`` for none)."""
     if not count:
-        return ""
+        return f"() = {tuple_name}"
     return ", ".join(f"{name}{i}" for i in range(count)) + "," * (count == 1) + f" = {tuple_name}"
 
 

@@ -1142,8 +1142,9 @@ def _scatter_code(c, value, shape, dtype):
 
 
 def _softmax_code(c):
-    e, axis = c.temps["e"], c.lit(c.params["axis"])
-    if c.textbook:
+    axis = c.lit(c.params["axis"])
+    if c.textbook:  # e, a name of its own only here: the fast form works in the output's buffer
+        e = c.temps["e"]
         return [f"{e} = np.exp({c.A} - {c.A}.max(axis={axis}, keepdims=True))",
                 f"{c.target} = {e} / {e}.sum(axis={axis}, keepdims=True)"]
     return [f"{c.target} = np.exp({c.A} - np.maximum.reduce({c.A}, axis={axis}, keepdims=True))",

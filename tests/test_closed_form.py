@@ -116,6 +116,42 @@ def test_sigmoid_template_gives_the_ops_bits_at_extreme_inputs(dtype, n):
     np.testing.assert_array_equal(grad, tape.gradient(target, a))
 
 
+# Ops whose templates name scratch arrays of their own (Code temps): at 4096 elements
+# and more the fast form deletes each once read, so each must be one it defines.
+LARGE_WITH_TEMPS = {
+    "softmax": [lambda x: mt.softmax(x, axis=0), lambda x: mt.softmax(x)],
+    "log_softmax": [lambda x: mt.log_softmax(x, axis=0), lambda x: mt.log_softmax(x)],
+    "softmax_cross_entropy": [
+        lambda x: mt.softmax_cross_entropy(x, np.arange(len(x)) % 4),
+        lambda x: mt.softmax_cross_entropy(x, np.full(x.shape, 0.25), reduction="none")],
+}
+
+
+def test_every_op_with_scratch_names_is_run_large():
+    assert set(LARGE_WITH_TEMPS) == {name for name, op in primitives().items()
+                                     if op.code is not None and op.code.temps}
+
+
+@pytest.mark.parametrize("name", sorted(LARGE_WITH_TEMPS))
+def test_templates_with_scratch_names_run_large_as_the_tape(name):
+    x = mt.Tensor(np.random.default_rng(3).standard_normal((1024, 4)))  # 4096 elements
+    weights = np.random.default_rng(4).standard_normal(1024)
+    for op in LARGE_WITH_TEMPS[name]:
+        def f(x):
+            out = op(x)
+            return mt.sum(out * (weights[:, None] if out.ndim == 2 else weights[: out.size]))
+        with mt.Tape() as tape:
+            target = f(x)
+        cf = tape.closed_form(target, [x])
+        assert "del " in cf.fast_source  # the large form, which frees
+        value, (grad,) = cf()
+        _close(value, target.value, np.float64)
+        _close(grad, tape.gradient(target, x), np.float64)
+        compiled_value, compiled_grad = mt.value_and_grad(f, compile=True)(x)
+        _close(compiled_value, target.value, np.float64)
+        _close(compiled_grad, tape.gradient(target, x), np.float64)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_the_sigmoid_of_a_scalar_is_written_without_a_buffer(dtype):
     # −A of a 0-d A is a numpy scalar, which np.minimum(..., out=) cannot write into: the

@@ -1194,11 +1194,11 @@ def _loss_code(c):
              f"{rest} = {summed}  # Σ exp(z) over the other classes",
              f"{flat}[{top}] = {one}"]
     per_row = c.params.get("reduction") == "none"
-    if c.dtypes[1].kind in "iu":
+    if _labels_dtype(c).kind in "iu":
         body = f"np.log1p({rest}) - {z}.ravel()[{c.saved['picks']}]"
         body = body if per_row else f"np.add.reduce({body})"
     else:
-        cast = f".astype(np.{c.dtype.name})" if c.dtypes[1] != c.dtype else ""
+        cast = f".astype(np.{c.dtype.name})" if _labels_dtype(c) != c.dtype else ""
         axis = 1 if per_row else None
         body = f"np.add.reduce({y} * (np.log1p({rest})[:, None] - {z}), axis={axis}){cast}"
     return lines + [f"{c.target} = {_over(body, per)}",
@@ -1214,14 +1214,14 @@ def _labels_code(c, y, starts, rows):
     it refuses is the op's own check run, for its exact error.
     """
     shape = c.lit(c.shapes[0])
-    if c.dtypes[1].kind not in "iu":
-        return [f"{y} = _check_labels({y}, {shape})"]
+    # y is read as given, never assigned: labels passed as a list are a literal in the code
+    if _labels_dtype(c).kind not in "iu":
+        return [f"_check_labels({y}, {shape})  # rows of probabilities, or the op's error"]
     picks, rows = c.saved["picks"], c.const(rows, "rows")
     return ["try:  # each row's label as a flat position; an index out of range is refused",
             f"    {picks} = np.ravel_multi_index(({rows}, {y}), {shape})",
             "except (TypeError, ValueError):  # the op's own check, for its error",
-            f"    {y} = _check_labels({y}, {shape})",
-            f"    {picks} = {starts} + {y}"]
+            f"    {picks} = {starts} + _check_labels({y}, {shape})"]
 
 
 def _loss_textbook(c, v, y, n, per, temps, yhat):
@@ -1233,12 +1233,26 @@ def _loss_textbook(c, v, y, n, per, temps, yhat):
              f"{rest} = {e}.sum(axis=1)  # Σ exp(z) over the other classes",
              f"{e}[{rows}, {top}] = 1", f"{yhat} = {e} / (1 + {rest})[:, None]  # ŷ = softmax({v})"]
     per_row = c.params.get("reduction") == "none"
-    if c.dtypes[1].kind in "iu":
+    if _labels_dtype(c).kind in "iu":
         body = f"np.log1p({rest}) - {z}[{rows}, {y}]"
         return lines + [f"{c.target} = {body}" if per_row else f"{c.target} = ({body}).sum(){per}"]
-    cast = f".astype(np.{c.dtype.name})" if c.dtypes[1] != c.dtype else ""
+    cast = f".astype(np.{c.dtype.name})" if _labels_dtype(c) != c.dtype else ""
     body = f"({y} * (np.log1p({rest})[:, None] - {z})).sum({'axis=1' if per_row else ''}){cast}"
     return lines + [f"{c.target} = {body}{per}"]
+
+
+def _labels_dtype(c) -> np.dtype:
+    """The labels' dtype as the op reads them: a list's or tuple's as np.asarray makes it."""
+    return c.dtypes[1] if c.dtypes[1] is not None else np.asarray(c.values[1]).dtype
+
+
+def _label_rows(c) -> str:
+    """The label rows in the logits' dtype, as the VJP subtracts them from ŷ."""
+    if _labels_dtype(c) == c.dtype:
+        return c.B
+    if isinstance(c.values[1], np.ndarray):
+        return f"{c.B}.astype(np.{c.dtype.name})"
+    return f"np.asarray({c.B}, dtype=np.{c.dtype.name})"  # a list has no astype
 
 
 def _over(expr: str, per: str) -> str:
@@ -1253,8 +1267,8 @@ def _loss_vjp_code(c):
     n = c.shapes[0][0]
     per = f" / {n}" if c.params.get("reduction", "mean") == "mean" else ""
     scale = per.replace(" / ", "1 / ") if c.one else f"{c.G}{per}"
-    if c.dtypes[1].kind not in "iu":
-        label = c.B if c.dtypes[1] == c.dtype else f"{c.B}.astype(np.{c.dtype.name})"
+    if _labels_dtype(c).kind not in "iu":
+        label = _label_rows(c)
         return f"({yhat} - {label}){per}" if c.one else f"({yhat} - {label}) * ({scale})"
     if c.textbook:
         first = f"{d} = {yhat}{per}" if c.one else f"{d} = {yhat} * ({scale})"
@@ -1273,8 +1287,8 @@ def _per_row_loss_vjp_code(c):
     """dv = G[:, None] ∘ (ŷ − y) for the per-row losses (G a number per row)."""
     yhat, d = c.saved["yhat"], c.target
     column = "" if c.one else f" * {c.G}[:, None]"
-    if c.dtypes[1].kind not in "iu":
-        label = c.B if c.dtypes[1] == c.dtype else f"{c.B}.astype(np.{c.dtype.name})"
+    if _labels_dtype(c).kind not in "iu":
+        label = _label_rows(c)
         return f"({yhat} - {label}){column}"
     g = "1" if c.one else c.G
     if c.textbook:

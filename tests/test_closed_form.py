@@ -766,6 +766,30 @@ def test_code_from_names_never_runs():
     assert all(line.startswith("- `") for line in cf.equations.splitlines())
 
 
+@pytest.mark.parametrize("labels", [[0, 2], (2, 2), [[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]]],
+                         ids=["list", "tuple", "rows as lists"])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_labels_given_as_a_list_compile_as_the_op_takes_them(tmp_path, labels, reduction):
+    x = np.array([[0.5, -1.0, 2.0], [1.5, 0.3, -0.7]])
+
+    def f(w, y):
+        return mt.sum(mt.softmax_cross_entropy(w, y, reduction=reduction) * np.array([1.0, 3.0]))
+
+    value, grad = mt.value_and_grad(f)(x, labels)
+    vg = mt.value_and_grad(f, compile=True)
+    for _ in range(2):  # the trace, then the cached code
+        compiled_value, compiled_grad = vg(x, labels)
+        _close(compiled_value, value, np.float64)
+        _close(compiled_grad, grad, np.float64)
+    with mt.Tape() as tape:
+        w = mt.Tensor(x, name="w")
+        target = f(w, labels)
+    cf = tape.closed_form(target, [w])
+    _close(cf()[1][0], grad, np.float64)
+    arrays = [_current_value(cf.leaves[n]) for n in cf.inputs]
+    _close(_textbook(cf, tmp_path)(*arrays)[1][0], grad, np.float64)  # the textbook form, alone
+
+
 @pytest.mark.parametrize("bad, phrase", [(-1, "class index -1 is out of range"),
                                          (3, "class index 3 is out of range")])
 def test_the_fused_step_refuses_labels_out_of_range_with_the_ops_error(bad, phrase):

@@ -173,6 +173,13 @@ def getters(cf: Any, traced: list, args: tuple, sources: dict) -> list:
     return found
 
 
+def read_from_outside(cf: Any, traced: list) -> tuple[Tensor, ...]:
+    """The Tensors the closed form reads from outside the arguments: a closure's, a global's."""
+    places = _places(traced)
+    return tuple(leaf for leaf in cf.leaves.values()
+                 if isinstance(leaf, Tensor) and id(leaf) not in places)
+
+
 def binder(getters: list) -> Callable:
     """A function from a call's arguments to the closed form's inputs, in order."""
     if all(type(g) is int for g in getters):  # arrays passed as they are used: no per-call work
@@ -294,7 +301,8 @@ def _flat(x: Any):
 _NUMBERS = frozenset((int, float, bool, str))  # arguments a signature holds by value
 
 
-def guard(args: tuple, getters: list, held: Sequence[int] = ()) -> tuple[list[str], str, dict] | None:
+def guard(args: tuple, getters: list, held: Sequence[int] = (),
+          identities: Sequence[tuple[int, Tensor, bool]] = ()) -> tuple[list[str], str, dict] | None:
     """Code that returns None unless a call's arguments have the signature ``args`` have,
     and the closed form's inputs read from them: (lines, inputs, namespace).
 
@@ -307,6 +315,10 @@ def guard(args: tuple, getters: list, held: Sequence[int] = ()) -> tuple[list[st
     ``held``: places that must hold given Tensors, distinct ones, which the code
     reads from a tuple ``params`` in that order (an optimizer's parameters);
     ``a0 is p0`` then checks the type and that no other of them is passed there.
+
+    ``identities``: (place, Tensor, whether the argument there must be it or must
+    not), for the Tensors f read from outside its arguments (see
+    ``Compiled._with_outside``).
     """
     namespace: dict[str, Any] = {"Tensor": Tensor, "ndarray": np.ndarray}
     types, checks, tensors = [], [], []
@@ -329,6 +341,10 @@ def guard(args: tuple, getters: list, held: Sequence[int] = ()) -> tuple[list[st
             or not set(mine) <= set(tensors)):
         return None
     checks += _distinct(tensors, mine)
+    for k, (i, t, same) in enumerate(identities):
+        if type(args[i]) is Tensor:  # an array there is never the Tensor
+            namespace[f"o{k}"] = t
+            checks.append(f"a{i} is o{k}" if same else f"a{i} is not o{k}")
     unpacked = [_unpack("a", len(args), "args"), *([_unpack("p", len(held), "params")] if held else [])]
     lines = ["try:", *(f"    {line}" for line in unpacked),
              "except ValueError:  # another number of arguments",

@@ -7,8 +7,11 @@ records ``f`` on a tape and writes its closed form (``Tape.closed_form``).
 closed form is found at exactly one place among them: later calls bind
 their own arguments there, by position, whatever aliases the first call
 had. An array the code holds as a constant instead (an index, for now) makes
-its value part of the signature. Anything else ``f`` reads (a model's
-Tensors, say) is read again at every call.
+its value part of the signature. A Tensor or array ``f`` reads from outside
+its arguments (a model's, say) is read again at every call, the same object;
+a Python number it reads there is written into the code. A source that ``f``
+also reads from outside is one variable, as eager sees it: traced as itself,
+its identity joins the signature.
 
 A training loop calls with one signature again and again. For the last
 signature used, when its arguments are plain arrays, Tensors, numbers and
@@ -29,8 +32,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .arguments import (at, baked, binder, getters, guard, other_signature, private, value_key,
-                        with_repeats)
+from .arguments import (at, baked, binder, getters, guard, other_signature, private,
+                        read_from_outside, value_key, with_repeats)
 from .errors import TraceError
 from .ops import reshape
 from .primitive import _PROMOTES_0D
@@ -62,12 +65,20 @@ class _TracingTape(Tape):
 
 
 class _Entry:
-    """One signature's closed form and how a call's arguments become its inputs."""
+    """One signature's closed form and how a call's arguments become its inputs.
 
-    __slots__ = ("cf", "function", "bind", "finish", "used", "fast", "fast_step")
+    ``same``: (argument index, Tensor) for each source that ``f`` also read from
+    outside its arguments when traced: the code holds for that Tensor there
+    alone. ``outside``: the other Tensors it read from outside, none of which may
+    be a source (see ``Compiled._with_outside``).
+    """
 
-    def __init__(self, cf: Any, bind: Callable, finish: Callable | None) -> None:
+    __slots__ = ("cf", "function", "bind", "finish", "used", "fast", "fast_step", "same", "outside")
+
+    def __init__(self, cf: Any, bind: Callable, finish: Callable | None, same: tuple = (),
+                 outside: tuple = ()) -> None:
         self.cf, self.function, self.bind, self.finish = cf, cf.function, bind, finish
+        self.same, self.outside = same, outside
         self.used = 0  # when it was last used, on the cache's clock of calls
         self.fast: Callable | None = None  # the whole call for this signature, if it has one
         self.fast_step: Callable | None = None  # the same for the fused SGD step, if it has one
@@ -90,6 +101,9 @@ class Compiled:
         self._fast: Callable | None = None  # the last signature's call, checked in place
         self._fast_step: Callable | None = None  # and its fused SGD step (sgd_step)
         self._by_value: dict[tuple, tuple] = {}  # signature -> places whose values key too
+        # Tensors some trace read from outside the arguments (a closure, a global), by id:
+        # passed as a source too, they are one variable there, which the key must tell apart
+        self._read_outside: dict[int, Tensor] = {}
         self._lock = threading.Lock()  # the bookkeeping only: tracing runs outside it
         self.misses = 0
         try:
@@ -132,7 +146,7 @@ class Compiled:
             (a.shape, a.dtype) if type(a) is _ndarray else
             (Tensor, a.value.shape, a.value.dtype) if type(a) is Tensor else
             other_signature(a, holders) for a in args]), args, holders)
-        entry = self._hit(key) or self._miss(key, args)
+        entry = self._hit(self._with_outside(key, args)) or self._miss(key, args)
         value, grads = entry.function(*entry.bind(args))
         if entry.finish is not None:
             value, grads = entry.finish(value, grads)
@@ -143,7 +157,17 @@ class Compiled:
             raise TraceError(_NESTED.format(self.__name__))
         holders: list = []
         key = with_repeats(tuple([other_signature(a, holders) for a in args]), args, holders)
-        return self._hit(key) or self._miss(key, args)
+        return self._hit(self._with_outside(key, args)) or self._miss(key, args)
+
+    def _with_outside(self, key: tuple, args: tuple) -> tuple:
+        """``key``, and which sources are Tensors a trace read from outside the arguments:
+        where f reads a model's W itself and W is passed to be differentiated, the two
+        reads are one variable, as eager sees them, and need a closed form of their own."""
+        n, known = len(args), self._read_outside
+        if not known:
+            return key
+        found = tuple(i % n for i in self.positions if -n <= i < n and id(args[i]) in known)
+        return (key, "read from outside", found) if found else key
 
     def _hit(self, key: tuple) -> _Entry | None:
         """The entry cached under ``key``, now the most recently used, or None."""
@@ -154,7 +178,8 @@ class Compiled:
                 self._fast, self._fast_step = entry.fast, entry.fast_step
             return entry
 
-    def _miss(self, key: tuple, args: tuple) -> _Entry:
+    def _miss(self, signature: tuple, args: tuple) -> _Entry:
+        key = self._with_outside(signature, args)
         places = self._by_value.get(key)
         if places is not None:
             entry = self._hit((key, places, tuple(value_key(at(args, p)) for p in places)))
@@ -163,6 +188,10 @@ class Compiled:
         _check_argnums(self.positions, args)
         entry, held = self._trace(args)  # outside the lock: f may be slow, or compiled itself
         with self._lock:
+            if entry.same or entry.outside:  # known now: the key tells such calls apart
+                self._read_outside.update((id(t), t) for _, t in entry.same)
+                self._read_outside.update((id(t), t) for t in entry.outside)
+                key = self._with_outside(signature, args)
             self.misses += 1
             known = self._by_value.get(key, ())
             if held or known:  # once an array of this signature keys by value, it always does
@@ -179,8 +208,10 @@ class Compiled:
                 del self._cache[min(self._cache, key=lambda k: self._cache[k].used)]
         return entry
 
-    def _trace(self, args: tuple) -> tuple[_Entry, list]:
-        memo: dict[int, Tensor] = {}  # a Tensor passed twice: one copy, one variable, as eager
+    def _trace(self, args: tuple, itself: dict[int, Tensor] | None = None) -> tuple[_Entry, list]:
+        """The entry for ``args``'s signature, traced on private copies of the arguments but
+        for the sources in ``itself`` (by id), which f also reads from outside them."""
+        memo = dict(itself or {})  # a Tensor passed twice: one copy, one variable, as eager
         traced = [private(a, memo) for a in args]  # copies: each array found at one place only
         sources: dict[int, Tensor] = {}
         for i in self.positions:
@@ -188,7 +219,8 @@ class Compiled:
             if i not in sources:  # argnums=(0, 0): one Tensor, its gradient twice, as eager
                 a, name = traced[i], self.arg_names[i] if i < len(self.arg_names) else None
                 if isinstance(a, Tensor):  # the copy itself, wherever else it was passed
-                    a.name = a.name or name
+                    if a is not args[i]:  # the caller's own Tensor keeps its name
+                        a.name = a.name or name
                     sources[i] = a
                 else:
                     sources[i] = traced[i] = Tensor(a, name=name)
@@ -202,8 +234,14 @@ class Compiled:
                 out = reshape(out, out.shape)  # f returned a source itself: record the identity
         require_scalar_output(self.f, out)  # refused as the eager grad refuses it
         cf = tape.closed_form(out, listed)
+        outside = read_from_outside(cf, traced)
+        same = {id(t): t for t in outside if any(t is args[i] for i in sources)}
+        if same and itself is None:  # trace again with those sources as themselves
+            return self._trace(args, same)
         found = getters(cf, traced, args, sources)
-        entry = _Entry(cf, binder(found), _finisher(cf, listed))
+        entry = _Entry(cf, binder(found), _finisher(cf, listed),
+                       same=tuple((i, args[i]) for i in sorted(sources) if traced[i] is args[i]),
+                       outside=outside)
         entry.fast, entry.fast_step = self._fast_calls(entry, args, found)
         return entry, baked(tape.nodes, traced, sources)
 
@@ -211,12 +249,16 @@ class Compiled:
         """The whole call for ``args``'s signature as one function, and the fused SGD step's:
         the check of the arguments in place of the key, the hit's tick, binding, the run.
         (None, None) where the signature has no such check."""
-        checked = guard(args, found)
+        # Each source is, or is not, each Tensor f read from outside, as when traced
+        read = {id(t): t for t in (*(t for _, t in entry.same), *entry.outside)}.values()
+        identities = [(i, t, any(i == j and t is u for j, u in entry.same))
+                      for i in sorted({i % len(args) for i in self.positions}) for t in read]
+        checked = guard(args, found, identities=identities)
         if checked is None:
             return None, None
         lines, inputs, namespace = checked
         # The fused step's check finds the optimizer's parameters at the argnums by identity
-        stepped = guard(args, found, [i % len(args) for i in self.positions])
+        stepped = guard(args, found, [i % len(args) for i in self.positions], identities)
         namespace.update(entry=entry, tick=self._ticks.__next__, function=entry.function,
                          step_function=entry.cf.step_function, finish=entry.finish,
                          asarray=np.asarray, tracing=_tracing.get, active=_active.get,

@@ -216,6 +216,42 @@ def test_a_tensor_read_from_outside_is_read_at_each_call_and_checked():
         compiled(W)
 
 
+def test_a_source_also_read_from_outside_is_one_variable_as_eager_sees_it():
+    # A penalty on a model's own Tensor, read from the model while the same Tensor is
+    # passed to be differentiated: the trace ran on a copy of the argument, so the
+    # read from outside was another variable and its share of the gradient was lost.
+    T = mt.Tensor(np.array([1.0, 2.0]))
+    other = mt.Tensor(np.array([3.0, -1.0]))
+
+    def f(w, x):
+        return mt.sum(w * x) + mt.sum(T * T)
+
+    for order in [(T, other, T, other), (other, T, other, T)]:  # either traced first
+        vg, eager = _both(f)
+        for w in order:
+            _same(vg(w, X[0, :2]), eager(w, X[0, :2]))
+        assert vg.cache_info().currsize == 2  # one closed form for each
+    np.testing.assert_allclose(mt.grad(f, compile=True)(T, X[0, :2]), X[0, :2] + 2 * T.value)
+    assert T.name is None  # the caller's Tensor, traced as itself, is not renamed
+
+    # Read from outside and passed where no gradient is taken: values only, one trace
+    vg = mt.value_and_grad(lambda w, t: mt.sum(w * t) + mt.sum(T * w), compile=True)
+    for w in (W[:2], W2[:2]):
+        _same(vg(w, T), mt.value_and_grad(lambda w, t: mt.sum(w * t) + mt.sum(T * w))(w, T))
+
+    # Trained by SGD (the fused step) and by Adam, as eager trains it
+    for make in (lambda ps: mt.optim.SGD(ps, 0.1), lambda ps: mt.optim.Adam(ps, 0.1)):
+        ends = []
+        for compile in (True, False):
+            W3 = mt.Tensor(np.array([1.0, 2.0, 3.0]))
+            opt = make([W3])
+            vg = mt.value_and_grad(lambda w: mt.sum(w) + mt.sum(W3 * W3), compile=compile)
+            for _ in range(3):
+                opt.step(vg, W3)
+            ends.append(W3.value)
+        np.testing.assert_allclose(*ends, rtol=1e-12)
+
+
 @pytest.mark.parametrize("view, x", [
     (lambda x: x.T.T, X[:3]), (lambda x: x.reshape(9).reshape(3, 3), X[:3]), (lambda x: x[::-1], X[:3]),
     (lambda x: x[0], X[:3]), (lambda x: x.value[0], mt.Tensor(X[:3])), (lambda x: x[0][1:], [X[:3]])],

@@ -9,6 +9,7 @@ has one place, and a later call's arguments are read there.
 
 from __future__ import annotations
 
+import math
 from operator import itemgetter
 from typing import Any, Callable, Container, Sequence
 
@@ -41,6 +42,10 @@ def signature(a: Any) -> Any:
         hash(a)
     except TypeError:
         return _Identity(a)  # read where it is at every call, like anything else f reads
+    if isinstance(a, (float, np.floating)) and not a:  # -0.0 == 0.0, but 1 / -0.0 is -inf
+        return type(a), a, bool(np.signbit(a))
+    if isinstance(a, (float, np.floating)) and a != a:  # NaN equals no NaN: one key for all
+        return type(a), "nan"
     return type(a), a
 
 
@@ -332,9 +337,17 @@ def guard(args: tuple, getters: list, held: Sequence[int] = (),
             read = f"(v{i} := a{i}.value)" if t is Tensor else name  # once its type is known
             checks.append(f"{read}.shape == s{i} and {name}.dtype is d{i}")
             tensors += [i] if t is Tensor else []
-        elif t in _NUMBERS or a is None:
+        elif a is None:
+            types.append(f"a{i} is None")
+        elif t in _NUMBERS:
             namespace[f"c{i}"] = a
-            types.append(f"a{i} is None" if a is None else f"type(a{i}) is {t.__name__} and a{i} == c{i}")
+            same = f"a{i} == c{i}"
+            if t is float and not a:  # the sign of a zero, which == does not see
+                namespace["copysign"] = math.copysign
+                same += f" and copysign(1.0, a{i}) == {math.copysign(1.0, a)}"
+            elif t is float and a != a:
+                same = f"a{i} != a{i}"  # a NaN, which equals no NaN
+            types.append(f"type(a{i}) is {t.__name__} and {same}")
         else:
             return None
     if (len(set(id(args[i]) for i in tensors)) < len(tensors) or len(mine) < len(held)

@@ -332,6 +332,29 @@ def test_the_checked_call_tells_numbers_and_strings_apart_by_value_and_type():
     assert _after(f, (W, 2, "sum"), (W, 2.0, "sum")).misses == 2
 
 
+def test_the_sign_of_a_zero_and_a_nan_are_told_apart_as_eager_tells_them():
+    f = lambda w, k: mt.sum(w / k)  # noqa: E731
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for zero, other in [(0.0, -0.0), (np.float64(0.0), np.float64(-0.0))]:
+            assert _after(f, (W, zero), (W, other)).misses == 2  # ±inf, each as eager gives it
+        nan = float("nan")
+        assert _after(f, (W, nan), (W, float("nan"))).misses == 1  # any NaN: one closed form
+        assert _after(f, (W, 1.0), (W, nan)).misses == 2
+
+
+@pytest.mark.parametrize("number", [np.float64(0.1), np.int64(3), np.float16(0.1), np.int8(-3)],
+                         ids=["float64", "int64", "float16", "int8"])
+def test_a_numpy_number_keeps_its_type_in_the_code_as_numpy_keeps_it(number):
+    # numpy 2 computes a float32 array times 0.1 in float32 but times np.float64(0.1) in float64
+    w32 = W.astype(np.float32)
+    for f in (lambda w, k: mt.sum(w * k), lambda w: mt.sum(w * number)):  # argument, or closure
+        args = (w32, number)[:f.__code__.co_argcount]
+        compiled, eager = mt.value_and_grad(f, compile=True)(*args), mt.value_and_grad(f)(*args)
+        assert compiled[0].dtype == eager[0].dtype and compiled[0] == eager[0]
+        assert compiled[1].dtype == eager[1].dtype == np.float32
+        np.testing.assert_array_equal(compiled[1], eager[1])
+
+
 def test_the_checked_call_reads_a_replaced_tensor_value_and_refuses_a_new_shape():
     w = mt.Tensor(W.copy())
     f = lambda a, x: mt.sum(a * x)  # noqa: E731

@@ -152,18 +152,20 @@ def literal(x: Any) -> str:
     if isinstance(x, (bool, np.bool_, type(None), str)):
         return repr(x if not isinstance(x, np.bool_) else bool(x))
     if isinstance(x, (int, np.integer)):
-        x = int(x)
-        if not -2**63 <= x < 2**64:
-            return literal(float(x))  # numpy makes an object array of a larger int
-        return f"({x})" if x < 0 else repr(x)
+        value = int(x)
+        if not -2**63 <= value < 2**64:
+            return literal(float(value))  # numpy makes an object array of a larger int
+        if isinstance(x, np.integer):  # numpy 2 keeps a numpy scalar's own type: 3 is not np.int64(3)
+            return f"np.{type(x).__name__}({value})"
+        return f"({value})" if value < 0 else repr(value)
     if isinstance(x, Fraction):
         return literal(float(x))
     if isinstance(x, (float, np.floating)):
         value = float(x)
         text = repr(value) if math.isfinite(value) else (
             "np.nan" if math.isnan(value) else ("np.inf" if value > 0 else "(-np.inf)"))
-        if isinstance(x, np.float32):
-            return f"np.float32({text})"
+        if isinstance(x, np.floating):  # a float32 array times 0.1 is float32, times np.float64(0.1) not
+            return f"np.{type(x).__name__}({text})"
         return f"({text})" if text.startswith("-") else text
     if isinstance(x, (tuple, list)):
         inner = ", ".join(literal(v) for v in x)

@@ -218,7 +218,7 @@ class Writer:
     def _constant(self, x: Any, value: np.ndarray, textbook: bool) -> str:
         """An array the grads made (ones for an einsum, the identity for one-hot labels)."""
         if value.ndim == 0:
-            return literal(value[()] if value.dtype != np.float32 else np.float32(value))
+            return literal(value.item() if value.dtype != np.float32 else np.float32(value))
         return _array_source(value) if textbook else self._held(value)
 
     def _held(self, x: Any) -> str:

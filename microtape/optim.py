@@ -154,6 +154,8 @@ class Optimizer:
                 self.steps += 1
             else:
                 value, grads = vg(*args)
+                if value.base is not None or any(value is p.value for p in self._tensors):
+                    value = value.copy()  # f returned a parameter, or a view of one: updated next
                 grads = (grads,) if vg.single else grads
                 self.steps += 1
                 self._update(grads if order is None else [grads[k] for k in order])

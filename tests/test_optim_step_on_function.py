@@ -275,3 +275,16 @@ def test_a_parameter_passed_again_as_data_takes_the_general_path_and_lands_as_ea
         want = ref.step(eager, W_ref, W_ref if aliased else V, x)
         np.testing.assert_allclose(got, want, rtol=1e-12)
         np.testing.assert_allclose(W.value, W_ref.value, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("which", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("returned", [lambda w: w, lambda w: mt.reshape(w, ()), lambda w: mt.sum(w * 1.0)],
+                         ids=["the parameter", "a view of it", "a new value"])
+def test_the_value_returned_is_the_one_before_the_update(which, compile, returned):
+    # A function that returns its parameter, or a view of it, handed out the very
+    # array the update then changed in place: the step returned 1.9, not 2.0.
+    w = mt.Tensor(np.array(2.0))
+    opt = OPTIMIZERS[which]([w])
+    value = opt.step(mt.value_and_grad(returned, compile=compile), w)
+    assert value == 2.0 and w.value < 2.0

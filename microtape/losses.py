@@ -91,7 +91,7 @@ def _second(c) -> str:
 def _bce_code(c) -> str:
     z, y = c.A, _second(c)
     return _wrap_reduction(
-        c, f"np.maximum({z}, 0) - {z} * {y} + np.log1p(np.exp(-np.abs({z})))")
+        c, f"np.maximum({z}, 0) * (1 - {y}) + np.maximum(-{z}, 0) * {y} + np.log1p(np.exp(-np.abs({z})))")
 
 
 @primitive("dz = G ∘ (σ(z) − y) / N,  dy = −G ∘ z / N  (N elements for the mean, else 1)",
@@ -105,12 +105,14 @@ def _bce_code(c) -> str:
 def binary_cross_entropy_with_logits(logits, targets, /, reduction: str = "mean"):
     """J = mean(log(1 + e^z) − z y): the cross-entropy of σ(z) against targets y in [0, 1].
 
-    Computed as max(z, 0) − z y + log(1 + e^−|z|), so no exp overflows and a
-    confident, right logit keeps its tiny loss instead of rounding it to 0.
+    Computed as max(z, 0)(1 − y) + max(−z, 0) y + log(1 + e^−|z|), so no exp
+    overflows, a confident, right logit keeps its tiny loss instead of rounding
+    it to 0, and a target near 1 keeps it too: max(z, 0) − z y, the same number,
+    loses it to cancellation (z − z y at y = 1 − 2⁻³⁰).
     The targets have the logits' shape; targets that are Tensors get dJ/dy = −z
     (÷ N for the mean), as probabilities from another network do.
     """
     z, y = _check("binary_cross_entropy_with_logits", logits, targets, "logits and targets",
                   reduction)
-    loss = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    loss = np.maximum(z, 0) * (1 - y) + np.maximum(-z, 0) * y + np.log1p(np.exp(-np.abs(z)))
     return _reduced(loss, reduction)

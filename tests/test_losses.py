@@ -7,6 +7,9 @@ the shared checks over tests/op_cases.py and random programs.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -58,6 +61,25 @@ def test_bce_is_finite_and_precise_for_large_logits():
     # right and confident: log(1 + e^−40) = 4.25e-18, kept, not rounded to 0
     np.testing.assert_allclose(per, [0.0, 0.0, np.exp(-40.0), np.exp(-40.0), 1e4], rtol=1e-12)
     np.testing.assert_allclose(d, [0.0, 0.0, -np.exp(-40.0), np.exp(-40.0), 1.0], atol=1e-16)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bce_keeps_a_soft_targets_tiny_loss(dtype):
+    # A target just below 1 and a confident logit: the loss is z (1 − y) + log(1 + e^−z),
+    # 3.4e-8 at the first, which z − z y gave with an error of an ulp of z (4e-15 in float64).
+    z = np.array([36.7, 1e30, -36.7, 5.0], dtype=dtype)
+    y = np.array([1 - 2.0**-30, 1 - 2.0**-20, 2.0**-30, 0.9], dtype=dtype)
+    exact = np.array([_bce_exact(a, b) for a, b in zip(z.tolist(), y.tolist())])
+    tolerance = 8 * np.finfo(dtype).eps
+    np.testing.assert_allclose(BCE(mt.Tensor(z), y, reduction="none").value, exact, rtol=tolerance)
+    compiled = mt.value_and_grad(lambda v: BCE(v, y, reduction="sum"), compile=True)(z)[0]
+    np.testing.assert_allclose(compiled, exact.sum(), rtol=tolerance)
+
+
+def _bce_exact(z: float, y: float) -> float:
+    """max(z, 0) − z y + log(1 + e^−|z|), the first two terms in exact rational arithmetic."""
+    linear = max(Fraction(z), Fraction(0)) - Fraction(z) * Fraction(y)
+    return float(linear + Fraction(math.log1p(math.exp(-abs(z)))))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -326,8 +326,28 @@ def guard(args: tuple, getters: list, held: Sequence[int] = (),
     ``Compiled._with_outside``).
     """
     namespace: dict[str, Any] = {"Tensor": Tensor, "ndarray": np.ndarray}
-    types, checks, tensors = [], [], []
     mine = {i: k for k, i in enumerate(held)}
+    found = _each_argument(args, mine, namespace)
+    if found is None:
+        return None
+    types, checks, tensors = found
+    if (len(set(id(args[i]) for i in tensors)) < len(tensors) or len(mine) < len(held)
+            or not set(mine) <= set(tensors)):
+        return None
+    checks += _distinct(tensors, mine) + _identities(args, identities, namespace)
+    unpacked = [_unpack("a", len(args), "args"), *([_unpack("p", len(held), "params")] if held else [])]
+    lines = ["try:", *(f"    {line}" for line in unpacked),
+             "except ValueError:  # another number of arguments",
+             "    return None",
+             f"if not ({' and '.join(types + checks) or 'True'}):", "    return None"]
+    return lines, _inputs(getters, namespace), namespace
+
+
+def _each_argument(args: tuple, mine: dict[int, int], namespace: dict) -> tuple | None:
+    """(type checks, shape and dtype checks, places of Tensors) for ``guard``; None for an
+    argument that is no array, Tensor, number, string or None. ``mine``: place -> k where
+    the optimizer's parameter ``p{k}`` must be."""
+    types, checks, tensors = [], [], []
     for i, a in enumerate(args):
         t = type(a)
         if t is Tensor or t is np.ndarray:
@@ -341,29 +361,33 @@ def guard(args: tuple, getters: list, held: Sequence[int] = (),
             types.append(f"a{i} is None")
         elif t in _NUMBERS:
             namespace[f"c{i}"] = a
-            same = f"a{i} == c{i}"
-            if t is float and not a:  # the sign of a zero, which == does not see
-                namespace["copysign"] = math.copysign
-                same += f" and copysign(1.0, a{i}) == {math.copysign(1.0, a)}"
-            elif t is float and a != a:
-                same = f"a{i} != a{i}"  # a NaN, which equals no NaN
-            types.append(f"type(a{i}) is {t.__name__} and {same}")
+            types.append(_same_number(i, a, namespace))
         else:
             return None
-    if (len(set(id(args[i]) for i in tensors)) < len(tensors) or len(mine) < len(held)
-            or not set(mine) <= set(tensors)):
-        return None
-    checks += _distinct(tensors, mine)
+    return types, checks, tensors
+
+
+def _identities(args: tuple, identities: Sequence[tuple[int, Tensor, bool]],
+                namespace: dict) -> list[str]:
+    """Checks that each place holds, or does not hold, a Tensor f read from outside (``o{k}``)."""
+    checks = []
     for k, (i, t, same) in enumerate(identities):
         if type(args[i]) is Tensor:  # an array there is never the Tensor
             namespace[f"o{k}"] = t
             checks.append(f"a{i} is o{k}" if same else f"a{i} is not o{k}")
-    unpacked = [_unpack("a", len(args), "args"), *([_unpack("p", len(held), "params")] if held else [])]
-    lines = ["try:", *(f"    {line}" for line in unpacked),
-             "except ValueError:  # another number of arguments",
-             "    return None",
-             f"if not ({' and '.join(types + checks) or 'True'}):", "    return None"]
-    return lines, _inputs(getters, namespace), namespace
+    return checks
+
+
+def _same_number(i: int, a: Any, namespace: dict) -> str:
+    """The check that argument i is ``a`` (held as ``c{i}``), a number or a string, as the key
+    tells them apart: by type and value, a zero by its sign too, and any NaN as one."""
+    same = f"a{i} == c{i}"
+    if type(a) is float and not a:  # the sign of a zero, which == does not see
+        namespace["copysign"] = math.copysign
+        same += f" and copysign(1.0, a{i}) == {math.copysign(1.0, a)}"
+    elif type(a) is float and a != a:
+        same = f"a{i} != a{i}"  # a NaN, which equals no NaN
+    return f"type(a{i}) is {type(a).__name__} and {same}"
 
 
 def _unpack(name: str, count: int, tuple_name: str) -> str:

@@ -356,3 +356,26 @@ def test_pows_masks_are_computed_from_the_values_given_not_the_recorded_ones():
     x = 1.2
     by_hand = 8 * x + 2 * x ** 4 * np.log(x) * (2 * np.log(x) + 1) / x
     np.testing.assert_allclose(got[0][0], by_hand, rtol=1e-12)
+
+
+@pytest.mark.parametrize("op", [
+    lambda a: mt.matmul(a, a),                                             # a vector product
+    lambda a: mt.einsum("ii->", mt.reshape(a, (3, 1)) * mt.reshape(a, (1, 3))),  # a diagonal
+    lambda a: mt.softmax_cross_entropy(a, 1)],                             # one example's logits
+    ids=["vector matmul", "einsum diagonal", "1-d logits"])
+def test_a_recorded_pass_through_an_op_without_a_template_compiles(op):
+    # Such an op is called in the code; its equation read G's maths, which a recorded
+    # pass's equations name instead of keeping, so writing them raised KeyError.
+    def penalty(a):
+        with mt.Tape() as tape:
+            y = op(a)
+        return mt.sum(tape.gradient(y, a, create_graph=True) ** 2)
+
+    x = np.array([0.3, -0.8, 1.1])
+    value, grad = mt.value_and_grad(penalty)(x)
+    compiled = mt.value_and_grad(penalty, compile=True)
+    for _ in range(2):
+        got_value, got_grad = compiled(x)
+        np.testing.assert_allclose(got_value, value, rtol=1e-13)
+        np.testing.assert_allclose(got_grad, grad, rtol=1e-13)
+    assert "VJP of" in compiled.closed_form(x).equations

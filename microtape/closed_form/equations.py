@@ -50,9 +50,9 @@ class Equations:
         applied to G's maths either way.
         """
         out = node.output
-        if called:
-            return f"VJP of {identifier(node.op.name)}({wording.wrap(self.gmath[id(out)])})"
         g = self.symbol(out) if by_name else wording.wrap(self.gmath[id(out)])
+        if called:
+            return f"VJP of {identifier(node.op.name)}({g})"
         d, c = self.derived[id(node)][i], self.contexts[id(node)]
         outer = {id(node.output): self.view.of(node.output)}
         outer.update((id(v), self.view.of(v)) for v in node.inputs

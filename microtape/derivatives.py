@@ -24,7 +24,7 @@ import numpy as np
 
 from .compiled import _NESTED, _name
 from .errors import ShapeError, TraceError
-from .ops import add, reshape, scatter_add
+from .ops import add, astype, reshape, scatter_add
 from .state import _tracing
 from .tape import Tape, _active, active_tapes
 from .tensor import Tensor
@@ -168,13 +168,20 @@ def _answers(tape: Tape, grads: list, tangents: Sequence[np.ndarray],
     """
     recorded = [_recorded(tape, g, sources) for g in grads]  # else a constant: derivative zero
     targets = [g for g, r in zip(grads, recorded) if r]
-    seeds = [v.astype(g.dtype, copy=False) for g, v, r in zip(grads, tangents, recorded) if r]
+    seeds = [_in_dtype(v, g.dtype) for g, v, r in zip(grads, tangents, recorded) if r]
     grads.clear()
     if not targets:
         zeros = [np.zeros(s.shape, dtype=s.dtype) for s in sources]
         return tuple(Tensor(z) if nested else z for z in zeros)
     answers = tape._pullback(targets, seeds, sources, create_graph=nested)
     return tuple(answers) if nested else tuple(_array(g) for g in answers)
+
+
+def _in_dtype(v: Any, dtype: np.dtype) -> Any:
+    """A tangent in its gradient's dtype; a recorded tangent by a recorded cast."""
+    if v.dtype == dtype:
+        return v
+    return astype(v, dtype=dtype.name) if isinstance(v, Tensor) else v.astype(dtype)
 
 
 def _recorded(tape: Tape, t: Any, sources: Sequence[Tensor]) -> bool:
@@ -231,7 +238,8 @@ def _sources(kind: str, args: tuple, positions: tuple[int, ...],
 
 def _primals(kind: str, f: Callable, primals: Any, tangents: Any,
              nested: bool) -> tuple[list[Tensor], list[np.ndarray]]:
-    """The primals as Tensors and the tangents as arrays of their shapes and dtypes."""
+    """The primals as Tensors and the tangents as arrays of their shapes (or, nested,
+    Tensors as given)."""
     if _tracing.get():
         raise TraceError(_NESTED.format(kind))
     for what, seq in (("primals", primals), ("tangents", tangents)):
@@ -242,7 +250,8 @@ def _primals(kind: str, f: Callable, primals: Any, tangents: Any,
         raise ValueError(f"{kind}: {len(primals)} primals but {len(tangents)} tangents; pass one "
                          f"tangent per primal, of its shape")
     sources = [_variable(p, nested) for p in primals]
-    vs = [np.asarray(_array(v)) for v in tangents]
+    # Nested, a tangent that is a Tensor stays one: an outer tape then sees H·v depend on v
+    vs = [v if nested and isinstance(v, Tensor) else np.asarray(_array(v)) for v in tangents]
     for i, (x, v) in enumerate(zip(sources, vs)):
         if v.shape != x.shape:
             raise ShapeError(f"{kind}: tangent {i} has shape {v.shape} but primal {i} has shape "

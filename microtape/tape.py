@@ -275,7 +275,7 @@ class Tape:
         """
         ends = [self.index_of(t, caller, sources) for t in targets]
         end = max(ends)  # the pass starts at the last target recorded
-        cotangents = _seeds(targets, seeds, caller)
+        cotangents = _seeds(targets, seeds, caller, keep_tensors=create_graph)
         if create_graph:
             last = targets[ends.index(end)]
             seed = cotangents.pop(id(last))
@@ -565,11 +565,17 @@ def _seed_for(target: Tensor, seed: Any, caller: str = "gradient") -> np.ndarray
     return seed
 
 
-def _seeds(targets: Sequence[Tensor], seeds: Sequence[Any], caller: str) -> dict[int, Any]:
-    """Each target's seed by its id, checked against its shape; a target named twice gets their sum."""
+def _seeds(targets: Sequence[Tensor], seeds: Sequence[Any], caller: str,
+           keep_tensors: bool = False) -> dict[int, Any]:
+    """Each target's seed by its id, checked against its shape; a target named twice gets their sum.
+
+    ``keep_tensors``: a seed that is a Tensor stays one (create_graph=True), so that the
+    recorded pass depends on it: H·v differentiated with respect to v, say.
+    """
     cotangents: dict[int, Any] = {}
     for t, s in zip(targets, seeds):
-        s = _seed_for(t, s, caller)
+        checked = _seed_for(t, s, caller)
+        s = s if keep_tensors and isinstance(s, Tensor) else checked
         key = id(t)
         cotangents[key] = cotangents[key] + s if key in cotangents else s
     return cotangents

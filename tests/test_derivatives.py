@@ -188,6 +188,26 @@ def test_hvp_is_the_hessian_times_v():
         np.testing.assert_allclose(h, want, atol=1e-13)
 
 
+def test_hvp_and_jvp_are_differentiable_in_their_tangents_too():
+    # H·v is linear in v, so the gradient of Σ (H·v) with respect to v is H·1 (H is
+    # symmetric); J·v of tanh is (1 − t²) v, so that of Σ (J·v)² is 2 (1 − t²)² v.
+    # Nested, the tangents were read as plain arrays: their gradients were zeros.
+    x, v = RNG.normal(size=3), RNG.normal(size=3)
+    f = lambda x: mt.sum(mt.tanh(x) ** 3 * mt.exp(x))  # noqa: E731
+    for tangent in (v, v.astype(np.float32)):  # a float32 tangent is cast as a recorded op
+        got = mt.grad(lambda v: mt.sum(mt.hvp(f, (x,), (v,))[1][0]))(tangent)
+        assert got.dtype == tangent.dtype
+        np.testing.assert_allclose(got, mt.hvp(f, (x,), (np.ones(3),))[1][0],
+                                   rtol=1e-12 if tangent.dtype == np.float64 else 1e-5)
+    t = np.tanh(x)
+    got = mt.grad(lambda v: mt.sum(mt.jvp(mt.tanh, (x,), (v,))[1] ** 2))(v)
+    np.testing.assert_allclose(got, 2 * (1 - t ** 2) ** 2 * v, rtol=1e-12)
+    # with respect to the primal and the tangent at once: ∂/∂v Σ (H·v)² = 2 H (H·v)
+    H = mt.hessian(f)(x)
+    _, dv = mt.grad(lambda x, v: mt.sum(mt.hvp(f, (x,), (v,))[1][0] ** 2), argnums=(0, 1))(x, v)
+    np.testing.assert_allclose(dv, 2 * H @ (H @ v), rtol=1e-12)
+
+
 def test_hvp_never_forms_the_hessian():
     # (Σx²)² has the dense Hessian 4(Σx²)I + 8xxᵀ: 10⁸ numbers for 10⁴ of x.
     n = 10_000

@@ -59,12 +59,19 @@ def _eager(f: Callable[..., Tensor], positions: tuple[int, ...], single: bool) -
         # that outer computation: the backward pass is recorded and Tensors
         # come back, which the outer tape can differentiate again.
         nested = bool(_active.get()) and bool(active_tapes())  # the first test is the cheap one
-        args = list(args)
-        sources = []
+        given, args = args, list(args)
+        sources, made = [], {}
         for i in positions:
-            arg = args[i]
-            args[i] = _variable(arg) if nested or not isinstance(arg, Tensor) else arg
-            sources.append(args[i])
+            arg = given[i]
+            if nested or not isinstance(arg, Tensor):
+                # One variable per place, and per Tensor: a Tensor at two places (or
+                # argnums=(0, 0)) is one variable, nested or not, as eager sees it
+                key = id(arg) if isinstance(arg, Tensor) else i % len(given)
+                if key not in made:
+                    made[key] = _variable(arg)
+                arg = made[key]
+            args[i] = arg
+            sources.append(arg)
         with Tape(persistent=False) as tape:  # asked once, never shown
             out = f(*args)
         if not isinstance(out, Tensor):

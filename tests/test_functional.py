@@ -91,6 +91,28 @@ def test_grad_inside_an_outer_tape():
     np.testing.assert_array_equal(outer.gradient(y, x), [3.0, 3.0])
 
 
+def test_a_tensor_at_two_argnums_is_one_variable_inside_a_tape_too():
+    # Outside a tape a Tensor passed at two argnums is one variable, so each gets the
+    # total derivative, as compile=True gives it. Inside one (a nested grad), each place
+    # got a copy of its own: partial derivatives, and argnums=(0, 0) gave zeros first.
+    x = np.array([0.3, -0.8, 1.1])
+    X = mt.Tensor(x)
+    h = lambda a, b: mt.sum(a * b * b)  # noqa: E731
+    g = lambda a, b: mt.sum(a * a * 3.0 + b)  # noqa: E731
+    total, partials = 3 * x ** 2, (x ** 2, 2 * x ** 2)
+    cases = [(h, (0, 1), (X, X), (total, total)), (h, (0, 1), (x, x), partials),  # arrays: by place
+             (g, (0, 0), (x, x), (6 * x, 6 * x)), (g, (0, -2), (X, x), (6 * x, 6 * x))]
+    for f, argnums, args, want in cases:
+        for got in (mt.grad(f, argnums)(*args), mt.grad(f, argnums, compile=True)(*args)):
+            np.testing.assert_allclose(got, want, rtol=1e-14)
+        with mt.Tape():
+            got = mt.grad(f, argnums)(*args)
+        np.testing.assert_allclose([t.value for t in got], want, rtol=1e-14)
+    # and its derivative is that of the total: d/dt Σ 3t² = 6t
+    np.testing.assert_allclose(mt.grad(lambda t: mt.sum(mt.grad(h, (0, 1))(t, t)[0]))(x), 6 * x,
+                               rtol=1e-14)
+
+
 def test_grad_names_the_function():
     def my_loss(a):
         return (a * a).sum()

@@ -442,13 +442,49 @@ def _plan(nodes: list[Node], wanted: set[int]) -> tuple[list, set[int]]:
 
 
 def _stale(nodes: list[Node], plan: list) -> dict[int, tuple[Node, int]]:
-    """Planned nodes recorded before the last in-place update, by output id, with their index."""
+    """Planned nodes recorded before the last in-place update, by output id, each with the
+    node to check when the pass reaches it, and that node's index: the planned node itself,
+    or an op off the plan whose output it reads, if that op's tensors changed (``x @ W.T``
+    with W updated since: W.T is a view of W's memory, and W is not on the plan when only
+    x's gradient is asked for)."""
     now = _EDITS[0]
     if not nodes or nodes[0].clock == now:
         return {}  # clocks never decrease along a tape: all recorded after the last update
     planned = {out for out, _ in plan}
-    return {id(node.output): (node, k) for k, node in enumerate(nodes)
-            if node.clock != now and id(node.output) in planned}
+    made = {id(node.output): k for k, node in enumerate(nodes)}
+    stale = {}
+    for k, node in enumerate(nodes):
+        if node.clock == now:
+            break
+        if id(node.output) in planned:
+            stale[id(node.output)] = (node, k) if _changed(node) is not None else (
+                _changed_off_plan(nodes, k, made, planned) or (node, k))
+    return stale
+
+
+def _changed_off_plan(nodes: list[Node], k: int, made: dict[int, int],
+                      planned: set[int]) -> tuple[Node, int] | None:
+    """An op off the plan, among those whose outputs node k reads (and theirs, and so on),
+    with a tensor changed in place since it was recorded, and its index; or None."""
+    todo, seen = [k], set()
+    while todo:
+        j = todo.pop()
+        for x in nodes[j].inputs:
+            i = made.get(id(x))
+            if i is not None and i not in seen and id(x) not in planned:
+                seen.add(i)
+                if _changed(nodes[i]) is not None:
+                    return nodes[i], i
+                todo.append(i)
+    return None
+
+
+def _changed(node: Node) -> Tensor | None:
+    """A tensor of ``node`` changed in place after the node was recorded, or None."""
+    for x in (*node.inputs, node.output):
+        if isinstance(x, Tensor) and getattr(x, "_version", 0) > node.clock:
+            return x
+    return None
 
 
 def _sweep(plan: list, cotangents: dict, keep: set[int],
@@ -505,14 +541,14 @@ def _ignore(node: Node) -> None:
 
 def _check_node(node: Node, k: int, caller: str) -> None:
     """Raise if a tensor of ``node`` was changed in place after it was recorded."""
-    for x in (*node.inputs, node.output):
-        if isinstance(x, Tensor) and getattr(x, "_version", 0) > node.clock:
-            raise RuntimeError(
-                f"{caller}: the tensor {_label(x)} was changed in place (by an optimizer step, "
-                f"say) after this tape recorded it in op #{k} ({node.op.name}), so the values the "
-                f"tape saved no longer match it; take the gradients before the step, or record "
-                f"the computation again on a new tape"
-            )
+    x = _changed(node)
+    if x is not None:
+        raise RuntimeError(
+            f"{caller}: the tensor {_label(x)} was changed in place (by an optimizer step, "
+            f"say) after this tape recorded it in op #{k} ({node.op.name}), so the values the "
+            f"tape saved no longer match it; take the gradients before the step, or record "
+            f"the computation again on a new tape"
+        )
 
 
 

@@ -92,3 +92,21 @@ def test_a_changed_tensor_the_target_does_not_depend_on_is_no_error():
     np.testing.assert_array_equal(tape.gradient(loss, w), [3.0, 3.0])
     with pytest.raises(RuntimeError, match="'v' was changed"):
         tape.gradient(other, v)
+
+
+@pytest.mark.parametrize("view", [lambda W: W.T, lambda W: mt.reshape(W, (3, 3)), lambda W: W[:],
+                                  mt.stop_gradient, lambda W: mt.reshape(W.T, (9,)).reshape(3, 3)],
+                         ids=["transpose", "reshape", "slice", "stop_gradient", "a chain of views"])
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_a_change_reaching_the_tape_through_a_view_is_an_error_too(view, create_graph):
+    # Only x's gradient is asked for, so W and the op that made its view are off the
+    # path from x; the view shares W's memory, so x @ W.T's VJP would read the new W:
+    # the tape gave [6, 6, 6] for [3, 3, 3], silently, where it must refuse.
+    x, W = mt.Tensor(np.ones(3)), mt.Tensor(np.ones((3, 3)), name="W")
+    with mt.Tape() as tape:
+        loss = mt.sum(x @ view(W))
+    np.testing.assert_array_equal(tape.gradient(loss, x), [3.0, 3.0, 3.0])
+    W.value += 1.0
+    W.mark_modified()
+    with pytest.raises(RuntimeError, match="the tensor 'W' was changed in place"):
+        tape.gradient(loss, x, create_graph=create_graph)

@@ -142,13 +142,14 @@ class Tape:
     from another is an error that stops its recording and leaves it usable.
     """
 
-    __slots__ = ("nodes", "persistent", "spent", "anomaly", "_token", "_record")
+    __slots__ = ("nodes", "persistent", "spent", "anomaly", "backward_target", "_token", "_record")
 
     def __init__(self, persistent: bool = True) -> None:
         self.nodes: list[Node] = []
         self.persistent = persistent
         self.spent = False  # a non-persistent tape that has answered
         self.anomaly = None  # the anomaly mode it recorded in, if any: its backward pass checks
+        self.backward_target: Tensor | None = None  # whose gradients the last backward() set
         self._token = None
         self._record = _ignore  # what ops hand each new node to: nodes.append while open
 
@@ -292,14 +293,17 @@ class Tape:
         """Set ``.grad`` on every tensor of this tape that ``target`` depends on.
 
         Intermediates included, so that a drawing can show them. Each call
-        overwrites: tensors the target does not depend on get ``grad = None``.
+        overwrites: tensors the target does not depend on get ``grad = None``;
+        ``tape.backward_target`` is then ``target``.
         ``create_graph=True`` sets Tensors, recorded as in ``gradient``.
         """
         tensors = self._tensors()
+        self.backward_target = None  # set again once this pass has set every .grad
         if create_graph:
             grads = self._graph_gradients(target, tensors, seed, "backward")
             for t in tensors:
                 t.grad = grads.get(id(t))
+            self.backward_target = target
             return
         grads = self._backprop(target, seed, tensors, keep_all=True, caller="backward")
         for t in tensors:
@@ -307,6 +311,7 @@ class Tape:
         reached = [t for t in tensors if id(t) in grads]
         for t, g in zip(reached, _distinct(grads, reached, seed)):
             t.grad = g
+        self.backward_target = target
 
     def check_unchanged(self, caller: str = "Tape") -> None:
         """Raise RuntimeError if a tensor was changed in place after this tape recorded it.

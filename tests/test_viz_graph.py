@@ -156,6 +156,24 @@ def test_stale_gradients_from_another_target_are_recomputed():
     assert "grad" in node_line(g, "T0")
 
 
+def test_a_term_of_the_loss_holding_ones_from_the_losss_pass_is_recomputed():
+    # loss = ce + a penalty: the loss's pass leaves dloss/dce = 1 on ce, exactly the seed a
+    # drawing of ce would use, so ce's drawing showed dloss/dW captioned as dce/dW.
+    rng = np.random.default_rng(0)
+    x, labels = rng.normal(size=(4, 3)), np.array([0, 1, 2, 1])
+    W = mt.Tensor(rng.normal(size=(3, 3)), name="W")
+    with mt.Tape() as tape:
+        ce = mt.softmax_cross_entropy(x @ W, labels, name="ce")
+        loss = mt.add(ce, 0.5 * mt.sum(W * W), name="loss")
+    tape.backward(loss)
+    assert ce.grad == 1 and tape.backward_target is loss
+    viz.draw_graph(tape, ce, params=W)
+    assert tape.backward_target is ce
+    np.testing.assert_allclose(W.grad, tape.gradient(ce, W), rtol=1e-15)
+    viz.draw_graph(tape, ce, params=W)  # its own pass already ran: kept, not run again
+    np.testing.assert_allclose(W.grad, tape.gradient(ce, W), rtol=1e-15)
+
+
 def test_op_nodes_show_the_vjp_formula_of_their_primitive():
     net = two_layer()
     g = viz.draw_graph(net.tape, net.loss)

@@ -90,16 +90,17 @@ def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
 def ensure_gradients(tape: Tape, target: Tensor) -> bool:
     """Run ``tape.backward(target)`` unless the target's gradients are already set.
 
-    They count as set when the target holds a gradient that could seed its
-    own backward pass: ones for a scalar (a stale ``.grad`` from another
-    target's pass is something else), anything for a non-scalar target
-    (the user seeded it). A non-scalar target without a gradient cannot be
-    seeded here, so its drawing has no gradients; returns whether gradients
-    are available.
+    They count as set when this tape's last backward pass started at the
+    target (``tape.backward_target``) with a seed of ones for a scalar, or any
+    seed for a non-scalar target (the user seeded it). A ``.grad`` of ones is
+    not enough: a loss's pass leaves exactly that on a term of the loss, and
+    the drawing of that term would show the whole loss's gradients. A
+    non-scalar target without a gradient cannot be seeded here, so its
+    drawing has no gradients; returns whether gradients are available.
     """
     g = target.grad
     if target.size == 1:
-        if g is None or not np.all(g == 1):
+        if tape.backward_target is not target or g is None or not np.all(g == 1):
             tape.backward(target)
         return True
     return g is not None

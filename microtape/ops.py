@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .validation import broadcast_hint, check_labels, matmul_hint, reshape_hint
+from .validation import broadcast_hint, check_labels, matmul_hint
 from .errors import InputError, ShapeError
 from .primitive import ATOM, NEGATION_BINDS, POWER_BINDS, PRODUCT_BINDS, Code, primitive
 from .tape import pass_on
@@ -754,7 +754,7 @@ def _transpose_grad(g, a, axes):
     return transpose(g, tuple(int(i) for i in np.argsort([ax % ndim for ax in perm])))
 
 
-@primitive("dA = G reshaped to A's shape", explain=reshape_hint,
+@primitive("dA = G reshaped to A's shape",
            code=Code(lambda c: f"np.reshape({c.A}, {c.lit(c.out_shape)})",
                      math=lambda c: _reshape_math(c), tight=("maths",), view=True),
            grads=(lambda g, c, a, *shape: reshape(g, _shape(a)),))
@@ -762,7 +762,12 @@ def reshape(a, *shape):
     """C = A with the same elements in ``shape`` (numpy's rules, -1 allowed)."""
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
     a_shape = np.shape(a)
-    return np.reshape(a, shape), (lambda g: np.reshape(g, a_shape),)
+    try:
+        c = np.reshape(a, shape)
+    except ValueError as e:  # said here: the op's inputs are A and the numbers of the shape
+        raise ShapeError(f"reshape: the {int(np.prod(a_shape))} elements of shape {a_shape} "
+                         f"cannot be laid out as shape {shape} ({e})") from None
+    return c, (lambda g: np.reshape(g, a_shape),)
 
 
 def _is_basic_index(index) -> bool:

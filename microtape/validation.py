@@ -8,13 +8,22 @@ label check raises ShapeError or InputError naming softmax_cross_entropy.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from .errors import InputError, ShapeError
 
 
-def broadcast_hint(a_shape, b_shape) -> str:
-    """Which axis breaks numpy's rule: shapes align from the right, each pair equal or 1."""
+def broadcast_hint(*shapes) -> str:
+    """Which axis breaks numpy's rule: shapes align from the right, each pair equal or 1.
+
+    For three operands (where, clip) the first pair that breaks it is named.
+    """
+    if len(shapes) != 2:
+        hints = (broadcast_hint(a, b) for a, b in itertools.combinations(shapes, 2))
+        return next((hint for hint in hints if hint), "")
+    a_shape, b_shape = shapes
     for k in range(1, min(len(a_shape), len(b_shape)) + 1):
         m, n = a_shape[-k], b_shape[-k]
         if m != n and m != 1 and n != 1:
@@ -39,10 +48,6 @@ def matmul_hint(a_shape, b_shape) -> str:
         inner_b = b_shape[-2] if len(b_shape) >= 2 else b_shape[0]
         return f"; the inner dimensions differ ({a_shape[-1]} vs {inner_b})"
     return "; matmul needs arrays of at least one dimension"
-
-
-def reshape_hint(a_shape, *shape) -> str:
-    return f"; {int(np.prod(a_shape))} elements cannot be laid out as {shape}"
 
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}

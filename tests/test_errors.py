@@ -69,9 +69,23 @@ def test_operator_broadcasting_failure_is_a_shape_error():
         _tensor(2, 3) + np.ones(4)
 
 
-def test_reshape_to_an_impossible_shape():
-    with pytest.raises(mt.ShapeError, match=r"reshape.*12 elements"):
-        _tensor(3, 4).reshape(5, 3)
+@pytest.mark.parametrize("call", [lambda t: t.reshape(5, 3), lambda t: t.reshape((5, 3)),
+                                  lambda t: mt.reshape(t, [5, 3])], ids=["numbers", "tuple", "list"])
+def test_reshape_to_an_impossible_shape_names_it(call):
+    # The shape's numbers are inputs of the op; the message named their shapes, ()
+    with pytest.raises(mt.ShapeError, match=r"reshape: the 12 elements of shape \(3, 4\) cannot be "
+                                            r"laid out as shape \(5, 3\)"):
+        call(_tensor(3, 4))
+
+
+@pytest.mark.parametrize("call", [lambda t: mt.where(np.ones(4, bool), t, 0.0),
+                                  lambda t: mt.clip(t, np.zeros(4), 1.0),
+                                  lambda t: mt.clip(t, None, mt.Tensor(np.ones(4)))],
+                         ids=["where", "clip", "clip, Tensor bound"])
+def test_three_operands_that_do_not_broadcast_are_a_shape_error_naming_the_axis(call):
+    # where and clip have three operands; the hint took two and raised a TypeError
+    with pytest.raises(mt.ShapeError, match=r"cannot combine shapes .*\(2, 3\).*axis -1 has"):
+        call(_tensor(2, 3))
 
 
 def test_einsum_operand_shape_mismatch_is_a_shape_error():

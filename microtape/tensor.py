@@ -73,6 +73,14 @@ class Tensor:
     def __len__(self) -> int:
         return len(self.value)
 
+    def __iter__(self):
+        # Without it Python iterates by indexing until an IndexError, which a 0-d
+        # Tensor raises at once: a loop over a scalar would silently run no times.
+        if self.value.ndim == 0:
+            raise TypeError("iteration over a 0-d Tensor: it holds one number; use t.item() "
+                            "for it, or index the Tensor it came from")
+        return (self[i] for i in range(len(self)))
+
     def __bool__(self) -> bool:
         _refuse_while_tracing("bool(t) (an `if` or `while` on a Tensor)")
         return bool(self.value)

@@ -143,6 +143,19 @@ def test_ndarray_on_the_left_hands_the_operation_to_the_tensor():
         assert isinstance(result, mt.Tensor), type(result)
 
 
+def test_iterating_gives_recorded_rows_and_a_scalar_refuses():
+    t = mt.Tensor(np.arange(6.0).reshape(3, 2))
+    with mt.Tape() as tape:
+        rows = list(t)
+        s = mt.sum(rows[0] * rows[2])
+    assert [r.shape for r in rows] == [(2,)] * 3
+    np.testing.assert_array_equal(tape.gradient(s, t), [[4.0, 5.0], [0.0, 0.0], [0.0, 1.0]])
+    # Iterated by indexing, a 0-d Tensor raised IndexError at once: a loop ran no times
+    with pytest.raises(TypeError, match="iteration over a 0-d Tensor"):
+        for _ in mt.Tensor(3.0):
+            pass
+
+
 def test_pos_returns_the_tensor_itself():
     t = mt.Tensor(np.ones(2))
     assert +t is t

@@ -55,6 +55,7 @@ import builtins
 import inspect
 import keyword
 import re
+import unicodedata
 import weakref
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -71,13 +72,20 @@ _NOT_WORD = re.compile(r"[^0-9A-Za-z_]")
 
 
 def identifier(text: str) -> str:
-    """``text`` as a Python identifier that shadows nothing (``W 1`` gives ``W_1``)."""
-    name = _NOT_WORD.sub("_", str(text)) or "x"
-    if name[0].isdigit():
+    """``text`` as a Python identifier that shadows nothing (``W 1`` gives ``W_1``, ``α`` stays)."""
+    text = str(text)
+    name = (_NOT_WORD.sub("_", text) if text.isascii() else "".join(map(_letter, text))) or "x"
+    if not name.isidentifier():  # a digit first
         name = "x" + name
     if keyword.iskeyword(name) or name in _RESERVED or hasattr(builtins, name):
         name += "_"
     return name
+
+
+def _letter(c: str) -> str:
+    """``c`` where an identifier may hold it and Python reads it as written, else ``_``:
+    Python reads ``ﬁ`` as ``fi``, so two names that differ there would be one variable."""
+    return c if ("_" + c).isidentifier() and unicodedata.normalize("NFKC", c) == c else "_"
 
 
 def index_of(nodes: Sequence[Any], target: Any, caller: str = "gradient",
@@ -246,7 +254,15 @@ class TapeNames:
                     id(obj) not in in_pass) else None
                 if own is not None or id(obj) in given:
                     wanted[id(obj)] = own if own is not None else given[id(obj)]
+        # Each exact name to the first that wants it, then the rest numbered: named w, w
+        # and w2, the second w is w3, not w2, which the user gave the third.
+        later = []
         for key, name in wanted.items():
+            if identifier(name) in self._taken:
+                later.append((key, name))
+            else:
+                self._names[key] = self.fresh(name)
+        for key, name in later:
             self._names[key] = self.fresh(name)
 
     def _name_in_order(self, given: dict[int, str]) -> None:

@@ -64,6 +64,28 @@ def test_taken_names_are_numbered():
     assert [view[n.output] for n in tape.nodes[:2]] == ["tanh", "tanh2"]
 
 
+def test_a_name_the_user_gave_exactly_wins_over_a_number_given_to_another():
+    # Named w, w and w2: the second w was numbered w2 and the user's w2 became w22
+    a, b, c = (mt.Tensor(np.ones(2), name=n) for n in ("w", "w", "w2"))
+    with mt.Tape() as tape:
+        s = mt.sum(a * b * c)
+    view = TapeNames(tape.nodes, s)
+    assert [view[a], view[b], view[c]] == ["w", "w3", "w2"]
+    assert tape.closed_form(s, [a, b, c]).inputs == ("w", "w3", "w2")
+
+
+def test_letters_beyond_ascii_are_kept_where_python_reads_them_as_written():
+    # A teacher's α was written _; ﬁ Python reads as fi, and ² as 2, so those go
+    assert [identifier(n) for n in ("α", "σ_1", "é", "ﬁ", "x²", "α β", "٣")] == [
+        "α", "σ_1", "é", "_", "x_", "α_β", "x٣"]
+    alpha, beta = mt.Tensor(np.array([2.0]), name="α"), mt.Tensor(np.array([3.0]), name="β")
+    with mt.Tape() as tape:
+        s = mt.sum(alpha * beta)
+    cf = tape.closed_form(s, [alpha, beta])
+    assert cf.inputs == ("α", "β") and "dα = " in cf.equations
+    assert cf()[1][0] == 3.0
+
+
 def test_index_arrays_get_names_and_ancestors_skip_what_the_target_does_not_need():
     w = mt.Tensor(np.arange(6.0), name="w")
     idx = np.array([0, 2])

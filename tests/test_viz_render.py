@@ -132,3 +132,21 @@ def test_a_realistic_network_renders_despite_graphvizs_string_limit(tmp_path):
     ET.parse(path)
     tips = [n["tooltip"] for n in svg_nodes(path.read_bytes()).values() if "tooltip" in n]
     assert any("..." in tip and "grad" in tip for tip in tips)  # the big arrays are summarised
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["--out", "afile/g.svg"], "--out afile/g.svg: afile is a file, so no folder can be made there"),
+    (["--out", "folder"], "--out folder: is a folder; name a file in it"),
+    (["--steps", "afile"], "--steps afile: is a file, not a folder"),
+    (["--seed", "-3"], "argument --seed: expected a non-negative integer, got '-3'")])
+def test_python_m_viz_says_what_is_wrong_with_a_path_or_seed_before_drawing(
+        args, phrase, tmp_path, monkeypatch, capsys):
+    # Each raised a traceback (NotADirectoryError, IsADirectoryError, FileExistsError
+    # after graph.svg was written, numpy's ValueError for the seed)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("", encoding="utf-8")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2 and phrase in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "folder"]  # nothing written

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .example import TwoLayer, two_layer
 from .leafcheck import check_leaves
@@ -32,10 +33,14 @@ def main(argv: list[str] | None = None) -> int:
                              "backward pass one op at a time")
     parser.add_argument("--check", action="store_true",
                         help="colour the leaves by a finite-difference check of their gradients")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the batch and weights")
+    parser.add_argument("--seed", type=_seed, default=0, help="random seed of the batch and weights")
     args = parser.parse_args(argv)
 
     out = args.out or f"graph.{args.format or 'svg'}"
+    for option, path, folder in (("--out", out, False), ("--steps", args.steps, True)):
+        problem = _unwritable(Path(path), folder) if path else None
+        if problem:  # said before anything is drawn or written
+            parser.error(f"{option} {path}: {problem}")
     net = two_layer(seed=args.seed)
     net.tape.backward(net.loss)
     try:
@@ -53,7 +58,34 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except ValueError as e:       # --out and --format disagree
         parser.error(str(e))
+    except OSError as e:          # a folder that cannot be made or written to
+        print(f"error: cannot write {e.filename or out}: {e.strerror or e}", file=sys.stderr)
+        return 1
     return 0 if not args.check or passed else 1
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _unwritable(path: Path, folder: bool) -> str | None:
+    """Why ``path`` (a file, or with ``folder`` a folder) cannot be written, or None."""
+    if path.is_dir() and not folder:
+        return f"is a folder; name a file in it, e.g. {path / 'graph.svg'}"
+    if path.exists() and not path.is_dir() and folder:
+        return "is a file, not a folder; name a folder for the pages"
+    above = path.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if above.exists() and not above.is_dir():
+        return f"{above} is a file, so no folder can be made there"
+    return None
 
 
 def check_verdict(net: TwoLayer) -> tuple[str, bool]:

@@ -21,19 +21,7 @@ from .tapeview import TapeView
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m viz",
-        description="Draw the derivation's two-layer network (2 examples, 3 inputs, 4 hidden, "
-                    "3 classes) with values, gradients and the VJP of every op.")
-    parser.add_argument("--out", help="file to write (default: graph.svg, or graph.FORMAT)")
-    parser.add_argument("--format", choices=("svg", "png", "pdf", "dot"),
-                        help="output format (default: from --out's suffix)")
-    parser.add_argument("--steps", metavar="DIR",
-                        help="also write DIR/index.html, a page that steps through the "
-                             "backward pass one op at a time")
-    parser.add_argument("--check", action="store_true",
-                        help="colour the leaves by a finite-difference check of their gradients")
-    parser.add_argument("--seed", type=_seed, default=0, help="random seed of the batch and weights")
+    parser = _parser()
     args = parser.parse_args(argv)
 
     out = args.out or f"graph.{args.format or 'svg'}"
@@ -62,6 +50,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot write {e.filename or out}: {e.strerror or e}", file=sys.stderr)
         return 1
     return 0 if not args.check or passed else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m viz",
+        description="Draw the derivation's two-layer network (2 examples, 3 inputs, 4 hidden, "
+                    "3 classes) with values, gradients and the VJP of every op.")
+    parser.add_argument("--out", help="file to write (default: graph.svg, or graph.FORMAT)")
+    parser.add_argument("--format", choices=("svg", "png", "pdf", "dot"),
+                        help="output format (default: from --out's suffix)")
+    parser.add_argument("--steps", metavar="DIR",
+                        help="also write DIR/index.html, a page that steps through the "
+                             "backward pass one op at a time")
+    parser.add_argument("--check", action="store_true",
+                        help="colour the leaves by a finite-difference check of their gradients")
+    parser.add_argument("--seed", type=_seed, default=0, help="random seed of the batch and weights")
+    return parser
 
 
 def _seed(text: str) -> int:

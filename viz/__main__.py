@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
 
+    if args.seed < 0:
+        parser.error(f"argument --seed: expected a non-negative integer, got {args.seed}")
     out = args.out or f"graph.{args.format or 'svg'}"
     for option, path, folder in (("--out", out, False), ("--steps", args.steps, True)):
         problem = _unwritable(Path(path), folder) if path else None
@@ -65,18 +67,8 @@ def _parser() -> argparse.ArgumentParser:
                              "backward pass one op at a time")
     parser.add_argument("--check", action="store_true",
                         help="colour the leaves by a finite-difference check of their gradients")
-    parser.add_argument("--seed", type=_seed, default=0, help="random seed of the batch and weights")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the batch and weights")
     return parser
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
 
 
 def _unwritable(path: Path, folder: bool) -> str | None:

@@ -20,7 +20,8 @@ from .tensor import Tensor
 DRAW = 'viz.render_anomaly(err, "anomaly.svg")'
 
 # Unary ops whose output element i depends on input element i alone.
-_ELEMENTWISE = frozenset({"neg", "exp", "log", "tanh", "sigmoid", "relu", "stop_gradient"})
+_ELEMENTWISE = frozenset({"neg", "exp", "log", "tanh", "sigmoid", "relu", "stop_gradient",
+                          "is_positive", "abs", "sqrt", "sign", "heaviside"})
 
 
 def forward_error(node, mode, tape) -> AnomalyError:

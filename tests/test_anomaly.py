@@ -82,6 +82,21 @@ def test_backward_pow_at_zero_is_named_with_its_formula_and_operands():
         assert part in text, part
 
 
+@pytest.mark.parametrize("x, values", [
+    ([4.0, 0.0, 9.0], {"A": 0.0, "C": 0.0, "G": 1.0}),  # the backward pass: dA = G / (2C) at 0
+    ([4.0, -1.0, 9.0], {"A": -1.0})],                    # the forward pass: √−1
+    ids=["backward", "forward"])
+def test_sqrt_gives_the_values_at_the_bad_element(x, values):
+    # sqrt and the other unary ops of selection.py were left out of the elementwise ops
+    # whose operands' values at the bad element the error shows: it showed none
+    v = mt.Tensor(np.array(x), name="v")
+    with pytest.raises(mt.AnomalyError) as caught, np.errstate(all="ignore"):
+        with mt.detect_anomaly(), mt.Tape() as tape:
+            tape.gradient(mt.sum(mt.sqrt(v)), v)
+    assert caught.value.index == (1,) and "values there:" in str(caught.value)
+    assert {k: v for k, v in caught.value.values.items() if k in values} == values
+
+
 def test_backward_is_checked_when_only_the_gradient_is_asked_in_the_mode():
     x = mt.Tensor(np.array([1.0, 0.0]), name="x")
     with mt.Tape() as tape:

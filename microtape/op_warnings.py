@@ -61,11 +61,13 @@ def _restate(message: Any, category: type, filename: str, lineno: int) -> bool:
         frame = frame.f_back
     if frame is None or op is None:
         return False
-    where = frame.f_globals
-    warnings.warn_explicit(f"{op}: {message}", category, frame.f_code.co_filename, frame.f_lineno,
+    where, filename = frame.f_globals, frame.f_code.co_filename
+    # The module's globals let the warning show the caller's source line, read through its
+    # loader; code run by `python -c` ("<string>") has none, and its loader raises ImportError
+    warnings.warn_explicit(f"{op}: {message}", category, filename, frame.f_lineno,
                            module=where.get("__name__"),
                            registry=where.setdefault("__warningregistry__", {}),
-                           module_globals=where)
+                           module_globals=None if filename.startswith("<") else where)
     return True
 
 

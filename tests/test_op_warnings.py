@@ -54,3 +54,13 @@ def test_the_users_filters_still_decide(tmp_path):
     assert result.returncode == 1 and "RuntimeWarning: invalid value encountered in log" in result.stderr
     assert "user_script.py\", line 5" in result.stderr    # the traceback shows the caller's line
 
+
+
+def test_code_run_by_python_c_gets_the_warning_not_an_import_error():
+    # Its module's loader has no source to give the warning's line: passing its globals
+    # to warn_explicit raised ImportError('__main__' is not a built-in module)
+    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+                            timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": ""})
+    assert result.returncode == 0 and result.stdout == "done\n", result.stderr
+    assert "<string>:5: RuntimeWarning: log: invalid value encountered in log" in result.stderr
+    assert "ImportError" not in result.stderr

@@ -562,6 +562,7 @@ _NUMBERS = (int, float)
                   lambda g, c, a, p: _pow_exponent_grad(g, c, a, p)))
 def pow(a, p):
     """Elementwise power C = A^p (p usually a constant number)."""
+    a, p = _listed(a), _listed(p)  # the VJPs compute with both, as arrays
     # A square is A·A, exactly, as numpy's `**` and tanh's 1 − T·T compute it;
     # np.power(a, 2.0) may round differently in numpy 1.x.
     c = np.square(a) if type(p) in _NUMBERS and p == 2 else np.power(a, p)
@@ -587,6 +588,11 @@ def _power_math(c) -> str:
     return f"{c.A}²" if isinstance(p, (int, float)) and p == 2 else f"{c.A}^{c.B}"
 
 
+def _listed(x):
+    """A list or tuple operand as the array numpy reads it; anything else as it is."""
+    return np.asarray(x) if type(x) is list or type(x) is tuple else x
+
+
 def _pow_base_grad(g, a, p):
     """dA = G ∘ p A^(p−1) in ops, 0 where p = 0.
 
@@ -594,6 +600,7 @@ def _pow_base_grad(g, a, p):
     product is p · 1 = 0 rather than 0 · inf; elsewhere p A^(p−1) is used as it
     is, whose derivative in p stays right at p = 0.
     """
+    a, p = _listed(a), _listed(p)
     if not isinstance(p, Tensor) and np.ndim(p) == 0:
         if p == 0:
             return Tensor(np.zeros(_shape(a), dtype=_value(g).dtype))
@@ -606,6 +613,7 @@ def _pow_base_grad(g, a, p):
 
 def _pow_exponent_grad(g, c, a, p):
     """dp = G ∘ C ∘ log A in ops, with log A read as 0 where A = 0 and p ≥ 0 (C log A → 0 there)."""
+    a, p = _listed(a), _listed(p)
     if isinstance(a, (int, float, np.integer, np.floating)) and not isinstance(a, bool) and a > 0:
         # log of a number as a number, which keeps G's dtype (float32 stays float32)
         return unbroadcast(mul(mul(g, c), float(np.log(float(a)))), _shape(p))

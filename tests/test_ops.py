@@ -561,3 +561,18 @@ def test_two_layer_net_names_its_tensors_as_the_derivation_does():
     names = [node.output.name for node in tape.nodes]
     assert names == [None, "t", "h", None, "v", "J"]
     assert loss.name == "J"
+
+
+@pytest.mark.parametrize("make", [lambda t, k: mt.pow(t, k), lambda t, k: mt.pow(k, t)],
+                         ids=["list exponent", "list base"])
+def test_pow_of_a_list_differentiates_as_pow_of_its_array(make):
+    # The VJPs computed with the list itself: p − 1 raised a TypeError, and A == 0 was
+    # False for a list, so a base of 0 gave NaN where its mask gives 0
+    x = np.array([0.5, 1.0, 2.0])
+    listed, array = [2.0, 3.0, 0.0], np.array([2.0, 3.0, 0.0])
+    for grad in (lambda f: mt.grad(f), lambda f: mt.grad(f, compile=True),
+                 lambda f: mt.grad(lambda w: mt.sum(mt.grad(f)(w) ** 2))):  # and second order
+        got = grad(lambda w: mt.sum(make(w, listed)))(x)
+        want = grad(lambda w: mt.sum(make(w, array)))(x)
+        assert np.isfinite(got).all()
+        np.testing.assert_array_equal(got, want)

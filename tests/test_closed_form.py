@@ -282,6 +282,20 @@ def test_equation_for_names_the_step_each_node_applies():
     assert cf.equation_for(other.nodes[0]) is None
 
 
+def test_a_step_that_makes_one_term_of_a_gradient_names_the_term_not_the_sum():
+    # h is read three times: each step's line said dh = (one term), three times over
+    r = mt.Tensor(np.array([1.0, 2.0]), name="r")
+    x = mt.Tensor(np.array([0.5, -1.0]), name="x")
+    with mt.Tape() as tape:
+        h = mt.tanh(x, name="h")
+        J = mt.sum(h * r + h * h)
+    cf = tape.closed_form(J, [x, r])
+    steps = [cf.equation_for(node) for node in tape.nodes]
+    assert steps[1] == "dh_3 = dmul ∘ r;  dr = dmul ∘ h"
+    assert steps[2] == "dh_1 = dmul2 ∘ h;  dh_2 = dmul2 ∘ h"
+    assert {"d_h_1", "d_h_2", "d_h_3"} <= set(re.findall(r"\bd_h_\d\b", cf.fast_source))
+
+
 def test_sgd_step_updates_every_source_by_minus_lr_times_its_gradient():
     net, x, labels, tape, J = _two_layer()
     cf = tape.closed_form(J, net.params)

@@ -65,7 +65,10 @@ class Backward:
                 continue
             self._term(node, i, x, called)
             by_name = self.maths.term(node, i, x, called, by_name=True)
-            local.append(f"{self.maths.symbol(x)} = {by_name}")
+            symbol = self.maths.symbol(x)
+            if self.plan.expected[id(x)] > 1:  # one term of x's gradient: numbered as in the code
+                symbol = f"{symbol}_{len(self.terms[id(x)])}"
+            local.append(f"{symbol} = {by_name}")
             self._receive(x)
         self.maths.by_node[id(node)] = ";  ".join(local)
 

@@ -42,6 +42,16 @@ def test_a_tensor_of_a_tensor_shares_the_value():
     assert b.value is a.value and b.name == "b"
 
 
+def test_a_list_holding_tensors_is_refused_naming_the_ops_that_combine_them():
+    # numpy read the values, and the new Tensor was a constant: the gradient of the
+    # Tensors in the list came back 0, silently
+    x, y = mt.Tensor(2.0), mt.Tensor(3.0)
+    for data in ([x, y], (x, 1.0), [[1.0, y]]):
+        with pytest.raises(TypeError, match=r"the list holds Tensors.*mt\.stack"):
+            mt.Tensor(data)
+    np.testing.assert_array_equal(mt.Tensor([x.value, y.value]).value, [2.0, 3.0])
+
+
 def test_complex_data_is_refused():
     with pytest.raises(TypeError, match="complex"):
         mt.Tensor(np.array([1 + 2j]))

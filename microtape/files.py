@@ -15,7 +15,9 @@ midway therefore leaves the old file as it was, never half of a new one.
   links gets a new inode, so its other names keep the old contents.
 - A folder, FIFO or device at ``path`` is refused, never replaced.
 - ``make_folder(path)`` creates the folders ``path`` needs, for writers that
-  create them (a checkpoint's, a drawing's), with errors that name ``path``.
+  create them (a checkpoint's, a drawing's), with errors that name ``path``;
+  ``why_unwritable(path)`` says beforehand what is in the way, for commands
+  that check their options before they work.
 - Temporary files are named ``.<name>.<pid>-<host>-<random>.tmp`` next to
   ``<name>``. A process killed while saving (SIGKILL, power loss) leaves one
   behind; the next save to the same name on the same machine deletes those
@@ -36,7 +38,7 @@ import threading
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-__all__ = ["open_atomic", "write_atomic", "make_folder", "file_kind"]
+__all__ = ["open_atomic", "write_atomic", "make_folder", "file_kind", "why_unwritable"]
 
 # The names of the temporary files this process is writing now (see _is_stale).
 _writing: set[str] = set()
@@ -120,6 +122,22 @@ def make_folder(path: str | os.PathLike) -> None:
     except OSError as e:
         raise OSError(e.errno, f"cannot create the folder {str(folder)!r}: {e.strerror}",
                       shown) from None
+
+
+def why_unwritable(path: str | os.PathLike, folder: bool = False) -> str | None:
+    """Why ``path`` cannot be written as a file (or, with ``folder``, made a folder of
+    files), said before any work is done; None when nothing in the way is known."""
+    path = Path(path)
+    if path.is_dir() and not folder:
+        return f"is a folder; name a file in it, e.g. {path / 'out'}"
+    if path.exists() and not path.is_dir() and folder:
+        return "is a file, not a folder"
+    above = path.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if above.exists() and not above.is_dir():
+        return f"{above} is a file, so no folder can be made there"
+    return None
 
 
 def file_kind(mode: int) -> str:

@@ -275,3 +275,14 @@ def test_what_a_call_adds_is_taken_pair_by_pair(monkeypatch):
     # Each pair ran at one pace, so each difference is what a adds at that pace;
     # a block of a at pace 1 less a block of b at pace 3 would read 5 − 6 = −1.
     assert set(differences) == {3.0, 9.0}
+
+
+@pytest.mark.parametrize("out, phrase", [("afile/bench.md", "afile is a file, so no folder"),
+                                         ("folder", "is a folder; name a file in it")])
+def test_a_report_path_that_cannot_be_written_is_refused_before_timing(out, phrase, tmp_path, capsys):
+    # It was found only when the report was written, after all the timing
+    (tmp_path / "afile").write_text("", encoding="utf-8")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(SystemExit) as exit_:
+        bench.parse(["--quick", "--out", str(tmp_path / out)])
+    assert exit_.value.code == 2 and phrase in capsys.readouterr().err

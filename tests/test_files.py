@@ -24,7 +24,7 @@ import pytest
 
 import viz
 from microtape import files
-from microtape.files import open_atomic, write_atomic
+from microtape.files import open_atomic, why_unwritable, write_atomic
 from models import TwoLayerNet
 from models.fit import History
 from models.train import _plot
@@ -439,3 +439,14 @@ def test_every_file_is_written_through_microtape_files():
     sources = [p for folder in ("microtape", "models", "viz", "tests/benchmarks")
                for p in sorted((root / folder).glob("*.py")) if p.name != "files.py"]
     assert [hit for p in sources for hit in _direct_writes(p)] == []
+
+
+def test_why_unwritable_says_what_is_in_the_way(tmp_path):
+    (tmp_path / "afile").write_text("", encoding="utf-8")
+    (tmp_path / "folder").mkdir()
+    assert why_unwritable(tmp_path / "new" / "deeper" / "x.md") is None
+    assert why_unwritable(tmp_path / "folder", folder=True) is None
+    assert why_unwritable(tmp_path / "folder").startswith("is a folder; name a file in it")
+    assert why_unwritable(tmp_path / "afile", folder=True) == "is a file, not a folder"
+    assert why_unwritable(tmp_path / "afile" / "x" / "y.md") == (
+        f"{tmp_path / 'afile'} is a file, so no folder can be made there")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+
+from microtape.files import why_unwritable
 
 from .example import TwoLayer, two_layer
 from .leafcheck import check_leaves
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"argument --seed: expected a non-negative integer, got {args.seed}")
     out = args.out or f"graph.{args.format or 'svg'}"
     for option, path, folder in (("--out", out, False), ("--steps", args.steps, True)):
-        problem = _unwritable(Path(path), folder) if path else None
+        problem = why_unwritable(path, folder) if path else None
         if problem:  # said before anything is drawn or written
             parser.error(f"{option} {path}: {problem}")
     net = two_layer(seed=args.seed)
@@ -69,20 +70,6 @@ def _parser() -> argparse.ArgumentParser:
                         help="colour the leaves by a finite-difference check of their gradients")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the batch and weights")
     return parser
-
-
-def _unwritable(path: Path, folder: bool) -> str | None:
-    """Why ``path`` (a file, or with ``folder`` a folder) cannot be written, or None."""
-    if path.is_dir() and not folder:
-        return f"is a folder; name a file in it, e.g. {path / 'graph.svg'}"
-    if path.exists() and not path.is_dir() and folder:
-        return "is a file, not a folder; name a folder for the pages"
-    above = path.parent
-    while not above.exists() and above != above.parent:
-        above = above.parent
-    if above.exists() and not above.is_dir():
-        return f"{above} is a file, so no folder can be made there"
-    return None
 
 
 def check_verdict(net: TwoLayer) -> tuple[str, bool]:

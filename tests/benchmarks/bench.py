@@ -27,7 +27,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from microtape.files import write_atomic
+from microtape.files import why_unwritable, write_atomic
 
 from . import agreement, contenders, hvp, machine, overhead, tape_profile, user_path
 from .problem import DTYPES, SIZES, make_problem
@@ -114,6 +114,9 @@ def parse(argv: list[str] | None) -> tuple[Options, str | None]:
     p.add_argument("--profile", choices=list(SIZES), metavar="SIZE",
                    help="instead of the benchmark: cProfile the tape's step at SIZE (first --dtypes)")
     a = p.parse_args(argv)
+    problem = why_unwritable(a.out)
+    if problem:  # said now, not after minutes of timing
+        p.error(f"--out {a.out}: {problem}")
     if a.rounds is not None and a.rounds < 1:
         p.error("--rounds must be at least 1")
     if a.block_ms is not None and a.block_ms <= 0:

@@ -296,6 +296,18 @@ def test_a_step_that_makes_one_term_of_a_gradient_names_the_term_not_the_sum():
     assert {"d_h_1", "d_h_2", "d_h_3"} <= set(re.findall(r"\bd_h_\d\b", cf.fast_source))
 
 
+def test_a_gradients_symbol_is_never_a_tensors_name():
+    # A tensor named dW1 beside W1: the equations wrote dW1 for both
+    W1 = mt.Tensor(np.ones((2, 2)), name="W1")
+    dW1 = mt.Tensor(np.full((2, 2), 2.0), name="dW1")
+    x = mt.Tensor(np.ones(2), name="x")
+    with mt.Tape() as tape:
+        J = mt.sum(mt.tanh(x @ W1) * dW1)
+    lines = tape.closed_form(J, [W1, dW1]).equations.splitlines()
+    defined = [line[3:].split(" = ")[0] for line in lines]
+    assert "d_W1" in defined and "ddW1" in defined and "dW1" not in defined
+
+
 def test_sgd_step_updates_every_source_by_minus_lr_times_its_gradient():
     net, x, labels, tape, J = _two_layer()
     cf = tape.closed_form(J, net.params)

@@ -21,7 +21,7 @@ class Equations:
     """Per tensor id, its gradient's symbol and maths; per node, the step page's line."""
 
     __slots__ = ("view", "contexts", "derived", "target", "producer", "deltas", "symbols",
-                 "gmath", "by_node")
+                 "taken", "gmath", "by_node")
 
     def __init__(self, view: Any, contexts: dict, derived: dict) -> None:
         self.view, self.contexts, self.target = view, contexts, view.target
@@ -29,6 +29,9 @@ class Equations:
         self.producer = {id(node.output): node for node in view.nodes}
         self.deltas = wording.delta_names(view.nodes, self.producer)
         self.symbols = {id(self.target): wording.gradient_symbol(view.of(self.target))}
+        # The tensors' own names and the symbols handed out: a gradient's symbol is none of them
+        self.taken = {view.of(x) for node in view.nodes for x in (*node.inputs, node.output)
+                      if isinstance(x, Tensor) and x in view} | set(self.symbols.values())
         self.gmath = {id(self.target): "1"}
         self.by_node: dict[int, str] = {}
 
@@ -38,7 +41,14 @@ class Equations:
         if key not in self.symbols:
             node = self.producer.get(key)
             delta = self.deltas.get(id(node)) if node is not None else None
-            self.symbols[key] = delta or wording.gradient_symbol(self.view.of(x))
+            symbol = delta or wording.gradient_symbol(self.view.of(x))
+            if symbol in self.taken:  # a tensor named dW1 beside W1: the code's name, d_W1
+                symbol = base = self.view.grad(x)
+                k = 2
+                while symbol in self.taken:
+                    symbol, k = f"{base}{k}", k + 1
+            self.taken.add(symbol)
+            self.symbols[key] = symbol
         return self.symbols[key]
 
     def term(self, node: Any, i: int, x: Tensor, called: bool, by_name: bool = False) -> str:

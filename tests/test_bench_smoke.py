@@ -277,7 +277,7 @@ def test_what_a_call_adds_is_taken_pair_by_pair(monkeypatch):
     assert set(differences) == {3.0, 9.0}
 
 
-@pytest.mark.parametrize("out, phrase", [("afile/bench.md", "afile is a file, so no folder"),
+@pytest.mark.parametrize("out, phrase", [("afile/report.txt", "afile is a file, so no folder"),
                                          ("folder", "is a folder; name a file in it")])
 def test_a_report_path_that_cannot_be_written_is_refused_before_timing(out, phrase, tmp_path, capsys):
     # It was found only when the report was written, after all the timing

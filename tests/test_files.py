@@ -444,9 +444,9 @@ def test_every_file_is_written_through_microtape_files():
 def test_why_unwritable_says_what_is_in_the_way(tmp_path):
     (tmp_path / "afile").write_text("", encoding="utf-8")
     (tmp_path / "folder").mkdir()
-    assert why_unwritable(tmp_path / "new" / "deeper" / "x.md") is None
+    assert why_unwritable(tmp_path / "new" / "deeper" / "x.txt") is None
     assert why_unwritable(tmp_path / "folder", folder=True) is None
     assert why_unwritable(tmp_path / "folder").startswith("is a folder; name a file in it")
     assert why_unwritable(tmp_path / "afile", folder=True) == "is a file, not a folder"
-    assert why_unwritable(tmp_path / "afile" / "x" / "y.md") == (
+    assert why_unwritable(tmp_path / "afile" / "x" / "y.txt") == (
         f"{tmp_path / 'afile'} is a file, so no folder can be made there")

@@ -62,7 +62,7 @@ def gradcheck(f: Callable[..., Tensor], inputs: Sequence[Any] | Mapping[str, Any
     stderr: ``None`` does so when it will take more than a few seconds.
     ``order=2`` also checks second derivatives: the tape's Hessian-vector
     products along random directions v against central differences of its
-    gradient along v (``second_order.py``).
+    gradient along v (``_check_second_order`` below).
 
     Raises :class:`GradcheckError` naming the first failing input, its worst
     element, both values and the tolerance; returns a

@@ -122,7 +122,7 @@ class Tape:
     Tapes nest: every active tape records. A tape can be asked for gradients
     any number of times, and drawn; dropping it frees everything it recorded.
     ``tape.closed_form(target, sources)`` writes the record out as numpy code;
-    ``closed_form.py`` defines it, since the writer reads the ops.
+    the ``closed_form`` package defines it, since the writer reads the ops.
 
     ``Tape(persistent=False)`` is for training loops: its first ``gradient``
     or ``backward`` call lets go of the record, so each intermediate value is

@@ -333,6 +333,10 @@ def _checked_state(opt: Optimizer, state: Mapping[str, Any], wanted: dict[str, n
         if np.shape(state[name]) != buffer.shape:
             raise ShapeError(f"{kind}.load_state_dict: {name!r} has shape {np.shape(state[name])} "
                              f"but the parameter has shape {buffer.shape}")
+        dtype = np.asarray(state[name]).dtype
+        if not np.can_cast(dtype, buffer.dtype, casting="same_kind"):  # before any is copied
+            raise InputError(f"{kind}.load_state_dict: {name!r} holds {dtype}, which cannot be "
+                             f"read as the parameter's {buffer.dtype}")
     return int(steps)
 
 
@@ -380,7 +384,9 @@ class SGD(Optimizer):
     weight_decay = _Setting(0.0, doc="g' = g + weight_decay · p.")
 
     def _new_momentum(self) -> None:
-        if self._momentum and self._velocity is None:  # switched on: the velocity starts at 0
+        if not self._momentum:  # switched off: the velocity is gone, from the state too
+            self._velocity = None
+        elif self._velocity is None:  # switched on: the velocity starts at 0
             self._velocity = self._buffers()
 
     def __repr__(self) -> str:

@@ -409,8 +409,30 @@ def test_a_state_that_does_not_fit_is_refused_and_changes_nothing():
     wrong = {**before, "v.w": np.zeros(4), "m.w": np.full(3, 7.0)}
     with pytest.raises(mt.ShapeError, match=r"'v.w' has shape \(4,\)"):
         adam.load_state_dict(wrong)
+    # A dtype it cannot read was found while copying, after m.w had been overwritten
+    complex_v = {**before, "m.w": np.full(3, 7.0), "v.w": np.zeros(3, dtype=complex)}
+    with pytest.raises(mt.InputError, match=r"'v.w' holds complex128, which cannot be read"):
+        adam.load_state_dict(complex_v)
     for name, value in adam.state_dict().items():
         np.testing.assert_array_equal(value, before[name])
+
+
+def test_momentum_switched_off_and_on_again_starts_from_a_zero_velocity():
+    # Switched off, the velocity was kept, and switched on again the old one was used
+    rng = np.random.default_rng(0)
+    v0, gs = rng.normal(size=3), [rng.normal(size=3) for _ in range(4)]
+    w = mt.Tensor(v0.copy())
+    opt = mt.optim.SGD([w], lr=0.1, momentum=0.9)
+    opt.step([gs[0]])
+    opt.step([gs[1]])
+    opt.momentum = 0.0
+    assert list(opt.state_dict()) == ["optimizer", "steps"]  # as an SGD made without momentum
+    opt.step([gs[2]])
+    opt.momentum = 0.9
+    opt.step([gs[3]])
+    u = 0.9 * gs[0] + gs[1]
+    want = v0 - 0.1 * gs[0] - 0.1 * u - 0.1 * gs[2] - 0.1 * gs[3]  # the last velocity: g3 alone
+    np.testing.assert_allclose(w.value, want, rtol=1e-15)
 
 
 @pytest.mark.parametrize("make", [lambda p: mt.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),

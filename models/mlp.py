@@ -132,7 +132,7 @@ class MLP:
     def accuracy(self, x: Any, labels: Any) -> float:
         """The fraction of examples whose predicted class is the label."""
         labels = np.asarray(labels)
-        if labels.dtype.kind == "f":  # label rows: their largest entry is the class
+        if labels.dtype.kind in "fb":  # label rows (probabilities, one-hot bools): the largest wins
             labels = np.argmax(labels, axis=-1)
         predicted = self.predict(x)
         if predicted.shape != labels.shape:

@@ -308,6 +308,17 @@ def test_saved_file_is_a_plain_npz(tmp_path):
     assert set(arrays) == {"W1", "b1", "activation"} and str(arrays["activation"]) == "sigmoid"
 
 
+def test_accuracy_and_fit_take_one_hot_bool_rows_as_the_loss_does():
+    # The loss takes bool label rows; accuracy compared them with the predictions as they
+    # were, and fit raised a ShapeError after its first epoch had changed the parameters
+    rng = np.random.default_rng(0)
+    x, classes = rng.normal(size=(6, 4)), rng.integers(0, 3, 6)
+    net = TwoLayerNet(4, 3, 3, seed=0)
+    assert net.accuracy(x, np.eye(3, dtype=bool)[classes]) == net.accuracy(x, classes)
+    fit(net, mt.optim.SGD(net.params, lr=0.1), x, np.eye(3, dtype=bool)[classes], epochs=1,
+        batch_size=2)
+
+
 def test_accuracy_needs_one_label_per_example():
     net = TwoLayerNet(4, 3, 2, seed=0)
     x, labels = batch(5, 4, 2)

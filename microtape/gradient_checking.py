@@ -76,7 +76,7 @@ def gradcheck(f: Callable[..., Tensor], inputs: Sequence[Any] | Mapping[str, Any
 
     def value(xs: list[np.ndarray]) -> float:
         with no_grad():  # the cheap mode, even when called inside a tape
-            return float(call([Tensor(x) for x in xs]).value)
+            return call([Tensor(x) for x in xs]).value.item()  # one element, of any shape
 
     report = compare_with_differences("gradcheck", value, names, arrays, analytic, eps=eps,
                                       rtol=rtol, atol=atol, max_elements=max_elements, seed=seed,

@@ -92,3 +92,9 @@ def test_finite_differences_are_written_once_in_the_project():
     written = [hit for p in sources for hit in _defines_differences(p)]
     assert [hit.split(":")[0] for hit in written] == ["microtape/gradient_checking.py"], (
         f"central differences written outside microtape.gradient_checking: {written}")
+
+
+def test_gradcheck_takes_a_loss_of_one_element_of_any_shape():
+    # float() of a (1,) array is refused by numpy 2.4: the check raised a TypeError
+    report = mt.gradcheck(lambda a: mt.reshape(mt.sum(a * a), (1,)), [np.ones((3, 4))])
+    assert report.passed

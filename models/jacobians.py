@@ -12,7 +12,10 @@ the tape's dJ/dx, then the loss's Hessian in the logits beside diag(ŷ) − ŷŷ
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import argparse
+import os
+import sys
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -130,8 +133,20 @@ def _cost_table(n_in: int, n_hidden: int, n_out: int, batch: int) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Print the chain for one example of a small net, then the digits network's cost table."""
+    argparse.ArgumentParser(prog="python -m models.jacobians", description=__doc__.splitlines()[0]
+                            ).parse_args(argv)  # --help, and a typo refused: it takes no options
+    try:
+        _print_chain()
+    except BrokenPipeError:
+        # The reader of stdout went away (| head); stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 0
+
+
+def _print_chain() -> None:
     net = TwoLayerNet(4, 3, 3, seed=0)
     x, label = np.random.default_rng(0).normal(size=4), 1
     print(f"One example of {net}: x = {_show(x)}, label {label}\n")
@@ -146,7 +161,6 @@ def main() -> int:
     print(_pair("∂²J/∂v_a∂v_b = ŷ_a δ_ab − ŷ_a ŷ_b, the loss's Hessian in the logits",
                 ("mt.hessian", hessian), ("diag(ŷ) − ŷŷᵀ", hand)))
     print(_cost_table(64, 64, 10, batch=32))
-    return 0
 
 
 if __name__ == "__main__":

@@ -134,3 +134,20 @@ def test_the_digits_sizes_in_the_table_are_the_training_commands():
     from models.data import load_digits
     x_train, y_train, _, _ = load_digits()
     assert (x_train.shape[1], int(y_train.max()) + 1) == (64, 10)
+
+
+def test_the_command_takes_help_refuses_options_and_stops_quietly_when_its_reader_goes():
+    # It took no arguments: --help printed the whole chain, and a reader that went
+    # away (| head) left a BrokenPipeError traceback
+    run = lambda *args: subprocess.run([sys.executable, "-m", "models.jacobians", *args],  # noqa: E731
+                                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    helped = run("--help")
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: python -m models.jacobians")
+    refused = run("--bogus")
+    assert refused.returncode == 2 and "unrecognized arguments: --bogus" in refused.stderr
+    with subprocess.Popen([sys.executable, "-m", "models.jacobians"], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as reader:
+        reader.stdout.readline()
+        reader.stdout.close()  # as head does after its lines
+        stderr = reader.stderr.read()
+        assert reader.wait(timeout=120) in (0, 1) and "Traceback" not in stderr

@@ -45,7 +45,7 @@ import numpy as np
 from .errors import InputError, ShapeError
 from .state import _EDITS
 from .tape import Node, _active
-from .tensor import Tensor, wrap
+from .tensor import Tensor, holds_tensor, wrap
 
 _new = object.__new__
 
@@ -201,16 +201,12 @@ class Primitive:
         return self._unhidden(a) if type(a) in _CONTAINERS else a
 
     def _unhidden(self, a: list | tuple) -> list | tuple:
-        """``a``, unless a Tensor hides in it: numpy would read it as a constant, and no
-        gradient would reach it, silently."""
-        for v in a:
-            if type(v) in _CONTAINERS:
-                self._unhidden(v)
-            elif isinstance(v, Tensor):
-                raise TypeError(
-                    f"{self.name}: a {type(a).__name__} holding a Tensor was passed; the op would "
-                    f"read it as a constant and send it no gradient. Pass the Tensor itself, or "
-                    f"combine Tensors with microtape's ops first")
+        """``a``, unless a Tensor hides in it (``holds_tensor``)."""
+        if holds_tensor(a):
+            raise TypeError(
+                f"{self.name}: a {type(a).__name__} holding a Tensor was passed; the op would "
+                f"read it as a constant and send it no gradient. Pass the Tensor itself, or "
+                f"combine Tensors with microtape's ops first")
         return a
 
     def _as_float(self, out: np.ndarray) -> np.ndarray:

@@ -36,8 +36,11 @@ class Tensor:
     def __init__(self, data: Any, name: str | None = None) -> None:
         if isinstance(data, Tensor):
             data = data.value
-        elif type(data) is list or type(data) is tuple:
-            _refuse_hidden_tensors(data)
+        elif (type(data) is list or type(data) is tuple) and holds_tensor(data):
+            raise TypeError(
+                "Tensor: the list holds Tensors, which it would copy as constants: no gradient "
+                "would reach them; combine them with mt.stack([...]) or mt.concatenate([...]), "
+                "which are recorded, or pass their values (t.value) for data")
         value = np.asarray(data)
         if value.dtype.kind == "c":
             raise TypeError("Tensor: microtape differentiates real functions; got a complex array")
@@ -167,17 +170,11 @@ class Tensor:
 
 _new = object.__new__
 
-def _refuse_hidden_tensors(data: list | tuple) -> None:
-    """Refuse Tensors inside a list: numpy would read their values, and the new Tensor
-    would be a constant that no gradient crosses back to them, silently."""
-    for x in data:
-        if type(x) is list or type(x) is tuple:
-            _refuse_hidden_tensors(x)
-        elif isinstance(x, Tensor):
-            raise TypeError(
-                "Tensor: the list holds Tensors, which it would copy as constants: no gradient "
-                "would reach them; combine them with mt.stack([...]) or mt.concatenate([...]), "
-                "which are recorded, or pass their values (t.value) for data")
+def holds_tensor(items: list | tuple) -> bool:
+    """Whether a Tensor hides in ``items`` (or in a list or tuple inside): numpy would read
+    its value, and what it makes would be a constant no gradient crosses back to it."""
+    return any(holds_tensor(x) if type(x) is list or type(x) is tuple else isinstance(x, Tensor)
+               for x in items)
 
 
 def mark_all_modified(tensors: Iterable[Tensor]) -> None:

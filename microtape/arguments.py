@@ -306,10 +306,10 @@ def _flat(x: Any):
 _NUMBERS = frozenset((int, float, bool, str))  # arguments a signature holds by value
 
 
-def guard(args: tuple, getters: list, held: Sequence[int] = (),
+def guard(args: tuple, getters: list, refused: str, held: Sequence[int] = (),
           identities: Sequence[tuple[int, Tensor, bool]] = ()) -> tuple[list[str], str, dict] | None:
-    """Code that returns None unless a call's arguments have the signature ``args`` have,
-    and the closed form's inputs read from them: (lines, inputs, namespace).
+    """Code that runs the statement ``refused`` unless a call's arguments have the signature
+    ``args`` have, and the closed form's inputs read from them: (lines, inputs, namespace).
 
     Written for calls of plain arrays, Tensors, numbers and strings, none of
     the Tensors passed twice (None for any other call): every check the cache
@@ -338,8 +338,8 @@ def guard(args: tuple, getters: list, held: Sequence[int] = (),
     unpacked = [_unpack("a", len(args), "args"), *([_unpack("p", len(held), "params")] if held else [])]
     lines = ["try:", *(f"    {line}" for line in unpacked),
              "except ValueError:  # another number of arguments",
-             "    return None",
-             f"if not ({' and '.join(types + checks) or 'True'}):", "    return None"]
+             f"    {refused}",
+             f"if not ({' and '.join(types + checks) or 'True'}):", f"    {refused}"]
     return lines, _inputs(getters, namespace), namespace
 
 

@@ -20,6 +20,9 @@ checks each argument's type, shape and dtype in place, then binds and runs,
 so a hit builds and hashes no key and takes no lock. So is the fused SGD
 step ``opt.step(vg, *args)`` runs, whose check also finds the optimizer's
 parameters at the argnums by identity, so that SGD need not look for them.
+The two become the compiled function's own ``__call__`` and ``_sgd_step``,
+on a class each compiled function has to itself; any call they refuse they
+hand to the general methods, which build the key.
 """
 
 from __future__ import annotations
@@ -73,21 +76,29 @@ class _Entry:
     be a source (see ``Compiled._with_outside``).
     """
 
-    __slots__ = ("cf", "function", "bind", "finish", "used", "fast", "fast_step", "same", "outside")
+    __slots__ = ("cf", "function", "bind", "finish", "used", "call", "sgd_step", "same", "outside")
 
     def __init__(self, cf: Any, bind: Callable, finish: Callable | None, same: tuple = (),
                  outside: tuple = ()) -> None:
         self.cf, self.function, self.bind, self.finish = cf, cf.function, bind, finish
         self.same, self.outside = same, outside
         self.used = 0  # when it was last used, on the cache's clock of calls
-        self.fast: Callable | None = None  # the whole call for this signature, if it has one
-        self.fast_step: Callable | None = None  # the same for the fused SGD step, if it has one
+        self.call: Callable | None = None  # the whole call for this signature, if it has one
+        self.sgd_step: Callable | None = None  # the same for the fused SGD step, if it has one
 
 
 class Compiled:
     """``value_and_grad(f, compile=True)``: a closed form per signature, least recently used out."""
 
     maxsize = 64
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Compiled":
+        # A class of its own, so that the last signature's call, written out as code, can be
+        # its __call__ (see _use): Python looks __call__ up on the type, and a general
+        # __call__ that handed a hit on to that code cost a frame, a fifth of all the call adds.
+        own = type(cls.__name__, (cls,), {"__module__": cls.__module__,
+                                          "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
+        return super().__new__(own)
 
     def __init__(self, f: Callable, argnums: Any, positions: tuple[int, ...], single: bool,
                  kind: str = "value_and_grad", eager: Callable | None = None) -> None:
@@ -98,8 +109,6 @@ class Compiled:
         # a count is atomic, so a hit needs no lock: hits are the ticks less misses and looks.
         self._ticks = itertools.count()
         self._looks = 0  # ticks cache_info took to read the count
-        self._fast: Callable | None = None  # the last signature's call, checked in place
-        self._fast_step: Callable | None = None  # and its fused SGD step (sgd_step)
         self._by_value: dict[tuple, tuple] = {}  # signature -> places whose values key too
         # Tensors some trace read from outside the arguments (a closure, a global), by id:
         # passed as a source too, they are one variable there, which the key must tell apart
@@ -135,11 +144,6 @@ class Compiled:
             raise TraceError(_RECORDING.format(self.__name__))
         if _ANOMALY[0] and _anomaly_mode():
             return self.eager(*args)  # the closed form cannot be checked op by op
-        fast = self._fast  # a training loop calls with one signature: checked in place, no key
-        if fast is not None:
-            out = fast(args)
-            if out is not None:
-                return out
         # signature(), its array and Tensor cases inlined, and _hit()
         holders: list = []
         key = with_repeats(tuple([
@@ -175,8 +179,19 @@ class Compiled:
             entry = self._cache.get(key)
             if entry is not None:
                 entry.used = next(self._ticks)  # a tick, not a reordering: hits stay cheap
-                self._fast, self._fast_step = entry.fast, entry.fast_step
+                self._use(entry)
             return entry
+
+    def _use(self, entry: _Entry) -> None:
+        """Make ``entry``'s written-out call and fused step this function's own ``__call__``
+        and ``_sgd_step``, or the general ones where it has none. Under the lock."""
+        own = type(self)
+        call = entry.call or own.__base__.__call__
+        sgd_step = entry.sgd_step or own.__base__._sgd_step
+        if own.__dict__.get("__call__") is not call:  # setting a type's attribute resets its caches
+            own.__call__ = call
+        if own.__dict__.get("_sgd_step") is not sgd_step:
+            own._sgd_step = sgd_step
 
     def _miss(self, signature: tuple, args: tuple) -> _Entry:
         key = self._with_outside(signature, args)
@@ -195,7 +210,7 @@ class Compiled:
             self.misses += 1
             known = self._by_value.get(key, ())
             if held or known:  # once an array of this signature keys by value, it always does
-                entry.fast = entry.fast_step = None  # a check would need the values: keyed instead
+                entry.call = entry.sgd_step = None  # a check would need the values: keyed instead
                 places = tuple(sorted(set(held).union(known)))
                 self._by_value[key] = places
                 if len(self._by_value) > self.maxsize:
@@ -203,7 +218,7 @@ class Compiled:
                 key = (key, places, tuple(value_key(at(args, p)) for p in places))
             entry.used = next(self._ticks)
             self._cache[key] = entry
-            self._fast, self._fast_step = entry.fast, entry.fast_step
+            self._use(entry)
             if len(self._cache) > self.maxsize:  # the least recently used goes, never the new one
                 del self._cache[min(self._cache, key=lambda k: self._cache[k].used)]
         return entry
@@ -242,43 +257,55 @@ class Compiled:
         entry = _Entry(cf, binder(found), _finisher(cf, listed),
                        same=tuple((i, args[i]) for i in sorted(sources) if traced[i] is args[i]),
                        outside=outside)
-        entry.fast, entry.fast_step = self._fast_calls(entry, args, found)
+        entry.call, entry.sgd_step = self._written_calls(entry, args, found)
         return entry, baked(tape.nodes, traced, sources)
 
-    def _fast_calls(self, entry: _Entry, args: tuple, found: list) -> tuple:
-        """The whole call for ``args``'s signature as one function, and the fused SGD step's:
-        the check of the arguments in place of the key, the hit's tick, binding, the run.
-        (None, None) where the signature has no such check."""
+    def _written_calls(self, entry: _Entry, args: tuple, found: list) -> tuple:
+        """``__call__`` for ``args``'s signature written out as one function, and the fused
+        SGD step's ``_sgd_step``: the refusals while tracing, recording or checking anomalies,
+        the check of the arguments in place of the key, the hit's tick, binding, the run. Any
+        call they refuse goes to the general methods. (None, None) where the signature has no
+        such check."""
         # Each source is, or is not, each Tensor f read from outside, as when traced
         read = {id(t): t for t in (*(t for _, t in entry.same), *entry.outside)}.values()
         identities = [(i, t, any(i == j and t is u for j, u in entry.same))
                       for i in sorted({i % len(args) for i in self.positions}) for t in read]
-        checked = guard(args, found, identities=identities)
+        elsewhere = "return general_call(self, *args)"
+        checked = guard(args, found, elsewhere, identities=identities)
         if checked is None:
             return None, None
         lines, inputs, namespace = checked
-        # The fused step's check finds the optimizer's parameters at the argnums by identity
-        stepped = guard(args, found, [i % len(args) for i in self.positions], identities)
+        general = type(self).__base__
         namespace.update(entry=entry, tick=self._ticks.__next__, function=entry.function,
                          step_function=entry.cf.step_function, finish=entry.finish,
                          asarray=np.asarray, tracing=_tracing.get, active=_active.get,
-                         active_tapes=active_tapes, ANOMALY=_ANOMALY, anomaly_mode=_anomaly_mode)
+                         active_tapes=active_tapes, ANOMALY=_ANOMALY, anomaly_mode=_anomaly_mode,
+                         general_call=general.__call__, general_step=general._sgd_step)
         finish = entry.finish is not None
-        call = [*lines, "entry.used = tick()", f"value, grads = function({inputs})",
+        grads = f"grads{'[0]' if self.single else ''}"
+        call = [_REFUSING, f"    {elsewhere}", *lines, "entry.used = tick()",
+                f"value, grads = function({inputs})",
                 *(["value, grads = finish(value, grads)"] if finish else []),
-                f"return asarray(value), grads{'[0]' if self.single else ''}"]
+                f"return asarray(value), {grads}" if self.kind == "value_and_grad" else f"return {grads}"]
         where = f"<compile=True call of {_name(self.f)}>"
-        fast = _written("fast", "args", call, namespace, where)
+        return (_written("__call__", "self, *args", call, namespace, where),
+                self._written_step(entry, args, found, identities, namespace, where))
+
+    def _written_step(self, entry: _Entry, args: tuple, found: list, identities: list,
+                      namespace: dict, where: str) -> Callable | None:
+        """``_written_calls``'s fused step, whose check also finds the optimizer's parameters
+        at the argnums by identity; None where the closed form has none."""
+        elsewhere = "return general_step(self, lr, args, params)"
+        stepped = guard(args, found, elsewhere, [i % len(args) for i in self.positions], identities)
         if entry.cf.step_function is None or stepped is None:
-            return fast, None
-        step_lines, step_inputs, step_names = stepped
-        namespace.update(step_names)  # the same names as the call's, and the same values
-        # The step's own refusals run first, as _sgd_step's would: a None sends it there
-        step = ["if tracing() or active() and active_tapes() or ANOMALY[0] and anomaly_mode():",
-                "    return None", *step_lines, "entry.used = tick()",
-                f"value = step_function({step_inputs}, lr)",
-                *(["value = finish(value, ())[0]"] if finish else []), "return asarray(value)"]
-        return fast, _written("fast_step", "args, lr, params", step, namespace, where)
+            return None
+        lines, inputs, names = stepped
+        namespace.update(names)  # the same names as the call's, and the same values
+        step = [_REFUSING, f"    {elsewhere}", *lines, "entry.used = tick()",
+                f"value = step_function({inputs}, lr)",
+                *(["value = finish(value, ())[0]"] if entry.finish is not None else []),
+                "return asarray(value)"]
+        return _written("_sgd_step", "self, lr, args, params", step, namespace, where)
 
     def _sgd_step(self, lr: float, args: tuple, params: tuple) -> np.ndarray | None:
         """``f(*args)``'s value, each source updated in place by ``p ← p − lr·∂f/∂p`` in the
@@ -287,11 +314,6 @@ class Compiled:
         argnums entry in its order. None, with nothing run, where they are not the arguments
         there, where the closed form has no fused step (a source is computed, not a leaf) or
         where anomaly mode checks each op."""
-        fast = self._fast_step  # the last signature's step, with every check below in it
-        if fast is not None:
-            value = fast(args, lr, params)
-            if value is not None:
-                return value
         n = len(args)
         if len(params) != len(self.positions) or not all(
                 -n <= i < n and args[i] is p for i, p in zip(self.positions, params)):
@@ -309,6 +331,10 @@ class Compiled:
         if entry.finish is not None:
             value = entry.finish(value, ())[0]
         return np.asarray(value)
+
+
+# What a written-out call refuses first, as the general methods refuse it
+_REFUSING = "if tracing() or active() and active_tapes() or ANOMALY[0] and anomaly_mode():"
 
 
 def _written(name: str, params: str, body: list[str], namespace: dict, where: str) -> Callable:

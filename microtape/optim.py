@@ -415,7 +415,7 @@ class SGD(Optimizer):
 
     def _fused(self, vg: Callable, args: tuple) -> np.ndarray | None:
         # Plain SGD is what a closed form's fused step computes: p ← p − lr·g, in place.
-        if self._momentum or self._weight_decay or type(vg) is not Compiled:
+        if self._momentum or self._weight_decay or not isinstance(vg, Compiled):
             return None
         n = len(args)
         params = tuple(args[i % n] for i in vg.positions)  # this optimizer's, as _step_on found

@@ -374,6 +374,22 @@ def test_the_checked_call_keeps_to_the_general_path_for_containers_and_arguments
     assert _after(g, (W, [X[0]]), (W, [X[1]])).misses == 1
 
 
+def test_each_compiled_function_runs_its_own_checked_call():
+    # The checked call is each compiled function's own __call__: two functions, and the
+    # same function's value_and_grad and grad, interleaved, each answer as their eager twin
+    f = lambda w, x: mt.sum(w * x)  # noqa: E731
+    g = lambda w, x: mt.sum(w * w * x)  # noqa: E731
+    compiled = [mt.value_and_grad(f, compile=True), mt.value_and_grad(g, compile=True)]
+    grads = [mt.grad(f, compile=True), mt.grad(g, compile=True)]
+    for x in (X[0], X[1], X[0, :2], X[2]):
+        w = W if x.shape == W.shape else W[:2]
+        for h, vg, gr in zip((f, g), compiled, grads):
+            _same(vg(w, x), mt.value_and_grad(h)(w, x))
+            np.testing.assert_allclose(gr(w, x), mt.grad(h)(w, x), rtol=1e-12)
+    assert all(isinstance(c, type(compiled[0]).__base__) for c in compiled + grads)
+    assert [c.cache_info()[:2] for c in compiled + grads] == [(2, 2)] * 4
+
+
 def test_threads_switching_signatures_lose_no_counts():
     compiled = mt.value_and_grad(lambda w: mt.sum(w * w), compile=True)
     arrays = [np.ones(3), np.ones(4), mt.Tensor(np.ones(3))]

@@ -72,11 +72,14 @@ def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
         "the generated code (`cf.function`)", "the compiled call (`vg(*args)`)",
         "the compiled call, then `SGD.step(grads)`",
         "the fused step's generated code (`cf.step_function`)",
+        "the compiled function's fused step (`vg._sgd_step`)",
         "`opt.step(vg, *args)` (SGD: the fused step)", "the fused step (`cf.sgd_step`)",
         "`SGD.step`", "`Adam.step`"]
     assert re.search(r"µs over the generated code \|$", pieces[1])
     assert re.search(r"µs over its generated code \|$", pieces[4])
-    assert all(re.search(r"µs per parameter over numpy's [0-9.]+ µs \|$", line) for line in pieces[6:])
+    assert re.search(r"µs over its generated code, [-+][0-9.]+ µs per parameter over "
+                     r"`vg._sgd_step` \|$", pieces[5])
+    assert all(re.search(r"µs per parameter over numpy's [0-9.]+ µs \|$", line) for line in pieces[7:])
 
     # The README's table: one row per dtype, anomaly mode left out, the machine and BLAS named.
     readme = text.split("## The table for the README")[1].split("\n## ")[0]
@@ -104,7 +107,8 @@ def test_quick_run_checks_times_and_writes_every_row(tmp_path, capsys):
                      "peak memory, tiny, float64", "compiled peak memory, tiny, float64",
                      "peak memory, tiny, float32", "compiled peak memory, tiny, float32",
                      "compile=True call over its generated code, tiny, float64",
-                     "opt.step(vg, *args) over its generated code, tiny, float64",
+                     "compile=True fused step over its generated code, tiny, float64",
+                     "opt.step(vg, *args) per parameter over that fused step, tiny, float64",
                      "SGD.step per parameter over its numpy, tiny, float64",
                      "Adam.step per parameter over its numpy, tiny, float64"]
     for line in targets:

@@ -3,8 +3,9 @@
 A user trains with ``value_and_grad(loss, argnums=(0, 1, 2, 3), compile=True)``
 and ``mt.optim.SGD`` or ``Adam``. Each piece is timed beside the work it
 wraps: the compiled call beside the generated code it runs (``cf.function``),
-and each optimizer's step beside the same numpy arithmetic written as bare
-in-place updates. The medians come from interleaved blocks; what the library
+the compiled function's fused step (``vg._sgd_step``) beside its generated
+code, ``opt.step(vg, *args)`` beside that fused step, and each optimizer's
+step beside the same numpy arithmetic written as bare in-place updates. The medians come from interleaved blocks; what the library
 adds per call and per parameter, a few microseconds, from pairs of calls made
 side by side (``timing.paired``).
 """
@@ -55,8 +56,12 @@ def _adam_arithmetic(params: list[np.ndarray], grads: tuple, lr: float):
     return step
 
 
-# What each piece adds over the work it wraps: (piece, the work, how many it is per).
-OVERHEADS = (("compiled call", "generated code", 1), ("opt.step(vg)", "generated step code", 1),
+# What each piece adds over the work it wraps: (piece, the work, how many it is per). The
+# call's budget is the compiled function's; opt.step(vg) is that function's fused step with
+# SGD around it, so SGD's own part is held to the optimizers' budget per parameter.
+OVERHEADS = (("compiled call", "generated code", 1), ("compiled step", "generated step code", 1),
+             ("opt.step(vg)", "generated step code", 1),
+             ("SGD around the compiled step", ("opt.step(vg)", "compiled step"), len(PARAM_NAMES)),
              ("SGD.step", "numpy SGD", len(PARAM_NAMES)), ("Adam.step", "numpy Adam", len(PARAM_NAMES)))
 
 
@@ -79,11 +84,13 @@ def measure(size: str, dtype: str, rounds: int,
     arrays = [problem.params0[name].copy() for name in PARAM_NAMES]
     sgd, adam = mt.optim.SGD(tensors, lr), mt.optim.Adam(tensors, lr)
     step_code = cf.step_function
+    vg, params = user._value_and_grad, tuple(user.net.parameters())
     pieces = {
         "generated code": lambda: cf.function(*bound),
         "compiled call": lambda: user._value_and_grad(*user.args),
         "compiled call + SGD": user.two_calls,
         "generated step code": lambda: step_code(*bound, lr),
+        "compiled step": lambda: vg._sgd_step(lr, user.args, params),
         "opt.step(vg)": user.step,
         "fused step": fused.step,
         "SGD.step": lambda: sgd.step(grads),
@@ -92,8 +99,11 @@ def measure(size: str, dtype: str, rounds: int,
         "numpy Adam": _adam_arithmetic(arrays, grads, lr),
     }
     timings = interleave(pieces, rounds, block_seconds)
-    over = {piece: statistics.median(paired(pieces[piece], pieces[work], rounds * block_seconds))
-            / per for piece, work, per in OVERHEADS}
+    over = {}
+    for piece, work, per in OVERHEADS:
+        timed, work = work if isinstance(work, tuple) else (piece, work)
+        over[piece] = statistics.median(
+            paired(pieces[timed], pieces[work], rounds * block_seconds)) / per
     return timings, over
 
 
@@ -110,8 +120,13 @@ def section(size: str, dtype: str, t: dict[str, Timing],
              ""],
             ["the fused step's generated code (`cf.step_function`)",
              fmt_time(t["generated step code"].median), ""],
+            ["the compiled function's fused step (`vg._sgd_step`)",
+             fmt_time(t["compiled step"].median),
+             f"{over['compiled step'] * 1e6:+.2f} µs over its generated code"],
             ["`opt.step(vg, *args)` (SGD: the fused step)", fmt_time(t["opt.step(vg)"].median),
-             f"{over['opt.step(vg)'] * 1e6:+.2f} µs over its generated code"],
+             f"{over['opt.step(vg)'] * 1e6:+.2f} µs over its generated code, "
+             f"{over['SGD around the compiled step'] * 1e6:+.2f} µs per parameter over "
+             f"`vg._sgd_step`"],
             ["the fused step (`cf.sgd_step`)", fmt_time(t["fused step"].median), ""],
             ["`SGD.step`", fmt_time(t["SGD.step"].median),
              f"{over['SGD.step'] * 1e6:+.2f} µs per parameter over numpy's "
@@ -126,14 +141,18 @@ def section(size: str, dtype: str, t: dict[str, Timing],
           "`opt.step(grads)` (two calls), and the optimizers on its gradients, each timed beside the work it "
           "wraps (medians from the same rounds scheme; what a piece adds is the median, over "
           "pairs of calls made side by side in alternating order, of its call's time less "
-          "its work's): the call beside the generated code it runs, each "
+          "its work's): the call beside the generated code it runs, the compiled function's "
+          "fused step (what `opt.step(vg, *args)` hands plain SGD's update to) beside its "
+          "generated code and `opt.step(vg, *args)` beside that fused step, each "
           f"optimizer beside its own arithmetic as bare numpy in-place updates ({n} parameters).",
           "", *table(["what", "median", "over the work it wraps"], rows)]
     where = f"{size}, {dtype}"
     goals = [(f"compile=True call over its generated code, {where}", CALL_TARGET,
               over["compiled call"]),
-             (f"opt.step(vg, *args) over its generated code, {where}", CALL_TARGET,
-              over["opt.step(vg)"]),
+             (f"compile=True fused step over its generated code, {where}", CALL_TARGET,
+              over["compiled step"]),
+             (f"opt.step(vg, *args) per parameter over that fused step, {where}",
+              PER_PARAM_TARGET, over["SGD around the compiled step"]),
              (f"SGD.step per parameter over its numpy, {where}", PER_PARAM_TARGET,
               over["SGD.step"]),
              (f"Adam.step per parameter over its numpy, {where}", PER_PARAM_TARGET,

@@ -25,7 +25,7 @@ from .ops import (
     softmax_cross_entropy, stop_gradient, sub, sum, tanh, transpose, unbroadcast,
 )
 from .selection import (
-    abs, clip, heaviside, is_equal, max, maximum, min, minimum, sign, sqrt, where,
+    above, abs, clip, heaviside, is_equal, max, maximum, min, minimum, sign, sqrt, where,
 )
 from .joining import concatenate, stack
 from .losses import binary_cross_entropy_with_logits, mse
@@ -52,7 +52,7 @@ __all__ = [
     "softmax_cross_entropy", "einsum", "stop_gradient", "broadcast_axes", "unbroadcast",
     "broadcast_to", "scatter_add", "astype",
     "abs", "sqrt", "maximum", "minimum", "clip", "where", "max", "min", "sign", "heaviside",
-    "is_equal", "concatenate", "stack", "mse", "binary_cross_entropy_with_logits",
+    "above", "is_equal", "concatenate", "stack", "mse", "binary_cross_entropy_with_logits",
     "grad", "value_and_grad", "gradcheck",
     "jacobian", "hessian", "hvp", "jvp",
 ]

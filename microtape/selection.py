@@ -7,7 +7,7 @@ where A = B, a value exactly on a bound of ``clip`` gets half of G (clip is
 a maximum, then a minimum), and ``max`` over an axis shares G equally among
 the elements that tie for the largest.
 
-The masks that choose are ops too (``sign``, ``heaviside``, ``is_equal``),
+The masks that choose are ops too (``sign``, ``heaviside``, ``above``, ``is_equal``),
 computed in the grads from the recorded values: so a closed form computes
 them from the values it is called with, and a derivative of a derivative
 sees them as the constants they are (their own VJPs are zero).
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .ops import _expand_in_ops, _shape, div, is_equal, mul, sub, sum, unbroadcast
+from .ops import _expand_in_ops, _shape, div, is_equal, mul, sum, unbroadcast
 from .primitive import Code, primitive
 from .validation import broadcast_hint
 
@@ -43,6 +43,24 @@ def heaviside(a):
     return np.heaviside(a, 0.5)
 
 
+@primitive("dA, dB: none (the step is flat wherever it is defined)", broadcasts=True,
+           explain=broadcast_hint,
+           code=Code(lambda c: f"np.add(np.greater({c.A}, {c.B}), np.greater_equal({c.A}, {c.B}), "
+                               f"dtype=np.{c.dtype.name}) / 2", math="H({A} − {B})"),
+           grads=(None, None))
+def above(a, b):
+    """C = H(A − B) = ([A > B] + [A ≥ B]) / 2: 1, ½ on a tie, or 0, as floats.
+
+    Compared, not subtracted: A − B overflows for values far apart, and is NaN
+    for two equal infinities, which tie as any two equal numbers do.
+    """
+    dtype = np.result_type(a, b)
+    c = np.add(np.greater(a, b), np.greater_equal(a, b),
+               dtype=dtype if dtype.kind == "f" else np.float64)
+    c /= 2
+    return c
+
+
 # -- elementwise ---------------------------------------------------------------------
 
 @primitive("dA = G ∘ sign(A)  (0 at A = 0)", code=Code("np.abs({A})", math="|{A}|"),
@@ -63,8 +81,8 @@ def sqrt(a):
 @primitive(f"dA = G ∘ H(A − B),  dB = G ∘ H(B − A)  (H(0) = ½: a tie gives each half of G; "
            f"{_SUMMED})", broadcasts=True, explain=broadcast_hint,
            code=Code("np.maximum({A}, {B})", math="max({A}, {B})"),
-           grads=(lambda g, c, a, b: unbroadcast(mul(g, heaviside(sub(a, b))), _shape(a)),
-                  lambda g, c, a, b: unbroadcast(mul(g, heaviside(sub(b, a))), _shape(b))))
+           grads=(lambda g, c, a, b: unbroadcast(mul(g, above(a, b)), _shape(a)),
+                  lambda g, c, a, b: unbroadcast(mul(g, above(b, a)), _shape(b))))
 def maximum(a, b):
     """C = the larger of A and B, elementwise, with broadcasting; a tie shares G equally."""
     return np.maximum(a, b)
@@ -73,8 +91,8 @@ def maximum(a, b):
 @primitive(f"dA = G ∘ H(B − A),  dB = G ∘ H(A − B)  (H(0) = ½: a tie gives each half of G; "
            f"{_SUMMED})", broadcasts=True, explain=broadcast_hint,
            code=Code("np.minimum({A}, {B})", math="min({A}, {B})"),
-           grads=(lambda g, c, a, b: unbroadcast(mul(g, heaviside(sub(b, a))), _shape(a)),
-                  lambda g, c, a, b: unbroadcast(mul(g, heaviside(sub(a, b))), _shape(b))))
+           grads=(lambda g, c, a, b: unbroadcast(mul(g, above(b, a)), _shape(a)),
+                  lambda g, c, a, b: unbroadcast(mul(g, above(a, b)), _shape(b))))
 def minimum(a, b):
     """C = the smaller of A and B, elementwise, with broadcasting; a tie shares G equally."""
     return np.minimum(a, b)
@@ -88,25 +106,25 @@ def _clip_grad(g, a, lo, hi):
     """dA = G ∘ H(A − lo) ∘ H(hi − A), each factor only for a bound that was given."""
     d = g
     if lo is not None:
-        d = mul(d, heaviside(sub(a, lo)))
+        d = mul(d, above(a, lo))
     if hi is not None:
-        d = mul(d, heaviside(sub(hi, a)))
+        d = mul(d, above(hi, a))
     return unbroadcast(d, _shape(a))
 
 
 def _clip_lo_grad(g, a, lo, hi):
     """dlo = G ∘ H(lo − A) ∘ H(hi − lo): where the lower bound is the value, as maximum
     then minimum hand it G (the last factor, 1 for bounds in order, only with hi)."""
-    d = mul(g, heaviside(sub(lo, a)))
+    d = mul(g, above(lo, a))
     if hi is not None:
-        d = mul(d, heaviside(sub(hi, lo)))
+        d = mul(d, above(hi, lo))
     return unbroadcast(d, _shape(lo))
 
 
 def _clip_hi_grad(g, a, lo, hi):
     """dhi = G ∘ H(max(A, lo) − hi): where the upper bound is the value."""
     kept = a if lo is None else maximum(a, lo)
-    return unbroadcast(mul(g, heaviside(sub(kept, hi))), _shape(hi))
+    return unbroadcast(mul(g, above(kept, hi)), _shape(hi))
 
 
 @primitive("dA = G ∘ H(A − lo) ∘ H(hi − A),  dlo = G ∘ H(lo − A) ∘ H(hi − lo),  "

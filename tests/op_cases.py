@@ -152,6 +152,7 @@ def _choosing_joining_and_loss_cases(t, rng, dtype):
         ("sign", lambda: (mt.mul(a, mt.sign(b)), [a, b])),  # b gets no gradient
         ("heaviside", lambda: (mt.mul(a, mt.heaviside(b)), [a, b])),
         ("is_equal", lambda: (mt.mul(a, mt.is_equal(b, mt.maximum(b, 0.0))), [a, b])),
+        ("above", lambda: (mt.mul(a, mt.above(b, row)), [a, b, row])),  # b, row get none
         ("sqrt", lambda: (mt.sqrt(pos), [pos])),
         ("maximum", lambda: (mt.maximum(a, row), [a, row])),
         ("maximum", lambda: (mt.maximum(a, a), [a])),  # a tie everywhere: half of G each way

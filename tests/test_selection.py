@@ -29,6 +29,28 @@ def test_a_tie_of_maximum_or_minimum_gives_each_side_half_of_g():
         assert da[1] + db[1] == da[2] + db[2] == 1.0 and {da[1], da[2]} == {0.0, 1.0}
 
 
+def test_infinities_and_far_apart_values_choose_as_other_numbers_do():
+    # The masks subtracted, H(A − B): two equal infinities gave NaN gradients (inf − inf),
+    # where PyTorch and JAX split G as for any tie, and values far apart warned of overflow
+    inf, big = np.inf, np.finfo(np.float64).max
+    pairs = [(np.array([inf, big, 1.0]), np.array([inf, -big, 1.0]), [0.5, 1, 0.5]),
+             (np.array([-inf, -big]), np.array([-inf, big]), [0.5, 0])]  # sums with no inf − inf
+    with np.errstate(all="raise"):
+        for a, b, first in pairs:
+            for op, da_want in ((mt.maximum, first), (mt.minimum, [0.5 if d == 0.5 else 1 - d
+                                                                 for d in first])):
+                for compile in (False, True):
+                    da, db = mt.grad(lambda x, y: mt.sum(op(x, y)), (0, 1), compile=compile)(a, b)
+                    np.testing.assert_array_equal(da, da_want)
+                    np.testing.assert_array_equal(db, 1 - np.array(da_want))
+        d = mt.grad(lambda t: mt.sum(mt.clip(t, -inf, inf)))(np.array([inf, big, 0.0]))
+        np.testing.assert_array_equal(d, [0.5, 1, 1])  # on a bound: half, as at any bound
+        d = mt.grad(lambda t: mt.sum(mt.clip(t, -big, big)))(np.array([-inf, big, 0.0]))
+        np.testing.assert_array_equal(d, [0, 0.5, 1])
+    assert mt.above(np.float32(1.0), np.array([0.5, 1.0, 2.0], np.float32)).dtype == np.float32
+    np.testing.assert_array_equal(mt.above(np.array([3, 2, 1]), 2), [1.0, 0.5, 0.0])
+
+
 def test_max_over_an_axis_shares_g_equally_among_its_ties():
     x = np.array([[3.0, 1.0, 3.0, 3.0], [0.0, 2.0, -1.0, 2.0]])
     d = mt.grad(lambda t: mt.sum(mt.max(t, axis=1) * np.array([3.0, 10.0])))(x)

@@ -40,6 +40,7 @@ from .compiled import Compiled
 from .errors import InputError, ShapeError
 from .ops import IN_PLACE_MIN_SIZE
 from .tensor import Tensor, mark_all_modified
+from .validation import check_setting
 
 __all__ = ["Optimizer", "SGD", "Adam"]
 
@@ -66,7 +67,7 @@ class _Setting:
 
     def __set__(self, opt: Any, value: float) -> None:
         low, high, low_open, high_open = self.bounds
-        setattr(opt, self.field, _check_hyper(type(opt).__name__, self.name, value, low, high,
+        setattr(opt, self.field, check_setting(type(opt).__name__, self.name, value, low, high,
                                               low_open=low_open, high_open=high_open))
         if self.then:
             getattr(opt, self.then)()
@@ -344,17 +345,6 @@ def _callable_name(f: Any) -> str:
     return getattr(f, "__name__", type(f).__name__)
 
 
-def _check_hyper(kind: str, name: str, value: float, low: float, high: float = math.inf,
-                 low_open: bool = False, high_open: bool = False) -> float:
-    value = float(value)
-    below = value <= low if low_open else value < low
-    above = value >= high if high_open else value > high
-    if math.isnan(value) or below or above:
-        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-        raise ValueError(f"{kind}: {name} must be in {lo}{low}, {high}{hi}, got {value}")
-    return value
-
-
 class SGD(Optimizer):
     """Stochastic gradient descent, with optional momentum and weight decay.
 
@@ -506,8 +496,8 @@ class Adam(Optimizer):
             beta1, beta2 = value
         except (TypeError, ValueError):
             raise ValueError(f"Adam: betas must be a pair (beta1, beta2), got {value!r}") from None
-        self._betas = (_check_hyper("Adam", "betas[0]", beta1, 0.0, 1.0, high_open=True),
-                       _check_hyper("Adam", "betas[1]", beta2, 0.0, 1.0, high_open=True))
+        self._betas = (check_setting("Adam", "betas[0]", beta1, 0.0, 1.0, high_open=True),
+                       check_setting("Adam", "betas[1]", beta2, 0.0, 1.0, high_open=True))
 
     eps = _Setting(0.0, low_open=True, doc="What keeps the step finite where √v̂ is 0.")
 

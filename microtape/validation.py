@@ -1,4 +1,5 @@
-"""What the ops check before they compute: label arrays, and hints for shapes numpy rejects.
+"""What is checked before anything computes: label arrays, settings such as a learning
+rate, and hints for shapes numpy rejects.
 
 Kept apart from ``ops.py`` so that each op there reads as its maths. A hint
 (``explain=`` of ``@primitive``) turns the input shapes into the end of the
@@ -9,6 +10,8 @@ label check raises ShapeError or InputError naming softmax_cross_entropy.
 from __future__ import annotations
 
 import itertools
+import math
+import numbers
 
 import numpy as np
 
@@ -119,3 +122,23 @@ def _check_label_rows(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
             f"row {row[0] if row else 0} sums to {totals[row]:.6g}"
         )
     return labels
+
+
+def check_setting(kind: str, name: str, value: float, low: float, high: float = math.inf,
+                  low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` as a float: a finite real number within the bounds, or an error naming
+    ``kind`` and ``name`` (an optimizer's learning rate, say). A bool or a string is
+    refused, not read as 1 or parsed: either is a slip of the caller's."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{kind}: {name} must be a real number, not {type(value).__name__} "
+                        f"({value!r})")
+    value = float(value)
+    below = value <= low if low_open else value < low
+    above = value >= high if high_open else value > high
+    if not math.isfinite(value) or below or above:
+        if high == math.inf:
+            bounds = f"{'above' if low_open else 'at least'} {low}"
+        else:
+            bounds = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{kind}: {name} must be a finite number {bounds}, got {value}")
+    return value

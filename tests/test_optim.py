@@ -160,8 +160,11 @@ def test_setting_lr_changes_the_next_step_and_is_checked_as_the_constructor_chec
     # SGD moves by lr · g; Adam's first step by lr · g / (|g| + eps)
     moved = 0.5 * g if kind == "SGD" else 0.5 * g / (np.abs(g) + 1e-8)
     np.testing.assert_allclose(w.value, np.ones(3) - moved, rtol=1e-15)
-    for bad in (0.0, -1.0, float("nan")):
-        with pytest.raises(ValueError, match=rf"{kind}: lr must be in \(0.0, inf\]"):
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=rf"{kind}: lr must be a finite number above 0.0"):
+            opt.lr = bad
+    for bad in ("0.1", True, None, [0.1]):  # a slip, not a number: not parsed, not read as 1
+        with pytest.raises(TypeError, match=rf"{kind}: lr must be a real number, not"):
             opt.lr = bad
     assert opt.lr == 0.5
 
@@ -182,8 +185,8 @@ def test_setting_sgd_momentum_or_weight_decay_changes_the_next_step_and_is_check
         ref.step([g])
     np.testing.assert_array_equal(w.value, w_ref.value)
     for name, bad, why in [("momentum", 1.0, r"\[0.0, 1.0\)"), ("momentum", -0.1, r"\[0.0, 1.0\)"),
-                           ("momentum", float("nan"), "nan"), ("weight_decay", -1.0, r"\[0.0, inf\]")]:
-        with pytest.raises(ValueError, match=rf"SGD: {name} must be in {why}|got {why}"):
+                           ("momentum", float("nan"), "nan"), ("weight_decay", -1.0, "at least 0.0"), ("weight_decay", float("inf"), "at least 0.0")]:
+        with pytest.raises(ValueError, match=rf"SGD: {name} must be a finite number (in )?{why}|got {why}"):
             setattr(opt, name, bad)
     assert (opt.momentum, opt.weight_decay) == (0.9, 0.01)
 
@@ -202,12 +205,16 @@ def test_setting_adam_betas_or_eps_changes_the_next_step_and_is_checked():
         opt.step([g])
         ref.step([g])
     np.testing.assert_array_equal(w.value, w_ref.value)
-    with pytest.raises(ValueError, match=r"betas\[1\] must be in \[0.0, 1.0\)"):
+    with pytest.raises(ValueError, match=r"betas\[1\] must be a finite number in \[0.0, 1.0\)"):
         opt.betas = (0.9, 1.0)
     with pytest.raises(ValueError, match="a pair"):
         opt.betas = 0.9
-    with pytest.raises(ValueError, match=r"Adam: eps must be in \(0.0, inf\]"):
+    with pytest.raises(ValueError, match=r"Adam: eps must be a finite number above 0.0"):
         opt.eps = 0.0
+    with pytest.raises(ValueError, match=r"Adam: eps must be a finite number above 0.0"):
+        opt.eps = float("inf")  # Adam would never move
+    with pytest.raises(TypeError, match=r"Adam: betas\[0\] must be a real number, not str"):
+        opt.betas = "ab"
     assert (opt.betas, opt.eps) == ((0.5, 0.9), 1e-6)
 
 

@@ -319,6 +319,29 @@ def test_sgd_step_updates_every_source_by_minus_lr_times_its_gradient():
     assert "W1 += d_W1" in cf.step_source
 
 
+def test_sgd_step_leaves_the_recording_tape_refusing_and_checks_lr():
+    # The step updates the Tensors in place; the tape that recorded their old values
+    # answered afterwards, with gradients mixing old values and new, until it refused
+    net, x, labels, tape, J = _two_layer()
+    cf = tape.closed_form(J, net.params)
+    tape.gradient(J, net.params["W1"])
+    cf.sgd_step(0.1)
+    with pytest.raises(RuntimeError, match="changed in place"):
+        tape.gradient(J, net.params["W1"])
+    before = {k: p.value.copy() for k, p in net.params.items()}
+    for bad, error in ((-1.0, ValueError), (float("nan"), ValueError), (0.0, ValueError),
+                       ("0.1", TypeError)):
+        with pytest.raises(error, match="sgd_step: lr must be"):
+            cf.sgd_step(bad)
+    for k, p in net.params.items():
+        np.testing.assert_array_equal(p.value, before[k])
+    arrays = {k: p.value.copy() for k, p in net.params.items()}
+    with mt.Tape() as kept:  # arrays of one's own: the Tensors are not the ones stepped
+        J2 = net.loss(x, labels)
+    cf.sgd_step(0.1, **arrays)
+    kept.gradient(J2, net.params["W1"])
+
+
 # -- guards --------------------------------------------------------------------------
 
 def test_a_wrong_shape_or_dtype_names_the_argument_and_both_shapes():

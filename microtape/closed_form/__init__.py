@@ -18,7 +18,8 @@ import numpy as np
 from ..errors import ShapeError
 from ..primitive import _PROMOTES_0D
 from ..tape import Tape
-from ..tensor import Tensor
+from ..tensor import Tensor, mark_all_modified
+from ..validation import check_setting
 from .build import compile_function, lower
 from .printing import print_equations, print_function
 
@@ -54,6 +55,7 @@ class ClosedForm:
         self.equations: str = print_equations(program)
         self._node_equations = back.node_equations
         self._shape = shape
+        self._sources = [s for s in sources if isinstance(s, Tensor)]
         self._dtypes = (program.target.dtype, tuple(s.dtype for s in sources))
         self._traced = {n: (np.shape(_current(a)), np.asarray(_current(a)).dtype) for n, a in args.items()}
         self._unused = {view.of(s) if s in view else s.name for s in sources} - set(self.inputs)
@@ -84,7 +86,12 @@ class ClosedForm:
         if self.step_function is None:
             raise ValueError("sgd_step: a source is computed on the tape, not a leaf array, so "
                              "there is nothing to update; pass the parameters as sources")
-        return self.step_function(*self._arguments(arrays), float(lr))
+        lr = check_setting("sgd_step", "lr", lr, 0.0, low_open=True)
+        args = self._arguments(arrays)
+        try:
+            return self.step_function(*args, lr)
+        finally:  # tapes that recorded the sources' old values now refuse to answer
+            mark_all_modified([s for s in self._sources if any(s.value is a for a in args)])
 
     def equation_for(self, node: Any) -> str | None:
         """The equation(s) this node's VJPs apply; None for a node the backward pass skips."""

@@ -80,18 +80,61 @@ def fit(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray, *
     is NaN or infinite, before that batch's update, or when an epoch's mean
     loss is over ``DIVERGED`` (1000) times the first step's: the run diverged.
     """
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"fit: {name} must be an int, not {type(value).__name__} ({value!r})")
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"fit: epochs and batch_size must be at least 1, got {epochs} and {batch_size}")
     if compile and detect_anomaly:
         raise ValueError("fit: detect_anomaly checks the tape's ops, and compile=True trains "
                          "without a tape; drop one of them")
+    handed = _handed_to(net, optimizer)
     x, y = _check_data(net, x, y)
+    if test is not None:  # checked now: a bad test set found after the first epoch has trained it
+        if not isinstance(test, (tuple, list)) or len(test) != 2:
+            raise TypeError(f"fit: test must be a pair (x_test, y_test), not "
+                            f"{type(test).__name__}")
+        test = _check_data(net, *test, "test")
     step = _compiled_step(net) if compile else _tape_step(net, detect_anomaly)
     # Overflow on the way to a non-finite loss is reported by the checks below,
     # with the epoch, the batch and a hint; numpy's warnings would only repeat it.
     with np.errstate(over="ignore", invalid="ignore"):
-        return _epochs(net, optimizer, step, x, y, np.random.default_rng(seed), epochs,
-                       batch_size, test, on_epoch)
+        return _epochs(net, optimizer, _handing(step, handed), x, y, np.random.default_rng(seed),
+                       epochs, batch_size, test, on_epoch)
+
+
+def _handed_to(net: MLP, optimizer: Any) -> list | None:
+    """How ``optimizer`` takes the gradients, which come keyed as ``net.params``: None for
+    that dict itself, else (key, name) for each of its parameters in its order. Refused
+    unless it holds exactly the network's parameters: one made for another network,
+    whose keys and shapes match, would train that network instead, silently."""
+    if not isinstance(optimizer, mt.optim.Optimizer):
+        raise TypeError(f"fit: optimizer must be an mt.optim optimizer made on the network's "
+                        f"parameters, e.g. mt.optim.SGD(net.params, lr=0.1), not "
+                        f"{type(optimizer).__name__}")
+    names = {id(p): name for name, p in net.params.items()}
+    held = list(optimizer.params.items())
+    if len(held) != len(names) or any(id(p) not in names for _, p in held):
+        raise mt.InputError("fit: the optimizer does not hold this network's parameters (it was "
+                            "made for another network, or for some of them); make it on "
+                            "net.params, e.g. mt.optim.SGD(net.params, lr=0.1)")
+    if all(net.params.get(key) is p for key, p in held):
+        return None
+    return [(key, names[id(p)]) for key, p in held]
+
+
+def _handing(step: Callable, handed: list | None) -> Callable:
+    """``step`` with its gradients in the form the optimizer takes (see ``_handed_to``)."""
+    if handed is None:
+        return step
+    keyed = all(isinstance(key, str) for key, _ in handed)
+
+    def handing(xb: np.ndarray, yb: np.ndarray) -> tuple[float, Callable[[], Any]]:
+        value, gradients = step(xb, yb)
+        if keyed:
+            return value, lambda: {key: g[name] for g in (gradients(),) for key, name in handed}
+        return value, lambda: [g[name] for g in (gradients(),) for _, name in handed]
+    return handing
 
 
 def _epochs(net: MLP, optimizer: mt.optim.Optimizer, step: Callable, x: np.ndarray,
@@ -186,7 +229,7 @@ def _check_progress(history: History, start: float, epoch: int, lr: float | None
     raise TrainingError(f"diverged at epoch {epoch}: loss {mean:.1e} (first step {start:.2g})", lr)
 
 
-def _check_data(net: MLP, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+def _check_data(net: MLP, x: Any, y: Any, what: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Shapes, finiteness and labels, checked once, so no batch fails halfway through.
 
     The labels get the loss's own check (``models.labels``), so ``fit``
@@ -197,25 +240,28 @@ def _check_data(net: MLP, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     turns inf into 1), but it makes the gradient NaN (inf · 0), which would
     silently ruin the parameters: hence the whole data set is checked here.
     """
-    x = net._input(x)
-    y = np.asarray(y)
+    fit = f"fit: {what} " if what else "fit: "  # which data set, where there are two
+    x = net._input(x.value if isinstance(x, mt.Tensor) else x)
+    y = np.asarray(y.value if isinstance(y, mt.Tensor) else y)
     if x.ndim != 2:
-        raise mt.ShapeError(f"fit: x must be a batch of shape (N, {net.n_in}), got {x.shape}")
+        raise mt.ShapeError(f"{fit}x must be a batch of shape (N, {net.n_in}), got {x.shape}")
+    if y.ndim == 0:
+        raise mt.ShapeError(f"{fit}y must hold one label per example, got {y!r}")
     bad = ~np.isfinite(x)
     if bad.any():
         row, column = np.argwhere(bad)[0]
-        raise ValueError(f"fit: x holds NaN or inf ({int(bad.sum())} values, the first at row {row}, "
+        raise ValueError(f"{fit}x holds NaN or inf ({int(bad.sum())} values, the first at row {row}, "
                          f"column {column}); clean the data before training")
     if len(x) == 0:
-        raise ValueError(f"fit: x holds no examples (shape {x.shape}); there is nothing to train on")
+        raise ValueError(f"{fit}x holds no examples (shape {x.shape}); there is nothing to train on")
     if len(y) != len(x):
-        raise ValueError(f"fit: x has {len(x)} examples but y has {len(y)} labels")
+        raise ValueError(f"{fit}x has {len(x)} examples but y has {len(y)} labels")
     if y.dtype.kind in "fb" and y.shape == (len(x),):
         # The loss's check says the same; here the fix is known to be about y.
-        raise mt.InputError(f"fit: labels of dtype {y.dtype} given; class labels must be integers "
+        raise mt.InputError(f"{fit}labels of dtype {y.dtype} given; class labels must be integers "
                             f"0..{net.n_out - 1}: pass y.astype(int) (or label rows of shape "
                             f"({len(x)}, {net.n_out}))")
-    y = check_labels(y, (len(x), net.n_out), "fit")
+    y = check_labels(y, (len(x), net.n_out), fit.rstrip(": "))
     return x, y
 
 

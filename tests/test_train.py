@@ -108,6 +108,52 @@ def test_nan_or_inf_in_the_data_is_refused_before_any_update(bad):
         np.testing.assert_array_equal(p.value, before[name])
 
 
+def test_fit_refuses_an_optimizer_of_another_network_and_bad_settings_before_any_update():
+    # An optimizer made on another network of the same shapes trained that network,
+    # silently; a bad test set failed after the first epoch had trained the parameters
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 5)), rng.integers(0, 3, size=40)
+    net, other = TwoLayerNet(5, 4, 3, seed=0), TwoLayerNet(5, 4, 3, seed=1)
+    tensors = [*net.params.values(), *other.params.values()]
+    before = [p.value.copy() for p in tensors]
+    refused = [
+        (mt.InputError, "does not hold this network's parameters",
+         dict(optimizer=mt.optim.SGD(other.params, lr=0.1))),
+        (mt.InputError, "does not hold", dict(optimizer=mt.optim.SGD([net.params["W1"]], lr=0.1))),
+        (TypeError, "optimizer must be", dict(optimizer=None)),
+        (TypeError, "epochs must be an int, not float", dict(epochs=2.5)),
+        (TypeError, "batch_size must be an int, not str", dict(batch_size="10")),
+        (TypeError, "seed must be an int", dict(seed="a")),
+        (TypeError, "test must be a pair", dict(test=x)),
+        (mt.ShapeError, r"x has shape \(40, 3\)", dict(test=(x[:, :3], y))),
+        (ValueError, "fit: test x has 40 examples but y has 39", dict(test=(x, y[:-1]))),
+        (mt.InputError, "fit: test: class index 3 is out of range", dict(test=(x, y + 1))),
+        (mt.ShapeError, "one label per example", dict(y=None)),
+    ]
+    for error, match, change in refused:
+        args = dict(optimizer=mt.optim.SGD(net.params, lr=0.1), x=x, y=y, epochs=2, batch_size=10)
+        args.update(change)
+        with pytest.raises(error, match=match):
+            fit(net, args.pop("optimizer"), args.pop("x"), args.pop("y"), **args)
+    for p, was in zip(tensors, before):
+        np.testing.assert_array_equal(p.value, was)
+
+
+def test_fit_takes_an_optimizer_made_on_a_list_of_the_parameters_and_tensor_data():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 5)), rng.integers(0, 3, size=40)
+    runs = []
+    for make in (lambda n: mt.optim.SGD(n.params, lr=0.1),
+                 lambda n: mt.optim.SGD(n.parameters()[::-1], lr=0.1),
+                 lambda n: mt.optim.Adam(dict(reversed(n.params.items())), lr=0.01)):
+        net = TwoLayerNet(5, 4, 3, seed=0)
+        fit(net, make(net), mt.Tensor(x), y, epochs=2, batch_size=10)
+        runs.append({name: p.value.copy() for name, p in net.params.items()})
+    for name in runs[0]:
+        np.testing.assert_array_equal(runs[0][name], runs[1][name])
+    assert not np.array_equal(runs[0]["W1"], runs[2]["W1"])  # Adam: trained, differently
+
+
 def test_non_finite_loss_stops_before_the_update():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 5)), rng.integers(0, 3, size=40)

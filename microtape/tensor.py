@@ -44,6 +44,10 @@ class Tensor:
         value = np.asarray(data)
         if value.dtype.kind == "c":
             raise TypeError("Tensor: microtape differentiates real functions; got a complex array")
+        if value.dtype.kind in "OSUV":  # numpy would turn None into NaN, silently
+            raise TypeError(f"Tensor: the data must be numbers, but {_shown(data)} gives an "
+                            f"array of dtype {value.dtype}; pass numbers (float('nan') where "
+                            f"one is missing)")
         if value.dtype.kind != "f":
             value = value.astype(np.float64)
         self.value: np.ndarray = value
@@ -175,6 +179,12 @@ def holds_tensor(items: list | tuple) -> bool:
     its value, and what it makes would be a constant no gradient crosses back to it."""
     return any(holds_tensor(x) if type(x) is list or type(x) is tuple else isinstance(x, Tensor)
                for x in items)
+
+
+def _shown(data: Any) -> str:
+    """``data`` for an error message, cut short."""
+    text = repr(data)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def mark_all_modified(tensors: Iterable[Tensor]) -> None:

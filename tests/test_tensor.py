@@ -52,6 +52,15 @@ def test_a_list_holding_tensors_is_refused_naming_the_ops_that_combine_them():
     np.testing.assert_array_equal(mt.Tensor([x.value, y.value]).value, [2.0, 3.0])
 
 
+@pytest.mark.parametrize("data", [None, [1.0, None], "3.0", {"w": 1.0}], ids=repr)
+def test_data_that_is_not_numbers_is_refused_not_turned_into_nan(data):
+    # numpy's astype(float) turned None into NaN, silently
+    with pytest.raises(TypeError, match="the data must be numbers"):
+        mt.Tensor(data)
+    with pytest.raises(TypeError, match="the data must be numbers"):
+        mt.grad(lambda x: mt.sum(x * x))(data)
+
+
 def test_complex_data_is_refused():
     with pytest.raises(TypeError, match="complex"):
         mt.Tensor(np.array([1 + 2j]))

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import operator
 from itertools import repeat
-from typing import Any, Callable, Iterable, Mapping, Union
+from typing import AbstractSet, Any, Callable, Iterable, Mapping, Union
 
 import numpy as np
 
@@ -80,8 +80,11 @@ class Optimizer:
         kind = type(self).__name__
         if isinstance(params, Mapping):
             items = list(params.items())
-        elif isinstance(params, (Tensor, np.ndarray, str)) or not isinstance(params, Iterable):
-            hint = "; for one Tensor, give [t]" if isinstance(params, Tensor) else ""
+        elif isinstance(params, (Tensor, np.ndarray, str, AbstractSet)) or not isinstance(
+                params, Iterable):
+            hint = ("; for one Tensor, give [t]" if isinstance(params, Tensor) else
+                    "; a set has no order, so a list of gradients would land on the wrong "
+                    "Tensors" if isinstance(params, AbstractSet) else "")
             raise TypeError(f"{kind}: params must be a dict, list or tuple of Tensors (net.params "
                             f"or net.parameters()), not {type(params).__name__}{hint}")
         else:

@@ -123,6 +123,10 @@ def test_constructor_checks():
         mt.optim.SGD(mt.Tensor(np.zeros(2)), lr=0.1)
     with pytest.raises(TypeError, match="dict, list or tuple of Tensors"):
         mt.optim.SGD(np.zeros(2), lr=0.1)
+    for unordered in ({mt.Tensor(np.zeros(2)), mt.Tensor(np.ones(2))}, frozenset()):
+        # its order is the hashes': list gradients landed on the wrong Tensors, silently
+        with pytest.raises(TypeError, match="not (set|frozenset); a set has no order"):
+            mt.optim.SGD(unordered, lr=0.1)
     with pytest.raises(TypeError, match=r"params\[1\] is a ndarray"):
         mt.optim.SGD([mt.Tensor(np.zeros(2)), np.zeros(2)], lr=0.1)
     same = mt.Tensor(np.zeros(2))

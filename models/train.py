@@ -42,6 +42,7 @@ from .two_layer import TwoLayerNet
 
 DEFAULT_EPOCHS = {"digits": 30, "spirals": 200}
 DEFAULT_LR = {"sgd": 0.5, "adam": 0.01}
+DEFAULT_MOMENTUM = 0.9
 CHECK_BATCH = 16  # examples in the gradient check; finite differences cost 2 passes per element
 
 
@@ -105,8 +106,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=_positive(float), default=None,
                         help=f"learning rate (default: {DEFAULT_LR['sgd']} for sgd, "
                              f"{DEFAULT_LR['adam']} for adam)")
-    parser.add_argument("--momentum", type=_fraction, default=0.9,
-                        help="sgd momentum, in [0, 1) (default: 0.9)")
+    parser.add_argument("--momentum", type=_fraction, default=None,
+                        help=f"sgd momentum, in [0, 1) (default: {DEFAULT_MOMENTUM})")
     parser.add_argument("--seed", type=_seed, default=0,
                         help="seed for the initial weights and the batch order; the data split "
                              "is fixed (default: 0)")
@@ -175,6 +176,9 @@ def run(args: argparse.Namespace) -> int:
     if args.compile and args.detect_anomaly:
         raise _BadFlag("argument --detect-anomaly: it checks the tape's ops, and --compile trains "
                        "without a tape; drop one of them")
+    if args.momentum is not None and args.optimizer != "sgd":
+        raise _BadFlag(f"argument --momentum: it is sgd's, and --optimizer {args.optimizer} has "
+                       f"none; drop it, or train with --optimizer sgd")
     epochs = args.epochs or DEFAULT_EPOCHS[args.dataset]
     lr = args.lr or DEFAULT_LR[args.optimizer]
     x_train, y_train, x_test, y_test = _load(args.dataset)
@@ -212,7 +216,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _optimizer(net: TwoLayerNet, args: argparse.Namespace, lr: float) -> mt.optim.Optimizer:
     if args.optimizer == "sgd":
-        return mt.optim.SGD(net.params, lr=lr, momentum=args.momentum)
+        momentum = DEFAULT_MOMENTUM if args.momentum is None else args.momentum
+        return mt.optim.SGD(net.params, lr=lr, momentum=momentum)
     return mt.optim.Adam(net.params, lr=lr)
 
 

@@ -368,6 +368,7 @@ def test_resume_continues_a_run_where_it_stopped(tmp_path, capsys, optimizer):
     (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
     (["--epochs", "many"], "argument --epochs"),
     (["--momentum", "1.5"], "argument --momentum"),
+    (["--optimizer", "adam", "--momentum", "0.5"], "argument --momentum: it is sgd's"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
 ])
 def test_bad_flags_exit_non_zero_with_one_line(flags, message, capsys):

@@ -368,6 +368,19 @@ def _finisher(cf: Any, sources: list[Tensor]) -> Callable | None:
     return finish
 
 
+def argnums_positions(kind: str, argnums: Any) -> tuple[tuple[int, ...], bool]:
+    """``argnums`` as a tuple of positions, and whether it was a single int."""
+    single = isinstance(argnums, (int, np.integer)) and not isinstance(argnums, bool)
+    positions = (int(argnums),) if single else argnums
+    if not single:
+        if not isinstance(argnums, (tuple, list)) or not argnums or not all(
+                isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in argnums):
+            raise TypeError(f"{kind}: argnums must be an int or a non-empty tuple of ints, "
+                            f"got {argnums!r}")
+        positions = tuple(int(i) for i in argnums)
+    return positions, single
+
+
 def _check_argnums(positions: tuple[int, ...], args: tuple) -> None:
     for i in positions:
         if not -len(args) <= i < len(args):

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
-from .compiled import _NESTED, _name
+from .compiled import _NESTED, _name, argnums_positions
 from .errors import ShapeError, TraceError
 from .ops import add, astype, reshape, scatter_add
 from .state import _tracing
@@ -43,7 +43,7 @@ def jacobian(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -> Call
     one per argument, for a tuple of argnums. It costs one backward pass per
     output element: the tape's way, row by row.
     """
-    positions, single = _argnums("jacobian", argnums)
+    positions, single = argnums_positions("jacobian", argnums)
 
     def wrapped(*args: Any) -> Any:
         nested = _nested()
@@ -66,7 +66,7 @@ def hessian(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -> Calla
     tuples with ``H[i][j]`` the block of arguments ``argnums[i]`` and ``argnums[j]``.
     It is the Jacobian of the gradient: one backward pass per element.
     """
-    positions, single = _argnums("hessian", argnums)
+    positions, single = argnums_positions("hessian", argnums)
 
     def wrapped(*args: Any) -> Any:
         nested = _nested()
@@ -206,19 +206,6 @@ def _array(g: Any) -> np.ndarray:
 
 
 # -- checking what the user passed ------------------------------------------------
-
-def _argnums(kind: str, argnums: Any) -> tuple[tuple[int, ...], bool]:
-    """``argnums`` as a tuple of positions, and whether it was a single int."""
-    single = isinstance(argnums, (int, np.integer)) and not isinstance(argnums, bool)
-    positions = (int(argnums),) if single else argnums
-    if not single:
-        if not isinstance(argnums, (tuple, list)) or not argnums or not all(
-                isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in argnums):
-            raise TypeError(f"{kind}: argnums must be an int or a non-empty tuple of ints, "
-                            f"got {argnums!r}")
-        positions = tuple(int(i) for i in argnums)
-    return positions, single
-
 
 def _sources(kind: str, args: tuple, positions: tuple[int, ...],
              nested: bool) -> tuple[list, list[Tensor]]:

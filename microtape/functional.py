@@ -10,7 +10,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .compiled import _NESTED, CacheInfo, Compiled, _check_argnums, _name, require_scalar_output
+from .compiled import (_NESTED, CacheInfo, Compiled, _check_argnums, _name, argnums_positions,
+                       require_scalar_output)
 from .errors import TraceError
 from .state import _tracing
 from .ops import reshape
@@ -43,7 +44,7 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0,
     microtape's ops work on plain arrays too, and ``mt.stop_gradient(t)`` is the op for
     a value that takes no gradient.
     """
-    positions, single = _positions(argnums)
+    positions, single = argnums_positions("value_and_grad", argnums)
     if compile:
         return Compiled(f, argnums, positions, single, eager=value_and_grad(f, argnums))
     return _eager(f, positions, single)
@@ -104,7 +105,7 @@ def grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0,
     ``compile=True`` as for ``value_and_grad``.
     """
     if compile:
-        return CompiledGrad(f, argnums, *_positions(argnums))
+        return CompiledGrad(f, argnums, *argnums_positions("grad", argnums))
     both = value_and_grad(f, argnums)
 
     def wrapped(*args: Any) -> Any:
@@ -114,9 +115,7 @@ def grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0,
     return wrapped
 
 
-def _positions(argnums: int | Sequence[int]) -> tuple[tuple[int, ...], bool]:
-    single = isinstance(argnums, int)
-    return ((argnums,) if single else tuple(argnums)), single
+
 
 
 class CompiledGrad(Compiled):

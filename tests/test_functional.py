@@ -28,6 +28,16 @@ def _tape_grads(W, b, x):
 
 # -- grad and value_and_grad ----------------------------------------------------------
 
+@pytest.mark.parametrize("argnums", ["0", 1.0, None, (), True, (0, 1.0)], ids=repr)
+@pytest.mark.parametrize("make", [mt.grad, mt.value_and_grad], ids=["grad", "value_and_grad"])
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_bad_argnums_are_refused_when_the_function_is_made(make, argnums, compile):
+    # They raised numpy's or Python's own errors at the first call ('float' object is not
+    # iterable), or were taken: () gave no gradients and True meant argument 1
+    with pytest.raises(TypeError, match=r"(value_and_)?grad: argnums must be an int"):
+        make(lambda x, y: mt.sum(x * y), argnums=argnums, compile=compile)
+
+
 def test_grad_with_default_argnums():
     W, b, x = _data()
     _, (dW, _, _) = _tape_grads(W, b, x)

@@ -44,6 +44,8 @@ from .validation import check_setting
 
 __all__ = ["Optimizer", "SGD", "Adam"]
 
+_ndarray = np.ndarray  # the type the step's gradients are checked against, each step
+
 #: What an optimizer takes: named Tensors, or Tensors in an order.
 Params = Union[Mapping[str, Tensor], Iterable[Tensor]]
 
@@ -215,14 +217,12 @@ class Optimizer:
         ordered = []
         try:
             for name, p in self.params.items():
-                g = grads[name]
-                if g.shape != p.value.shape:  # .shape, not getattr: a tenth of a microsecond a step
-                    self._refuse_shape(name, g, p)
+                g, v = grads[name], p.value
+                if type(g) is not _ndarray or g.shape != v.shape or g.dtype is not v.dtype:
+                    g = self._checked(name, g, p)
                 ordered.append(g)
         except KeyError:
             self._refuse_keys(grads)
-        except AttributeError:  # a gradient with no shape: a list, say
-            self._refuse_shape(name, g, p)
         return ordered
 
     def _refuse_keys(self, grads: Mapping) -> None:
@@ -243,13 +243,13 @@ class Optimizer:
         if len(grads) != len(self.params):
             raise InputError(f"{self._kind}.step: {len(grads)} gradients for {len(self.params)} "
                              f"parameters; pass tape.gradient(loss, params) for the same params")
-        try:
-            for p, g in zip(self._tensors, grads):
-                if g.shape != p.value.shape:  # .shape, not getattr, as in _by_name
-                    self._refuse_shape(self._name_of(p), g, p)
-        except AttributeError:  # a gradient with no shape: a list, say
-            self._refuse_shape(self._name_of(p), g, p)
-        return grads
+        checked = None
+        for k, (p, g) in enumerate(zip(self._tensors, grads)):
+            v = p.value
+            if type(g) is not _ndarray or g.shape != v.shape or g.dtype is not v.dtype:
+                checked = list(grads) if checked is None else checked
+                checked[k] = self._checked(self._name_of(p), g, p)
+        return grads if checked is None else checked
 
     def _name_of(self, p: Tensor) -> Any:
         return next(k for k, q in self.params.items() if q is p)
@@ -260,6 +260,20 @@ class Optimizer:
             raise InputError(f"{self._kind}.step: params {missing} have no .grad; call "
                              f"tape.backward(loss) first, or pass tape.gradient(loss, params)")
         return [p.grad for p in self.params.values()]
+
+    def _checked(self, name: Any, g: Any, p: Tensor) -> np.ndarray:
+        """``g`` if it can be ``p``'s gradient (numbers of ``p``'s shape), else an error: for
+        what the loops' one cheap test passes on, an array of another dtype, say. Checked
+        before any parameter moves, so that a bad gradient leaves no step half made."""
+        if isinstance(g, Tensor):
+            raise TypeError(f"{self._kind}.step: grads[{name!r}] is a Tensor; pass arrays, as "
+                            f"tape.gradient gives them without create_graph=True (or its .value)")
+        if not isinstance(g, (np.ndarray, np.generic)) or g.shape != p.value.shape:
+            self._refuse_shape(name, g, p)
+        if g.dtype.kind not in "fiub":
+            raise TypeError(f"{self._kind}.step: grads[{name!r}] has dtype {g.dtype}; a "
+                            f"gradient must be real numbers")
+        return g
 
     def _refuse_shape(self, name: Any, g: Any, p: Tensor) -> None:
         raise ShapeError(f"{self._kind}.step: grads[{name!r}] has shape {getattr(g, 'shape', None)} "

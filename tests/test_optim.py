@@ -117,6 +117,35 @@ def test_step_checks_keys_and_shapes():
     np.testing.assert_array_equal(params["W"].value, 0)
 
 
+@pytest.mark.parametrize("make", [lambda ps: mt.optim.SGD(ps, lr=0.1, momentum=0.9),
+                                  lambda ps: mt.optim.Adam(ps, lr=0.1)], ids=["SGD", "Adam"])
+def test_a_bad_gradient_is_refused_before_any_parameter_moves(make):
+    # The first parameter was updated, the step counted and Adam's moments moved, before
+    # numpy refused the second's gradient with its own casting error
+    bad = [(mt.Tensor(np.ones(2)), TypeError, "is a Tensor; pass arrays"),
+           (np.ones(2, dtype=complex), TypeError, "dtype complex128; a gradient must be real"),
+           (np.array(["a", "b"]), TypeError, "dtype <U1"),
+           (np.array([1.0, None]), TypeError, "dtype object"),
+           ([1.0, 2.0], mt.ShapeError, "has shape None")]
+    for g, error, match in bad:
+        for keyed in (True, False):
+            w, b = mt.Tensor(np.ones(3)), mt.Tensor(np.ones(2))
+            opt = make({"w": w, "b": b} if keyed else [w, b])
+            grads = {"w": np.ones(3), "b": g} if keyed else [np.ones(3), g]
+            state = opt.state_dict()
+            with pytest.raises(error, match=match):
+                opt.step(grads)
+            np.testing.assert_array_equal(w.value, np.ones(3))
+            assert opt.steps == 0
+            for k, v in opt.state_dict().items():
+                np.testing.assert_array_equal(v, state[k])
+    s = mt.Tensor(np.array(1.0))  # a numpy number for a 0-d parameter, and other real dtypes
+    opt = make([s, w])
+    opt.step([np.float64(2.0), np.ones(3, dtype=np.float32)])
+    opt.step([np.array(1), np.ones(3, dtype=int)])
+    assert opt.steps == 2 and s.value < 1.0
+
+
 def test_constructor_checks():
     w = {"w": mt.Tensor(np.zeros(2))}
     with pytest.raises(TypeError, match=r"dict, list or tuple of Tensors .*give \[t\]"):

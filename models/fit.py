@@ -80,14 +80,7 @@ def fit(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray, *
     is NaN or infinite, before that batch's update, or when an epoch's mean
     loss is over ``DIVERGED`` (1000) times the first step's: the run diverged.
     """
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"fit: {name} must be an int, not {type(value).__name__} ({value!r})")
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"fit: epochs and batch_size must be at least 1, got {epochs} and {batch_size}")
-    if compile and detect_anomaly:
-        raise ValueError("fit: detect_anomaly checks the tape's ops, and compile=True trains "
-                         "without a tape; drop one of them")
+    _check_settings(epochs, batch_size, seed, compile, detect_anomaly)
     handed = _handed_to(net, optimizer)
     x, y = _check_data(net, x, y)
     if test is not None:  # checked now: a bad test set found after the first epoch has trained it
@@ -101,6 +94,18 @@ def fit(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray, *
     with np.errstate(over="ignore", invalid="ignore"):
         return _epochs(net, optimizer, _handing(step, handed), x, y, np.random.default_rng(seed),
                        epochs, batch_size, test, on_epoch)
+
+
+def _check_settings(epochs: Any, batch_size: Any, seed: Any, compile: bool,
+                    detect_anomaly: bool) -> None:
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"fit: {name} must be an int, not {type(value).__name__} ({value!r})")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"fit: epochs and batch_size must be at least 1, got {epochs} and {batch_size}")
+    if compile and detect_anomaly:
+        raise ValueError("fit: detect_anomaly checks the tape's ops, and compile=True trains "
+                         "without a tape; drop one of them")
 
 
 def _handed_to(net: MLP, optimizer: Any) -> list | None:

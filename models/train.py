@@ -173,12 +173,7 @@ class _BadFlag(_Failure):
 
 def run(args: argparse.Namespace) -> int:
     """Train, report, check the gradients and write the files; 1 if the tape is wrong."""
-    if args.compile and args.detect_anomaly:
-        raise _BadFlag("argument --detect-anomaly: it checks the tape's ops, and --compile trains "
-                       "without a tape; drop one of them")
-    if args.momentum is not None and args.optimizer != "sgd":
-        raise _BadFlag(f"argument --momentum: it is sgd's, and --optimizer {args.optimizer} has "
-                       f"none; drop it, or train with --optimizer sgd")
+    _check_flags(args)
     epochs = args.epochs or DEFAULT_EPOCHS[args.dataset]
     lr = args.lr or DEFAULT_LR[args.optimizer]
     x_train, y_train, x_test, y_test = _load(args.dataset)
@@ -212,6 +207,16 @@ def run(args: argparse.Namespace) -> int:
     written.append(_graph(net, *batch, out / "graph.svg"))
     print("wrote " + ", ".join(str(p) for p in written))
     return _verdict(check)
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """The flags that argparse takes one by one but that do not go together."""
+    if args.compile and args.detect_anomaly:
+        raise _BadFlag("argument --detect-anomaly: it checks the tape's ops, and --compile trains "
+                       "without a tape; drop one of them")
+    if args.momentum is not None and args.optimizer != "sgd":
+        raise _BadFlag(f"argument --momentum: it is sgd's, and --optimizer {args.optimizer} has "
+                       f"none; drop it, or train with --optimizer sgd")
 
 
 def _optimizer(net: TwoLayerNet, args: argparse.Namespace, lr: float) -> mt.optim.Optimizer:

@@ -111,6 +111,7 @@ class Optimizer:
         # (vg, its argument count, its parameters' pick) as step(vg, *args) last checked them
         self._seen: tuple = (None, 0, None)
         self.steps = 0  # how many times step() has run
+        self._applied: list = []  # the .grad arrays step() last applied
 
     def step(self, grads: Mapping[str, np.ndarray] | Iterable[np.ndarray] | Callable | None = None,
              *args: Any) -> np.ndarray | None:
@@ -234,7 +235,8 @@ class Optimizer:
 
     def _in_order(self, grads) -> list[np.ndarray]:
         """A list or tuple of gradients (each parameter's .grad if None), count and shapes checked."""
-        if grads is None:
+        slots = grads is None
+        if slots:
             grads = self._from_grad_slots()
         elif type(grads) is not tuple and type(grads) is not list and (
                 isinstance(grads, Mapping) or not isinstance(grads, (list, tuple))):
@@ -249,6 +251,8 @@ class Optimizer:
             if type(g) is not _ndarray or g.shape != v.shape or g.dtype is not v.dtype:
                 checked = list(grads) if checked is None else checked
                 checked[k] = self._checked(self._name_of(p), g, p)
+        if slots:  # applied next, so never again (see _from_grad_slots)
+            self._applied = grads
         return grads if checked is None else checked
 
     def _name_of(self, p: Tensor) -> Any:
@@ -259,7 +263,17 @@ class Optimizer:
         if missing:
             raise InputError(f"{self._kind}.step: params {missing} have no .grad; call "
                              f"tape.backward(loss) first, or pass tape.gradient(loss, params)")
-        return [p.grad for p in self.params.values()]
+        grads = [p.grad for p in self.params.values()]
+        # A .grad this optimizer applied already: no backward pass has set it since, so
+        # the step was called twice, or the last loss does not depend on that parameter
+        stale = [k for k, g, was in zip(self.params, grads, self._applied) if g is was]
+        if stale:
+            raise InputError(f"{self._kind}.step: the .grad of params {stale} is the one the "
+                             f"last step applied: no tape.backward(loss) has set it since (the "
+                             f"step was called twice, or the loss does not depend on them); "
+                             f"call tape.backward(loss) first, or pass tape.gradient(loss, "
+                             f"params), which gives zeros where the loss does not depend")
+        return grads
 
     def _checked(self, name: Any, g: Any, p: Tensor) -> np.ndarray:
         """``g`` if it can be ``p``'s gradient (numbers of ``p``'s shape), else an error: for

@@ -355,6 +355,34 @@ def test_list_params_take_list_grads_in_the_same_order():
     assert opt.steps == 0
 
 
+@pytest.mark.parametrize("make", [lambda ps: mt.optim.SGD(ps, lr=0.1),
+                                  lambda ps: mt.optim.Adam(ps, lr=0.1)], ids=["SGD", "Adam"])
+def test_step_without_grads_refuses_a_grad_it_applied_already(make):
+    # B.grad from the first backward was applied again at the second step, whose loss
+    # does not depend on B, and a step called twice applied the same .grad twice
+    a, b = mt.Tensor(np.ones(2), name="A"), mt.Tensor(np.full(2, 0.9), name="B")
+    opt = make({"A": a, "B": b})
+    with mt.Tape() as tape:
+        loss = mt.sum(a * b)
+    tape.backward(loss)
+    opt.step()
+    moved = a.value.copy(), b.value.copy()
+    with pytest.raises(mt.InputError, match=r"params \['A', 'B'\] is the one the last step"):
+        opt.step()
+    with mt.Tape() as tape:
+        loss = mt.sum(a * a)
+    tape.backward(loss)
+    with pytest.raises(mt.InputError, match=r"params \['B'\] is the one the last step applied"):
+        opt.step()
+    np.testing.assert_array_equal(a.value, moved[0])
+    np.testing.assert_array_equal(b.value, moved[1])
+    with mt.Tape() as tape:
+        loss = mt.sum(a * a * b)
+    tape.backward(loss)
+    opt.step()
+    assert opt.steps == 2
+
+
 def test_net_parameters_trains_with_tape_gradient_or_with_backward_and_grad():
     from models import MLP, TwoLayerNet
     rng = np.random.default_rng(1)

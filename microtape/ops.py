@@ -890,6 +890,9 @@ def _parse_einsum(subscripts: str, n_operands: int) -> tuple[list[str], str]:
                i - 1, g, _einsum_plan(subscripts, operands), operands, _THIS_MODULE))
 def einsum(subscripts, *operands):
     """Einstein summation over explicit subscripts, e.g. ``'bi,ij->bj'``."""
+    if not isinstance(subscripts, str):
+        raise TypeError(f"einsum: the first argument is the subscripts string, e.g. "
+                        f"mt.einsum('ij,jk->ik', a, b), not a {type(subscripts).__name__}")
     operands = [np.asarray(x) for x in operands]
     plan = _einsum_plan(subscripts, operands)  # refuses the forms it does not take, before numpy
     try:

@@ -109,6 +109,8 @@ class Primitive:
             raise
         except ValueError as e:  # numpy's AxisError is one too
             raise self._numpy_error(self._values(args), e) from None
+        except (TypeError, IndexError) as e:  # an operand of a wrong type, an index past the end
+            raise self._restated(args, e) from None
         if type(out) is tuple:
             out, vjps = out
         else:  # the forward gave its output alone: the VJPs are its grads, run on arrays
@@ -215,6 +217,18 @@ class Primitive:
             raise TypeError(f"{self.name}: microtape differentiates real functions; "
                             f"got a complex result (dtype {out.dtype})")
         return out.astype(np.float64)
+
+    def _restated(self, args: tuple, cause: Exception) -> Exception:
+        """numpy's or Python's TypeError or IndexError, of the same type, naming the op and
+        what it was given; one that names the op already is the op's own, kept as it is."""
+        if str(cause).startswith(f"{self.name}:"):
+            return cause
+        given = ", ".join(
+            f"shape {np.shape(a.value if isinstance(a, Tensor) else a)}"
+            if isinstance(a, (Tensor, np.ndarray, np.generic, int, float)) else type(a).__name__
+            for a in args)
+        kind = IndexError if isinstance(cause, IndexError) else TypeError  # numpy's own take more
+        return kind(f"{self.name}: {cause} (given {given})")
 
     def _numpy_error(self, values: list, cause: ValueError) -> ValueError:
         """numpy's complaint about the operands, said in the op's words."""

@@ -24,6 +24,28 @@ def test_error_classes_are_value_errors():
     assert issubclass(mt.InputError, ValueError)
 
 
+_A = mt.Tensor(np.ones((3, 4)), name="A")
+
+
+@pytest.mark.parametrize("call, error, start", [
+    (lambda: _A[5], IndexError, "getitem: index 5 is out of bounds"),
+    (lambda: _A[np.array([0.0, 1.0])], IndexError, "getitem: arrays used as indices"),
+    (lambda: _A[0, 0, 0], IndexError, "getitem: too many indices"),
+    (lambda: _A + None, TypeError, "add: unsupported operand"),
+    (lambda: _A * "a", TypeError, "mul: ufunc 'multiply'"),
+    (lambda: mt.sum(_A, axis=1.5), TypeError, "sum: 'float' object cannot be interpreted"),
+    (lambda: mt.sigmoid(_A, _A), TypeError, "sigmoid: sigmoid() takes 1 positional argument"),
+    (lambda: mt.einsum(_A, _A), TypeError, "einsum: the first argument is the subscripts"),
+], ids=["index past the end", "float index", "too many indices", "None", "str", "float axis",
+        "two operands", "einsum without subscripts"])
+def test_a_wrong_type_or_index_names_the_op_and_what_it_was_given(call, error, start):
+    # They surfaced as numpy's or Python's own errors, naming neither the op nor the shapes
+    with pytest.raises(error) as info:
+        call()
+    assert str(info.value).startswith(start)
+    assert "shape (3, 4)" in str(info.value) or "einsum" in start
+
+
 def test_matmul_shape_error_names_the_op_and_both_shapes():
     with pytest.raises(mt.ShapeError) as info:
         mt.matmul(_tensor(4, 3), _tensor(2, 5))

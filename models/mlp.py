@@ -23,6 +23,7 @@ import microtape as mt
 from microtape import ShapeError, Tensor
 
 from .checkpoint import CheckpointError, load_arrays, save_arrays
+from .labels import check_labels
 
 __all__ = ["MLP", "ACTIVATIONS"]
 
@@ -130,14 +131,16 @@ class MLP:
             return np.argmax(self(x).value, axis=-1)
 
     def accuracy(self, x: Any, labels: Any) -> float:
-        """The fraction of examples whose predicted class is the label."""
-        labels = np.asarray(labels)
-        if labels.dtype.kind in "fb":  # label rows (probabilities, one-hot bools): the largest wins
-            labels = np.argmax(labels, axis=-1)
+        """The fraction of examples whose predicted class is the label.
+
+        The labels are those the loss takes, checked as it checks them: class
+        indices, or label rows (probabilities, one-hot bools), whose largest wins.
+        """
         predicted = self.predict(x)
-        if predicted.shape != labels.shape:
-            raise ShapeError(f"{type(self).__name__}.accuracy: labels of shape {labels.shape} for "
-                             f"predictions of shape {predicted.shape}; give one label per example")
+        labels = check_labels(labels.value if isinstance(labels, Tensor) else labels,
+                              (*predicted.shape, self.sizes[-1]), f"{type(self).__name__}.accuracy")
+        if labels.ndim > predicted.ndim:
+            labels = np.argmax(labels, axis=-1)
         return float(np.mean(predicted == labels))
 
     def _input(self, x: Any) -> Any:

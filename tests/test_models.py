@@ -322,8 +322,22 @@ def test_accuracy_and_fit_take_one_hot_bool_rows_as_the_loss_does():
 def test_accuracy_needs_one_label_per_example():
     net = TwoLayerNet(4, 3, 2, seed=0)
     x, labels = batch(5, 4, 2)
-    with pytest.raises(mt.ShapeError, match=r"labels of shape \(4,\) for predictions of shape \(5,\)"):
+    with pytest.raises(mt.ShapeError, match=r"class-index labels must have shape \(5,\).*got \(4,\)"):
         net.accuracy(x, labels[:4])
+
+
+def test_accuracy_checks_its_labels_as_the_loss_does():
+    # Out-of-range labels scored 0 and rows of the wrong width scored as argmax found them,
+    # silently; float class labels were blamed on their shape
+    net = TwoLayerNet(4, 3, 3, seed=0)
+    x, labels = np.random.default_rng(0).normal(size=(6, 4)), np.array([0, 1, 2, 0, 1, 2])
+    for bad, error, match in [(labels + 3, mt.InputError, "class index 3 is out of range"),
+                              (np.eye(5)[labels], mt.ShapeError, r"shape \(6, 3\), got \(6, 5\)"),
+                              (labels.astype(float), mt.InputError, "only if they are integers")]:
+        with pytest.raises(error, match=rf"TwoLayerNet.accuracy: .*{match}"):
+            net.accuracy(x, bad)
+    assert net.accuracy(x, np.eye(3)[labels]) == net.accuracy(x, mt.Tensor(np.eye(3)[labels]))
+    assert net.accuracy(x[0], 0) in (0.0, 1.0)  # one example, one label
 
 
 # -- one label check --------------------------------------------------------------------

@@ -119,7 +119,8 @@ def _hint(op: str, phase: str, v: dict, kind: str) -> str:
         if a == 0 and v["p"] < 1:
             return ("pow at 0 with p < 1: p A^(p−1) is infinite there; keep A away from 0 "
                     "((x + eps) ** p)")
-        if a < 0 and v["p"] != int(v["p"]):
+        # ±inf is no integer, and int() of it raises: test integrality of finite p only
+        if a < 0 and math.isfinite(v["p"]) and v["p"] != int(v["p"]):
             return "a negative number to a non-integer power is NaN"
     if op == "exp" and phase == "forward" and kind == "Inf":
         return ("exp overflowed; to turn scores into probabilities and a loss, compute the loss "

@@ -257,3 +257,14 @@ def test_a_bad_seed_and_an_overflowing_sum_of_gradients_are_told_apart():
         with pytest.raises(mt.AnomalyError, match="summed to Inf") as caught:
             tape.gradient(loss, tiny)
     assert caught.value.phase == "backward"
+
+
+@pytest.mark.parametrize("p", [np.inf, -np.inf])
+def test_pow_of_a_negative_number_to_an_infinite_power_is_reported_not_a_crash(p):
+    # the hint asked int(p) whether p is an integer, which raises OverflowError for ±inf
+    a = mt.Tensor(np.array([-2.0]), name="a")
+    power = mt.Tensor(np.array(p), name="p")
+    with pytest.raises(mt.AnomalyError) as caught, mt.detect_anomaly(inf=False), mt.Tape() as tape:
+        tape.gradient(mt.sum(a ** power), [a, power])
+    assert (caught.value.op, caught.value.phase, caught.value.kind) == ("pow", "backward", "NaN")
+    assert "non-integer power" not in str(caught.value)

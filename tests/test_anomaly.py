@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -268,3 +269,20 @@ def test_pow_of_a_negative_number_to_an_infinite_power_is_reported_not_a_crash(p
         tape.gradient(mt.sum(a ** power), [a, power])
     assert (caught.value.op, caught.value.phase, caught.value.kind) == ("pow", "backward", "NaN")
     assert "non-integer power" not in str(caught.value)
+
+
+@pytest.mark.parametrize("values, inf", [([1e308, 1e308], True), ([np.inf, -np.inf], False)],
+                         ids=["finite-values-whose-sum-overflows", "both-infinities"])
+def test_the_check_itself_never_warns(values, inf):
+    # the check summed the output: the sum warned of an overflow (or of inf − inf), and the
+    # warning was restated as the user's op's, an error under python -W error
+    a = mt.Tensor(np.array(values), name="a")
+    with warnings.catch_warnings(record=True) as seen, mt.detect_anomaly(inf=inf):
+        warnings.simplefilter("always")
+        with mt.Tape() as tape:
+            b = a * 1.0
+            loss = mt.sum(b * 0.5) if inf else None
+        if inf:
+            tape.gradient(loss, a)  # the gradient's checks too: [0.5, 0.5]
+    assert [str(w.message) for w in seen] == []
+    assert np.array_equal(b.value, a.value)

@@ -35,12 +35,13 @@ _count_lock = threading.Lock()
 class Checker:
     """The mode's entry among the active tapes: checks each node handed to it."""
 
-    __slots__ = ("nan", "inf", "_token", "_record")
+    __slots__ = ("nan", "inf", "_token", "_record", "_outer")
 
     def __init__(self, nan: bool, inf: bool) -> None:
         self.nan, self.inf = nan, inf
         self._token = None
         self._record = self.check
+        self._outer: list = []  # (tape, the outer block's checker it had), restored on exit
 
     def check(self, node: Node) -> None:
         """Note where the user called the op; raise if its output is bad and it made that."""
@@ -123,6 +124,8 @@ class detect_anomaly:
         stack = _active.get()
         for t in stack:
             if isinstance(t, Tape):
+                if t.anomaly is not None:
+                    checker._outer.append((t, t.anomaly))
                 t.anomaly = checker  # recorded in the mode: its backward pass is checked too
         # One checker at a time: the innermost settings win.
         kept = tuple(t for t in stack if isinstance(t, Tape) and t._token is not None)
@@ -141,6 +144,10 @@ class detect_anomaly:
         checker = opened[-1]
         _opened.set(opened[:-1])
         checker._record = _ignore  # stacks copied into tasks stop checking too
+        # A tape of an outer block answers with that block's settings again, not this
+        # one's. A tape opened outside the mode keeps this one: it recorded in the mode.
+        for t, outer in checker._outer:
+            t.anomaly = outer
         token, checker._token = checker._token, None
         with _count_lock:
             _ANOMALY[0] -= 1

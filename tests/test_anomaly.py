@@ -286,3 +286,26 @@ def test_the_check_itself_never_warns(values, inf):
             tape.gradient(loss, a)  # the gradient's checks too: [0.5, 0.5]
     assert [str(w.message) for w in seen] == []
     assert np.array_equal(b.value, a.value)
+
+
+def test_a_nested_block_leaves_the_outer_tapes_with_the_outer_settings():
+    # the inner block set its inf=False on the outer block's tape and never set it back,
+    # so an infinite gradient passed silently once the inner block was left
+    x = mt.Tensor(np.array([4.0, 0.0]), name="x")
+    with mt.detect_anomaly():
+        with mt.Tape() as tape:
+            loss = mt.sum(mt.sqrt(x))
+            with mt.detect_anomaly(inf=False):
+                pass
+    assert tape.anomaly.inf
+    with pytest.raises(mt.AnomalyError) as caught, np.errstate(all="ignore"):
+        tape.gradient(loss, x)  # outside every block: the tape's own settings
+    assert (caught.value.op, caught.value.phase, caught.value.kind) == ("sqrt", "backward", "Inf")
+
+
+def test_a_tape_opened_outside_the_mode_keeps_the_settings_of_the_block_it_recorded_in():
+    x = mt.Tensor(np.array([4.0, 0.0]), name="x")
+    with mt.Tape() as tape:
+        with mt.detect_anomaly(inf=False):
+            loss = mt.sum(mt.sqrt(x))
+    assert tape.anomaly is not None and not tape.anomaly.inf

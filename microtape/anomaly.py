@@ -21,6 +21,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .anomaly_message import backward_error, clean, forward_error, gradient_error
+from .create_graph import run_vjp
+from .errors import AnomalyError
 from .state import _ANOMALY
 from .tape import Node, Tape, _active, _check_node, _ignore
 from .tensor import Tensor
@@ -86,8 +88,63 @@ class Checker:
             kept[key] = cotangents[key]
         return kept
 
+    def graph_checks(self, nodes: list, tape: Tape, target: Tensor) -> GraphChecks:
+        """The checks of ``tape``'s recorded backward pass (create_graph=True) of ``target``."""
+        return GraphChecks(self, nodes, tape, target)
+
     def __repr__(self) -> str:
         return f"<anomaly mode: nan={self.nan}, inf={self.inf}>"
+
+
+class GraphChecks:
+    """``Checker.sweep``'s checks, for the recorded backward pass (create_graph.py).
+
+    There the VJPs run as ops, which the mode checks as it checks the user's:
+    a VJP that goes bad would be told as the forward-pass anomaly of an op
+    inside it (a div, for sqrt's VJP at 0). It is told as the plain pass tells
+    it instead: the VJP of which op, for which input, or the fan-out sum.
+    """
+
+    __slots__ = ("mode", "nodes", "tape", "target")
+
+    def __init__(self, mode: Checker, nodes: list, tape: Tape, target: Tensor) -> None:
+        self.mode, self.nodes, self.tape, self.target = mode, nodes, tape, target
+
+    def step(self, node: Node, i: int, g, earlier, kept: dict) -> tuple:
+        """Input i's gradient term from ``node``'s VJP, and its sum with the ``earlier`` terms."""
+        inside = None
+        try:
+            dx = run_vjp(node, i, g)
+        except AnomalyError as err:
+            if err.phase != "forward":
+                raise
+            inside, dx = err, None  # an op inside the VJP went bad: the VJP's result says where
+        if inside is not None or not clean(dx, self.mode):
+            with np.errstate(all="ignore"):  # the VJP's ops have warned already
+                bad = node.vjps[i](_array(g))
+            if inside is not None and clean(bad, self.mode):
+                raise inside  # only an op inside the VJP saw the bad value: say so as it did
+            raise self._reached(_blame(self.nodes, node, i, g, bad, self.mode, self.tape,
+                                       self.target), kept, node, g)
+        return dx, (dx if earlier is None else self._sum(node, g, earlier, dx, kept))
+
+    def _sum(self, node: Node, g, earlier, dx, kept: dict):
+        """Fan-out: the sum of finite gradient terms, which may overflow."""
+        try:
+            total = earlier + dx
+        except AnomalyError:  # the mode saw the sum (an add) go bad
+            total = None
+        if total is None or not clean(total, self.mode):
+            with np.errstate(all="ignore"):
+                total = _array(earlier) + _array(dx)
+            raise self._reached(gradient_error(node, total, self.mode, self.tape, self.target),
+                                kept, node, g)
+        return total
+
+    @staticmethod
+    def _reached(err, kept: dict, node: Node, g) -> Exception:
+        """``err`` with the pass's finished gradients as arrays, as ``Checker.sweep`` gives them."""
+        return _reached(err, {k: _array(v) for k, v in kept.items()}, id(node.output), _array(g))
 
 
 class detect_anomaly:
@@ -168,6 +225,10 @@ class detect_anomaly:
 
     def __repr__(self) -> str:
         return f"detect_anomaly(nan={self.nan}, inf={self.inf})"
+
+
+def _array(x) -> np.ndarray:
+    return x.value if isinstance(x, Tensor) else np.asarray(x)
 
 
 def innermost_tape() -> Tape | None:

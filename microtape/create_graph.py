@@ -87,14 +87,16 @@ class _Marks:
 
 
 def sweep_graph(nodes: list, target: Tensor, cotangents: dict, wanted: set[int], stale: dict,
-                check: Callable, recording: tuple = (), ones: bool = False) -> dict[int, Tensor]:
+                check: Callable, recording: tuple = (), ones: bool = False,
+                checks=None) -> dict[int, Tensor]:
     """Walk ``nodes`` (the tape's) in reverse from the seeds in ``cotangents`` (by their
     targets' ids: ``target``'s, and any more a pullback starts from); return
     {id(source): gradient Tensor}.
 
     ``check(node, k)`` raises for a ``stale`` node (changed in place since recorded).
     ``recording`` are the tapes active meanwhile, whose new nodes get marked;
-    ``ones`` says the seed is the pass's own ones, not the user's.
+    ``ones`` says the seed is the pass's own ones, not the user's. ``checks``, in
+    anomaly mode (anomaly.GraphChecks), runs each VJP.
     """
     plan, live = _plan(nodes, wanted)
     kept: dict[int, Tensor] = {}
@@ -115,15 +117,28 @@ def sweep_graph(nodes: list, target: Tensor, cotangents: dict, wanted: set[int],
             key = id(x)
             if key in live and node.vjps[i] is not None:
                 start = len(recorder.nodes) if recorder is not None else 0
-                dx = node.op.differentiable_vjp(i)(g, node.output, *node.inputs, **node.params)
-                # Fan-out: the sum is an op too, so the outer tape sees it.
-                cotangents[key] = cotangents[key] + dx if key in cotangents else dx
+                dx, cotangents[key] = _term(node, i, g, cotangents.get(key), checks, kept)
                 if marks is not None:
                     marks.vjp(recorder.nodes[start:], node, i, dx, cotangents[key])
     if marks is not None:
         marks.finish(cotangents)
     kept.update((key, cotangents[key]) for key in wanted.intersection(cotangents))
     return kept
+
+
+def _term(node, i: int, g, earlier, checks, kept: dict) -> tuple:
+    """Input i's gradient term from ``node``'s VJP, and its sum with the ``earlier`` terms
+    (None if it is the first)."""
+    if checks is not None:  # anomaly mode: the same, each result checked
+        return checks.step(node, i, g, earlier, kept)
+    dx = run_vjp(node, i, g)
+    # Fan-out: the sum is an op too, so the outer tape sees it.
+    return dx, dx if earlier is None else earlier + dx
+
+
+def run_vjp(node, i: int, g):
+    """Input i's VJP of ``node``, run as ops on ``g``: a Tensor the active tapes record."""
+    return node.op.differentiable_vjp(i)(g, node.output, *node.inputs, **node.params)
 
 
 def _recorder(recording: tuple, target: Tensor, seed: Tensor, ones: bool) -> tuple:

@@ -257,8 +257,11 @@ class Tape:
         if more:
             cotangents.update((key, s if isinstance(s, Tensor) else Tensor(s))
                               for key, s in more.items())
+        mode = _ANOMALY[0] and _anomaly_mode()
+        checks = mode.graph_checks(nodes, self, target) if mode else None
         return sweep_graph(nodes, target, cotangents, set(map(id, sources)), stale,
-                           lambda node, k: _check_node(node, k, caller), active_tapes(), ones)
+                           lambda node, k: _check_node(node, k, caller), active_tapes(), ones,
+                           checks)
 
     def _pullback(self, targets: list[Tensor], seeds: Sequence[Any], sources: list[Tensor],
                   create_graph: bool = False, caller: str = "gradient") -> list:

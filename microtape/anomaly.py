@@ -110,6 +110,13 @@ class GraphChecks:
     def __init__(self, mode: Checker, nodes: list, tape: Tape, target: Tensor) -> None:
         self.mode, self.nodes, self.tape, self.target = mode, nodes, tape, target
 
+    def seed(self, seed) -> None:
+        """Raise if the seed, the target's gradient, is bad already: no VJP made it."""
+        if self.nodes and not clean(seed, self.mode):
+            node = next((n for n in reversed(self.nodes) if n.output is self.target),
+                        self.nodes[-1])
+            raise gradient_error(node, _array(seed), self.mode, self.tape, self.target, seed=True)
+
     def step(self, node: Node, i: int, g, earlier, kept: dict) -> tuple:
         """Input i's gradient term from ``node``'s VJP, and its sum with the ``earlier`` terms."""
         inside = None

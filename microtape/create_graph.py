@@ -96,11 +96,13 @@ def sweep_graph(nodes: list, target: Tensor, cotangents: dict, wanted: set[int],
     ``check(node, k)`` raises for a ``stale`` node (changed in place since recorded).
     ``recording`` are the tapes active meanwhile, whose new nodes get marked;
     ``ones`` says the seed is the pass's own ones, not the user's. ``checks``, in
-    anomaly mode (anomaly.GraphChecks), runs each VJP.
+    anomaly mode (anomaly.GraphChecks), checks the seed and runs each VJP.
     """
     plan, live = _plan(nodes, wanted)
     kept: dict[int, Tensor] = {}
     recorder, marks = _recorder(recording, target, cotangents[id(target)], ones)
+    if checks is not None:
+        checks.seed(cotangents[id(target)])
     while plan:
         node = plan.pop()
         out = id(node.output)

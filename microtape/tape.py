@@ -257,7 +257,7 @@ class Tape:
         if more:
             cotangents.update((key, s if isinstance(s, Tensor) else Tensor(s))
                               for key, s in more.items())
-        mode = _ANOMALY[0] and _anomaly_mode()
+        mode = (_ANOMALY[0] and _anomaly_mode()) or self.anomaly  # as in _pass
         checks = mode.graph_checks(nodes, self, target) if mode else None
         return sweep_graph(nodes, target, cotangents, set(map(id, sources)), stale,
                            lambda node, k: _check_node(node, k, caller), active_tapes(), ones,

@@ -368,3 +368,26 @@ def test_create_graph_tells_an_overflowing_fan_out_sum_as_the_plain_pass_does():
     recorded = ask(True)
     assert "summed to Inf" in str(recorded) and _told(recorded) == _told(ask(False))
 
+
+def test_create_graph_checks_a_tape_recorded_in_the_mode_when_asked_outside_it():
+    # the recorded pass checked nothing but the ops the mode saw run: outside the mode,
+    # the gradient came back [0.25, inf, 0.167] where create_graph=False raised
+    x = mt.Tensor(np.array([4.0, 0.0, 9.0]), name="x")
+    with mt.detect_anomaly(), mt.Tape() as tape:
+        loss = mt.sum(mt.sqrt(x))
+    for create_graph in (False, True):
+        err = _first_anomaly(lambda: tape.gradient(loss, x, create_graph=create_graph))
+        assert str(err).startswith("sqrt made Inf in the backward pass: its VJP gave dA[1] = inf")
+    with mt.Tape() as unchecked:
+        loss = mt.sum(mt.sqrt(x))
+    with np.errstate(all="ignore"):
+        assert np.isinf(unchecked.gradient(loss, x, create_graph=True).value[1])
+
+
+def test_create_graph_checks_the_seed():
+    x = mt.Tensor(np.array([1.0, 2.0]), name="x")
+    with mt.detect_anomaly():
+        with mt.Tape() as tape:
+            y = x * 1.0
+        with pytest.raises(mt.AnomalyError, match="the seed of the backward pass"):
+            tape.gradient(y, x, seed=np.array([1.0, np.nan]), create_graph=True)

@@ -268,8 +268,22 @@ def _blame(nodes: list, node: Node, i: int, g, dx, mode: Checker, tape: Tape, ta
     """The error for a bad VJP result: its own, unless the forward pass already went bad."""
     if all(clean(x, mode) for x in (*node.inputs, node.output)):
         return backward_error(node, i, g, dx, mode, tape, target)
-    # Recorded outside the mode, the forward pass made the bad value: find where.
-    for earlier in nodes:
+    # Recorded outside the mode, the forward pass made the bad value: find where, among
+    # the ops this one depends on (a bad value the target never read is not the cause).
+    for earlier in _ancestors(nodes, node):
         if not clean(earlier.output, mode):
             return forward_error(earlier, mode, tape)
     return backward_error(node, i, g, dx, mode, tape, target)
+
+
+def _ancestors(nodes: list, node: Node) -> list:
+    """The nodes ``node``'s output depends on, itself included, in the order recorded."""
+    made = {id(n.output): n for n in nodes}
+    seen, todo = {id(node)}, [node]
+    while todo:
+        for x in todo.pop().inputs:
+            maker = made.get(id(x))
+            if maker is not None and id(maker) not in seen:
+                seen.add(id(maker))
+                todo.append(maker)
+    return [n for n in nodes if id(n) in seen]

@@ -391,3 +391,17 @@ def test_create_graph_checks_the_seed():
             y = x * 1.0
         with pytest.raises(mt.AnomalyError, match="the seed of the backward pass"):
             tape.gradient(y, x, seed=np.array([1.0, np.nan]), create_graph=True)
+
+
+def test_a_bad_forward_value_the_target_never_read_is_not_blamed():
+    # blaming the first bad output on the tape named an op the target did not depend on
+    x = mt.Tensor(np.array([1.0, 2.0]), name="x")
+    data = mt.Tensor(np.array([1.0, np.inf]), name="data")
+    with mt.Tape() as tape, np.errstate(all="ignore"):
+        mt.log(mt.Tensor(np.array([0.0])), name="unused")  # -inf, read by nothing
+        loss = mt.sum(x * data)
+    with pytest.raises(mt.AnomalyError) as caught, mt.detect_anomaly():
+        tape.gradient(loss, x)
+    err = caught.value
+    assert (err.op, err.phase, err.kind) == ("mul", "forward", "Inf")
+    assert (err.input, err.input_name) == (1, "data")

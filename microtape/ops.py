@@ -719,9 +719,23 @@ def sum(a, axis=None, keepdims=False):
                                  keepdims),))
 def mean(a, axis=None, keepdims=False):
     """C = mean of A over ``axis`` (all axes by default)."""
+    if np.size(a) == 0:
+        return _mean_of_nothing(a, axis, keepdims)
     c = np.mean(a, axis=axis, keepdims=keepdims)
-    n = np.size(a) // max(np.size(c), 1) if np.size(a) else 1
+    n = np.size(a) // max(np.size(c), 1)
     return c, (lambda g: _expand(g / n, np.shape(a), axis, keepdims),)
+
+
+def _mean_of_nothing(a, axis, keepdims):
+    """An empty A: refused where a mean would average no elements (numpy gives NaN and a
+    warning from its own code, which names neither the op nor the call); an empty C, of
+    no means at all, is fine."""
+    c = np.sum(a, axis=axis, keepdims=keepdims) / 1.0  # its shape and dtype, without a warning
+    if np.size(c):
+        raise InputError(f"mean: there is nothing to average (A has shape {np.shape(a)}, "
+                         f"axis={axis}), and the mean of no elements is undefined; check "
+                         f"that the selection or batch is not empty")
+    return c, (lambda g: np.zeros(np.shape(a), dtype=np.result_type(g, c)),)
 
 
 def _size(a) -> int:

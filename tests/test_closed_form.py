@@ -876,12 +876,16 @@ def _function_and_call(y, w):
     return out, tape.gradient(out, w), cf
 
 
-def test_the_mean_over_an_empty_axis_is_nan_as_the_op_gives():
+def test_the_mean_over_an_empty_axis_is_refused_as_the_op_refuses_it():
     w = mt.Tensor(np.ones((3, 0)), name="w")
-    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
-        out, _, cf = _function_and_call(lambda w: mt.sum(mt.mean(w, axis=1) * 2.0), w)
-    value, grad = cf()
-    assert np.isnan(out.value) and np.isnan(value) and grad.shape == (3, 0)
+    f = lambda w: mt.sum(mt.mean(w, axis=1) * 2.0)  # noqa: E731
+    with pytest.raises(mt.InputError, match="nothing to average"):
+        _function_and_call(f, w)
+    with pytest.raises(mt.InputError, match="nothing to average"):
+        mt.value_and_grad(f, compile=True)(w)
+    out, grad, cf = _function_and_call(lambda w: mt.sum(mt.mean(w, axis=0) * 2.0), w)
+    value, got = cf()  # no means at all: an empty result, and a gradient of zeros
+    assert out.value == value == 0.0 and got.shape == grad.shape == (3, 0)
 
 
 def test_an_int_past_uint64_as_a_constant_is_a_float_in_the_code():

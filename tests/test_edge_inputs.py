@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import warnings
+
 import numpy as np
 import pytest
 
@@ -145,6 +148,16 @@ def test_a_label_row_holding_nan_is_refused_naming_the_row(bad):
 def test_an_empty_batch_with_the_mean_is_a_clear_error():
     with pytest.raises(mt.InputError, match=r"the batch is empty \(logits of shape \(0, 3\)\)"):
         mt.softmax_cross_entropy(mt.Tensor(np.zeros((0, 3))), np.zeros(0, dtype=int))
+
+
+@pytest.mark.parametrize("shape, axis", [((0,), None), ((0, 3), 0), ((3, 0), 1), ((2, 0, 3), (0, 1))])
+def test_a_mean_of_no_elements_is_refused_naming_the_shape(shape, axis):
+    # numpy's NaN came with a warning from numpy's own code, naming neither op nor call
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(mt.InputError, match=rf"mean: there is nothing to average \(A has "
+                                                rf"shape {re.escape(str(shape))}"):
+            mt.mean(mt.Tensor(np.zeros(shape)), axis=axis)
 
 
 def test_an_empty_batch_sums_to_zero_with_a_zero_gradient():

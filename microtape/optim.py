@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import operator
+import os
 from itertools import repeat
 from typing import AbstractSet, Any, Callable, Iterable, Mapping, Union
 
@@ -346,7 +347,13 @@ class Optimizer:
 
 def _checked_state(opt: Optimizer, state: Mapping[str, Any], wanted: dict[str, np.ndarray]) -> int:
     """The step count of ``state``, once it proves to fit ``opt`` and its ``wanted`` buffers."""
-    kind, saved = opt._kind, str(np.asarray(state.get("optimizer", "")))
+    kind = opt._kind
+    if not isinstance(state, Mapping):
+        hint = (" (read the file first: models.checkpoint.load_arrays(path))"
+                if isinstance(state, (str, os.PathLike)) else "")
+        raise TypeError(f"{kind}.load_state_dict: state must be the dict state_dict() returned, "
+                        f"not {type(state).__name__}{hint}")
+    saved = str(np.asarray(state.get("optimizer", "")))
     if not saved:
         raise InputError(f"{kind}.load_state_dict: the state has no 'optimizer' entry; pass "
                          f"what state_dict() returned")
@@ -362,6 +369,9 @@ def _checked_state(opt: Optimizer, state: Mapping[str, Any], wanted: dict[str, n
             f"params keeps {sorted(wanted)}; load it into an optimizer made with the same "
             f"params and settings")
     for name, buffer in wanted.items():
+        if isinstance(state[name], Tensor):
+            raise TypeError(f"{kind}.load_state_dict: {name!r} is a Tensor; the state holds "
+                            f"arrays, as state_dict() gives them")
         if np.shape(state[name]) != buffer.shape:
             raise ShapeError(f"{kind}.load_state_dict: {name!r} has shape {np.shape(state[name])} "
                              f"but the parameter has shape {buffer.shape}")

@@ -485,6 +485,20 @@ def test_a_state_that_does_not_fit_is_refused_and_changes_nothing():
         np.testing.assert_array_equal(value, before[name])
 
 
+def test_a_state_of_the_wrong_kind_is_refused_naming_what_to_pass():
+    # A path, None or a list raised AttributeError: 'str' object has no attribute 'get'
+    opt = mt.optim.Adam({"w": mt.Tensor(np.ones(2))}, lr=0.1)
+    for state, hint in (("opt.npz", r"not str \(read the file first"), (None, "not NoneType"),
+                        ([1, 2], "not list")):
+        with pytest.raises(TypeError, match=rf"Adam.load_state_dict: state must be the dict "
+                                            rf"state_dict\(\) returned, {hint}"):
+            opt.load_state_dict(state)
+    state = opt.state_dict()
+    state["m.w"] = mt.Tensor(state["m.w"])
+    with pytest.raises(TypeError, match="'m.w' is a Tensor"):
+        opt.load_state_dict(state)
+
+
 def test_momentum_switched_off_and_on_again_starts_from_a_zero_velocity():
     # Switched off, the velocity was kept, and switched on again the old one was used
     rng = np.random.default_rng(0)

@@ -23,6 +23,7 @@ from .gradient_checking import (DEFAULT_MAX_ELEMENTS, compare_elements, compare_
                     mismatch_message)
 from .tape import Tape, no_grad
 from .tensor import Tensor
+from .validation import check_setting
 
 __all__ = ["assert_gradients_close", "assert_vjp_matches"]
 
@@ -38,6 +39,8 @@ def assert_gradients_close(f: Callable[..., Tensor], inputs: Sequence[Any] | Map
     ``|tape − expected| <= atol + rtol·|expected|``. Returns the tape's
     gradients (a list or a dict, like ``inputs``) for further checks.
     """
+    rtol = check_setting("assert_gradients_close", "rtol", rtol, 0.0)
+    atol = check_setting("assert_gradients_close", "atol", atol, 0.0)
     keyed = isinstance(inputs, Mapping)
     names, values, wanted = _paired(inputs, expected)
     tensors = [v if isinstance(v, Tensor) else Tensor(np.asarray(v, dtype=np.float64), name=n)
@@ -93,6 +96,9 @@ def assert_vjp_matches(op: Callable[..., Tensor], inputs: Sequence[Any], rtol: f
     counts, and compared with the slope of ``Σ G ∘ op(inputs)``, in float64,
     at up to ``max_elements`` elements of each input.
     """
+    if not isinstance(inputs, (list, tuple)):
+        raise TypeError(f"assert_vjp_matches: inputs must be a list of op's operands, e.g. [x], "
+                        f"not {type(inputs).__name__}")
     arrays = [np.array(v.value if isinstance(v, Tensor) else v, dtype=np.float64) for v in inputs]
     names = [getattr(v, "name", None) or f"input {i}" for i, v in enumerate(inputs)]
     tensors = [Tensor(a.copy(), name=n) for a, n in zip(arrays, names)]

@@ -93,3 +93,23 @@ def test_vjp_matches_catches_a_wrong_custom_vjp_with_a_readable_message():
     assert "x, shape (2, 2)" in message and "worst element:   index (" in message
     assert re.search(r"^  relative error: +0\.333", message, re.M)   # (3 − 2) / 3
     assert "numeric:" in message and "tape:" in message
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda f, x: mt.gradcheck(f, [x], eps=0.0), "gradcheck: eps must be a finite number above 0"),
+    (lambda f, x: mt.gradcheck(f, [x], rtol=-1.0), "gradcheck: rtol must be a finite number at least 0"),
+    (lambda f, x: mt.gradcheck(f, [x], atol=float("nan")), "gradcheck: atol must be"),
+    (lambda f, x: assert_vjp_matches(mt.tanh, [x], eps=float("inf")), "assert_vjp_matches(tanh): eps"),
+    (lambda f, x: assert_gradients_close(f, [x], [2 * x], rtol=-1.0),
+     "assert_gradients_close: rtol must be"),
+], ids=["eps 0", "negative rtol", "NaN atol", "infinite eps", "negative rtol (close)"])
+def test_bad_tolerances_are_refused_not_blamed_on_the_gradient(call, match):
+    # eps=0 made every difference 0/0 and rtol=-1 made every element fail: each reported
+    # the user's gradient as wrong
+    with pytest.raises(ValueError, match=re.escape(match)):
+        call(lambda x: mt.sum(x * x), np.ones(3))
+
+
+def test_vjp_matches_wants_a_list_of_operands():
+    with pytest.raises(TypeError, match=r"inputs must be a list of op's operands, e.g. \[x\]"):
+        assert_vjp_matches(mt.tanh, np.ones(3))

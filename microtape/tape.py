@@ -145,6 +145,9 @@ class Tape:
     __slots__ = ("nodes", "persistent", "spent", "anomaly", "backward_target", "_token", "_record")
 
     def __init__(self, persistent: bool = True) -> None:
+        if persistent is not True and persistent is not False and not isinstance(
+                persistent, np.bool_):  # "no" would be true: kept, silently
+            raise TypeError(f"Tape: persistent must be True or False, not {persistent!r}")
         self.nodes: list[Node] = []
         self.persistent = persistent
         self.spent = False  # a non-persistent tape that has answered

@@ -49,6 +49,10 @@ def save_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Pa
     one. Missing folders on the way to ``path`` are created. ``path`` is used
     exactly as given (no ``.npz`` is appended).
     """
+    odd = [name for name in arrays if not isinstance(name, str) or not name]
+    if odd:  # an int key would come back as a string, silently
+        raise TypeError(f"save_arrays: the names of the arrays must be non-empty strings, as "
+                        f"they come back; got {odd}")
     make_folder(path)
     with open_atomic(path) as f:
         # What np.savez writes, but with the archive closed on every error: numpy 1.x's

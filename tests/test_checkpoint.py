@@ -198,3 +198,11 @@ def test_a_file_without_the_networks_configuration_is_refused(tmp_path):
         with pytest.raises(CheckpointError, match="not the network's configuration") as info:
             kind.load(path)
         assert "'activation'" in str(info.value) and "net.save(path)" in str(info.value)
+
+
+def test_names_that_would_not_come_back_as_given_are_refused(tmp_path):
+    # An int key came back as the string '1', silently
+    for arrays in ({1: np.ones(2)}, {"": np.ones(2)}):
+        with pytest.raises(TypeError, match="names of the arrays must be non-empty strings"):
+            checkpoint.save_arrays(tmp_path / "a.npz", arrays)
+    assert not (tmp_path / "a.npz").exists()

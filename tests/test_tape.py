@@ -616,3 +616,10 @@ def test_a_tape_cannot_be_entered_while_it_records_but_can_resume_after():
         w = z.sum()
     np.testing.assert_array_equal(tape.gradient(w, x), [6.0, 6.0])
     assert mt.tape.active_tapes() == ()
+
+
+def test_persistent_must_be_a_bool():
+    # persistent="no" is true, so the tape kept every value, silently
+    with pytest.raises(TypeError, match="persistent must be True or False, not 'no'"):
+        mt.Tape(persistent="no")
+    assert mt.Tape(persistent=np.bool_(False)).persistent == np.False_

@@ -375,10 +375,15 @@ def _checked_state(opt: Optimizer, state: Mapping[str, Any], wanted: dict[str, n
         if np.shape(state[name]) != buffer.shape:
             raise ShapeError(f"{kind}.load_state_dict: {name!r} has shape {np.shape(state[name])} "
                              f"but the parameter has shape {buffer.shape}")
-        dtype = np.asarray(state[name]).dtype
-        if not np.can_cast(dtype, buffer.dtype, casting="same_kind"):  # before any is copied
-            raise InputError(f"{kind}.load_state_dict: {name!r} holds {dtype}, which cannot be "
-                             f"read as the parameter's {buffer.dtype}")
+        value = np.asarray(state[name])
+        if not np.can_cast(value.dtype, buffer.dtype, casting="same_kind"):  # before any is copied
+            raise InputError(f"{kind}.load_state_dict: {name!r} holds {value.dtype}, which cannot "
+                             f"be read as the parameter's {buffer.dtype}")
+        # A NaN, or a negative second moment (its root is taken), makes every later step NaN
+        if not np.isfinite(value).all() or name.startswith("v.") and (value < 0).any():
+            raise InputError(f"{kind}.load_state_dict: {name!r} holds NaN, inf"
+                             f"{' or a negative value' if name.startswith('v.') else ''}; a "
+                             f"state_dict() never does, so the state is damaged")
     return int(steps)
 
 

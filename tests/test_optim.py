@@ -499,6 +499,19 @@ def test_a_state_of_the_wrong_kind_is_refused_naming_what_to_pass():
         opt.load_state_dict(state)
 
 
+def test_a_damaged_state_is_refused_before_it_makes_every_step_nan():
+    w = mt.Tensor(np.ones(2))
+    opt = mt.optim.Adam({"w": w}, lr=0.1)
+    opt.step({"w": np.ones(2)})
+    for name, bad in (("v.w", -1.0), ("m.w", np.nan), ("v.w", np.inf)):
+        state = opt.state_dict()
+        state[name] = np.full(2, bad)
+        with pytest.raises(mt.InputError, match=rf"'{name}' holds NaN, inf"):
+            opt.load_state_dict(state)
+    opt.step({"w": np.ones(2)})
+    assert np.isfinite(w.value).all() and opt.steps == 2
+
+
 def test_momentum_switched_off_and_on_again_starts_from_a_zero_velocity():
     # Switched off, the velocity was kept, and switched on again the old one was used
     rng = np.random.default_rng(0)

@@ -65,9 +65,12 @@ def check_labels(labels, shape: tuple[int, ...]) -> np.ndarray:
         return _check_label_rows(labels, shape)
     n_classes = shape[-1]
     if labels.shape != shape[:-1]:
+        rows = (" (integer label rows of the logits' shape, one-hot say, are read as rows once "
+                "they are floats: labels.astype(float), or give labels.argmax(-1))"
+                if labels.shape == shape else "")
         raise ShapeError(
             f"softmax_cross_entropy: class-index labels must have shape {shape[:-1]} for "
-            f"logits of shape {shape}, got {labels.shape}"
+            f"logits of shape {shape}, got {labels.shape}{rows}"
         )
     # One look at the largest checks both ends: read as unsigned, a negative
     # index is huge (at least 2^(bits−1), so only while there are fewer
@@ -98,8 +101,8 @@ def _check_label_rows(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
             raise InputError(
                 f"softmax_cross_entropy: labels of shape {labels.shape} are class indices only "
                 f"if they are integers, but their dtype is {labels.dtype}; pass an integer array "
-                f"(np.asarray(labels, dtype=int)), or label rows of the logits' shape {shape}"
-            )
+                f"(np.asarray(labels, dtype=int)), or label rows of the logits' shape {shape} "
+                f"(labels are data: mt.Tensor turns integers into floats, so pass the array itself)")
         raise ShapeError(
             f"softmax_cross_entropy: label rows must have the logits' shape {shape}, got "
             f"{labels.shape} (or pass integer class indices of shape {shape[:-1]})"

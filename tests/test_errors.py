@@ -177,10 +177,18 @@ def test_a_single_label_row_not_summing_to_one():
     (np.array([[0], [1], [2]]), r"class-index labels must have shape \(3,\).*got \(3, 1\)"),
     (np.eye(4)[:3, :3], r"label rows must have the logits' shape \(3, 4\), got \(3, 3\)"),
     (np.eye(4)[:2], r"label rows must have the logits' shape \(3, 4\), got \(2, 4\)"),
+    # integer one-hot rows (np.eye(C, dtype=int)[y], pandas' get_dummies) are read as indices
+    (np.eye(4, dtype=int)[:3], r"got \(3, 4\) \(integer label rows .*labels.astype\(float\)"),
 ])
 def test_labels_of_the_wrong_shape(labels, expected):
     with pytest.raises(mt.ShapeError, match=expected):
         mt.softmax_cross_entropy(_tensor(3, 4), labels)
+
+
+def test_class_labels_in_a_tensor_are_told_to_stay_an_array():
+    # mt.Tensor made them floats; the message told the user to pass integers, as they had
+    with pytest.raises(mt.InputError, match="mt.Tensor turns integers into floats"):
+        mt.softmax_cross_entropy(_tensor(3, 4), mt.Tensor(np.array([0, 1, 2])))
 
 
 def test_labels_of_a_wrong_kind():

@@ -413,6 +413,27 @@ def test_wrong_arguments_are_named():
         viz.draw_graph(other.nodes)
     with pytest.raises(ValueError, match="rankdir"):
         viz.draw_graph(net.tape, rankdir="sideways")
+    # Each of these raised Python's own error, or was taken
+    with pytest.raises(TypeError, match="params must be Tensors .*, not int"):
+        viz.draw_graph(net.tape, net.loss, params=3)
+    with pytest.raises(TypeError, match="max_elements must be an int, not str"):
+        viz.draw_graph(net.tape, max_elements="5")
+    with pytest.raises(ValueError, match="max_elements must be at least 0, got -1"):
+        viz.draw_graph(net.tape, max_elements=-1)
+    with pytest.raises(ValueError, match="check_elements must be at least 1, got 0"):
+        viz.draw_graph(net.tape, net.loss, check=True, check_elements=0)
+
+
+def test_a_drawing_or_a_step_page_given_the_wrong_kind_of_path_says_so(tmp_path):
+    # A folder got its drawing beside it as folder.svg; a file as the step page's folder
+    # raised a bare "[Errno 17] File exists"
+    net = two_layer()
+    with pytest.raises(IsADirectoryError, match="is a folder; give the drawing's file name"):
+        viz.render(net.tape, tmp_path, net.loss)
+    assert not tmp_path.with_name(tmp_path.name + ".svg").exists()
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(NotADirectoryError, match="the step page goes in a folder"):
+        viz.render_backward_steps(net.tape, net.loss, tmp_path / "taken")
     with mt.Tape(persistent=False) as spent:
         w = mt.Tensor([1.0, 2.0])
         loss = mt.exp(w).sum()

@@ -80,11 +80,21 @@ def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
     # Long only for its docstring: it is the reference for every option.
     if rankdir not in ("LR", "RL", "TB", "BT"):
         raise ValueError(f"draw_graph: rankdir must be 'LR', 'RL', 'TB' or 'BT', not {rankdir!r}")
+    check_count("draw_graph", "max_elements", max_elements, 0)
+    check_count("draw_graph", "check_elements", check_elements, 1)
     view = TapeView(tape, target, params, names)
     if target is not None and (grads or check):
         ensure_gradients(tape, target)
     checks = check_leaves(view, check_elements) if check else {}
     return build(view, Options(values, grads, formulas, max_elements, rankdir, legend), checks)
+
+
+def check_count(kind: str, name: str, n: Any, least: int) -> None:
+    """Refuse ``n`` unless it is an int of at least ``least``: a count of elements."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{kind}: {name} must be an int, not {type(n).__name__} ({n!r})")
+    if n < least:
+        raise ValueError(f"{kind}: {name} must be at least {least}, got {n}")
 
 
 def ensure_gradients(tape: Tape, target: Tensor) -> bool:

@@ -20,6 +20,7 @@ grows linearly with the tape. It loads nothing: one file, no network.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import html
 import json
@@ -106,7 +107,12 @@ def _backward_or_stop(view: TapeView) -> AnomalyError | None:
 
 def _drawing(view: TapeView, opts: Options, out_dir: Path) -> str:
     """The page's one drawing, as SVG text; clears what earlier versions left in ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise NotADirectoryError(errno.ENOTDIR, f"the step page goes in a folder, and "
+                                                f"{str(out_dir)!r} or a part of it is a file; give "
+                                                f"a folder", str(out_dir)) from None
     graph = build(view, opts, page=STEP_PAGE)
     try:
         svg = pipe(graph, "svg", out_dir / "steps.svg")

@@ -186,6 +186,9 @@ def _param_ids(params) -> set[int]:
         params = [params]
     elif isinstance(params, Mapping):
         params = list(params.values())
+    elif not isinstance(params, (list, tuple, set, frozenset)):
+        raise TypeError(f"viz: params must be Tensors (a Tensor, a list or a dict of them), "
+                        f"not {type(params).__name__}")
     ids = set()
     for p in params:
         if not isinstance(p, Tensor):

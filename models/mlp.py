@@ -52,6 +52,10 @@ class MLP:
         sizes = _check_sizes(kind, sizes)
         _check_activation(kind, activation)
         dtype = _check_dtype(kind, dtype)
+        if seed is not None and (isinstance(seed, (bool, str, float)) or not isinstance(
+                seed, (int, np.integer, np.random.Generator, np.random.SeedSequence))):
+            raise TypeError(f"{kind}: seed must be an int (or None for a fresh one), not "
+                            f"{type(seed).__name__} ({seed!r})")
         rng = np.random.default_rng(seed)
         arrays = {}
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
@@ -205,13 +209,16 @@ def _check_sizes(kind: str, sizes: Any) -> tuple[int, ...]:
 
 
 def _check_activation(kind: str, activation: Any) -> None:
-    if activation not in ACTIVATIONS:
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
         raise ValueError(f"{kind}: activation must be one of {sorted(ACTIVATIONS)}, "
                          f"got {activation!r}")
 
 
 def _check_dtype(kind: str, dtype: Any) -> np.dtype:
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:  # not a dtype at all: numpy's message names neither the network nor dtype=
+        raise TypeError(f"{kind}: dtype must be float32 or float64, got {dtype!r}") from None
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"{kind}: dtype must be float32 or float64, got {dtype}")
     return dtype

@@ -326,6 +326,16 @@ def test_accuracy_needs_one_label_per_example():
         net.accuracy(x, labels[:4])
 
 
+def test_a_network_refuses_a_dtype_seed_or_activation_it_cannot_use_naming_it():
+    # numpy's own errors, naming neither the network nor the argument, or "unhashable type"
+    for make, error, match in [(lambda: TwoLayerNet(2, 3, 2, dtype="foo"), TypeError, "dtype must be"),
+                               (lambda: TwoLayerNet(2, 3, 2, seed="a"), TypeError, "seed must be an int"),
+                               (lambda: MLP((2, 3, 2), activation=["relu"]), ValueError,
+                                "activation must be one of")]:
+        with pytest.raises(error, match=rf"(TwoLayerNet|MLP): {match}"):
+            make()
+
+
 def test_accuracy_checks_its_labels_as_the_loss_does():
     # Out-of-range labels scored 0 and rows of the wrong width scored as argmax found them,
     # silently; float class labels were blamed on their shape

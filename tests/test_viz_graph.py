@@ -428,7 +428,7 @@ def test_a_drawing_or_a_step_page_given_the_wrong_kind_of_path_says_so(tmp_path)
     # A folder got its drawing beside it as folder.svg; a file as the step page's folder
     # raised a bare "[Errno 17] File exists"
     net = two_layer()
-    with pytest.raises(IsADirectoryError, match="is a folder; give the drawing's file name"):
+    with pytest.raises(IsADirectoryError, match="this is a folder; give the drawing's file name"):
         viz.render(net.tape, tmp_path, net.loss)
     assert not tmp_path.with_name(tmp_path.name + ".svg").exists()
     (tmp_path / "taken").write_text("x")

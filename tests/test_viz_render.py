@@ -138,7 +138,9 @@ def test_a_realistic_network_renders_despite_graphvizs_string_limit(tmp_path):
     (["--out", "afile/g.svg"], "--out afile/g.svg: afile is a file, so no folder can be made there"),
     (["--out", "folder"], "--out folder: is a folder; name a file in it"),
     (["--steps", "afile"], "--steps afile: is a file, not a folder"),
-    (["--seed", "-3"], "argument --seed: expected a non-negative integer, got -3")])
+    (["--seed", "-3"], "argument --seed: expected a non-negative integer, got -3"),
+    (["--out", ""], "argument --out: expected a path, got an empty one"),  # wrote graph.svg
+    (["--steps", ""], "argument --steps: expected a path, got an empty one")])
 def test_python_m_viz_says_what_is_wrong_with_a_path_or_seed_before_drawing(
         args, phrase, tmp_path, monkeypatch, capsys):
     # Each raised a traceback (NotADirectoryError, IsADirectoryError, FileExistsError

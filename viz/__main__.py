@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.seed < 0:
         parser.error(f"argument --seed: expected a non-negative integer, got {args.seed}")
+    if args.out == "" or args.steps == "":  # an empty name would quietly mean the default
+        parser.error(f"argument {'--out' if args.out == '' else '--steps'}: expected a path, "
+                     f"got an empty one")
     out = args.out or f"graph.{args.format or 'svg'}"
     for option, path, folder in (("--out", out, False), ("--steps", args.steps, True)):
         problem = why_unwritable(path, folder) if path else None

@@ -41,9 +41,8 @@ def output_path(path: str | Path, format: str | None) -> tuple[Path, str]:
     """The file a drawing goes to and its format, checked, with its folder created."""
     path = Path(path)
     if path.is_dir():  # drawn beside it as path.svg, the drawing would not be where it was asked
-        raise IsADirectoryError(errno.EISDIR, f"{str(path)!r} is a folder; give the drawing's "
-                                              f"file name, e.g. {str(path / 'graph.svg')!r}",
-                                str(path))
+        raise IsADirectoryError(errno.EISDIR, f"this is a folder; give the drawing's file name, "
+                                              f"e.g. {str(path / 'graph.svg')!r}", str(path))
     fmt = _format_for(path, format)
     if _suffix(path) != fmt:
         path = path.with_name(f"{path.name}.{fmt}")

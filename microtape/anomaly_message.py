@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import AnomalyError
+from .tape import _active
 from .tensor import Tensor
 
 DRAW = 'viz.render_anomaly(err, "anomaly.svg")'
@@ -56,11 +57,11 @@ def backward_error(node, i: int, g, dx, mode, tape, target) -> AnomalyError:
     """The VJP of input ``i`` returned a bad value from a good G and good operands."""
     dx = np.asarray(dx)
     index, kind = _first_bad(dx, mode)
-    out_index = _out_index(node, i, index)
+    g = np.broadcast_to(_value(g), node.output.value.shape)
+    out_index = _out_index(node, i, index, g, mode)
     values = _values(node, out_index)
     where = _shown(values, out_index, node)
     if out_index is not None:
-        g = np.broadcast_to(np.asarray(g), node.output.value.shape)
         values["G"] = float(g[out_index])
         where += f", G{_at(out_index)} = {_num(values['G'])}"
     label = _labels(node)[i]
@@ -122,6 +123,10 @@ def _hint(op: str, phase: str, v: dict, kind: str) -> str:
         # ±inf is no integer, and int() of it raises: test integrality of finite p only
         if a < 0 and math.isfinite(v["p"]) and v["p"] != int(v["p"]):
             return "a negative number to a non-integer power is NaN"
+        if a < 0 and phase == "backward":  # even to an integer power: dp holds log A
+            return ("a negative base has no log, and the exponent's gradient dp = G ∘ C ∘ log A "
+                    "needs it; keep the base positive, or pass the exponent as a number if it "
+                    "needs no gradient")
     if op == "exp" and phase == "forward" and kind == "Inf":
         return ("exp overflowed; to turn scores into probabilities and a loss, compute the loss "
                 "from logits with softmax_cross_entropy")
@@ -153,9 +158,13 @@ def clean(a: Any, mode) -> bool:
 
 
 def _first_bad(a: np.ndarray, mode) -> tuple[tuple, str]:
-    bad = np.isnan(a) if not mode.inf else ~np.isfinite(a)
+    bad = _bad(a, mode)
     index = tuple(int(k) for k in np.unravel_index(int(np.argmax(bad)), a.shape)) if a.ndim else ()
     return index, "NaN" if np.isnan(a[index]) else "Inf"
+
+
+def _bad(a: np.ndarray, mode) -> np.ndarray:
+    return np.isnan(a) if not mode.inf else ~np.isfinite(a)
 
 
 def _labels(node) -> list[str]:
@@ -173,15 +182,43 @@ def _elementwise(node) -> bool:
     return node.op.broadcasts or node.op.name in _ELEMENTWISE
 
 
-def _out_index(node, i: int, index: tuple) -> tuple | None:
-    """An output element that input ``i``'s element ``index`` fed (broadcast axes at 0)."""
+def _out_index(node, i: int, index: tuple, g: np.ndarray, mode) -> tuple | None:
+    """An output element that input ``i``'s element ``index`` fed, and whose own term of
+    the VJP is bad: along the axes the input was broadcast along, its gradient sums many
+    output elements' terms, and most of them may be fine."""
     if not _elementwise(node):
         return None
     out_shape = node.output.value.shape
     lead = len(out_shape) - len(index)
     shape = np.shape(_value(node.inputs[i]))
-    return tuple(0 if k < lead or (shape[k - lead] == 1 and n != 1) else index[k - lead]
-                 for k, n in enumerate(out_shape))
+    spread = [k < lead or (shape[k - lead] == 1 and n != 1) for k, n in enumerate(out_shape)]
+    at = [slice(None) if s else index[k - lead] for k, s in enumerate(spread)]
+    terms = _terms(node, i, g) if any(spread) else None
+    bad = np.zeros(1, bool) if terms is None else _bad(terms[tuple(at)], mode)
+    found = iter(np.unravel_index(int(np.argmax(bad)), bad.shape) if bad.any() else ())
+    return tuple(int(next(found, 0)) if s else k for s, k in zip(spread, at))
+
+
+def _terms(node, i: int, g: np.ndarray) -> np.ndarray | None:
+    """Input ``i``'s VJP with one term per output element, not yet summed over the axes
+    it was broadcast along: the op's grads, run on that input stretched to the output's
+    shape. None for an op without grads in ops (its numpy VJPs sum as they go)."""
+    try:
+        grad = node.op.differentiable_vjp(i)
+    except (TypeError, IndexError):
+        return None
+    inputs = list(node.inputs)
+    inputs[i] = np.broadcast_to(_value(inputs[i]), g.shape).copy()
+    token = _active.set(())  # neither recorded nor checked: the mode is telling what it found
+    try:
+        with np.errstate(all="ignore"):
+            d = grad(Tensor(np.array(g)), node.output, *inputs, **node.params)
+    except Exception:  # a grads that cannot take the stretched input: say less, not fail
+        return None
+    finally:
+        _active.reset(token)
+    d = _value(d)
+    return d if np.shape(d) == g.shape else None
 
 
 def _values(node, out_index: tuple | None) -> dict:

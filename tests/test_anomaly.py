@@ -405,3 +405,23 @@ def test_a_bad_forward_value_the_target_never_read_is_not_blamed():
     err = caught.value
     assert (err.op, err.phase, err.kind) == ("mul", "forward", "Inf")
     assert (err.input, err.input_name) == (1, "data")
+
+
+@pytest.mark.parametrize("p, shown", [([2.0, 1.0], "p[0] = 2"), (2.0, "p = 2")],
+                         ids=["row-exponent", "0-d-exponent"])
+def test_a_broadcast_input_s_bad_gradient_shows_the_element_that_made_it(p, shown):
+    # the output element was taken at 0 along the axes p was broadcast along: A[0, 0] = 1,
+    # whose term C log A is fine, and the NaN from log(-1) at A[1, 0] went unexplained
+    a = mt.Tensor(np.array([[1.0, 2.0], [-1.0, 3.0]]), name="A")
+    power = mt.Tensor(np.array(p), name="p")
+
+    def run():
+        with mt.detect_anomaly(), mt.Tape() as tape:
+            tape.gradient(mt.sum(a ** power), [a, power])
+    err = _first_anomaly(run)
+    assert (err.op, err.phase, err.input) == ("pow", "backward", 1)
+    assert err.values == {"A": -1.0, "p": 2.0, "C": 1.0, "G": 1.0}
+    text = str(err)
+    for part in ("A[1, 0] = -1", shown, "C[1, 0] = 1", "G[1, 0] = 1", "negative base"):
+        assert part in text, part
+

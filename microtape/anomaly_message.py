@@ -7,6 +7,8 @@ pow), the output ``C`` (or the formula's ``S`` or ``T``), its gradient ``G``.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import os
 import re
@@ -44,12 +46,14 @@ def _input_error(node, i: int, mode, tape) -> AnomalyError:
     a = np.asarray(x.value if isinstance(x, Tensor) else x)
     index, kind = _first_bad(a, mode)
     name = x.name if isinstance(x, Tensor) else None
-    called = f"{_labels(node)[i]}, {name!r}" if name else _labels(node)[i]
-    head = (f"{node.op.name} read an input that already holds {kind}: input {i} ({called}) is "
+    label = input_labels(node)[i]
+    called = f"{label}, {name!r}" if name else label
+    n = operand_positions(node).index(i)  # einsum's subscripts are no input
+    head = (f"{node.op.name} read an input that already holds {kind}: input {n} ({called}) is "
             f"{_num(a[index])} at {list(index)}. No op in anomaly mode made it: it is data, a "
             f"parameter, a constant, or was computed outside the mode; check where it comes from")
-    values = {_labels(node)[i]: float(a[index])}
-    return _error(head, "", node, "forward", kind, index, i, mode, tape, None, values,
+    values = {label: float(a[index])}
+    return _error(head, "", node, "forward", kind, index, n, mode, tape, None, values,
                   input_name=name)
 
 
@@ -64,13 +68,14 @@ def backward_error(node, i: int, g, dx, mode, tape, target) -> AnomalyError:
     if out_index is not None:
         values["G"] = float(g[out_index])
         where += f", G{_at(out_index)} = {_num(values['G'])}"
-    label = _labels(node)[i]
+    label = input_labels(node)[i]
     x = node.inputs[i]
     name = x.name if isinstance(x, Tensor) else None
     named = f", {name!r}" if name else ""
+    n = operand_positions(node).index(i)  # einsum's subscripts are no input
     head = (f"{node.op.name} made {kind} in the backward pass: its VJP gave d{label}{_at(index)} "
-            f"= {_num(dx[index])} (the gradient of input {i}{named}) from a finite G")
-    return _error(head, where, node, "backward", kind, index, i, mode, tape, target, values,
+            f"= {_num(dx[index])} (the gradient of input {n}{named}) from a finite G")
+    return _error(head, where, node, "backward", kind, index, n, mode, tape, target, values,
                   input_name=name)
 
 
@@ -167,10 +172,55 @@ def _bad(a: np.ndarray, mode) -> np.ndarray:
     return np.isnan(a) if not mode.inf else ~np.isfinite(a)
 
 
-def _labels(node) -> list[str]:
-    """Each input's name in the op's formula (``dA``, ``dp``), else A, B, ... by position."""
-    named = re.findall(r"\bd([A-Za-z])\w* =", node.op.formula)
-    return [named[i] if i < len(named) else "ABDEFHIJKL"[i] for i in range(len(node.inputs))]
+_GRAD_OF = re.compile(r"\bd([A-Za-z]\w*)\s*=")
+
+
+def input_labels(node) -> list[str]:
+    """What the message and the drawing call each of ``node``'s inputs, by position.
+
+    The formula's name for each input it differentiates, in order (``dA``,
+    ``dp``, ``dlo``; ``dA_i`` numbers them ``A_0``, ``A_1``, ...), else the
+    parameter's name in the op's signature (``condition``, ``labels``),
+    else ``arg k``, k counting operands as ``AnomalyError.input`` does.
+    """
+    names = _GRAD_OF.findall(node.op.formula)
+    named = {}
+    for k, i in enumerate(formula_inputs(node)):
+        if len(names) == 1 and names[0].endswith("_i"):  # one formula for every operand
+            named[i] = f"{names[0][:-2]}_{k}"
+        elif k < len(names):
+            named[i] = names[k]
+    params = parameter_names(node.op)
+    operands = operand_positions(node)
+    return [named.get(i) or (params[i] if i < len(params) else
+                             f"arg {operands.index(i) if i in operands else i}")
+            for i in range(len(node.inputs))]
+
+
+def operand_positions(node) -> list[int]:
+    """The positions in ``node.inputs`` of the op's operands, the inputs the message counts:
+    all but a spec such as einsum's subscripts string, which is no value."""
+    return [i for i, x in enumerate(node.inputs) if not isinstance(x, str)]
+
+
+def formula_inputs(node) -> list[int]:
+    """The positions of the inputs the formula's ``dX =`` parts belong to, in order: the
+    operands the op differentiates (where's condition gets no gradient, so ``da`` is the
+    gradient of input 1)."""
+    grads = node.op.grads
+    declared = isinstance(grads, (tuple, list))  # else one grads for all, or numpy VJPs only
+    return [i for i in operand_positions(node)
+            if not declared or (i < len(grads) and grads[i] is not None)]
+
+
+@functools.lru_cache(maxsize=256)
+def parameter_names(op: Any) -> tuple[str, ...]:
+    """The positional parameter names of an op's forward (``logits``, ``labels``)."""
+    try:
+        return tuple(p.name for p in inspect.signature(op).parameters.values()
+                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+    except (TypeError, ValueError):
+        return ()
 
 
 def _out_label(node) -> str:
@@ -224,7 +274,7 @@ def _terms(node, i: int, g: np.ndarray) -> np.ndarray | None:
 def _values(node, out_index: tuple | None) -> dict:
     """Each operand's value at the output element ``out_index`` (scalars always)."""
     values = {}
-    for label, x in zip(_labels(node), node.inputs):
+    for label, x in zip(input_labels(node), node.inputs):
         a = _value(x)
         if not isinstance(a, np.ndarray) or a.dtype.kind not in "fiub":
             continue
@@ -238,7 +288,7 @@ def _values(node, out_index: tuple | None) -> dict:
 
 
 def _shown(values: dict, out_index: tuple | None, node) -> str:
-    shapes = {label: np.shape(_value(x)) for label, x in zip(_labels(node), node.inputs)}
+    shapes = {label: np.shape(_value(x)) for label, x in zip(input_labels(node), node.inputs)}
     shapes[_out_label(node)] = node.output.value.shape
     parts = []
     for label, v in values.items():

@@ -425,3 +425,22 @@ def test_a_broadcast_input_s_bad_gradient_shows_the_element_that_made_it(p, show
     for part in ("A[1, 0] = -1", shown, "C[1, 0] = 1", "G[1, 0] = 1", "negative base"):
         assert part in text, part
 
+
+
+@pytest.mark.parametrize("make, n, label", [
+    (lambda bad, ok: mt.where(np.array([False, True]), bad, ok), 1, "a"),
+    (lambda bad, ok: mt.clip(ok, bad, mt.Tensor(np.array([5.0, 5.0]))), 1, "lo"),
+    (lambda bad, ok: mt.einsum("i,i->", bad, ok), 0, "A_0"),
+    (lambda bad, ok: mt.concatenate([ok, bad]), 1, "A_1"),
+], ids=["where", "clip", "einsum", "concatenate"])
+def test_an_input_is_named_as_its_formula_and_signature_name_it(make, n, label):
+    # the message named inputs by one letter in formula order, counting where's condition
+    # and einsum's subscripts: where's input 1 was 'b', clip's lo 'l', einsum's first operand
+    # input 1, 'B'; and the drawing named them otherwise
+    bad = mt.Tensor(np.array([1.0, np.nan]), name="bad")
+    ok = mt.Tensor(np.array([1.0, 2.0]), name="ok")
+    with pytest.raises(mt.AnomalyError) as caught, mt.detect_anomaly():
+        make(bad, ok)
+    err = caught.value
+    assert (err.input, err.input_name) == (n, "bad")
+    assert f"input {n} ({label}, 'bad')" in str(err) and label in err.values

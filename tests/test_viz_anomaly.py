@@ -213,3 +213,17 @@ def test_the_stopped_pass_keeps_only_the_gradients_it_had_finished():
     reached = {id(n.output) for n in tape.nodes}          # sum, mul and pow were visited
     assert set(err.gradients) == reached
     assert np.all(err.gradients[id(tape.nodes[0].output)] == 3.0)   # pow's own G
+
+
+def test_the_bad_edge_names_the_input_as_the_message_does():
+    # err.input counted einsum's subscripts, and the drawing called the operand 'arg 1'
+    x = mt.Tensor(np.array([1e-10, 1.0]), name="x")
+    y = mt.Tensor(np.array([1e10, 1.0]), name="y")
+    with pytest.raises(mt.AnomalyError) as caught, np.errstate(all="ignore"):
+        with mt.detect_anomaly(), mt.Tape() as tape:
+            loss = mt.sum(mt.einsum("i,i->i", x, y) * 1e300)  # G = 1e300: dA_0 = G y overflows
+            tape.gradient(loss, [x, y])
+    err = caught.value
+    assert (err.op, err.phase, err.input, err.input_name) == ("einsum", "backward", 0, "x")
+    assert "its VJP gave dA_0[0] = inf (the gradient of input 0, 'x')" in str(err)
+    assert "A_0 · dA_0 holds Inf" in viz.draw_anomaly(err).source

@@ -17,6 +17,7 @@ from typing import Any
 import graphviz
 
 from microtape import Tape, Tensor
+from microtape.anomaly_message import operand_positions
 
 from . import labels as L
 from .graph import Options, Page, _argument_names, build, vjp_formula
@@ -115,9 +116,10 @@ def _marked_edges(view: TapeView, err: Any, op_id: str) -> dict:
             edges[(f"op{view.indices[j]}", view.info(later.output).node_id)] = _PATH_EDGE
     ends = {id(view.target)} if view.target is not None else set()
     edges = {e: a for e, a in edges.items() if ends & on_path}   # the target depends on it
-    if err.input is not None and err.input < len(node.inputs):
-        x = node.inputs[err.input]
-        name = _argument_names(node)[err.input]
+    operands = operand_positions(node)  # err.input counts operands, not einsum's subscripts
+    if err.input is not None and err.input < len(operands):
+        x = node.inputs[operands[err.input]]
+        name = _argument_names(node)[operands[err.input]]
         bad = {**_BAD_EDGE, "label": L.html(f"{name} · d{name} holds {err.kind}").join("<>")}
         if isinstance(x, Tensor):
             edges[(view.info(x).node_id, op_id)] = bad

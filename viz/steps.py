@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from microtape import AnomalyError, Node, Tape, Tensor
+from microtape.anomaly_message import operand_positions
 from microtape.files import write_atomic
 
 from . import labels as L
@@ -270,7 +271,8 @@ def _anomaly_caption(view: TapeView, k: int, s: int, err: AnomalyError) -> str:
     """The failing op's frame: what its VJP made, and where."""
     node = view.nodes[k]
     J = view.info(view.target).name
-    bad = node.inputs[err.input] if err.input is not None else None
+    operands = operand_positions(node)  # err.input counts operands, not einsum's subscripts
+    bad = node.inputs[operands[err.input]] if err.input is not None else None
     of = (L.gradient_name(J, view.info(bad).name) if isinstance(bad, Tensor)
           else f"the gradient of input {err.input}")
     where = f" at {list(err.index)}" if err.index else ""

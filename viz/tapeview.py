@@ -16,15 +16,13 @@ option folded into an op, drawn inside the op's box.
 
 from __future__ import annotations
 
-import functools
-import inspect
-import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from microtape import Node, Tape, Tensor
+from microtape.anomaly_message import input_labels
 from microtape.naming import TapeNames, index_of
 
 from .labels import is_index
@@ -143,34 +141,10 @@ class TapeView:
         return {i.node_id: i.name for i in [*self.tensors.values(), *self.arrays.values()]}
 
 
-@functools.lru_cache(maxsize=256)
-def parameter_names(op: Any) -> tuple[str, ...]:
-    """The positional parameter names of an op's forward (``logits``, ``labels``), for
-    the edges' labels."""
-    try:
-        return tuple(p.name for p in inspect.signature(op).parameters.values()
-                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
-    except (TypeError, ValueError):
-        return ()
-
-
-_GRAD_OF = re.compile(r"\bd([A-Za-z]\w*)\s*=")
-
-
 def argument_names(node: Node) -> list[str]:
-    """What to call each argument: the formula's letter (A, B, v, p), else the
-    parameter's name in the op's signature, else ``arg k``."""
-    letters = _GRAD_OF.findall(node.op.formula)
-    params = parameter_names(node.op)
-    names = []
-    for i in range(len(node.inputs)):
-        if i < len(letters) and not isinstance(node.inputs[i], str):
-            names.append(letters[i])
-        elif i < len(params):
-            names.append(params[i])
-        else:
-            names.append(f"arg {i}")
-    return names
+    """What to call each argument: the formula's name (A, B, p, lo), else the parameter's
+    name in the op's signature, else ``arg k``; the anomaly message's names too."""
+    return input_labels(node)
 
 
 def is_data_array(x: object) -> bool:

@@ -215,10 +215,15 @@ class detect_anomaly:
         token, checker._token = checker._token, None
         with _count_lock:
             _ANOMALY[0] -= 1
+        stack = _active.get()
+        later = stack[stack.index(checker) + 1:] if checker in stack else ()
         try:
             _active.reset(token)
-        except ValueError:  # a tape entered in the block is still open: leave it recording
+        except ValueError:  # exited in another thread or task: take the checker out of this one
             _active.set(tuple(t for t in _active.get() if t is not checker))
+            return
+        if later:
+            _reopen(later)
 
     def __call__(self, f: Callable) -> Callable:
         """As a decorator: each call of ``f`` runs in anomaly mode."""
@@ -248,6 +253,19 @@ def innermost_tape() -> Tape | None:
 def _after(checker: Checker) -> list:
     stack = _active.get()
     return [t for t in stack[stack.index(checker) + 1:]] if checker in stack else []
+
+
+def _reopen(tapes: tuple) -> None:
+    """Put back the tapes entered inside a block that is exiting before them.
+
+    Resetting the block's token dropped them from the stack, so they would
+    stop recording, and each one's own token would put the dead checker back
+    when it exits: every later op would build a node for it. Entered again
+    on the stack without the checker, they record on, and exit to it.
+    """
+    for t in tapes:
+        if isinstance(t, Tape) and t._token is not None:
+            t._token = _active.set(_active.get() + (t,))
 
 
 def _caller() -> tuple[str, int] | None:

@@ -444,3 +444,21 @@ def test_an_input_is_named_as_its_formula_and_signature_name_it(make, n, label):
     err = caught.value
     assert (err.input, err.input_name) == (n, "bad")
     assert f"input {n} ({label}, 'bad')" in str(err) and label in err.values
+
+
+def test_a_block_exited_before_a_tape_entered_in_it_leaves_the_tape_recording():
+    # resetting the block's token dropped the tape from the stack, so it recorded nothing
+    # more, and the tape's own exit put the dead checker back: every later op built a node
+    x = mt.Tensor(np.array([1.0, 0.0]), name="x")
+    mode = mt.detect_anomaly()
+    mode.__enter__()
+    tape = mt.Tape().__enter__()
+    mode.__exit__(None, None, None)
+    with np.errstate(divide="ignore"):
+        y = mt.log(x)  # -inf: the mode is off, and the tape records it
+    assert mt.tape.active_tapes() == (tape,) and len(tape) == 1
+    tape.__exit__(None, None, None)
+    assert mt.tape._active.get() == ()
+    with mt.Tape() as later:
+        mt.exp(y)
+    assert later.anomaly is None and len(later) == 1

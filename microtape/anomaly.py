@@ -12,11 +12,12 @@ backward loop, and checks what each VJP returns.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 import threading
 from contextvars import ContextVar
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 import numpy as np
 
@@ -224,10 +225,29 @@ class detect_anomaly:
             return
         if later:
             _reopen(later)
+        elif any(t._token is None for t in _active.get()):
+            # A tape entered before the block and exited in it (across a generator's yield):
+            # the reset put it back, and each op would build a node for it.
+            _active.set(tuple(t for t in _active.get() if t._token is not None))
 
     def __call__(self, f: Callable) -> Callable:
-        """As a decorator: each call of ``f`` runs in anomaly mode."""
+        """As a decorator: each call of ``f`` runs in anomaly mode (a coroutine's whole run,
+        a generator's every resumption)."""
         nan, inf = self.nan, self.inf
+        if inspect.isasyncgenfunction(f):
+            raise TypeError(f"detect_anomaly: cannot decorate the async generator {f.__name__}; "
+                            f"open 'with mt.detect_anomaly():' inside it instead")
+        if inspect.iscoroutinefunction(f):  # calling it only makes the coroutine: run it inside
+            @functools.wraps(f)
+            async def checked_run(*args: Any, **kwargs: Any) -> Any:
+                with detect_anomaly(nan, inf):
+                    return await f(*args, **kwargs)
+            return checked_run
+        if inspect.isgeneratorfunction(f):  # nor a generator's body, run by each next()
+            @functools.wraps(f)
+            def checked_steps(*args: Any, **kwargs: Any) -> Any:
+                return (yield from _checked_steps(f(*args, **kwargs), nan, inf))
+            return checked_steps
 
         @functools.wraps(f)
         def checked(*args: Any, **kwargs: Any) -> Any:
@@ -253,6 +273,28 @@ def innermost_tape() -> Tape | None:
 def _after(checker: Checker) -> list:
     stack = _active.get()
     return [t for t in stack[stack.index(checker) + 1:]] if checker in stack else []
+
+
+def _checked_steps(steps: Generator, nan: bool, inf: bool) -> Generator:
+    """``yield from steps``, with the mode on while ``steps`` runs and off while its caller
+    does, as ``yield from`` passes on what is sent or thrown in."""
+    # yield from's protocol (PEP 380) spelled out: each resumption of ``steps``, and its
+    # closing, runs inside a block of its own.
+    sent, thrown = None, None
+    while True:
+        with detect_anomaly(nan, inf):
+            try:
+                value = steps.send(sent) if thrown is None else steps.throw(thrown)
+            except StopIteration as stop:
+                return stop.value
+        try:
+            sent, thrown = (yield value), None
+        except GeneratorExit:
+            with detect_anomaly(nan, inf):
+                steps.close()
+            raise
+        except BaseException as e:  # thrown in by the caller: on to the generator
+            sent, thrown = None, e
 
 
 def _reopen(tapes: tuple) -> None:

@@ -462,3 +462,60 @@ def test_a_block_exited_before_a_tape_entered_in_it_leaves_the_tape_recording():
     with mt.Tape() as later:
         mt.exp(y)
     assert later.anomaly is None and len(later) == 1
+
+
+def test_the_decorator_checks_the_body_of_a_coroutine_and_of_a_generator():
+    # the block was left as soon as the call made the coroutine or generator object, so
+    # their bodies ran outside the mode and checked nothing
+    @mt.detect_anomaly()
+    async def later(x):
+        await asyncio.sleep(0)
+        return mt.log(x)
+
+    assert inspect.iscoroutinefunction(later) and later.__name__ == "later"
+    with pytest.raises(mt.AnomalyError, match="log made Inf"), np.errstate(divide="ignore"):
+        asyncio.run(later(mt.Tensor(0.0)))
+
+    @mt.detect_anomaly()
+    def steps(x):
+        y = yield mt.exp(x)
+        return mt.log(y)
+
+    run = steps(mt.Tensor(0.0))
+    assert next(run).value == 1.0
+    with np.errstate(divide="ignore"):  # between resumptions the caller runs outside the mode
+        assert mt.log(mt.Tensor(0.0)).value == -np.inf
+        with pytest.raises(mt.AnomalyError, match="log made Inf"):
+            run.send(mt.Tensor(0.0))
+    assert mt.tape._active.get() == ()
+    fine = steps(mt.Tensor(0.0))
+    next(fine)
+    with pytest.raises(StopIteration) as done:
+        fine.send(mt.Tensor(1.0))
+    assert done.value.value.value == 0.0  # its return value: log(1)
+
+
+def test_the_decorator_refuses_an_async_generator():
+    async def stream():
+        yield 1
+
+    with pytest.raises(TypeError, match="async generator stream"):
+        mt.detect_anomaly()(stream)
+
+
+def test_a_decorated_generator_holding_a_tape_across_its_yields_leaves_no_tape_behind():
+    # each resumption's block exits after the generator's tape was entered, or before it
+    # was exited: the tape stopped recording, then stayed on the stack once exited
+    @mt.detect_anomaly()
+    def steps(x):
+        with mt.Tape() as tape:
+            y = yield mt.exp(x)
+            loss = mt.sum(y * x)
+        yield tape.gradient(loss, x)
+
+    x = mt.Tensor(np.array([0.0, 1.0]), name="x")
+    run = steps(x)
+    y = next(run)
+    assert np.allclose(run.send(y), np.exp([0.0, 1.0]) * np.array([1.0, 2.0]))  # e^x (1 + x)
+    run.close()
+    assert mt.tape._active.get() == ()

@@ -227,3 +227,16 @@ def test_the_bad_edge_names_the_input_as_the_message_does():
     assert (err.op, err.phase, err.input, err.input_name) == ("einsum", "backward", 0, "x")
     assert "its VJP gave dA_0[0] = inf (the gradient of input 0, 'x')" in str(err)
     assert "A_0 · dA_0 holds Inf" in viz.draw_anomaly(err).source
+
+
+def test_on_a_spent_tape_the_failing_op_s_output_is_not_called_the_loss():
+    # a spent tape keeps the failing op alone, and its output was drawn as the loss (the
+    # legend's "the target, seeded with gradient 1"), which it is not: its G came from J
+    x = mt.Tensor(np.array([4.0, 0.0]), name="x")
+    with pytest.raises(mt.AnomalyError) as caught, np.errstate(all="ignore"):
+        with mt.detect_anomaly(), mt.Tape(persistent=False) as tape:
+            tape.gradient(mt.sum(mt.sqrt(x) * 3.0), x)
+    assert caught.value.op == "sqrt" and tape.spent
+    drawn = [line for line in viz.draw_anomaly(caught.value).body
+             if not line.lstrip().startswith("legend")]
+    assert not any("loss (2,)" in line or "#ffe3b3" in line for line in drawn)

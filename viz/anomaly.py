@@ -44,7 +44,9 @@ def draw_anomaly(err: Any, *, values: bool = True, max_elements: int = 12,
         raise TypeError(f"draw_anomaly: expected an mt.AnomalyError, got {type(err).__name__}")
     tape, target = _record(err)
     view = TapeView(tape, target)
-    if err.phase == "forward":  # the loss was never computed: the bad output is an intermediate
+    # The loss was never computed (forward), or a spent tape kept only the failing op:
+    # either way the output drawn last is an intermediate, not the seeded loss.
+    if err.phase == "forward" or target is not err.target:
         view.info(target).kind, view.loss = "intermediate", None
     k = next(k for k, n in enumerate(view.nodes) if n is node)
     op_id = f"op{view.indices[k]}"

@@ -246,15 +246,15 @@ class Optimizer:
         if len(grads) != len(self.params):
             raise InputError(f"{self._kind}.step: {len(grads)} gradients for {len(self.params)} "
                              f"parameters; pass tape.gradient(loss, params) for the same params")
-        checked = None
-        for k, (p, g) in enumerate(zip(self._tensors, grads)):
+        for p, g in zip(self._tensors, grads):
             v = p.value
             if type(g) is not _ndarray or g.shape != v.shape or g.dtype is not v.dtype:
-                checked = list(grads) if checked is None else checked
-                checked[k] = self._checked(self._name_of(p), g, p)
+                for q, h in zip(self._tensors, grads):  # the slow look, at every one
+                    self._checked(self._name_of(q), h, q)
+                break
         if slots:  # applied next, so never again (see _from_grad_slots)
             self._applied = grads
-        return grads if checked is None else checked
+        return grads
 
     def _name_of(self, p: Tensor) -> Any:
         return next(k for k, q in self.params.items() if q is p)

@@ -38,7 +38,7 @@ from .gradcheck_report import (GradcheckReport, InputCheck, compare_elements,  #
                                mismatch_message, relative_error)
 from .tape import Tape, no_grad
 from .tensor import Tensor
-from .validation import check_setting
+from .validation import check_count, check_setting
 
 #: Elements checked per input by default; larger inputs are sampled.
 DEFAULT_MAX_ELEMENTS = 1000
@@ -124,10 +124,8 @@ def compare_with_differences(kind: str, value: Callable[[list[np.ndarray]], floa
     """
     eps = check_setting(kind, "eps", eps, 0.0, low_open=True)  # 0: every difference is 0 / 0
     rtol, atol = check_setting(kind, "rtol", rtol, 0.0), check_setting(kind, "atol", atol, 0.0)
-    if max_elements is not None and (not isinstance(max_elements, (int, np.integer))
-                                     or max_elements < 1):
-        raise ValueError(f"{kind}: max_elements must be a positive int or None, "
-                         f"got {max_elements!r}")
+    if max_elements is not None:
+        check_count(kind, "max_elements (or None, for all)", max_elements, 1)
     rng = np.random.default_rng(seed)
     picks = [_sample(a.size, max_elements, rng) for a in arrays]
     meter = _Progress(kind, [(n, len(p)) for n, p in zip(names, picks)], progress)

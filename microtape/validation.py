@@ -145,3 +145,12 @@ def check_setting(kind: str, name: str, value: float, low: float, high: float = 
             bounds = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
         raise ValueError(f"{kind}: {name} must be a finite number {bounds}, got {value}")
     return value
+
+
+def check_count(kind: str, name: str, n: object, least: int) -> None:
+    """Refuse ``n`` unless it is an int of at least ``least`` (a count: epochs, elements),
+    naming ``kind`` and ``name``; a bool or a float is a slip, not a count."""
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{kind}: {name} must be an int, not {type(n).__name__} ({n!r})")
+    if n < least:
+        raise ValueError(f"{kind}: {name} must be at least {least}, got {n}")

@@ -18,6 +18,8 @@ import numpy as np
 
 import microtape as mt
 
+from microtape.validation import check_count
+
 from .labels import check_labels
 from .mlp import MLP
 
@@ -98,11 +100,8 @@ def fit(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray, *
 
 def _check_settings(epochs: Any, batch_size: Any, seed: Any, compile: bool,
                     detect_anomaly: bool) -> None:
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"fit: {name} must be an int, not {type(value).__name__} ({value!r})")
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"fit: epochs and batch_size must be at least 1, got {epochs} and {batch_size}")
+    for name, value, least in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("seed", seed, 0)):
+        check_count("fit", name, value, least)
     if compile and detect_anomaly:
         raise ValueError("fit: detect_anomaly checks the tape's ops, and compile=True trains "
                          "without a tape; drop one of them")

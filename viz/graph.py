@@ -18,6 +18,7 @@ import numpy as np
 
 import microtape as mt
 from microtape import Node, Tape, Tensor
+from microtape.validation import check_count
 
 from . import labels as L
 from . import layout, passes
@@ -87,14 +88,6 @@ def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
         ensure_gradients(tape, target)
     checks = check_leaves(view, check_elements) if check else {}
     return build(view, Options(values, grads, formulas, max_elements, rankdir, legend), checks)
-
-
-def check_count(kind: str, name: str, n: Any, least: int) -> None:
-    """Refuse ``n`` unless it is an int of at least ``least``: a count of elements."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"{kind}: {name} must be an int, not {type(n).__name__} ({n!r})")
-    if n < least:
-        raise ValueError(f"{kind}: {name} must be at least {least}, got {n}")
 
 
 def ensure_gradients(tape: Tape, target: Tensor) -> bool:

@@ -24,6 +24,7 @@ import numpy as np
 from .anomaly_message import backward_error, clean, forward_error, gradient_error
 from .create_graph import run_vjp
 from .errors import AnomalyError
+from .ops import _value
 from .state import _ANOMALY
 from .tape import Node, Tape, _active, _check_node, _ignore
 from .tensor import Tensor
@@ -116,7 +117,7 @@ class GraphChecks:
         if self.nodes and not clean(seed, self.mode):
             node = next((n for n in reversed(self.nodes) if n.output is self.target),
                         self.nodes[-1])
-            raise gradient_error(node, _array(seed), self.mode, self.tape, self.target, seed=True)
+            raise gradient_error(node, _value(seed), self.mode, self.tape, self.target, seed=True)
 
     def step(self, node: Node, i: int, g, earlier, kept: dict) -> tuple:
         """Input i's gradient term from ``node``'s VJP, and its sum with the ``earlier`` terms."""
@@ -129,7 +130,7 @@ class GraphChecks:
             inside, dx = err, None  # an op inside the VJP went bad: the VJP's result says where
         if inside is not None or not clean(dx, self.mode):
             with np.errstate(all="ignore"):  # the VJP's ops have warned already
-                bad = node.vjps[i](_array(g))
+                bad = node.vjps[i](_value(g))
             if inside is not None and clean(bad, self.mode):
                 raise inside  # only an op inside the VJP saw the bad value: say so as it did
             raise self._reached(_blame(self.nodes, node, i, g, bad, self.mode, self.tape,
@@ -144,7 +145,7 @@ class GraphChecks:
             total = None
         if total is None or not clean(total, self.mode):
             with np.errstate(all="ignore"):
-                total = _array(earlier) + _array(dx)
+                total = _value(earlier) + _value(dx)
             raise self._reached(gradient_error(node, total, self.mode, self.tape, self.target),
                                 kept, node, g)
         return total
@@ -152,7 +153,7 @@ class GraphChecks:
     @staticmethod
     def _reached(err, kept: dict, node: Node, g) -> Exception:
         """``err`` with the pass's finished gradients as arrays, as ``Checker.sweep`` gives them."""
-        return _reached(err, {k: _array(v) for k, v in kept.items()}, id(node.output), _array(g))
+        return _reached(err, {k: _value(v) for k, v in kept.items()}, id(node.output), _value(g))
 
 
 class detect_anomaly:
@@ -257,10 +258,6 @@ class detect_anomaly:
 
     def __repr__(self) -> str:
         return f"detect_anomaly(nan={self.nan}, inf={self.inf})"
-
-
-def _array(x) -> np.ndarray:
-    return x.value if isinstance(x, Tensor) else np.asarray(x)
 
 
 def innermost_tape() -> Tape | None:

@@ -92,12 +92,12 @@ def _inputs(f: Callable[..., Tensor], inputs: Any) -> tuple[list[str], list[np.n
     """The inputs' names, their float64 copies, and ``f`` as a function of a list."""
     if isinstance(inputs, Mapping):
         names = [str(k) for k in inputs]
-        arrays = [_as_float64(v) for v in inputs.values()]
+        arrays = [float64_copy(v) for v in inputs.values()]
         return names, arrays, lambda xs: f(**dict(zip(inputs.keys(), xs)))
     if isinstance(inputs, (Tensor, np.ndarray)):
         inputs = [inputs]
     names = [getattr(v, "name", None) or f"input {i}" for i, v in enumerate(inputs)]
-    return names, [_as_float64(v) for v in inputs], lambda xs: f(*xs)
+    return names, [float64_copy(v) for v in inputs], lambda xs: f(*xs)
 
 
 def _tape_gradients(kind: str, call: Callable[[list[Tensor]], Tensor],
@@ -162,7 +162,7 @@ def central_differences(value: Callable[[], float], array: np.ndarray, picks: Se
     """
     if not (array.flags.c_contiguous and array.flags.writeable):
         raise ValueError("central_differences: array must be writable and C-contiguous, since "
-                         "it is perturbed in place; pass np.array(a, dtype=np.float64)")
+                         "it is perturbed in place; pass np.array(a, dtype=np.float64, order='C')")
     flat = array.reshape(-1)  # a view: writing it perturbs array, which value() reads
     slopes = []
     for j, k in enumerate(picks):
@@ -268,5 +268,7 @@ class _Progress:
             self.shown = False
 
 
-def _as_float64(v: Any) -> np.ndarray:
-    return np.array(v.value if isinstance(v, Tensor) else v, dtype=np.float64)
+def float64_copy(v: Any) -> np.ndarray:
+    # A copy in C order whatever the input's layout (a transpose, a broadcast view): the
+    # differences perturb it in place through a flat view of its memory.
+    return np.array(v.value if isinstance(v, Tensor) else v, dtype=np.float64, order="C")

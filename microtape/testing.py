@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .gradient_checking import (DEFAULT_MAX_ELEMENTS, compare_elements, compare_with_differences,
-                    mismatch_message)
+                                float64_copy, mismatch_message)
 from .tape import Tape, no_grad
 from .tensor import Tensor
 from .validation import check_setting
@@ -99,7 +99,7 @@ def assert_vjp_matches(op: Callable[..., Tensor], inputs: Sequence[Any], rtol: f
     if not isinstance(inputs, (list, tuple)):
         raise TypeError(f"assert_vjp_matches: inputs must be a list of op's operands, e.g. [x], "
                         f"not {type(inputs).__name__}")
-    arrays = [np.array(v.value if isinstance(v, Tensor) else v, dtype=np.float64) for v in inputs]
+    arrays = [float64_copy(v) for v in inputs]
     names = [getattr(v, "name", None) or f"input {i}" for i, v in enumerate(inputs)]
     tensors = [Tensor(a.copy(), name=n) for a, n in zip(arrays, names)]
     with Tape(persistent=False) as tape:

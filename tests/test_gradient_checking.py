@@ -98,3 +98,16 @@ def test_gradcheck_takes_a_loss_of_one_element_of_any_shape():
     # float() of a (1,) array is refused by numpy 2.4: the check raised a TypeError
     report = mt.gradcheck(lambda a: mt.reshape(mt.sum(a * a), (1,)), [np.ones((3, 4))])
     assert report.passed
+
+
+@pytest.mark.parametrize("layout", ["transposed", "broadcast", "strided"])
+def test_gradcheck_and_assert_vjp_matches_take_inputs_of_any_memory_layout(layout):
+    # They check a copy of each input, perturbed in place through a flat view of its memory;
+    # the copy must be C-ordered whatever the input's layout (a transpose is Fortran-ordered).
+    from microtape.testing import assert_vjp_matches
+    A = np.random.default_rng(0).normal(size=(4, 6))
+    given = {"transposed": A.T, "broadcast": np.broadcast_to(A[0, :3], (6, 3)),
+             "strided": A[::2, ::2].T.copy(order="F")}[layout]
+    assert mt.gradcheck(lambda a: mt.sum(mt.tanh(a)), [given]).passed
+    assert_vjp_matches(mt.matmul, [given, np.ones((given.shape[1], 2))])
+    assert_vjp_matches(mt.tanh, [given])

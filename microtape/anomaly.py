@@ -26,7 +26,7 @@ from .create_graph import run_vjp
 from .errors import AnomalyError
 from .ops import _value
 from .state import _ANOMALY
-from .tape import Node, Tape, _active, _check_node, _ignore
+from .tape import Node, Tape, _active, _check_node, _ignore, reopen
 from .tensor import Tensor
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -225,7 +225,7 @@ class detect_anomaly:
             _active.set(tuple(t for t in _active.get() if t is not checker))
             return
         if later:
-            _reopen(later)
+            reopen(later)
         elif any(t._token is None for t in _active.get()):
             # A tape entered before the block and exited in it (across a generator's yield):
             # the reset put it back, and each op would build a node for it.
@@ -292,19 +292,6 @@ def _checked_steps(steps: Generator, nan: bool, inf: bool) -> Generator:
             raise
         except BaseException as e:  # thrown in by the caller: on to the generator
             sent, thrown = None, e
-
-
-def _reopen(tapes: tuple) -> None:
-    """Put back the tapes entered inside a block that is exiting before them.
-
-    Resetting the block's token dropped them from the stack, so they would
-    stop recording, and each one's own token would put the dead checker back
-    when it exits: every later op would build a node for it. Entered again
-    on the stack without the checker, they record on, and exit to it.
-    """
-    for t in tapes:
-        if isinstance(t, Tape) and t._token is not None:
-            t._token = _active.set(_active.get() + (t,))
 
 
 def _caller() -> tuple[str, int] | None:

@@ -69,7 +69,10 @@ class no_grad:
                 "enter and exit it in the same one (a 'with' block does)"
             )
         _paused.set(paused[:-1])
-        _active.set(paused[-1])
+        inside = _active.get()
+        _active.set(tuple(t for t in paused[-1] if t._token is not None))
+        # Tapes entered in the block and still open (their with-blocks end later) record on.
+        reopen(tuple(t for t in inside if isinstance(t, Tape) and t not in paused[-1]))
 
 
 class Node:
@@ -181,6 +184,7 @@ class Tape:
         # Stacks copied from this one (an asyncio task started in the block)
         # may still hold the tape: whatever happens below, it stops recording.
         self._record = _ignore
+        stack = _active.get()
         try:
             _active.reset(token)
         except (ValueError, RuntimeError):
@@ -193,6 +197,8 @@ class Tape:
                 "it has stopped recording and can still be asked for gradients, but enter and exit "
                 "a tape in the same thread or task"
             ) from None
+        if not stack or stack[-1] is not self:
+            _exited_out_of_order(self, stack)
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -544,6 +550,32 @@ def _anomaly_mode():
         if not isinstance(t, Tape):
             return t
     return None
+
+
+def _exited_out_of_order(tape: Tape, stack: tuple) -> None:
+    """Mend the stack after ``tape`` exited while not innermost (``stack``: as it was).
+
+    The reset put back the stack from before ``tape`` was entered. Tapes entered
+    after it are open still (generators closed out of order, say): they are put back,
+    or they would silently stop recording. A tape missing from ``stack`` was paused by a
+    no_grad block, which is still open: the tapes outside the block stay paused.
+    """
+    if tape in stack:
+        reopen(stack[stack.index(tape) + 1:])
+    else:
+        _active.set(stack)
+
+
+def reopen(entries: tuple) -> None:
+    """Put back on the stack the open tapes among ``entries``, which an exit out of order
+    (of a tape, a no_grad block or an anomaly block entered before them) took off it.
+
+    Entered again, each with a token of its own, they record on, and each one's exit
+    restores the stack as it is now, not the one from before the block that has ended.
+    """
+    for t in entries:
+        if isinstance(t, Tape) and t._token is not None:
+            t._token = _active.set(_active.get() + (t,))
 
 
 def _ignore(node: Node) -> None:

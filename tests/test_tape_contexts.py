@@ -149,3 +149,52 @@ def test_a_spent_tape_entered_again_records_nothing():
     with tape:
         (x * 2.0).sum()
     assert len(tape) == 0
+
+
+def _open_tape():
+    """A generator holding a tape open across its yield, as a fixture or a session does."""
+    with mt.Tape() as tape:
+        yield tape
+
+
+def test_a_tape_exited_before_one_entered_after_it_leaves_that_one_recording():
+    # Closing the outer generator first reset the stack to before the outer tape, which
+    # silently dropped the inner one: it recorded nothing more, and asking it failed.
+    w = mt.Tensor(np.array([1.0, 2.0]))
+    before = mt.tape._active.get()
+    outer, inner = _open_tape(), _open_tape()
+    next(outer)
+    tape = next(inner)
+    outer.close()
+    loss = mt.sum(w * w)
+    np.testing.assert_array_equal(tape.gradient(loss, w), [2.0, 4.0])
+    inner.close()
+    assert mt.tape._active.get() == before
+
+
+def test_a_tape_exited_inside_no_grad_leaves_the_tapes_outside_paused():
+    w = mt.Tensor(np.array([1.0, 2.0]))
+    with mt.Tape() as outer:
+        inner = mt.Tape().__enter__()
+        with mt.no_grad():
+            inner.__exit__(None, None, None)
+            mt.sum(w * 2.0)  # in the block: recorded nowhere
+        assert len(outer) == 0
+        mt.sum(w * 3.0)
+    assert len(outer) == 2 and len(inner) == 0
+
+
+def test_a_no_grad_block_closed_before_a_tape_entered_in_it_leaves_that_tape_recording():
+    w = mt.Tensor(np.array([1.0, 2.0]))
+    before = mt.tape._active.get()
+    with mt.Tape() as outer:
+        block = mt.no_grad()
+        block.__enter__()
+        inner = mt.Tape().__enter__()
+        block.__exit__(None, None, None)
+        mt.sum(w * 2.0)
+        assert (len(outer), len(inner)) == (2, 2)
+        inner.__exit__(None, None, None)
+        mt.sum(w * 3.0)
+        assert (len(outer), len(inner)) == (4, 2)
+    assert mt.tape._active.get() == before

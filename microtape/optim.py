@@ -106,6 +106,7 @@ class Optimizer:
                 raise ValueError(f"{kind}: params[{seen[id(p)]!r}] and params[{name!r}] are the "
                                  f"same Tensor; it would be updated twice per step")
             seen[id(p)] = name
+        _refuse_shared_memory(kind, items)
         # Keyed by name, or by position for a list: one update loop serves both.
         self.params: dict[Any, Tensor] = dict(items)
         self._tensors = tuple(self.params.values())  # the step walks them with the gradients
@@ -488,6 +489,21 @@ class SGD(Optimizer):
                 p.value -= g * rate
             else:
                 p.value -= np.multiply(g, rate, out=buf)
+
+
+def _refuse_shared_memory(kind: str, items: list) -> None:
+    """Refuse two parameters whose arrays overlap (``mt.Tensor(a)`` twice on one array, or a
+    view of another parameter's): each step would move the shared numbers twice, and a tape
+    that recorded one would not see that the other's update changed it."""
+    for k, (name, p) in enumerate(items):
+        for other, q in items[:k]:
+            # the bounds test first: exact overlap of strided views can take a while
+            if np.may_share_memory(p.value, q.value) and np.shares_memory(p.value, q.value):
+                raise ValueError(
+                    f"{kind}: params[{other!r}] and params[{name!r}] share memory (one wraps "
+                    f"the same array as the other, or a view of it), so each step would update "
+                    f"those numbers twice; give each parameter its own array, e.g. "
+                    f"mt.Tensor(a.copy())")
 
 
 def _rate(lr: float, value: np.ndarray) -> np.ndarray:

@@ -161,6 +161,15 @@ def test_constructor_checks():
     same = mt.Tensor(np.zeros(2))
     with pytest.raises(ValueError, match=r"params\[0\] and params\[1\] are the same Tensor"):
         mt.optim.SGD([same, same], lr=0.1)
+    # Two Tensors on one array, or on a view of it: a step moved the shared numbers twice
+    init = np.zeros((2, 3))
+    for a, b in ((init, init), (init, init.T), (init, init[1, ::2])):
+        for opt in (mt.optim.SGD, mt.optim.Adam):
+            with pytest.raises(ValueError, match=r"params\['a'\] and params\['b'\] share memory"):
+                opt({"a": mt.Tensor(a), "b": mt.Tensor(b)}, lr=0.1)
+    parts = np.zeros(4)  # two halves of one buffer are two parameters: no number is shared
+    mt.optim.SGD([mt.Tensor(parts[:2]), mt.Tensor(parts[2:]), mt.Tensor(init[:, 0]),
+                  mt.Tensor(init[:, 1])], lr=0.1)
     with pytest.raises(TypeError, match=r"params\['w'\] is a ndarray"):
         mt.optim.Adam({"w": np.zeros(2)})
     with pytest.raises(ValueError, match="empty"):

@@ -140,7 +140,10 @@ def _term(node, i: int, g, earlier, checks, kept: dict) -> tuple:
 
 def run_vjp(node, i: int, g):
     """Input i's VJP of ``node``, run as ops on ``g``: a Tensor the active tapes record."""
-    return node.op.differentiable_vjp(i)(g, node.output, *node.inputs, **node.params)
+    d = node.op.differentiable_vjp(i)(g, node.output, *node.inputs, **node.params)
+    if node.op.checks_vjps:  # an op declared outside microtape (see Primitive)
+        node.op.check_vjp_shape(i, d, node.inputs[i])
+    return d
 
 
 def _recorder(recording: tuple, target: Tensor, seed: Tensor, ones: bool) -> tuple:

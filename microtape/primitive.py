@@ -37,7 +37,7 @@ appends one node to every active tape; adding an op is one block in ``ops.py``.
 from __future__ import annotations
 
 import inspect
-from functools import partial
+from functools import partial, wraps
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -77,6 +77,12 @@ class Primitive:
         self.explain = explain
         self.__doc__ = f"{(forward.__doc__ or '').strip()}\n\nVJP: {formula}"
         self.__wrapped__ = forward
+        # An op declared outside microtape has its VJPs held to its inputs, at each call: one
+        # of another shape would broadcast into a sum of gradients, silently. microtape's
+        # own ops are held to theirs by the tests (op_cases.py), at no cost per call.
+        self.checks_vjps = not (getattr(forward, "__module__", None) or "").startswith("microtape.")
+        if self.checks_vjps:
+            self.forward = _vjps_held_to_inputs(self.name, forward)
         # The forward's parameters without defaults, in order: the op's inputs, which the
         # tape records by position however the call named them (see _by_position).
         self._input_order = _input_names(forward)
@@ -169,6 +175,10 @@ class Primitive:
                 f"@mt.primitive(formula, grads=(lambda g, c, *inputs: ...,)) (see mt.primitive)")
         return grad
 
+    def check_vjp_shape(self, i: int, d: Any, x: Any) -> None:
+        """Raise if ``d``, input i's gradient, is not of the shape of that input, ``x``."""
+        check_vjp_shape(self.name, i, d, np.shape(x.value if isinstance(x, Tensor) else x))
+
     def _eager_vjps(self, args: tuple, output: Tensor, params: dict) -> tuple:
         """One numpy VJP per input, each running the op's grads on Tensors, recording nothing."""
         if self.grads is None:
@@ -185,7 +195,10 @@ class Primitive:
                     d = grad(wrap(np.asarray(g)), output, *args, **params)
                 finally:
                     _active.reset(token)
-                return d.value if isinstance(d, Tensor) else np.asarray(d)
+                d = d.value if isinstance(d, Tensor) else np.asarray(d)
+                if self.checks_vjps:
+                    self.check_vjp_shape(i, d, args[i])
+                return d
             return run
 
         grads = self.grads
@@ -275,6 +288,48 @@ def _as_operands_dtype(values: list, out: np.ndarray) -> np.ndarray:
     if dtypes and np.result_type(*dtypes) == np.float32:
         return out.astype(np.float32)
     return out
+
+
+def _vjps_held_to_inputs(name: str, forward: Callable) -> Callable:
+    """``forward``, its numpy VJPs checked: one per input (or None), each giving a gradient of
+    its input's shape. For ops declared outside microtape, whose VJPs no test of ours holds."""
+    @wraps(forward)
+    def checked_forward(*inputs: Any, **params: Any) -> Any:
+        out = forward(*inputs, **params)
+        if type(out) is not tuple:  # the output alone: its grads give the VJPs (_eager_vjps)
+            return out
+        vjps = out[1] if len(out) == 2 else None
+        if (not isinstance(vjps, (tuple, list)) or len(vjps) != len(inputs)
+                or not all(v is None or callable(v) for v in vjps)):
+            given = (f"{len(vjps)} VJP(s)" if isinstance(vjps, (tuple, list)) else
+                     f"a {type(vjps).__name__}" if len(out) == 2 else f"a tuple of {len(out)}")
+            raise TypeError(
+                f"{name}: the forward returned {given} for {len(inputs)} input(s); return "
+                f"(output, (vjp_0, ...)), one function of G per input, None for an input that "
+                f"takes no gradient")
+        # Only the shapes are kept: a non-persistent tape frees each input once its VJPs ran.
+        return out[0], tuple(v if v is None else _shape_checked(name, k, v, np.shape(x))
+                             for k, (v, x) in enumerate(zip(vjps, inputs)))
+    return checked_forward
+
+
+def _shape_checked(name: str, i: int, vjp: Callable, shape: tuple) -> Callable:
+    def checked_vjp(g: np.ndarray) -> np.ndarray:
+        d = vjp(g)
+        check_vjp_shape(name, i, d, shape)
+        return d
+    return checked_vjp
+
+
+def check_vjp_shape(name: str, i: int, d: Any, shape: tuple) -> None:
+    """Raise the ShapeError that names the op if ``d``, the gradient its VJP gave input ``i``,
+    is not of that input's ``shape``."""
+    got = d.shape if isinstance(d, Tensor) else np.shape(d)
+    if got != shape:
+        raise ShapeError(
+            f"{name}: the VJP of input {i} gave a gradient of shape {got}, but input {i} has "
+            f"shape {shape}; a VJP gives its input's gradient, of that input's shape (sum a "
+            f"broadcast input's gradient back over the axes it was broadcast along)")
 
 
 def _input_names(forward: Callable) -> tuple[str, ...]:

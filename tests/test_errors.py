@@ -460,3 +460,60 @@ def test_lists_of_numbers_and_tuple_indices_of_arrays_still_pass():
     w = mt.Tensor(np.arange(12.0).reshape(4, 3))
     assert mt.sum(w[np.array([0, 1]), 1:]).value == 12.0
     assert mt.sum(mt.mul(mt.Tensor(np.ones(2)), [1.0, 2.0])).value == 3.0
+
+
+# -- an op declared outside microtape ------------------------------------------------
+
+@mt.primitive("dA = G")
+def _summing_vjp(a):
+    """C = A, with a VJP that forgets the shape: it sums G."""
+    return a * 1.0, (lambda g: g.sum(),)
+
+
+@mt.primitive("dA = G", grads=(lambda g, c, a: mt.sum(g),))
+def _summing_grads(a):
+    """C = A, its grads in ops summing G too."""
+    return a * 1.0
+
+
+@pytest.mark.parametrize("op", [_summing_vjp, _summing_grads])
+def test_a_user_ops_vjp_of_the_wrong_shape_is_refused_naming_the_op_and_the_shapes(op):
+    # A scalar gradient for a (3,) input broadcast into the fan-out's sum, silently: (5, 5, 5)
+    w = mt.Tensor(np.array([1.0, 2.0, 3.0]))
+    message = rf"{op.name}: the VJP of input 0 gave a gradient of shape \(\), but input 0 has shape \(3,\)"
+    for create_graph in (False, True) if op.grads else (False,):
+        with mt.Tape() as tape:
+            loss = mt.sum(op(w)) + mt.sum(w * 2.0)
+        with pytest.raises(mt.ShapeError, match=message):
+            tape.gradient(loss, w, create_graph=create_graph)
+    from microtape.testing import assert_vjp_matches  # crashed on the scalar with an IndexError
+    with pytest.raises(mt.ShapeError, match=message):
+        assert_vjp_matches(op, [np.array([1.0, 2.0, 3.0])])
+
+
+def test_a_user_ops_forward_must_return_one_vjp_per_input():
+    @mt.primitive("dA = G, dB = G")
+    def one_for_two(a, b):
+        return a + b, (lambda g: g,)
+
+    @mt.primitive("dA = G")
+    def untupled(a):
+        return a * 1.0, lambda g: g
+
+    @mt.primitive("dA = G")
+    def not_callable(a):
+        return a * 1.0, (1.0,)
+
+    w = mt.Tensor(np.ones(2))
+    with pytest.raises(TypeError, match=r"one_for_two: the forward returned 1 VJP\(s\) for 2 "
+                                        r"input\(s\); return \(output, \(vjp_0, \.\.\.\)\)"):
+        one_for_two(w, w)
+    with pytest.raises(TypeError, match="untupled: the forward returned a function for 1 input"):
+        untupled(w)
+    with pytest.raises(TypeError, match="not_callable: the forward returned 1 VJP"):
+        not_callable(w)
+
+
+def test_microtapes_own_ops_pay_nothing_for_the_check_of_user_ops():
+    for op in (mt.matmul, mt.add, mt.sigmoid, mt.softmax_cross_entropy):
+        assert not op.checks_vjps and op.forward is op.__wrapped__

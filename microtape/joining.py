@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import InputError, ShapeError
-from .ops import _shape, getitem
+from .ops import _shape, getitem, reshape
 from .primitive import Code, primitive
 from .tensor import Tensor
 
@@ -80,12 +80,23 @@ def _inputs(op: str, tensors: Sequence) -> tuple:
     return tuple(tensors)
 
 
-def concatenate(tensors: Sequence, axis: int = 0, name: str | None = None) -> Tensor:
-    """C = the tensors joined end to end along ``axis`` (numpy's concatenate).
+def _check_axis(op: str, axis: object, flattens: bool = False) -> None:
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        also = " (or None, to join the flattened inputs)" if flattens else ""
+        raise TypeError(f"{op}: axis must be an int{also}, not {axis!r}")
+
+
+def concatenate(tensors: Sequence, axis: int | None = 0, name: str | None = None) -> Tensor:
+    """C = the tensors joined end to end along ``axis`` (numpy's concatenate); ``axis=None``
+    joins them flattened.
 
     VJP: each input gets its own span of G along the axis.
     """
-    return _concatenate(*_inputs("concatenate", tensors), axis=axis, name=name)
+    tensors = _inputs("concatenate", tensors)
+    if axis is None:  # numpy's flattened join, spelled in ops the tape knows
+        tensors, axis = tuple(reshape(t, -1) for t in tensors), 0
+    _check_axis("concatenate", axis, flattens=True)
+    return _concatenate(*tensors, axis=axis, name=name)
 
 
 def stack(tensors: Sequence, axis: int = 0, name: str | None = None) -> Tensor:
@@ -93,4 +104,5 @@ def stack(tensors: Sequence, axis: int = 0, name: str | None = None) -> Tensor:
 
     VJP: input i gets G at index i of the new axis.
     """
+    _check_axis("stack", axis)
     return _stack(*_inputs("stack", tensors), axis=axis, name=name)

@@ -22,6 +22,19 @@ def test_concatenate_gives_each_input_its_own_span_of_g():
     np.testing.assert_array_equal(db, G[:, 3:])
 
 
+def test_concatenate_with_axis_none_joins_the_flattened_inputs_as_numpy_does():
+    # It was recorded, then its VJP failed in the backward pass with Python's TypeError
+    a, b = np.arange(4.0).reshape(2, 2), np.arange(3.0)
+    G = np.arange(7.0) + 1.0
+    joined = mt.concatenate([mt.Tensor(a), b], axis=None)
+    np.testing.assert_array_equal(joined.value, np.concatenate([a, b], axis=None))
+    f = lambda x, y: mt.sum(mt.concatenate([x, y], axis=None) * G)  # noqa: E731
+    for compile in (False, True):
+        da, db = mt.grad(f, argnums=(0, 1), compile=compile)(a, b)
+        np.testing.assert_array_equal(da, G[:4].reshape(2, 2))
+        np.testing.assert_array_equal(db, G[4:])
+
+
 def test_stack_gives_each_input_g_at_its_index_and_one_tensor_twice_gets_both():
     x = np.arange(3.0)
     G = np.arange(9.0).reshape(3, 3)
@@ -60,6 +73,11 @@ def test_the_drawing_and_the_tape_name_the_ops_as_the_user_wrote_them():
     (lambda a: mt.stack(a), TypeError, r"stack: pass a list of Tensors .* got a Tensor"),
     (lambda a: mt.concatenate([mt.Tensor(1.0), mt.Tensor(2.0)]), mt.InputError,
      "concatenate: zero-dimensional arrays cannot be concatenated"),
+    (lambda a: mt.concatenate([a, a], axis="1"), TypeError,
+     r"concatenate: axis must be an int \(or None, to join the flattened inputs\), not '1'"),
+    (lambda a: mt.concatenate([a, a], axis=True), TypeError, "concatenate: axis must be an int"),
+    (lambda a: mt.stack([a, a], axis=None), TypeError, "stack: axis must be an int, not None"),
+    (lambda a: mt.stack([a, a], axis=1.0), TypeError, "stack: axis must be an int, not 1.0"),
 ])
 def test_errors_name_the_op_and_the_shapes(call, error, phrase):
     with pytest.raises(error, match=phrase):

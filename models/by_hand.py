@@ -43,7 +43,16 @@ def closed_form_gradients(params: Mapping[str, Any], x: Any, labels: Any,
     Returns a dict with keys W1, b1, W2, b2 and x, each the shape of its
     variable.
     """
-    W1, b1, W2, b2 = (_value(params, name) for name in ("W1", "b1", "W2", "b2"))
+    W1, b1, W2, b2 = (_value(params, name) for name in _NAMES)
+    extra = [k for k in params if k not in _NAMES]
+    if extra:  # a deeper MLP's W3, b3: the gradients would be a two-layer net's, silently
+        raise KeyError(f"closed_form_gradients: params has {extra} beyond W1, b1, W2 and b2; "
+                       f"these formulas are the two-layer sigmoid network's (TwoLayerNet), so for "
+                       f"another network ask its tape: tape.gradient(net.loss(x, labels), net.params)")
+    if not (W1.ndim == W2.ndim == 2 and b1.shape == (W1.shape[1],) == (W2.shape[0],)
+            and b2.shape == (W2.shape[1],)):
+        raise ValueError(f"closed_form_gradients: W1 {W1.shape}, b1 {b1.shape}, W2 {W2.shape} and "
+                         f"b2 {b2.shape} do not fit together as (n_in, H), (H,), (H, C), (C,)")
     if reduction not in ("mean", "sum"):
         raise ValueError(f"closed_form_gradients: reduction must be 'mean' or 'sum', not {reduction!r}")
     x = np.asarray(x, dtype=W1.dtype)
@@ -91,6 +100,9 @@ def backward(X: np.ndarray, Y: np.ndarray, W2: np.ndarray, H: np.ndarray,
     dW1 = X.T @ delta1                               # dW1 = Xᵀ delta1
     db1 = delta1.sum(axis=0)                         # db1 = column sums of delta1
     return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}, delta1
+
+
+_NAMES = ("W1", "b1", "W2", "b2")
 
 
 def _value(params: Mapping[str, Any], name: str) -> np.ndarray:

@@ -117,7 +117,8 @@ def check_gradients(net: TwoLayerNet, x: Any, labels: Any, reduction: str = "mea
     with mt.Tape() as tape:
         J = loss(tensors)
     by_tape = tape.gradient(J, tensors)
-    by_formula = closed_form_gradients(values, x, labels, reduction=reduction)
+    by_formula = closed_form_gradients({name: values[name] for name in net.params}, x, labels,
+                                       reduction=reduction)
 
     result = GradientCheck(batch_size=x.shape[0] if x.ndim == 2 else 1, eps=eps)
     result.rows = _rows(lambda: float(loss(values).value), values, by_tape, by_formula,

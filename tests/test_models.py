@@ -82,6 +82,12 @@ def test_closed_form_accepts_plain_arrays_and_rejects_bad_arguments():
         closed_form_gradients(arrays, x, np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="4 features"):
         closed_form_gradients(arrays, x[:, :3], labels)
+    # A deeper MLP's params gave the first two layers' gradients as if there were no third
+    deeper = MLP((4, 3, 3, 2), "sigmoid", seed=0).params
+    with pytest.raises(KeyError, match=r"params has \['W3', 'b3'\] beyond W1, b1, W2 and b2.*tape"):
+        closed_form_gradients(deeper, x, labels)
+    with pytest.raises(ValueError, match=r"W1 \(4, 3\), b1 \(2,\), .* do not fit together"):
+        closed_form_gradients({**arrays, "b1": np.zeros(2)}, x, labels)
 
 
 # -- finite differences ------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from microtape._install import missing_package
+from microtape.validation import check_count
 
 __all__ = ["load_digits", "spirals", "stratified_split"]
 
@@ -45,9 +46,8 @@ def spirals(n_per_class: int = 100, n_classes: int = 3, seed: int = 0,
     angle (radians, normal). No straight line separates the arms, so a
     network needs its hidden layer. x has shape (n_classes·n_per_class, 2).
     """
-    if n_per_class < 1 or n_classes < 1:
-        raise ValueError(f"spirals: n_per_class and n_classes must be at least 1, "
-                         f"got {n_per_class} and {n_classes}")
+    check_count("spirals", "n_per_class", n_per_class, 1)
+    check_count("spirals", "n_classes", n_classes, 1)
     rng = np.random.default_rng(seed)
     radius = np.tile(np.linspace(0.0, 1.0, n_per_class), n_classes)
     arm = np.repeat(np.arange(n_classes), n_per_class)
@@ -66,6 +66,9 @@ def stratified_split(x: np.ndarray, y: np.ndarray, test_fraction: float = 0.2, s
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction}")
+    if np.ndim(y) != 1:
+        raise ValueError(f"stratified_split: y must hold one class index per example, shape "
+                         f"(N,), not shape {np.shape(y)}; for one-hot rows pass y.argmax(axis=1)")
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} examples but y has {len(y)} labels")
     rng = np.random.default_rng(seed)
@@ -74,4 +77,9 @@ def stratified_split(x: np.ndarray, y: np.ndarray, test_fraction: float = 0.2, s
         members = np.flatnonzero(y == c)
         n_test = int(round(test_fraction * len(members)))
         is_test[rng.choice(members, size=n_test, replace=False)] = True
+    for side, chosen in (("training", ~is_test), ("test", is_test)):
+        if not chosen.any():  # each class rounds to all or none of its few examples
+            raise ValueError(f"stratified_split: test_fraction {test_fraction} leaves the {side} "
+                             f"side empty ({len(y)} examples, each class rounded to whole "
+                             f"examples); choose a fraction nearer 0.5")
     return x[~is_test], y[~is_test], x[is_test], y[is_test]

@@ -52,6 +52,8 @@ def test_spirals():
     assert not np.array_equal(spirals(50, 4, seed=4)[0], x)
     with pytest.raises(ValueError, match="at least 1"):
         spirals(0, 3)
+    with pytest.raises(TypeError, match="spirals: n_per_class must be an int, not float"):
+        spirals(2.5, 3)
 
 
 def test_stratified_split_checks_its_arguments():
@@ -63,6 +65,13 @@ def test_stratified_split_checks_its_arguments():
         stratified_split(x, y, 1.0)
     with pytest.raises(ValueError, match="20 examples but y has 19"):
         stratified_split(x, y[:-1])
+    # Rounded per class, a fraction near 0 or 1 emptied a side, which fit then trained or tested on
+    with pytest.raises(ValueError, match="test_fraction 0.99 leaves the training side empty"):
+        stratified_split(x, y, 0.99)
+    with pytest.raises(ValueError, match="test_fraction 0.01 leaves the test side empty"):
+        stratified_split(x, y, 0.01)
+    with pytest.raises(ValueError, match=r"one class index per example.*y.argmax\(axis=1\)"):
+        stratified_split(x, np.eye(2)[y])
 
 
 # -- the training loop --------------------------------------------------------------------

@@ -41,6 +41,11 @@ class Tensor:
                 "Tensor: the list holds Tensors, which it would copy as constants: no gradient "
                 "would reach them; combine them with mt.stack([...]) or mt.concatenate([...]), "
                 "which are recorded, or pass their values (t.value) for data")
+        elif type(data) is not np.ndarray and isinstance(data, np.ma.MaskedArray):
+            raise TypeError(
+                "Tensor: a masked array's mask would be dropped, and every masked number used; "
+                "pass data.filled(x) with the number the masked entries should be, or "
+                "data.compressed() for the unmasked ones alone")
         value = np.asarray(data)
         if value.dtype.kind == "c":
             raise TypeError("Tensor: microtape differentiates real functions; got a complex array")

@@ -61,6 +61,14 @@ def test_data_that_is_not_numbers_is_refused_not_turned_into_nan(data):
         mt.grad(lambda x: mt.sum(x * x))(data)
 
 
+def test_a_masked_array_is_refused_rather_than_unmasked():
+    # np.asarray drops the mask: the masked 2.0 was summed as if it were data
+    data = np.ma.array([1.0, 2.0], mask=[False, True])
+    with pytest.raises(TypeError, match=r"masked array's mask would be dropped.*data.filled"):
+        mt.Tensor(data)
+    assert float(mt.sum(mt.Tensor(data.filled(0.0))).value) == 1.0
+
+
 def test_complex_data_is_refused():
     with pytest.raises(TypeError, match="complex"):
         mt.Tensor(np.array([1 + 2j]))

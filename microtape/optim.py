@@ -370,22 +370,34 @@ def _checked_state(opt: Optimizer, state: Mapping[str, Any], wanted: dict[str, n
             f"params keeps {sorted(wanted)}; load it into an optimizer made with the same "
             f"params and settings")
     for name, buffer in wanted.items():
-        if isinstance(state[name], Tensor):
-            raise TypeError(f"{kind}.load_state_dict: {name!r} is a Tensor; the state holds "
-                            f"arrays, as state_dict() gives them")
-        if np.shape(state[name]) != buffer.shape:
-            raise ShapeError(f"{kind}.load_state_dict: {name!r} has shape {np.shape(state[name])} "
-                             f"but the parameter has shape {buffer.shape}")
-        value = np.asarray(state[name])
-        if not np.can_cast(value.dtype, buffer.dtype, casting="same_kind"):  # before any is copied
-            raise InputError(f"{kind}.load_state_dict: {name!r} holds {value.dtype}, which cannot "
-                             f"be read as the parameter's {buffer.dtype}")
-        # A NaN, or a negative second moment (its root is taken), makes every later step NaN
-        if not np.isfinite(value).all() or name.startswith("v.") and (value < 0).any():
-            raise InputError(f"{kind}.load_state_dict: {name!r} holds NaN, inf"
-                             f"{' or a negative value' if name.startswith('v.') else ''}; a "
-                             f"state_dict() never does, so the state is damaged")
+        _check_buffer(kind, name, state[name], buffer)
     return int(steps)
+
+
+def _check_buffer(kind: str, name: str, given: Any, buffer: np.ndarray) -> None:
+    """Refuse the state's entry ``given`` for ``buffer`` unless it can be copied in as it is."""
+    if isinstance(given, Tensor):
+        raise TypeError(f"{kind}.load_state_dict: {name!r} is a Tensor; the state holds "
+                        f"arrays, as state_dict() gives them")
+    if np.shape(given) != buffer.shape:
+        raise ShapeError(f"{kind}.load_state_dict: {name!r} has shape {np.shape(given)} "
+                         f"but the parameter has shape {buffer.shape}")
+    value = np.asarray(given)
+    if not np.can_cast(value.dtype, buffer.dtype, casting="same_kind"):  # before any is copied
+        raise InputError(f"{kind}.load_state_dict: {name!r} holds {value.dtype}, which cannot "
+                         f"be read as the parameter's {buffer.dtype}")
+    # A NaN, or a negative second moment (its root is taken), makes every later step NaN;
+    # so does a float64 number past the float32 range, as it becomes inf when copied in
+    with np.errstate(over="ignore"):
+        copied = value.astype(buffer.dtype, copy=False)
+    if not np.isfinite(value).all() or name.startswith("v.") and (value < 0).any():
+        raise InputError(f"{kind}.load_state_dict: {name!r} holds NaN, inf"
+                         f"{' or a negative value' if name.startswith('v.') else ''}; a "
+                         f"state_dict() never does, so the state is damaged")
+    if not np.isfinite(copied).all():
+        raise InputError(f"{kind}.load_state_dict: {name!r} holds numbers beyond the range "
+                         f"of the parameter's {buffer.dtype}, which would become inf; load "
+                         f"it into an optimizer whose parameters are {value.dtype}")
 
 
 def _callable_name(f: Any) -> str:

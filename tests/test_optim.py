@@ -519,6 +519,14 @@ def test_a_damaged_state_is_refused_before_it_makes_every_step_nan():
             opt.load_state_dict(state)
     opt.step({"w": np.ones(2)})
     assert np.isfinite(w.value).all() and opt.steps == 2
+    # A float64 second moment past float32's range became inf in a float32 Adam's buffer
+    narrow = mt.optim.Adam({"w": mt.Tensor(np.ones(2, dtype=np.float32))})
+    state = narrow.state_dict()
+    state["v.w"] = np.full(2, 1e300)
+    with pytest.raises(mt.InputError, match="'v.w' holds numbers beyond the range of the "
+                                            "parameter's float32"):
+        narrow.load_state_dict(state)
+    assert not narrow.state_dict()["v.w"].any()
 
 
 def test_momentum_switched_off_and_on_again_starts_from_a_zero_velocity():

@@ -180,6 +180,9 @@ class detect_anomaly:
     __slots__ = ("nan", "inf")
 
     def __init__(self, nan: bool = True, inf: bool = True) -> None:
+        if callable(nan):  # @mt.detect_anomaly over a function, without the call
+            raise TypeError(f"detect_anomaly: as a decorator it is called first: write "
+                            f"@mt.detect_anomaly() above {getattr(nan, '__name__', 'the function')}")
         if not isinstance(nan, bool) or not isinstance(inf, bool):
             raise TypeError(f"detect_anomaly: nan and inf must be True or False, "
                             f"not {nan!r} and {inf!r}")

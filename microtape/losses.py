@@ -26,9 +26,12 @@ def _check(op: str, a, b, what: str, reduction: str) -> tuple[np.ndarray, np.nda
     if a.dtype.kind != "f":
         a = a.astype(np.float64)
     if a.shape != b.shape:
+        # a number can be spread to the other's shape; a misshapen array needs a reshape
+        fix = (f"for one target for every element, pass np.full({a.shape}, value)" if b.size == 1
+               else f"reshape one, e.g. t.reshape({a.shape})" if a.size == b.size
+               else "pair each prediction with its own target")
         raise ShapeError(f"{op}: {what} must have one shape, got {a.shape} and {b.shape}; "
-                         f"broadcasting them would pair every value with every other "
-                         f"(reshape one, e.g. t.reshape({a.shape}))")
+                         f"broadcasting them would pair values that do not belong together ({fix})")
     if reduction == "mean" and a.size == 0:
         raise InputError(f"{op}: a mean over no elements (shape {a.shape}) is undefined; "
                          f"pass at least one, or reduction='sum'")

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .validation import broadcast_hint, check_labels, matmul_hint
+from .validation import broadcast_hint, check_broadcast_from, check_labels, matmul_hint
 from .errors import InputError, ShapeError
 from .primitive import ATOM, NEGATION_BINDS, POWER_BINDS, PRODUCT_BINDS, Code, primitive
 from .tape import pass_on
@@ -113,6 +113,7 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if g.shape == shape:
         return g
     if isinstance(g, Tensor):  # in ops, so that a tape records it (create_graph=True)
+        check_broadcast_from(shape, g.shape)
         axes = broadcast_axes(shape, g.shape)
         return _reshaped(sum(g, axis=axes[0] if len(axes) == 1 else axes), shape)
     ones = _row_summing_ones(g, shape)
@@ -121,7 +122,9 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     # np.add.reduce is g.sum without numpy's Python-level wrapper.
     if g.shape[1:] == shape:  # a row added to every example, too large for one BLAS call
         return np.add.reduce(g, axis=0)
+    check_broadcast_from(shape, g.shape)
     return np.add.reduce(g, axis=broadcast_axes(shape, g.shape)).reshape(shape)
+
 
 
 def _row_summing_ones(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:

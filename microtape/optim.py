@@ -292,7 +292,11 @@ class Optimizer:
         return g
 
     def _refuse_shape(self, name: Any, g: Any, p: Tensor) -> None:
-        raise ShapeError(f"{self._kind}.step: grads[{name!r}] has shape {getattr(g, 'shape', None)} "
+        if not hasattr(g, "shape"):  # a number or a list: gradients are the arrays the tape gives
+            raise TypeError(f"{self._kind}.step: grads[{name!r}] is a {type(g).__name__}, not an "
+                            f"array of the parameter's shape {p.value.shape}; pass the arrays "
+                            f"tape.gradient(loss, params) returns")
+        raise ShapeError(f"{self._kind}.step: grads[{name!r}] has shape {g.shape} "
                          f"but the parameter has shape {p.value.shape}")
 
     def _update(self, grads: list[np.ndarray]) -> None:

@@ -122,7 +122,7 @@ def _check_label_rows(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         row = np.unravel_index(np.argmax(off), off.shape)
         raise InputError(
             f"softmax_cross_entropy: each label row must sum to 1 (one-hot or a distribution); "
-            f"row {row[0] if row else 0} sums to {totals[row]:.6g}"
+            f"row {row[0] if row else 0} sums to {float(totals[row])!r}"
         )
     return labels
 
@@ -154,3 +154,12 @@ def check_count(kind: str, name: str, n: object, least: int) -> None:
         raise TypeError(f"{kind}: {name} must be an int, not {type(n).__name__} ({n!r})")
     if n < least:
         raise ValueError(f"{kind}: {name} must be at least {least}, got {n}")
+
+
+def check_broadcast_from(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+    """Refuse a ``shape`` that no broadcast to ``out_shape`` starts from (mt.unbroadcast called
+    with the shapes swapped, say): its sum would fail in a reshape, or fit one by chance."""
+    lead = len(out_shape) - len(shape)
+    if lead < 0 or any(n != 1 and n != out_shape[lead + i] for i, n in enumerate(shape)):
+        raise ShapeError(f"unbroadcast: an input of shape {tuple(shape)} cannot have been "
+                         f"broadcast to G's shape {out_shape}; each of its axes must be 1 or G's")

@@ -86,10 +86,7 @@ def fit(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray, *
     handed = _handed_to(net, optimizer)
     x, y = _check_data(net, x, y)
     if test is not None:  # checked now: a bad test set found after the first epoch has trained it
-        if not isinstance(test, (tuple, list)) or len(test) != 2:
-            raise TypeError(f"fit: test must be a pair (x_test, y_test), not "
-                            f"{type(test).__name__}")
-        test = _check_data(net, *test, "test")
+        test = _check_test(net, test)
     step = _compiled_step(net) if compile else _tape_step(net, detect_anomaly)
     # Overflow on the way to a non-finite loss is reported by the checks below,
     # with the epoch, the batch and a hint; numpy's warnings would only repeat it.
@@ -185,6 +182,14 @@ def _checked_step(net: MLP) -> Callable:
                 return tape.gradient(loss, net.params)
         return float(loss.value), gradients
     return step
+
+
+def _check_test(net: MLP, test: Any) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(test, (tuple, list)) or len(test) != 2:
+        given = (f"a {type(test).__name__} of {len(test)}" if isinstance(test, (tuple, list))
+                 else type(test).__name__)
+        raise TypeError(f"fit: test must be a pair (x_test, y_test), not {given}")
+    return _check_data(net, *test, "test")
 
 
 def _compiled_step(net: MLP) -> Callable:

@@ -115,3 +115,46 @@ def test_fit_on_no_examples_is_a_clear_error():
     with pytest.raises(ValueError, match=r"fit: x holds no examples \(shape \(0, 5\)\)"):
         fit(net, mt.optim.SGD(net.params, lr=0.1), np.zeros((0, 5)), np.zeros(0, dtype=int),
             epochs=1, batch_size=5)
+
+
+# -- each says what was given, and its hint works -------------------------------------
+
+def test_unbroadcast_names_itself_and_refuses_swapped_shapes():
+    # It named reshape; and (2, 3) from a (3, 2) G was laid out anew, silently
+    for shape in ((3,), (2, 3)):
+        with pytest.raises(mt.ShapeError, match=rf"unbroadcast: an input of shape {re.escape(str(shape))} "
+                                                r"cannot have been broadcast to G's shape \(3, 2\)"):
+            mt.unbroadcast(np.ones((3, 2)), shape)
+    with pytest.raises(mt.ShapeError, match="unbroadcast: an input of shape"):
+        mt.unbroadcast(mt.Tensor(np.ones((3, 2))), (2, 3))
+    assert mt.unbroadcast(np.ones((4, 3, 2)), (3, 1)).tolist() == [[8.0]] * 3
+
+
+def test_a_label_row_barely_off_shows_its_sum_to_the_digit():
+    # "sums to 1" for a row refused for summing to 1 + 2e-6
+    with pytest.raises(mt.InputError, match=r"row 0 sums to 1\.00000199"):
+        mt.softmax_cross_entropy(mt.Tensor(np.ones((1, 2))), np.array([[0.5, 0.5 + 2e-6]]))
+
+
+def test_mse_against_a_number_suggests_a_fix_that_works():
+    # it suggested t.reshape((3,)), which a single number cannot take
+    with pytest.raises(mt.ShapeError, match=r"pass np.full\(\(3,\), value\)"):
+        mt.mse(mt.Tensor(np.ones(3)), 1.0)
+    with pytest.raises(mt.ShapeError, match=r"reshape one, e.g. t.reshape\(\(3,\)\)"):
+        mt.mse(mt.Tensor(np.ones(3)), np.ones((3, 1)))
+    with pytest.raises(mt.ShapeError, match="pair each prediction with its own target"):
+        mt.mse(mt.Tensor(np.ones(3)), np.ones(2))
+
+
+def test_fit_names_what_its_test_set_was():
+    net = TwoLayerNet(2, 3, 2, seed=0)
+    x, y = np.ones((4, 2)), np.array([0, 1, 0, 1])
+    with pytest.raises(TypeError, match=r"test must be a pair \(x_test, y_test\), not a tuple of 1"):
+        fit(net, mt.optim.SGD(net.params, 0.1), x, y, test=(x,), epochs=1, batch_size=2)
+
+
+def test_detect_anomaly_without_its_call_says_to_add_it():
+    with pytest.raises(TypeError, match=r"write @mt.detect_anomaly\(\) above train_step"):
+        @mt.detect_anomaly
+        def train_step():
+            pass

@@ -53,7 +53,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, *, encoding: str = 
         data = data.encode(encoding)
     with open_atomic(path) as f:
         f.write(data)
-    return Path(path)
+    return Path(os.fsdecode(path))  # a bytes path is written as it is, and returned as a Path
 
 
 @contextlib.contextmanager

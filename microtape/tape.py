@@ -8,8 +8,10 @@ summed per input. Nothing recurses, so chains of any length work.
 
 from __future__ import annotations
 
+import inspect
 from contextvars import ContextVar
-from typing import Any, Mapping, Sequence, Union
+from functools import wraps
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -73,6 +75,19 @@ class no_grad:
         _active.set(tuple(t for t in paused[-1] if t._token is not None))
         # Tapes entered in the block and still open (their with-blocks end later) record on.
         reopen(tuple(t for t in inside if isinstance(t, Tape) and t not in paused[-1]))
+
+    def __call__(self, f: Callable) -> Callable:
+        """As a decorator (``@mt.no_grad()``): each call of ``f`` runs in the block."""
+        if inspect.isgeneratorfunction(f) or inspect.iscoroutinefunction(f) or \
+                inspect.isasyncgenfunction(f):
+            raise TypeError(f"no_grad: cannot decorate {f.__name__}: its body runs after the call "
+                            f"has returned, outside the block; open 'with mt.no_grad():' in it")
+
+        @wraps(f)
+        def unrecorded(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return f(*args, **kwargs)
+        return unrecorded
 
 
 class Node:
@@ -632,6 +647,9 @@ def _seed_for(target: Tensor, seed: Any, caller: str = "gradient") -> np.ndarray
             return np.ones(value.shape, dtype=value.dtype)
         return one.reshape(value.shape)
     seed = np.asarray(seed.value if isinstance(seed, Tensor) else seed)
+    if seed.dtype.kind not in "fiub":  # astype would read "2.5" as a number
+        raise TypeError(f"{caller}: seed must be numbers, an array of the target's shape "
+                        f"{target.shape}, not data of dtype {seed.dtype}")
     if seed.shape != target.shape:
         named = f" {target.name!r}" if target.name is not None else ""
         raise ShapeError(

@@ -46,7 +46,11 @@ class Tensor:
                 "Tensor: a masked array's mask would be dropped, and every masked number used; "
                 "pass data.filled(x) with the number the masked entries should be, or "
                 "data.compressed() for the unmasked ones alone")
-        value = np.asarray(data)
+        try:
+            value = np.asarray(data)
+        except ValueError as e:  # rows of different lengths
+            raise ValueError(f"Tensor: the data is not a rectangular array of numbers "
+                             f"({_shown(data)}): {e}") from None
         if value.dtype.kind == "c":
             raise TypeError("Tensor: microtape differentiates real functions; got a complex array")
         if value.dtype.kind in "OSUV":  # numpy would turn None into NaN, silently

@@ -402,6 +402,12 @@ def test_a_loop_of_symlinks_is_an_error_naming_the_path(tmp_path):
     assert str(a) in str(info.value) and a.is_symlink() and b.is_symlink()
 
 
+def test_write_atomic_takes_a_bytes_path_and_returns_a_path(tmp_path):
+    # it wrote the file, then raised a TypeError making a Path of the bytes
+    target = tmp_path / "notes.txt"
+    assert write_atomic(os.fsencode(target), "hi") == target and target.read_text() == "hi"
+
+
 def test_write_atomic_writes_text_as_utf8(tmp_path):
     path = write_atomic(tmp_path / "page.html", "∂J/∂W₁")
     assert path == tmp_path / "page.html" and path.read_bytes() == "∂J/∂W₁".encode("utf-8")

@@ -354,6 +354,8 @@ def test_a_mistake_in_the_call_does_not_spend_a_non_persistent_tape():
         tape.gradient(y, w)                       # no seed for a vector target
     with pytest.raises(mt.ShapeError, match="seed has shape"):
         tape.gradient(loss, w, seed=np.ones(3))
+    with pytest.raises(TypeError, match="seed must be numbers.*not data of dtype <U3"):
+        tape.gradient(loss, w, seed="2.5")        # was read as the number 2.5
     with pytest.raises(TypeError, match="not a Tensor"):
         tape.gradient(loss, [w, w.value])
     assert not tape.spent

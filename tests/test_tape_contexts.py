@@ -198,3 +198,20 @@ def test_a_no_grad_block_closed_before_a_tape_entered_in_it_leaves_that_tape_rec
         mt.sum(w * 3.0)
         assert (len(outer), len(inner)) == (4, 2)
     assert mt.tape._active.get() == before
+
+
+def test_no_grad_as_a_decorator_pauses_the_tapes_for_each_call():
+    w = mt.Tensor(np.array([1.0, 2.0]))
+
+    @mt.no_grad()
+    def evaluate(t):
+        return mt.sum(t * t)
+
+    with mt.Tape() as tape:
+        assert float(evaluate(w).value) == 5.0
+        mt.sum(w * 3.0)
+    assert [node.op.name for node in tape.nodes] == ["mul", "sum"] and evaluate.__name__ == "evaluate"
+    with pytest.raises(TypeError, match="no_grad: cannot decorate batches: its body runs after"):
+        @mt.no_grad()
+        def batches():
+            yield mt.sum(w)

@@ -69,6 +69,12 @@ def test_a_masked_array_is_refused_rather_than_unmasked():
     assert float(mt.sum(mt.Tensor(data.filled(0.0))).value) == 1.0
 
 
+def test_ragged_rows_are_refused_naming_the_tensor():
+    with pytest.raises(ValueError, match=r"Tensor: the data is not a rectangular array of numbers "
+                                         r"\(\[\[1, 2\], \[3\]\]\)"):
+        mt.Tensor([[1, 2], [3]])
+
+
 def test_complex_data_is_refused():
     with pytest.raises(TypeError, match="complex"):
         mt.Tensor(np.array([1 + 2j]))

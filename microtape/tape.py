@@ -39,6 +39,10 @@ def active_tapes() -> tuple["Tape", ...]:
 # of times, nested or from several threads at once.
 _paused: ContextVar[tuple[tuple["Tape", ...], ...]] = ContextVar("microtape_paused_tapes", default=())
 
+# backward() calls so far, on any tape: a pass counted after a tape's last one may have
+# overwritten the .grad that tape set, which nothing else records.
+_BACKWARDS = [0]
+
 
 class no_grad:
     """A block in which no tape records: ops compute values only.
@@ -160,7 +164,8 @@ class Tape:
     from another is an error that stops its recording and leaves it usable.
     """
 
-    __slots__ = ("nodes", "persistent", "spent", "anomaly", "backward_target", "_token", "_record")
+    __slots__ = ("nodes", "persistent", "spent", "anomaly", "backward_target", "_backwards",
+                 "_token", "_record")
 
     def __init__(self, persistent: bool = True) -> None:
         if persistent is not True and persistent is not False and not isinstance(
@@ -171,6 +176,7 @@ class Tape:
         self.spent = False  # a non-persistent tape that has answered
         self.anomaly = None  # the anomaly mode it recorded in, if any: its backward pass checks
         self.backward_target: Tensor | None = None  # whose gradients the last backward() set
+        self._backwards = 0  # _BACKWARDS once its last backward() had set every .grad
         self._token = None
         self._record = _ignore  # what ops hand each new node to: nodes.append while open
 
@@ -319,26 +325,39 @@ class Tape:
     def backward(self, target: Tensor, seed: Any = None, create_graph: bool = False) -> None:
         """Set ``.grad`` on every tensor of this tape that ``target`` depends on.
 
-        Intermediates included, so that a drawing can show them. Each call
-        overwrites: tensors the target does not depend on get ``grad = None``;
-        ``tape.backward_target`` is then ``target``.
+        Intermediates included. Each call overwrites: tensors the target does
+        not depend on get ``grad = None``; ``tape.backward_target`` is then
+        ``target``, and ``last_backward()`` too until another pass runs.
         ``create_graph=True`` sets Tensors, recorded as in ``gradient``.
         """
         tensors = self._tensors()
         self.backward_target = None  # set again once this pass has set every .grad
+        _BACKWARDS[0] += 1  # counted before any .grad changes: a failed pass may have changed some
         if create_graph:
             grads = self._graph_gradients(target, tensors, seed, "backward")
             for t in tensors:
                 t.grad = grads.get(id(t))
-            self.backward_target = target
-            return
-        grads = self._backprop(target, seed, tensors, keep_all=True, caller="backward")
-        for t in tensors:
-            t.grad = None
-        reached = [t for t in tensors if id(t) in grads]
-        for t, g in zip(reached, _distinct(grads, reached, seed)):
-            t.grad = g
+        else:
+            grads = self._backprop(target, seed, tensors, keep_all=True, caller="backward")
+            for t in tensors:
+                t.grad = None
+            reached = [t for t in tensors if id(t) in grads]
+            for t, g in zip(reached, _distinct(grads, reached, seed)):
+                t.grad = g
         self.backward_target = target
+        self._backwards = _BACKWARDS[0]
+
+    def last_backward(self) -> Tensor | None:
+        """The target of this tape's last ``backward`` while the ``.grad`` it set is still
+        its own, else None.
+
+        Its own means no ``backward`` has run since, on any tape: another pass may have
+        overwritten some of it (a tensor two tapes share, or this tape's pass from another
+        target). A drawing shows a seeded target's gradients only then. Assignments to
+        ``.grad`` are not seen.
+        """
+        fresh = self.backward_target is not None and self._backwards == _BACKWARDS[0]
+        return self.backward_target if fresh else None
 
     def check_unchanged(self, caller: str = "Tape") -> None:
         """Raise RuntimeError if a tensor was changed in place after this tape recorded it.

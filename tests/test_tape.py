@@ -435,6 +435,27 @@ def test_backward_with_a_seed():
     np.testing.assert_array_equal(y.grad, G)
 
 
+def test_last_backward_names_the_target_only_while_its_grads_are_still_its_own():
+    # A drawing of a seeded target shows what the user's pass set; another pass since,
+    # on any tape, may have overwritten part of it (W.grad below), so that is refused.
+    W = mt.Tensor(np.array([1.0, 2.0]), name="W")
+    with mt.Tape() as one:
+        a = mt.exp(W)
+    with mt.Tape() as two:
+        b = mt.sum(W * 3.0)
+    assert one.last_backward() is None
+    one.backward(a, seed=np.ones(2))
+    assert one.last_backward() is a
+    one.gradient(a, W, seed=np.ones(2))     # leaves .grad alone
+    assert one.last_backward() is a
+    two.backward(b)
+    assert one.last_backward() is None and one.backward_target is a
+    assert two.last_backward() is b
+    with pytest.raises(ValueError):
+        two.backward(a)                     # a failed pass may have reset some .grad
+    assert two.last_backward() is None
+
+
 # -- fan-out and aliasing -----------------------------------------------------------
 
 def test_fan_out_sums_the_gradients():

@@ -153,6 +153,11 @@ def test_viz_check_verdict_names_a_leaf_whose_gradient_is_wrong():
     net.tape.backward(net.loss)
     text, passed = check_verdict(net)
     assert passed and "agree for every leaf (X, W1, b1, W2, b2)" in text  # in the drawing's order
-    net.params["b2"].grad = net.params["b2"].grad * 1.1       # as a wrong VJP would leave it
+    # A wrong VJP: b2's gradient 10% too large. (Scaling b2.grad stood for one while the
+    # check read .grad; it asks the tape now, so the VJP itself is made wrong.)
+    node = next(n for n in net.tape.nodes if any(x is net.params["b2"] for x in n.inputs))
+    i = next(i for i, x in enumerate(node.inputs) if x is net.params["b2"])
+    right = node.vjps[i]
+    node.vjps = node.vjps[:i] + (lambda g: right(g) * 1.1,) + node.vjps[i + 1:]
     text, passed = check_verdict(net)
     assert not passed and "DISAGREES for b2" in text

@@ -203,6 +203,9 @@ def test_the_step_page_stops_on_the_frame_where_the_anomaly_appears(tmp_path):
     assert "Stopped at step 3: pow made Inf" in page and "Done:" not in page
     assert '"counters":["forward pass","step 1 of 3","step 2 of 3","step 3 of 3","stopped"]' in page
     assert "sends back dJ/dx" not in page
+    # The gradients it had finished are the page's: no .grad was set from them.
+    assert all(t.grad is None for n in tape.nodes for t in (*n.inputs, n.output)
+               if isinstance(t, mt.Tensor))
 
 
 def test_the_stopped_pass_keeps_only_the_gradients_it_had_finished():

@@ -69,6 +69,13 @@ def node_line(g, node_id: str) -> str:
     return line
 
 
+def drawn_array(g, name: str, what: str = "grad") -> np.ndarray | None:
+    """The array the DOT text shows as ``what`` for the tensor called ``name`` (its tooltip),
+    or None when the node has none."""
+    [line] = [ln for ln in g.body if f"<B>{name}</B>" in ln and 'tooltip="' in ln]
+    return tooltip_array(line.split('tooltip="', 1)[1].rsplit('"', 1)[0], what)
+
+
 def node_lines(g, prefix: str) -> list[str]:
     """The DOT statements of the nodes whose id starts with ``prefix`` (T, C, op)."""
     return [ln for ln in g.body if ln.startswith(f"\t{prefix}") and " -> " not in ln]
@@ -119,7 +126,8 @@ def test_every_matrix_of_the_two_layer_net_fits_in_its_node():
     W1 = by_name(nodes, "W1")
     shown = [s for s in W1["text"] if _is_number(s)]
     assert len(shown) == 24       # the 12 values and the 12 gradients of W1
-    exact = np.concatenate([net.params["W1"].value.ravel(), net.params["W1"].grad.ravel()])
+    exact = np.concatenate([net.params["W1"].value.ravel(),
+                            net.tape.gradient(net.loss, net.params["W1"]).ravel()])
     for text, value in zip(shown, exact):     # right to the last decimal shown
         decimals = len(text.split(".")[1]) if "." in text else 0
         assert abs(float(text) - value) <= 0.5 * 10.0 ** -decimals + 1e-12, (text, value)
@@ -137,23 +145,28 @@ def _is_number(s: str) -> bool:
         return False
 
 
-def test_draw_graph_runs_backward_itself_when_gradients_are_missing():
+def test_draw_graph_computes_the_gradients_it_shows_without_a_backward_pass():
+    # It used to run tape.backward(loss) and show .grad; it asks the tape now, and
+    # leaves .grad as it was (here: never set).
     net = two_layer()
-    assert net.params["W1"].grad is None
-    viz.draw_graph(net.tape, net.loss)
-    np.testing.assert_allclose(net.params["W1"].grad, net.tape.gradient(net.loss, net.params["W1"]))
+    g = viz.draw_graph(net.tape, net.loss)
+    assert net.params["W1"].grad is None and net.tape.backward_target is None
+    np.testing.assert_allclose(drawn_array(g, "W1"), net.tape.gradient(net.loss, net.params["W1"]))
 
 
-def test_stale_gradients_from_another_target_are_recomputed():
+def test_gradients_from_another_target_are_neither_shown_nor_overwritten():
     net = two_layer()
     h = [n.output for n in net.tape.nodes if n.output.name == "h"][0]
     with net.tape:
         other = h.sum()
     net.tape.backward(other)          # .grad now holds d(other)/d(...), not dJ/d(...)
+    kept = net.params["W1"].grad
     g = viz.draw_graph(net.tape, net.loss)
-    assert net.loss.grad == 1
-    np.testing.assert_allclose(net.params["W2"].grad, net.tape.gradient(net.loss, net.params["W2"]))
-    assert "grad" in node_line(g, "T0")
+    for name in ("W1", "W2"):
+        np.testing.assert_allclose(drawn_array(g, name),
+                                   net.tape.gradient(net.loss, net.params[name]))
+    assert net.params["W1"].grad is kept and net.params["W2"].grad is None
+    assert net.loss.grad is None and net.tape.backward_target is other
 
 
 def test_a_term_of_the_loss_holding_ones_from_the_losss_pass_is_recomputed():
@@ -167,11 +180,53 @@ def test_a_term_of_the_loss_holding_ones_from_the_losss_pass_is_recomputed():
         loss = mt.add(ce, 0.5 * mt.sum(W * W), name="loss")
     tape.backward(loss)
     assert ce.grad == 1 and tape.backward_target is loss
-    viz.draw_graph(tape, ce, params=W)
-    assert tape.backward_target is ce
-    np.testing.assert_allclose(W.grad, tape.gradient(ce, W), rtol=1e-15)
-    viz.draw_graph(tape, ce, params=W)  # its own pass already ran: kept, not run again
-    np.testing.assert_allclose(W.grad, tape.gradient(ce, W), rtol=1e-15)
+    g = viz.draw_graph(tape, ce, params=W)
+    np.testing.assert_allclose(drawn_array(g, "W"), tape.gradient(ce, W), rtol=1e-7)
+    # and the loss's pass is left as it was: what an optimizer step would read
+    assert tape.backward_target is loss
+    np.testing.assert_allclose(W.grad, tape.gradient(loss, W), rtol=1e-15)
+
+
+def test_a_drawing_shows_its_own_tapes_gradients_after_another_tape_set_grad():
+    # tape2's pass left dL2/dW on W: the drawing of tape1 showed it as dL1/dW, and
+    # check=True then coloured W red, blaming tape1.
+    W = mt.Tensor(np.array([[1.0], [2.0]]), name="W")
+    x = np.array([[1.0, 1.0]])
+    with mt.Tape() as tape1:
+        L1 = mt.sum(x @ W, name="L1")
+        y1 = mt.mul(W, 2.0, name="y1")
+    tape1.backward(L1)
+    with mt.Tape() as tape2:
+        L2 = mt.sum(mt.mul(x @ W, 100.0), name="L2")
+    tape2.backward(L2)
+    g = viz.draw_graph(tape1, L1, check=True)
+    np.testing.assert_allclose(drawn_array(g, "W"), [[1.0], [1.0]])
+    assert "DISAGREE" not in g.source and "finite differences agree" in g.source
+    np.testing.assert_allclose(W.grad, [[100.0], [100.0]])   # tape2's, as tape2 left it
+    # With no target or a non-scalar one, the drawing would read the seed tape1's pass
+    # left; tape2's pass ran since, so it shows no gradients rather than a mix.
+    assert ">grad<" not in viz.draw_graph(tape1).source
+    tape1.backward(y1, seed=np.ones((2, 1)))
+    assert ">grad<" in viz.draw_graph(tape1, y1).source
+    tape2.backward(L2)
+    assert ">grad<" not in viz.draw_graph(tape1, y1).source
+
+
+def test_drawing_a_term_of_the_loss_leaves_what_the_optimizer_steps_on():
+    # The drawing of reg ran tape.backward(reg): W.grad became dreg/dW, and opt.step()
+    # stepped on it instead of on dJ/dW.
+    W = mt.Tensor(np.array([1.0, 2.0]), name="W")
+    opt = mt.optim.SGD([W], lr=0.1)
+    with mt.Tape() as tape:
+        reg = mt.sum(W * W, name="reg")
+        loss = mt.add(mt.sum(W * 3.0), reg, name="J")
+    tape.backward(loss)
+    grad = W.grad
+    g = viz.draw_graph(tape, reg, check=True)
+    np.testing.assert_allclose(drawn_array(g, "W"), [2.0, 4.0])
+    assert W.grad is grad and tape.last_backward() is loss
+    opt.step()
+    np.testing.assert_allclose(W.value, [0.5, 1.3])
 
 
 def test_op_nodes_show_the_vjp_formula_of_their_primitive():
@@ -251,7 +306,7 @@ def test_fan_out_says_the_gradient_is_a_sum_of_contributions():
     g = viz.draw_graph(tape, loss)
     line = node_line(g, "T0")
     assert "Σ of 3 contributions" in line         # tanh, mul and exp each use x
-    np.testing.assert_allclose(x.grad, np.tanh(x.value) + x.value * (1 - np.tanh(x.value) ** 2)
+    np.testing.assert_allclose(drawn_array(g, "x"), np.tanh(x.value) + x.value * (1 - np.tanh(x.value) ** 2)
                                + np.exp(x.value))
     other = [ln for ln in node_lines(g, "T") if "contributions" in ln and not ln.startswith("\tT0 [")]
     assert other == []
@@ -311,7 +366,7 @@ def test_only_the_targets_ancestors_are_drawn():
     assert any(ln.startswith("\top2 [") for ln in g.body)       # ids keep tape positions
     assert not any(ln.startswith("\top0 [") for ln in g.body)
     assert "Σ of 2 contributions" in node_line(g, "T0")         # x * x uses x twice
-    np.testing.assert_allclose(x.grad, 2 * x.value)
+    np.testing.assert_allclose(drawn_array(g, "x"), 2 * x.value)
     del unused
 
 

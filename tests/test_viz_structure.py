@@ -14,7 +14,7 @@ import viz.steps
 import viz.tapeview
 from viz import labels as L
 from viz.example import two_layer
-from viz.graph import Options, build
+from viz.graph import Options, attach_gradients, build
 from viz.tapeview import TapeView
 
 VIZ = Path(viz.__file__).resolve().parent
@@ -37,8 +37,8 @@ def test_the_drawing_knows_no_step_page():
 
 def test_a_page_adds_ids_links_and_legend_notes_only_when_asked():
     m = two_layer()
-    m.tape.backward(m.loss)
     view = TapeView(m.tape, m.loss)
+    attach_gradients(view)
     plain = build(view, Options()).source
     page = build(view, Options(), page=viz.steps.STEP_PAGE).source
     assert " id=" not in plain and "_grad" not in plain and "not yet" not in plain

@@ -15,6 +15,7 @@ import sys
 from microtape.files import why_unwritable
 
 from .example import TwoLayer, two_layer
+from .graph import attach_gradients
 from .leafcheck import check_leaves
 from .render import GraphvizNotFoundError, render
 from .steps import render_backward_steps
@@ -36,7 +37,6 @@ def main(argv: list[str] | None = None) -> int:
         if problem:  # said before anything is drawn or written
             parser.error(f"{option} {path}: {problem}")
     net = two_layer(seed=args.seed)
-    net.tape.backward(net.loss)
     try:
         path = render(net.tape, out, net.loss, format=args.format,
                       params=net.params, check=args.check)
@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
 def check_verdict(net: TwoLayer) -> tuple[str, bool]:
     """One line saying what the --check drawing's green or red leaves found; True if all agree."""
     view = TapeView(net.tape, net.loss, net.params)
+    attach_gradients(view)
     checks = check_leaves(view)
     failed = [view.tensors[k].name for k, c in checks.items() if not c.passed]
     worst = max((c.rel_error for c in checks.values()), default=0.0)

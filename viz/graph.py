@@ -1,7 +1,9 @@
 """draw_graph: a tape as a graphviz.Digraph with values, gradients and VJPs.
 
 The drawing reads only the tape: ``node.op`` (its ``name``, ``formula`` and
-``broadcasts``), ``node.inputs``, ``node.output`` and ``node.params``.
+``broadcasts``), ``node.inputs``, ``node.output``, ``node.params`` and which
+``node.vjps`` are None, and asks it for the gradients it shows
+(``tape.gradient``); no tensor's ``.grad`` is read or changed.
 Tensors are rounded boxes, ops are square boxes carrying the VJP they apply, and
 edges run input -> op -> output. Node ids come from creation order, so the
 same program always gives the same DOT text.
@@ -40,8 +42,8 @@ def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
     A node for each tensor and each op (only the target's ancestors when
     ``target`` is given); edges input -> op -> output.
 
-    - Tensor nodes: name, shape, dtype, the value and the gradient
-      ``.grad``, as a matrix (one shared number format per array) when the
+    - Tensor nodes: name, shape, dtype, the value and the gradient (see
+      "Gradients" below), as a matrix (one shared number format per array) when the
       tensor has at most ``max_elements`` elements, else as min / max /
       mean / norm; integer arrays (labels) as their integers. Hovering shows
       the full arrays (SVG tooltips).
@@ -51,9 +53,14 @@ def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
       unnamed, such as the data and the labels passed as plain arrays, then
       the op's parameter for an unnamed leaf (``labels``, else ``x``) or
       the op for an unnamed output (``xW1``, ``tanh``).
-    - With a scalar ``target`` and ``grads`` (or ``check``), runs
-      ``tape.backward(target)`` when the target's gradient is not yet 1. A
-      non-scalar target shows gradients only if you seeded them yourself.
+    - Gradients (with ``grads`` or ``check``) are the target's, computed from
+      this tape for the drawing (``tape.gradient``), seeded with 1 for a
+      scalar ``target``. No tensor's ``.grad`` changes, and none is read: it
+      may hold another tape's gradients, or another target's. A non-scalar
+      ``target`` (or none: the target of the tape's last backward pass) is
+      seeded with the gradient your ``tape.backward(target, seed=...)`` left
+      on it, as long as no backward pass ran since on any tape
+      (``Tape.last_backward``); otherwise the drawing shows no gradients.
     - Op nodes: the op's name, its constant arguments and keyword params,
       and with ``formulas`` the VJP it applies (``Primitive.formula``),
       without the parts for inputs that are constants (they get no gradient).
@@ -84,29 +91,46 @@ def draw_graph(tape: Tape, target: Tensor | None = None, *, values: bool = True,
     check_count("draw_graph", "max_elements", max_elements, 0)
     check_count("draw_graph", "check_elements", check_elements, 1)
     view = TapeView(tape, target, params, names)
-    if target is not None and (grads or check):
-        ensure_gradients(tape, target)
+    if grads or check:
+        attach_gradients(view)
     checks = check_leaves(view, check_elements) if check else {}
     return build(view, Options(values, grads, formulas, max_elements, rankdir, legend), checks)
 
 
-def ensure_gradients(tape: Tape, target: Tensor) -> bool:
-    """Run ``tape.backward(target)`` unless the target's gradients are already set.
+def attach_gradients(view: TapeView) -> bool:
+    """Give each drawn tensor (``TensorInfo.grad``) the gradient the drawing shows; returns
+    whether there are any (see ``draw_graph``).
 
-    They count as set when this tape's last backward pass started at the
-    target (``tape.backward_target``) with a seed of ones for a scalar, or any
-    seed for a non-scalar target (the user seeded it). A ``.grad`` of ones is
-    not enough: a loss's pass leaves exactly that on a term of the loss, and
-    the drawing of that term would show the whole loss's gradients. A
-    non-scalar target without a gradient cannot be seeded here, so its
-    drawing has no gradients; returns whether gradients are available.
+    Asked of the tape rather than read from ``.grad`` or set there by ``tape.backward``:
+    ``.grad`` may hold dL2/dW from another tape, and a drawing that overwrote it would
+    change what ``opt.step()`` then steps on.
     """
-    g = target.grad
-    if target.size == 1:
-        if tape.backward_target is not target or g is None or not np.all(g == 1):
-            tape.backward(target)
-        return True
-    return g is not None
+    tape, target, seed = view.tape, view.target, None
+    if target is None or target.size != 1:
+        last = tape.last_backward()   # the user's seed, while their pass was the last one
+        if last is None or target is not None and last is not target or last.grad is None:
+            return False
+        target, seed = last, np.asarray(last.grad.value if isinstance(last.grad, Tensor)
+                                        else last.grad)
+        if id(target) not in view.tensors:
+            return False
+    infos = list(view.tensors.values())
+    grads = tape.gradient(target, [info.tensor for info in infos], seed=seed)
+    reached = _reached(view, target)
+    for info, g in zip(infos, grads):
+        # tape.gradient gives zeros where the target sends nothing (labels); they show none
+        info.grad = g if id(info.tensor) in reached else None
+    return True
+
+
+def _reached(view: TapeView, target: Tensor) -> set[int]:
+    """The ids of the drawn tensors the backward pass from ``target`` sends gradient to."""
+    reached = {id(target)}
+    for node in reversed(view.nodes):
+        if id(node.output) in reached:
+            reached.update(id(x) for x, vjp in zip(node.inputs, node.vjps)
+                           if isinstance(x, Tensor) and vjp is not None)
+    return reached
 
 
 @dataclass(frozen=True)
@@ -281,7 +305,7 @@ def _tensor_blocks(info: TensorInfo, opts: Options, page: Page | None,
     if opts.values:
         blocks.append(_array_block("value", t.value, opts.max_elements, VALUE_BG, None))
         tip.append("value =\n" + L.full(t.value))
-    grad = t.grad if opts.grads else None
+    grad = info.grad if opts.grads else None
     if grad is not None:
         block = _array_block("grad", grad, opts.max_elements, GRAD_BG, GRAD_COLOR)
         blocks.append(page.grad_block(info, block) if page is not None else block)

@@ -1,6 +1,7 @@
 """Finite differences on a drawing's leaves, by replaying the recorded ops.
 
-For a leaf ``x`` and an element ``i``, the tape's ``x.grad[i]`` should equal
+For a leaf ``x`` and an element ``i``, the gradient the drawing shows for it
+(``TensorInfo.grad``, from the tape) should equal
 
     (f(x + eps e_i) − f(x − eps e_i)) / (2 eps),   f = Σ seed ∘ target
 
@@ -25,7 +26,7 @@ import numpy as np
 from microtape import Tensor
 from microtape.gradient_checking import central_differences, relative_error
 
-from .tapeview import TapeView
+from .tapeview import TapeView, TensorInfo
 
 
 @dataclass(frozen=True)
@@ -44,34 +45,40 @@ class LeafCheck:
 
 
 def check_leaves(view: TapeView, max_elements: int = 16, eps: float = 1e-6) -> dict[int, LeafCheck]:
-    """{id(leaf): LeafCheck} for every leaf with a gradient; needs ``view.target``."""
+    """{id(leaf): LeafCheck} for every leaf with a gradient; needs ``view.target`` and the
+    drawing's gradients (``graph.attach_gradients``)."""
     target = view.target
-    if target is None or target.grad is None:
+    if target is None:
         raise ValueError("draw_graph: check=True needs target= (the scalar, or seeded tensor, "
                          "whose gradients are checked)")
-    seed = np.asarray(target.grad, dtype=np.float64)
+    if view.info(target).grad is None:
+        raise ValueError(f"draw_graph: check=True on a target of shape {target.shape} needs its "
+                         f"seed: call tape.backward(target, seed=...) right before drawing, with "
+                         f"no other backward pass in between")
+    seed = np.asarray(view.info(target).grad, dtype=np.float64)
     first_use = {}
     for k, node in enumerate(view.nodes):
         for x in node.inputs:
             if isinstance(x, Tensor):
                 first_use.setdefault(id(x), k)
-    return {id(info.tensor): _check_leaf(view, first_use[id(info.tensor)], info.tensor, seed,
+    return {id(info.tensor): _check_leaf(view, first_use[id(info.tensor)], info, seed,
                                          max_elements, eps)
             for info in view.leaves
-            if info.tensor.grad is not None and info.tensor is not target
+            if info.grad is not None and info.tensor is not target
             and id(info.tensor) in first_use}
 
 
-def _check_leaf(view: TapeView, start: int, leaf: Tensor, seed: np.ndarray, max_elements: int,
-                eps: float) -> LeafCheck:
+def _check_leaf(view: TapeView, start: int, info: TensorInfo, seed: np.ndarray,
+                max_elements: int, eps: float) -> LeafCheck:
     """The leaf's tape gradient against slopes at ``max_elements`` evenly spread elements."""
+    leaf = info.tensor
     moved = np.array(leaf.value, dtype=np.float64)  # perturbed in place by central_differences
     count = min(moved.size, max_elements)
     picks = np.unique(np.linspace(0, moved.size - 1, count).round().astype(int)) if count else []
     numeric = central_differences(lambda: _replay(view, start, leaf, moved, seed), moved, picks,
                                   eps)
-    analytic = np.asarray(leaf.grad, dtype=np.float64).ravel()[picks]
-    rtol, atol = (1e-5, 1e-8) if leaf.grad.dtype == np.float64 else (1e-3, 1e-5)
+    analytic = np.asarray(info.grad, dtype=np.float64).ravel()[picks]
+    rtol, atol = (1e-5, 1e-8) if info.grad.dtype == np.float64 else (1e-3, 1e-5)
     err = np.abs(analytic - numeric)
     return LeafCheck(checked=len(picks), total=moved.size,
                      rel_error=relative_error(analytic, numeric),

@@ -4,7 +4,9 @@
 ``import viz`` registers an SVG formatter for ``microtape.Tape`` with the
 running IPython (when there is one), so microtape itself never needs to know
 about drawings. The drawing is ``draw_graph(tape)``: values always, and the
-gradients the tape's last ``backward`` set. When it cannot be drawn (no
+gradients of the target of the tape's last ``backward``, computed again from
+the tape, while no backward pass has run since on any tape (it may have
+overwritten some ``.grad``). When it cannot be drawn (no
 ``dot`` program, a non-persistent tape already spent), the cell falls back
 to the tape's text repr.
 

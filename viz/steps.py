@@ -39,7 +39,7 @@ from microtape.files import write_atomic
 
 from . import labels as L
 from . import passes
-from .graph import Options, Page, block_texts, build, ensure_gradients, vjp_formula
+from .graph import Options, Page, attach_gradients, block_texts, build, vjp_formula
 from .legend import CURRENT, MUTED
 from .render import INSTALL_HINT, GraphvizNotFoundError, pipe
 from .tapeview import TapeView, TensorInfo, is_data_array
@@ -58,8 +58,9 @@ def render_backward_steps(tape: Tape, target: Tensor, out_dir: str | Path, *, pa
     Buttons and the arrow keys step through the frames (see the module
     docstring); the view follows the highlighted op. ``draw_options``:
     values, formulas, max_elements, rankdir, legend, as for ``draw_graph``;
-    ``params`` and ``names`` too. Runs ``tape.backward(target)`` when the
-    gradients are not there yet. Returns the path of ``index.html``; frames
+    ``params`` and ``names`` too. The gradients are the target's, computed
+    from the tape as ``draw_graph`` computes them; no ``.grad`` changes.
+    Returns the path of ``index.html``; frames
     an earlier version wrote there (step_*.svg) are removed. Without
     Graphviz's ``dot``, writes the drawing's source as ``steps.dot`` and
     raises ``GraphvizNotFoundError``.
@@ -86,7 +87,7 @@ def render_backward_steps(tape: Tape, target: Tensor, out_dir: str | Path, *, pa
 
 
 def _backward_or_stop(view: TapeView) -> AnomalyError | None:
-    """Run the backward pass unless its gradients are there; an anomaly stops it at its op.
+    """The drawing's gradients (``attach_gradients``); an anomaly stops the pass at its op.
 
     A tape recorded in anomaly mode raises at the first VJP that makes a NaN
     or an Inf; the page then plays the pass up to that op, with the
@@ -94,14 +95,15 @@ def _backward_or_stop(view: TapeView) -> AnomalyError | None:
     """
     target = view.target
     try:
-        if not ensure_gradients(view.tape, target):
+        if not attach_gradients(view):
             raise ValueError(f"render_backward_steps: the target has shape {target.shape}; seed "
-                             f"its gradient first with tape.backward(target, seed=...)")
+                             f"its gradient with tape.backward(target, seed=...) right before, "
+                             f"with no other backward pass in between")
     except AnomalyError as err:
         if err.phase != "backward" or not err.gradients:
             raise
         for info in view.tensors.values():
-            info.tensor.grad = err.gradients.get(id(info.tensor))
+            info.grad = err.gradients.get(id(info.tensor))
         return err
     return None
 
@@ -142,7 +144,7 @@ def _grad_link(info: TensorInfo, block: str) -> str:
     A link only for its id: the page keeps clicks on it from going anywhere.
     """
     hover = "&#10;".join(L.html(line) for line in
-                         f"{info.name}: grad =\n{L.full(info.tensor.grad)}".split("\n"))
+                         f"{info.name}: grad =\n{L.full(info.grad)}".split("\n"))
     return L.table([f'<TR><TD ID="{info.node_id}_grad" HREF="#" TOOLTIP="{hover}" '
                     f'WIDTH="{PENDING_WIDTH}">{block}</TD></TR>'])
 
@@ -221,13 +223,14 @@ class Walk:
 
 def backward_walk(view: TapeView, max_elements: int = 12,
                   stopped: AnomalyError | None = None) -> Walk:
-    """The frames of the backward pass over ``view`` (its target's gradients set).
-
-    ``stopped``: the anomaly that ended the pass early; its op's frame is the
-    last step, and its caption says what went wrong.
+    """The frames of the backward pass over ``view``, with its gradients (attached here
+    when none are: ``attach_gradients``). ``stopped``: the anomaly that ended the pass
+    early; its op's frame is the last step, and its caption says what went wrong.
     """
+    if stopped is None and all(info.grad is None for info in view.tensors.values()):
+        attach_gradients(view)
     order = [k for k in range(len(view.nodes) - 1, -1, -1)
-             if view.nodes[k].output.grad is not None]
+             if view.info(view.nodes[k].output).grad is not None]
     walk = Walk(steps=len(order), stopped=stopped is not None)
     closed_form = _closed_form(view)
     J = view.info(view.target).name
@@ -241,7 +244,7 @@ def backward_walk(view: TapeView, max_elements: int = 12,
         walk.ops[f"op{view.indices[k]}"] = s
         walk.inputs[f"op{view.indices[k]}"] = _input_ids(view, node)
         sent = []
-        for x in _receivers(node):
+        for x in _receivers(view, node):
             info = view.info(x)
             n, total, texts = sums.arrive(node, x)
             walk.grads.setdefault(info.node_id, []).append((s, texts))
@@ -289,10 +292,10 @@ class _RunningSums:
     """
 
     def __init__(self, view: TapeView, order: list[int], max_elements: int) -> None:
-        self.max_elements = max_elements
+        self.view, self.max_elements = view, max_elements
         self.senders: dict[int, int] = {}
         for k in order:
-            for x in _receivers(view.nodes[k]):
+            for x in _receivers(view, view.nodes[k]):
                 self.senders[id(x)] = self.senders.get(id(x), 0) + 1
         self.received: dict[int, int] = {}
         self.partial: dict[int, np.ndarray] = {}
@@ -305,7 +308,7 @@ class _RunningSums:
         if total == 1:
             return n, total, None
         # Each slot x fills (x * x has two) sends its part of the sum.
-        g = node.output.grad
+        g = self.view.info(node.output).grad
         for j, y in enumerate(node.inputs):
             if y is x:
                 self.partial[id(x)] = self.partial.get(id(x), 0) + np.asarray(node.vjps[j](g))
@@ -333,11 +336,11 @@ def _input_ids(view: TapeView, node: Node) -> list[str]:
             for x in node.inputs if isinstance(x, Tensor) or is_data_array(x)]
 
 
-def _receivers(node: Node) -> list[Tensor]:
+def _receivers(view: TapeView, node: Node) -> list[Tensor]:
     """The Tensors the node's VJPs send gradient to, each once, in argument order."""
     out: list[Tensor] = []
     for x, vjp in zip(node.inputs, node.vjps):
-        if isinstance(x, Tensor) and vjp is not None and x.grad is not None \
+        if isinstance(x, Tensor) and vjp is not None and view.info(x).grad is not None \
                 and not any(x is y for y in out):
             out.append(x)
     return out

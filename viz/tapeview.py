@@ -38,6 +38,9 @@ class TensorInfo:
     kind: str                    # "parameter", "data", "intermediate" or "loss"
     producer: int | None = None  # position in view.nodes of the op that computed it
     consumers: list[int] = field(default_factory=list)  # positions in view.nodes, once per use
+    # The gradient the drawing shows, which graph.attach_gradients computes from the tape;
+    # never read from .grad, which another tape's backward pass may have overwritten.
+    grad: np.ndarray | None = None
 
 
 @dataclass

@@ -134,6 +134,29 @@ def test_a_realistic_network_renders_despite_graphvizs_string_limit(tmp_path):
     assert any("..." in tip and "grad" in tip for tip in tips)  # the big arrays are summarised
 
 
+@needs_dot
+@pytest.mark.parametrize("args", [["--out", "."], ["--out", "folder"], ["--out", "out"],
+                                  ["--out", "folder", "--format", "png"],
+                                  ["--out", "g.png", "--format", "svg"]])
+def test_python_m_viz_refuses_an_out_it_cannot_draw_to_with_a_name_that_works(
+        args, tmp_path, monkeypatch, capsys):
+    # A folder got "e.g. out" (or "e.g. folder/out"), and --out out then failed with
+    # "cannot tell the format ... or pass format=", a keyword the command does not take.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "format=" not in err
+    fixed = list(args)
+    if "e.g. " in err:
+        fixed[1] = err.split("e.g. ")[1].split(")")[0].strip()
+    else:
+        fixed = fixed[:2]           # the suffix and --format disagreed: drop --format
+    assert main(fixed) == 0
+    assert (tmp_path / fixed[1]).is_file()
+
+
 @pytest.mark.parametrize("args, phrase", [
     (["--out", "afile/g.svg"], "--out afile/g.svg: afile is a file, so no folder can be made there"),
     (["--out", "folder"], "--out folder: is a folder; name a file in it"),

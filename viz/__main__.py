@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from microtape.files import why_unwritable
 
 from .example import TwoLayer, two_layer
 from .graph import attach_gradients
 from .leafcheck import check_leaves
-from .render import GraphvizNotFoundError, render
+from .render import FORMATS, GraphvizNotFoundError, render, suffix_format
 from .steps import render_backward_steps
 from .tapeview import TapeView
 
@@ -32,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"argument {'--out' if args.out == '' else '--steps'}: expected a path, "
                      f"got an empty one")
     out = args.out or f"graph.{args.format or 'svg'}"
-    for option, path, folder in (("--out", out, False), ("--steps", args.steps, True)):
-        problem = why_unwritable(path, folder) if path else None
+    for option, path, problem in (("--out", out, _out_problem(out, args.format)),
+                                  ("--steps", args.steps,
+                                   why_unwritable(args.steps, True) if args.steps else None)):
         if problem:  # said before anything is drawn or written
             parser.error(f"{option} {path}: {problem}")
     net = two_layer(seed=args.seed)
@@ -56,6 +58,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot write {e.filename or out}: {e.strerror or e}", file=sys.stderr)
         return 1
     return 0 if not args.check or passed else 1
+
+
+def _out_problem(out: str, fmt: str | None) -> str | None:
+    """What stops --out from being drawn to, in the command's words, with a name that works."""
+    path = Path(out)
+    if path.is_dir():   # why_unwritable's example has no suffix, from which no format follows
+        return f"is a folder; name a file in it, e.g. {path / ('graph.' + (fmt or 'svg'))}"
+    if fmt is None and suffix_format(path) not in FORMATS:
+        return (f"cannot tell the format; end the name in .svg, .png, .pdf or .dot "
+                f"(e.g. {out}.svg), or add --format")
+    if fmt is not None and suffix_format(path) in FORMATS and suffix_format(path) != fmt:
+        return f"names a .{suffix_format(path)} file but --format is {fmt}; make them agree"
+    return why_unwritable(path)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -44,7 +44,7 @@ def output_path(path: str | Path, format: str | None) -> tuple[Path, str]:
         raise IsADirectoryError(errno.EISDIR, f"this is a folder; give the drawing's file name, "
                                               f"e.g. {str(path / 'graph.svg')!r}", str(path))
     fmt = _format_for(path, format)
-    if _suffix(path) != fmt:
+    if suffix_format(path) != fmt:
         path = path.with_name(f"{path.name}.{fmt}")
     _make_folder(path)
     return path, fmt
@@ -83,13 +83,14 @@ def _make_folder(path: Path) -> None:
                       str(path)) from None
 
 
-def _suffix(path: Path) -> str:
+def suffix_format(path: Path) -> str:
+    """The format ``path``'s suffix names (one of ``FORMATS`` if it names one)."""
     suffix = path.suffix.lower().lstrip(".")
     return "dot" if suffix == "gv" else suffix
 
 
 def _format_for(path: Path, format: str | None) -> str:
-    suffix = _suffix(path)
+    suffix = suffix_format(path)
     if format is None:
         if suffix not in FORMATS:
             raise ValueError(f"render: cannot tell the format from {path.name!r}; use a path "

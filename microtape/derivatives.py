@@ -13,7 +13,8 @@ Every function gives numpy arrays of the arguments' dtype, as ``mt.grad`` does;
 called while a tape records (inside ``mt.grad``, say) it gives Tensors that tape
 recorded, so they can be differentiated again. Each differentiates with respect to
 a fresh variable holding the argument's value: a use of the same Tensor through a
-closure counts as a constant, not as the variable (no perturbation confusion).
+closure counts as a constant, not as the variable (no perturbation confusion). A
+Tensor given at two places is one variable, as for ``mt.grad``.
 """
 
 from __future__ import annotations
@@ -201,6 +202,20 @@ def _variable(arg: Any, nested: bool) -> Tensor:
     return Tensor(arg)
 
 
+def _variables(values: Sequence[Any], nested: bool) -> list[Tensor]:
+    """A fresh variable for each value, one per Tensor: a Tensor given at two places is one
+    variable, as mt.grad takes it, so that each place gets the total derivative and the
+    Hessian is the derivative of mt.grad's answer."""
+    made: dict[Any, Tensor] = {}
+    variables = []
+    for k, value in enumerate(values):
+        key = id(value) if isinstance(value, Tensor) else ("place", k)
+        if key not in made:
+            made[key] = _variable(value, nested)
+        variables.append(made[key])
+    return variables
+
+
 def _array(g: Any) -> np.ndarray:
     return g.value if isinstance(g, Tensor) else np.asarray(g)
 
@@ -218,9 +233,10 @@ def _sources(kind: str, args: tuple, positions: tuple[int, ...],
             raise IndexError(f"{kind}: argnums {i} is out of range for {len(args)} arguments")
     if len({i % len(args) for i in positions}) < len(positions):
         raise ValueError(f"{kind}: argnums {positions} names an argument twice; name each once")
-    for i in positions:
-        args[i] = _variable(args[i], nested)
-    return args, [args[i] for i in positions]
+    sources = _variables([args[i] for i in positions], nested)
+    for i, source in zip(positions, sources):
+        args[i] = source
+    return args, sources
 
 
 def _primals(kind: str, f: Callable, primals: Any, tangents: Any,
@@ -236,7 +252,7 @@ def _primals(kind: str, f: Callable, primals: Any, tangents: Any,
     if len(primals) != len(tangents):
         raise ValueError(f"{kind}: {len(primals)} primals but {len(tangents)} tangents; pass one "
                          f"tangent per primal, of its shape")
-    sources = [_variable(p, nested) for p in primals]
+    sources = _variables(primals, nested)
     # Nested, a tangent that is a Tensor stays one: an outer tape then sees H·v depend on v
     vs = [v if nested and isinstance(v, Tensor) else np.asarray(_array(v)) for v in tangents]
     for i, (x, v) in enumerate(zip(sources, vs)):

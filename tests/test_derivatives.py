@@ -404,3 +404,24 @@ def test_gradcheck_order_2_names_a_once_differentiable_op():
     assert mt.gradcheck(f, [RNG.normal(size=3)])
     with pytest.raises(TypeError, match="_sigmoid: this op is once-differentiable"):
         mt.gradcheck(f, [RNG.normal(size=3)], order=2)
+
+
+def test_a_tensor_passed_at_two_places_is_one_variable_for_every_derivative():
+    # As for mt.grad: each place gets the total derivative, and the Hessian is the derivative
+    # of grad's answer. jacobian and hessian made a variable per place: partial derivatives.
+    x = np.array([0.3, -0.7, 1.2])
+    X = mt.Tensor(x)
+    f = lambda a, b: mt.sum(a * a * b)  # noqa: E731  f(t, t) = Σ t³
+    total, second = 3 * x ** 2, np.diag(6 * x)
+    for g in mt.grad(f, argnums=(0, 1))(X, X) + mt.jacobian(f, argnums=(0, 1))(X, X):
+        np.testing.assert_allclose(g, total, rtol=1e-14)
+    H = mt.hessian(f, argnums=(0, 1))(X, X)
+    for block in (H[0][0], H[0][1], H[1][0], H[1][1]):
+        np.testing.assert_allclose(block, second, rtol=1e-14)
+    v1, v2 = np.array([1.0, 2.0, -1.0]), np.array([0.5, 0.0, 3.0])
+    value, hv = mt.hvp(f, (X, X), (v1, v2))  # the blocks' H·v: Σ_j H_kj v_j for each place k
+    for row in hv:
+        np.testing.assert_allclose(row, second @ (v1 + v2), rtol=1e-14)
+    np.testing.assert_allclose(mt.jvp(f, (X, X), (v1, v2))[1], total @ (v1 + v2), rtol=1e-14)
+    # Arrays are values, not variables: equal ones at two places are two variables
+    np.testing.assert_allclose(mt.jacobian(f, argnums=(0, 1))(x, x)[1], x ** 2, rtol=1e-14)

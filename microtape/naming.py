@@ -22,7 +22,8 @@ captions and the picture. The API is small and stable:
   name of a tensor the view need not hold (the target of a recorded pass).
 
 Every name is a Python identifier, unique in the view, and never a keyword,
-a builtin, ``np``, ``self`` or ``lr``: generated code holds only identifiers
+a builtin, a global of generated code (``np``, ``_check_labels``), ``self`` or
+``lr``: generated code holds only identifiers
 it made itself. Precedence, highest first: the Tensor's own ``name`` (or
 ``name=`` on the op that made it), then ``names={name: tensor or array}``
 given by the user, then, for an unnamed leaf, the parameter it fills in the
@@ -63,11 +64,17 @@ import numpy as np
 
 from .gradient_names import GradientPart, gradient_parts, made_by_vjp, producers, read_as
 from .tensor import Tensor
+from .validation import check_labels
 
 __all__ = ["TapeNames", "ancestors", "index_of", "identifier"]
 
-# Names generated code uses for itself, so no tensor may take them.
-_RESERVED = frozenset({"np", "self", "lr"})
+# The globals generated code runs with (closed_form/build.py's namespace): a tensor of one
+# of these names would shadow it, so the code would call the tensor.
+GENERATED_GLOBALS: dict[str, Any] = {"np": np, "_check_labels": check_labels}
+
+# Names generated code uses for itself, so no tensor may take them: its globals, and the
+# names it takes for itself (the step function's lr, self).
+_RESERVED = frozenset({"self", "lr", *GENERATED_GLOBALS})
 _NOT_WORD = re.compile(r"[^0-9A-Za-z_]")
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import microtape as mt
-from microtape.naming import TapeNames, ancestors, identifier, index_of
+from microtape.naming import _RESERVED, TapeNames, ancestors, identifier, index_of
 
 
 def _two_layer():
@@ -103,3 +103,30 @@ def test_the_target_lookup_is_the_tapes():
     with pytest.raises(ValueError, match="was not recorded on this tape"):
         index_of(tape.nodes, mt.Tensor(1.0), caller="viz")
     assert ancestors(tape.nodes, W1, end=index_of(tape.nodes, W1, sources=[W1])) == []
+
+
+@pytest.mark.parametrize("taken", sorted(_RESERVED))
+def test_a_tensor_named_as_a_global_of_the_generated_code_leaves_that_global_alone(taken):
+    # The code calls np and _check_labels: a parameter, an intermediate or labels of one
+    # of those names would shadow it, so the code called an array
+    rng = np.random.default_rng(0)
+    W = mt.Tensor(rng.normal(size=(4, 3)), name=taken)
+    labels = rng.dirichlet(np.ones(3), size=4)  # soft labels: the code checks their rows
+    with mt.Tape() as tape:
+        h = mt.mul(W, 2.0, name=taken)
+        loss = mt.softmax_cross_entropy(mt.tanh(h), labels)
+    cf = tape.closed_form(loss, W, names={taken: labels})
+    assert not _RESERVED & set(cf.inputs)
+    new_W, new_labels = rng.normal(size=(4, 3)), rng.dirichlet(np.ones(3), size=4)
+    by_name = dict(zip(cf.inputs, (new_W, new_labels)))  # W is named first, then the labels
+    value, grad = cf(**by_name)
+    want_value, want_grad = mt.value_and_grad(
+        lambda w, y: mt.softmax_cross_entropy(mt.tanh(w * 2.0), y))(new_W, new_labels)
+    assert np.allclose(value, want_value) and np.allclose(grad, want_grad)
+
+    def loss(w, y):
+        return mt.softmax_cross_entropy(mt.tanh(mt.mul(w, 2.0, name=taken)), y)
+    compiled = mt.value_and_grad(loss, compile=True)
+    compiled(W, labels)
+    value, grad = compiled(mt.Tensor(new_W, name=taken), new_labels)
+    assert np.allclose(value, want_value) and np.allclose(grad, want_grad)

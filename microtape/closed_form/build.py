@@ -9,10 +9,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..naming import TapeNames, ancestors, index_of
+from ..naming import GENERATED_GLOBALS, TapeNames, ancestors, index_of
 from ..tape import require_scalar
 from ..tensor import Tensor
-from ..validation import check_labels
 from .backward import Backward
 from .ir import Program
 from .lower import lower_forward
@@ -70,7 +69,7 @@ def compile_function(source: str, name: str, consts: dict) -> Any:
     """``source`` run into a function; registered with linecache, so tracebacks show its lines."""
     filename = f"<microtape closed form {next(_COUNT)}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace = {"np": np, "_check_labels": check_labels, **consts}
+    namespace = {**GENERATED_GLOBALS, **consts}
     exec(compile(source, filename, "exec"), namespace)
     function = namespace[name]
     weakref.finalize(function, linecache.cache.pop, filename, None)  # the lines live as long as it

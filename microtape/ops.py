@@ -1066,7 +1066,9 @@ def _exp_vjp_code(c):
 
 def _pow_base_code(c):
     p = c.values[1]
-    if isinstance(p, (int, float)) and not isinstance(p, bool):
+    if isinstance(p, bool):  # numpy reads True as 1, weak as a Python int: float32 stays float32
+        p = int(p)
+    if isinstance(p, (int, float)):
         if p == 0:  # A^0 is the constant 1
             return f"np.zeros_like({c.A})"
         if p == 2:

@@ -914,6 +914,25 @@ def test_a_number_to_a_float32_power_keeps_float32_gradients_in_the_function():
     assert cf()[1].dtype == np.float32
 
 
+@pytest.mark.parametrize("power", [True, False])
+def test_a_bool_power_of_float32_keeps_float32_gradients_as_eager_does(power):
+    # numpy reads True as the Python int 1; the code wrote np.where(True == 0, ...), an
+    # int64 array, which made the compiled gradient float64
+    def loss(w):
+        return mt.sum(mt.pow(w, power) * w)
+    compiled = mt.value_and_grad(loss, compile=True)
+    compiled(np.ones(3, dtype=np.float32))
+    new_w = np.array([0.5, 1.0, 2.0], dtype=np.float32)
+    value, grad = compiled(new_w)
+    want_value, want_grad = mt.value_and_grad(loss)(new_w)
+    assert want_grad.dtype == np.float32 and grad.dtype == np.float32
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-6)
+    np.testing.assert_allclose(value, want_value, rtol=1e-6)
+    w = mt.Tensor(new_w, name="w")
+    out, grad, cf = _function_and_call(loss, w)
+    assert cf.function(new_w)[1][0].dtype == np.float32
+
+
 def test_a_node_on_plain_arrays_alone_is_recomputed_from_its_argument():
     from microtape.tape import Node
 

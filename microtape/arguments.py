@@ -161,16 +161,22 @@ def _places(traced: list, skip: Any = ()) -> dict[int, tuple]:
     return places
 
 
-def getters(cf: Any, traced: list, args: tuple, sources: dict) -> list:
+def getters(cf: Any, traced: list, args: tuple, sources: dict, tape: Any) -> list:
     """How a call's arguments give each input of the closed form, in order: an index (the
-    argument as it is), a ``_TensorAt`` index (its value), or a function of the arguments."""
+    argument as it is), a ``_TensorAt`` index (its value), or a function of the arguments.
+
+    ``tape``: the trace's, whose ``made`` holds the Tensors f made with mt.Tensor(...),
+    each read again from what it was made from.
+    """
     leaves = cf.leaves
     places = _places(traced)
     found = []
     for name in cf.inputs:
         leaf = leaves[name]
         place = places.get(id(leaf))
-        if place is None:
+        if place is None and id(leaf) in tape.made:
+            found.append(_made_from(name, leaf, tape.made[id(leaf)][1], places, args, tape))
+        elif place is None:
             _refuse_views(leaf, places)
             found.append(_outside(name, leaf))
         else:
@@ -178,11 +184,71 @@ def getters(cf: Any, traced: list, args: tuple, sources: dict) -> list:
     return found
 
 
-def read_from_outside(cf: Any, traced: list) -> tuple[Tensor, ...]:
-    """The Tensors the closed form reads from outside the arguments: a closure's, a global's."""
+def read_from_outside(cf: Any, traced: list, made: Container[int]) -> tuple[Tensor, ...]:
+    """The Tensors the closed form reads from outside the arguments: a closure's, a global's
+    (not those f made itself, in ``made`` by id: no call can pass one)."""
     places = _places(traced)
     return tuple(leaf for leaf in cf.leaves.values()
-                 if isinstance(leaf, Tensor) and id(leaf) not in places)
+                 if isinstance(leaf, Tensor) and id(leaf) not in places and id(leaf) not in made)
+
+
+def _made_from(name: str, leaf: Tensor, data: Any, places: dict[int, tuple], args: tuple,
+               tape: Any) -> int | Callable:
+    """How to read the input ``leaf``, which f made while traced as ``mt.Tensor(data)``: from
+    the argument ``data`` is (or the Tensor it came from), converted as that made it; from
+    ``data`` itself where it came from outside. A view of an argument, a Tensor f computed
+    and a list holding either are refused: no later call could give them."""
+    place = places.get(id(data))
+    if place is not None:
+        arg = at(args, place)
+        if len(place) == 1 and type(arg) is np.ndarray and arg.dtype.kind == "f":
+            return place[0]
+        if len(place) == 1 and type(arg) is Tensor:
+            return _TensorAt(place[0])
+        return lambda args: Tensor(at(args, place)).value
+    _refuse_computed(data, places, tape)
+    read = _reader(data, places)
+    if read is not None:  # a list of arguments' arrays
+        return lambda args: Tensor(read(args)).value
+    if isinstance(data, Tensor) or (isinstance(data, np.ndarray) and data.dtype.kind != "f"):
+        return _outside(name, leaf, lambda: Tensor(data).value)
+    return _outside(name, leaf)  # a float array: the leaf holds it; a number is a constant
+
+
+def _reader(data: Any, places: dict[int, tuple]) -> Callable | None:
+    """A function of a call's arguments giving ``data`` with each argument in it read
+    from that call; None where ``data`` holds none."""
+    place = places.get(id(data))
+    if place is not None:
+        return lambda args: at(args, place)
+    if type(data) is not list and type(data) is not tuple:
+        return None
+    readers = [_reader(x, places) for x in data]
+    if all(r is None for r in readers):
+        return None
+    readers = [r or (lambda args, x=x: x) for r, x in zip(readers, data)]
+    return lambda args: [r(args) for r in readers]
+
+
+def _refuse_computed(data: Any, places: dict[int, tuple], tape: Any) -> None:
+    """Refuse ``mt.Tensor(data)`` while tracing where ``data`` is, or holds, a view of an
+    argument or a Tensor f computed (or its value): the closed form would keep its first value."""
+    if _container(data):
+        for item in (data.values() if type(data) is dict else data):
+            _refuse_computed(item, places, tape)
+        return
+    if isinstance(data, (np.ndarray, Tensor)):
+        _refuse_views(data, places, "mt.Tensor(...) of ")
+    computed = {id(x) for node in tape.nodes for x in (node.output, node.output.value)}
+    array = data.value if isinstance(data, Tensor) else data
+    while array is not None:
+        if id(array) in computed or id(data) in computed:
+            raise TraceError(
+                "value_and_grad(..., compile=True): the function made mt.Tensor(t) of a Tensor "
+                "it computed (or of its value), so the closed form would keep the first call's "
+                "value; use mt.stop_gradient(t) (or t.detach()), which is recorded and computed "
+                "again at every call, or compile=False")
+        array = getattr(array, "base", None)
 
 
 def binder(getters: list) -> Callable:
@@ -242,29 +308,32 @@ def _getter(place: tuple, arg: Any, source: bool) -> int | Callable:
     return lambda args: at(args, place)
 
 
-def _refuse_views(leaf: Any, places: dict[int, tuple]) -> None:
-    """Refuse a numpy view of an argument (x.T, x[0]): the code would keep its first value."""
-    base = getattr(leaf, "base", None)
+def _refuse_views(leaf: Any, places: dict[int, tuple], made: str = "") -> None:
+    """Refuse a numpy view of an argument (x.T, x[0]): the code would keep its first value.
+    ``made``: what was made of the view, for the message (``mt.Tensor(...) of ``)."""
+    base = getattr(leaf.value if isinstance(leaf, Tensor) else leaf, "base", None)
     while base is not None:
         place = places.get(id(base))
         if place is not None:
             where = "".join(f"[{k!r}]" for k in place[1:])
             raise TraceError(
-                f"value_and_grad(..., compile=True): the function took a view of argument "
+                f"value_and_grad(..., compile=True): the function took {made}a view of argument "
                 f"{place[0]}{where} with numpy (x.T, x.reshape(...), x[...]), so the closed form "
                 f"would keep the first call's values; use microtape's ops, which record ops on "
-                f"data too (mt.transpose, mt.reshape, mt.getitem), or compile=False")
+                f"data too (mt.transpose, mt.reshape, mt.getitem: mt.Tensor(x).T rather than "
+                f"mt.Tensor(x.T)), or compile=False")
         base = getattr(base, "base", None)
 
 
-def _outside(name: str, leaf: Any) -> Callable:
-    """How to read an input f took from outside its arguments: as it is at each call."""
+def _outside(name: str, leaf: Any, current: Callable[[], np.ndarray] | None = None) -> Callable:
+    """How to read an input f took from outside its arguments: as it is at each call.
+    ``current``: what gives its value now, where that is not ``leaf.value``."""
     if not isinstance(leaf, Tensor):
         return lambda args: leaf
     shape, dtype = leaf.value.shape, leaf.value.dtype
 
     def read(args: tuple) -> np.ndarray:
-        value = leaf.value
+        value = leaf.value if current is None else current()
         if value.shape != shape or value.dtype != dtype:
             raise ShapeError(
                 f"compile=True: the Tensor {name!r}, which the function reads from outside its "

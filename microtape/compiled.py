@@ -9,7 +9,9 @@ their own arguments there, by position, whatever aliases the first call
 had. An array the code holds as a constant instead (an index, for now) makes
 its value part of the signature. A Tensor or array ``f`` reads from outside
 its arguments (a model's, say) is read again at every call, the same object;
-a Python number it reads there is written into the code. A source that ``f``
+a Python number it reads there is written into the code. A Tensor ``f`` makes
+with ``mt.Tensor(x)`` is read from ``x`` at every call, an argument's place
+when ``x`` is one (a constant, as eager's is). A source that ``f``
 also reads from outside is one variable, as eager sees it: traced as itself,
 its identity joins the signature.
 
@@ -40,7 +42,7 @@ from .arguments import (at, baked, binder, getters, guard, other_signature, priv
 from .errors import TraceError
 from .ops import reshape
 from .primitive import _PROMOTES_0D
-from .state import _ANOMALY, _tracing
+from .state import _ANOMALY, _made, _tracing
 from .tape import Tape, _active, _anomaly_mode, active_tapes
 from .tensor import Tensor
 
@@ -52,15 +54,18 @@ CacheInfo = namedtuple("CacheInfo", ["hits", "misses", "maxsize", "currsize"])
 class _TracingTape(Tape):
     """A tape recording for compile=True: Tensors refuse bool/float/item while it is active."""
 
-    __slots__ = ("_trace_token",)
+    __slots__ = ("_trace_token", "_made_token", "made")
 
     def __enter__(self) -> "_TracingTape":
         super().__enter__()
         self._trace_token = _tracing.set(_tracing.get() + 1)
+        self.made: dict[int, tuple[Tensor, Any]] = {}  # mt.Tensor(...)s f makes (state._made)
+        self._made_token = _made.set(self.made)
         return self
 
     def __exit__(self, *exc) -> None:
         try:
+            _made.reset(self._made_token)
             _tracing.reset(self._trace_token)
         except (ValueError, RuntimeError):
             pass  # exited in another thread or task: Tape.__exit__ raises the error that says so
@@ -249,11 +254,11 @@ class Compiled:
                 out = reshape(out, out.shape)  # f returned a source itself: record the identity
         require_scalar_output(self.f, out)  # refused as the eager grad refuses it
         cf = tape.closed_form(out, listed)
-        outside = read_from_outside(cf, traced)
+        outside = read_from_outside(cf, traced, tape.made)
         same = {id(t): t for t in outside if any(t is args[i] for i in sources)}
         if same and itself is None:  # trace again with those sources as themselves
             return self._trace(args, same)
-        found = getters(cf, traced, args, sources)
+        found = getters(cf, traced, args, sources, tape)
         entry = _Entry(cf, binder(found), _finisher(cf, listed),
                        same=tuple((i, args[i]) for i in sorted(sources) if traced[i] is args[i]),
                        outside=outside)

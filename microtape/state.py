@@ -14,6 +14,11 @@ from contextvars import ContextVar
 # How many compile=True traces are recording in this thread or task.
 _tracing: ContextVar[int] = ContextVar("microtape_open_traces", default=0)
 
+# The Tensors mt.Tensor(...) made while a compile=True trace records in this thread or task,
+# by id: (the Tensor, the data it was made from). The trace reads each from the argument
+# it was made from at every call, where it would otherwise keep the first call's value.
+_made: ContextVar[dict | None] = ContextVar("microtape_tensors_made_in_trace", default=None)
+
 # A clock of in-place updates: each mark_modified() takes the next tick, and
 # each recorded node keeps the tick it was recorded at, so "changed after it
 # was recorded" is one comparison. A list, so that other modules read it live.

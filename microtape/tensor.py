@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .errors import TraceError
-from .state import _EDITS, _tracing
+from .state import _EDITS, _made, _tracing
 
 
 class Tensor:
@@ -34,6 +34,7 @@ class Tensor:
     __slots__ = ("value", "grad", "name", "_version")
 
     def __init__(self, data: Any, name: str | None = None) -> None:
+        given = data
         if isinstance(data, Tensor):
             data = data.value
         elif (type(data) is list or type(data) is tuple) and holds_tensor(data):
@@ -62,6 +63,9 @@ class Tensor:
         self.value: np.ndarray = value
         self.grad: np.ndarray | None = None
         self.name: str | None = name
+        made = _made.get()
+        if made is not None:  # a trace records: it reads this one from its data at every call
+            made[id(self)] = (self, given)
 
     # -- array facts ---------------------------------------------------------
     @property

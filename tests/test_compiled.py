@@ -265,6 +265,61 @@ def test_a_numpy_view_of_an_argument_raises_trace_error(view, x):
     mt.grad(f)(W, x)  # eager: a constant of each call
 
 
+_X3 = np.arange(3.0) + 0.5
+
+
+@pytest.mark.parametrize("f, first, second", [
+    (lambda w, x: mt.sum(w * mt.Tensor(x)), (W, np.ones(3)), (W, _X3)),
+    (lambda w, x: mt.sum(w * mt.Tensor(x)), (W, np.ones(3, dtype=int)), (W, np.array([4, -2, 7]))),
+    (lambda w, x: mt.sum(w * mt.Tensor(x)), (W, np.ones(3, dtype=np.float32)),
+     (W, _X3.astype(np.float32))),
+    (lambda w, x: mt.sum(w * mt.Tensor(x)), (W, mt.Tensor(np.ones(3))), (W, mt.Tensor(_X3))),
+    (lambda w, x: mt.sum(w * mt.Tensor(x.value)), (W, mt.Tensor(np.ones(3))), (W, mt.Tensor(_X3))),
+    (lambda w, x: mt.sum(w * mt.Tensor(w) * x), (W, np.ones(3)), (W + 2.0, _X3)),
+    (lambda w, x: mt.sum(w * mt.Tensor(w) * x), (np.ones(3, dtype=int), np.ones(3)),
+     (np.array([4, -2, 7]), _X3)),
+    (lambda w, x: mt.sum(w * mt.Tensor(w) * x), (mt.Tensor(W), np.ones(3)), (mt.Tensor(W + 2), _X3)),
+    (lambda w, d: mt.sum(w * mt.Tensor(d["x"])), (W, {"x": np.ones(3, dtype=int)}),
+     (W, {"x": np.array([4, -2, 7])})),
+    (lambda w, x, y: mt.sum(w * mt.Tensor([x, y])), (W, np.ones(3), np.ones(3)), (W, _X3, 2 * _X3)),
+    (lambda w, x, y: mt.softmax_cross_entropy(x @ w, mt.Tensor(y)),
+     (np.zeros((3, 4)), np.ones((2, 3)), np.eye(4)[[0, 3]]), (np.ones((3, 4)), X[:2, :3], np.eye(4)[[1, 2]])),
+], ids=["array", "ints", "float32", "Tensor", "Tensor's value", "the source", "the int source",
+        "the source Tensor", "in a dict", "a list of them", "labels"])
+def test_a_tensor_made_of_an_argument_is_read_from_each_call(f, first, second):
+    # mt.Tensor(x) made while traced was read as a Tensor from outside: the first call's x
+    compiled, eager = _both(f)
+    compiled(*first)
+    _same(compiled(*second), eager(*second))
+
+
+@pytest.mark.parametrize("make", [lambda w, x: mt.Tensor(w * x), lambda w, x: mt.Tensor((w * x).value),
+                                  lambda w, x: mt.Tensor([(w * x).value])],
+                         ids=["Tensor", "its value", "in a list"])
+def test_a_tensor_made_of_a_computed_one_raises_trace_error(make):
+    def f(w, x):
+        return mt.sum(w * make(w, x))
+
+    with pytest.raises(mt.TraceError, match=r"mt.Tensor\(t\) of a Tensor it computed.*mt.stop_gradient"):
+        mt.grad(f, compile=True)(W, _X3)
+    mt.grad(f)(W, _X3)  # eager: a constant of each call
+
+
+def test_a_tensor_made_of_a_view_of_an_argument_raises_trace_error():
+    with pytest.raises(mt.TraceError, match=r"mt.Tensor\(...\) of a view of argument 1 with numpy"):
+        mt.grad(lambda w, x: mt.sum(w * mt.Tensor(x.T)[0]), compile=True)(W, X[:3, :2])
+
+
+def test_a_tensor_made_of_outside_data_reads_it_at_each_call():
+    ints, kept = np.ones(3, dtype=int), mt.Tensor(np.ones(3))
+    for data in (ints, kept):
+        compiled, eager = _both(lambda w: mt.sum(w * mt.Tensor(data)))
+        compiled(W)
+        ints[:] = 5
+        kept.value = np.full(3, 7.0)
+        _same(compiled(W), eager(W))
+
+
 # -- targets ----------------------------------------------------------------------------------
 
 def test_a_target_that_is_not_a_scalar_is_refused_as_eagerly():

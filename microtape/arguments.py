@@ -16,6 +16,7 @@ from typing import Any, Callable, Container, Sequence
 import numpy as np
 
 from .errors import ShapeError, TraceError
+from .ops import index_masks
 from .tensor import Tensor
 
 
@@ -348,6 +349,31 @@ def baked(nodes: list, traced: list, sources: dict) -> list[tuple]:
     places = _places(traced, skip=sources)
     found = {places[id(x)] for node in nodes for x in _held(node) if id(x) in places}
     return sorted(found)
+
+
+def masks(nodes: list, traced: list) -> list[tuple]:
+    """Places of the boolean arrays the nodes index with: their counts of True values decide
+    the shapes after the index, so they join the signature."""
+    places = _places(traced)
+    return sorted({places[id(m)] for m in index_masks(nodes) if id(m) in places})
+
+
+def keyed(key: tuple, plan: tuple[tuple, tuple], args: tuple) -> tuple:
+    """``key`` with the values of the arrays at ``plan[0]`` and the counts of True values
+    of the boolean arrays at ``plan[1]``."""
+    held, counted = plan
+    return (key, plan, tuple(value_key(at(args, p)) for p in held),
+            tuple(int(np.count_nonzero(at(args, p))) for p in counted))
+
+
+def count_checks(args: tuple, counted: list[tuple], refused: str, namespace: dict) -> list[str]:
+    """Lines for ``guard``'s code that run ``refused`` unless each boolean index at the
+    top-level places ``counted`` has as many True values as in ``args`` (``n{i}``)."""
+    lines = []
+    for (i,) in counted:
+        namespace[f"n{i}"], namespace["count_nonzero"] = int(np.count_nonzero(args[i])), np.count_nonzero
+        lines += [f"if count_nonzero(a{i}) != n{i}:", f"    {refused}"]
+    return lines
 
 
 def _held(node: Any) -> list:

@@ -37,8 +37,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .arguments import (at, baked, binder, getters, guard, other_signature, private,
-                        read_from_outside, value_key, with_repeats)
+from .arguments import (baked, binder, count_checks, getters, guard, keyed, masks,
+                        other_signature, private, read_from_outside, with_repeats)
 from .errors import TraceError
 from .ops import reshape
 from .primitive import _PROMOTES_0D
@@ -200,27 +200,20 @@ class Compiled:
 
     def _miss(self, signature: tuple, args: tuple) -> _Entry:
         key = self._with_outside(signature, args)
-        places = self._by_value.get(key)
-        if places is not None:
-            entry = self._hit((key, places, tuple(value_key(at(args, p)) for p in places)))
+        plan = self._by_value.get(key)
+        if plan is not None:
+            entry = self._hit(keyed(key, plan, args))
             if entry is not None:
                 return entry
         _check_argnums(self.positions, args)
-        entry, held = self._trace(args)  # outside the lock: f may be slow, or compiled itself
+        entry, held, counted = self._trace(args)  # outside the lock: f may be slow, or compiled
         with self._lock:
             if entry.same or entry.outside:  # known now: the key tells such calls apart
                 self._read_outside.update((id(t), t) for _, t in entry.same)
                 self._read_outside.update((id(t), t) for t in entry.outside)
                 key = self._with_outside(signature, args)
             self.misses += 1
-            known = self._by_value.get(key, ())
-            if held or known:  # once an array of this signature keys by value, it always does
-                entry.call = entry.sgd_step = None  # a check would need the values: keyed instead
-                places = tuple(sorted(set(held).union(known)))
-                self._by_value[key] = places
-                if len(self._by_value) > self.maxsize:
-                    del self._by_value[next(iter(self._by_value))]
-                key = (key, places, tuple(value_key(at(args, p)) for p in places))
+            key = self._keyed_by_arrays(key, args, held, counted, entry)
             entry.used = next(self._ticks)
             self._cache[key] = entry
             self._use(entry)
@@ -228,9 +221,29 @@ class Compiled:
                 del self._cache[min(self._cache, key=lambda k: self._cache[k].used)]
         return entry
 
-    def _trace(self, args: tuple, itself: dict[int, Tensor] | None = None) -> tuple[_Entry, list]:
+    def _keyed_by_arrays(self, key: tuple, args: tuple, held: list, counted: list,
+                         entry: _Entry) -> tuple:
+        """``key``, and what of the arrays at ``held`` and ``counted`` keys too: the values of
+        those the code holds as constants, the counts of True values of the boolean arrays it
+        indexes with (the shapes after the index follow them). Once an array of a signature
+        keys so, it always does. Under the lock."""
+        held_before, counted_before = self._by_value.get(key, ((), ()))
+        if not (held or counted or held_before or counted_before):
+            return key
+        plan = (tuple(sorted(set(held).union(held_before))),
+                tuple(sorted(set(counted).union(counted_before))))
+        if plan[0] or plan[1] != tuple(counted):  # a check would need the values: keyed instead
+            entry.call = entry.sgd_step = None
+        self._by_value[key] = plan
+        if len(self._by_value) > self.maxsize:
+            del self._by_value[next(iter(self._by_value))]
+        return keyed(key, plan, args)
+
+    def _trace(self, args: tuple,
+               itself: dict[int, Tensor] | None = None) -> tuple[_Entry, list, list]:
         """The entry for ``args``'s signature, traced on private copies of the arguments but
-        for the sources in ``itself`` (by id), which f also reads from outside them."""
+        for the sources in ``itself`` (by id), which f also reads from outside them; and the
+        places of the arrays it holds as constants and of the boolean arrays it indexes with."""
         memo = dict(itself or {})  # a Tensor passed twice: one copy, one variable, as eager
         traced = [private(a, memo) for a in args]  # copies: each array found at one place only
         sources: dict[int, Tensor] = {}
@@ -262,24 +275,26 @@ class Compiled:
         entry = _Entry(cf, binder(found), _finisher(cf, listed),
                        same=tuple((i, args[i]) for i in sorted(sources) if traced[i] is args[i]),
                        outside=outside)
-        entry.call, entry.sgd_step = self._written_calls(entry, args, found)
-        return entry, baked(tape.nodes, traced, sources)
+        counted = masks(tape.nodes, traced)
+        entry.call, entry.sgd_step = self._written_calls(entry, args, found, counted)
+        return entry, baked(tape.nodes, traced, sources), counted
 
-    def _written_calls(self, entry: _Entry, args: tuple, found: list) -> tuple:
+    def _written_calls(self, entry: _Entry, args: tuple, found: list, counted: list) -> tuple:
         """``__call__`` for ``args``'s signature written out as one function, and the fused
         SGD step's ``_sgd_step``: the refusals while tracing, recording or checking anomalies,
         the check of the arguments in place of the key, the hit's tick, binding, the run. Any
         call they refuse goes to the general methods. (None, None) where the signature has no
-        such check."""
+        such check. ``counted``: the places of boolean indexes, whose counts are checked too."""
         # Each source is, or is not, each Tensor f read from outside, as when traced
         read = {id(t): t for t in (*(t for _, t in entry.same), *entry.outside)}.values()
         identities = [(i, t, any(i == j and t is u for j, u in entry.same))
                       for i in sorted({i % len(args) for i in self.positions}) for t in read]
         elsewhere = "return general_call(self, *args)"
         checked = guard(args, found, elsewhere, identities=identities)
-        if checked is None:
+        if checked is None or any(len(place) > 1 for place in counted):
             return None, None
         lines, inputs, namespace = checked
+        lines += count_checks(args, counted, elsewhere, namespace)
         general = type(self).__base__
         namespace.update(entry=entry, tick=self._ticks.__next__, function=entry.function,
                          step_function=entry.cf.step_function, finish=entry.finish,
@@ -294,10 +309,10 @@ class Compiled:
                 f"return asarray(value), {grads}" if self.kind == "value_and_grad" else f"return {grads}"]
         where = f"<compile=True call of {_name(self.f)}>"
         return (_written("__call__", "self, *args", call, namespace, where),
-                self._written_step(entry, args, found, identities, namespace, where))
+                self._written_step(entry, args, found, identities, namespace, where, counted))
 
     def _written_step(self, entry: _Entry, args: tuple, found: list, identities: list,
-                      namespace: dict, where: str) -> Callable | None:
+                      namespace: dict, where: str, counted: list) -> Callable | None:
         """``_written_calls``'s fused step, whose check also finds the optimizer's parameters
         at the argnums by identity; None where the closed form has none."""
         elsewhere = "return general_step(self, lr, args, params)"
@@ -306,6 +321,7 @@ class Compiled:
             return None
         lines, inputs, names = stepped
         namespace.update(names)  # the same names as the call's, and the same values
+        lines += count_checks(args, counted, elsewhere, namespace)
         step = [_REFUSING, f"    {elsewhere}", *lines, "entry.used = tick()",
                 f"value = step_function({inputs}, lr)",
                 *(["value = finish(value, ())[0]"] if entry.finish is not None else []),

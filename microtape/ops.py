@@ -848,6 +848,18 @@ def scatter_add(a, index, shape):
     return c, (lambda g: g[index], None)
 
 
+def index_masks(nodes: Any) -> list[np.ndarray]:
+    """The boolean arrays the nodes index with (getitem's, scatter_add's): how many True
+    values each holds decides the shape the op gives, as an array's shape decides others'."""
+    masks = []
+    for node in nodes:
+        if node.op is getitem or node.op is scatter_add:
+            index = node.inputs[1]
+            masks += [p for p in (index if isinstance(index, tuple) else (index,))
+                      if isinstance(p, np.ndarray) and p.dtype == np.bool_]
+    return masks
+
+
 # -- softmax and its log -------------------------------------------------------
 
 def _softmax(x, axis):

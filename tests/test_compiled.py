@@ -139,6 +139,52 @@ def test_index_arguments_are_not_baked():
                                              (X, np.array([3, 3]), np.array([0, 2]))])
 
 
+_FEW, _MORE = np.array([False, True, False]), np.array([True, False, True])
+
+
+@pytest.mark.parametrize("f, mask_at", [
+    (lambda w, mask: mt.mean(w[mask] * w[mask]), lambda m: m),
+    (lambda w, mask: mt.sum(mt.tanh(w[mask, None] * w[None, mask])), lambda m: m),
+    (lambda w, m: mt.sum(mt.scatter_add(w[m["mask"]], m["mask"], (3,)) ** 2), lambda m: {"mask": m}),
+], ids=["getitem", "in a tuple index", "scatter_add, in a dict"])
+def test_a_boolean_index_of_another_count_is_traced_again(f, mask_at):
+    # A mask was keyed by shape alone: another count of True values reused the code written
+    # for the first count's shapes, silently wrong or a broadcast error
+    compiled, eager = _both(f)
+    for mask in (_FEW, _MORE, _FEW, np.array([True, True, False]), np.ones(3, bool)):
+        _same(compiled(W, mask_at(mask)), eager(W, mask_at(mask)))
+    assert compiled.cache_info().misses == 3  # one trace per count of True values
+
+
+def test_sgd_steps_with_boolean_indexes_of_other_counts_land_as_eager():
+    ends = []
+    for compile in (True, False):
+        w = mt.Tensor(np.arange(1.0, 6.0))
+        opt, vg = mt.optim.SGD([w], lr=0.1), mt.value_and_grad(lambda w, m: mt.mean(w[m] * w[m]),
+                                                                  compile=compile)
+        for mask in ([0, 0, 1, 0, 0], [1, 1, 0, 0, 1], [0, 0, 1, 0, 0], [1, 1, 1, 1, 1]):
+            opt.step(vg, w, np.array(mask, dtype=bool))
+        ends.append(w.value)
+    np.testing.assert_allclose(*ends, rtol=1e-12)
+
+
+def test_a_boolean_array_used_as_data_is_not_keyed_by_its_count():
+    compiled = _agree(lambda w, c: mt.sum(mt.where(c, w, w * w)), [(W, _FEW), (W, _MORE)])
+    assert compiled.cache_info().misses == 1
+
+
+def test_the_closed_form_refuses_a_boolean_index_of_another_count():
+    w = mt.Tensor(W, name="w")
+    with mt.Tape() as tape:
+        y = mt.mean(w[_FEW] * w[_FEW])
+    cf = tape.closed_form(y, w, names={"mask": _FEW})
+    value, grad = cf(w=W2, mask=np.array([True, False, False]))
+    _same((value, grad), mt.value_and_grad(lambda w: mt.mean(w[0:1] * w[0:1]))(W2))
+    with pytest.raises(mt.ShapeError, match=r"'mask' is a boolean index \(getitem\) with 2 True "
+                                            r"values, but it was traced with 1"):
+        cf(w=W2, mask=_MORE)
+
+
 def test_arrays_used_as_data_are_keyed_by_shape_not_value():
     compiled = _agree(lambda w, x, labels: mt.softmax_cross_entropy(x * w, labels),
                       [(W, X[:, :3], np.array([0, 1, 2, 0])), (W, X2[:, :3], np.array([2, 2, 1, 0]))])

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import ShapeError
+from ..ops import index_masks
 from ..primitive import _PROMOTES_0D
 from ..tape import Tape
 from ..tensor import Tensor, mark_all_modified
@@ -59,6 +60,8 @@ class ClosedForm:
         self._dtypes = (program.target.dtype, tuple(s.dtype for s in sources))
         self._traced = {n: (np.shape(_current(a)), np.asarray(_current(a)).dtype) for n, a in args.items()}
         self._unused = {view.of(s) if s in view else s.name for s in sources} - set(self.inputs)
+        self._counts: dict[str, int] = {}  # each boolean index's count of True values, which
+        # the shapes after it follow (closed_form() sets them)
 
     def __repr__(self) -> str:
         return f"<ClosedForm ({', '.join(self.inputs)}): {len(self.source.splitlines())} lines>"
@@ -114,6 +117,8 @@ class ClosedForm:
                     f"closed form: {what} {name!r} has shape {value.shape} and dtype "
                     f"{value.dtype}, but it was traced with shape {shape} and dtype {dtype}; "
                     f"record the computation again for new shapes")
+            if name in self._counts:
+                _check_count(name, value, self._counts[name], given)
             args.append(value)
         return args
 
@@ -124,6 +129,19 @@ class ClosedForm:
         if kind == "list":
             return list(grads)
         return dict(zip(self._shape[1], grads))
+
+
+def _check_count(name: str, mask: np.ndarray, traced: int, given: bool) -> None:
+    """Refuse a boolean index with another count of True values than it was traced with:
+    the code after the index was written for the shapes that count gave."""
+    count = int(np.count_nonzero(mask))
+    if count != traced:
+        what = "argument" if given else "left-out argument (the recorded value now)"
+        raise ShapeError(
+            f"closed form: {what} {name!r} is a boolean index (getitem) with {count} True "
+            f"values, but it was traced with {traced}, so what it selects has another shape; "
+            f"record the computation again for this mask, or use value_and_grad(..., "
+            f"compile=True), which traces once per count")
 
 
 def _current(x: Any) -> Any:
@@ -150,7 +168,10 @@ def closed_form(nodes: Sequence[Any], target: Tensor, sources: Any,
         if not isinstance(s, Tensor):
             raise TypeError(f"closed_form: every source must be a Tensor, got {type(s).__name__}")
     program, view, back, args, steps = lower(nodes, target, listed, names, fast_vjps)
-    return ClosedForm(program, view, back, args, steps, shape, listed)
+    cf = ClosedForm(program, view, back, args, steps, shape, listed)
+    masks = {id(m) for m in index_masks(nodes)}
+    cf._counts = {n: int(np.count_nonzero(_current(a))) for n, a in args.items() if id(a) in masks}
+    return cf
 
 
 def _tape_closed_form(self: Tape, target: Tensor, sources: Any,

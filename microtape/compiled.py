@@ -33,7 +33,7 @@ import inspect
 import itertools
 import threading
 from collections import namedtuple
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import numpy as np
 
@@ -156,7 +156,10 @@ class Compiled:
             (Tensor, a.value.shape, a.value.dtype) if type(a) is Tensor else
             other_signature(a, holders) for a in args]), args, holders)
         entry = self._hit(self._with_outside(key, args)) or self._miss(key, args)
-        value, grads = entry.function(*entry.bind(args))
+        try:
+            value, grads = entry.function(*entry.bind(args))
+        except IndexError as error:
+            _as_eager(self, args, error)
         if entry.finish is not None:
             value, grads = entry.finish(value, grads)
         return np.asarray(value), grads[0] if self.single else grads
@@ -300,11 +303,13 @@ class Compiled:
                          step_function=entry.cf.step_function, finish=entry.finish,
                          asarray=np.asarray, tracing=_tracing.get, active=_active.get,
                          active_tapes=active_tapes, ANOMALY=_ANOMALY, anomaly_mode=_anomaly_mode,
-                         general_call=general.__call__, general_step=general._sgd_step)
+                         general_call=general.__call__, general_step=general._sgd_step,
+                         as_eager=_as_eager)
         finish = entry.finish is not None
         grads = f"grads{'[0]' if self.single else ''}"
         call = [_REFUSING, f"    {elsewhere}", *lines, "entry.used = tick()",
-                f"value, grads = function({inputs})",
+                "try:", f"    value, grads = function({inputs})",
+                "except IndexError as error:", "    as_eager(self, args, error)",
                 *(["value, grads = finish(value, grads)"] if finish else []),
                 f"return asarray(value), {grads}" if self.kind == "value_and_grad" else f"return {grads}"]
         where = f"<compile=True call of {_name(self.f)}>"
@@ -323,7 +328,8 @@ class Compiled:
         namespace.update(names)  # the same names as the call's, and the same values
         lines += count_checks(args, counted, elsewhere, namespace)
         step = [_REFUSING, f"    {elsewhere}", *lines, "entry.used = tick()",
-                f"value = step_function({inputs}, lr)",
+                "try:", f"    value = step_function({inputs}, lr)",
+                "except IndexError as error:", "    as_eager(self, args, error)",
                 *(["value = finish(value, ())[0]"] if entry.finish is not None else []),
                 "return asarray(value)"]
         return _written("_sgd_step", "self, lr, args, params", step, namespace, where)
@@ -348,10 +354,25 @@ class Compiled:
         entry = self._entry(args)
         if entry.cf.step_function is None:
             return None
-        value = entry.cf.step_function(*entry.bind(args), lr)
+        try:
+            value = entry.cf.step_function(*entry.bind(args), lr)
+        except IndexError as error:
+            _as_eager(self, args, error)
         if entry.finish is not None:
             value = entry.finish(value, ())[0]
         return np.asarray(value)
+
+
+def _as_eager(compiled: Compiled, args: tuple, error: IndexError) -> NoReturn:
+    """Raise the error eager raises for ``args``, which names the op and the shapes it was
+    given, in place of ``error``, the generated code's bare one (an index past the end):
+    run only once the code has failed, so a call that succeeds pays nothing for it."""
+    if compiled.eager is not None:
+        try:
+            compiled.eager(*args)
+        except IndexError as eager_error:
+            raise eager_error from None
+    raise error
 
 
 # What a written-out call refuses first, as the general methods refuse it

@@ -8,6 +8,7 @@ Eager is the reference throughout.
 from __future__ import annotations
 
 import copy
+import re
 import threading
 import time
 
@@ -183,6 +184,25 @@ def test_the_closed_form_refuses_a_boolean_index_of_another_count():
     with pytest.raises(mt.ShapeError, match=r"'mask' is a boolean index \(getitem\) with 2 True "
                                             r"values, but it was traced with 1"):
         cf(w=W2, mask=_MORE)
+
+
+@pytest.mark.parametrize("f, at", [(lambda w, i: mt.sum(w[i] * w[i]), lambda i: i),
+                                   (lambda w, d: mt.sum(w[d["i"]] * w[d["i"]]), lambda i: {"i": i})],
+                         ids=["checked call", "general call"])
+def test_an_index_past_the_end_is_named_as_eager_names_it(f, at):
+    # The generated code's IndexError was numpy's alone, without the op or the shapes
+    compiled, eager = _both(f)
+    compiled(W, at(np.array([0, 1])))
+    with pytest.raises(IndexError) as eagerly:
+        eager(W, at(np.array([0, 5])))
+    assert str(eagerly.value).startswith("getitem: index 5 is out of bounds")
+    with pytest.raises(IndexError, match=f"^{re.escape(str(eagerly.value))}$"):
+        compiled(W, at(np.array([0, 5])))
+    w = mt.Tensor(W.copy())
+    opt = mt.optim.SGD([w], lr=0.1)
+    with pytest.raises(IndexError, match=f"^{re.escape(str(eagerly.value))}$"):
+        opt.step(compiled, w, at(np.array([0, 5])))
+    np.testing.assert_array_equal(w.value, W)
 
 
 def test_arrays_used_as_data_are_keyed_by_shape_not_value():

@@ -171,12 +171,14 @@ def getters(cf: Any, traced: list, args: tuple, sources: dict, tape: Any) -> lis
     """
     leaves = cf.leaves
     places = _places(traced)
-    found = []
+    found, computed = [], None
     for name in cf.inputs:
         leaf = leaves[name]
         place = places.get(id(leaf))
         if place is None and id(leaf) in tape.made:
-            found.append(_made_from(name, leaf, tape.made[id(leaf)][1], places, args, tape))
+            if computed is None:  # what the ops made, and their arrays: once per trace
+                computed = {id(x) for node in tape.nodes for x in (node.output, node.output.value)}
+            found.append(_made_from(name, leaf, tape.made[id(leaf)][1], places, args, computed))
         elif place is None:
             _refuse_views(leaf, places)
             found.append(_outside(name, leaf))
@@ -194,7 +196,7 @@ def read_from_outside(cf: Any, traced: list, made: Container[int]) -> tuple[Tens
 
 
 def _made_from(name: str, leaf: Tensor, data: Any, places: dict[int, tuple], args: tuple,
-               tape: Any) -> int | Callable:
+               computed: Container[int]) -> int | Callable:
     """How to read the input ``leaf``, which f made while traced as ``mt.Tensor(data)``: from
     the argument ``data`` is (or the Tensor it came from), converted as that made it; from
     ``data`` itself where it came from outside. A view of an argument, a Tensor f computed
@@ -207,7 +209,7 @@ def _made_from(name: str, leaf: Tensor, data: Any, places: dict[int, tuple], arg
         if len(place) == 1 and type(arg) is Tensor:
             return _TensorAt(place[0])
         return lambda args: Tensor(at(args, place)).value
-    _refuse_computed(data, places, tape)
+    _refuse_computed(data, places, computed)
     read = _reader(data, places)
     if read is not None:  # a list of arguments' arrays
         return lambda args: Tensor(read(args)).value
@@ -231,24 +233,24 @@ def _reader(data: Any, places: dict[int, tuple]) -> Callable | None:
     return lambda args: [r(args) for r in readers]
 
 
-def _refuse_computed(data: Any, places: dict[int, tuple], tape: Any) -> None:
+def _refuse_computed(data: Any, places: dict[int, tuple], computed: Container[int]) -> None:
     """Refuse ``mt.Tensor(data)`` while tracing where ``data`` is, or holds, a view of an
     argument or a Tensor f computed (or its value): the closed form would keep its first value."""
     if _container(data):
         for item in (data.values() if type(data) is dict else data):
-            _refuse_computed(item, places, tape)
+            _refuse_computed(item, places, computed)
         return
     if isinstance(data, (np.ndarray, Tensor)):
         _refuse_views(data, places, "mt.Tensor(...) of ")
-    computed = {id(x) for node in tape.nodes for x in (node.output, node.output.value)}
     array = data.value if isinstance(data, Tensor) else data
+    shape = np.shape(array)
     while array is not None:
         if id(array) in computed or id(data) in computed:
             raise TraceError(
-                "value_and_grad(..., compile=True): the function made mt.Tensor(t) of a Tensor "
-                "it computed (or of its value), so the closed form would keep the first call's "
-                "value; use mt.stop_gradient(t) (or t.detach()), which is recorded and computed "
-                "again at every call, or compile=False")
+                f"value_and_grad(..., compile=True): the function made mt.Tensor(t) of a Tensor "
+                f"it computed (or of its value), of shape {shape}, so the closed form would keep "
+                f"the first call's value; use mt.stop_gradient(t) (or t.detach()), which is "
+                f"recorded and computed again at every call, or compile=False")
         array = getattr(array, "base", None)
 
 
@@ -371,7 +373,8 @@ def count_checks(args: tuple, counted: list[tuple], refused: str, namespace: dic
     top-level places ``counted`` has as many True values as in ``args`` (``n{i}``)."""
     lines = []
     for (i,) in counted:
-        namespace[f"n{i}"], namespace["count_nonzero"] = int(np.count_nonzero(args[i])), np.count_nonzero
+        namespace["count_nonzero"] = np.count_nonzero
+        namespace[f"n{i}"] = int(np.count_nonzero(args[i]))
         lines += [f"if count_nonzero(a{i}) != n{i}:", f"    {refused}"]
     return lines
 

@@ -155,7 +155,7 @@ class Compiled:
             (a.shape, a.dtype) if type(a) is _ndarray else
             (Tensor, a.value.shape, a.value.dtype) if type(a) is Tensor else
             other_signature(a, holders) for a in args]), args, holders)
-        entry = self._hit(self._with_outside(key, args)) or self._miss(key, args)
+        entry = self._hit(key, args) or self._miss(key, args)
         try:
             value, grads = entry.function(*entry.bind(args))
         except IndexError as error:
@@ -169,7 +169,7 @@ class Compiled:
             raise TraceError(_NESTED.format(self.__name__))
         holders: list = []
         key = with_repeats(tuple([other_signature(a, holders) for a in args]), args, holders)
-        return self._hit(self._with_outside(key, args)) or self._miss(key, args)
+        return self._hit(key, args) or self._miss(key, args)
 
     def _with_outside(self, key: tuple, args: tuple) -> tuple:
         """``key``, and which sources are Tensors a trace read from outside the arguments:
@@ -181,9 +181,19 @@ class Compiled:
         found = tuple(i % n for i in self.positions if -n <= i < n and id(args[i]) in known)
         return (key, "read from outside", found) if found else key
 
-    def _hit(self, key: tuple) -> _Entry | None:
-        """The entry cached under ``key``, now the most recently used, or None."""
+    def _hit(self, signature: tuple, args: tuple, by_value: bool = False) -> _Entry | None:
+        """The entry cached for ``args`` of ``signature``, now the most recently used, or None.
+        ``by_value``: look under the key with the values its arrays are keyed by, if any.
+
+        The key is completed under the lock: another thread's trace may have found meanwhile
+        that f reads an argument from outside too, which the key must then say."""
         with self._lock:
+            key = self._with_outside(signature, args)
+            if by_value:
+                plan = self._by_value.get(key)
+                if plan is None:
+                    return None
+                key = keyed(key, plan, args)
             entry = self._cache.get(key)
             if entry is not None:
                 entry.used = next(self._ticks)  # a tick, not a reordering: hits stay cheap
@@ -202,19 +212,16 @@ class Compiled:
             own._sgd_step = sgd_step
 
     def _miss(self, signature: tuple, args: tuple) -> _Entry:
-        key = self._with_outside(signature, args)
-        plan = self._by_value.get(key)
-        if plan is not None:
-            entry = self._hit(keyed(key, plan, args))
-            if entry is not None:
-                return entry
+        entry = self._hit(signature, args, by_value=True)
+        if entry is not None:
+            return entry
         _check_argnums(self.positions, args)
         entry, held, counted = self._trace(args)  # outside the lock: f may be slow, or compiled
         with self._lock:
-            if entry.same or entry.outside:  # known now: the key tells such calls apart
-                self._read_outside.update((id(t), t) for _, t in entry.same)
-                self._read_outside.update((id(t), t) for t in entry.outside)
-                key = self._with_outside(signature, args)
+            # known now: the key tells such calls apart
+            self._read_outside.update((id(t), t) for _, t in entry.same)
+            self._read_outside.update((id(t), t) for t in entry.outside)
+            key = self._with_outside(signature, args)  # as others' traces have left it too
             self.misses += 1
             key = self._keyed_by_arrays(key, args, held, counted, entry)
             entry.used = next(self._ticks)

@@ -724,3 +724,37 @@ def test_a_tensor_passed_at_two_places_is_one_variable_as_eager_sees_it():
             np.testing.assert_allclose(a, b)
     np.testing.assert_allclose(mt.grad(f, compile=True)(w, x, w), x + 2 * w.value)
     np.testing.assert_allclose(mt.grad(f, compile=True)(w, x, other), x)
+
+
+def test_a_call_racing_the_trace_that_finds_an_outside_read_gets_its_own_entry():
+    # Thread B's key was made before taking the lock, while thread A's trace found that f reads
+    # W from outside; B then hit A's entry, for W not passed, and got X∘W where eager gives 2X∘W
+    rng = np.random.default_rng(0)
+    W, X, Z = (mt.Tensor(rng.standard_normal(3)) for _ in range(3))
+    f = lambda x, w: mt.sum(x * W * w)  # noqa: E731
+    vg = mt.value_and_grad(f, argnums=(0, 1), compile=True)
+
+    class PausingB:  # the lock, with thread B paused once just before it takes it
+        def __init__(self):
+            self.lock, self.paused = threading.Lock(), False
+
+        def __enter__(self):
+            if threading.current_thread().name == "B" and not self.paused:
+                self.paused = True
+                time.sleep(0.2)
+            return self.lock.__enter__()
+
+        def __exit__(self, *exc):
+            return self.lock.__exit__(*exc)
+
+    vg._lock = PausingB()
+    out = {}
+    b = threading.Thread(target=lambda: out.setdefault("b", vg(X, W)), name="B")
+    a = threading.Thread(target=lambda: out.setdefault("a", vg(X, Z)), name="A")
+    b.start()
+    time.sleep(0.02)
+    a.start()
+    a.join()
+    b.join()
+    np.testing.assert_allclose(out["b"][1][1], 2 * X.value * W.value, rtol=1e-15)
+    np.testing.assert_allclose(out["a"][1][1], X.value * W.value, rtol=1e-15)

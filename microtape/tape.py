@@ -9,6 +9,7 @@ summed per input. Nothing recurses, so chains of any length work.
 from __future__ import annotations
 
 import inspect
+import threading
 from contextvars import ContextVar
 from functools import wraps
 from typing import Any, Callable, Mapping, Sequence, Union
@@ -39,9 +40,19 @@ def active_tapes() -> tuple["Tape", ...]:
 # of times, nested or from several threads at once.
 _paused: ContextVar[tuple[tuple["Tape", ...], ...]] = ContextVar("microtape_paused_tapes", default=())
 
-# backward() calls so far, on any tape: a pass counted after a tape's last one may have
-# overwritten the .grad that tape set, which nothing else records.
-_BACKWARDS = [0]
+# The starts and ends of backward() passes so far, on any tape and thread, and how many run
+# now: a pass counted after a tape's last one, or running during it, may have overwritten
+# the .grad that tape set, which nothing else records.
+_BACKWARDS = [0, 0]
+_BACKWARDS_LOCK = threading.Lock()
+
+
+def _count_backward(running: int) -> tuple[int, int]:
+    """Count a pass's start (``running`` 1) or end (-1); the count and the passes running."""
+    with _BACKWARDS_LOCK:  # += alone can lose a count to another thread's
+        _BACKWARDS[0] += 1
+        _BACKWARDS[1] += running
+        return _BACKWARDS[0], _BACKWARDS[1]
 
 
 class no_grad:
@@ -332,20 +343,28 @@ class Tape:
         """
         tensors = self._tensors()
         self.backward_target = None  # set again once this pass has set every .grad
-        _BACKWARDS[0] += 1  # counted before any .grad changes: a failed pass may have changed some
+        start, _ = _count_backward(1)  # before any .grad changes: a failed pass may change some
+        try:
+            self._set_grads(tensors, target, seed, create_graph)
+        finally:
+            end, running = _count_backward(-1)
+        self.backward_target = target
+        # Its own only if no other thread's pass started, ended or ran meanwhile
+        self._backwards = end if end == start + 1 and running == 0 else -1
+
+    def _set_grads(self, tensors: list[Tensor], target: Tensor, seed: Any,
+                   create_graph: bool) -> None:
         if create_graph:
             grads = self._graph_gradients(target, tensors, seed, "backward")
             for t in tensors:
                 t.grad = grads.get(id(t))
-        else:
-            grads = self._backprop(target, seed, tensors, keep_all=True, caller="backward")
-            for t in tensors:
-                t.grad = None
-            reached = [t for t in tensors if id(t) in grads]
-            for t, g in zip(reached, _distinct(grads, reached, seed)):
-                t.grad = g
-        self.backward_target = target
-        self._backwards = _BACKWARDS[0]
+            return
+        grads = self._backprop(target, seed, tensors, keep_all=True, caller="backward")
+        for t in tensors:
+            t.grad = None
+        reached = [t for t in tensors if id(t) in grads]
+        for t, g in zip(reached, _distinct(grads, reached, seed)):
+            t.grad = g
 
     def last_backward(self) -> Tensor | None:
         """The target of this tape's last ``backward`` while the ``.grad`` it set is still

@@ -646,3 +646,32 @@ def test_persistent_must_be_a_bool():
     with pytest.raises(TypeError, match="persistent must be True or False, not 'no'"):
         mt.Tape(persistent="no")
     assert mt.Tape(persistent=np.bool_(False)).persistent == np.False_
+
+
+def test_last_backward_does_not_vouch_for_grads_a_pass_in_another_thread_wrote_after_it():
+    # The other thread's pass began before this one and set W.grad after it ended
+    W = mt.Tensor(np.ones(2))
+    entered, go = threading.Event(), threading.Event()
+
+    @mt.primitive("dA = G")
+    def waits(a):
+        def vjp(g):
+            entered.set()
+            go.wait(5)
+            return g
+        return a * 1.0, (vjp,)
+
+    with mt.Tape() as slow:
+        slow_loss = mt.sum(waits(W) * 2.0)
+    other = threading.Thread(target=slow.backward, args=(slow_loss,))
+    other.start()
+    assert entered.wait(5)
+    with mt.Tape() as tape:
+        loss = mt.sum(W * 3.0)
+    tape.backward(loss)
+    go.set()
+    other.join()
+    np.testing.assert_array_equal(W.grad, [2.0, 2.0])  # the other pass's
+    assert tape.last_backward() is None and slow.last_backward() is None
+    tape.backward(loss)  # alone again: its own
+    assert tape.last_backward() is loss

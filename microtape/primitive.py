@@ -124,8 +124,8 @@ class Primitive:
         if type(out) is not np.ndarray:
             out = np.asarray(out)  # numpy reductions return scalars; keep .value an array
         dtype = out.dtype  # two identity tests: cheaper than reading dtype.kind every op
-        if dtype is not _FLOAT64 and dtype is not _FLOAT32 and dtype.kind != "f":
-            out = self._as_float(out)  # only plain int (or complex) arrays get here
+        if dtype is not _FLOAT64 and dtype is not _FLOAT32:
+            out = self._as_float(out, args)  # only int, float16 (or complex) results get here
         elif _PROMOTES_0D and dtype is _FLOAT64 and out.ndim == 0:
             out = _as_operands_dtype(self._values(args), out)
         result = _new(Tensor)  # tensor.wrap, inline
@@ -224,11 +224,29 @@ class Primitive:
                 f"combine Tensors with microtape's ops first")
         return a
 
-    def _as_float(self, out: np.ndarray) -> np.ndarray:
-        """Tensor()'s rule for an output: ints and bools become float64, complex is refused."""
-        if out.dtype.kind == "c":
+    def _as_float(self, out: np.ndarray, args: tuple) -> np.ndarray:
+        """Tensor()'s rule for an output: ints and bools become float64, complex is refused.
+
+        An op on numbers alone (elementwise, or of one input) whose result numpy computed
+        in a narrow arithmetic is refused: small ints wrap (uint8 0 − 1 is 255), bools add
+        as or (True + True is True), and exp of int8 is float16, so casting the result
+        would keep a wrong number. (Ops that select, such as getitem, take any dtype.)"""
+        dtype = out.dtype
+        if dtype.kind == "c":
             raise TypeError(f"{self.name}: microtape differentiates real functions; "
-                            f"got a complex result (dtype {out.dtype})")
+                            f"got a complex result (dtype {dtype})")
+        if dtype.kind == "f" and (dtype.itemsize >= 4 or any(
+                np.asarray(self._operand(a)).dtype == dtype for a in args)):
+            return out  # floats as numpy gives them (big-endian, float16 operands): kept
+        narrow = dtype.kind in "fb" or dtype.kind in "iu" and dtype.itemsize < 8
+        if narrow and (len(args) == 1 or self.broadcasts):
+            given = ", ".join(sorted({str(np.asarray(self._operand(a)).dtype) for a in args
+                                      if isinstance(a, (np.ndarray, np.generic))}))
+            raise TypeError(
+                f"{self.name}: numpy computes this on the {given} arrays in {dtype} arithmetic "
+                f"(small ints wrap around, bools add as or, int exp is float16), so the "
+                f"result may be wrong; microtape computes in float64 or float32: convert them "
+                f"first, x.astype(np.float64) (or mt.Tensor(x))")
         return out.astype(np.float64)
 
     def _restated(self, args: tuple, cause: Exception) -> Exception:

@@ -517,3 +517,28 @@ def test_a_user_ops_forward_must_return_one_vjp_per_input():
 def test_microtapes_own_ops_pay_nothing_for_the_check_of_user_ops():
     for op in (mt.matmul, mt.add, mt.sigmoid, mt.softmax_cross_entropy):
         assert not op.checks_vjps and op.forward is op.__wrapped__
+
+
+@pytest.mark.parametrize("call, given, arithmetic", [
+    (lambda: mt.sub(np.array([0, 128, 255], np.uint8), 128), "uint8", "uint8"),   # 0 − 128 wrapped to 128
+    (lambda: mt.neg(np.array([1], np.uint8)), "uint8", "uint8"),
+    (lambda: mt.add(np.array([100], np.int8), np.array([100], np.int8)), "int8", "int8"),
+    (lambda: mt.add(np.array([True]), np.array([True])), "bool", "bool"),          # True + True = True
+    (lambda: mt.exp(np.array([12], np.int8)), "int8", "float16"),                   # inf in float16
+    (lambda: mt.softmax(np.array([[0, 128, 255]], np.uint8)), "uint8", "float16"),  # NaN
+])
+def test_numbers_numpy_would_compute_in_a_narrow_arithmetic_are_refused(call, given, arithmetic):
+    # The result was cast to float64 afterwards, keeping the wrapped or overflowed numbers
+    with pytest.raises(TypeError, match=rf"numpy computes this on the {given} arrays in "
+                                        rf"{arithmetic} arithmetic.*x.astype\(np.float64\)"):
+        with np.errstate(all="ignore"):
+            call()
+
+
+def test_whole_numbers_that_cannot_go_wrong_still_become_float64():
+    assert mt.sum(np.array([True, False, True])).value == 2.0              # numpy sums in int64
+    assert mt.add(2, 3).value == 5.0 and mt.mul(np.arange(3), 2).value.tolist() == [0.0, 2.0, 4.0]
+    picked = mt.getitem(np.arange(5, dtype=np.int32), np.array([1, 2]))    # selects, computes nothing
+    assert picked.value.tolist() == [1.0, 2.0] and picked.dtype == np.float64
+    half = mt.exp(np.array([1.0], np.float16))                             # float16 asked for: kept
+    assert half.dtype == np.float16

@@ -698,7 +698,7 @@ def is_equal(a, b):
 
 def _expand(g, shape, axis, keepdims):
     """G put back on the reduced axes, as a broadcast view of ``shape``."""
-    if axis is not None and not keepdims:
+    if axis is not None and not keepdims and shape:  # numpy lets a 0-d input name axis 0 or -1
         g = np.expand_dims(g, axis)
     return np.broadcast_to(g, shape)
 
@@ -748,7 +748,7 @@ def _size(a) -> int:
 def _expand_in_ops(g, a, axis, keepdims):
     """G put back on the reduced axes and copied along them, in ops (the adjoint of a sum)."""
     shape = _shape(a)
-    if axis is not None and not keepdims:
+    if axis is not None and not keepdims and shape:  # a 0-d input has no axis to put back
         axes = {ax % len(shape) for ax in (axis if isinstance(axis, tuple) else (axis,))}
         g = _reshaped(g, tuple(1 if k in axes else n for k, n in enumerate(shape)))
     return broadcast_to(g, shape=shape) if g.shape != shape else g

@@ -182,3 +182,17 @@ def test_a_float32_scalar_stays_float32_with_python_numbers(op):
         out = op(t)
     assert out.dtype == np.float32
     assert tape.gradient(out, t).dtype == np.float32
+
+
+@pytest.mark.parametrize("op", [mt.sum, mt.max, mt.min])
+@pytest.mark.parametrize("axis", [0, -1])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_a_reduction_of_a_0d_input_over_axis_0_has_the_gradient_of_no_reduction(op, axis, keepdims):
+    # numpy takes axis 0 (or -1) of a 0-d array; the VJP put the "reduced" axis back: its
+    # backward pass failed in numpy's broadcast (sum) or with a ZeroDivisionError (max, min)
+    f = lambda a: mt.sum(op(a, axis=axis, keepdims=keepdims) ** 3)  # noqa: E731
+    assert mt.grad(f)(np.array(2.0)) == 12.0
+    assert mt.grad(mt.grad(f))(np.array(2.0)) == 12.0
+    compiled = mt.value_and_grad(f, compile=True)
+    compiled(np.array(2.0))
+    assert compiled(np.array(3.0))[1] == 27.0

@@ -762,7 +762,13 @@ def _expand_in_ops(g, a, axis, keepdims):
 def broadcast_to(a, shape):
     """C = A copied along new or length-1 axes to ``shape`` (numpy's broadcasting, as a view)."""
     a_shape = _shape(a)
-    return np.broadcast_to(a, shape), (lambda g: unbroadcast(g, a_shape),)
+    try:
+        c = np.broadcast_to(a, shape)
+    except ValueError:  # numpy's message reads the target shape as a second input
+        raise ShapeError(f"broadcast_to: an input of shape {a_shape} cannot be broadcast to shape "
+                         f"{shape}: each of its axes, counted from the "
+                         f"last, must be 1 or the target's length there") from None
+    return c, (lambda g: unbroadcast(g, a_shape),)
 
 
 @primitive("dA = Gᵀ  (axes put back in their order)",
@@ -998,8 +1004,9 @@ def astype(a, dtype):
     """C = A in ``dtype``, a float type by name ('float32'), which a closed form can write down."""
     if np.dtype(dtype).kind != "f":
         raise InputError(f"astype: microtape differentiates floats; got dtype {np.dtype(dtype)}")
-    a_dtype = np.result_type(a)
-    return np.asarray(a).astype(dtype), (lambda g: g.astype(a_dtype),)
+    a = np.asarray(a)  # np.result_type would read a list as a dtype's fields
+    a_dtype = a.dtype
+    return a.astype(dtype), (lambda g: g.astype(a_dtype),)
 
 
 # -- leaving the tape -----------------------------------------------------------

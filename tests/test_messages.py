@@ -158,3 +158,15 @@ def test_detect_anomaly_without_its_call_says_to_add_it():
         @mt.detect_anomaly
         def train_step():
             pass
+
+
+def test_broadcast_to_names_the_target_shape_as_a_shape():
+    # numpy's message went out as "inputs of shapes (3,) and (2,)", the target read as an input
+    with pytest.raises(mt.ShapeError, match=r"broadcast_to: an input of shape \(3,\) cannot be "
+                                            r"broadcast to shape \(2, 4\)"):
+        mt.broadcast_to(mt.Tensor(np.ones(3)), (2, 4))
+
+
+def test_astype_takes_a_list_as_numbers():
+    # np.result_type read the list as the fields of a dtype
+    assert mt.astype([1, 2], "float32").value.tolist() == [1.0, 2.0]

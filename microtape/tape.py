@@ -169,7 +169,10 @@ class Tape:
     tensor: take the gradients before the step, or record again. A write
     into ``.value`` that bypasses microtape cannot be seen, and the tape
     would mix old and new values: record again after one, or call
-    ``mark_modified()`` on the tensor.
+    ``mark_modified()`` on the tensor. The check is not a lock: an optimizer
+    stepping in another thread while this one records or answers can change
+    values the tape is reading without being seen; step in the thread that
+    records, between its tapes.
 
     A tape is entered and exited in one thread or asyncio task; exiting it
     from another is an error that stops its recording and leaves it usable.

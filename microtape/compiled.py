@@ -282,7 +282,8 @@ class Compiled:
         if same and itself is None:  # trace again with those sources as themselves
             return self._trace(args, same)
         found = getters(cf, traced, args, sources, tape)
-        entry = _Entry(cf, binder(found), _finisher(cf, listed),
+        bind = binder(found)
+        entry = _Entry(cf, bind, _finisher(cf, listed, lambda: cf.function(*bind(args))),
                        same=tuple((i, args[i]) for i in sorted(sources) if traced[i] is args[i]),
                        outside=outside)
         counted = masks(tape.nodes, traced)
@@ -404,14 +405,21 @@ _RECORDING = ("{} was called while a tape records (inside another mt.grad, say):
               "compile=False there (a nested eager grad records its backward pass)")
 
 
-def _finisher(cf: Any, sources: list[Tensor]) -> Callable | None:
-    """What turns the generated code's results into eager's types, if anything must."""
+def _finisher(cf: Any, sources: list[Tensor], run: Callable[[], tuple]) -> Callable | None:
+    """What turns the generated code's results into eager's types, if anything must.
+
+    ``run()`` runs the code once, on this call's arguments: whether it gives a narrower
+    source's gradient in a wider dtype (pow's VJP with a bool exponent is float64 for a
+    float32 base), which eager's are never, is seen only then. A float64 one cannot widen.
+    """
     zero_d = any(s.ndim == 0 for s in sources)
-    if not (_PROMOTES_0D or zero_d):
+    widened = any(s.dtype != np.float64 for s in sources) and any(
+        np.asarray(g).dtype != s.dtype for g, s in zip(run()[1], sources))
+    if not (_PROMOTES_0D or zero_d or widened):
         return None
 
     def finish(value: Any, grads: tuple) -> tuple:
-        if _PROMOTES_0D:
+        if _PROMOTES_0D or widened:
             value, grads = cf.as_traced(value, grads)
         return value, tuple(map(np.asarray, grads)) if zero_d else grads  # np.float64 -> 0-d array
     return finish

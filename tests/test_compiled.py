@@ -758,3 +758,18 @@ def test_a_call_racing_the_trace_that_finds_an_outside_read_gets_its_own_entry()
     b.join()
     np.testing.assert_allclose(out["b"][1][1], 2 * X.value * W.value, rtol=1e-15)
     np.testing.assert_allclose(out["a"][1][1], X.value * W.value, rtol=1e-15)
+
+
+@pytest.mark.parametrize("exponent", [np.array([[True], [False]]), np.array([[1], [0]])],
+                         ids=["bool", "int"])
+def test_a_float32_source_keeps_its_dtype_where_the_generated_code_widens_it(exponent):
+    # pow's VJP with an array exponent of whole numbers computes p − 1 in int64, which made
+    # the float32 base's gradient float64 in the generated code; eager's is float32
+    x = np.array([[1.5, 2.0, 0.7]], np.float32)
+    f = lambda x, e: mt.sum(mt.pow(x, e))  # noqa: E731
+    eager = mt.value_and_grad(f)(x, exponent)
+    compiled = mt.value_and_grad(f, compile=True)
+    for _ in range(2):  # the traced call, then the written-out one
+        value, grad = compiled(x, exponent)
+        assert grad.dtype == eager[1].dtype == np.float32 and value.dtype == eager[0].dtype
+        np.testing.assert_array_equal(grad, eager[1])

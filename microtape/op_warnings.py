@@ -28,6 +28,7 @@ from .primitive import Primitive
 __all__ = ["install"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_BACKWARD = "'s VJP (backward pass)"
 
 
 def install() -> None:
@@ -57,7 +58,11 @@ def _restate(message: Any, category: type, filename: str, lineno: int) -> bool:
     frame.f_globals.get("__warningregistry__", {}).pop((str(message), category, lineno), None)
     op = None
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
-        op = op or _op_at(frame)
+        found = _op_at(frame)
+        # The innermost op names it, but for a VJP spelled in ops (grads=): the ops it runs
+        # (sqrt's is a div) are its own, and the warning is that VJP's
+        if found is not None and (op is None or found.endswith(_BACKWARD)):
+            op = found
         frame = frame.f_back
     if frame is None or op is None:
         return False
@@ -79,7 +84,10 @@ def _op_at(frame: FrameType) -> str | None:
         op = frame.f_locals.get("self")
         return getattr(op, "name", None)
     qualname = getattr(code, "co_qualname", "")  # Python 3.11+
+    if qualname.startswith("Primitive._eager_vjps."):  # an op's grads, run on arrays
+        op = frame.f_locals.get("self")
+        return f"{op.name}{_BACKWARD}" if isinstance(op, Primitive) else None
     caller = frame.f_back
     if ".<locals>." in qualname and caller is not None and caller.f_code.co_filename != code.co_filename:
-        return f"{qualname.split('.<locals>.')[0]}'s VJP (backward pass)"
+        return f"{qualname.split('.<locals>.')[0]}{_BACKWARD}"
     return None

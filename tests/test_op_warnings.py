@@ -23,6 +23,9 @@ with mt.Tape() as tape2:
     L = mt.sum(mt.log(u + 1.0))
     M = mt.sum(u ** 0.5)
 g = tape2.gradient(M, u)
+with mt.Tape() as tape3:
+    S = mt.sum(mt.sqrt(u))
+g = tape3.gradient(S, u)
 print("done")
 """
 
@@ -45,6 +48,9 @@ def test_a_warning_in_an_op_names_it_at_the_callers_line(tmp_path):
     assert err.count("user_script.py:9: RuntimeWarning: log:") == 1  # a loop warns once
     # In the backward pass: the VJP of the op, at the line that asked for the gradient.
     assert ("user_script.py:14: RuntimeWarning: pow's VJP (backward pass): divide by zero"
+            in err)
+    # sqrt's VJP is spelled in ops (a div): the warning is sqrt's VJP's, not div's
+    assert ("user_script.py:17: RuntimeWarning: sqrt's VJP (backward pass): divide by zero"
             in err)
 
 

@@ -1021,3 +1021,19 @@ def test_each_equation_belongs_to_the_statement_that_computes_its_gradient():
     assert carried == {"d_v": ("delta2 = (ŷ − y) / N",), "d_b2": ("db2 = column sums of delta2",),
                        "d_W2": ("dW2 = hᵀ delta2",), "d_t": ("delta1 = (delta2 W2ᵀ) ∘ h ∘ (1 − h)",),
                        "d_b1": ("db1 = column sums of delta1",), "d_W1": ("dW1 = xᵀ delta1",)}
+
+
+def test_an_inline_gradient_of_two_bracketed_factors_is_bracketed_whole_where_used():
+    # "(P) ∘ (Q)" starts with "(" and ends with ")", so it went in unbracketed: the column sums
+    # and the transpose then read as applying to the last factor only
+    r = np.random.default_rng(0)
+    a, b = mt.Tensor(r.normal(size=(3, 4)), name="a"), mt.Tensor(r.normal(size=4), name="b")
+    v, w = mt.Tensor(r.normal(size=(3, 4)), name="v"), r.normal(size=(3, 4))
+    with mt.Tape() as tape:
+        J = mt.sum(mt.tanh(a + b) * w)
+    lines = tape.closed_form(J, [a, b]).equations.splitlines()
+    assert "- `da = ((1 copied to every element) ∘ x) ∘ (1 − tanh²)`" in lines
+    assert "- `db = column sums of (((1 copied to every element) ∘ x) ∘ (1 − tanh²))`" in lines
+    with mt.Tape() as tape:
+        J = mt.sum(mt.tanh(v.T) * w.T)
+    assert "(((1 copied to every element) ∘ x) ∘ (1 − tanh²))ᵀ" in tape.closed_form(J, v).equations

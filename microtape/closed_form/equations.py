@@ -71,7 +71,9 @@ class Equations:
 
     def received(self, x: Tensor, is_source: bool, terms: list[str]) -> str | None:
         """All of x's terms are in: its equation when shown, else None (its maths goes inline)."""
-        maths, symbol = " + ".join(terms), self.symbol(x)
+        # one term that is G bracketed whole needs no brackets of its own: wrap() adds them where used
+        maths = " + ".join(terms) if len(terms) > 1 else wording.unwrap(terms[0])
+        symbol = self.symbol(x)
         if wording.shown(is_source, len(terms), maths, symbol):
             self.gmath[id(x)] = symbol
             return f"{symbol} = {maths}"

@@ -36,8 +36,26 @@ def gradient_symbol(name: str) -> str:
 
 
 def wrap(expr: str) -> str:
-    """Parenthesised for use inside a larger maths expression, unless it is one symbol."""
-    return f"({expr})" if " " in expr and not (expr.startswith("(") and expr.endswith(")")) else expr
+    """Parenthesised for use inside a larger maths expression, unless it is one symbol or
+    already one bracketed whole (``(a ∘ b)``, not ``(a) ∘ (b)``)."""
+    return f"({expr})" if " " in expr and not _bracketed(expr) else expr
+
+
+def unwrap(expr: str) -> str:
+    """``expr`` without the brackets around the whole of it, if it has them."""
+    return expr[1:-1] if _bracketed(expr) else expr
+
+
+def _bracketed(expr: str) -> bool:
+    """Whether the opening bracket of ``expr`` closes at its last character."""
+    if not expr.startswith("("):
+        return False
+    depth = 0
+    for k, ch in enumerate(expr):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0:
+            return k == len(expr) - 1
+    return False
 
 
 def shown(is_source: bool, terms: int, maths: str, symbol: str) -> bool:

@@ -602,8 +602,8 @@ class Adam(Optimizer):
             np.multiply(g, keep1, out=buf)
             m += buf
             v *= beta2                                # v = β2 v + (1 − β2) g²
-            np.multiply(g, g, out=buf)
-            buf *= keep2
+            np.multiply(g, keep2, out=buf)  # (1 − β2) g first: g² alone overflows float16 at
+            buf *= g                        # 256, and wraps in a gradient's int dtype
             v += buf
             np.sqrt(v, out=buf)                       # buf = √v̂ + eps
             buf /= root_c2

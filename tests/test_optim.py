@@ -306,8 +306,8 @@ def test_adam_gives_the_bits_of_its_formula_with_the_hyperparameters_as_given(sh
         m *= beta1
         m += np.multiply(g, 1.0 - beta1, out=buf)
         v *= beta2
-        np.multiply(g, g, out=buf)
-        buf *= 1.0 - beta2
+        np.multiply(g, 1.0 - beta2, out=buf)  # (1 − β2) g, then times g: as PyTorch's addcmul
+        buf *= g
         v += buf
         np.sqrt(v, out=buf)
         buf /= math.sqrt(1.0 - beta2 ** k)
@@ -316,6 +316,20 @@ def test_adam_gives_the_bits_of_its_formula_with_the_hyperparameters_as_given(sh
         buf *= lr / (1.0 - beta1 ** k)
         p -= buf
         np.testing.assert_array_equal(w.value, p)
+
+
+@pytest.mark.parametrize("param_dtype, grad", [
+    (np.float16, np.full(2, 300.0, np.float16)),   # 300² overflows float16: v was inf, w stuck
+    (np.float64, np.full(2, 300, np.int16)),       # squared in int16: wrapped
+    (np.float64, np.full(2, 20, np.int8)),         # squared in int8: v negative, w NaN
+], ids=["float16", "int16", "int8"])
+def test_adam_squares_a_narrow_gradient_without_overflow(param_dtype, grad):
+    w = mt.Tensor(np.zeros(2, dtype=param_dtype))
+    opt = mt.optim.Adam([w], lr=0.1)
+    for _ in range(3):
+        opt.step([grad])
+    # a constant gradient moves every step by lr: m̂ / √v̂ = 1
+    np.testing.assert_allclose(w.value, [-0.3, -0.3], rtol=2e-3)
 
 
 def test_trains_a_network_from_tape_gradients():

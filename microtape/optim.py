@@ -172,6 +172,11 @@ class Optimizer:
             mark_all_modified(self._tensors)
         return value
 
+    @property
+    def keyed(self) -> bool:
+        """Whether ``step`` takes gradients as a dict (params were a dict) or as a list."""
+        return self._keyed
+
     def _fused(self, vg: Callable, args: tuple) -> np.ndarray | None:
         """The value of a step made by ``vg``'s generated code itself, or None (no such step)."""
         return None

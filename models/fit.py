@@ -91,8 +91,8 @@ def fit(net: MLP, optimizer: mt.optim.Optimizer, x: np.ndarray, y: np.ndarray, *
     # Overflow on the way to a non-finite loss is reported by the checks below,
     # with the epoch, the batch and a hint; numpy's warnings would only repeat it.
     with np.errstate(over="ignore", invalid="ignore"):
-        return _epochs(net, optimizer, _handing(step, handed), x, y, np.random.default_rng(seed),
-                       epochs, batch_size, test, on_epoch)
+        return _epochs(net, optimizer, _handing(step, handed, optimizer.keyed), x, y,
+                       np.random.default_rng(seed), epochs, batch_size, test, on_epoch)
 
 
 def _check_settings(epochs: Any, batch_size: Any, seed: Any, compile: bool,
@@ -124,11 +124,11 @@ def _handed_to(net: MLP, optimizer: Any) -> list | None:
     return [(key, names[id(p)]) for key, p in held]
 
 
-def _handing(step: Callable, handed: list | None) -> Callable:
-    """``step`` with its gradients in the form the optimizer takes (see ``_handed_to``)."""
+def _handing(step: Callable, handed: list | None, keyed: bool) -> Callable:
+    """``step`` with its gradients in the form the optimizer takes (see ``_handed_to``): a
+    dict for one made on a dict (``keyed``), whatever its keys, else a list."""
     if handed is None:
         return step
-    keyed = all(isinstance(key, str) for key, _ in handed)
 
     def handing(xb: np.ndarray, yb: np.ndarray) -> tuple[float, Callable[[], Any]]:
         value, gradients = step(xb, yb)

@@ -154,13 +154,16 @@ def test_fit_takes_an_optimizer_made_on_a_list_of_the_parameters_and_tensor_data
     runs = []
     for make in (lambda n: mt.optim.SGD(n.params, lr=0.1),
                  lambda n: mt.optim.SGD(n.parameters()[::-1], lr=0.1),
+                 # a dict keyed by numbers was handed a list, which its step refused
+                 lambda n: mt.optim.SGD(dict(enumerate(n.parameters())), lr=0.1),
                  lambda n: mt.optim.Adam(dict(reversed(n.params.items())), lr=0.01)):
         net = TwoLayerNet(5, 4, 3, seed=0)
         fit(net, make(net), mt.Tensor(x), y, epochs=2, batch_size=10)
         runs.append({name: p.value.copy() for name, p in net.params.items()})
     for name in runs[0]:
         np.testing.assert_array_equal(runs[0][name], runs[1][name])
-    assert not np.array_equal(runs[0]["W1"], runs[2]["W1"])  # Adam: trained, differently
+        np.testing.assert_array_equal(runs[0][name], runs[2][name])
+    assert not np.array_equal(runs[0]["W1"], runs[3]["W1"])  # Adam: trained, differently
 
 
 def test_non_finite_loss_stops_before_the_update():

@@ -1037,3 +1037,23 @@ def test_an_inline_gradient_of_two_bracketed_factors_is_bracketed_whole_where_us
     with mt.Tape() as tape:
         J = mt.sum(mt.tanh(v.T) * w.T)
     assert "(((1 copied to every element) ∘ x) ∘ (1 − tanh²))ᵀ" in tape.closed_form(J, v).equations
+
+
+@pytest.mark.parametrize("labels_as", ["indices", "rows"])
+def test_the_textbook_source_of_a_recorded_pass_writes_its_constants_out(tmp_path, labels_as):
+    # The recorded softmax-CE gradient reads I (one-hot rows) and N, which only the fast
+    # form held: the textbook form, run alone, raised NameError
+    r = np.random.default_rng(0)
+    x, index = r.normal(size=(4, 3)), r.integers(0, 2, 4)
+    labels = index if labels_as == "indices" else np.eye(2)[index]
+    W = mt.Tensor(r.normal(size=(3, 2)), name="W")
+    with mt.Tape() as tape:
+        J = mt.softmax_cross_entropy(mt.tanh(x @ W), labels)
+        (g,) = tape.gradient(J, [W], create_graph=True)
+        s = mt.sum(g * g)
+    cf = tape.closed_form(s, W)
+    assert "N = np.array(4.0, dtype=np.float64)  # a constant the tape computed" in cf.source
+    value, (dW,) = _textbook(cf, tmp_path)(x, W.value, labels)
+    want_value, want = cf()
+    assert value == want_value
+    np.testing.assert_array_equal(dW, want)

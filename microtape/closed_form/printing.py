@@ -3,13 +3,19 @@
 ``fast`` is what runs (``cf()``, ``cf.function``, ``cf.sgd_step``): held
 constants, reductions across rows, work in place and ``del`` of dead names.
 ``textbook`` is what a person writes beside the derivation, self-contained
-after ``import numpy as np`` (except a user op with no code template, which
-it calls by its held forward as the fast form does).
+after ``import numpy as np``: the constants the fast form holds (a recorded
+pass's ``N`` and ``I``) are written out at its top. The exception is an op the
+closed form calls by its held forward, as the fast form does: a user op with
+no code template, or a built-in one whose template does not cover the traced
+call (``@`` of a vector, the loss of one example); its name is left undefined.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+import numpy as np
 
 from .ir import Program, Stmt
 
@@ -94,8 +100,30 @@ def print_function(program: Program, step: bool, textbook: bool, name: str) -> s
                     f"{program.seed} = np.ones({t.shape}, dtype=np.{t.dtype.name})")
     body += _statements(program.backward, textbook, one)
     body += _ending(program, step)
+    if textbook:
+        body = _written_constants(program.consts, body) + body
     return f"def {name}({', '.join(params)}):\n" + "".join(
         f"    {line}\n" if line else "\n" for line in body)
+
+
+def _written_constants(consts: dict[str, Any], body: list[str]) -> list[str]:
+    """An assignment for each held constant ``body`` reads that numpy can write down."""
+    text = "\n".join(body)
+    lines = []
+    for name, value in consts.items():
+        if callable(value) or not re.search(rf"\b{re.escape(name)}\b", text):
+            continue  # a held forward stays the fast form's; the docstring says so
+        if isinstance(value, np.ndarray):
+            written = f"np.array({value.tolist()!r}, dtype=np.{value.dtype.name})"
+        else:
+            written = repr(value)
+            try:  # numbers, tuples of slices: what reads back as itself
+                if eval(written, {"np": np}) != value:  # noqa: S307 (our own repr)
+                    continue
+            except Exception:
+                continue
+        lines.append(f"{name} = {written}  # a constant the tape computed")
+    return lines + [""] if lines else []
 
 
 def _ending(program: Program, step: bool) -> list[str]:

@@ -1167,10 +1167,21 @@ def _copied_math(c) -> str:
 
 
 def _reshape_math(c) -> str:
-    """Only length-1 axes put in or taken out: the same numbers, the same symbol."""
-    if [n for n in c.shapes[0] if n != 1] == [n for n in c.out_shape if n != 1]:
+    """Only leading length-1 axes put in or taken out: the same numbers, the same symbol,
+    which broadcasts as they do. A vector made a column broadcasts along rows: ``A[:, None]``."""
+    shape, out = tuple(c.shapes[0]), tuple(c.out_shape)
+    if _without_leading_ones(shape) == _without_leading_ones(out):
         return c.A
-    return f"{c.A} reshaped to {c.out_shape}"
+    if len(shape) == 1 and out == (*shape, 1):
+        return f"{c.A}[:, None]"
+    return f"{c.A} reshaped to {out}"
+
+
+def _without_leading_ones(shape: tuple[int, ...]) -> tuple[int, ...]:
+    k = 0
+    while k < len(shape) and shape[k] == 1:
+        k += 1
+    return shape[k:]
 
 
 def _transpose_code(c, x, axes, inverse=False):

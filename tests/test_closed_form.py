@@ -1057,3 +1057,14 @@ def test_the_textbook_source_of_a_recorded_pass_writes_its_constants_out(tmp_pat
     want_value, want = cf()
     assert value == want_value
     np.testing.assert_array_equal(dW, want)
+
+
+def test_the_per_row_loss_equation_makes_g_a_column_as_its_code_does():
+    # A reshape that only adds length-1 axes printed as the same symbol: G of shape (N,)
+    # then read as meeting ŷ − y along the classes, not the rows
+    v = mt.Tensor(np.zeros((4, 3)), name="v")
+    with mt.Tape() as tape:
+        J = mt.sum(mt.softmax_cross_entropy(v, np.array([0, 1, 2, 0]), reduction="none")
+                   * np.arange(4.0))
+    cf = tape.closed_form(J, v)
+    assert "[:, None] ∘ (ŷ − y)" in cf.equations and "[:, None]" in cf.source

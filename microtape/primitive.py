@@ -235,15 +235,15 @@ class Primitive:
         if dtype.kind == "c":
             raise TypeError(f"{self.name}: microtape differentiates real functions; "
                             f"got a complex result (dtype {dtype})")
-        if dtype.kind == "f" and (dtype.itemsize >= 4 or any(
-                np.asarray(self._operand(a)).dtype == dtype for a in args)):
+        given = [np.asarray(self._operand(a)).dtype for a in args]
+        if dtype.kind == "f" and (dtype.itemsize >= 4 or dtype in given):
             return out  # floats as numpy gives them (big-endian, float16 operands): kept
         narrow = dtype.kind in "fb" or dtype.kind in "iu" and dtype.itemsize < 8
         if narrow and (len(args) == 1 or self.broadcasts):
-            given = ", ".join(sorted({str(np.asarray(self._operand(a)).dtype) for a in args
-                                      if isinstance(a, (np.ndarray, np.generic))}))
+            arrays = ", ".join(sorted({str(d) for d, a in zip(given, args)
+                                       if isinstance(a, (np.ndarray, np.generic))}))
             raise TypeError(
-                f"{self.name}: numpy computes this on the {given} arrays in {dtype} arithmetic "
+                f"{self.name}: numpy computes this on the {arrays} arrays in {dtype} arithmetic "
                 f"(small ints wrap around, bools add as or, int exp is float16), so the "
                 f"result may be wrong; microtape computes in float64 or float32: convert them "
                 f"first, x.astype(np.float64) (or mt.Tensor(x))")

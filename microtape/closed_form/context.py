@@ -172,6 +172,8 @@ def literal(x: Any) -> str:
         if isinstance(x, list):
             return f"np.array([{inner}])"
         return f"({inner},)" if len(x) == 1 else f"({inner})"
+    if isinstance(x, slice):  # an index a recorded pass holds: x[(slice(None, 2),)]
+        return f"slice({literal(x.start)}, {literal(x.stop)}, {literal(x.step)})"
     raise TypeError(f"closed_form: cannot write a {type(x).__name__} into code")
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .context import literal
 from .ir import Program, Stmt
 
 
@@ -113,15 +114,13 @@ def _written_constants(consts: dict[str, Any], body: list[str]) -> list[str]:
     for name, value in consts.items():
         if callable(value) or not re.search(rf"\b{re.escape(name)}\b", text):
             continue  # a held forward stays the fast form's; the docstring says so
-        if isinstance(value, np.ndarray):
+        if isinstance(value, np.ndarray):  # its dtype written too: a 0-d N keeps float32
             written = f"np.array({value.tolist()!r}, dtype=np.{value.dtype.name})"
         else:
-            written = repr(value)
-            try:  # numbers, tuples of slices: what reads back as itself
-                if eval(written, {"np": np}) != value:  # noqa: S307 (our own repr)
-                    continue
-            except Exception:
-                continue
+            try:
+                written = literal(value)
+            except TypeError:
+                continue  # nothing numpy writes down: the fast form keeps holding it
         lines.append(f"{name} = {written}  # a constant the tape computed")
     return lines + [""] if lines else []
 
